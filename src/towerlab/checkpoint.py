@@ -1,0 +1,118 @@
+"""Atomic checkpoints that a crash can never leave half-written.
+
+A checkpoint is a folder checkpoints/step-<N>-<nonce>/ holding
+  model.safetensors  the weights (loaded without any code execution)
+  ema.safetensors    the moving-average weights, when the run keeps them
+  state.pt           optimizer, scheduler, scaler, step, RNG states of every rank, data position:
+                     only tensors and plain containers, read back with torch.load(weights_only=True)
+Each file is written to a temporary folder and fsynced; the folder is renamed into place; then a small
+pointer file (last.json / best.json) is replaced atomically. A crash at any moment leaves the pointer
+naming the previous complete checkpoint, which is what --resume loads.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from towerlab.errors import CheckpointError
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes so that path holds either the old or the new content, never a mix."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def weights_bytes(state_dict: dict[str, torch.Tensor]) -> bytes:
+    # safetensors wants contiguous CPU tensors (channels_last weights are not contiguous)
+    return st_save({k: v.detach().contiguous().cpu() for k, v in state_dict.items()})
+
+
+def save(ckpt_dir: Path, step: int, weights: dict[str, dict], state: dict, pointers: list[str]) -> Path:
+    """Write a checkpoint and point each of `pointers` ('last', 'best') at it. Returns its folder."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:08d}-{uuid.uuid4().hex[:6]}"
+    tmp = ckpt_dir / f".tmp-{name}"
+    tmp.mkdir()
+    for fname, sd in weights.items():
+        _write_synced(tmp / f"{fname}.safetensors", weights_bytes(sd))
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    _write_synced(tmp / "state.pt", buf.getvalue())
+    _fsync_dir(tmp)
+    final = ckpt_dir / name
+    os.replace(tmp, final)
+    _fsync_dir(ckpt_dir)
+    for p in pointers:
+        atomic_write(ckpt_dir / f"{p}.json", json.dumps({"dir": name, "step": step}).encode())
+    prune(ckpt_dir)
+    return final
+
+
+def pointer(ckpt_dir: Path, which: str) -> Path | None:
+    """The checkpoint folder that `which` ('last' or 'best') names, or None if there is none yet."""
+    p = ckpt_dir / f"{which}.json"
+    if not p.is_file():
+        return None
+    try:
+        name = json.loads(p.read_text())["dir"]
+    except (ValueError, KeyError):
+        raise CheckpointError(f"{p} is damaged; delete it to fall back to an older checkpoint") from None
+    return ckpt_dir / name
+
+
+def prune(ckpt_dir: Path) -> None:
+    """Remove checkpoint folders that no pointer names, and temporary folders of interrupted saves."""
+    keep = {pointer(ckpt_dir, w) for w in ("last", "best")}
+    for d in ckpt_dir.iterdir():
+        if d.is_dir() and d not in keep:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def load_weights(folder: Path, name: str = "model") -> dict[str, torch.Tensor]:
+    path = folder / f"{name}.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found; the run directory has no {name} weights")
+    return st_load(path.read_bytes())
+
+
+def load_state(folder: Path) -> dict:
+    return torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+
+
+def find(run_dir: Path, which: str = "last") -> Path:
+    """The checkpoint folder of a run directory, with a clear error when there is none."""
+    folder = pointer(Path(run_dir) / "checkpoints", which)
+    if folder is None or not folder.is_dir():
+        raise CheckpointError(f"{run_dir} has no {which} checkpoint (checkpoints/{which}.json); "
+                              f"train it first, or pass the right run directory")
+    return folder

@@ -1,0 +1,163 @@
+"""towerlab command line: parse, call the library, print.
+
+    towerlab recipes
+    towerlab train RECIPE [--data DIR] [--gpus N] [--config FILE.yaml] [--out DIR] [--FIELD VALUE ...]
+    towerlab train --resume RUN_DIR
+    towerlab eval RUN_DIR [--data DIR]
+    towerlab predict RUN_DIR FILE...
+    towerlab data fetch mnist|cifar10 DIR
+    towerlab data export RECIPE DIR [--n 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from towerlab import config, dist, recipes
+from towerlab.errors import TowerlabError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a mistake in one line instead of a page of usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
+def _launch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gpus", type=int, default=None,
+                   help="GPUs to train on: 0 = CPU, N > 1 = N processes under torchrun (default: 1 if a GPU is visible)")
+    p.add_argument("--procs", type=int, default=None,
+                   help="processes to launch (default: --gpus); with --gpus 0, N CPU processes over gloo")
+    p.add_argument("--out", default=None, help="run directory (default: runs/<recipe>-<time>)")
+
+
+def _train_parser(recipe_name: str | None) -> argparse.ArgumentParser:
+    p = Parser(prog="towerlab train", description="Train a recipe; write a run directory.")
+    p.add_argument("recipe", nargs="?", help="recipe name (`towerlab recipes` lists them)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML file of field: value overrides")
+    _launch_args(p)
+    if recipe_name in recipes.REGISTRY:
+        config.add_arguments(p.add_argument_group(f"{recipe_name} config fields"), recipes.get(recipe_name).Config)
+    return p
+
+
+def cmd_train(argv: list[str]) -> int:
+    name = next((a for a in argv if not a.startswith("-")), None) if "--resume" not in argv else None
+    args = _train_parser(name).parse_args(argv)
+    nproc = args.procs or (args.gpus if args.gpus and args.gpus > 1 else 1)
+    if nproc > 1 and not dist.under_launcher():
+        return dist.launch(["train", *argv], nproc)
+    d = dist.setup(use_gpu=None if args.gpus is None else args.gpus > 0)
+    from towerlab import engine  # after setup: importing the engine pulls in TensorBoard
+
+    try:
+        if args.resume:
+            metrics = engine.resume(args.resume, d)
+        elif not args.recipe:
+            raise TowerlabError("name a recipe (`towerlab recipes` lists them) or pass --resume RUN_DIR")
+        else:
+            recipe = recipes.get(args.recipe)
+            fields = {k: v for k, v in vars(args).items() if k not in ("recipe", "resume", "config", "gpus", "procs", "out")}
+            cfg = config.build(recipe.Config, args.config, fields)
+            metrics = engine.fit(recipe, cfg, d, out=args.out)
+    finally:
+        dist.teardown()
+    if d.is_main:
+        _print_result(metrics)
+    return 0
+
+
+def _print_result(m: dict) -> None:
+    shown = {k: v for k, v in m.items() if isinstance(v, float) and k not in ("wall_s",)}
+    print("final: " + "  ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+    print(f"run directory: {m['run_dir']}")
+    print(f"TensorBoard:   tensorboard --logdir {m['run_dir']}/tb")
+
+
+def cmd_eval(args) -> int:
+    from towerlab import infer
+
+    overrides = {"data": args.data} if args.data else {}
+    metrics = infer.evaluate(args.run_dir, args.checkpoint, **overrides)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from towerlab import infer
+
+    results = infer.predict(args.run_dir, args.files, args.checkpoint)
+    for r in results:
+        if args.json:
+            print(json.dumps(r))
+        else:
+            top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:args.top]
+            print(f"{r['file']}: {r['class']} ({r['probability']:.3f})   " + "  ".join(f"{k}={v:.3f}" for k, v in top))
+    return 0
+
+
+def cmd_recipes(args) -> int:
+    for name, module in recipes.REGISTRY.items():
+        print(f"{name:10s} {recipes.summary(module).split(': ', 1)[-1]}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    if args.action == "fetch":
+        from towerlab.data.fetch import fetch
+
+        print(f"{args.name} data in {fetch(args.name, args.dir)}")
+        return 0
+    from towerlab.data.images import export_samples
+
+    recipe = recipes.get(args.name)
+    cfg = config.build(recipe.Config, None, {"data": args.data or "", "data_on_device": False})
+    _, val = recipe.build_data(cfg, dist.Dist())
+    images, labels = val.tensors[:2]
+    for path in export_samples(images, labels, recipe.class_names(cfg), args.dir, args.n):
+        print(path)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = Parser(prog="towerlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("recipes", help="list the registered recipes").set_defaults(func=cmd_recipes)
+    sub.add_parser("train", help="train a recipe (towerlab train RECIPE --help lists its fields)", add_help=False)
+    for name, func, helptext in (("eval", cmd_eval, "evaluate a run on its validation data"),
+                                 ("predict", cmd_predict, "classify image files with a trained run")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("run_dir")
+        s.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default: last)")
+        s.set_defaults(func=func)
+    sub.choices["eval"].add_argument("--data", help="dataset folder (default: the run's)")
+    sub.choices["predict"].add_argument("files", nargs="+", help="image files (PNG, JPEG, ...)")
+    sub.choices["predict"].add_argument("--top", type=int, default=3, help="probabilities shown per file")
+    sub.choices["predict"].add_argument("--json", action="store_true", help="one JSON object per file")
+    d = sub.add_parser("data", help="download datasets; export sample images")
+    d.add_argument("action", choices=("fetch", "export"))
+    d.add_argument("name", help="fetch: mnist|cifar10; export: a recipe name")
+    d.add_argument("dir", help="destination folder")
+    d.add_argument("--n", type=int, default=8, help="export: how many validation images")
+    d.add_argument("--data", help="export: dataset folder (default: $TOWERLAB_DATA/<dataset>)")
+    d.set_defaults(func=cmd_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv and argv[0] == "train":
+            return cmd_train(argv[1:])
+        args = _parser().parse_args(argv)
+        return args.func(args)
+    except TowerlabError as e:
+        print(f"towerlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("towerlab: interrupted (the last checkpoint is kept; continue with --resume)", file=sys.stderr)
+        return 130

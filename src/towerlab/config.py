@@ -1,0 +1,178 @@
+"""Dataclass configs: defaults in code, overridden by a YAML file, overridden by CLI flags.
+
+Every recipe's `Config` subclasses `TrainConfig`, so one dataclass holds every knob of a run and
+is written to the run directory as `config.yaml`. Fields carry their help text and allowed values in
+`field(metadata=...)`, which is what `towerlab train RECIPE --help` prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from towerlab.errors import ConfigError
+
+
+def opt(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """A dataclass field with help text (and optionally the allowed values)."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class TrainConfig:
+    """Engine settings shared by every recipe. Recipes override the defaults they publish."""
+
+    data: str = opt("", "dataset folder (default: $TOWERLAB_DATA/<dataset>)")
+    seed: int = opt(0, "random seed (model init, data order, augmentation)")
+    # how long
+    epochs: float = opt(10.0, "training length in passes over the training set")
+    max_steps: int = opt(0, "if > 0, train exactly this many optimizer steps (overrides epochs)")
+    batch_size: int = opt(128, "global batch: all processes together, per optimizer step")
+    accum_steps: int = opt(1, "split each process's slice into this many micro-batches (gradient accumulation)")
+    # optimizer
+    optimizer: str = opt("sgd", "optimizer", ("sgd", "rmsprop", "adam", "adamw", "adagrad", "adadelta", "adamax", "nadam"))
+    lr: float = opt(0.1, "peak learning rate")
+    momentum: float = opt(0.0, "momentum (sgd, rmsprop)")
+    rms_decay: float = opt(0.9, "RMSProp moving-average decay (PyTorch's alpha)")
+    beta1: float = opt(0.9, "Adam-family beta1")
+    beta2: float = opt(0.999, "Adam-family beta2")
+    eps: float = opt(1e-8, "optimizer epsilon")
+    weight_decay: float = opt(0.0, "weight decay, applied only to the parameters the recipe names")
+    clip_grad: float = opt(0.0, "if > 0, clip the global gradient norm to this value")
+    # learning-rate schedule
+    schedule: str = opt("constant", "learning-rate schedule", ("constant", "step", "exp", "cosine", "onecycle"))
+    decay_epochs: float = opt(30.0, "step/exp: epochs per decay period")
+    decay_rate: float = opt(0.1, "step/exp: factor per decay period")
+    staircase: bool = opt(True, "exp: decay in whole periods (TensorFlow's staircase=True)")
+    warmup_steps: int = opt(0, "linear warm-up from 0 over this many steps")
+    min_lr_ratio: float = opt(0.0, "cosine/onecycle: final lr as a fraction of the peak")
+    ema_decay: float = opt(0.0, "if > 0, evaluate an exponential moving average of the weights with this decay")
+    # evaluation, logging, checkpoints
+    eval_every_epochs: float = opt(1.0, "evaluate every this many epochs (0: only at the end)")
+    eval_every_steps: int = opt(0, "if > 0, evaluate every this many steps instead")
+    ckpt_every_steps: int = opt(0, "if > 0, also checkpoint every this many steps (a checkpoint follows every evaluation)")
+    log_every: int = opt(50, "log loss and throughput every this many steps")
+    # speed
+    precision: str = opt("fp32", "arithmetic precision", ("fp32", "bf16", "fp16"))
+    compile: bool = opt(False, "torch.compile the model")
+    compile_mode: str = opt("default", "torch.compile mode", ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
+    channels_last: bool = opt(False, "NHWC memory layout for convolutions")
+    data_on_device: bool = opt(True, "hold the whole dataset in accelerator memory (else copy each batch from the host)")
+    sync_bn: bool = opt(False, "SyncBatchNorm across processes")
+    deterministic: bool = opt(False, "deterministic algorithms (bitwise-reproducible on the CPU)")
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad value."""
+        for f in dataclasses.fields(self):
+            choices = field_meta(type(self), f.name).get("choices")
+            value = getattr(self, f.name)
+            if choices and value not in choices:
+                raise ConfigError(f"{f.name}={value!r} is not allowed; choose one of {', '.join(choices)}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name}={value!r} must be a finite number")
+        positive = ("batch_size", "accum_steps", "log_every")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
+        for name in ("epochs", "max_steps", "lr", "weight_decay", "clip_grad", "warmup_steps", "ckpt_every_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
+        if self.epochs == 0 and self.max_steps == 0:
+            raise ConfigError("epochs=0 and max_steps=0: set one of them to a positive value")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1)")
+
+
+def field_meta(cls: type, name: str) -> dict:
+    """Help and choices of a field; a recipe that overrides only a default inherits them from TrainConfig."""
+    for klass in cls.__mro__:
+        f = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if f is not None and f.metadata:
+            return dict(f.metadata)
+    return {}
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _coerce(name: str, kind: type, value: Any) -> Any:
+    """Check one value from YAML against the field's type ('3' is not an int, 3 is a float)."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" as a string; accept it as the number it plainly is
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _field_types(cls: type) -> dict[str, type]:
+    hints = {"int": int, "float": float, "str": str, "bool": bool}
+    return {f.name: hints[f.type] if isinstance(f.type, str) else f.type for f in dataclasses.fields(cls)}
+
+
+def merge(cfg: Any, overrides: dict, source: str) -> Any:
+    """A copy of cfg with overrides applied; unknown fields and wrong types raise ConfigError."""
+    types = _field_types(type(cfg))
+    changes = {}
+    for key, value in overrides.items():
+        name = key.replace("-", "_")
+        if name not in types:
+            raise ConfigError(f"{source}: unknown field {key!r}; `towerlab train RECIPE --help` lists the fields")
+        changes[name] = _coerce(f"{source}: {key}", types[name], value)
+    return dataclasses.replace(cfg, **changes)
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; pass an existing YAML file to --config")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML ({str(e).splitlines()[0]}); fix its syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of field: value, not {type(data).__name__}")
+    return data
+
+
+def save_yaml(data: dict, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One --flag per field; defaults are shown but not set, so only given flags override."""
+    types = _field_types(cls)
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        kind = types[f.name]
+        flags = [f"--{f.name.replace('_', '-')}"]
+        default = getattr(defaults, f.name)
+        meta = field_meta(cls, f.name)
+        choices = f"one of {', '.join(meta['choices'])}; " if meta.get("choices") else ""
+        help = f"{meta.get('help', '')} ({choices}default: {default})"
+        kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help)
+        if kind is bool:
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
+        else:
+            parser.add_argument(*flags, type=kind, choices=meta.get("choices"), metavar=kind.__name__.upper(), **kwargs)
+
+
+def build(cls: type, yaml_file: str | None, cli_values: dict) -> Any:
+    """Recipe defaults < YAML file < CLI flags, validated."""
+    cfg = cls()
+    if yaml_file:
+        cfg = merge(cfg, load_yaml(yaml_file), str(yaml_file))
+    cfg = merge(cfg, cli_values, "command line")
+    cfg.validate()
+    return cfg

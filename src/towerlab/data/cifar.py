@@ -1,0 +1,92 @@
+"""CIFAR-10 in its binary version (fixed 3,073-byte records) and its Python version.
+
+The Python version is a pickle. We never hand it to pickle.load: a restricted unpickler admits only
+what rebuilds a numpy array and then checks that the result is exactly the expected dict of arrays.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from towerlab.errors import DataError
+
+RECORD = 1 + 3 * 32 * 32
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_FETCH_HINT = "re-download it with `towerlab data fetch cifar10 DIR`"
+
+
+def read_binary(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [N,3,32,32], labels uint8 [N]); N from the file size."""
+    path = Path(path)
+    raw = path.read_bytes()
+    if len(raw) == 0 or len(raw) % RECORD:
+        raise DataError(f"{path}: {len(raw)} bytes is not a whole number of {RECORD}-byte CIFAR-10 records "
+                        f"(truncated or not CIFAR-10 binary); {_FETCH_HINT}")
+    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD)
+    labels, images = records[:, 0], records[:, 1:].reshape(-1, 3, 32, 32)
+    if labels.max() > 9:
+        raise DataError(f"{path}: label byte {labels.max()} outside 0..9 (not CIFAR-10 binary?); {_FETCH_HINT}")
+    return images, labels
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays and plain containers; any other global is refused."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_python_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [N,3,32,32], labels uint8 [N]) from one pickled batch of the Python version."""
+    path = Path(path)
+    try:
+        obj = _ArrayOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+    except Exception as e:  # any failure to parse is a bad file, whatever pickle raised
+        raise DataError(f"{path}: not a CIFAR-10 python batch ({e}); {_FETCH_HINT}") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a dict of arrays, found {type(obj).__name__}; {_FETCH_HINT}")
+    data, labels = obj.get(b"data", obj.get("data")), obj.get(b"labels", obj.get("labels"))
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(f"{path}: 'data' must be a uint8 array [N, 3072]; {_FETCH_HINT}")
+    labels = np.asarray(labels)
+    if labels.shape != (len(data),) or labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() > 9:
+        raise DataError(f"{path}: 'labels' must be N integers in 0..9; {_FETCH_HINT}")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.uint8)
+
+
+def _layout(root: Path) -> tuple[str, Path]:
+    for kind, sub in (("binary", "cifar-10-batches-bin"), ("python", "cifar-10-batches-py")):
+        for folder in (root / sub, root):
+            suffix = ".bin" if kind == "binary" else ""
+            if (folder / f"test_batch{suffix}").is_file():
+                return kind, folder
+    raise DataError(f"no CIFAR-10 data under {root}: expected cifar-10-batches-bin/test_batch.bin "
+                    f"or cifar-10-batches-py/test_batch; {_FETCH_HINT}")
+
+
+def load_split(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 [N,3,32,32], labels int64 [N]) of 'train' (every data_batch_k present) or 'test'."""
+    kind, folder = _layout(Path(root))
+    suffix, reader = (".bin", read_binary) if kind == "binary" else ("", read_python_batch)
+    if split == "test":
+        paths = [folder / f"test_batch{suffix}"]
+    else:
+        paths = [folder / f"data_batch_{k}{suffix}" for k in range(1, 6) if (folder / f"data_batch_{k}{suffix}").is_file()]
+        if not paths:
+            raise DataError(f"no CIFAR-10 training batches (data_batch_1{suffix} ...) in {folder}; {_FETCH_HINT}")
+    parts = [reader(p) for p in paths]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))

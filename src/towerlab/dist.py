@@ -1,0 +1,106 @@
+"""The one runtime object: which process this is and which device it drives.
+
+torchrun (torch.distributed.run) sets RANK, LOCAL_RANK and WORLD_SIZE; when they are present we join the
+process group, with no flags needed. NCCL drives GPUs; gloo drives CPU processes (and is what the tests use).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as tdist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def under_launcher() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def setup(use_gpu: bool | None = None) -> Dist:
+    """Dist from torchrun's environment (or a single process); joins the process group if needed.
+
+    use_gpu: None picks a GPU when one is visible; False forces the CPU.
+    """
+    cuda = torch.cuda.is_available() if use_gpu is None else (use_gpu and torch.cuda.is_available())
+    if use_gpu and not torch.cuda.is_available():
+        raise RuntimeError("--gpus asks for a GPU but torch sees none; pass --gpus 0 to train on the CPU")
+    if not under_launcher():
+        return Dist(device=torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu"))
+    rank, local_rank, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    if cuda:
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not tdist.is_initialized():
+        backend = os.environ.get("TOWERLAB_BACKEND") or ("nccl" if cuda else "gloo")
+        tdist.init_process_group(backend=backend, device_id=device if backend == "nccl" else None)
+    return Dist(rank=rank, local_rank=local_rank, world_size=world, device=device)
+
+
+def teardown() -> None:
+    if tdist.is_initialized():
+        tdist.destroy_process_group()
+
+
+def print0(*args, dist: Dist | None = None, **kwargs) -> None:
+    """print on rank 0 only."""
+    if dist is None or dist.is_main:
+        print(*args, **kwargs, flush=True)
+
+
+def all_reduce_sum(t: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """In-place sum across ranks (no-op in one process)."""
+    if dist.distributed:
+        tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
+    return t
+
+
+def all_gather(t: torch.Tensor, dist: Dist) -> list[torch.Tensor]:
+    """The same-shaped tensor from every rank, in rank order (moved through the device for NCCL)."""
+    if not dist.distributed:
+        return [t]
+    src = t.to(dist.device)
+    out = [torch.empty_like(src) for _ in range(dist.world_size)]
+    tdist.all_gather(out, src)
+    return [o.to(t.device) for o in out]
+
+
+def broadcast_object(obj, dist: Dist):
+    """rank 0's small python object (a run directory path, say) on every rank."""
+    if not dist.distributed:
+        return obj
+    box = [obj]
+    tdist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(dist: Dist) -> None:
+    if dist.distributed:
+        tdist.barrier()
+
+
+def launch(argv: list[str], nproc: int) -> int:
+    """Re-run `towerlab argv` under torch's launcher with nproc processes on this machine."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "towerlab", *argv]
+    return subprocess.call(cmd)

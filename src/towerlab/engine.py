@@ -1,0 +1,296 @@
+"""The one training loop: fit(recipe, cfg, dist) -> metrics dict.
+
+    towerlab train mnist --data DIR                 # CPU, or the one visible GPU
+    towerlab train mnist --data DIR --gpus 4        # 4 GPUs: relaunches itself under torchrun
+    torchrun --nproc-per-node 4 -m towerlab train mnist --data DIR   # the same, launched by hand
+
+Under torchrun (RANK set) every process builds the same model from the same seed, wraps it in
+DistributedDataParallel and trains on its own slice of each global batch; gradients are averaged
+in backward, so the replicas stay identical. A search, a test and the CLI all call `fit` the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from towerlab import checkpoint
+from towerlab.config import TrainConfig, merge
+from towerlab.dist import Dist, all_gather, all_reduce_sum, barrier, broadcast_object, setup
+from towerlab.errors import ConfigError, DivergedError
+from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
+from towerlab.runs import Run, default_dir, read_config
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _default_decay(model: nn.Module) -> list[str]:
+    """Without a recipe's word: decay matrices and kernels, never biases or norm scales."""
+    return [n for n, p in model.named_parameters() if p.ndim > 1]
+
+
+def _set_determinism(cfg: TrainConfig, device: torch.device) -> None:
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not cfg.deterministic
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = not cfg.deterministic
+
+
+class Trainer:
+    """State of one run: model, optimizer, schedule, EMA, loaders, step. `fit` drives it."""
+
+    def __init__(self, recipe, cfg: TrainConfig, dist: Dist, run: Run | None):
+        self.recipe, self.cfg, self.dist, self.run = recipe, cfg, dist, run
+        _set_determinism(cfg, dist.device)
+        self.train_loader, self.val_loader = recipe.build_data(cfg, dist)
+        for loader in (self.train_loader, self.val_loader):
+            loader.channels_last = cfg.channels_last
+        self.steps_per_epoch = len(self.train_loader)
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {self.train_loader.num_items} training "
+                              f"items; lower --batch-size")
+        self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * self.steps_per_epoch)
+        self.raw, self.model, self.ddp = self._build_model()
+        self.ema = ema_model(self.raw, cfg.ema_decay) if cfg.ema_decay else None
+        if self.ema is not None:  # keep the update counter on the host: no device sync per step
+            self.ema.n_averaged = self.ema.n_averaged.cpu()
+        decay = set(getattr(recipe, "decay_params", _default_decay)(self.raw))
+        self.opt = build_optimizer(param_groups(self.raw, decay, cfg.weight_decay), cfg)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch, self.total_steps))
+        self.scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.precision == "fp16")
+        self.step, self.best, self.last_eval = 0, {}, {}
+        self._loss_sum = torch.zeros((), device=dist.device)
+        self._loss_count = 0
+        torch.manual_seed(cfg.seed * 1009 + dist.rank + 1)  # per-rank stream for dropout and augmentation
+
+    def _build_model(self) -> tuple[nn.Module, nn.Module, DDP | None]:
+        cfg, dist = self.cfg, self.dist
+        torch.manual_seed(cfg.seed)  # the same initial weights in every process
+        raw = self.recipe.build_model(cfg).to(dist.device)
+        if cfg.channels_last:
+            raw = raw.to(memory_format=torch.channels_last)
+        if dist.distributed and cfg.sync_bn:
+            raw = nn.SyncBatchNorm.convert_sync_batchnorm(raw)
+        ddp = DDP(raw, device_ids=[dist.device] if dist.device.type == "cuda" else None) if dist.distributed else None
+        model = ddp or raw
+        if cfg.compile:
+            model = torch.compile(model, mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
+        return raw, model, ddp
+
+    def autocast(self):
+        dtype = _DTYPES.get(self.cfg.precision)
+        return torch.autocast(self.dist.device.type, dtype=dtype) if dtype else nullcontext()
+
+    # -- one optimizer step ---------------------------------------------------------------------
+    def train_step(self, batch: tuple[torch.Tensor, ...]) -> None:
+        self.model.train()
+        micro = list(zip(*(t.chunk(self.cfg.accum_steps) for t in batch)))
+        for i, mb in enumerate(micro):
+            last = i == len(micro) - 1
+            sync = self.ddp.no_sync() if self.ddp is not None and not last else nullcontext()
+            with sync:
+                with self.autocast():
+                    loss, _ = self.recipe.loss(self.model, mb)
+                self.scaler.scale(loss / len(micro)).backward()
+            self._loss_sum += loss.detach() / len(micro)
+        if self.cfg.clip_grad:
+            self.scaler.unscale_(self.opt)
+            nn.utils.clip_grad_norm_(self.raw.parameters(), self.cfg.clip_grad)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.opt.zero_grad(set_to_none=True)
+        self.sched.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.raw)
+        self._loss_count += 1
+
+    # -- evaluation, logging, checkpoints -------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        model = self.ema.module if self.ema is not None else self.raw
+        model.eval()
+        with self.autocast():
+            metrics = self.recipe.evaluate(model, self.val_loader, self.dist)
+        name, mode = self.recipe.MAIN_METRIC
+        value = metrics[name]
+        better = not self.best or (value > self.best["value"] if mode == "max" else value < self.best["value"])
+        if better and math.isfinite(value):
+            self.best = {"metric": name, "value": value, "step": self.step}
+        self.last_eval = metrics
+        if self.run:
+            self.run.log(self.step, {"epoch": self.step / self.steps_per_epoch, **{f"val/{k}": v for k, v in metrics.items()}})
+        return metrics
+
+    def log_train(self, bar: tqdm, images_per_s: float) -> None:
+        loss = (all_reduce_sum(self._loss_sum.clone(), self.dist) / (self._loss_count * self.dist.world_size)).item()
+        self._loss_sum.zero_()
+        self._loss_count = 0
+        lr = self.sched.get_last_lr()[0]
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", img_s=f"{images_per_s:,.0f}")
+        if self.run:
+            self.run.log(self.step, {"train/loss": loss, "train/lr": lr, "train/images_per_s": images_per_s})
+        if not math.isfinite(loss):
+            raise DivergedError(f"training loss became {loss} at step {self.step}; lower --lr or set --clip-grad "
+                                f"(the last checkpoint is kept)")
+
+    def state(self) -> dict:
+        rng = {"cpu": torch.stack(all_gather(torch.get_rng_state(), self.dist))}
+        if self.dist.device.type == "cuda":
+            rng["cuda"] = torch.stack(all_gather(torch.cuda.get_rng_state(self.dist.device), self.dist))
+        epoch, position = divmod(self.step, self.steps_per_epoch)
+        return {"step": self.step, "data": {"epoch": epoch, "position": position}, "world_size": self.dist.world_size,
+                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                "scaler": self.scaler.state_dict(), "best": self.best, "rng": rng,
+                "ema_n": self.ema.n_averaged.clone() if self.ema is not None else torch.zeros(())}
+
+    def save(self, improved: bool) -> None:
+        state = self.state()  # a collective: every rank takes part
+        if self.dist.is_main:
+            weights = {"model": self.raw.state_dict()}
+            if self.ema is not None:
+                weights["ema"] = self.ema.module.state_dict()
+            pointers = ["last", "best"] if improved else ["last"]
+            checkpoint.save(self.run.path / "checkpoints", self.step, weights, state, pointers)
+        barrier(self.dist)
+
+    def load(self, folder: Path) -> None:
+        self.raw.load_state_dict(checkpoint.load_weights(folder, "model"))
+        state = checkpoint.load_state(folder)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(checkpoint.load_weights(folder, "ema"))
+            self.ema.n_averaged.copy_(state["ema_n"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.best = state["step"], state["best"]
+        if state["world_size"] == self.dist.world_size:
+            torch.set_rng_state(state["rng"]["cpu"][self.dist.rank])
+            if "cuda" in state["rng"] and self.dist.device.type == "cuda":
+                torch.cuda.set_rng_state(state["rng"]["cuda"][self.dist.rank], self.dist.device)
+
+    def replica_spread(self) -> float:
+        """Largest difference of any weight between processes: 0.0 when data parallelism works."""
+        spread = torch.zeros((), device=self.dist.device)
+        if self.dist.distributed:
+            import torch.distributed as tdist
+            for p in self.raw.state_dict().values():
+                hi, lo = p.detach().float().clone(), p.detach().float().clone()
+                tdist.all_reduce(hi, op=tdist.ReduceOp.MAX)
+                tdist.all_reduce(lo, op=tdist.ReduceOp.MIN)
+                spread = torch.maximum(spread, (hi - lo).abs().max())
+        return spread.item()
+
+    # -- the loop -------------------------------------------------------------------------------
+    def eval_interval(self) -> int:
+        if self.cfg.eval_every_steps:
+            return self.cfg.eval_every_steps
+        return max(1, round(self.cfg.eval_every_epochs * self.steps_per_epoch)) if self.cfg.eval_every_epochs else 0
+
+    def after_step(self, bar: tqdm, clock: list[float]) -> None:
+        cfg, step = self.cfg, self.step
+        if step % cfg.log_every == 0 or step == self.total_steps:
+            now = time.perf_counter()
+            self.log_train(bar, self._loss_count * cfg.batch_size / max(now - clock[0], 1e-9))
+            clock[0] = time.perf_counter()
+        interval = self.eval_interval()
+        evaluated = step == self.total_steps or (interval and step % interval == 0)
+        if evaluated:
+            before = self.best.get("step")
+            self.evaluate()
+            self.save(improved=self.best.get("step") != before)
+            clock[0] = time.perf_counter()  # evaluation time is not training throughput
+        elif cfg.ckpt_every_steps and step % cfg.ckpt_every_steps == 0:
+            self.save(improved=False)
+
+    def log_inputs(self, batch: tuple[torch.Tensor, ...]) -> None:
+        x = batch[0]
+        if self.run and x.ndim == 4 and x.shape[1] in (1, 3):
+            x = x[:32].detach().float()
+            lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+            self.run.tb.add_images("inputs", ((x - lo) / (hi - lo).clamp_min(1e-8)).cpu(), self.step)
+
+    def train(self) -> dict:
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.is_main, unit="step",
+                   dynamic_ncols=True, desc=self.recipe.NAME)
+        start, start_step, clock = time.perf_counter(), self.step, [time.perf_counter()]
+        while self.step < self.total_steps:
+            epoch, position = divmod(self.step, self.steps_per_epoch)
+            self.train_loader.set_epoch(epoch, position)
+            for batch in self.train_loader:
+                if self.step == 0:
+                    self.log_inputs(batch)
+                self.train_step(batch)
+                self.step += 1
+                bar.update(1)
+                self.after_step(bar, clock)
+                if self.step >= self.total_steps:
+                    break
+        bar.close()
+        if not self.last_eval:  # resumed at the very end: nothing was evaluated in this process
+            self.evaluate()
+        wall = time.perf_counter() - start
+        return {"step": self.step, "epoch": self.step / self.steps_per_epoch, **self.last_eval,
+                "best": self.best, "images_per_s": (self.step - start_step) * self.cfg.batch_size / max(wall, 1e-9),
+                "wall_s": wall, "world_size": self.dist.world_size, "replica_max_abs_diff": self.replica_spread()}
+
+
+def _open_run(recipe, cfg: TrainConfig, dist: Dist, out: str | Path | None, resume: bool) -> Run | None:
+    path = Path(out) if out else None
+    if path is None:
+        path = broadcast_object(default_dir(recipe.NAME) if dist.is_main else None, dist)
+    if not resume and (path / "checkpoints").is_dir():
+        raise ConfigError(f"{path} already holds a run; continue it with `towerlab train --resume {path}` "
+                          f"or choose another --out")
+    if not dist.is_main:
+        return None
+    step = checkpoint.load_state(checkpoint.find(path))["step"] if resume else None
+    run = Run(path, resume_step=step)
+    if not resume:
+        run.write_config(recipe.NAME, cfg)
+    run.write_env(dist.world_size, dist.device)
+    return run
+
+
+def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | None = None,
+        resume: bool = False) -> dict:
+    """Train `recipe` with `cfg`; write the run directory `out`; return the final metrics.
+
+    With resume=True, `out` is an existing run directory and training continues from its last checkpoint,
+    ending with the same weights as a run that was never interrupted.
+    """
+    dist = dist or setup()
+    cfg.validate()
+    run = _open_run(recipe, cfg, dist, out, resume)
+    barrier(dist)
+    try:
+        trainer = Trainer(recipe, cfg, dist, run)
+        if resume:
+            trainer.load(checkpoint.find(Path(out)))
+        metrics = trainer.train()
+        if run:
+            metrics["run_dir"] = str(run.path)
+            run.write_final(metrics)
+        return metrics
+    finally:
+        if run:
+            run.close()
+
+
+def resume(run_dir: str | Path, dist: Dist | None = None, **overrides) -> dict:
+    """Continue the run in run_dir from its last checkpoint (config read from its config.yaml)."""
+    from towerlab.recipes import get
+
+    name, fields = read_config(run_dir)
+    recipe = get(name)
+    cfg = merge(merge(recipe.Config(), fields, f"{run_dir}/config.yaml"), overrides, "resume overrides")
+    return fit(recipe, cfg, dist, out=run_dir, resume=True)

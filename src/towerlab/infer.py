@@ -1,0 +1,52 @@
+"""Put a trained run to work: rebuild its model from the run directory, evaluate it, predict on files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from towerlab import checkpoint
+from towerlab.config import merge
+from towerlab.dist import Dist, setup
+from towerlab.recipes import get
+from towerlab.runs import read_config
+
+
+@dataclass
+class Loaded:
+    recipe: object
+    cfg: object
+    model: nn.Module
+    weights: Path  # the safetensors file the weights came from
+
+
+def load(run_dir: str | Path, which: str = "last", device: torch.device | str = "cpu", **overrides) -> Loaded:
+    """The run's model in eval mode, with the weights it evaluates with (the moving average if it keeps one)."""
+    name, fields = read_config(run_dir)
+    recipe = get(name)
+    cfg = merge(merge(recipe.Config(), fields, f"{run_dir}/config.yaml"), overrides, "command line")
+    folder = checkpoint.find(Path(run_dir), which)
+    kind = "ema" if (folder / "ema.safetensors").is_file() else "model"
+    model = recipe.build_model(cfg)
+    model.load_state_dict(checkpoint.load_weights(folder, kind))
+    return Loaded(recipe, cfg, model.to(device).eval(), folder / f"{kind}.safetensors")
+
+
+def evaluate(run_dir: str | Path, which: str = "last", dist: Dist | None = None, **overrides) -> dict:
+    dist = dist or setup()
+    run = load(run_dir, which, dist.device, **overrides)
+    _, val = run.recipe.build_data(run.cfg, dist)
+    with torch.no_grad():
+        return run.recipe.evaluate(run.model, val, dist)
+
+
+def predict(run_dir: str | Path, paths: list[str], which: str = "last") -> list[dict]:
+    """For each file: its predicted class and the probability of every class."""
+    run = load(run_dir, which)
+    names = run.recipe.class_names(run.cfg)
+    probs = run.recipe.predict(run.model, run.recipe.load_inputs(run.cfg, paths))
+    return [{"file": str(p), "class": names[int(row.argmax())], "probability": float(row.max()),
+             "probabilities": {n: round(float(v), 6) for n, v in zip(names, row)}} for p, row in zip(paths, probs)]

@@ -1,0 +1,26 @@
+"""The recipe registry: name -> module. A recipe module provides
+
+    NAME, MAIN_METRIC = (metric, "max"|"min"), Config (a TrainConfig subclass with the published defaults),
+    build_model(cfg), build_data(cfg, dist) -> (train_loader, val_loader), loss(model, batch) -> (loss, logs),
+    evaluate(model, loader, dist) -> metrics, predict(model, inputs) -> probabilities,
+    load_inputs(cfg, paths) -> batch, class_names(cfg), and optionally decay_params(model) -> names.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from towerlab.errors import ConfigError
+from towerlab.recipes import cifar10, digits, mnist
+
+REGISTRY: dict[str, ModuleType] = {m.NAME: m for m in (mnist, cifar10, digits)}
+
+
+def get(name: str) -> ModuleType:
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown recipe {name!r}; `towerlab recipes` lists them: {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def summary(module: ModuleType) -> str:
+    return (module.__doc__ or "").strip().splitlines()[0]

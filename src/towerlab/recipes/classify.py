@@ -1,0 +1,46 @@
+"""What every image classifier recipe shares: cross-entropy, confusion-matrix evaluation, softmax prediction."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from towerlab.dist import Dist, all_reduce_sum
+from towerlab.metrics import ConfusionMatrix
+
+MAIN_METRIC = ("accuracy", "max")
+
+
+def loss(model, batch):
+    x, y = batch
+    logits = model(x)
+    return F.cross_entropy(logits.float(), y), {}
+
+
+@torch.no_grad()
+def evaluate(model, loader, dist: Dist) -> dict[str, float]:
+    """accuracy, mean class accuracy and mean loss over the whole split, summed across processes."""
+    cm, loss_sum = None, torch.zeros((), dtype=torch.float64, device=dist.device)
+    for x, y in loader:
+        logits = model(x).float()
+        if cm is None:
+            cm = ConfusionMatrix(logits.shape[1], dist.device)
+        cm.update(logits.argmax(1), y)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+    if cm is None:  # this rank got no items (more processes than items)
+        cm = ConfusionMatrix(model_num_classes(model), dist.device)
+    cm.reduce(dist)
+    metrics = cm.compute()
+    n = cm.counts.sum().item()
+    return {"accuracy": metrics["accuracy"], "mean_class_accuracy": metrics["mean_class_accuracy"],
+            "loss": all_reduce_sum(loss_sum, dist).item() / max(n, 1)}
+
+
+def model_num_classes(model) -> int:
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
+
+
+@torch.no_grad()
+def predict(model, inputs: torch.Tensor) -> torch.Tensor:
+    """Class probabilities [N, classes]."""
+    return model(inputs).float().softmax(1)

@@ -1,0 +1,80 @@
+"""mnist: the classic multi-GPU MNIST ConvNet (3 conv blocks, fc 2400) with RMSProp, on the MNIST IDX files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from towerlab.config import TrainConfig, opt
+from towerlab.data import mnist as mnist_data
+from towerlab.data import resolve_dir
+from towerlab.data.augment import to_float
+from towerlab.data.images import read_image
+from towerlab.data.loader import TensorLoader
+from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
+
+NAME = "mnist"
+CLASSES = [str(i) for i in range(10)]
+
+
+@dataclass
+class Config(TrainConfig):
+    # RMSProp, lr 1e-3, decay 0.9: the classic multi-GPU MNIST example's settings.
+    optimizer: str = "rmsprop"
+    lr: float = 1e-3
+    rms_decay: float = 0.9
+    epochs: float = 10.0
+    batch_size: int = 128
+    dropout_conv: float = opt(0.25, "dropout after each conv block")
+    dropout_fc: float = opt(0.5, "dropout after the 2400-unit layer")
+    hidden: int = opt(2400, "units of the fully connected layer")
+
+
+def conv_block(cin: int, cout: int, dropout: float) -> nn.Sequential:
+    """conv 3x3 'same' -> ReLU -> max-pool 2 ('same': odd sizes round up, as TensorFlow pads) -> dropout."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.MaxPool2d(2, ceil_mode=True), nn.Dropout(dropout))
+
+
+class ConvNet(nn.Module):
+    """conv 64 -> conv 64 -> conv 128, each pooled, then fc hidden -> dropout -> classes."""
+
+    def __init__(self, in_shape: tuple[int, int, int], classes: int, hidden: int, dropout_conv: float, dropout_fc: float):
+        super().__init__()
+        c, h, w = in_shape
+        self.features = nn.Sequential(conv_block(c, 64, dropout_conv), conv_block(64, 64, dropout_conv),
+                                      conv_block(64, 128, dropout_conv), nn.Flatten())
+        for _ in range(3):  # each pool halves, rounding up
+            h, w = (h + 1) // 2, (w + 1) // 2
+        self.classifier = nn.Sequential(nn.Linear(128 * h * w, hidden), nn.ReLU(inplace=True),
+                                        nn.Dropout(dropout_fc), nn.Linear(hidden, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def build_model(cfg: Config) -> nn.Module:
+    return ConvNet((1, 28, 28), 10, cfg.hidden, cfg.dropout_conv, cfg.dropout_fc)
+
+
+def transform(x: torch.Tensor, y: torch.Tensor):
+    return to_float(x), y
+
+
+def build_data(cfg: Config, dist):
+    root = resolve_dir(cfg.data, "mnist")
+    train = mnist_data.load_split(root, "train")
+    test = mnist_data.load_split(root, "test")
+    return (TensorLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, on_device=cfg.data_on_device, transform=transform),
+            TensorLoader(test, cfg.batch_size, dist, train=False, on_device=cfg.data_on_device, transform=transform))
+
+
+def class_names(cfg: Config) -> list[str]:
+    return CLASSES
+
+
+def load_inputs(cfg: Config, paths: list[str]) -> torch.Tensor:
+    """Grayscale images, resized to 28x28 (white digit on black, as MNIST)."""
+    return to_float(torch.stack([read_image(p, 1, (28, 28)) for p in paths]))
