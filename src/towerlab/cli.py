@@ -48,6 +48,12 @@ def _train_parser(recipe_name: str | None) -> argparse.ArgumentParser:
 def cmd_train(argv: list[str]) -> int:
     name = next((a for a in argv if not a.startswith("-")), None) if "--resume" not in argv else None
     args = _train_parser(name).parse_args(argv)
+    if args.gpus:
+        import torch
+
+        if args.gpus > torch.cuda.device_count():
+            raise TowerlabError(f"--gpus {args.gpus} but torch sees {torch.cuda.device_count()} GPU(s); "
+                                f"pass --gpus 0 to train on the CPU (--procs N for N CPU processes)")
     nproc = args.procs or (args.gpus if args.gpus and args.gpus > 1 else 1)
     if nproc > 1 and not dist.under_launcher():
         return dist.launch(["train", *argv], nproc)

@@ -41,8 +41,6 @@ def setup(use_gpu: bool | None = None) -> Dist:
     use_gpu: None picks a GPU when one is visible; False forces the CPU.
     """
     cuda = torch.cuda.is_available() if use_gpu is None else (use_gpu and torch.cuda.is_available())
-    if use_gpu and not torch.cuda.is_available():
-        raise RuntimeError("--gpus asks for a GPU but torch sees none; pass --gpus 0 to train on the CPU")
     if not under_launcher():
         return Dist(device=torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu"))
     rank, local_rank, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))

@@ -1,0 +1,61 @@
+"""The command line end to end, as a user runs it, and its one-line errors."""
+
+import json
+
+from conftest import run_cli
+
+
+def test_train_eval_predict_digits(tmp_path):
+    run = tmp_path / "run"
+    out = run_cli("train", "digits", "--gpus", "0", "--epochs", "5", "--out", str(run))
+    assert f"run directory: {run}" in out.stdout
+    final = json.loads((run / "final_metrics.json").read_text())
+    assert final["accuracy"] > 0.85
+
+    ev = json.loads(run_cli("eval", str(run)).stdout)
+    assert ev["accuracy"] == final["accuracy"]  # the saved weights reproduce the training-time evaluation
+
+    paths = [line for line in run_cli("data", "export", "digits", str(tmp_path / "img"), "--n", "10").stdout.split()]
+    assert len(paths) == 10
+    rows = [json.loads(line) for line in run_cli("predict", str(run), *paths, "--json").stdout.splitlines()]
+    assert [r["file"] for r in rows] == paths
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in rows)
+    correct = sum(r["class"] == r["file"].rsplit("_", 1)[1][0] for r in rows)  # file names end in _<label>.png
+    assert correct >= 8
+    text = run_cli("predict", str(run), paths[0]).stdout
+    assert text.startswith(paths[0] + ": ")
+
+
+def test_recipes_and_help():
+    out = run_cli("recipes").stdout
+    assert all(name in out for name in ("mnist", "cifar10", "digits"))
+    help_text = run_cli("train", "cifar10", "--help").stdout
+    assert "--ema-decay" in help_text and "default: 0.9999" in help_text
+
+
+def _one_line_error(proc, *fragments):
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert all(f in lines[0] for f in fragments), lines[0]
+
+
+def test_errors_are_one_clear_line(tmp_path):
+    _one_line_error(run_cli("train", "mnist", "--data", str(tmp_path / "nope"), check=False), "nope", "does not exist")
+    _one_line_error(run_cli("train", "nosuch", check=False), "unknown recipe 'nosuch'")
+    _one_line_error(run_cli("train", "digits", "--batch-size", "-3", check=False), "batch_size=-3")
+    _one_line_error(run_cli("train", "digits", "--precision", "fp64", check=False), "fp64")
+    _one_line_error(run_cli("eval", str(tmp_path), check=False), "not a run directory")
+    _one_line_error(run_cli("train", "digits", "--gpus", "2", check=False), "--gpus 2 but torch sees 0 GPU")
+    (tmp_path / "empty").mkdir()
+    _one_line_error(run_cli("train", "mnist", "--data", str(tmp_path / "empty"), check=False),
+                    "train-images-idx3-ubyte.gz not found")
+
+
+def test_predict_on_a_corrupt_image(tmp_path):
+    run = tmp_path / "run"
+    run_cli("train", "digits", "--gpus", "0", "--max-steps", "2", "--out", str(run))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    _one_line_error(run_cli("predict", str(run), str(bad), check=False), "bad.png", "cannot be decoded")
+    _one_line_error(run_cli("predict", str(run), str(tmp_path / "missing.png"), check=False), "missing.png", "not found")
