@@ -1,0 +1,42 @@
+# towerlab: `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+TL     := $(VENV)/bin/towerlab
+STAMP  := $(VENV)/.installed
+# Without a GPU, install the CPU build of torch (plain `torch` on Linux pulls a multi-GB CUDA build).
+# Elsewhere: make TORCH_CPU="torch --index-url https://download.pytorch.org/whl/cpu"
+TORCH_CPU ?= torch==2.13.0
+# The real datasets beside this checkout, when present (CI has them); tests say so when absent.
+TOWERLAB_DATA ?= $(shell [ -d ../shared/data ] && cd ../shared/data && pwd)
+export TOWERLAB_DATA
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@if ! $(PY) -c "import torch" 2>/dev/null && ! command -v nvidia-smi >/dev/null 2>&1; then \
+		echo "no GPU here: installing $(TORCH_CPU)"; $(PY) -m pip install -q $(TORCH_CPU); fi
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(STAMP)
+	@run=runs/demo-$$(date +%Y%m%d-%H%M%S); set -e; \
+	echo "== train digits on the CPU (scikit-learn's 1,797 real 8x8 scans, no download)"; \
+	$(TL) train digits --gpus 0 --out $$run; \
+	echo "== evaluate"; $(TL) eval $$run; \
+	echo "== predict six held-out images"; \
+	$(TL) data export digits $$run/samples --n 6 >/dev/null; \
+	$(TL) predict $$run $$run/samples/*.png; \
+	echo "== run directory: $$run"; \
+	echo "   TensorBoard:   $(VENV)/bin/tensorboard --logdir $$run/tb"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
