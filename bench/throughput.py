@@ -1,0 +1,140 @@
+"""Training throughput: a plain PyTorch loop vs towerlab's fit, in one run, as ratios.
+
+    python bench/throughput.py                      # every image recipe, on the GPU if visible, else the CPU
+    python bench/throughput.py --recipes cifar10 --steps 300 --window 50 --repeats 3
+
+For each recipe, three ways, the same model and batch size:
+  (a) plain:  a hand-written loop: DataLoader over host tensors, eager fp32, the recipe's batch augmentation
+  (b) fit:    towerlab's fit with identical settings (host data, fp32, no compile, no EMA, constant lr)
+  (c) fast:   fit with its fast path (data in device memory, bf16 on a GPU, channels_last, torch.compile)
+Each is timed over windows of --window steps, ending each window with a host sync (loss.item());
+the first window (warm-up, compilation) is dropped and the median window rate kept; the three are
+interleaved --repeats times and the median of the repeats reported. Real data from $TOWERLAB_DATA.
+Writes bench/out/throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from towerlab import config
+from towerlab.dist import Dist
+from towerlab.engine import fit
+from towerlab.recipes import get
+
+
+def plain_loop(recipe, cfg, device, steps: int, window: int) -> list[float]:
+    """The reference: what a user writes by hand. Returns images/s per window."""
+    torch.manual_seed(cfg.seed)
+    host = config.build(type(cfg), None, {**vars(cfg), "data_on_device": False})
+    train, _ = recipe.build_data(host, Dist())
+    images, labels = train.tensors
+    loader = DataLoader(TensorDataset(images, labels), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                        pin_memory=device.type == "cuda")
+    model = recipe.build_model(cfg).to(device)
+    if cfg.optimizer == "rmsprop":
+        opt = torch.optim.RMSprop(model.parameters(), lr=cfg.lr, alpha=cfg.rms_decay, eps=cfg.eps)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    transform = train.transform
+    rates, step, t0 = [], 0, time.perf_counter()
+    while step < steps:
+        for x, y in loader:
+            x, y = transform(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % window == 0:
+                loss.item()
+                now = time.perf_counter()
+                rates.append(window * cfg.batch_size / (now - t0))
+                t0 = now
+            if step >= steps:
+                break
+    return rates
+
+
+def fit_rates(recipe, cfg, steps: int, window: int) -> list[float]:
+    """fit's own per-window throughput, read back from the run's metrics.jsonl."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = config.build(type(cfg), None, {**vars(cfg), "max_steps": steps, "log_every": window,
+                                              "eval_every_epochs": 0.0})
+        fit(recipe, run, out=Path(tmp) / "run")
+        rows = [json.loads(line) for line in open(Path(tmp) / "run" / "metrics.jsonl")]
+    return [r["train/images_per_s"] for r in rows if "train/images_per_s" in r]
+
+
+def steady(rates: list[float]) -> float:
+    return statistics.median(rates[1:] if len(rates) > 1 else rates)
+
+
+def bench_recipe(name: str, args, device: torch.device) -> dict:
+    recipe = get(name)
+    base = {"seed": 0, "ema_decay": 0.0, "schedule": "constant", "weight_decay": 0.0, "precision": "fp32",
+            "compile": False, "channels_last": False, "data_on_device": False}
+    if args.batch_size:
+        base["batch_size"] = args.batch_size
+    same = config.build(recipe.Config, None, base)
+    fast = config.build(recipe.Config, None, {**base, "data_on_device": True, "channels_last": True, "compile": True,
+                                              "precision": "bf16" if device.type == "cuda" else args.cpu_fast_precision,
+                                              "compile_mode": "max-autotune-no-cudagraphs" if device.type == "cuda" else "default"})
+    runs = {"plain": [], "fit": [], "fast": []}
+    for _ in range(args.repeats):
+        runs["plain"].append(steady(plain_loop(recipe, same, device, args.steps, args.window)))
+        runs["fit"].append(steady(fit_rates(recipe, same, args.steps, args.window)))
+        runs["fast"].append(steady(fit_rates(recipe, fast, args.steps, args.window)))
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    return {"recipe": name, "batch_size": same.batch_size, "images_per_s": med, "repeats": runs,
+            "fit_over_plain": med["fit"] / med["plain"], "fast_over_plain": med["fast"] / med["plain"],
+            "fast_settings": {"precision": fast.precision, "channels_last": True, "compile": True,
+                              "compile_mode": fast.compile_mode, "data_on_device": True}}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipes", nargs="+", default=["mnist", "cifar10"])
+    p.add_argument("--steps", type=int, default=0, help="steps per measurement (default: 300 on a GPU, 50 on the CPU)")
+    p.add_argument("--window", type=int, default=0, help="steps per timing window (default: steps / 5)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=0, help="default: each recipe's")
+    p.add_argument("--cpu-fast-precision", default="fp32", choices=("fp32", "bf16"),
+                   help="precision of the fast path on the CPU (bf16 helps only on CPUs with AMX/AVX512-BF16)")
+    p.add_argument("--out", default="bench/out/throughput.json")
+    args = p.parse_args()
+    if not os.environ.get("TOWERLAB_DATA"):
+        sys.exit("set TOWERLAB_DATA to the folder holding mnist/ and cifar10/ (../shared/data)")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args.steps = args.steps or (300 if device.type == "cuda" else 50)
+    args.window = args.window or max(1, args.steps // 5)
+    results = [bench_recipe(n, args, device) for n in args.recipes]
+    machine = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    report = {"command": " ".join(["python", *sys.argv]), "device": machine, "torch": torch.__version__,
+              "steps": args.steps, "window": args.window, "repeats": args.repeats, "results": results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(f"\n{machine}, torch {torch.__version__}, {args.steps} steps, median of {args.repeats} repeats (images/s)")
+    print(f"{'recipe':10s} {'batch':>5s} {'(a) plain':>10s} {'(b) fit':>10s} {'(c) fast':>10s} {'b/a':>6s} {'c/a':>6s}")
+    for r in results:
+        ips = r["images_per_s"]
+        print(f"{r['recipe']:10s} {r['batch_size']:5d} {ips['plain']:10.0f} {ips['fit']:10.0f} {ips['fast']:10.0f} "
+              f"{r['fit_over_plain']:6.3f} {r['fast_over_plain']:6.2f}")
+    print(f"JSON: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
