@@ -94,6 +94,7 @@ class Trainer:
     # -- one optimizer step ---------------------------------------------------------------------
     def train_step(self, batch: tuple[torch.Tensor, ...]) -> None:
         self.model.train()
+        self.opt.zero_grad(set_to_none=True)
         micro = list(zip(*(t.chunk(self.cfg.accum_steps) for t in batch)))
         for i, mb in enumerate(micro):
             last = i == len(micro) - 1
@@ -108,7 +109,6 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.raw.parameters(), self.cfg.clip_grad)
         self.scaler.step(self.opt)
         self.scaler.update()
-        self.opt.zero_grad(set_to_none=True)
         self.sched.step()
         if self.ema is not None:
             self.ema.update_parameters(self.raw)
