@@ -10,6 +10,7 @@ from torch import nn
 
 from towerlab import checkpoint
 from towerlab.config import merge
+from towerlab.data.images import fit_to, read_image
 from towerlab.dist import Dist, setup
 from towerlab.recipes import get
 from towerlab.runs import read_config
@@ -43,10 +44,16 @@ def evaluate(run_dir: str | Path, which: str = "last", dist: Dist | None = None,
         return run.recipe.evaluate(run.model, val, dist)
 
 
+def load_inputs(recipe, cfg, paths: list[str]) -> torch.Tensor:
+    """Image files -> the recipe's model input."""
+    c, h, w = recipe.INPUT_SHAPE
+    return recipe.prepare(cfg, fit_to(torch.stack([read_image(p, c, (h, w)) for p in paths]), recipe.INPUT_SHAPE))
+
+
 def predict(run_dir: str | Path, paths: list[str], which: str = "last") -> list[dict]:
     """For each file: its predicted class and the probability of every class."""
     run = load(run_dir, which)
     names = run.recipe.class_names(run.cfg)
-    probs = run.recipe.predict(run.model, run.recipe.load_inputs(run.cfg, paths))
+    probs = run.recipe.predict(run.model, load_inputs(run.recipe, run.cfg, paths))
     return [{"file": str(p), "class": names[int(row.argmax())], "probability": float(row.max()),
              "probabilities": {n: round(float(v), 6) for n, v in zip(names, row)}} for p, row in zip(paths, probs)]

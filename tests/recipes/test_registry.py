@@ -8,6 +8,7 @@ import torch
 from towerlab import config
 from towerlab.data.images import export_samples
 from towerlab.dist import Dist
+from towerlab.infer import load_inputs
 from towerlab.recipes import REGISTRY, get, summary
 
 DATA = {"mnist": "mnist_dir", "cifar10": "cifar_bin_dir", "digits": None}
@@ -51,7 +52,7 @@ def test_evaluate_and_predict(name, request, tmp_path):
     metrics = recipe.evaluate(model, val, Dist())
     assert 0.0 <= metrics[recipe.MAIN_METRIC[0]] <= 1.0 and math.isfinite(metrics["loss"])
     paths = export_samples(*val.tensors[:2], recipe.class_names(cfg), tmp_path, 3)
-    inputs = recipe.load_inputs(cfg, [str(p) for p in paths])
+    inputs = load_inputs(recipe, cfg, [str(p) for p in paths])
     assert inputs.shape[1:] == next(iter(val))[0].shape[1:]
     probs = recipe.predict(model, inputs)
     assert torch.allclose(probs.sum(1), torch.ones(3), atol=1e-5)

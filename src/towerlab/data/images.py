@@ -29,6 +29,18 @@ def read_image(path: str | Path, channels: int, size: tuple[int, int] | None = N
     return t.unsqueeze(0) if channels == 1 else t.permute(2, 0, 1).contiguous()
 
 
+def fit_to(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """uint8 [N,C,H,W] -> uint8 [N,*shape]: channels matched (gray <-> RGB), then resized bilinearly."""
+    c, h, w = shape
+    if images.shape[1] != c:
+        images = images.expand(-1, c, -1, -1) if images.shape[1] == 1 else images.float().mean(1, keepdim=True)
+    if tuple(images.shape[-2:]) != (h, w):
+        images = torch.nn.functional.interpolate(images.float(), size=(h, w), mode="bilinear", antialias=True,
+                                                 align_corners=False)
+        images = images.round().clamp(0, 255)
+    return images.to(torch.uint8).contiguous()
+
+
 def write_image(image: torch.Tensor, path: str | Path) -> None:
     """uint8 [C,H,W] (C = 1 or 3) -> PNG."""
     arr = image.cpu().numpy()

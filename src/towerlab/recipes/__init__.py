@@ -3,7 +3,8 @@
     NAME, MAIN_METRIC = (metric, "max"|"min"), Config (a TrainConfig subclass with the published defaults),
     build_model(cfg), build_data(cfg, dist) -> (train_loader, val_loader), loss(model, batch) -> (loss, logs),
     evaluate(model, loader, dist) -> metrics, predict(model, inputs) -> probabilities,
-    load_inputs(cfg, paths) -> batch, class_names(cfg), and optionally decay_params(model) -> names.
+    INPUT_SHAPE = (C, H, W) and prepare(cfg, uint8 images [N, C, H, W]) -> model input (for files and rows),
+    class_names(cfg), and optionally decay_params(model) -> names.
 """
 
 from __future__ import annotations

@@ -13,11 +13,11 @@ from towerlab.data import cifar as cifar_data
 from towerlab.data import resolve_dir
 from towerlab.data.augment import (center_crop, per_image_standardization, random_brightness, random_contrast,
                                    random_crop, random_flip)
-from towerlab.data.images import read_image
 from towerlab.data.loader import TensorLoader
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
 
 NAME = "cifar10"
+INPUT_SHAPE = (3, 32, 32)  # what prepare() takes: RGB at the CIFAR size
 CROP = 24  # the tutorial trains and evaluates on 24x24 crops of the 32x32 images
 
 
@@ -118,7 +118,6 @@ def class_names(cfg: Config) -> list[str]:
     return list(cifar_data.CLASSES)
 
 
-def load_inputs(cfg: Config, paths: list[str]) -> torch.Tensor:
-    """RGB images resized to 32x32, then the evaluation centre crop."""
-    x = torch.stack([read_image(p, 3, (32, 32)) for p in paths])
-    return eval_transform(x, None)[0]
+def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
+    """uint8 images [N, 3, 32, 32] -> model input: the evaluation centre crop, standardized."""
+    return eval_transform(images, None)[0]

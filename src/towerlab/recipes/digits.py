@@ -10,13 +10,13 @@ from torch import nn
 from towerlab.config import TrainConfig, opt
 from towerlab.data import digits as digits_data
 from towerlab.data.augment import to_float
-from towerlab.data.images import read_image
 from towerlab.data.loader import TensorLoader
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
 from towerlab.recipes.mnist import ConvNet
 
 NAME = "digits"
 CLASSES = [str(i) for i in range(10)]
+INPUT_SHAPE = (1, 8, 8)  # what prepare() takes: grayscale, white digit on black
 
 
 @dataclass
@@ -52,6 +52,6 @@ def class_names(cfg: Config) -> list[str]:
     return CLASSES
 
 
-def load_inputs(cfg: Config, paths: list[str]) -> torch.Tensor:
-    """Grayscale images, resized to 8x8 (white digit on black)."""
-    return to_float(torch.stack([read_image(p, 1, (8, 8)) for p in paths]))
+def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
+    """uint8 images [N, *INPUT_SHAPE] -> model input."""
+    return to_float(images)

@@ -11,12 +11,12 @@ from towerlab.config import TrainConfig, opt
 from towerlab.data import mnist as mnist_data
 from towerlab.data import resolve_dir
 from towerlab.data.augment import to_float
-from towerlab.data.images import read_image
 from towerlab.data.loader import TensorLoader
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
 
 NAME = "mnist"
 CLASSES = [str(i) for i in range(10)]
+INPUT_SHAPE = (1, 28, 28)  # what prepare() takes: grayscale, white digit on black
 
 
 @dataclass
@@ -75,6 +75,6 @@ def class_names(cfg: Config) -> list[str]:
     return CLASSES
 
 
-def load_inputs(cfg: Config, paths: list[str]) -> torch.Tensor:
-    """Grayscale images, resized to 28x28 (white digit on black, as MNIST)."""
-    return to_float(torch.stack([read_image(p, 1, (28, 28)) for p in paths]))
+def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
+    """uint8 images [N, *INPUT_SHAPE] -> model input."""
+    return to_float(images)
