@@ -7,6 +7,7 @@
     towerlab predict RUN_DIR FILE...
     towerlab data fetch mnist|cifar10 DIR
     towerlab data export RECIPE DIR [--n 8]
+    towerlab serve CONFIG.yaml [--once] [--http PORT]
 """
 
 from __future__ import annotations
@@ -129,6 +130,13 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from towerlab.serve.run import serve
+
+    serve(args.config, once=args.once, http_port=args.http, http_host=args.http_host)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = Parser(prog="towerlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -151,6 +159,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--n", type=int, default=8, help="export: how many validation images")
     d.add_argument("--data", help="export: dataset folder (default: $TOWERLAB_DATA/<dataset>)")
     d.set_defaults(func=cmd_data)
+    s = sub.add_parser("serve", help="watch SQL tables, grade new rows with a trained model, write results back")
+    s.add_argument("config", help="service config (YAML)")
+    s.add_argument("--once", action="store_true", help="grade what is pending, then exit (for cron and tests)")
+    s.add_argument("--http", type=int, metavar="PORT", help="serve /healthz, /readyz and /metrics on this port")
+    s.add_argument("--http-host", default="127.0.0.1", help="address for --http (default: 127.0.0.1)")
+    s.set_defaults(func=cmd_serve)
     return p
 
 

@@ -1,0 +1,67 @@
+"""One database row -> an HxW matrix -> a normalised uint8 image. A bad row raises RowError with the reason."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+
+from towerlab.serve.settings import Normalize, Payload
+
+
+class RowError(ValueError):
+    """This row cannot be graded; the message is stored in the outcome table."""
+
+
+def _number(name: str, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, Decimal)):
+        raise RowError(f"column {name}: {v!r} where a number belongs")
+    return float(v)
+
+
+def to_matrix(row: dict, p: Payload) -> np.ndarray:
+    """float32 [height, width] from the row's payload column(s)."""
+    n = p.height * p.width
+    if p.kind == "columns":
+        values = np.array([_number(c, row[c]) for c in p.columns], dtype=np.float64)
+    elif p.kind == "text":
+        text = row[p.column]
+        if not isinstance(text, str):
+            raise RowError(f"column {p.column}: expected delimited text, got {type(text).__name__}")
+        parts = [t.strip() for t in text.split(p.delimiter)] if text.strip() else []
+        if len(parts) != n:
+            raise RowError(f"column {p.column}: expected {n} values ({p.height}x{p.width}), got {len(parts)}")
+        try:
+            values = np.array([float(t) for t in parts], dtype=np.float64)
+        except ValueError:
+            bad = next(t for t in parts if not _is_float(t))
+            raise RowError(f"column {p.column}: {bad!r} where a number belongs") from None
+    else:
+        blob = row[p.column]
+        if not isinstance(blob, (bytes, bytearray, memoryview)) or len(blob) != 4 * n:
+            size = len(blob) if isinstance(blob, (bytes, bytearray, memoryview)) else type(blob).__name__
+            raise RowError(f"column {p.column}: expected {4 * n} bytes of float32 ({p.height}x{p.width}), got {size}")
+        values = np.frombuffer(bytes(blob), dtype="<f4").astype(np.float64)
+    if len(values) and not np.isfinite(values).all():
+        i = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise RowError(f"value {i} is {values[i]} (NaN or infinite)")
+    return values.reshape(p.height, p.width).astype(np.float32)
+
+
+def _is_float(t: str) -> bool:
+    try:
+        float(t)
+        return True
+    except ValueError:
+        return False
+
+
+def to_image(m: np.ndarray, norm: Normalize) -> np.ndarray:
+    """uint8 [1, H, W]: the matrix mapped to 0..1 (min-max per row, fixed affine, or as is), clipped, x255."""
+    if norm.kind == "minmax":
+        lo, hi = float(m.min()), float(m.max())
+        m = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+    elif norm.kind == "fixed":
+        m = (m - norm.offset) / norm.scale
+    m = np.clip(m, 0.0, 1.0)
+    return np.rint(m * 255.0).astype(np.uint8)[None]

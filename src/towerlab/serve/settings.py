@@ -1,0 +1,178 @@
+"""The service's config file, validated on load with one clear line per mistake.
+
+    databases:
+      default: postgresql+psycopg://grader:${FACTORY_DB_PASSWORD}@db.example/factory   # ${VAR}: from the environment
+    model: runs/mnist-20261123-101500
+    image_dir: /var/lib/towerlab/images
+    sources:
+      - name: line1
+        table: measurements
+        key_column: id
+        payload: {kind: text, column: values, delimiter: ",", height: 28, width: 28}
+        interval_s: 2
+        batch_size: 256
+
+Table and column names are checked against a strict identifier pattern: they end up in SQL, where a bound
+parameter cannot stand for a name, so nothing but letters, digits and underscores gets there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from towerlab.config import load_yaml
+from towerlab.errors import ConfigError
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def identifier(value: str) -> str:
+    """A plain SQL identifier, optionally schema-qualified (schema.table)."""
+    parts = value.split(".")
+    if len(parts) > 2 or not all(_IDENT.match(p) for p in parts):
+        raise ValueError(f"{value!r} is not a plain SQL identifier (letters, digits, _; at most 63 characters)")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Payload(_Strict):
+    kind: Literal["columns", "text", "blob"]
+    columns: list[str] = Field(default_factory=list, description="kind=columns: height*width numeric columns, row-major")
+    column: str | None = Field(None, description="kind=text|blob: the column holding the values")
+    delimiter: str = ","
+    height: int = Field(gt=0)
+    width: int = Field(gt=0)
+
+    @field_validator("columns")
+    @classmethod
+    def _idents(cls, v: list[str]) -> list[str]:
+        return [identifier(c) for c in v]
+
+    @field_validator("column")
+    @classmethod
+    def _ident(cls, v: str | None) -> str | None:
+        return identifier(v) if v is not None else v
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Payload":
+        if self.kind == "columns" and len(self.columns) != self.height * self.width:
+            raise ValueError(f"kind=columns needs height*width = {self.height * self.width} columns, got {len(self.columns)}")
+        if self.kind != "columns" and not self.column:
+            raise ValueError(f"kind={self.kind} needs 'column': the column that holds the values")
+        return self
+
+    def sql_columns(self) -> list[str]:
+        return self.columns if self.kind == "columns" else [self.column]
+
+
+class Normalize(_Strict):
+    kind: Literal["none", "minmax", "fixed"] = "minmax"
+    offset: float = 0.0
+    scale: float = 1.0
+
+    @field_validator("scale")
+    @classmethod
+    def _nonzero(cls, v: float) -> float:
+        if v == 0:
+            raise ValueError("scale must not be 0")
+        return v
+
+
+class Source(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    database: str = "default"
+    table: str
+    key_column: str
+    payload: Payload
+    normalize: Normalize = Normalize()
+    interval_s: float = Field(5.0, gt=0)
+    batch_size: int = Field(256, gt=0)
+    max_wait_s: float = Field(0.0, ge=0, description="a batch smaller than batch_size waits at most this long for more rows")
+    lag: int = Field(10_000, ge=0, description="ids re-scanned behind the watermark for rows that committed late")
+    mode: Literal["watermark", "claim"] = "watermark"
+    status_column: str | None = None
+    pending_value: str = "new"
+    done_value: str = "done"
+
+    @field_validator("table", "key_column", "status_column")
+    @classmethod
+    def _idents(cls, v: str | None) -> str | None:
+        return identifier(v) if v is not None else v
+
+    @model_validator(mode="after")
+    def _claim(self) -> "Source":
+        if self.mode == "claim" and not self.status_column:
+            raise ValueError("mode=claim needs status_column: the column the service sets from pending_value to done_value")
+        return self
+
+
+class ServeSettings(_Strict):
+    databases: dict[str, str]
+    model: str
+    checkpoint: Literal["last", "best"] = "last"
+    sources: list[Source] = Field(min_length=1)
+    outcome_table: str = "towerlab_outcome"
+    state_table: str = "towerlab_state"
+    image_dir: str | None = None
+    shutdown_timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("outcome_table", "state_table")
+    @classmethod
+    def _idents(cls, v: str) -> str:
+        return identifier(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_database(cls, data):
+        if isinstance(data, dict) and "database" in data and "databases" not in data:
+            data = {k: v for k, v in data.items() if k != "database"} | {"databases": {"default": data["database"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _references(self) -> "ServeSettings":
+        names = [s.name for s in self.sources]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(sorted(dup))}")
+        for s in self.sources:
+            if s.database not in self.databases:
+                raise ValueError(f"source {s.name}: database {s.database!r} is not one of databases: {', '.join(self.databases)}")
+        return self
+
+
+def expand_env(url: str, where: str) -> str:
+    """${VAR} -> the environment's value, so passwords never have to be written in the file."""
+    def sub(m: re.Match) -> str:
+        if m.group(1) not in os.environ:
+            raise ConfigError(f"{where}: environment variable {m.group(1)} is not set; export it before starting the service")
+        return os.environ[m.group(1)]
+    return _ENV.sub(sub, url)
+
+
+def _lines(err: ValidationError, path: Path) -> str:
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        out.append(f"{path}: {loc}: {msg}")
+    return "\n".join(out)
+
+
+def load(path: str | Path) -> ServeSettings:
+    """Read and validate; every mistake is one line of the ConfigError."""
+    path = Path(path)
+    try:
+        settings = ServeSettings.model_validate(load_yaml(path))
+    except ValidationError as e:
+        raise ConfigError(_lines(e, path)) from None
+    settings.databases = {k: expand_env(v, f"{path}: databases.{k}") for k, v in settings.databases.items()}
+    return settings

@@ -1,0 +1,229 @@
+"""The service loop: each source polled on its own schedule, rows graded in batches, results committed with
+the read; databases that go away retried with backoff; SIGTERM/SIGINT finish the batch in hand and exit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from towerlab.errors import TowerlabError
+from towerlab.serve.payload import RowError, to_image, to_matrix
+from towerlab.serve.scorer import Scorer
+from towerlab.serve.settings import ServeSettings, Source
+from towerlab.serve.store import Store
+
+log = logging.getLogger("towerlab.serve")
+MAX_BACKOFF_S = 30.0
+
+
+class ServeError(TowerlabError):
+    """The service cannot start (an unreachable database, a model that will not load)."""
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@dataclass
+class SourceState:
+    src: Source
+    store: Store
+    due: float = 0.0
+    first_seen: float | None = None  # when rows were first seen waiting for a fuller batch
+    down_since: float | None = None  # database unreachable since
+    failures: int = 0
+    idle: bool = False  # the last poll found nothing to do
+
+
+@dataclass
+class Service:
+    settings: ServeSettings
+    scorer: Scorer
+    metrics: object | None = None  # http.Metrics, when --http is on
+    stop: threading.Event = field(default_factory=threading.Event)
+    heartbeat: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self):
+        s = self.settings
+        self.stores = {name: Store(url, s.outcome_table, s.state_table) for name, url in s.databases.items()}
+        self.sources = [SourceState(src, self.stores[src.database]) for src in s.sources]
+
+    def start(self) -> None:
+        """Check every database and create the outcome/state tables; fail fast with a clear line."""
+        for name, store in self.stores.items():
+            try:
+                store.ping()
+                store.create_tables()
+            except DBAPIError as e:
+                raise ServeError(f"database {name!r} at {redact(str(store.engine.url))} is unreachable "
+                                 f"({_first_line(e)}); check that the server runs and the URL and credentials are right") from None
+        log.info("started", extra={"fields": {"model_run": self.scorer.run_id, "model_sha256": self.scorer.sha256,
+                                              "sources": [s.src.name for s in self.sources]}})
+
+    # -- one poll of one source ---------------------------------------------------------------------
+    def poll(self, st: SourceState, drain: bool) -> int:
+        """Grade at most one batch of st's source; returns the number of rows written (0: nothing to do yet)."""
+        src, started = st.src, time.monotonic()
+        with st.store.engine.begin() as conn:
+            read = st.store.claim if src.mode == "claim" else st.store.pending
+            rows = read(conn, src, src.batch_size)
+            if self.metrics:
+                self.metrics.lag.labels(src.name).set(st.store.lag(conn, src))
+            if not rows:
+                st.first_seen = None
+                return 0
+            if len(rows) < src.batch_size and not drain and src.max_wait_s > 0:
+                st.first_seen = st.first_seen or started
+                if started - st.first_seen < src.max_wait_s:
+                    return 0  # the batch closes on size or on max_wait_s, whichever comes first
+            outcomes = self.grade(src, rows)
+            _test_hold_before_commit()
+            st.store.write(conn, src, outcomes)
+        st.first_seen = None
+        self.observe(src, outcomes, time.monotonic() - started)
+        return len(outcomes)
+
+    def grade(self, src: Source, rows: list[dict]) -> list[dict]:
+        """Decode every row; bad rows become error outcomes; good ones go through the model in one batch."""
+        images, good, outcomes = [], [], []
+        for row in rows:
+            key = int(row[src.key_column])
+            try:
+                images.append(to_image(to_matrix(row, src.payload), src.normalize))
+                good.append(key)
+            except RowError as e:
+                outcomes.append({"row_key": key, "status": "error", "error": str(e),
+                                 "model_run": self.scorer.run_id, "model_sha256": self.scorer.sha256})
+        if images:
+            for key, image, result in zip(good, images, self.scorer.score(images)):
+                outcomes.append({"row_key": key, **result, "image_path": self.save_image(src, key, image)})
+        return sorted(outcomes, key=lambda o: o["row_key"])
+
+    def save_image(self, src: Source, key: int, image: np.ndarray) -> str | None:
+        """Atomically (temp file + rename) write image_dir/<source>/<key>.png; a retry rewrites the same file."""
+        if not self.settings.image_dir:
+            return None
+        from PIL import Image
+
+        folder = Path(self.settings.image_dir) / src.name
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{key}.png"
+        tmp = folder / f".{key}.png.{os.getpid()}.tmp"
+        Image.fromarray(image[0]).save(tmp, format="PNG")
+        os.replace(tmp, path)
+        return str(path)
+
+    def observe(self, src: Source, outcomes: list[dict], seconds: float) -> None:
+        errors = sum(o["status"] == "error" for o in outcomes)
+        log.info("graded", extra={"fields": {"source": src.name, "rows": len(outcomes), "errors": errors,
+                                             "keys": [outcomes[0]["row_key"], outcomes[-1]["row_key"]],
+                                             "seconds": round(seconds, 4)}})
+        if self.metrics:
+            self.metrics.scored.labels(src.name).inc(len(outcomes) - errors)
+            self.metrics.failed.labels(src.name).inc(errors)
+            self.metrics.latency.labels(src.name).observe(seconds)
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def step(self, st: SourceState, drain: bool) -> None:
+        """Poll one due source, handling an unreachable database: logged once per outage, retried with backoff."""
+        try:
+            n = self.poll(st, drain)
+        except (OperationalError, DBAPIError) as e:
+            if not _is_connection_error(e):
+                raise
+            if st.down_since is None:
+                st.down_since = time.monotonic()
+                log.warning("database unreachable; retrying with backoff",
+                            extra={"fields": {"source": st.src.name, "database": st.src.database, "error": _first_line(e)}})
+            st.failures += 1
+            st.due = time.monotonic() + min(MAX_BACKOFF_S, 0.5 * 2 ** min(st.failures, 10))
+            st.idle = False
+            return
+        if st.down_since is not None:
+            log.info("database reachable again", extra={"fields": {"source": st.src.name, "database": st.src.database,
+                                                                   "outage_s": round(time.monotonic() - st.down_since, 1)}})
+            st.down_since, st.failures = None, 0
+        st.idle = n == 0
+        # a full batch means more may be waiting: poll again at once; otherwise wait for the interval
+        st.due = time.monotonic() + (0.0 if drain or n >= st.src.batch_size else st.src.interval_s)
+
+    def run(self, once: bool = False) -> None:
+        """Poll until stopped; with once=True, until every source has nothing left to grade."""
+        self.start()
+        while not self.stop.is_set():
+            now = time.monotonic()
+            self.heartbeat = now
+            for st in self.sources:
+                if st.due <= now and not self.stop.is_set():
+                    self.step(st, drain=once)
+                    if once and st.down_since is not None:
+                        raise ServeError(f"database {st.src.database!r} went away during --once; run again when it is back")
+            if once and all(st.idle for st in self.sources):
+                break
+            if not once:
+                self.stop.wait(max(0.0, min(st.due for st in self.sources) - time.monotonic()))
+        log.info("stopped", extra={"fields": {}})
+
+
+def install_signal_handlers(service: Service) -> None:
+    """SIGTERM/SIGINT: stop claiming rows and finish the batch in hand; past the timeout, exit without committing
+    (the batch is graded again on the next start, so nothing is lost or doubled). A second signal exits at once."""
+    def handler(signum, frame):
+        if service.stop.is_set():
+            os._exit(128 + signum)
+        log.info("stopping", extra={"fields": {"signal": signal.Signals(signum).name,
+                                               "timeout_s": service.settings.shutdown_timeout_s}})
+        service.stop.set()
+        timer = threading.Timer(service.settings.shutdown_timeout_s, lambda: os._exit(128 + signum))
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _is_connection_error(e: DBAPIError) -> bool:
+    return isinstance(e, OperationalError) or e.connection_invalidated
+
+
+def _first_line(e: Exception) -> str:
+    msg = str(getattr(e, "orig", e) or e).strip().splitlines()
+    return msg[0] if msg else e.__class__.__name__
+
+
+def _test_hold_before_commit() -> None:
+    """Fault-injection hook for the crash tests: with TOWERLAB_SERVE_HOLD_BEFORE_COMMIT=FILE set, the worker
+    writes FILE once a batch is graded and then waits before committing, so a test can SIGKILL it right there."""
+    marker = os.environ.get("TOWERLAB_SERVE_HOLD_BEFORE_COMMIT")
+    if marker and not Path(marker).exists():
+        Path(marker).write_text(str(os.getpid()))
+        time.sleep(60)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, message and the record's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
+                 "msg": record.getMessage(), **getattr(record, "fields", {})}
+        return json.dumps(entry, default=str)
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
