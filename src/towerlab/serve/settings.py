@@ -162,7 +162,7 @@ def _lines(err: ValidationError, path: Path) -> str:
     out = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
+        msg = "unknown field; remove it or fix its spelling" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
         out.append(f"{path}: {loc}: {msg}")
     return "\n".join(out)
 

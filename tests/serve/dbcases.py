@@ -1,0 +1,128 @@
+"""Behaviour every database must show; test_sqlite.py and test_postgres.py run these against their server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+
+from sqlalchemy import create_engine, text
+
+from conftest import free_port, run_serve, serve_cmd, stop_process, wait_for, write_config
+
+
+class Db:
+    def __init__(self, url: str):
+        self.engine = create_engine(url)
+        with self.engine.begin() as c:
+            for t in ("measurements", "towerlab_outcome", "towerlab_state"):
+                c.execute(text(f"DROP TABLE IF EXISTS {t}"))
+            c.execute(text("CREATE TABLE measurements (id BIGINT PRIMARY KEY, label INTEGER, vals TEXT, status VARCHAR(8))"))
+
+    def insert(self, rows: list[tuple[int, int, str]], status: str | None = "new") -> None:
+        with self.engine.begin() as c:
+            c.execute(text("INSERT INTO measurements (id, label, vals, status) VALUES (:i, :l, :v, :s)"),
+                      [{"i": i, "l": lab, "v": v, "s": status} for i, lab, v in rows])
+
+    def outcomes(self) -> list[dict]:
+        with self.engine.connect() as c:
+            try:
+                return [dict(r._mapping) for r in c.execute(text(
+                    "SELECT o.row_key, o.status, o.class_name, o.error, o.model_sha256, m.label "
+                    "FROM towerlab_outcome o LEFT JOIN measurements m ON m.id = o.row_key ORDER BY o.row_key"))]
+            except Exception:  # the service has not created the table yet
+                return []
+
+    def count(self) -> int:
+        return len(self.outcomes())
+
+
+def rows(digit_rows, start: int, n: int):
+    return [(start + i, *digit_rows[(start + i) % len(digit_rows)]) for i in range(n)]
+
+
+def assert_each_graded_once(db: Db, keys) -> None:
+    got = [o["row_key"] for o in db.outcomes()]
+    assert got == sorted(keys), f"missing {sorted(set(keys) - set(got))[:10]}, extra {len(got) - len(set(got))}"
+
+
+def once_grades_everything_once(db, cfg, digit_rows, model_run):
+    db.insert(rows(digit_rows, 1, 150))
+    db.insert([(500, 1, "1,2,x"), (501, 1, ",".join(["nan"] * 64))])
+    proc = run_serve(cfg, "--once")
+    assert proc.returncode == 0, proc.stderr
+    out = {o["row_key"]: o for o in db.outcomes()}
+    assert len(out) == 152
+    assert out[500]["status"] == "error" and "expected 64 values" in out[500]["error"]
+    assert out[501]["status"] == "error" and "NaN" in out[501]["error"]
+    good = [o for o in out.values() if o["status"] == "ok"]
+    assert sum(o["class_name"] == str(o["label"]) for o in good) / len(good) > 0.8  # the model really grades digits
+    assert {o["model_sha256"] for o in out.values()} == {
+        __import__("hashlib").sha256((next((model_run / "checkpoints").glob("step-*")) / "model.safetensors").read_bytes()).hexdigest()}
+    assert (cfg.parent / "images" / "line1" / "1.png").is_file()
+    assert run_serve(cfg, "--once").returncode == 0
+    assert db.count() == 152  # a second pass grades nothing twice
+    log = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert sum(e.get("rows", 0) for e in log if e["msg"] == "graded") == 152
+
+
+def late_rows_are_still_graded(db, cfg, digit_rows):
+    db.insert(rows(digit_rows, 1, 20) + rows(digit_rows, 30, 10))
+    assert run_serve(cfg, "--once").returncode == 0
+    db.insert(rows(digit_rows, 21, 9))  # smaller ids that "commit" after larger ones were graded
+    assert run_serve(cfg, "--once").returncode == 0
+    assert_each_graded_once(db, range(1, 40))
+
+
+def sigkill_between_scoring_and_commit(db, cfg, digit_rows, tmp_path):
+    db.insert(rows(digit_rows, 1, 100))
+    marker = tmp_path / "holding"
+    proc = subprocess.Popen(serve_cmd(cfg), env={**os.environ, "TOWERLAB_SERVE_HOLD_BEFORE_COMMIT": str(marker)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(marker.exists, 60, "the service to grade a batch")
+    os.kill(proc.pid, signal.SIGKILL)  # graded, not yet committed
+    proc.wait()
+    assert db.count() == 0
+    assert run_serve(cfg, "--once").returncode == 0
+    assert_each_graded_once(db, range(1, 101))
+
+
+def rows_inserted_while_running(db, cfg, digit_rows, expect_lines: bool = True):
+    port = free_port()
+    proc = subprocess.Popen(serve_cmd(cfg, "--http", str(port)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for k in range(5):
+            db.insert(rows(digit_rows, 1 + 40 * k, 40))
+            time.sleep(0.3)
+        wait_for(lambda: db.count() == 200, 60, "200 outcomes")
+        get = lambda path: urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)  # noqa: E731
+        assert json.loads(get("/healthz").read())["alive"] is True
+        ready = json.loads(get("/readyz").read())
+        assert ready["ready"] is True and ready["databases"] == {"default": "ok"}
+        metrics = get("/metrics").read().decode()
+        assert 'towerlab_rows_scored_total{source="line1"} 200.0' in metrics
+        assert "towerlab_batch_seconds_bucket" in metrics and "towerlab_source_lag_rows" in metrics
+    finally:
+        code = stop_process(proc)
+    assert code == 0, proc.stderr.read()
+    assert_each_graded_once(db, range(1, 201))
+
+
+def claim_mode_two_workers(db, tmp_path, url, model_run, digit_rows):
+    cfg = write_config(tmp_path / "claim.yaml", url, model_run, mode="claim", status_column="status", batch_size=16)
+    db.insert(rows(digit_rows, 1, 200))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(run_serve(cfg, "--once"))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    assert_each_graded_once(db, range(1, 201))
+    with db.engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM measurements WHERE status = 'done'")).scalar() == 200
+    return results

@@ -1,0 +1,38 @@
+import struct
+
+import numpy as np
+import pytest
+
+from towerlab.serve.payload import RowError, to_image, to_matrix
+from towerlab.serve.settings import Normalize, Payload
+
+
+def test_columns_text_and_blob_give_the_same_matrix():
+    values = [0.0, 1.5, 3.0, 4.5, 6.0, 7.5]
+    cols = Payload(kind="columns", columns=[f"c{i}" for i in range(6)], height=2, width=3)
+    text = Payload(kind="text", column="v", delimiter=";", height=2, width=3)
+    blob = Payload(kind="blob", column="v", height=2, width=3)
+    expected = np.array(values, np.float32).reshape(2, 3)
+    assert np.array_equal(to_matrix({f"c{i}": v for i, v in enumerate(values)}, cols), expected)
+    assert np.array_equal(to_matrix({"v": "0; 1.5;3;4.5;6;7.5"}, text), expected)
+    assert np.array_equal(to_matrix({"v": struct.pack("<6f", *values)}, blob), expected)
+
+
+@pytest.mark.parametrize("row, payload, fragment", [
+    ({"v": "1,2,3"}, Payload(kind="text", column="v", height=2, width=2), "expected 4 values (2x2), got 3"),
+    ({"v": "1,2,x,4"}, Payload(kind="text", column="v", height=2, width=2), "'x' where a number belongs"),
+    ({"v": "1,nan,3,4"}, Payload(kind="text", column="v", height=2, width=2), "NaN or infinite"),
+    ({"v": b"\x00" * 15}, Payload(kind="blob", column="v", height=2, width=2), "expected 16 bytes"),
+    ({"a": 1, "b": "text"}, Payload(kind="columns", columns=["a", "b"], height=1, width=2), "column b: 'text'"),
+    ({"a": 1, "b": None}, Payload(kind="columns", columns=["a", "b"], height=1, width=2), "column b: None"),
+])
+def test_bad_rows_say_why(row, payload, fragment):
+    with pytest.raises(RowError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        to_matrix(row, payload)
+
+
+def test_normalisations():
+    m = np.array([[2.0, 4.0], [6.0, 10.0]], np.float32)
+    assert to_image(m, Normalize(kind="minmax")).tolist() == [[[0, 64], [128, 255]]]
+    assert to_image(m, Normalize(kind="fixed", offset=2, scale=4)).tolist() == [[[0, 128], [255, 255]]]
+    assert to_image(np.full((2, 2), 5.0, np.float32), Normalize(kind="minmax")).max() == 0  # constant: no division by 0

@@ -1,0 +1,45 @@
+"""The service on its embedded default, SQLite, with real processes and real SIGKILLs."""
+
+import pytest
+
+import dbcases
+from conftest import run_serve, write_config
+
+
+@pytest.fixture
+def db_cfg(tmp_path, model_run):
+    url = f"sqlite:///{tmp_path / 'factory.db'}"
+    return dbcases.Db(url), write_config(tmp_path / "serve.yaml", url, model_run), url
+
+
+def test_once_grades_everything_once(db_cfg, digit_rows, model_run):
+    db, cfg, _ = db_cfg
+    dbcases.once_grades_everything_once(db, cfg, digit_rows, model_run)
+
+
+def test_late_rows_are_still_graded(db_cfg, digit_rows):
+    db, cfg, _ = db_cfg
+    dbcases.late_rows_are_still_graded(db, cfg, digit_rows)
+
+
+def test_sigkill_between_scoring_and_commit(db_cfg, digit_rows, tmp_path):
+    db, cfg, _ = db_cfg
+    dbcases.sigkill_between_scoring_and_commit(db, cfg, digit_rows, tmp_path)
+
+
+def test_rows_inserted_while_running_and_http(db_cfg, digit_rows):
+    db, cfg, _ = db_cfg
+    dbcases.rows_inserted_while_running(db, cfg, digit_rows)
+
+
+def test_claim_mode(db_cfg, digit_rows, tmp_path, model_run):
+    db, _, url = db_cfg
+    dbcases.claim_mode_two_workers(db, tmp_path, url, model_run, digit_rows)
+
+
+def test_unreachable_database_at_startup(tmp_path, model_run):
+    cfg = write_config(tmp_path / "serve.yaml", f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'f.db'}", model_run)
+    proc = run_serve(cfg, "--once")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "database 'default'" in lines[0] and "unreachable" in lines[0]
