@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -33,8 +32,8 @@ import yaml
 from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "serve"))
-from conftest import Postgres, _pg_bin  # noqa: E402  the tests' throwaway-cluster helper
+sys.path.insert(0, str(REPO / "tests" / "serve"))  # serve_helpers
+from serve_helpers import Postgres, pg_bin  # noqa: E402  the tests' throwaway-cluster helper
 
 from towerlab import config  # noqa: E402
 from towerlab.data import mnist  # noqa: E402
@@ -145,13 +144,13 @@ def main() -> int:
     p.add_argument("--interval", type=float, default=0.5)
     p.add_argument("--out", default="bench/out/serve.json")
     args = p.parse_args()
-    if not os.environ.get("TOWERLAB_DATA") or _pg_bin() is None:
+    if not os.environ.get("TOWERLAB_DATA") or pg_bin() is None:
         sys.exit("needs TOWERLAB_DATA (the real MNIST files) and PostgreSQL server binaries")
     tmp = Path(tempfile.mkdtemp(prefix="towerlab-bench-serve-"))
     model_dir = tmp / "mnist"
     fit(mnist_recipe, config.build(mnist_recipe.Config, None, {"data": str(Path(os.environ["TOWERLAB_DATA"]) / "mnist"),
         "max_steps": 30, "eval_every_epochs": 0.0, "log_every": 10}), out=model_dir)
-    pg = Postgres(_pg_bin())
+    pg = Postgres(pg_bin())
     try:
         engine = create_engine(pg.resolved_url())
         cfg = write_cfg(tmp / "serve.yaml", pg.url, model_dir, args.batch, args.interval)

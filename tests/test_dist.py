@@ -5,7 +5,7 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_cli
+from helpers import run_cli
 from towerlab import checkpoint
 
 # No dropout and plain SGD: the only difference between the runs is how each global batch is split.

@@ -3,7 +3,7 @@ import pickle
 import numpy as np
 import pytest
 
-from conftest import write_cifar_python_batch
+from helpers import write_cifar_python_batch
 from towerlab.data import cifar
 from towerlab.errors import DataError
 

@@ -12,7 +12,7 @@ import urllib.request
 
 from sqlalchemy import create_engine, text
 
-from conftest import free_port, run_serve, serve_cmd, stop_process, wait_for, write_config
+from serve_helpers import free_port, run_serve, serve_cmd, stop_process, wait_for, write_config
 
 
 class Db:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 import dbcases
-from conftest import run_serve, serve_cmd, stop_process, wait_for, write_config
+from serve_helpers import run_serve, serve_cmd, stop_process, wait_for, write_config
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_wrong_password_at_startup(tmp_path, model_run, postgres, monkeypatch):
 
 
 def test_no_server_at_startup(tmp_path, model_run):
-    from conftest import free_port
+    from serve_helpers import free_port
     cfg = write_config(tmp_path / "serve.yaml", f"postgresql+psycopg://towerlab@127.0.0.1:{free_port()}/factory", model_run)
     proc = run_serve(cfg, "--once", env={"PGCONNECT_TIMEOUT": "3", **os.environ})
     assert proc.returncode == 2 and "unreachable" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

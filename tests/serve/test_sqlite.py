@@ -3,7 +3,7 @@
 import pytest
 
 import dbcases
-from conftest import run_serve, write_config
+from serve_helpers import run_serve, write_config
 
 
 @pytest.fixture
