@@ -7,6 +7,7 @@ For each recipe, three ways, the same model and batch size:
   (a) plain:  a hand-written loop: DataLoader over host tensors, eager fp32, the recipe's batch augmentation
   (b) fit:    towerlab's fit with identical settings (host data, fp32, no compile, no EMA, constant lr)
   (c) fast:   fit with its fast path (data in device memory, bf16 on a GPU, channels_last, torch.compile)
+  (L) when the lightning package is installed: the same model, loop and DataLoader under a Lightning Trainer
 Each is timed over windows of --window steps, ending each window with a host sync (loss.item());
 the first window (warm-up, compilation) is dropped and the median window rate kept; the three are
 interleaved --repeats times in rotating order; the table shows the median rate of each way and the median of
@@ -69,6 +70,49 @@ def plain_loop(recipe, cfg, device, steps: int, window: int) -> list[float]:
     return rates
 
 
+def lightning_rates(recipe, cfg, device, steps: int, window: int) -> list[float]:
+    """The same model and loop under a Lightning Trainer (only when lightning is installed)."""
+    import lightning as L
+
+    host = config.build(type(cfg), None, {**vars(cfg), "data_on_device": False})
+    train, _ = recipe.build_data(host, Dist())
+    loader = DataLoader(TensorDataset(*train.tensors), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                        pin_memory=device.type == "cuda")
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(cfg.seed)
+            self.model = recipe.build_model(cfg)
+
+        def training_step(self, batch, i):
+            x, y = train.transform(*batch)
+            return F.cross_entropy(self.model(x), y)
+
+        def configure_optimizers(self):
+            if cfg.optimizer == "rmsprop":
+                return torch.optim.RMSprop(self.parameters(), lr=cfg.lr, alpha=cfg.rms_decay, eps=cfg.eps)
+            return torch.optim.SGD(self.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+
+    class Windows(L.Callback):
+        def __init__(self):
+            self.rates, self.t0 = [], time.perf_counter()
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, i):
+            if (i + 1) % window == 0:
+                outputs["loss"].item()
+                now = time.perf_counter()
+                self.rates.append(window * cfg.batch_size / (now - self.t0))
+                self.t0 = now
+
+    windows = Windows()
+    trainer = L.Trainer(max_steps=steps, accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[windows], num_sanity_val_steps=0)
+    trainer.fit(Module(), loader)
+    return windows.rates
+
+
 def fit_rates(recipe, cfg, steps: int, window: int) -> list[float]:
     """fit's own per-window throughput, read back from the run's metrics.jsonl."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,6 +140,11 @@ def bench_recipe(name: str, args, device: torch.device) -> dict:
     measure = {"plain": lambda: plain_loop(recipe, same, device, args.steps, args.window),
                "fit": lambda: fit_rates(recipe, same, args.steps, args.window),
                "fast": lambda: fit_rates(recipe, fast, args.steps, args.window)}
+    try:
+        import lightning  # noqa: F401  an extra column when the machine has it
+        measure["lightning"] = lambda: lightning_rates(recipe, same, device, args.steps, args.window)
+    except ImportError:
+        pass
     runs = {k: [] for k in measure}
     order = list(measure)
     for _ in range(args.repeats):  # rotate the order: no way gets the warm (or the throttled) slot every time
@@ -103,9 +152,9 @@ def bench_recipe(name: str, args, device: torch.device) -> dict:
             runs[k].append(steady(measure[k]()))
         order = order[1:] + order[:1]
     med = {k: statistics.median(v) for k, v in runs.items()}
-    ratio = {k: statistics.median(a / b for a, b in zip(runs[k], runs["plain"])) for k in ("fit", "fast")}
+    ratio = {k: statistics.median(a / b for a, b in zip(runs[k], runs["plain"])) for k in runs if k != "plain"}
     return {"recipe": name, "batch_size": same.batch_size, "images_per_s": med, "repeats": runs,
-            "fit_over_plain": ratio["fit"], "fast_over_plain": ratio["fast"],
+            "fit_over_plain": ratio["fit"], "fast_over_plain": ratio["fast"], "ratios": ratio,
             "fast_settings": {"precision": fast.precision, "channels_last": True, "compile": True,
                               "compile_mode": fast.compile_mode, "data_on_device": True}}
 
@@ -133,11 +182,16 @@ def main() -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"\n{machine}, torch {torch.__version__}, {args.steps} steps, median of {args.repeats} repeats (images/s)")
-    print(f"{'recipe':10s} {'batch':>5s} {'(a) plain':>10s} {'(b) fit':>10s} {'(c) fast':>10s} {'b/a':>6s} {'c/a':>6s}")
+    light = any("lightning" in r["images_per_s"] for r in results)
+    print(f"{'recipe':10s} {'batch':>5s} {'(a) plain':>10s} {'(b) fit':>10s} {'(c) fast':>10s} {'b/a':>6s} {'c/a':>6s}"
+          + (f" {'Lightning':>10s} {'L/a':>6s}" if light else ""))
     for r in results:
         ips = r["images_per_s"]
-        print(f"{r['recipe']:10s} {r['batch_size']:5d} {ips['plain']:10.0f} {ips['fit']:10.0f} {ips['fast']:10.0f} "
-              f"{r['fit_over_plain']:6.3f} {r['fast_over_plain']:6.2f}")
+        line = (f"{r['recipe']:10s} {r['batch_size']:5d} {ips['plain']:10.0f} {ips['fit']:10.0f} {ips['fast']:10.0f} "
+                f"{r['fit_over_plain']:6.3f} {r['fast_over_plain']:6.2f}")
+        if light:
+            line += f" {ips['lightning']:10.0f} {r['ratios']['lightning']:6.3f}"
+        print(line)
     print(f"JSON: {args.out}")
     return 0
 
