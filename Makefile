@@ -11,7 +11,7 @@ TORCH_CPU ?= torch==2.13.0
 TOWERLAB_DATA ?= $(shell [ -d ../shared/data ] && cd ../shared/data && pwd)
 export TOWERLAB_DATA
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean exe exe-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +40,18 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# A stand-alone executable of the service (CPU torch inside); see README "Serving". Not part of `make test`:
+# the build takes minutes. `make exe-test` builds it and checks that the built program grades rows.
+EXE := dist/towerlab-serve
+exe: $(STAMP)
+	$(PY) -m pip install -q pyinstaller
+	$(VENV)/bin/pyinstaller --noconfirm --clean --onefile --name towerlab-serve --log-level WARN \
+		--collect-submodules towerlab --hidden-import sqlalchemy.dialects.sqlite --hidden-import sqlalchemy.dialects.postgresql \
+		--hidden-import psycopg --exclude-module tensorboard --exclude-module torch.utils.tensorboard \
+		--exclude-module matplotlib --exclude-module IPython --exclude-module lightning \
+		packaging/serve_entry.py
+	@ls -la $(EXE)
+
+exe-test: exe
+	TOWERLAB_EXE=$(abspath $(EXE)) $(PY) -m pytest -q tests/serve/test_exe.py

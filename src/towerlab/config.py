@@ -136,7 +136,7 @@ def merge(cfg: Any, overrides: dict, source: str) -> Any:
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} not found; pass an existing YAML file to --config")
+        raise ConfigError(f"config file {path} not found; check the path (it must be an existing YAML file)")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
