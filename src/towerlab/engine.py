@@ -199,16 +199,17 @@ class Trainer:
     def after_step(self, bar: tqdm, clock: list[float]) -> None:
         cfg, step = self.cfg, self.step
         if step % cfg.log_every == 0 or step == self.total_steps:
+            # clock = [start time, start step] of the current timing window, which evaluation restarts
             now = time.perf_counter()
-            self.log_train(bar, self._loss_count * cfg.batch_size / max(now - clock[0], 1e-9))
-            clock[0] = time.perf_counter()
+            self.log_train(bar, (step - clock[1]) * cfg.batch_size / max(now - clock[0], 1e-9))
+            clock[:] = [time.perf_counter(), step]
         interval = self.eval_interval()
         evaluated = step == self.total_steps or (interval and step % interval == 0)
         if evaluated:
             before = self.best.get("step")
             self.evaluate()
             self.save(improved=self.best.get("step") != before)
-            clock[0] = time.perf_counter()  # evaluation time is not training throughput
+            clock[:] = [time.perf_counter(), step]  # evaluation time is not training throughput
         elif cfg.ckpt_every_steps and step % cfg.ckpt_every_steps == 0:
             self.save(improved=False)
 
@@ -222,7 +223,7 @@ class Trainer:
     def train(self) -> dict:
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.is_main, unit="step",
                    dynamic_ncols=True, desc=self.recipe.NAME)
-        start, start_step, clock = time.perf_counter(), self.step, [time.perf_counter()]
+        start, start_step, clock = time.perf_counter(), self.step, [time.perf_counter(), self.step]
         while self.step < self.total_steps:
             epoch, position = divmod(self.step, self.steps_per_epoch)
             self.train_loader.set_epoch(epoch, position)
