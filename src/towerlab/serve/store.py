@@ -16,9 +16,17 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (BigInteger, Column, DateTime, Float, Integer, MetaData, String, Table, Text, UniqueConstraint,
                         and_, column, create_engine, exists, func, insert, select, table, text, update)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from towerlab.serve.settings import Source
+
+
+_DDL_LOCK = 0x746F7765726C6162 >> 2  # any fixed bigint: "towerlab"; all towerlab services share it
+
+# dialects whose INSERT has ON CONFLICT DO NOTHING
+_UPSERT_INSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
 def _split(name: str) -> tuple[str | None, str]:
@@ -54,7 +62,12 @@ class Store:
         self.metadata = md
 
     def create_tables(self) -> None:
-        self.metadata.create_all(self.engine)
+        """CREATE TABLE IF NOT EXISTS for the outcome and state tables. Several services starting at once would race
+        in PostgreSQL's catalog (a duplicate-key error on pg_type), so there they take an advisory lock first."""
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DDL_LOCK})
+            self.metadata.create_all(conn)
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -118,9 +131,8 @@ class Store:
             self._advance(conn, src, max(keys))
 
     def _insert_new(self):
-        if self.dialect in ("postgresql", "sqlite"):
-            dialect_insert = __import__(f"sqlalchemy.dialects.{self.dialect}", fromlist=["insert"]).insert
-            return dialect_insert(self.outcome).on_conflict_do_nothing(index_elements=["source", "row_key"])
+        if self.dialect in _UPSERT_INSERT:
+            return _UPSERT_INSERT[self.dialect](self.outcome).on_conflict_do_nothing(index_elements=["source", "row_key"])
         return insert(self.outcome)  # elsewhere the anti-join and the unique constraint guard duplicates
 
     def _advance(self, conn: Connection, src: Source, key: int) -> None:

@@ -63,12 +63,17 @@ class Service:
     def start(self) -> None:
         """Check every database and create the outcome/state tables; fail fast with a clear line."""
         for name, store in self.stores.items():
+            where = f"database {name!r} at {redact(str(store.engine.url))}"
             try:
                 store.ping()
+            except DBAPIError as e:
+                raise ServeError(f"{where} is unreachable ({_first_line(e)}); check that the server runs and the URL "
+                                 f"and credentials are right") from None
+            try:
                 store.create_tables()
             except DBAPIError as e:
-                raise ServeError(f"database {name!r} at {redact(str(store.engine.url))} is unreachable "
-                                 f"({_first_line(e)}); check that the server runs and the URL and credentials are right") from None
+                raise ServeError(f"{where}: cannot create the tables {self.settings.outcome_table} and "
+                                 f"{self.settings.state_table} ({_first_line(e)}); grant CREATE or create them first") from None
         log.info("started", extra={"fields": {"model_run": self.scorer.run_id, "model_sha256": self.scorer.sha256,
                                               "sources": [s.src.name for s in self.sources]}})
 
