@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, cifar_records, write_cifar_python_batch, write_idx  # noqa: F401
+from helpers import REPO, cifar_records, missing, write_cifar_python_batch, write_idx  # noqa: F401
 
 
 @pytest.fixture
@@ -37,9 +37,6 @@ def shared_data() -> Path:
     fails instead when TOWERLAB_REQUIRE_DATA=1 (CI), so a missing data folder never passes silently."""
     root = Path(os.environ.get("TOWERLAB_DATA") or REPO.parent / "shared" / "data")
     if not (root / "SOURCES.md").is_file() and not (root / "mnist").is_dir():
-        msg = f"real datasets not found at {root}: set TOWERLAB_DATA to the shared data folder"
-        if os.environ.get("TOWERLAB_REQUIRE_DATA") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing(f"real datasets not found at {root}: set TOWERLAB_DATA to the shared data folder", "TOWERLAB_REQUIRE_DATA")
     return root
 

@@ -90,6 +90,12 @@ def pointer(ckpt_dir: Path, which: str) -> Path | None:
     return ckpt_dir / name
 
 
+def pointer_step(ckpt_dir: Path, which: str = "last") -> int | None:
+    """The step of the checkpoint `which` names (read from the small pointer file), or None."""
+    p = ckpt_dir / f"{which}.json"
+    return json.loads(p.read_text())["step"] if p.is_file() and pointer(ckpt_dir, which) else None
+
+
 def prune(ckpt_dir: Path) -> None:
     """Remove checkpoint folders that no pointer names, and temporary folders of interrupted saves."""
     keep = {pointer(ckpt_dir, w) for w in ("last", "best")}

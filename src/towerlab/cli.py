@@ -47,7 +47,8 @@ def _train_parser(recipe_name: str | None) -> argparse.ArgumentParser:
 
 
 def cmd_train(argv: list[str]) -> int:
-    name = next((a for a in argv if not a.startswith("-")), None) if "--resume" not in argv else None
+    # the recipe decides which flags exist, so find it before parsing: a registered name, wherever it stands
+    name = next((a for a in argv if a in recipes.REGISTRY), None)
     args = _train_parser(name).parse_args(argv)
     if args.gpus:
         import torch

@@ -73,6 +73,15 @@ def all_reduce_sum(t: torch.Tensor, dist: Dist) -> torch.Tensor:
     return t
 
 
+def all_reduce_extremes(t: torch.Tensor, dist: Dist) -> tuple[torch.Tensor, torch.Tensor]:
+    """(elementwise max, elementwise min) of t across ranks."""
+    hi, lo = t.clone(), t.clone()
+    if dist.distributed:
+        tdist.all_reduce(hi, op=tdist.ReduceOp.MAX)
+        tdist.all_reduce(lo, op=tdist.ReduceOp.MIN)
+    return hi, lo
+
+
 def all_gather(t: torch.Tensor, dist: Dist) -> list[torch.Tensor]:
     """The same-shaped tensor from every rank, in rank order (moved through the device for NCCL)."""
     if not dist.distributed:

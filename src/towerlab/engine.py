@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from towerlab import checkpoint
 from towerlab.config import TrainConfig, merge
-from towerlab.dist import Dist, all_gather, all_reduce_sum, barrier, broadcast_object, setup
+from towerlab.dist import Dist, all_gather, all_reduce_extremes, all_reduce_sum, barrier, broadcast_object, setup
 from towerlab.errors import ConfigError, DivergedError
 from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
 from towerlab.runs import Run, default_dir, read_config
@@ -60,6 +60,7 @@ class Trainer:
             raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {self.train_loader.num_items} training "
                               f"items; lower --batch-size")
         self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * self.steps_per_epoch)
+        self.eval_interval = self._eval_interval()
         self.raw, self.model, self.ddp = self._build_model()
         self.ema = ema_model(self.raw, cfg.ema_decay) if cfg.ema_decay else None
         if self.ema is not None:  # keep the update counter on the host: no device sync per step
@@ -182,16 +183,13 @@ class Trainer:
         """Largest difference of any weight between processes: 0.0 when data parallelism works."""
         spread = torch.zeros((), device=self.dist.device)
         if self.dist.distributed:
-            import torch.distributed as tdist
             for p in self.raw.state_dict().values():
-                hi, lo = p.detach().float().clone(), p.detach().float().clone()
-                tdist.all_reduce(hi, op=tdist.ReduceOp.MAX)
-                tdist.all_reduce(lo, op=tdist.ReduceOp.MIN)
+                hi, lo = all_reduce_extremes(p.detach().float(), self.dist)
                 spread = torch.maximum(spread, (hi - lo).abs().max())
         return spread.item()
 
     # -- the loop -------------------------------------------------------------------------------
-    def eval_interval(self) -> int:
+    def _eval_interval(self) -> int:
         if self.cfg.eval_every_steps:
             return self.cfg.eval_every_steps
         return max(1, round(self.cfg.eval_every_epochs * self.steps_per_epoch)) if self.cfg.eval_every_epochs else 0
@@ -203,7 +201,7 @@ class Trainer:
             now = time.perf_counter()
             self.log_train(bar, (step - clock[1]) * cfg.batch_size / max(now - clock[0], 1e-9))
             clock[:] = [time.perf_counter(), step]
-        interval = self.eval_interval()
+        interval = self.eval_interval
         evaluated = step == self.total_steps or (interval and step % interval == 0)
         if evaluated:
             before = self.best.get("step")
@@ -254,7 +252,7 @@ def _open_run(recipe, cfg: TrainConfig, dist: Dist, out: str | Path | None, resu
                           f"or choose another --out")
     if not dist.is_main:
         return None
-    step = checkpoint.load_state(checkpoint.find(path))["step"] if resume else None
+    step = checkpoint.pointer_step(checkpoint.find(path).parent) if resume else None
     run = Run(path, resume_step=step)
     if not resume:
         run.write_config(recipe.NAME, cfg)

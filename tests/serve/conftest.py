@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from helpers import missing
 from serve_helpers import Postgres, pg_bin  # noqa: F401
 
 from towerlab import config
@@ -33,10 +33,8 @@ def digit_rows() -> list[tuple[int, str]]:
 def postgres():
     bindir = pg_bin()
     if bindir is None:
-        msg = "PostgreSQL server binaries not found (apt-get install postgresql); .ci/run installs them"
-        if os.environ.get("TOWERLAB_REQUIRE_POSTGRES") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing("PostgreSQL server binaries not found (apt-get install postgresql); .ci/run installs them",
+                "TOWERLAB_REQUIRE_POSTGRES")
     pg = Postgres(bindir)
     yield pg
     pg.close()

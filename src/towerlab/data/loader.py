@@ -63,10 +63,10 @@ class TensorLoader:
         return idx[r * per:(r + 1) * per]
 
     def __iter__(self):
-        order, b = self._order(), self.batch_size
+        order, b = self._order().to(self.tensors[0].device), self.batch_size
         start, self.start = self.start, 0
         for i in range(start, len(self)):
-            idx = self._local(order[i * b:(i + 1) * b]).to(self.tensors[0].device)
+            idx = self._local(order[i * b:(i + 1) * b])
             batch = tuple(t.index_select(0, idx).to(self.dist.device, non_blocking=True) for t in self.tensors)
             batch = self.transform(*batch) if self.transform else batch
             if self.channels_last and batch[0].ndim == 4:
