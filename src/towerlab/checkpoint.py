@@ -122,3 +122,43 @@ def find(run_dir: Path, which: str = "last") -> Path:
         raise CheckpointError(f"{run_dir} has no {which} checkpoint (checkpoints/{which}.json); "
                               f"train it first, or pass the right run directory")
     return folder
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a .safetensors file or a PyTorch file of plain tensors (weights_only=True: no code runs)."""
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} not found; pass an existing .pth or .safetensors file")
+    try:
+        if path.suffix == ".safetensors":
+            sd = st_load(path.read_bytes())
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any decoding failure means the same thing to the user
+        raise CheckpointError(f"weights file {path} cannot be read as a state dict ({e.__class__.__name__}); "
+                              f"pass a safetensors file or a torch.save'd dict of tensors") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"weights file {path} does not hold a dict of tensors; pass a state dict")
+    return sd
+
+
+def run_weights(run_dir: Path, which: str = "best") -> dict[str, torch.Tensor]:
+    """The weights a run evaluates with: its moving average if it keeps one, else the model."""
+    folder = find(run_dir, which)
+    return load_weights(folder, "ema" if (folder / "ema.safetensors").is_file() else "model")
+
+
+def init_from(model: torch.nn.Module, run_dir: Path) -> tuple[list[str], list[str]]:
+    """Copy every tensor of another run's best weights whose name and shape match (staged training:
+    FCN-16s from FCN-32s). Returns (copied, left as initialised). Nothing matching is an error."""
+    theirs = run_weights(run_dir, "best")
+    own = model.state_dict()
+    copied = [k for k, v in own.items() if k in theirs and theirs[k].shape == v.shape]
+    if not copied:
+        raise CheckpointError(f"no weights of {run_dir} match this model by name and shape; "
+                              f"--init-from needs a run of a related recipe")
+    with torch.no_grad():
+        for k in copied:
+            own[k].copy_(theirs[k])
+    return copied, [k for k in own if k not in copied]

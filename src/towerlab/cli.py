@@ -71,7 +71,7 @@ def cmd_train(argv: list[str]) -> int:
             recipe = recipes.get(args.recipe)
             fields = {k: v for k, v in vars(args).items() if k not in ("recipe", "resume", "config", "gpus", "procs", "out")}
             cfg = config.build(recipe.Config, args.config, fields)
-            metrics = engine.fit(recipe, cfg, d, out=args.out)
+            metrics = engine.fit_stages(recipe, cfg, d, out=args.out)
     finally:
         dist.teardown()
     if d.is_main:
@@ -80,7 +80,7 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def _print_result(m: dict) -> None:
-    shown = {k: v for k, v in m.items() if isinstance(v, float) and k not in ("wall_s",)}
+    shown = {k: v for k, v in m.items() if isinstance(v, float) and k != "wall_s" and "/" not in k}  # not per class
     print("final: " + "  ".join(f"{k}={v:.4g}" for k, v in shown.items()))
     print(f"run directory: {m['run_dir']}")
     print(f"TensorBoard:   tensorboard --logdir {m['run_dir']}/tb")
@@ -98,10 +98,13 @@ def cmd_eval(args) -> int:
 def cmd_predict(args) -> int:
     from towerlab import infer
 
-    results = infer.predict(args.run_dir, args.files, args.checkpoint)
+    results = infer.predict(args.run_dir, args.files, args.checkpoint, args.out_dir)
     for r in results:
         if args.json:
             print(json.dumps(r))
+        elif "probabilities" not in r:  # a recipe with outputs of its own: show what it wrote
+            print(f"{r['file']}: " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                                for k, v in r.items() if k != "file"))
         else:
             top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:args.top]
             print(f"{r['file']}: {r['class']} ({r['probability']:.3f})   " + "  ".join(f"{k}={v:.3f}" for k, v in top))
@@ -125,7 +128,7 @@ def cmd_data(args) -> int:
     recipe = recipes.get(args.name)
     cfg = config.build(recipe.Config, None, {"data": args.data or "", "data_on_device": False})
     _, val = recipe.build_data(cfg, dist.Dist())
-    images, labels = val.tensors[:2]
+    images, labels = val.tensors[0], val.tensors[-1]
     for path in export_samples(images, labels, recipe.class_names(cfg), args.dir, args.n):
         print(path)
     return 0
@@ -144,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("recipes", help="list the registered recipes").set_defaults(func=cmd_recipes)
     sub.add_parser("train", help="train a recipe (towerlab train RECIPE --help lists its fields)", add_help=False)
     for name, func, helptext in (("eval", cmd_eval, "evaluate a run on its validation data"),
-                                 ("predict", cmd_predict, "classify image files with a trained run")):
+                                 ("predict", cmd_predict, "classify image files (or label their pixels) with a trained run")):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("run_dir")
         s.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default: last)")
@@ -152,6 +155,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["eval"].add_argument("--data", help="dataset folder (default: the run's)")
     sub.choices["predict"].add_argument("files", nargs="+", help="image files (PNG, JPEG, ...)")
     sub.choices["predict"].add_argument("--top", type=int, default=3, help="probabilities shown per file")
+    sub.choices["predict"].add_argument("--out-dir", help="where segmentation and defect recipes write their PNGs "
+                                                          "(default: beside each input)")
     sub.choices["predict"].add_argument("--json", action="store_true", help="one JSON object per file")
     d = sub.add_parser("data", help="download datasets; export sample images")
     d.add_argument("action", choices=("fetch", "export"))

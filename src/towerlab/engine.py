@@ -11,6 +11,7 @@ in backward, so the replicas stay identical. A search, a test and the CLI all ca
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -24,7 +25,8 @@ from tqdm import tqdm
 
 from towerlab import checkpoint
 from towerlab.config import TrainConfig, merge
-from towerlab.dist import Dist, all_gather, all_reduce_extremes, all_reduce_sum, barrier, broadcast_object, setup
+from towerlab.dist import (Dist, all_gather, all_reduce_extremes, all_reduce_sum, barrier, broadcast_object, print0,
+                           setup)
 from towerlab.errors import ConfigError, DivergedError
 from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
 from towerlab.runs import Run, default_dir, read_config
@@ -77,7 +79,12 @@ class Trainer:
     def _build_model(self) -> tuple[nn.Module, nn.Module, DDP | None]:
         cfg, dist = self.cfg, self.dist
         torch.manual_seed(cfg.seed)  # the same initial weights in every process
-        raw = self.recipe.build_model(cfg).to(dist.device)
+        raw = self.recipe.build_model(cfg)
+        if cfg.init_from:
+            copied, fresh = checkpoint.init_from(raw, Path(cfg.init_from))
+            print0(f"init from {cfg.init_from}: {len(copied)} tensors copied, {len(fresh)} new: "
+                   f"{', '.join(fresh[:8])}{' ...' if len(fresh) > 8 else ''}", dist=dist)
+        raw = raw.to(dist.device)
         if cfg.channels_last:
             raw = raw.to(memory_format=torch.channels_last)
         if dist.distributed and cfg.sync_bn:
@@ -130,6 +137,8 @@ class Trainer:
         self.last_eval = metrics
         if self.run:
             self.run.log(self.step, {"epoch": self.step / self.steps_per_epoch, **{f"val/{k}": v for k, v in metrics.items()}})
+            if hasattr(self.recipe, "examples"):  # a recipe that draws its outputs (segmentation overlays)
+                self.run.tb.add_images("val/examples", self.recipe.examples(model, self.val_loader), self.step)
         return metrics
 
     def log_train(self, bar: tqdm, images_per_s: float) -> None:
@@ -283,6 +292,24 @@ def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | No
     finally:
         if run:
             run.close()
+
+
+def fit_stages(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | None = None) -> dict:
+    """fit, once per stage of a recipe that trains in stages (segdec: seg, then dec): each stage is its own run
+    directory out/<stage>, started from the best weights of the one before. Returns the last stage's metrics."""
+    plan = recipe.stages(cfg) if hasattr(recipe, "stages") else [("", cfg)]
+    if len(plan) == 1:
+        return fit(recipe, plan[0][1], dist, out)
+    dist = dist or setup()
+    base = Path(out) if out else broadcast_object(default_dir(recipe.NAME) if dist.is_main else None, dist)
+    previous, metrics = None, {}
+    for name, stage_cfg in plan:
+        if previous:
+            stage_cfg = dataclasses.replace(stage_cfg, init_from=previous)
+        print0(f"stage {name}: {base / name}", dist=dist)
+        metrics = fit(recipe, stage_cfg, dist, base / name)
+        previous = str(base / name)
+    return metrics
 
 
 def resume(run_dir: str | Path, dist: Dist | None = None, **overrides) -> dict:

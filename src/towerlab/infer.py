@@ -45,14 +45,18 @@ def evaluate(run_dir: str | Path, which: str = "last", dist: Dist | None = None,
 
 
 def load_inputs(recipe, cfg, paths: list[str]) -> torch.Tensor:
-    """Image files -> the recipe's model input."""
-    c, h, w = recipe.INPUT_SHAPE
-    return recipe.prepare(cfg, fit_to(torch.stack([read_image(p, c, (h, w)) for p in paths]), recipe.INPUT_SHAPE))
+    """Image files -> the recipe's model input (at the recipe's input shape)."""
+    shape = recipe.input_shape(cfg)
+    c, h, w = shape
+    return recipe.prepare(cfg, fit_to(torch.stack([read_image(p, c, (h, w)) for p in paths]), shape))
 
 
-def predict(run_dir: str | Path, paths: list[str], which: str = "last") -> list[dict]:
-    """For each file: its predicted class and the probability of every class."""
+def predict(run_dir: str | Path, paths: list[str], which: str = "last", out_dir: str | None = None) -> list[dict]:
+    """For each file: its predicted class and the probability of every class; a recipe with outputs of its own
+    (label maps, defect masks) writes them as PNGs via its predict_files."""
     run = load(run_dir, which)
+    if hasattr(run.recipe, "predict_files"):
+        return run.recipe.predict_files(run.model, run.cfg, paths, out_dir)
     names = run.recipe.class_names(run.cfg)
     probs = run.recipe.predict(run.model, load_inputs(run.recipe, run.cfg, paths))
     return [{"file": str(p), "class": names[int(row.argmax())], "probability": float(row.max()),

@@ -15,8 +15,8 @@ from towerlab.dist import Dist, all_reduce_sum
 class ConfusionMatrix:
     """counts[t, p] = number of items of true class t predicted as p. Targets outside 0..n-1 are ignored."""
 
-    def __init__(self, num_classes: int, device: torch.device):
-        self.n = num_classes
+    def __init__(self, num_classes: int, device: torch.device, uncounted: tuple[int, ...] = ()):
+        self.n, self.uncounted = num_classes, uncounted
         self.counts = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -30,13 +30,20 @@ class ConfusionMatrix:
         return self
 
     def compute(self) -> dict[str, float]:
-        return summarize(self.counts)
+        return summarize(self.counts, self.uncounted)
+
+    def class_iou(self) -> torch.Tensor:
+        """IoU of every class (nan where a class is neither a target nor a prediction)."""
+        c = self.counts.double()
+        return c.diag() / (c.sum(1) + c.sum(0) - c.diag())
 
 
-def summarize(counts: torch.Tensor) -> dict[str, float]:
+def summarize(counts: torch.Tensor, uncounted: tuple[int, ...] = ()) -> dict[str, float]:
     """accuracy (= pixel accuracy), mean class accuracy, mean IoU, frequency-weighted IoU.
 
     Classes absent from both targets and predictions are left out of the means (as in the FCN code's nanmean).
+    `uncounted` classes (ADE20K's 0 = "other") are never targets and stay out of the means, but predicting
+    them is still an error, as in the Scene Parsing benchmark's own evaluation.
     """
     c = counts.double()
     tp, true_n, pred_n = c.diag(), c.sum(1), c.sum(0)
@@ -46,9 +53,49 @@ def summarize(counts: torch.Tensor) -> dict[str, float]:
     iou = tp / union
     freq = true_n / total
     valid = union > 0
+    valid[list(uncounted)] = False
     return {
         "accuracy": (tp.sum() / total).item(),
         "mean_class_accuracy": class_acc[true_n > 0].mean().item() if (true_n > 0).any() else float("nan"),
         "mean_iou": iou[valid].mean().item() if valid.any() else float("nan"),
         "fw_iou": (freq[valid] * iou[valid]).sum().item(),
     }
+
+
+def _ranked(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cumulative true and false positives at each distinct score, highest first (ties form one threshold)."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    s, t = scores[order].double(), targets[order].double()
+    last = torch.ones_like(s, dtype=torch.bool)
+    last[:-1] = s[1:] != s[:-1]  # the last item of each run of equal scores
+    return t.cumsum(0)[last], (1 - t).cumsum(0)[last], s[last]
+
+
+def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> float:
+    """Area under the precision-recall curve as a step sum: sum_n (R_n - R_{n-1}) P_n (scikit-learn's AP)."""
+    tp, fp, _ = _ranked(scores, targets)
+    if tp[-1] == 0:
+        return float("nan")
+    precision, recall = tp / (tp + fp), tp / tp[-1]
+    steps = torch.diff(recall, prepend=recall.new_zeros(1))
+    return float((steps * precision).sum())
+
+
+def roc_auc(scores: torch.Tensor, targets: torch.Tensor) -> float:
+    """Area under the ROC curve by the trapezoidal rule over distinct thresholds."""
+    tp, fp, _ = _ranked(scores, targets)
+    if tp[-1] == 0 or fp[-1] == 0:
+        return float("nan")
+    tpr = torch.cat([tp.new_zeros(1), tp / tp[-1]])
+    fpr = torch.cat([fp.new_zeros(1), fp / fp[-1]])
+    return float(torch.trapezoid(tpr, fpr))
+
+
+def best_f1_threshold(scores: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
+    """(threshold, F1) where F1 is highest; predict positive when score >= threshold."""
+    tp, fp, thresholds = _ranked(scores, targets)
+    if tp[-1] == 0:
+        return float("nan"), float("nan")
+    f1 = 2 * tp / (tp + fp + tp[-1])  # 2TP / (2TP + FP + FN), with FN = P - TP
+    k = int(torch.argmax(f1))
+    return float(thresholds[k]), float(f1[k])

@@ -7,6 +7,7 @@ run draws the same crops and flips as an uninterrupted one.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
@@ -57,3 +58,41 @@ def per_image_standardization(x: torch.Tensor) -> torch.Tensor:
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     std = x.std(dim=(1, 2, 3), keepdim=True, correction=0).clamp_min(numel ** -0.5)
     return (x - mean) / std
+
+
+def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 [N,C,H,W] -> float, (x/255 - mean) / std per channel (torchvision's ImageNet convention)."""
+    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    return (to_float(x) - m) / s
+
+
+def paired_scale_crop_flip(x: torch.Tensor, y: torch.Tensor, size: tuple[int, int], scale: tuple[float, float],
+                           flip: bool, ignore: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random scale, crop and mirror per image, applied identically to the image and its label map.
+
+    x: float [N,C,H,W]; y: integer [N,H,W]. Each output is a size=(h, w) window of the image zoomed by a factor
+    drawn uniformly from `scale`; a window reaching past the image is filled with 0 in x and `ignore` in y.
+    The image is resampled bilinearly, the labels by nearest neighbour, so no label value is ever invented.
+    One affine_grid + grid_sample per batch, on the device.
+    """
+    n, _, hi, wi = x.shape
+    ho, wo = size
+    lo, hi_s = scale
+    s = torch.rand(n, device=x.device) * (hi_s - lo) + lo
+    theta = torch.zeros(n, 2, 3, device=x.device)
+    for row, (out_len, in_len) in enumerate(((wo, wi), (ho, hi))):
+        span = out_len / s  # input pixels the window covers
+        start = torch.rand(n, device=x.device) * (in_len - span)  # uniform in [0, in-span] (or [in-span, 0])
+        # output normalized coord u -> input pixel start + ((u+1) out/2 - 1/2)/s -> normalized input coord
+        theta[:, row, row] = out_len / (s * in_len)
+        theta[:, row, 2] = 2 * (start + (out_len / 2 - 0.5) / s + 0.5) / in_len - 1
+    if flip:
+        mirror = torch.rand(n, device=x.device) < 0.5
+        theta[:, 0, 0] = torch.where(mirror, -theta[:, 0, 0], theta[:, 0, 0])
+    grid = F.affine_grid(theta, [n, 1, ho, wo], align_corners=False)
+    x = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+    # labels + 1 so that the zero padding reads as -1, i.e. outside the image
+    y1 = F.grid_sample((y.unsqueeze(1).float() + 1), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    y = y1.squeeze(1).long() - 1
+    return x, torch.where(y < 0, torch.full_like(y, ignore), y)

@@ -29,6 +29,24 @@ def read_image(path: str | Path, channels: int, size: tuple[int, int] | None = N
     return t.unsqueeze(0) if channels == 1 else t.permute(2, 0, 1).contiguous()
 
 
+def read_label(path: str | Path) -> torch.Tensor:
+    """uint8 [H,W] class indices from a palette or 8-bit grayscale PNG/BMP (the index, never the colour)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"label {path} not found; every image needs its label file (see the dataset layout in the README)")
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L", "1", "I;16", "I"):
+                raise DataError(f"label {path} is a {im.mode} image; labels must hold class indices "
+                                f"(a palette or 8-bit grayscale PNG), not colours")
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"label {path} cannot be decoded ({e.__class__.__name__}: {e}); replace the file") from None
+    if arr.max(initial=0) > 255:
+        raise DataError(f"label {path} has index {int(arr.max())} > 255; labels must be 8-bit class indices")
+    return torch.from_numpy(arr.astype(np.uint8))
+
+
 def fit_to(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     """uint8 [N,C,H,W] -> uint8 [N,*shape]: channels matched (gray <-> RGB), then resized bilinearly."""
     c, h, w = shape
@@ -48,14 +66,14 @@ def write_image(image: torch.Tensor, path: str | Path) -> None:
     Image.fromarray(arr).save(path)
 
 
-def export_samples(images: torch.Tensor, labels: torch.Tensor, class_names: list[str],
-                   out: str | Path, n: int) -> list[Path]:
-    """Write the first n images as <index>_<class>.png; returns the paths."""
+def export_samples(images, labels, class_names: list[str], out: str | Path, n: int) -> list[Path]:
+    """Write the first n images as <index>_<class>.png (<index>.png when the label is a map); returns the paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(min(n, len(images))):
-        path = out / f"{i:04d}_{class_names[int(labels[i])]}.png"
+        name = f"_{class_names[int(labels[i])]}" if labels[i].numel() == 1 else ""
+        path = out / f"{i:04d}{name}.png"
         write_image(images[i], path)
         paths.append(path)
     return paths

@@ -41,8 +41,13 @@ class TensorLoader:
     def num_items(self) -> int:
         return len(self.tensors[0])
 
+    @property
+    def epoch_items(self) -> int:
+        """Items one epoch visits (a balanced loader repeats the rare class)."""
+        return self.num_items
+
     def __len__(self) -> int:
-        n, b = self.num_items, self.batch_size
+        n, b = self.epoch_items, self.batch_size
         return n // b if self.train else math.ceil(n / b)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -62,13 +67,83 @@ class TensorLoader:
         per = len(idx) // w
         return idx[r * per:(r + 1) * per]
 
+    def _gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(t.index_select(0, idx).to(self.dist.device, non_blocking=True) for t in self.tensors)
+
+    def _order_device(self) -> torch.device:
+        return self.tensors[0].device
+
     def __iter__(self):
-        order, b = self._order().to(self.tensors[0].device), self.batch_size
+        order, b = self._order().to(self._order_device()), self.batch_size
         start, self.start = self.start, 0
         for i in range(start, len(self)):
             idx = self._local(order[i * b:(i + 1) * b])
-            batch = tuple(t.index_select(0, idx).to(self.dist.device, non_blocking=True) for t in self.tensors)
+            if len(idx) == 0:  # evaluation with more processes than items left: this rank sits this batch out
+                continue
+            batch = self._gather(idx)
             batch = self.transform(*batch) if self.transform else batch
             if self.channels_last and batch[0].ndim == 4:
                 batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
             yield batch
+
+
+class BalancedLoader(TensorLoader):
+    """A training TensorLoader whose epochs hold every negative once and as many positives, drawn by cycling
+    through shuffled positives: defect-free images far outnumber defective ones, so each batch sees both."""
+
+    def __init__(self, tensors, batch_size: int, dist: Dist, *, positive: torch.Tensor, **kwargs):
+        super().__init__(tensors, batch_size, dist, train=True, **kwargs)
+        self.pos = positive.nonzero().flatten().cpu()
+        self.neg = (~positive).nonzero().flatten().cpu()
+        if len(self.pos) == 0 or len(self.neg) == 0:
+            raise ValueError("balanced sampling needs both positive and negative items")
+
+    @property
+    def epoch_items(self) -> int:
+        return 2 * max(len(self.neg), len(self.pos))
+
+    def _order(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        half = self.epoch_items // 2
+        take = lambda idx: torch.cat([idx[torch.randperm(len(idx), generator=g)]  # noqa: E731
+                                      for _ in range(-(-half // len(idx)))])[:half]
+        both = torch.cat([take(self.neg), take(self.pos)])
+        return both[torch.randperm(len(both), generator=g)]
+
+
+class PaddedLoader(TensorLoader):
+    """A TensorLoader over items of different sizes: lists of [..., H, W] tensors, one list per field.
+
+    A batch is padded at the bottom/right to its largest item, with `pad[i]` for field i (0 for images,
+    the ignore index for label maps), so padding never counts in a loss or a metric.
+    """
+
+    def __init__(self, items: tuple[list[torch.Tensor], ...], batch_size: int, dist: Dist, *, train: bool,
+                 pad: tuple[float, ...], seed: int = 0, on_device: bool = True, transform: Callable | None = None):
+        if train and batch_size % dist.world_size:
+            raise ValueError(f"batch_size={batch_size} must be divisible by the {dist.world_size} processes")
+        self.dist, self.batch_size, self.train, self.seed = dist, batch_size, train, seed
+        self.transform, self.pad = transform, pad
+        store = dist.device if on_device else torch.device("cpu")
+        self.tensors = tuple([t.to(store) for t in field] for field in items)
+        self.epoch, self.start = 0, 0
+        self.channels_last = False
+
+    def _order_device(self) -> torch.device:
+        return torch.device("cpu")  # list indices are host integers
+
+    def _gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(pad_stack([field[i] for i in idx.tolist()], value).to(self.dist.device, non_blocking=True)
+                     for field, value in zip(self.tensors, self.pad))
+
+
+def pad_stack(items: list[torch.Tensor], value: float) -> torch.Tensor:
+    """Stack [..., H, W] tensors, padding each at the bottom/right to the largest H and W."""
+    if not items:
+        raise ValueError("pad_stack of no items")
+    h = max(t.shape[-2] for t in items)
+    w = max(t.shape[-1] for t in items)
+    out = items[0].new_full((len(items), *items[0].shape[:-2], h, w), value)
+    for i, t in enumerate(items):
+        out[i, ..., :t.shape[-2], :t.shape[-1]] = t
+    return out

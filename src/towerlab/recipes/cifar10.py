@@ -121,3 +121,7 @@ def class_names(cfg: Config) -> list[str]:
 def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
     """uint8 images [N, 3, 32, 32] -> model input: the evaluation centre crop, standardized."""
     return eval_transform(images, None)[0]
+
+
+def input_shape(cfg: Config) -> tuple[int, int, int]:
+    return INPUT_SHAPE

@@ -33,3 +33,7 @@ def build_data(cfg: Config, dist):
     train, test = digits_data.load_split("train"), digits_data.load_split("test")
     return (TensorLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, on_device=cfg.data_on_device, transform=transform),
             TensorLoader(test, cfg.batch_size, dist, train=False, on_device=cfg.data_on_device, transform=transform))
+
+
+def input_shape(cfg: Config) -> tuple[int, int, int]:
+    return INPUT_SHAPE

@@ -78,3 +78,7 @@ def class_names(cfg: Config) -> list[str]:
 def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
     """uint8 images [N, *INPUT_SHAPE] -> model input: 0..1 floats."""
     return to_float(images)
+
+
+def input_shape(cfg: Config) -> tuple[int, int, int]:
+    return INPUT_SHAPE

@@ -11,6 +11,7 @@ import torch
 
 from towerlab import infer
 from towerlab.data.images import fit_to
+from towerlab.errors import ConfigError
 
 
 class Scorer:
@@ -19,12 +20,15 @@ class Scorer:
         self.run_id = Path(run_dir).resolve().name
         self.sha256 = hashlib.sha256(self.run.weights.read_bytes()).hexdigest()
         self.class_names = self.run.recipe.class_names(self.run.cfg)
+        if self.run.recipe.input_shape(self.run.cfg) is None:
+            raise ConfigError(f"{run_dir} is a {self.run.recipe.NAME} run, which labels pixels; the service grades "
+                              f"whole images: give it a classifier's run (mnist, cifar10, digits, segdec)")
 
     @torch.no_grad()
     def score(self, images: list[np.ndarray]) -> list[dict]:
         """uint8 [1,H,W] images -> outcome fields (class, probability of it, all probabilities as JSON)."""
         recipe, cfg = self.run.recipe, self.run.cfg
-        batch = fit_to(torch.from_numpy(np.stack(images)), recipe.INPUT_SHAPE)
+        batch = fit_to(torch.from_numpy(np.stack(images)), recipe.input_shape(cfg))
         probs = recipe.predict(self.run.model, recipe.prepare(cfg, batch))
         top = probs.argmax(1)
         out = []
