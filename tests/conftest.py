@@ -40,3 +40,83 @@ def shared_data() -> Path:
         missing(f"real datasets not found at {root}: set TOWERLAB_DATA to the shared data folder", "TOWERLAB_REQUIRE_DATA")
     return root
 
+
+
+def _write_png(path: Path, array: np.ndarray, palette: list[int] | None = None) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.ascontiguousarray(array.astype(np.uint8))
+    if palette is None:
+        Image.fromarray(array).save(path)
+        return
+    im = Image.frombytes("P", (array.shape[1], array.shape[0]), array.tobytes())  # indices, not colours
+    im.putpalette(palette)
+    im.save(path)
+
+
+def blocky_pair(rng: np.random.Generator, h: int, w: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB image whose colour follows its label map of 4x4 blocks (so a model can learn it)."""
+    label = np.kron(rng.integers(0, classes, (h // 4 + 1, w // 4 + 1)), np.ones((4, 4), dtype=int))[:h, :w]
+    colours = rng.integers(0, 256, (classes, 3))
+    return colours[label].astype(np.uint8), label
+
+
+@pytest.fixture
+def camvid_dir(tmp_path: Path) -> Path:
+    """CamVid in the SegNet layout: 6 train and 3 val pairs of odd sizes, labels 0..10 and 11 = void."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("val", 3)):
+        for i in range(n):
+            image, label = blocky_pair(rng, 30 + i, 41, 12)
+            _write_png(tmp_path / split / f"0001TP_{i:06d}.png", image)
+            _write_png(tmp_path / f"{split}annot" / f"0001TP_{i:06d}.png", label)
+    return tmp_path
+
+
+@pytest.fixture
+def voc_dir(tmp_path: Path) -> Path:
+    """PASCAL VOC 2012 layout: JPEGs, palette PNG labels with 255 borders, ImageSets lists."""
+    from towerlab.data.segmentation import bit_palette
+
+    base = tmp_path / "VOCdevkit" / "VOC2012"
+    rng = np.random.default_rng(1)
+    palette = [v for rgb in bit_palette(256) for v in rgb]
+    for split, stems in (("train", ["2007_000032", "2007_000039"]), ("val", ["2007_000033"])):
+        for stem in stems:
+            image, label = blocky_pair(rng, 37, 50, 21)
+            label[0, :] = 255  # VOC's object borders
+            from PIL import Image
+
+            (base / "JPEGImages").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(base / "JPEGImages" / f"{stem}.jpg")
+            _write_png(base / "SegmentationClass" / f"{stem}.png", label, palette)
+        lst = base / "ImageSets" / "Segmentation" / f"{split}.txt"
+        lst.parent.mkdir(parents=True, exist_ok=True)
+        lst.write_text("\n".join(stems) + "\n")
+    return tmp_path
+
+
+@pytest.fixture
+def kolektor_dir(tmp_path: Path) -> Path:
+    """KolektorSDD layout: 6 items with two parts each (three in kos06); palette BMP labels (indices 0/1, one with 3 levels)
+    for defective parts, all-zero grayscale BMPs for the rest."""
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for item in range(1, 7):
+        folder = tmp_path / f"kos{item:02d}"
+        folder.mkdir()
+        for part in range(3 if item == 6 else 2):  # kos06 has a third, defect-free part: folds of odd size
+            image = rng.integers(90, 140, (80, 32)).astype(np.uint8)
+            label = np.zeros((80, 32), np.uint8)
+            if part == 1:
+                label[30:50, 14:16] = 1 if item != 3 else 2  # a thin crack
+                image[label > 0] = 250
+            Image.fromarray(image).save(folder / f"Part{part}.jpg", quality=95)
+            lab = Image.fromarray(label)
+            if label.any():
+                lab = Image.frombytes("P", (32, 80), label.tobytes())
+                lab.putpalette([0, 0, 0, 255, 255, 255, 128, 128, 128])
+            lab.save(folder / f"Part{part}_label.bmp")
+    return tmp_path

@@ -1,0 +1,310 @@
+"""fcn: what FCN-32s, FCN-16s and FCN-8s share (Long, Shelhamer, Darrell, "Fully Convolutional Networks for
+Semantic Segmentation", CVPR 2015 / PAMI 2016): the VGG16 net made fully convolutional, skip scores, in-network
+upsampling, and the segmentation data, loss, metrics and outputs. The registered recipes are fcn32s, fcn16s, fcn8s.
+
+    towerlab train fcn32s --dataset camvid --data DIR [--backbone-weights vgg16.pth]
+    towerlab train fcn16s --dataset camvid --data DIR --init-from runs/fcn32s-...   # the paper's staged training
+    towerlab train fcn8s  --dataset camvid --data DIR --init-from runs/fcn16s-...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from towerlab import checkpoint
+from towerlab.config import TrainConfig, opt
+from towerlab.data import resolve_dir
+from towerlab.data import segmentation as seg
+from towerlab.data.augment import normalize, paired_scale_crop_flip
+from towerlab.data.images import read_image, write_image
+from towerlab.data.loader import PaddedLoader
+from towerlab.dist import Dist, all_reduce_sum
+from towerlab.errors import ConfigError
+from towerlab.metrics import ConfusionMatrix
+
+MAIN_METRIC = ("mean_iou", "max")
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's ImageNet statistics, which its VGG16 expects
+FOLDERS = {"camvid": "camvid", "ade20k": "ade20k_sceneparsing", "voc": "voc"}  # $TOWERLAB_DATA/<folder>
+VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+POOL3, POOL4 = 17, 24  # features[:POOL3] ends with pool3, features[:POOL4] with pool4 (torchvision's indices)
+
+
+@dataclass
+class Config(TrainConfig):
+    STRIDE: ClassVar[int] = 32  # output stride of the variant: 32, 16 or 8
+    # The paper (sec. 4.3): SGD, momentum 0.9, minibatch 20 images, lr 1e-4 for FCN-VGG16, weight decay 5e-4,
+    # starting from ImageNet VGG16 weights. Without those weights, train with adam and a higher lr (docs/results.md).
+    optimizer: str = "sgd"
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 20
+    epochs: float = 50.0
+    log_every: int = 10
+    dataset: str = opt("camvid", "on-disk layout of --data", ("camvid", "ade20k", "voc"))
+    train_split: str = opt("", "training split (default: the dataset's: train, or training for ade20k)")
+    val_split: str = opt("", "evaluation split (default: val, or validation for ade20k)")
+    crop_height: int = opt(0, "training crop height in pixels (0: the whole padded batch)")
+    crop_width: int = opt(0, "training crop width in pixels (0: the whole padded batch)")
+    # random scale and mirroring are modern practice; the paper trained without (no gain on VOC, sec. 4.3)
+    scale_min: float = opt(0.5, "random scale: smallest zoom factor")
+    scale_max: float = opt(2.0, "random scale: largest zoom factor")
+    flip: bool = opt(True, "random left-right mirroring")
+    backbone_weights: str = opt("", "torchvision VGG16 state dict (.pth or .safetensors) to start the backbone from")
+    width: float = opt(1.0, "backbone channel multiplier (1.0 = VGG16; smaller for CPU runs and tests)")
+    fc_channels: int = opt(4096, "channels of fc6 and fc7 (4096 in VGG16)")
+    dropout: float = opt(0.5, "dropout after fc6 and fc7")
+    skip_scale: bool = opt(False, "scale the pool4/pool3 scores by 0.01/0.0001 as the reference at-once FCN-8s "
+                                  "does (for Caffe-scale 0..255 features)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.width <= 0 or self.fc_channels <= 0:
+            raise ConfigError(f"width={self.width} and fc_channels={self.fc_channels} must be > 0")
+        if not 0 < self.scale_min <= self.scale_max:
+            raise ConfigError(f"scale_min={self.scale_min}, scale_max={self.scale_max}: need 0 < min <= max")
+        if (self.crop_height > 0) != (self.crop_width > 0) or min(self.crop_height, self.crop_width) < 0:
+            raise ConfigError("set both crop_height and crop_width (> 0), or neither")
+        if self.backbone_weights and (self.width != 1.0 or self.fc_channels != 4096):
+            raise ConfigError("--backbone-weights needs the VGG16 shape: --width 1.0 --fc-channels 4096")
+
+
+def bilinear_kernel(channels: int, k: int) -> torch.Tensor:
+    """ConvTranspose2d weight [C, C, k, k] that upsamples each channel by bilinear interpolation (FCN's init)."""
+    factor = (k + 1) // 2
+    center = factor - 1 if k % 2 == 1 else factor - 0.5
+    r = torch.arange(k, dtype=torch.float64)
+    filt1d = 1 - (r - center).abs() / factor
+    w = torch.zeros(channels, channels, k, k, dtype=torch.float64)
+    w[range(channels), range(channels)] = torch.outer(filt1d, filt1d)
+    return w.float()
+
+
+def upsample(channels: int, factor: int, learn: bool) -> nn.ConvTranspose2d:
+    layer = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(bilinear_kernel(channels, 2 * factor))
+    layer.weight.requires_grad_(learn)  # the paper fixes the final upsampling to bilinear, learns the 2x ones
+    return layer
+
+
+def vgg16_features(width: float) -> nn.Sequential:
+    """torchvision's vgg16().features, layer for layer (so its state dict loads by name), with FCN's changes:
+    conv1_1 pads by 100 (so every input size gives an output that can be cropped back to it) and pools round up."""
+    layers, cin = [], 3
+    for v in VGG16:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+        else:
+            cout = max(1, round(v * width))
+            layers += [nn.Conv2d(cin, cout, 3, padding=100 if cin == 3 else 1), nn.ReLU(inplace=True)]
+            cin = cout
+    return nn.Sequential(*layers)
+
+
+class FCN(nn.Module):
+    """FCN-32s/16s/8s. Output logits have exactly the input's height and width."""
+
+    def __init__(self, classes: int, stride: int, width: float = 1.0, fc: int = 4096, dropout: float = 0.5,
+                 skip_scale: bool = False):
+        super().__init__()
+        self.stride, self.skip_scale = stride, skip_scale
+        self.features = vgg16_features(width)
+        c3, c4, c5 = (max(1, round(v * width)) for v in (256, 512, 512))
+        self.fc6 = nn.Conv2d(c5, fc, 7)  # VGG's first fully connected layer as a 7x7 convolution
+        self.fc7 = nn.Conv2d(fc, fc, 1)
+        self.drop = nn.Dropout(dropout)
+        self.score_fr = nn.Conv2d(fc, classes, 1)
+        if stride == 32:
+            self.upscore = upsample(classes, 32, learn=False)
+        else:
+            self.upscore2 = upsample(classes, 2, learn=True)
+            self.score_pool4 = nn.Conv2d(c4, classes, 1)
+        if stride == 16:
+            self.upscore16 = upsample(classes, 16, learn=False)
+        if stride == 8:
+            self.upscore_pool4 = upsample(classes, 2, learn=True)
+            self.score_pool3 = nn.Conv2d(c3, classes, 1)
+            self.upscore8 = upsample(classes, 8, learn=False)
+        self._init()
+
+    def _init(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):  # torchvision's VGG init for a backbone trained from scratch
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        for name in ("score_fr", "score_pool4", "score_pool3"):  # scores start at zero, as in the reference:
+            if hasattr(self, name):  # a skip added in staged training leaves the coarser net's output unchanged
+                nn.init.zeros_(getattr(self, name).weight)
+                nn.init.zeros_(getattr(self, name).bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pool3 = self.features[:POOL3](x)
+        pool4 = self.features[POOL3:POOL4](pool3)
+        pool5 = self.features[POOL4:](pool4)
+        fc7 = self.drop(F.relu(self.fc7(self.drop(F.relu(self.fc6(pool5))))))
+        score = self.score_fr(fc7)
+        if self.stride == 32:  # crop offsets: where the padded input's origin lands (the reference's values)
+            return _crop(self.upscore(score), 19, h, w)
+        score = self.upscore2(score)
+        p4 = self.score_pool4(pool4 * 0.01 if self.skip_scale else pool4)
+        score = score + _crop(p4, 5, *score.shape[-2:])
+        if self.stride == 16:
+            return _crop(self.upscore16(score), 27, h, w)
+        score = self.upscore_pool4(score)
+        p3 = self.score_pool3(pool3 * 0.0001 if self.skip_scale else pool3)
+        score = score + _crop(p3, 9, *score.shape[-2:])
+        return _crop(self.upscore8(score), 31, h, w)
+
+
+def _crop(x: torch.Tensor, offset: int, h: int, w: int) -> torch.Tensor:
+    return x[:, :, offset:offset + h, offset:offset + w]
+
+
+def load_backbone(model: FCN, path: str) -> list[str]:
+    """Copy a torchvision vgg16 state dict into the backbone; fc6/fc7 are its classifier.0/.3 reshaped to convs
+    (as the paper casts VGG's fully connected layers). Returns the names it set. Read with weights_only=True
+    or as safetensors: never unpickled."""
+    theirs = checkpoint.read_state_dict(Path(path))
+    own = model.state_dict()
+    names = [(k, k) for k in own if k.startswith("features.")]
+    names += [("fc6.weight", "classifier.0.weight"), ("fc6.bias", "classifier.0.bias"),
+              ("fc7.weight", "classifier.3.weight"), ("fc7.bias", "classifier.3.bias")]
+    for ours, key in names:
+        if key not in theirs or theirs[key].numel() != own[ours].numel():
+            raise ConfigError(f"{path} has no {key} of {own[ours].numel()} values; pass a torchvision vgg16 state dict")
+        own[ours].copy_(theirs[key].reshape(own[ours].shape))  # classifier.0: [4096, 25088] -> [4096, 512, 7, 7]
+    return [ours for ours, _ in names]
+
+
+def build_model(cfg: Config) -> nn.Module:
+    model = FCN(len(class_names(cfg)), cfg.STRIDE, cfg.width, cfg.fc_channels, cfg.dropout, cfg.skip_scale)
+    if cfg.backbone_weights:
+        with torch.no_grad():
+            load_backbone(model, cfg.backbone_weights)
+    return model
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+def _spec(cfg: Config) -> seg.Spec:
+    root = resolve_dir(cfg.data, FOLDERS[cfg.dataset]) if cfg.dataset == "ade20k" else None  # class names file
+    return seg.spec(cfg.dataset, root)
+
+
+def build_data(cfg: Config, dist: Dist):
+    root = resolve_dir(cfg.data, FOLDERS[cfg.dataset])
+    s = seg.spec(cfg.dataset, root)
+    train = seg.load_split(cfg.dataset, root, cfg.train_split or s.train_split)
+    val = seg.load_split(cfg.dataset, root, cfg.val_split or s.val_split)
+    pad = (0, seg.IGNORE)
+    loaders = (PaddedLoader(train, cfg.batch_size, dist, train=True, pad=pad, seed=cfg.seed,
+                            on_device=cfg.data_on_device, transform=train_transform(cfg)),
+               # one image per process at a time: padding to a batch would change the outputs near the border
+               PaddedLoader(val, dist.world_size, dist, train=False, pad=pad, on_device=cfg.data_on_device,
+                            transform=eval_transform))
+    for loader in loaders:
+        loader.spec = s  # evaluate() and examples() need the classes, the uncounted ones and the colours
+    return loaders
+
+
+def train_transform(cfg: Config):
+    def transform(x: torch.Tensor, y: torch.Tensor):
+        # padding of the batch is black (0 -> -mean/std after normalising); it is IGNORE in y, so it never counts
+        x = normalize(x, MEAN, STD)
+        size = (cfg.crop_height, cfg.crop_width) if cfg.crop_height else tuple(x.shape[-2:])
+        if (cfg.scale_min, cfg.scale_max) != (1.0, 1.0) or cfg.flip or size != tuple(x.shape[-2:]):
+            x, y = paired_scale_crop_flip(x, y.long(), size, (cfg.scale_min, cfg.scale_max), cfg.flip, seg.IGNORE)
+        return x, y.long()
+    return transform
+
+
+def eval_transform(x: torch.Tensor, y: torch.Tensor):
+    return normalize(x, MEAN, STD), y.long()
+
+
+# -- loss, metrics, outputs -------------------------------------------------------------------------------------
+def loss(model, batch):
+    x, y = batch
+    # mean over labelled pixels (the reference sums; a mean keeps one lr valid for every image size)
+    return F.cross_entropy(model(x).float(), y, ignore_index=seg.IGNORE), {}
+
+
+@torch.no_grad()
+def evaluate(model, loader, dist: Dist) -> dict[str, float]:
+    """The FCN paper's four metrics from one confusion matrix over every labelled pixel, summed across processes;
+    plus the per-class IoU, the mean loss, and for ADE20K the Scene Parsing score (pixel acc + mIoU) / 2."""
+    s = loader.spec
+    cm = ConfusionMatrix(len(s.classes), dist.device, s.uncounted)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dist.device)
+    for x, y in loader:
+        logits = model(x).float()
+        cm.update(logits.argmax(1), y)
+        loss_sum += F.cross_entropy(logits, y, ignore_index=seg.IGNORE, reduction="sum").double()
+    cm.reduce(dist)
+    metrics = {"pixel_accuracy": 0.0, **cm.compute()}
+    metrics["pixel_accuracy"] = metrics.pop("accuracy")
+    metrics["loss"] = all_reduce_sum(loss_sum, dist).item() / max(cm.counts.sum().item(), 1)
+    if s.name == "ade20k":
+        metrics["score"] = (metrics["pixel_accuracy"] + metrics["mean_iou"]) / 2
+    for name, iou in zip(s.classes, cm.class_iou().tolist()):
+        if iou == iou:  # classes neither labelled nor predicted have no IoU
+            metrics[f"iou/{name}"] = iou
+    return metrics
+
+
+def class_names(cfg: Config) -> list[str]:
+    return _spec(cfg).classes
+
+
+def input_shape(cfg: Config):
+    return None  # fully convolutional: any size
+
+
+def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N,3,H,W] -> normalised model input."""
+    return normalize(images, MEAN, STD)
+
+
+@torch.no_grad()
+def predict(model, inputs: torch.Tensor) -> torch.Tensor:
+    """Per-pixel class probabilities [N, classes, H, W]."""
+    return model(inputs).float().softmax(1)
+
+
+def predict_files(model, cfg: Config, paths: list[str], out_dir: str | None) -> list[dict]:
+    """For each image: <stem>_label.png (class colours) and <stem>_overlay.png, beside it or in out_dir."""
+    s = _spec(cfg)
+    results = []
+    for path in map(Path, paths):
+        image = read_image(path, 3)
+        label = predict(model, prepare(cfg, image[None]))[0].argmax(0)
+        colours = seg.colorize(label, s.palette)
+        folder = Path(out_dir) if out_dir else path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        label_png, overlay_png = folder / f"{path.stem}_label.png", folder / f"{path.stem}_overlay.png"
+        write_image(colours, label_png)
+        write_image(seg.overlay(image, colours), overlay_png)
+        counts = torch.bincount(label.flatten(), minlength=len(s.classes)).double() / label.numel()
+        top = counts.argsort(descending=True)[:5]
+        results.append({"file": str(path), "label_png": str(label_png), "overlay_png": str(overlay_png),
+                        "classes": {s.classes[i]: round(float(counts[i]), 4) for i in top if counts[i] > 0}})
+    return results
+
+
+@torch.no_grad()
+def examples(model, loader, n: int = 4) -> torch.Tensor:
+    """uint8 [n,3,H,W]: predictions overlaid on the first validation images, for TensorBoard."""
+    x, _ = next(iter(loader))
+    x = x[:n]
+    label = model(x).argmax(1)
+    mean, std = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1), torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+    images = ((x.float() * std + mean) * 255).round().clamp(0, 255).to(torch.uint8).cpu()
+    palette = loader.spec.palette
+    return torch.stack([seg.overlay(im, seg.colorize(lb, palette)) for im, lb in zip(images, label)])
