@@ -1,0 +1,295 @@
+"""segdec: SegDecNet surface-defect detection (segmentation net + decision net, two-stage), on KolektorSDD.
+
+Tabernik, Šela, Skvarč, Skočaj, "Segmentation-Based Deep-Learning Approach for Surface-Defect Detection" (2019).
+
+    towerlab train segdec --data DIR                         # the paper's sequence: seg stage, then dec stage
+    towerlab train segdec --data DIR --stage joint           # both losses at once
+    towerlab train segdec --data DIR --stage dec --init-from runs/segdec-.../seg
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from towerlab import metrics as M
+from towerlab.config import TrainConfig, opt
+from towerlab.data import defects, resolve_dir
+from towerlab.data.augment import per_image_standardization, to_float
+from towerlab.data.images import fit_to, read_image, write_image
+from towerlab.data.loader import BalancedLoader, TensorLoader
+from towerlab.dist import Dist, all_gather, all_reduce_sum
+from towerlab.errors import ConfigError
+
+NAME = "segdec"
+MAIN_METRIC = ("ap", "max")
+CLASSES = ["ok", "defect"]
+
+
+@dataclass
+class Config(TrainConfig):
+    # Tabernik et al.: plain SGD without momentum, one image per step, the segmentation net trained first and the
+    # decision net then trained on top of it with the segmentation frozen; KolektorSDD images at 1408x512.
+    # The learning rate is this recipe's choice on the KolektorSDD subset (docs/results.md), not a published value.
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    batch_size: int = 1
+    epochs: float = 30.0
+    log_every: int = 20
+    stage: str = opt("seg+dec", "what to train: seg, dec (segmentation frozen), joint, or seg+dec in sequence",
+                     ("seg", "dec", "joint", "seg+dec"))
+    dec_epochs: float = opt(0.0, "seg+dec: epochs of the dec stage (0: the same as --epochs)")
+    layout: str = opt("kolektor", "on-disk layout of --data", ("kolektor", "generic"))
+    fold: int = opt(0, "cross-validation: evaluate on this fold, train on the others (3 folds, split by item)")
+    folds: int = opt(3, "number of folds (the paper's 3-fold cross-validation)")
+    height: int = opt(1408, "input height in pixels (the paper's KolektorSDD size)")
+    width: int = opt(512, "input width in pixels")
+    channels: int = opt(1, "1 = grayscale, 3 = RGB")
+    feature_channels: int = opt(1024, "channels of the 15x15 feature layer (1024 in the paper)")
+    dilate: int = opt(0, "dilate masks with a square of this size before training (0: off; the follow-up paper's)")
+    balanced: bool = opt(True, "each epoch: every defect-free image once and as many defective ones")
+    flip: bool = opt(True, "random left-right and up-down mirroring of image and mask")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.height % 8 or self.width % 8 or self.height < 64 or self.width < 64:
+            raise ConfigError(f"height={self.height}, width={self.width}: need multiples of 8, at least 64")
+        if not 0 <= self.fold < self.folds or self.folds < 2:
+            raise ConfigError(f"fold={self.fold}, folds={self.folds}: need folds >= 2 and 0 <= fold < folds")
+        if self.stage == "dec" and not self.init_from:
+            raise ConfigError("stage=dec trains the decision net on a frozen segmentation net: pass --init-from "
+                              "RUN_DIR of a seg run (or use --stage seg+dec)")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels={self.channels} must be 1 or 3")
+
+
+def conv(cin: int, cout: int, k: int) -> nn.Sequential:
+    """conv k x k 'same' -> batch norm -> ReLU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class SegDecNet(nn.Module):
+    """forward(x) -> (mask logits [N,1,H/8,W/8], decision logit [N])."""
+
+    def __init__(self, channels: int = 1, features: int = 1024, stage: str = "joint"):
+        super().__init__()
+        pool = nn.MaxPool2d(2)
+        self.seg = nn.Sequential(conv(channels, 32, 5), conv(32, 32, 5), pool,
+                                 conv(32, 64, 5), conv(64, 64, 5), conv(64, 64, 5), pool,
+                                 *(conv(64, 64, 5) for _ in range(4)), pool,
+                                 conv(64, features, 15))
+        self.mask = nn.Conv2d(features, 1, 1)
+        self.dec = nn.Sequential(nn.MaxPool2d(2), conv(features + 1, 8, 5), nn.MaxPool2d(2), conv(8, 16, 5),
+                                 nn.MaxPool2d(2), conv(16, 32, 5))
+        self.fc = nn.Linear(66, 1)  # global max and average of the 32 channels and of the mask
+        self.stage = stage
+        for part in self.frozen():
+            part.requires_grad_(False)
+
+    def frozen(self) -> list[nn.Module]:
+        """Parts that this stage does not train: the decision net while segmenting, the segmentation after."""
+        return {"seg": [self.dec, self.fc], "dec": [self.seg, self.mask]}.get(self.stage, [])
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for part in self.frozen():  # frozen batch norms keep their running statistics
+            part.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.seg(x)
+        mask = self.mask(feats)
+        if self.stage == "seg":  # the decision net is not trained yet: skip it
+            return mask, mask.new_zeros(mask.shape[0])
+        h = self.dec(torch.cat([feats, mask], 1))
+        pooled = torch.cat([h.amax((2, 3)), h.mean((2, 3)), mask.amax((2, 3)), mask.mean((2, 3))], 1)
+        return mask, self.fc(pooled).squeeze(1)
+
+    def score(self, mask: torch.Tensor, decision: torch.Tensor) -> torch.Tensor:
+        """P(defect) per image: the decision net's, or before it is trained the mask's highest pixel probability."""
+        return mask.float().amax((1, 2, 3)).sigmoid() if self.stage == "seg" else decision.float().sigmoid()
+
+
+def build_model(cfg: Config) -> nn.Module:
+    stage = "seg" if cfg.stage == "seg+dec" else cfg.stage
+    return SegDecNet(cfg.channels, cfg.feature_channels, stage)
+
+
+def stages(cfg: Config) -> list[tuple[str, Config]]:
+    """seg+dec is two runs in sequence (run_dir/seg, then run_dir/dec started from its best weights)."""
+    if cfg.stage != "seg+dec":
+        return [("", cfg)]
+    dec = replace(cfg, stage="dec", epochs=cfg.dec_epochs or cfg.epochs)
+    return [("seg", replace(cfg, stage="seg")), ("dec", dec)]
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+def build_data(cfg: Config, dist: Dist):
+    root = resolve_dir(cfg.data, "kolektorsdd")
+    items = defects.items_of(root, cfg.layout)
+    parts = defects.folds(list(items), cfg.folds)
+    val_names = parts[cfg.fold]
+    train_names = [n for i, part in enumerate(parts) if i != cfg.fold for n in part]
+    size = (cfg.height, cfg.width)
+    train = defects.load(root, cfg.layout, train_names, items, cfg.channels, size)
+    val = defects.load(root, cfg.layout, val_names, items, cfg.channels, size)
+    if cfg.dilate > 1:
+        train = (train[0], dilate(train[1], cfg.dilate), train[2])
+    kwargs = dict(seed=cfg.seed, on_device=cfg.data_on_device, transform=train_transform(cfg))
+    if cfg.balanced and 0 < train[2].sum() < len(train[2]):
+        loader = BalancedLoader(train, cfg.batch_size, dist, positive=train[2] > 0, **kwargs)
+    else:
+        loader = TensorLoader(train, cfg.batch_size, dist, train=True, **kwargs)
+    return loader, TensorLoader(val, cfg.batch_size, dist, train=False, on_device=cfg.data_on_device,
+                                transform=eval_transform)
+
+
+def dilate(masks: torch.Tensor, k: int) -> torch.Tensor:
+    """Grow every defect by a k x k square (Božič et al. 2021 dilate labels to cover annotation slack)."""
+    return F.max_pool2d(masks.float(), k, stride=1, padding=k // 2)[..., :masks.shape[-2], :masks.shape[-1]].to(masks.dtype)
+
+
+def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N,C,H,W] -> model input: each image standardised (zero mean, unit variance)."""
+    return per_image_standardization(to_float(images))
+
+
+def eval_transform(x: torch.Tensor, mask: torch.Tensor, label: torch.Tensor):
+    return prepare(None, x), mask.float(), label
+
+
+def train_transform(cfg: Config):
+    def transform(x: torch.Tensor, mask: torch.Tensor, label: torch.Tensor):
+        x, mask = x.float(), mask.float()
+        if cfg.flip:  # the same mirroring for image and mask: flip them as one tensor
+            both = torch.cat([x, mask], 1)
+            for dim in (-1, -2):
+                flip = torch.rand(both.shape[0], device=both.device) < 0.5
+                both = torch.where(flip[:, None, None, None], both.flip(dim), both)
+            x, mask = both[:, :-1], both[:, -1:]
+        return per_image_standardization(x / 255.0), mask, label
+    return transform
+
+
+def input_shape(cfg: Config) -> tuple[int, int, int]:
+    return (cfg.channels, cfg.height, cfg.width)
+
+
+def class_names(cfg: Config) -> list[str]:
+    return CLASSES
+
+
+# -- loss, metrics, outputs -------------------------------------------------------------------------------------
+def loss(model, batch):
+    x, mask, label = batch
+    mask_logits, decision = model(x)
+    target = F.adaptive_max_pool2d(mask, mask_logits.shape[-2:])  # a defect anywhere in a cell makes it positive
+    stage = _unwrap(model).stage
+    seg_loss = F.binary_cross_entropy_with_logits(mask_logits.float(), target)
+    dec_loss = F.binary_cross_entropy_with_logits(decision.float(), label)
+    total = {"seg": seg_loss, "dec": dec_loss, "joint": seg_loss + dec_loss}[stage]
+    return total, {"seg_loss": seg_loss.detach(), "dec_loss": dec_loss.detach()}
+
+
+def _unwrap(model: nn.Module) -> SegDecNet:
+    """The SegDecNet inside DDP and torch.compile wrappers."""
+    while not isinstance(model, SegDecNet):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+@torch.no_grad()
+def evaluate(model, loader, dist: Dist) -> dict[str, float]:
+    """Image level: AP, ROC AUC, errors at 0.5 and at the best-F1 threshold. Pixel level (1/8 grid): Dice, IoU."""
+    net = _unwrap(model)
+    scores, targets = [], []
+    pix = torch.zeros(3, dtype=torch.float64, device=dist.device)  # true positive, predicted, actual pixels
+    for x, mask, label in loader:
+        mask_logits, decision = net(x)
+        scores.append(net.score(mask_logits, decision))
+        targets.append(label)
+        pred = mask_logits.float() > 0
+        truth = F.adaptive_max_pool2d(mask, mask_logits.shape[-2:]) > 0.5
+        pix += torch.stack([(pred & truth).sum(), pred.sum(), truth.sum()]).double()
+    s, t = _gather(scores, targets, dist)
+    all_reduce_sum(pix, dist)
+    return {**image_metrics(s, t), "dice": float(2 * pix[0] / (pix[1] + pix[2]).clamp_min(1)),
+            "iou": float(pix[0] / (pix[1] + pix[2] - pix[0]).clamp_min(1))}
+
+
+def image_metrics(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    threshold, f1 = M.best_f1_threshold(scores, targets)
+    out = {"ap": M.average_precision(scores, targets), "auc": M.roc_auc(scores, targets), "best_f1": f1,
+           "best_f1_threshold": threshold}
+    for name, th in (("0.5", 0.5), ("best_f1", threshold)):
+        pred = scores >= th
+        out[f"fp@{name}"] = float((pred & (targets == 0)).sum())
+        out[f"fn@{name}"] = float((~pred & (targets == 1)).sum())
+    out["accuracy@0.5"] = float(((scores >= 0.5) == (targets == 1)).double().mean())
+    return out
+
+
+def _gather(scores: list[torch.Tensor], targets: list[torch.Tensor], dist: Dist):
+    """Every rank's (score, target) pairs. Ranks hold different counts: pad to the largest with nan, drop after."""
+    s = torch.cat(scores) if scores else torch.zeros(0, device=dist.device)
+    t = torch.cat(targets) if targets else torch.zeros(0, device=dist.device)
+    n = torch.tensor([len(s)], device=dist.device)
+    longest = int(max(x.item() for x in all_gather(n, dist)))
+    both = torch.full((2, longest), float("nan"), device=dist.device)
+    both[0, :len(s)], both[1, :len(t)] = s.float(), t.float()
+    flat = torch.cat(all_gather(both, dist), 1).cpu()
+    keep = ~flat[0].isnan()
+    return flat[0, keep], flat[1, keep]
+
+
+@torch.no_grad()
+def predict(model, inputs: torch.Tensor) -> torch.Tensor:
+    """[N, 2]: P(ok), P(defect)."""
+    net = _unwrap(model)
+    p = net.score(*net(inputs))
+    return torch.stack([1 - p, p], 1)
+
+
+def predict_files(model, cfg: Config, paths: list[str], out_dir: str | None) -> list[dict]:
+    """Defect probability per image, and <stem>_defect.png: the predicted mask in red over the image."""
+    net = _unwrap(model)
+    results = []
+    for path in map(Path, paths):
+        image = read_image(path, cfg.channels)
+        x = prepare(cfg, fit_to(image[None], input_shape(cfg)))
+        mask_logits, decision = net(x)
+        p = float(net.score(mask_logits, decision)[0])
+        heat = F.interpolate(mask_logits.float().sigmoid(), size=image.shape[1:], mode="bilinear")[0, 0]
+        folder = Path(out_dir) if out_dir else path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        overlay_png = folder / f"{path.stem}_defect.png"
+        write_image(red_overlay(image, heat), overlay_png)
+        results.append({"file": str(path), "class": CLASSES[int(p >= 0.5)], "probability": p,
+                        "overlay_png": str(overlay_png)})
+    return results
+
+
+def red_overlay(image: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
+    """uint8 [C,H,W] image, heat [H,W] in 0..1 -> uint8 [3,H,W] with the heat blended in red."""
+    base = image.expand(3, -1, -1).float() if image.shape[0] == 1 else image.float()
+    red = torch.zeros_like(base)
+    red[0] = 255
+    a = (heat.cpu() * 0.6)[None]
+    return (base * (1 - a) + red * a).round().clamp(0, 255).to(torch.uint8)
+
+
+@torch.no_grad()
+def examples(model, loader, n: int = 4) -> torch.Tensor:
+    """uint8 [n,3,H,W]: predicted masks over the first validation images (defective ones first), for TensorBoard."""
+    x, mask, label = next(iter(loader))
+    order = torch.argsort(label, descending=True, stable=True)[:n]
+    x = x[order]
+    mask_logits, _ = _unwrap(model)(x)
+    heat = F.interpolate(mask_logits.float().sigmoid(), size=x.shape[-2:], mode="bilinear")[:, 0]
+    lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
+    images = ((x - lo) / (hi - lo).clamp_min(1e-6) * 255).round().to(torch.uint8).cpu()
+    return torch.stack([red_overlay(im, h) for im, h in zip(images, heat)])

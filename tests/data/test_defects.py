@@ -1,0 +1,66 @@
+"""Surface-defect layouts: KolektorSDD (fixture and the real subset) and the generic images/ + masks/ layout."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from towerlab.data import defects
+from towerlab.errors import DataError
+
+
+def test_kolektor_fixture_labels_and_levels(kolektor_dir):
+    items = defects.kolektor_items(kolektor_dir)
+    assert list(items) == [f"kos{i:02d}" for i in range(1, 7)] and [len(v) for v in items.values()] == [2] * 5 + [3]
+    images, masks, labels = defects.load(kolektor_dir, "kolektor", list(items), items, 1, (80, 32))
+    assert images.shape == (13, 1, 80, 32) and masks.shape == (13, 1, 80, 32)
+    assert labels.tolist() == [0.0, 1.0] * 6 + [0.0]  # kos03 has a 3-level palette label: any value > 0 is a defect
+    assert masks.unique().tolist() == [0, 1]
+
+
+def test_folds_are_disjoint_and_cover_every_item():
+    names = [f"kos{i:02d}" for i in range(1, 51)]
+    parts = defects.folds(names, 3)
+    assert sorted(n for p in parts for n in p) == names
+    assert all(not set(a) & set(b) for i, a in enumerate(parts) for b in parts[i + 1:])
+    assert parts == defects.folds(list(reversed(names)), 3)  # the same split whatever the listing order
+
+
+def test_shrinking_a_mask_never_loses_a_thin_defect():
+    mask = torch.zeros(1, 160, 64, dtype=torch.uint8)
+    mask[0, 40:90, 33] = 1  # one pixel wide
+    small = defects.resize_mask(mask, (20, 8))
+    assert small.sum() > 0 and small.max() == 1
+
+
+def test_missing_label_and_wrong_size_are_clear_errors(kolektor_dir):
+    (kolektor_dir / "kos02" / "Part1_label.bmp").unlink()
+    with pytest.raises(DataError, match=r"kos02/Part1.jpg has no label file Part1_label.bmp"):
+        defects.kolektor_items(kolektor_dir)
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(kolektor_dir / "kos02" / "Part1_label.bmp")
+    items = defects.kolektor_items(kolektor_dir)
+    with pytest.raises(DataError, match="Part1_label.bmp is 10x10 but its image is 32x80"):
+        defects.load(kolektor_dir, "kolektor", ["kos02"], items, 1, (80, 32))
+
+
+def test_generic_layout_without_mask_is_defect_free(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for stem, defect in (("a", True), ("b", False)):
+        Image.fromarray(np.full((40, 48, 3), 100, np.uint8)).save(tmp_path / "images" / f"{stem}.png")
+        if defect:
+            mask = np.zeros((40, 48), np.uint8)
+            mask[10:12, 5:30] = 255
+            Image.fromarray(mask).save(tmp_path / "masks" / f"{stem}.png")
+    items = defects.generic_items(tmp_path)
+    images, masks, labels = defects.load(tmp_path, "generic", ["a", "b"], items, 3, (64, 64))
+    assert images.shape == (2, 3, 64, 64) and labels.tolist() == [1.0, 0.0] and masks[1].sum() == 0
+
+
+def test_real_kolektor_subset(shared_data):
+    root = shared_data / "kolektorsdd"
+    items = defects.kolektor_items(root)
+    assert len(items) == 50 and sum(len(v) for v in items.values()) == 152
+    images, masks, labels = defects.load(root, "kolektor", list(items), items, 1, (320, 128))
+    assert int(labels.sum()) == 52 and images.dtype == torch.uint8
+    assert (masks.flatten(1).amax(1) == labels).all()

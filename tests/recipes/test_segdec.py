@@ -1,0 +1,96 @@
+"""SegDecNet: stages, frozen segmentation in the dec stage, the seg+dec sequence, metrics, real KolektorSDD."""
+
+import json
+import math
+
+import pytest
+import torch
+from helpers import run_cli
+
+from towerlab import config
+from towerlab.data.loader import BalancedLoader
+from towerlab.dist import Dist
+from towerlab.engine import fit, fit_stages
+from towerlab.errors import ConfigError
+from towerlab.recipes import get, segdec
+
+SMALL = {"height": 80, "width": 64, "feature_channels": 16, "batch_size": 4, "log_every": 1}
+
+
+def _cfg(data, **kw):
+    return config.build(segdec.Config, None, {"data": str(data), **SMALL, **kw})
+
+
+@pytest.mark.parametrize("stage", ["seg", "dec", "joint"])
+def test_forward_backward_trains_only_its_part(stage):
+    torch.manual_seed(0)
+    model = segdec.SegDecNet(1, 16, stage).train()
+    x, mask = torch.randn(2, 1, 64, 64), (torch.rand(2, 1, 64, 64) > 0.95).float()
+    mask_logits, decision = model(x)
+    assert mask_logits.shape == (2, 1, 8, 8) and decision.shape == (2,)
+    loss, logs = segdec.loss(model, (x, mask, torch.tensor([1.0, 0.0])))
+    loss.backward()
+    assert math.isfinite(loss.item())
+    seg_grads = [p.grad for p in model.seg.parameters()]
+    dec_grads = [p.grad for p in model.dec.parameters()] + [model.fc.weight.grad]
+    assert all(g is not None for g in seg_grads) == (stage != "dec")
+    assert all(g is not None for g in dec_grads) == (stage != "seg")
+    assert all(g is None for g in (seg_grads if stage == "dec" else dec_grads if stage == "seg" else []))
+
+
+def test_dec_stage_leaves_the_segmentation_net_unchanged(kolektor_dir, tmp_path):
+    fit(get("segdec"), _cfg(kolektor_dir, stage="seg", max_steps=3), out=tmp_path / "seg")
+    before = segdec.SegDecNet(1, 16)
+    before.load_state_dict(__import__("towerlab.checkpoint", fromlist=["x"]).run_weights(tmp_path / "seg"))
+    fit(get("segdec"), _cfg(kolektor_dir, stage="dec", max_steps=4, lr=0.1, init_from=str(tmp_path / "seg")),
+        out=tmp_path / "dec")
+    from towerlab.checkpoint import run_weights
+
+    after = run_weights(tmp_path / "dec", "last")
+    seg_keys = [k for k in after if k.startswith(("seg.", "mask."))]  # weights and batch-norm statistics
+    assert seg_keys and all(torch.equal(after[k], before.state_dict()[k]) for k in seg_keys)
+    assert any(not torch.equal(after[k], before.state_dict()[k]) for k in after if k.startswith(("dec.", "fc.")))
+
+
+def test_dec_stage_needs_a_segmentation_run(kolektor_dir):
+    with pytest.raises(ConfigError, match="pass --init-from RUN_DIR of a seg run"):
+        _cfg(kolektor_dir, stage="dec")
+
+
+def test_seg_then_dec_in_one_command(kolektor_dir, tmp_path):
+    m = fit_stages(get("segdec"), _cfg(kolektor_dir, epochs=1, dec_epochs=2), out=tmp_path / "run")
+    seg_cfg = (tmp_path / "run" / "seg" / "config.yaml").read_text()
+    dec_cfg = (tmp_path / "run" / "dec" / "config.yaml").read_text()
+    assert "stage: seg\n" in seg_cfg and "stage: dec\n" in dec_cfg and f"init_from: {tmp_path}/run/seg" in dec_cfg
+    assert m["run_dir"] == str(tmp_path / "run" / "dec") and 0 <= m["ap"] <= 1
+
+
+def test_balanced_loader_draws_both_classes_equally():
+    positive = torch.tensor([True, False, False, False, False, False, True, False])
+    loader = BalancedLoader((torch.arange(8),), 4, Dist(), positive=positive, seed=1)
+    assert len(loader) == 3  # 6 negatives and 6 draws of the 2 positives per epoch, batches of 4
+    seen = torch.cat([b[0] for b in loader])
+    assert positive[seen].sum() == 6 and len(set(seen[~positive[seen]].tolist())) == 6
+
+
+def test_short_run_on_real_kolektor_gives_finite_ap(shared_data, tmp_path):
+    cfg = _cfg(shared_data / "kolektorsdd", stage="joint", height=160, width=64, max_steps=12, batch_size=8,
+               eval_every_steps=0, eval_every_epochs=0)
+    m = fit(get("segdec"), cfg, out=tmp_path / "run")
+    assert 0 < m["ap"] <= 1 and 0 <= m["auc"] <= 1 and math.isfinite(m["dice"])
+    assert m["fp@0.5"] + m["fn@0.5"] <= 51  # the evaluated fold holds about a third of the 152 parts
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(x["train/loss"]) for x in lines if "train/loss" in x)
+
+
+def test_cli_predict_prints_probability_and_writes_the_overlay(kolektor_dir, tmp_path):
+    from PIL import Image
+
+    run_cli("train", "segdec", "--data", str(kolektor_dir), "--stage", "joint", "--max-steps", "2", "--height", "80",
+            "--width", "64", "--feature-channels", "8", "--batch-size", "2", "--out", str(tmp_path / "run"))
+    part = kolektor_dir / "kos01" / "Part1.jpg"
+    result = json.loads(run_cli("predict", str(tmp_path / "run"), str(part), "--json",
+                                "--out-dir", str(tmp_path / "p")).stdout.splitlines()[-1])
+    assert result["class"] in ("ok", "defect") and 0 <= result["probability"] <= 1
+    with Image.open(result["overlay_png"]) as im:
+        assert im.size == (32, 80) and im.mode == "RGB"
