@@ -2,6 +2,7 @@
 
     python bench/throughput.py                      # every image recipe, on the GPU if visible, else the CPU
     python bench/throughput.py --recipes cifar10 --steps 300 --window 50 --repeats 3
+    python bench/throughput.py --recipes fcn8s segdec        # the segmentation issues' settings (GPU-sized)
 
 For each recipe, three ways, the same model and batch size:
   (a) plain:  a hand-written loop: DataLoader over host tensors, eager fp32, the recipe's batch augmentation
@@ -28,34 +29,51 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
 from towerlab import config
+from towerlab.data.loader import pad_stack
 from towerlab.dist import Dist
 from towerlab.engine import fit
 from towerlab.recipes import get
 
 
+def host_loader(recipe, cfg, device):
+    """What a user writes by hand: a torch DataLoader over the host copy of the training data (items of different
+    sizes padded per batch by a collate function), and the recipe's batch augmentation."""
+    host = config.build(type(cfg), None, {**vars(cfg), "data_on_device": False})
+    train, _ = recipe.build_data(host, Dist())
+    fields = train.tensors
+    if isinstance(fields[0], list):  # variable-size items (segmentation): pad each batch to its largest item
+        dataset = list(zip(*fields))
+        collate = lambda items: tuple(pad_stack(list(f), v) for f, v in zip(zip(*items), train.pad))  # noqa: E731
+    else:
+        dataset, collate = TensorDataset(*fields), None
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, collate_fn=collate,
+                        pin_memory=device.type == "cuda")
+    return loader, train.transform
+
+
+def plain_optimizer(cfg, params):
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.rms_decay, eps=cfg.eps)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+
+
 def plain_loop(recipe, cfg, device, steps: int, window: int) -> list[float]:
     """The reference: what a user writes by hand. Returns images/s per window."""
     torch.manual_seed(cfg.seed)
-    host = config.build(type(cfg), None, {**vars(cfg), "data_on_device": False})
-    train, _ = recipe.build_data(host, Dist())
-    images, labels = train.tensors
-    loader = DataLoader(TensorDataset(images, labels), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        pin_memory=device.type == "cuda")
+    loader, transform = host_loader(recipe, cfg, device)
     model = recipe.build_model(cfg).to(device)
-    if cfg.optimizer == "rmsprop":
-        opt = torch.optim.RMSprop(model.parameters(), lr=cfg.lr, alpha=cfg.rms_decay, eps=cfg.eps)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    transform = train.transform
+    opt = plain_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     rates, step, t0 = [], 0, time.perf_counter()
     while step < steps:
-        for x, y in loader:
-            x, y = transform(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
-            loss = F.cross_entropy(model(x), y)
+        for batch in loader:
+            batch = transform(*(t.to(device, non_blocking=True) for t in batch))
+            loss, _ = recipe.loss(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -74,10 +92,7 @@ def lightning_rates(recipe, cfg, device, steps: int, window: int) -> list[float]
     """The same model and loop under a Lightning Trainer (only when lightning is installed)."""
     import lightning as L
 
-    host = config.build(type(cfg), None, {**vars(cfg), "data_on_device": False})
-    train, _ = recipe.build_data(host, Dist())
-    loader = DataLoader(TensorDataset(*train.tensors), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        pin_memory=device.type == "cuda")
+    loader, transform = host_loader(recipe, cfg, device)
 
     class Module(L.LightningModule):
         def __init__(self):
@@ -86,13 +101,10 @@ def lightning_rates(recipe, cfg, device, steps: int, window: int) -> list[float]
             self.model = recipe.build_model(cfg)
 
         def training_step(self, batch, i):
-            x, y = train.transform(*batch)
-            return F.cross_entropy(self.model(x), y)
+            return recipe.loss(self.model, transform(*batch))[0]
 
         def configure_optimizers(self):
-            if cfg.optimizer == "rmsprop":
-                return torch.optim.RMSprop(self.parameters(), lr=cfg.lr, alpha=cfg.rms_decay, eps=cfg.eps)
-            return torch.optim.SGD(self.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+            return plain_optimizer(cfg, [p for p in self.parameters() if p.requires_grad])
 
     class Windows(L.Callback):
         def __init__(self):
@@ -113,6 +125,35 @@ def lightning_rates(recipe, cfg, device, steps: int, window: int) -> list[float]
     return windows.rates
 
 
+def flops_per_image(recipe, cfg, device) -> float:
+    """Forward + backward FLOPs of one training image at the benchmark's size (torch's FLOP counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    loader, transform = host_loader(recipe, config.build(type(cfg), None, {**vars(cfg), "batch_size": 1}), device)
+    model = recipe.build_model(cfg).to(device)
+    batch = transform(*(t.to(device) for t in next(iter(loader))))
+    with FlopCounterMode(display=False) as counter:
+        recipe.loss(model, batch)[0].backward()
+    return float(counter.get_total_flops())
+
+
+def matmul_peak(device, dtype) -> float:
+    """Measured dense matmul FLOP/s on this device (the denominator of the model FLOPs utilisation)."""
+    n = 8192 if device.type == "cuda" else 1024
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    reps = 20 if device.type == "cuda" else 5
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
 def fit_rates(recipe, cfg, steps: int, window: int) -> list[float]:
     """fit's own per-window throughput, read back from the run's metrics.jsonl."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,12 +168,20 @@ def steady(rates: list[float]) -> float:
     return statistics.median(rates[1:] if len(rates) > 1 else rates)
 
 
+# The issues' benchmark settings: FCN-8s on 512x512 crops (CamVid zoomed 2x), SegDecNet at KolektorSDD's 1408x512.
+SETTINGS = {"fcn8s": {"crop_height": 512, "crop_width": 512, "scale_min": 2.0, "scale_max": 2.0, "batch_size": 8},
+            "segdec": {"stage": "joint", "height": 1408, "width": 512, "batch_size": 8}}
+
+
 def bench_recipe(name: str, args, device: torch.device) -> dict:
     recipe = get(name)
     base = {"seed": 0, "ema_decay": 0.0, "schedule": "constant", "weight_decay": 0.0, "precision": "fp32",
-            "compile": False, "channels_last": False, "data_on_device": False}
+            "compile": False, "channels_last": False, "data_on_device": False, **SETTINGS.get(name, {})}
     if args.batch_size:
         base["batch_size"] = args.batch_size
+    for item in args.set:  # e.g. --set width=0.125 for a quick CPU check of a big model
+        key, value = item.split("=", 1)
+        base[key] = yaml.safe_load(value)
     same = config.build(recipe.Config, None, base)
     fast = config.build(recipe.Config, None, {**base, "data_on_device": True, "channels_last": True, "compile": True,
                                               "precision": "bf16" if device.type == "cuda" else args.cpu_fast_precision,
@@ -153,7 +202,11 @@ def bench_recipe(name: str, args, device: torch.device) -> dict:
         order = order[1:] + order[:1]
     med = {k: statistics.median(v) for k, v in runs.items()}
     ratio = {k: statistics.median(a / b for a, b in zip(runs[k], runs["plain"])) for k in runs if k != "plain"}
+    flops = flops_per_image(recipe, same, device)
+    peak = matmul_peak(device, torch.bfloat16 if fast.precision == "bf16" else torch.float32)
     return {"recipe": name, "batch_size": same.batch_size, "images_per_s": med, "repeats": runs,
+            "flops_per_image": flops, "matmul_peak_flops": peak, "mfu_fast": flops * med["fast"] / peak,
+            "settings": {k: v for k, v in base.items()},
             "fit_over_plain": ratio["fit"], "fast_over_plain": ratio["fast"], "ratios": ratio,
             "fast_settings": {"precision": fast.precision, "channels_last": True, "compile": True,
                               "compile_mode": fast.compile_mode, "data_on_device": True}}
@@ -168,10 +221,12 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=0, help="default: each recipe's")
     p.add_argument("--cpu-fast-precision", default="fp32", choices=("fp32", "bf16"),
                    help="precision of the fast path on the CPU (bf16 helps only on CPUs with AMX/AVX512-BF16)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a config field of every benchmarked recipe (repeatable)")
     p.add_argument("--out", default="bench/out/throughput.json")
     args = p.parse_args()
     if not os.environ.get("TOWERLAB_DATA"):
-        sys.exit("set TOWERLAB_DATA to the folder holding mnist/ and cifar10/ (../shared/data)")
+        sys.exit("set TOWERLAB_DATA to the shared data folder (../shared/data): mnist/, cifar10/, camvid/, kolektorsdd/")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.steps = args.steps or (300 if device.type == "cuda" else 50)
     args.window = args.window or max(1, args.steps // 5)
@@ -184,11 +239,12 @@ def main() -> int:
     print(f"\n{machine}, torch {torch.__version__}, {args.steps} steps, median of {args.repeats} repeats (images/s)")
     light = any("lightning" in r["images_per_s"] for r in results)
     print(f"{'recipe':10s} {'batch':>5s} {'(a) plain':>10s} {'(b) fit':>10s} {'(c) fast':>10s} {'b/a':>6s} {'c/a':>6s}"
-          + (f" {'Lightning':>10s} {'L/a':>6s}" if light else ""))
+          + f" {'GFLOP/img':>9s} {'MFU(c)':>6s}" + (f" {'Lightning':>10s} {'L/a':>6s}" if light else ""))
     for r in results:
         ips = r["images_per_s"]
         line = (f"{r['recipe']:10s} {r['batch_size']:5d} {ips['plain']:10.0f} {ips['fit']:10.0f} {ips['fast']:10.0f} "
-                f"{r['fit_over_plain']:6.3f} {r['fast_over_plain']:6.2f}")
+                f"{r['fit_over_plain']:6.3f} {r['fast_over_plain']:6.2f} {r['flops_per_image'] / 1e9:9.1f} "
+                f"{r['mfu_fast']:6.1%}")
         if light:
             line += f" {ips['lightning']:10.0f} {r['ratios']['lightning']:6.3f}"
         print(line)
