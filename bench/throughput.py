@@ -179,9 +179,11 @@ def bench_recipe(name: str, args, device: torch.device) -> dict:
             "compile": False, "channels_last": False, "data_on_device": False, **SETTINGS.get(name, {})}
     if args.batch_size:
         base["batch_size"] = args.batch_size
-    for item in args.set:  # e.g. --set width=0.125 for a quick CPU check of a big model
+    for item in args.set:  # e.g. --set fcn8s:width=0.125 for a quick CPU check of a big model
         key, value = item.split("=", 1)
-        base[key] = yaml.safe_load(value)
+        target, _, key = key.rpartition(":")
+        if target in ("", name):
+            base[key] = yaml.safe_load(value)
     same = config.build(recipe.Config, None, base)
     fast = config.build(recipe.Config, None, {**base, "data_on_device": True, "channels_last": True, "compile": True,
                                               "precision": "bf16" if device.type == "cuda" else args.cpu_fast_precision,
@@ -221,8 +223,8 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=0, help="default: each recipe's")
     p.add_argument("--cpu-fast-precision", default="fp32", choices=("fp32", "bf16"),
                    help="precision of the fast path on the CPU (bf16 helps only on CPUs with AMX/AVX512-BF16)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a config field of every benchmarked recipe (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="[RECIPE:]FIELD=VALUE",
+                   help="override a config field of one recipe, or of every one (repeatable)")
     p.add_argument("--out", default="bench/out/throughput.json")
     args = p.parse_args()
     if not os.environ.get("TOWERLAB_DATA"):
