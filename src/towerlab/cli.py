@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from towerlab import config, dist, recipes
 from towerlab.errors import TowerlabError
@@ -134,6 +135,53 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_chem(args) -> int:
+    import csv
+
+    import torch
+
+    from towerlab.chem import generate as gen
+
+    m = gen.load(args.run_dir, args.checkpoint)
+    out = Path(args.out) if args.out else Path(args.run_dir) / f"{args.action}.csv"
+    if args.action == "sample":
+        rows, metrics = gen.sample(m, args.n, args.seed, args.sample_tokens)
+        gen.write_csv(rows, out)
+        print(json.dumps(metrics, indent=2))
+    elif args.action == "encode":
+        smiles = gen.read_smiles(args.input)
+        z, kept, skipped = gen.encode(m, smiles)
+        gen.write_csv([{"smiles": smiles[i], **{f"z{j}": round(float(v), 6) for j, v in enumerate(row)}}
+                       for i, row in zip(kept, z)], out)
+        if skipped.counts:
+            print(f"skipped: {skipped.report()}", file=sys.stderr)
+        print(json.dumps(gen.reconstruction(m, smiles), indent=2))
+    elif args.action == "decode":
+        with open(args.input, newline="") as f:
+            table = list(csv.DictReader(f))
+        cols = [k for k in (table[0] if table else {}) if k.startswith("z") and k[1:].isdigit()]
+        if len(cols) != m.net.mu.out_features:
+            raise TowerlabError(f"{args.input} has {len(cols)} z columns; this run's latent space has "
+                                f"{m.net.mu.out_features} (write them with `towerlab chem encode`)")
+        z = torch.tensor([[float(r[c]) for c in cols] for r in table])
+        rows = [gen._row(s) for s in gen.decode(m, z)]
+        gen.write_csv(rows, out)
+        print(f"{sum(r['valid'] for r in rows)} of {len(rows)} decoded SMILES are valid molecules")
+    else:
+        seeds = gen.read_smiles(args.input) if args.input else sorted(gen.training_set(m))[:args.n_seeds]
+        found = gen.optimize(m, seeds[:args.n_seeds], args.property, args.steps, args.lr)
+        gen.write_csv(found, out)
+        if found:
+            top = found[:12]
+            gen.write_grid([r["smiles"] for r in top], [f"{args.property}={r[args.property]:.3f}" for r in top],
+                           out.with_suffix(".png"))
+            print(f"grid: {out.with_suffix('.png')}")
+        print(f"{len(found)} valid molecules improve {args.property} over their seed (RDKit-computed); CSV: {out}")
+        return 0
+    print(f"CSV: {out}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     from towerlab.serve.run import serve
 
@@ -165,6 +213,20 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--n", type=int, default=8, help="export: how many validation images")
     d.add_argument("--data", help="export: dataset folder (default: $TOWERLAB_DATA/<dataset>)")
     d.set_defaults(func=cmd_data)
+    c = sub.add_parser("chem", help="use a chemvae run: sample, encode, decode, optimize molecules")
+    c.add_argument("action", choices=("sample", "encode", "decode", "optimize"))
+    c.add_argument("run_dir")
+    c.add_argument("input", nargs="?", help="encode: SMILES file; decode: latents CSV; optimize: seed SMILES (optional)")
+    c.add_argument("--checkpoint", choices=("last", "best"), default="best")
+    c.add_argument("--out", help="CSV to write (default: RUN_DIR/<action>.csv; optimize also writes a PNG grid)")
+    c.add_argument("--n", type=int, default=1000, help="sample: how many molecules")
+    c.add_argument("--seed", type=int, default=0, help="sample: random seed")
+    c.add_argument("--sample-tokens", action="store_true", help="sample: draw each token instead of the argmax")
+    c.add_argument("--property", default="qed", help="optimize: which predicted property to raise")
+    c.add_argument("--steps", type=int, default=50, help="optimize: gradient steps in latent space")
+    c.add_argument("--lr", type=float, default=0.05, help="optimize: step size (Adam)")
+    c.add_argument("--n-seeds", type=int, default=20, help="optimize: seed molecules (from the input or the training set)")
+    c.set_defaults(func=cmd_chem)
     s = sub.add_parser("serve", help="watch SQL tables, grade new rows with a trained model, write results back")
     s.add_argument("config", help="service config (YAML)")
     s.add_argument("--once", action="store_true", help="grade what is pending, then exit (for cron and tests)")

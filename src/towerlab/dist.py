@@ -92,6 +92,17 @@ def all_gather(t: torch.Tensor, dist: Dist) -> list[torch.Tensor]:
     return [o.to(t.device) for o in out]
 
 
+def all_gather_rows(rows: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """Every rank's rows [n_r, ...] concatenated in rank order, on the host, when ranks hold different counts
+    (evaluation splits a dataset unevenly): padded to the longest, trimmed after the gather."""
+    if not dist.distributed:
+        return rows.cpu()
+    counts = [int(c.item()) for c in all_gather(torch.tensor([len(rows)], device=dist.device), dist)]
+    padded = rows.new_zeros((max(counts), *rows.shape[1:]))
+    padded[:len(rows)] = rows
+    return torch.cat([g[:n] for g, n in zip(all_gather(padded, dist), counts)]).cpu()
+
+
 def broadcast_object(obj, dist: Dist):
     """rank 0's small python object (a run directory path, say) on every rank."""
     if not dist.distributed:

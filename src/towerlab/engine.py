@@ -282,6 +282,8 @@ def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | No
     barrier(dist)
     try:
         trainer = Trainer(recipe, cfg, dist, run)
+        if run and hasattr(recipe, "save_artifacts"):  # files a run needs besides weights (chemvae's vocabulary)
+            recipe.save_artifacts(cfg, run.path)
         if resume:
             trainer.load(checkpoint.find(Path(out)))
         metrics = trainer.train()

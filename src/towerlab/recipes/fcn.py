@@ -248,8 +248,8 @@ def evaluate(model, loader, dist: Dist) -> dict[str, float]:
         cm.update(logits.argmax(1), y)
         loss_sum += F.cross_entropy(logits, y, ignore_index=seg.IGNORE, reduction="sum").double()
     cm.reduce(dist)
-    metrics = {"pixel_accuracy": 0.0, **cm.compute()}
-    metrics["pixel_accuracy"] = metrics.pop("accuracy")
+    summary = cm.compute()
+    metrics = {"pixel_accuracy": summary.pop("accuracy"), **summary}
     metrics["loss"] = all_reduce_sum(loss_sum, dist).item() / max(cm.counts.sum().item(), 1)
     if s.name == "ade20k":
         metrics["score"] = (metrics["pixel_accuracy"] + metrics["mean_iou"]) / 2

@@ -22,7 +22,7 @@ from towerlab.data import defects, resolve_dir
 from towerlab.data.augment import per_image_standardization, to_float
 from towerlab.data.images import fit_to, read_image, write_image
 from towerlab.data.loader import BalancedLoader, TensorLoader
-from towerlab.dist import Dist, all_gather, all_reduce_sum
+from towerlab.dist import Dist, all_gather_rows, all_reduce_sum
 from towerlab.errors import ConfigError
 
 NAME = "segdec"
@@ -215,7 +215,8 @@ def evaluate(model, loader, dist: Dist) -> dict[str, float]:
         pred = mask_logits.float() > 0
         truth = F.adaptive_max_pool2d(mask, mask_logits.shape[-2:]) > 0.5
         pix += torch.stack([(pred & truth).sum(), pred.sum(), truth.sum()]).double()
-    s, t = _gather(scores, targets, dist)
+    s = all_gather_rows(torch.cat(scores) if scores else torch.zeros(0, device=dist.device), dist)
+    t = all_gather_rows(torch.cat(targets) if targets else torch.zeros(0, device=dist.device), dist)
     all_reduce_sum(pix, dist)
     return {**image_metrics(s, t), "dice": float(2 * pix[0] / (pix[1] + pix[2]).clamp_min(1)),
             "iou": float(pix[0] / (pix[1] + pix[2] - pix[0]).clamp_min(1))}
@@ -231,19 +232,6 @@ def image_metrics(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, floa
         out[f"fn@{name}"] = float((~pred & (targets == 1)).sum())
     out["accuracy@0.5"] = float(((scores >= 0.5) == (targets == 1)).double().mean())
     return out
-
-
-def _gather(scores: list[torch.Tensor], targets: list[torch.Tensor], dist: Dist):
-    """Every rank's (score, target) pairs. Ranks hold different counts: pad to the largest with nan, drop after."""
-    s = torch.cat(scores) if scores else torch.zeros(0, device=dist.device)
-    t = torch.cat(targets) if targets else torch.zeros(0, device=dist.device)
-    n = torch.tensor([len(s)], device=dist.device)
-    longest = int(max(x.item() for x in all_gather(n, dist)))
-    both = torch.full((2, longest), float("nan"), device=dist.device)
-    both[0, :len(s)], both[1, :len(t)] = s.float(), t.float()
-    flat = torch.cat(all_gather(both, dist), 1).cpu()
-    keep = ~flat[0].isnan()
-    return flat[0, keep], flat[1, keep]
 
 
 @torch.no_grad()

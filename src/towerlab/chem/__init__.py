@@ -1,0 +1,1 @@
+"""RDKit-backed chemistry: SMILES tokens, molecular properties and similarity, generation and optimisation."""

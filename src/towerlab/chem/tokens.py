@@ -1,0 +1,101 @@
+"""SMILES as token sequences: one token per atom (Cl, Br, [nH], [C@@H]), bond, branch or ring closure (%10).
+
+The vocabulary is built from the training set and saved in the run directory (vocab.json), so a run decodes
+what it was trained on. Index 0 is the end/padding token: a sequence is its tokens, then 0 up to max_len.
+A SMILES the vocabulary cannot express, or longer than max_len, is reported and skipped, never truncated.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from towerlab.errors import DataError
+
+# bracket atoms, two-letter organic-subset atoms, aromatic atoms, bonds, branches, ring closures (Schwaller et al.)
+PATTERN = re.compile(r"(\[[^\]]+\]|Br|Cl|N|O|S|P|F|I|B|C|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|/|:|~|@|\?|>|\*|\$|%[0-9]{2}|[0-9])")
+END = "<end>"
+
+
+def tokenize(smiles: str) -> list[str] | None:
+    """Tokens of a SMILES, or None when some characters match no token (the regex must cover the whole string)."""
+    tokens = PATTERN.findall(smiles)
+    return tokens if "".join(tokens) == smiles else None
+
+
+@dataclass
+class Skipped:
+    """What could not be encoded, with a few examples for the report."""
+    counts: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, reason: str, smiles: str) -> None:
+        self.counts[reason] += 1
+        self.examples.setdefault(reason, [])
+        if len(self.examples[reason]) < 3:
+            self.examples[reason].append(smiles)
+
+    def report(self) -> str:
+        return "; ".join(f"{n} {reason} (e.g. {', '.join(self.examples[reason])})" for reason, n in self.counts.items())
+
+
+class Vocab:
+    def __init__(self, tokens: list[str], max_len: int):
+        if not tokens or tokens[0] != END:
+            tokens = [END, *[t for t in tokens if t != END]]
+        self.tokens, self.max_len = tokens, max_len
+        self.index = {t: i for i, t in enumerate(tokens)}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @classmethod
+    def build(cls, smiles: list[str], max_len: int) -> "Vocab":
+        """Every token of every SMILES that fits in max_len, most frequent first (ties alphabetical)."""
+        counts = Counter(t for s in smiles if (toks := tokenize(s)) and len(toks) <= max_len for t in toks)
+        return cls([END, *sorted(counts, key=lambda t: (-counts[t], t))], max_len)
+
+    def encode(self, smiles: list[str], skipped: Skipped | None = None) -> tuple[torch.Tensor, list[int]]:
+        """int64 [N, max_len] token indices (0-padded) of the SMILES that fit, and their positions in the input."""
+        rows, kept = [], []
+        for i, s in enumerate(smiles):
+            toks = tokenize(s)
+            if toks is not None and len(toks) > self.max_len:
+                reason = f"longer than max_len={self.max_len} tokens"
+            elif toks is None or any(t not in self.index for t in toks):
+                reason = "with characters outside the vocabulary"
+            else:
+                rows.append([self.index[t] for t in toks] + [0] * (self.max_len - len(toks)))
+                kept.append(i)
+                continue
+            if skipped is not None:
+                skipped.add(reason, s)
+        out = torch.tensor(rows, dtype=torch.int64) if rows else torch.zeros(0, self.max_len, dtype=torch.int64)
+        return out, kept
+
+    def decode(self, indices: torch.Tensor) -> list[str]:
+        """[N, L] token indices -> SMILES strings (each ends at its first end token)."""
+        out = []
+        for row in indices.tolist():
+            chars = []
+            for i in row:
+                if i == 0:
+                    break
+                chars.append(self.tokens[i])
+            out.append("".join(chars))
+        return out
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({"max_len": self.max_len, "tokens": self.tokens}, indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> "Vocab":
+        if not path.is_file():
+            raise DataError(f"{path} not found: the run directory has no vocabulary (was it trained by chemvae?)")
+        data = json.loads(path.read_text())
+        return cls(data["tokens"], data["max_len"])

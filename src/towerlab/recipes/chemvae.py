@@ -1,0 +1,420 @@
+"""chemvae: a SMILES variational autoencoder with a property head (Gómez-Bombarelli et al. 2018), RDKit for chemistry.
+
+    towerlab train chemvae --data zinc.txt                           # ZINC SMILES; QED and logP computed by RDKit
+    towerlab train chemvae --data tox21.csv --properties NR-AR,SR-p53 --decoder gru
+    towerlab chem sample RUN_DIR --n 1000                             # validity / uniqueness / novelty, CSV
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from towerlab.chem import props
+from towerlab.chem.tokens import Skipped, Vocab
+from towerlab.config import TrainConfig, opt
+from towerlab.data import smiles as smiles_data
+from towerlab.data.loader import TensorLoader
+from towerlab.dist import Dist, all_gather_rows, all_reduce_sum, print0
+from towerlab.errors import ConfigError, DataError
+from towerlab.metrics import roc_auc
+
+NAME = "chemvae"
+MAIN_METRIC = ("loss", "min")
+DEFAULT_FILE = "zinc250k_jtvae/valid.txt"  # under $TOWERLAB_DATA: 24,445 ZINC molecules of the 250k set
+
+
+@dataclass
+class Config(TrainConfig):
+    # Gómez-Bombarelli et al.: Adam lr 1e-3, max 120 characters, KL annealed in; the post: latent 256, batch 128.
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 128
+    epochs: float = 50.0
+    log_every: int = 20
+    data: str = opt("", f"SMILES file: CSV with a SMILES column, or one per line (default: $TOWERLAB_DATA/{DEFAULT_FILE})")
+    val_data: str = opt("", "held-out SMILES file (default: a --val-fraction of --data)")
+    val_fraction: float = opt(0.1, "share of --data held out for evaluation when no --val-data is given")
+    max_len: int = opt(120, "longest SMILES in tokens; longer ones are reported and skipped")
+    latent: int = opt(256, "latent dimensions")
+    encoder: str = opt("conv2d", "conv2d: the post's 2D convs over the one-hot matrix; conv1d: Gómez-Bombarelli's",
+                       ("conv2d", "conv1d"))
+    decoder: str = opt("conv", "conv: the post's upsampling conv decoder; gru: 3-layer GRU with teacher forcing",
+                       ("conv", "gru"))
+    gru_hidden: int = opt(488, "GRU decoder width (Gómez-Bombarelli: 488)")
+    beta: float = opt(1.0, "weight of the KL term after annealing")
+    kl_warmup_steps: int = opt(2000, "steps over which the KL weight rises linearly from 0 to beta")
+    properties: str = opt("qed,logp", "comma-separated: qed, logp, mw, sa (computed by RDKit) or columns of the CSV; "
+                                      "empty for none")
+    property_weight: float = opt(1.0, "weight of the property loss")
+    vocab_file: str = opt("", "use this vocab.json instead of building one from --data (set when a run is reloaded)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_len < 8 or self.max_len % 4:
+            raise ConfigError(f"max_len={self.max_len} must be a multiple of 4, at least 8")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction={self.val_fraction} must be between 0 and 1")
+        if self.latent <= 0 or self.beta < 0 or self.kl_warmup_steps < 0:
+            raise ConfigError("latent must be > 0, beta and kl_warmup_steps >= 0")
+
+
+def property_names(cfg: Config) -> list[str]:
+    return [p.strip() for p in cfg.properties.split(",") if p.strip()]
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+def data_file(cfg: Config) -> Path:
+    if cfg.data:
+        return Path(cfg.data).expanduser()
+    if os.environ.get("TOWERLAB_DATA"):
+        return Path(os.environ["TOWERLAB_DATA"]) / DEFAULT_FILE
+    raise DataError("no SMILES file: pass --data FILE (CSV with a SMILES column, or one SMILES per line) "
+                    "or set TOWERLAB_DATA")
+
+
+def _cache_path(path: Path, names: list[str]) -> Path:
+    key = hashlib.sha256(path.read_bytes() + ",".join(names).encode()).hexdigest()[:16]
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "towerlab" / "properties"
+    return root / f"{path.name}-{key}.json"
+
+
+def _columns(table: smiles_data.SmilesTable, names: list[str]) -> dict[str, list[float]]:
+    """Property values per row: CSV columns as given, RDKit properties computed once and cached on disk."""
+    unknown = [n for n in names if n not in table.columns and n not in props.PROPERTIES]
+    if unknown:
+        raise ConfigError(f"property {unknown[0]!r} is neither a column of {table.source} "
+                          f"({', '.join(table.columns) or 'none'}) nor one RDKit computes ({', '.join(props.PROPERTIES)})")
+    computed = [n for n in names if n not in table.columns]
+    out = {n: table.columns[n] for n in names if n in table.columns}
+    if computed:
+        cache = _cache_path(table.source, computed)
+        if cache.is_file():
+            out.update(json.loads(cache.read_text()))
+        else:
+            rows = [props.properties(s) for s in table.smiles]
+            values = {n: [r[n] if r else math.nan for r in rows] for n in computed}
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(values))
+            out.update(values)
+    return out
+
+
+@dataclass
+class Prepared:
+    vocab: Vocab
+    train: tuple[torch.Tensor, torch.Tensor]  # token indices [N, L], properties [N, P] (nan = missing)
+    val: tuple[torch.Tensor, torch.Tensor]
+    binary: list[bool]  # per property: a 0/1 label (BCE) or a number (MSE on the standardised value)
+    mean: torch.Tensor
+    std: torch.Tensor
+    train_smiles: list[str]
+
+
+def _valid(table: smiles_data.SmilesTable, names: list[str]):
+    cols = _columns(table, names)
+    keep = [i for i, s in enumerate(table.smiles) if props.mol(s) is not None]
+    bad = len(table.smiles) - len(keep)
+    if bad:
+        examples = [s for s in table.smiles if props.mol(s) is None][:3]
+        print0(f"{table.source}: {bad} invalid SMILES skipped (RDKit cannot parse them), e.g. {', '.join(examples)}")
+    if not keep:
+        raise DataError(f"{table.source}: no valid SMILES (RDKit parsed none); check the SMILES column")
+    values = torch.tensor([[cols[n][i] for n in names] for i in keep], dtype=torch.float32).reshape(len(keep), len(names))
+    return [table.smiles[i] for i in keep], values
+
+
+@functools.lru_cache(maxsize=4)
+def _prepare(path: str, val_path: str, val_fraction: float, max_len: int, names: tuple[str, ...], seed: int,
+             vocab_file: str) -> Prepared:
+    smiles, values = _valid(smiles_data.read(path), list(names))
+    if val_path:
+        val_smiles, val_values = _valid(smiles_data.read(val_path), list(names))
+    else:
+        order = torch.randperm(len(smiles), generator=torch.Generator().manual_seed(seed)).tolist()
+        n_val = max(1, round(len(smiles) * val_fraction))
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        val_smiles, val_values = [smiles[i] for i in val_idx], values[val_idx]
+        smiles, values = [smiles[i] for i in train_idx], values[train_idx]
+    vocab = Vocab.load(Path(vocab_file)) if vocab_file else Vocab.build(smiles, max_len)
+    splits = []
+    for name, s, v in (("training", smiles, values), ("validation", val_smiles, val_values)):
+        skipped = Skipped()
+        tokens, kept = vocab.encode(s, skipped)
+        if skipped.counts:
+            print0(f"{name} SMILES skipped: {skipped.report()}")
+        if len(kept) == 0:
+            raise DataError(f"no {name} SMILES fit the vocabulary and max_len={max_len}; raise --max-len")
+        splits.append((tokens, v[kept], [s[i] for i in kept]))
+    (tr_tokens, tr_values, tr_smiles), (va_tokens, va_values, _) = splits
+    binary = [bool(((col == 0) | (col == 1) | col.isnan()).all()) for col in tr_values.T]
+    mean, std = _stats(tr_values, binary)
+    return Prepared(vocab, (tr_tokens, tr_values), (va_tokens, va_values), binary, mean, std, tr_smiles)
+
+
+def _stats(values: torch.Tensor, binary: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, std = torch.zeros(values.shape[1]), torch.ones(values.shape[1])
+    for j, is_binary in enumerate(binary):
+        col = values[:, j][~values[:, j].isnan()]
+        if not is_binary and len(col) > 1:
+            mean[j], std[j] = col.mean(), col.std().clamp_min(1e-6)
+    return mean, std
+
+
+def prepared(cfg: Config) -> Prepared:
+    return _prepare(str(data_file(cfg)), cfg.val_data, cfg.val_fraction, cfg.max_len, tuple(property_names(cfg)),
+                    cfg.seed, cfg.vocab_file)
+
+
+def build_data(cfg: Config, dist: Dist):
+    p = prepared(cfg)
+    return (TensorLoader(p.train, cfg.batch_size, dist, train=True, seed=cfg.seed, on_device=cfg.data_on_device),
+            TensorLoader(p.val, cfg.batch_size, dist, train=False, on_device=cfg.data_on_device))
+
+
+def save_artifacts(cfg: Config, run_dir: Path) -> None:
+    """vocab.json beside the checkpoints: sampling and decoding read the vocabulary the run was trained with."""
+    prepared(cfg).vocab.save(run_dir / "vocab.json")
+
+
+# -- model ---------------------------------------------------------------------------------------------------
+class Conv2dEncoder(nn.Module):
+    """The post's encoder: the one-hot matrix as a 1-channel image; conv 3x3 64, conv 3x3 128 (BN, ReLU, pool); dense 1024."""
+
+    def __init__(self, max_len: int, vocab: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+                                 nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(), nn.MaxPool2d(2),
+                                 nn.Flatten(), nn.Linear(128 * (max_len // 4) * (vocab // 4), 1024), nn.ReLU())
+        self.out = 1024
+
+    def forward(self, onehot: torch.Tensor) -> torch.Tensor:
+        return self.net(onehot.unsqueeze(1))
+
+
+class Conv1dEncoder(nn.Module):
+    """Gómez-Bombarelli et al.: 1D convolutions over the sequence (9, 9, 10 filters of width 9, 9, 11), dense 435."""
+
+    def __init__(self, max_len: int, vocab: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv1d(vocab, 9, 9), nn.BatchNorm1d(9), nn.Tanh(),
+                                 nn.Conv1d(9, 9, 9), nn.BatchNorm1d(9), nn.Tanh(),
+                                 nn.Conv1d(9, 10, 11), nn.BatchNorm1d(10), nn.Tanh(),
+                                 nn.Flatten(), nn.Linear(10 * (max_len - 26), 435), nn.Tanh())
+        self.out = 435
+
+    def forward(self, onehot: torch.Tensor) -> torch.Tensor:
+        return self.net(onehot.transpose(1, 2))
+
+
+class ConvDecoder(nn.Module):
+    """The post's decoder, the encoder mirrored: dense -> [128, L/4, V/4] -> upsample, conv 64 -> upsample, conv 1."""
+
+    def __init__(self, latent: int, max_len: int, vocab: int):
+        super().__init__()
+        self.shape = (128, max_len // 4, vocab // 4)
+        self.fc = nn.Sequential(nn.Linear(latent, 1024), nn.ReLU(), nn.Linear(1024, math.prod(self.shape)), nn.ReLU())
+        self.net = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(128, 64, 3, padding=1), nn.BatchNorm2d(64),
+                                 nn.ReLU(), nn.Upsample(scale_factor=2), nn.Conv2d(64, 1, 3, padding=1))
+        nn.init.zeros_(self.net[-1].weight)  # start from uniform token probabilities, not logits in the thousands
+
+    def forward(self, z: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(self.fc(z).view(-1, *self.shape)).squeeze(1)  # [N, L, V] logits
+
+    def generate(self, z: torch.Tensor, sample: bool) -> torch.Tensor:
+        logits = self(z)
+        return torch.distributions.Categorical(logits=logits).sample() if sample else logits.argmax(-1)
+
+
+class GRUDecoder(nn.Module):
+    """Gómez-Bombarelli et al.: z repeated at every position, 3 GRU layers; teacher forcing feeds the true previous token."""
+
+    def __init__(self, latent: int, max_len: int, vocab: int, hidden: int):
+        super().__init__()
+        self.max_len, self.vocab = max_len, vocab
+        self.fc = nn.Linear(latent, latent)
+        self.gru = nn.GRU(latent + vocab, hidden, num_layers=3, batch_first=True)
+        self.out = nn.Linear(hidden, vocab)
+
+    def forward(self, z: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        prev = F.one_hot(F.pad(tokens[:, :-1], (1, 0)), self.vocab).to(z.dtype)  # start: the end token
+        h = F.relu(self.fc(z)).unsqueeze(1).expand(-1, self.max_len, -1)
+        return self.out(self.gru(torch.cat([h, prev], -1))[0])
+
+    def generate(self, z: torch.Tensor, sample: bool) -> torch.Tensor:
+        h, state = F.relu(self.fc(z)).unsqueeze(1), None
+        prev = torch.zeros(len(z), 1, dtype=torch.long, device=z.device)
+        out = []
+        for _ in range(self.max_len):
+            y, state = self.gru(torch.cat([h, F.one_hot(prev, self.vocab).to(z.dtype)], -1), state)
+            logits = self.out(y[:, -1])
+            prev = (torch.distributions.Categorical(logits=logits).sample() if sample else logits.argmax(-1)).unsqueeze(1)
+            out.append(prev)
+        return torch.cat(out, 1)
+
+
+class ChemVAE(nn.Module):
+    def __init__(self, cfg: Config, vocab: int, binary: list[bool], mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.vocab, self.padded = vocab, -(-vocab // 4) * 4  # the conv nets need the vocabulary a multiple of 4
+        self.beta, self.warmup = cfg.beta, cfg.kl_warmup_steps
+        self.property_weight, self.property_names = cfg.property_weight, property_names(cfg)
+        enc = Conv2dEncoder if cfg.encoder == "conv2d" else Conv1dEncoder
+        self.encoder = enc(cfg.max_len, self.padded)
+        self.mu = nn.Linear(self.encoder.out, cfg.latent)
+        self.sigma = nn.Linear(self.encoder.out, cfg.latent)
+        self.decoder = (ConvDecoder(cfg.latent, cfg.max_len, self.padded) if cfg.decoder == "conv"
+                        else GRUDecoder(cfg.latent, cfg.max_len, self.padded, cfg.gru_hidden))
+        n = len(binary)
+        self.head = nn.Sequential(nn.Linear(cfg.latent, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+                                  nn.Linear(256, n)) if n else None
+        self.register_buffer("binary", torch.tensor(binary, dtype=torch.bool))
+        self.register_buffer("prop_mean", mean.clone())
+        self.register_buffer("prop_std", std.clone())
+        self.register_buffer("seen", torch.zeros((), dtype=torch.long))  # training batches: drives KL annealing
+
+    def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, standard deviation) of q(z | x); the deviation through a softplus, as in the post."""
+        h = self.encoder(F.one_hot(tokens, self.padded).float())
+        return self.mu(h), F.softplus(self.sigma(h)) + 1e-6
+
+    def kl_weight(self) -> torch.Tensor:
+        return self.beta * (self.seen.float() / self.warmup).clamp(max=1.0) if self.warmup else torch.tensor(self.beta)
+
+    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, sigma = self.encode(tokens)
+        z = mu + sigma * torch.randn_like(mu) if self.training else mu  # the reparameterisation trick
+        if self.training:
+            self.seen += 1
+        logits = self.decoder(z, tokens)[..., :self.vocab]
+        return {"logits": logits, "mu": mu, "sigma": sigma, "props": self.head(mu) if self.head is not None else None}
+
+    def properties(self, z: torch.Tensor) -> torch.Tensor:
+        """Predicted properties in their own units (probabilities for 0/1 labels)."""
+        out = self.head(z)
+        return torch.where(self.binary, out.sigmoid(), out * self.prop_std + self.prop_mean)
+
+    def generate(self, z: torch.Tensor, sample: bool = False) -> torch.Tensor:
+        tokens = self.decoder.generate(z, sample)
+        return torch.where(tokens < self.vocab, tokens, torch.zeros_like(tokens))  # padding columns read as the end
+
+
+def kl_divergence(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, 1)) per item, summed over latent dimensions (the closed form)."""
+    return 0.5 * (mu.pow(2) + sigma.pow(2) - 1 - 2 * sigma.log()).sum(-1)
+
+
+def build_model(cfg: Config) -> nn.Module:
+    if cfg.vocab_file:  # a reloaded run: sizes from its vocabulary; statistics come with the weights
+        vocab = Vocab.load(Path(cfg.vocab_file))
+        n = len(property_names(cfg))
+        return ChemVAE(cfg, len(vocab), [False] * n, torch.zeros(n), torch.ones(n))
+    p = prepared(cfg)
+    return ChemVAE(cfg, len(p.vocab), p.binary, p.mean, p.std)
+
+
+def _unwrap(model: nn.Module) -> ChemVAE:
+    while not isinstance(model, ChemVAE):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+# -- loss and metrics ----------------------------------------------------------------------------------------
+def _property_loss(net: ChemVAE, pred: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """MSE on standardised numbers, BCE on 0/1 labels; missing values (nan) do not count."""
+    known = ~values.isnan()
+    target = torch.where(net.binary, values, (values - net.prop_mean) / net.prop_std).nan_to_num(0.0)
+    per = torch.where(net.binary, F.binary_cross_entropy_with_logits(pred, target, reduction="none"),
+                      (pred - target).pow(2))
+    return (per * known).sum() / known.sum().clamp_min(1)
+
+
+def loss(model, batch):
+    tokens, values = batch
+    out = model(tokens)
+    net = _unwrap(model)
+    recon = F.cross_entropy(out["logits"].float().transpose(1, 2), tokens, reduction="sum") / len(tokens)
+    kl = kl_divergence(out["mu"].float(), out["sigma"].float()).mean()
+    total = recon + net.kl_weight() * kl
+    prop = torch.zeros(())
+    if out["props"] is not None and values.shape[1]:
+        prop = _property_loss(net, out["props"].float(), values)
+        total = total + net.property_weight * prop
+    return total, {"recon": recon.detach(), "kl": kl.detach(), "property": prop.detach()}
+
+
+@torch.no_grad()
+def evaluate(model, loader, dist: Dist) -> dict[str, float]:
+    """Reconstruction (per token and exact, decoding the mean), KL, loss at full beta, property MAE / R^2 / AUC."""
+    net = _unwrap(model)
+    sums = torch.zeros(6, dtype=torch.float64, device=dist.device)  # items, tokens ok, tokens, exact, recon, kl
+    preds, values = [], []
+    for tokens, vals in loader:
+        out = net(tokens)
+        logits = out["logits"].float()
+        length = (tokens != 0).sum(1) + 1  # the tokens and the end token
+        mask = torch.arange(tokens.shape[1], device=tokens.device) < length.clamp(max=tokens.shape[1])[:, None]
+        decoded = net.generate(out["mu"]) if isinstance(net.decoder, GRUDecoder) else logits.argmax(-1)
+        teacher = logits.argmax(-1)
+        sums += torch.stack([torch.tensor(len(tokens), device=dist.device), ((teacher == tokens) & mask).sum(),
+                             mask.sum(), ((decoded == tokens) | ~mask).all(1).sum(),
+                             F.cross_entropy(logits.transpose(1, 2), tokens, reduction="sum"),
+                             kl_divergence(out["mu"].float(), out["sigma"].float()).sum()]).double()
+        if net.head is not None:
+            preds.append(net.properties(out["mu"]).float())
+            values.append(vals)
+    all_reduce_sum(sums, dist)
+    n = sums[0].clamp_min(1)
+    m = {"recon_token_accuracy": float(sums[1] / sums[2].clamp_min(1)), "recon_exact": float(sums[3] / n),
+         "recon_loss": float(sums[4] / n), "kl": float(sums[5] / n)}
+    m["loss"] = m["recon_loss"] + net.beta * m["kl"]
+    if net.head is not None:
+        m.update(_property_metrics(net, preds, values, dist))
+    return m
+
+
+def _property_metrics(net: ChemVAE, preds: list, values: list, dist: Dist) -> dict[str, float]:
+    out = {}
+    p_all = all_gather_rows(torch.cat(preds) if preds else torch.zeros(0, len(net.binary), device=dist.device), dist)
+    v_all = all_gather_rows(torch.cat(values) if values else torch.zeros(0, len(net.binary), device=dist.device), dist)
+    for j, name in enumerate(net.property_names):
+        p, v = p_all[:, j], v_all[:, j]
+        known = ~v.isnan()
+        p, v = p[known], v[known]
+        if len(v) == 0:
+            continue
+        if net.binary[j]:
+            out[f"{name}/auc"] = roc_auc(p, v)
+        else:
+            out[f"{name}/mae"] = float((p - v).abs().mean())
+            out[f"{name}/r2"] = float(1 - (p - v).pow(2).sum() / (v - v.mean()).pow(2).sum().clamp_min(1e-12))
+    return out
+
+
+# -- what the engine and the CLI need of every recipe -----------------------------------------------------------
+def class_names(cfg: Config) -> list[str]:
+    return property_names(cfg)
+
+
+def input_shape(cfg: Config):
+    return None
+
+
+def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
+    raise ConfigError("chemvae reads SMILES, not images: use `towerlab chem encode|decode|sample|optimize`")
+
+
+@torch.no_grad()
+def predict(model, tokens: torch.Tensor) -> torch.Tensor:
+    """Token indices [N, L] -> predicted properties [N, P] (from the mean of q(z|x))."""
+    net = _unwrap(model)
+    return net.properties(net.encode(tokens)[0])
