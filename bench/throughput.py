@@ -3,6 +3,7 @@
     python bench/throughput.py                      # every image recipe, on the GPU if visible, else the CPU
     python bench/throughput.py --recipes cifar10 --steps 300 --window 50 --repeats 3
     python bench/throughput.py --recipes fcn8s segdec        # the segmentation issues' settings (GPU-sized)
+    python bench/throughput.py --recipes chemvae             # molecules/s (the columns say images/s: items)
 
 For each recipe, three ways, the same model and batch size:
   (a) plain:  a hand-written loop: DataLoader over host tensors, eager fp32, the recipe's batch augmentation
@@ -52,7 +53,7 @@ def host_loader(recipe, cfg, device):
         dataset, collate = TensorDataset(*fields), None
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, collate_fn=collate,
                         pin_memory=device.type == "cuda")
-    return loader, train.transform
+    return loader, train.transform or (lambda *batch: batch)
 
 
 def plain_optimizer(cfg, params):
