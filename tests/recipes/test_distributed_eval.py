@@ -1,4 +1,4 @@
-"""Evaluation across processes: two gloo processes, each with its own (uneven) share of the validation items,
+"""Evaluation across processes (segmentation, defects, molecules): two gloo processes, each with its own (uneven) share of the validation items,
 report exactly the metrics of one process that sees them all (confusion matrices summed, scores gathered)."""
 
 import json
@@ -13,7 +13,8 @@ from towerlab.data import defects
 from towerlab.dist import Dist
 from towerlab.recipes import get
 
-CASES = {"fcn8s": ("camvid_dir", {"width": 0.125, "fc_channels": 16, "batch_size": 2}),
+CASES = {"chemvae": ("smiles_csv", {"max_len": 64, "latent": 8, "batch_size": 4, "properties": "NR-AR,qed"}),
+         "fcn8s": ("camvid_dir", {"width": 0.125, "fc_channels": 16, "batch_size": 2}),
          # the fold holding kos06 has an odd number of parts: the processes hold different counts
          "segdec": ("kolektor_dir", {"height": 64, "width": 64, "feature_channels": 8, "batch_size": 4,
                                      "stage": "joint", "fold": [i for i, f in enumerate(defects.folds(
@@ -50,4 +51,4 @@ def test_two_processes_evaluate_like_one(name, request, tmp_path):
         two = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert two.keys() == one.keys()
         for k in one:
-            assert two[k] == pytest.approx(one[k], rel=1e-9, abs=1e-12, nan_ok=True), k
+            assert two[k] == pytest.approx(one[k], rel=1e-6, abs=1e-9, nan_ok=True), k  # float32 sums in another order
