@@ -143,3 +143,15 @@ def smiles_csv(tmp_path: Path) -> Path:
     path = tmp_path / "mols.csv"
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """RDKit properties computed by chemvae are cached under $XDG_CACHE_HOME: keep the tests' cache their own."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old

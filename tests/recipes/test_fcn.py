@@ -89,6 +89,11 @@ def _cfg(name, data, **kw):
 
 def test_staged_training_copies_the_coarser_net(camvid_dir, tmp_path):
     m32 = fit(get("fcn32s"), _cfg("fcn32s", camvid_dir), out=tmp_path / "r32")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "r32" / "tb"))
+    events.Reload()
+    assert "val/examples" in events.Tags()["images"]  # prediction overlays at every evaluation
     cfg16 = _cfg("fcn16s", camvid_dir, init_from=m32["run_dir"], max_steps=1, lr=1e-12)
     model = fcn.build_model(cfg16)
     copied, fresh = checkpoint.init_from(model, tmp_path / "r32")
