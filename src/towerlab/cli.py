@@ -119,6 +119,8 @@ def cmd_recipes(args) -> int:
 
 
 def cmd_data(args) -> int:
+    import torch
+
     if args.action == "fetch":
         from towerlab.data.fetch import fetch
 
@@ -130,6 +132,8 @@ def cmd_data(args) -> int:
     cfg = config.build(recipe.Config, None, {"data": args.data or "", "data_on_device": False})
     _, val = recipe.build_data(cfg, dist.Dist())
     images, labels = val.tensors[0], val.tensors[-1]
+    if images[0].dtype != torch.uint8 or images[0].ndim != 3:
+        raise TowerlabError(f"{args.name} does not read images; there are no samples to export")
     for path in export_samples(images, labels, recipe.class_names(cfg), args.dir, args.n):
         print(path)
     return 0

@@ -12,6 +12,7 @@ from towerlab import checkpoint
 from towerlab.config import merge
 from towerlab.data.images import fit_to, read_image
 from towerlab.dist import Dist, setup
+from towerlab.errors import ConfigError
 from towerlab.recipes import get
 from towerlab.runs import read_config
 
@@ -47,6 +48,8 @@ def evaluate(run_dir: str | Path, which: str = "last", dist: Dist | None = None,
 def load_inputs(recipe, cfg, paths: list[str]) -> torch.Tensor:
     """Image files -> the recipe's model input (at the recipe's input shape)."""
     shape = recipe.input_shape(cfg)
+    if shape is None:
+        raise ConfigError(f"{recipe.NAME} does not classify image files (see `towerlab --help` for its own commands)")
     c, h, w = shape
     return recipe.prepare(cfg, fit_to(torch.stack([read_image(p, c, (h, w)) for p in paths]), shape))
 

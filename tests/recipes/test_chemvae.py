@@ -83,6 +83,8 @@ def test_short_real_run_lowers_the_loss_and_the_chem_commands_work(shared_data, 
     opt = run_cli("chem", "optimize", str(run), "--property", "qed", "--steps", "5", "--n-seeds", "5",
                   "--out", str(tmp_path / "o.csv")).stdout
     assert "improve qed over their seed" in opt and (tmp_path / "o.csv").is_file()
+    proc = run_cli("predict", str(run), str(tmp_path / "s.csv"), check=False)
+    assert proc.returncode == 2 and "chemvae does not classify image files" in proc.stderr
 
 
 def test_bad_property_and_bad_file_are_one_line(smiles_csv, tmp_path):
