@@ -1,0 +1,113 @@
+"""The genetic algorithm: operators, a seeded search against random search, exact resume, failed trials."""
+
+import json
+import random
+
+import pytest
+
+from towerlab.errors import ConfigError
+from towerlab.search.ga import GeneticSearch, grid_search
+from towerlab.search.space import Space, genome_key
+
+MLP_SPACE = {"hidden_layers": {"int": [1, 4]}, "units": {"choices": [64, 128, 256, 512, 768, 1024]},
+             "activation": {"choices": ["relu", "elu", "tanh", "sigmoid"]},
+             "optimizer": {"choices": ["rmsprop", "adam", "sgd", "adagrad", "adadelta", "adamax", "nadam"]}}
+OPTIMUM = {"hidden_layers": 3, "units": 512, "activation": "elu", "optimizer": "adamax"}
+
+
+def synthetic(genomes):
+    """A cheap fitness with one optimum: each gene scores by its distance from the optimum's."""
+    out = []
+    for g in genomes:
+        score = -abs(g["hidden_layers"] - 3) - abs([64, 128, 256, 512, 768, 1024].index(g["units"]) - 3)
+        score += (g["activation"] == "elu") + 2 * (g["optimizer"] == "adamax")
+        out.append(float(score))
+    return out
+
+
+def test_space_parsing_and_grid():
+    space = Space.from_dict(MLP_SPACE)
+    assert len(space.grid()) == 4 * 6 * 4 * 7
+    with pytest.raises(ConfigError, match="lr.logfloat needs low > 0"):
+        Space.from_dict({"lr": {"logfloat": [0, 1]}})
+    with pytest.raises(ConfigError, match="units must be one of"):
+        Space.from_dict({"units": [64, 128]})
+    lr = Space.from_dict({"lr": {"logfloat": [1e-4, 1e-1]}}).params[0]
+    assert lr.grid(4) == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1])
+
+
+def test_breed_and_mutate():
+    space = Space.from_dict(MLP_SPACE)
+    ga = GeneticSearch(space, synthetic, mutate=0.0, seed=1)
+    mother, father = space.sample(random.Random(1)), space.sample(random.Random(2))
+    for child in ga.breed(mother, father):
+        assert all(child[k] in (mother[k], father[k]) for k in mother)
+    mutated = space.mutate(mother, random.Random(3))
+    assert sum(mutated[k] != mother[k] for k in mother) <= 1
+
+
+def test_evolve_keeps_the_fittest_first_and_the_size():
+    space = Space.from_dict(MLP_SPACE)
+    ga = GeneticSearch(space, synthetic, population=10, retain=0.4, random_select=0.0, seed=0)
+    scored = list(zip(ga.population, synthetic(ga.population)))
+    nxt = ga.evolve(scored)
+    top = [g for g, _ in sorted(scored, key=lambda gf: gf[1], reverse=True)[:4]]
+    assert nxt[:4] == top and len(nxt) == 10
+
+
+def _random_search_finds(seed: int, budget: int) -> bool:
+    rng, seen = random.Random(seed), set()
+    space = Space.from_dict(MLP_SPACE)
+    while len(seen) < budget:
+        seen.add(json.dumps(space.sample(rng), sort_keys=True))
+    return json.dumps(OPTIMUM, sort_keys=True) in seen
+
+
+def test_seeded_ga_beats_random_search_with_the_same_budget():
+    ga_hits = random_hits = 0
+    for seed in range(20):
+        ga = GeneticSearch(Space.from_dict(MLP_SPACE), synthetic, population=12, generations=8, seed=seed)
+        best = ga.run()
+        ga_hits += best["genome"] == OPTIMUM
+        random_hits += _random_search_finds(seed, best["evaluations"])  # as many distinct trials as the GA ran
+    assert ga_hits > random_hits and ga_hits >= 8, (ga_hits, random_hits)
+
+
+def test_resume_after_interruption_ends_as_an_uninterrupted_search(tmp_path):
+    kwargs = dict(population=8, generations=6, seed=7)
+    whole = GeneticSearch(Space.from_dict(MLP_SPACE), synthetic, out=tmp_path / "whole", **kwargs)
+    whole.run()
+    calls = []
+
+    def dies_on_the_fourth_batch(genomes):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return synthetic(genomes)
+
+    with pytest.raises(KeyboardInterrupt):
+        GeneticSearch(Space.from_dict(MLP_SPACE), dies_on_the_fourth_batch, out=tmp_path / "cut", **kwargs).run()
+    assert 0 < json.loads((tmp_path / "cut" / "search_state.json").read_text())["generation"] < 6  # stopped midway
+    resumed = GeneticSearch(Space.from_dict(MLP_SPACE), synthetic, out=tmp_path / "cut", **kwargs)
+    resumed.run()
+    assert resumed.state() == whole.state()
+    assert (tmp_path / "cut" / "best.json").read_text() == (tmp_path / "whole" / "best.json").read_text()
+
+
+def test_failed_trials_rank_last_and_are_cached_once():
+    evaluated = []
+
+    def half_fail(genomes):
+        evaluated.extend(genome_key(g) for g in genomes)
+        return [None if g["units"] >= 512 else s for g, s in zip(genomes, synthetic(genomes))]
+
+    ga = GeneticSearch(Space.from_dict(MLP_SPACE), half_fail, population=10, generations=4, seed=3)
+    best = ga.run()
+    assert best["genome"]["units"] < 512 and best["fitness"] is not None
+    assert len(evaluated) == len(set(evaluated))  # an identical genome is never trained twice
+    assert any(h["failed"] for h in ga.history)
+
+
+def test_grid_search_finds_the_optimum_with_every_combination():
+    result = grid_search(Space.from_dict(MLP_SPACE), synthetic)
+    assert result["genome"] == OPTIMUM and result["evaluations"] == 672
