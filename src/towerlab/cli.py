@@ -186,6 +186,46 @@ def cmd_chem(args) -> int:
     return 0
 
 
+def _executor(args):
+    from towerlab.search.executor import LocalExecutor
+
+    gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+    return LocalExecutor(gpus=gpus, per_gpu=args.per_gpu, workers=args.workers)
+
+
+def cmd_jobs(args) -> int:
+    from towerlab import jobs
+
+    rows = jobs.run(args.file, args.out, _executor(args))
+    keys = [k for k in rows[0] if k != "error"]
+    print("  ".join(f"{k:>12s}" for k in keys))
+    for r in rows:
+        print("  ".join(f"{r[k]:>12.4g}" if isinstance(r[k], float) else f"{str(r[k]):>12s}" for k in keys)
+              + (f"  {r['error']}" if r["error"] else ""))
+    print(f"summary: {Path(args.out) / 'summary.csv'}")
+    return 1 if any(r["status"] == "failed" for r in rows) else 0
+
+
+def cmd_search(args) -> int:
+    import yaml
+
+    from towerlab.search.run import search
+
+    fixed = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    ga = {"population": args.population, "generations": args.generations, "retain": args.retain,
+          "random_select": args.random_select, "mutate": args.mutate, "seed": args.seed}
+    best = search(args.recipe, args.space, args.out, _executor(args), args.algo, fixed, args.points, **ga)
+    print(json.dumps(best, indent=1))
+    print(f"best config: {Path(args.out) / 'best.yaml'}")
+    return 0
+
+
+def _add_devices(p) -> None:
+    p.add_argument("--gpus", help="comma-separated GPU indices to run on (e.g. 0,1,2,3)")
+    p.add_argument("--per-gpu", type=int, default=1, help="runs at once on each GPU")
+    p.add_argument("--workers", type=int, default=1, help="without --gpus: CPU processes at once")
+
+
 def cmd_serve(args) -> int:
     from towerlab.serve.run import serve
 
@@ -231,6 +271,27 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--lr", type=float, default=0.05, help="optimize: step size (Adam)")
     c.add_argument("--n-seeds", type=int, default=20, help="optimize: seed molecules (from the input or the training set)")
     c.set_defaults(func=cmd_chem)
+    j = sub.add_parser("jobs", help="run a list of trainings side by side, one per device")
+    j.add_argument("action", choices=("run",))
+    j.add_argument("file", help="JOBS.yaml: jobs: [{name, recipe, overrides}, ...]")
+    j.add_argument("--out", default="runs/jobs", help="folder of the job runs and summary (default: runs/jobs)")
+    _add_devices(j)
+    j.set_defaults(func=cmd_jobs)
+    se = sub.add_parser("search", help="genetic or grid search over a recipe's config")
+    se.add_argument("recipe")
+    se.add_argument("--space", required=True, help="SPACE.yaml: field: {choices|int|float|logfloat: [...]}")
+    se.add_argument("--algo", choices=("ga", "grid"), default="ga")
+    se.add_argument("--out", default="runs/search", help="search folder (rerun the command to resume)")
+    se.add_argument("--population", type=int, default=20)
+    se.add_argument("--generations", type=int, default=10)
+    se.add_argument("--retain", type=float, default=0.4, help="share of the fittest kept as parents")
+    se.add_argument("--random-select", type=float, default=0.1, help="chance to keep a less fit genome")
+    se.add_argument("--mutate", type=float, default=0.2, help="chance that a child gets one gene drawn afresh")
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--points", type=int, default=4, help="grid: values per numeric range")
+    se.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="fixed override for every trial")
+    _add_devices(se)
+    se.set_defaults(func=cmd_search)
     s = sub.add_parser("serve", help="watch SQL tables, grade new rows with a trained model, write results back")
     s.add_argument("config", help="service config (YAML)")
     s.add_argument("--once", action="store_true", help="grade what is pending, then exit (for cron and tests)")

@@ -11,7 +11,7 @@ from towerlab.dist import Dist
 from towerlab.infer import load_inputs
 from towerlab.recipes import REGISTRY, get, summary
 
-DATA = {"mnist": "mnist_dir", "cifar10": "cifar_bin_dir", "digits": None, "fcn32s": "camvid_dir",
+DATA = {"mnist": "mnist_dir", "mlp": "mnist_dir", "cifar10": "cifar_bin_dir", "digits": None, "fcn32s": "camvid_dir",
         "fcn16s": "camvid_dir", "fcn8s": "camvid_dir", "segdec": "kolektor_dir", "chemvae": "smiles_csv"}
 FCN_SMALL = {"width": 0.125, "fc_channels": 16, "batch_size": 4}
 SMALL = {"fcn32s": FCN_SMALL, "fcn16s": FCN_SMALL, "fcn8s": FCN_SMALL,  # fast enough for a CPU test

@@ -14,9 +14,9 @@ from __future__ import annotations
 from types import ModuleType
 
 from towerlab.errors import ConfigError
-from towerlab.recipes import chemvae, cifar10, digits, fcn8s, fcn16s, fcn32s, mnist, segdec
+from towerlab.recipes import chemvae, cifar10, digits, fcn8s, fcn16s, fcn32s, mlp, mnist, segdec
 
-REGISTRY: dict[str, ModuleType] = {m.NAME: m for m in (mnist, cifar10, digits, fcn32s, fcn16s, fcn8s, segdec, chemvae)}
+REGISTRY: dict[str, ModuleType] = {m.NAME: m for m in (mnist, cifar10, digits, mlp, fcn32s, fcn16s, fcn8s, segdec, chemvae)}
 
 
 def get(name: str) -> ModuleType:

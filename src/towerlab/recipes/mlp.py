@@ -1,0 +1,62 @@
+"""mlp: a multilayer perceptron on MNIST or the digits scans, the classic target of the genetic search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from towerlab.config import TrainConfig, opt
+from towerlab.data import digits as digits_data
+from towerlab.data import mnist as mnist_data
+from towerlab.data import resolve_dir
+from towerlab.data.loader import TensorLoader
+from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
+from towerlab.recipes.mnist import CLASSES, prepare, transform  # noqa: F401
+
+NAME = "mlp"
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+SHAPES = {"mnist": (1, 28, 28), "digits": (1, 8, 8)}
+
+
+@dataclass
+class Config(TrainConfig):
+    # The genes of the classic "evolve a neural network" search: layers, units, activation, optimizer.
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    epochs: float = 10.0
+    batch_size: int = 128
+    log_every: int = 20
+    dataset: str = opt("mnist", "MNIST IDX files, or scikit-learn's digits (no download)", ("mnist", "digits"))
+    hidden_layers: int = opt(2, "hidden layers")
+    units: int = opt(512, "units per hidden layer")
+    activation: str = opt("relu", "activation", tuple(ACTIVATIONS))
+    dropout: float = opt(0.2, "dropout after each hidden layer")
+
+
+def build_model(cfg: Config) -> nn.Module:
+    c, h, w = SHAPES[cfg.dataset]
+    layers, width = [nn.Flatten()], c * h * w
+    for _ in range(cfg.hidden_layers):
+        layers += [nn.Linear(width, cfg.units), ACTIVATIONS[cfg.activation](), nn.Dropout(cfg.dropout)]
+        width = cfg.units
+    return nn.Sequential(*layers, nn.Linear(width, 10))
+
+
+def build_data(cfg: Config, dist):
+    if cfg.dataset == "digits":
+        train, test = digits_data.load_split("train"), digits_data.load_split("test")
+    else:
+        root = resolve_dir(cfg.data, "mnist")
+        train, test = mnist_data.load_split(root, "train"), mnist_data.load_split(root, "test")
+    return (TensorLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, on_device=cfg.data_on_device,
+                         transform=transform),
+            TensorLoader(test, cfg.batch_size, dist, train=False, on_device=cfg.data_on_device, transform=transform))
+
+
+def class_names(cfg: Config) -> list[str]:
+    return CLASSES
+
+
+def input_shape(cfg: Config) -> tuple[int, int, int]:
+    return SHAPES[cfg.dataset]

@@ -1,0 +1,48 @@
+"""Many runs side by side: real `towerlab train` processes on two CPU workers; a failing job; a re-run; a search."""
+
+import csv
+import json
+
+import yaml
+from helpers import run_cli
+
+QUICK = {"max_steps": 15, "eval_every_epochs": 0, "log_every": 5}
+
+
+def test_three_jobs_on_two_workers_one_failing_then_a_rerun(tmp_path):
+    spec = {"jobs": [{"name": "a", "recipe": "digits", "overrides": {**QUICK, "lr": 0.001}},
+                     {"name": "b", "recipe": "mlp", "overrides": {**QUICK, "dataset": "digits"}},
+                     {"name": "bad", "recipe": "digits", "overrides": {**QUICK, "lr": -1.0}}]}
+    (tmp_path / "jobs.yaml").write_text(yaml.safe_dump(spec))
+    proc = run_cli("jobs", "run", str(tmp_path / "jobs.yaml"), "--workers", "2", "--out", str(tmp_path / "out"),
+                   check=False)
+    assert proc.returncode == 1  # one job failed; the others finished
+    rows = {r["job"]: r for r in csv.DictReader(open(tmp_path / "out" / "summary.csv"))}
+    assert rows["a"]["status"] == rows["b"]["status"] == "ok" and float(rows["a"]["accuracy"]) > 0
+    assert rows["bad"]["status"] == "failed" and "lr=-1.0 must be >= 0" in rows["bad"]["error"]
+    assert (tmp_path / "out" / "a" / "final_metrics.json").is_file()
+    # fixed the bad job, ran again: finished jobs are not trained twice
+    spec["jobs"][2]["overrides"]["lr"] = 0.01
+    (tmp_path / "jobs.yaml").write_text(yaml.safe_dump(spec))
+    run_cli("jobs", "run", str(tmp_path / "jobs.yaml"), "--workers", "2", "--out", str(tmp_path / "out"))
+    rows = {r["job"]: r for r in csv.DictReader(open(tmp_path / "out" / "summary.csv"))}
+    assert [rows[k]["status"] for k in ("a", "b", "bad")] == ["done", "done", "ok"]
+
+
+def test_genetic_search_over_the_mlp_runs_trials_and_resumes(tmp_path):
+    space = {"units": {"choices": [16, 64]}, "activation": {"choices": ["relu", "tanh"]},
+             "hidden_layers": {"int": [1, 2]}}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    args = ["search", "mlp", "--space", str(tmp_path / "space.yaml"), "--population", "4", "--generations", "2",
+            "--workers", "2", "--out", str(tmp_path / "s"), "--set", "dataset=digits", "--set", "max_steps=15",
+            "--set", "eval_every_epochs=0"]
+    run_cli(*args)
+    best = json.loads((tmp_path / "s" / "best.json").read_text())
+    assert best["metric"] == "accuracy" and 0 < best["fitness"] <= 1
+    trials = list((tmp_path / "s" / "trials").iterdir())
+    assert len(trials) == best["evaluations"] <= 8
+    assert yaml.safe_load((tmp_path / "s" / "best.yaml").read_text())["dataset"] == "digits"
+    assert len(list(csv.reader(open(tmp_path / "s" / "generations.csv")))) == 3
+    before = {p.name: p.stat().st_mtime for p in trials}
+    run_cli(*args)  # complete already: resumes at the end, trains nothing
+    assert {p.name: p.stat().st_mtime for p in (tmp_path / "s" / "trials").iterdir()} == before
