@@ -43,6 +43,10 @@ def test_genetic_search_over_the_mlp_runs_trials_and_resumes(tmp_path):
     assert len(trials) == best["evaluations"] <= 8
     assert yaml.safe_load((tmp_path / "s" / "best.yaml").read_text())["dataset"] == "digits"
     assert len(list(csv.reader(open(tmp_path / "s" / "generations.csv")))) == 3
+    from PIL import Image
+
+    with Image.open(tmp_path / "s" / "fitness.png") as im:
+        assert im.size == (600, 400)
     before = {p.name: p.stat().st_mtime for p in trials}
     run_cli(*args)  # complete already: resumes at the end, trains nothing
     assert {p.name: p.stat().st_mtime for p in (tmp_path / "s" / "trials").iterdir()} == before
