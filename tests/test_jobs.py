@@ -50,3 +50,18 @@ def test_genetic_search_over_the_mlp_runs_trials_and_resumes(tmp_path):
     before = {p.name: p.stat().st_mtime for p in trials}
     run_cli(*args)  # complete already: resumes at the end, trains nothing
     assert {p.name: p.stat().st_mtime for p in (tmp_path / "s" / "trials").iterdir()} == before
+
+
+def test_ensemble_of_two_seeds_and_a_single_member_equals_itself(tmp_path):
+    out = run_cli("ensemble", "digits", "--members", "2", "--workers", "2", "--out", str(tmp_path / "e"),
+                  "--set", "max_steps=20", "--set", "eval_every_epochs=0").stdout
+    report = json.loads((tmp_path / "e" / "ensemble.json").read_text())
+    assert set(report["members"]) == {"member0", "member1"} and "ensemble" in out
+    assert 0.3 < report["ensemble"]["accuracy"] <= 1
+    assert report["members"]["member0"]["accuracy"] != report["members"]["member1"]["accuracy"]  # other seeds
+    from pathlib import Path
+
+    from towerlab.jobs import evaluate_ensemble
+
+    alone = evaluate_ensemble([Path(tmp_path / "e" / "member1")])
+    assert alone["accuracy"] == report["members"]["member1"]["accuracy"]

@@ -220,6 +220,21 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    import yaml
+
+    from towerlab import jobs
+
+    fixed = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    report = jobs.ensemble(args.recipe, args.members, args.out, _executor(args), fixed)
+    keys = list(report["ensemble"])
+    print(f"{'':10s}" + "".join(f"{k:>22s}" for k in keys))
+    for name, m in [*report["members"].items(), ("ensemble", report["ensemble"])]:
+        print(f"{name:10s}" + "".join(f"{m.get(k, float('nan')):22.4f}" for k in keys))
+    print(f"report: {Path(args.out) / 'ensemble.json'}")
+    return 0
+
+
 def _add_devices(p) -> None:
     p.add_argument("--gpus", help="comma-separated GPU indices to run on (e.g. 0,1,2,3)")
     p.add_argument("--per-gpu", type=int, default=1, help="runs at once on each GPU")
@@ -277,6 +292,13 @@ def _parser() -> argparse.ArgumentParser:
     j.add_argument("--out", default="runs/jobs", help="folder of the job runs and summary (default: runs/jobs)")
     _add_devices(j)
     j.set_defaults(func=cmd_jobs)
+    en = sub.add_parser("ensemble", help="train K seeds of a recipe side by side; evaluate their averaged probabilities")
+    en.add_argument("recipe")
+    en.add_argument("--members", type=int, default=4)
+    en.add_argument("--out", default="runs/ensemble")
+    en.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override for every member")
+    _add_devices(en)
+    en.set_defaults(func=cmd_ensemble)
     se = sub.add_parser("search", help="genetic or grid search over a recipe's config")
     se.add_argument("recipe")
     se.add_argument("--space", required=True, help="SPACE.yaml: field: {choices|int|float|logfloat: [...]}")

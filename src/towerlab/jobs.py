@@ -60,3 +60,46 @@ def run(path: str | Path, out: str | Path, executor: LocalExecutor) -> list[dict
         w.writeheader()
         w.writerows(rows)
     return rows
+
+
+def ensemble(recipe_name: str, members: int, out: str | Path, executor: LocalExecutor,
+             fixed: dict | None = None) -> dict:
+    """Train `members` copies of a recipe with seeds 0..K-1 side by side, then evaluate them together: the
+    average of their predicted probabilities, scored on the validation split. Returns each member's metrics and
+    the ensemble's."""
+    out, fixed = Path(out), fixed or {}
+    trials = [Trial(f"member{i}", recipe_name, {**fixed, "seed": i}, out / f"member{i}") for i in range(members)]
+    results = executor.run(trials)
+    failed = [r.name for r in results if r.status == "failed"]
+    if failed:
+        raise ConfigError(f"ensemble members {', '.join(failed)} failed: {results[0].error or 'see their log.txt'}")
+    report = {"members": {t.name: _metrics_of(t) for t in trials}, "ensemble": evaluate_ensemble([t.out for t in trials])}
+    (out / "ensemble.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _metrics_of(t: Trial) -> dict:
+    m = json.loads((t.out / "final_metrics.json").read_text())
+    return {k: v for k, v in m.items() if isinstance(v, float) and "/" not in k}
+
+
+def evaluate_ensemble(run_dirs: list[Path], which: str = "best") -> dict:
+    """Average the members' probabilities over the validation split of the first member's config, then take the
+    argmax: image classes, or per-pixel classes for segmentation (ignored pixels never count)."""
+    import torch
+
+    from towerlab import infer
+    from towerlab.dist import Dist
+    from towerlab.metrics import ConfusionMatrix
+
+    runs = [infer.load(d, which) for d in run_dirs]
+    recipe, cfg = runs[0].recipe, runs[0].cfg
+    if recipe.input_shape(cfg) is None and not hasattr(recipe, "predict_files"):  # chemvae: properties, no classes
+        raise ConfigError(f"{recipe.NAME} does not predict classes; an ensemble averages class probabilities")
+    _, val = recipe.build_data(cfg, Dist())
+    cm = ConfusionMatrix(len(recipe.class_names(cfg)), torch.device("cpu"))
+    with torch.no_grad():
+        for batch in val:
+            probs = sum(recipe.predict(r.model, batch[0]) for r in runs) / len(runs)
+            cm.update(probs.argmax(1), batch[-1].long())
+    return cm.compute()
