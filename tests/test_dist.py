@@ -30,3 +30,18 @@ def test_two_processes_equal_one_process_on_the_global_batch(tmp_path):
     assert max((init.state_dict()[k] - one[k]).abs().max().item() for k in one) > 1e-3
     # both runs evaluated the same model on all 360 validation items, split 180/180 in the second
     assert json.loads((tmp_path / "one" / "final_metrics.json").read_text())["accuracy"] == final["accuracy"]
+
+
+def test_fsdp_matches_data_parallel(tmp_path):
+    """FSDP2 on two gloo processes (parameters, gradients and optimizer state sharded) trains the same weights as
+    DDP; the checkpoint holds full tensors, which eval reads like any run's."""
+    run_cli("train", "digits", *ARGS, "--procs", "2", "--out", str(tmp_path / "ddp"))
+    run_cli("train", "digits", *ARGS, "--procs", "2", "--strategy", "fsdp", "--out", str(tmp_path / "fsdp"))
+    ddp = load_file(checkpoint.find(tmp_path / "ddp") / "model.safetensors")
+    fsdp = load_file(checkpoint.find(tmp_path / "fsdp") / "model.safetensors")
+    assert ddp.keys() == fsdp.keys() and all(ddp[k].shape == fsdp[k].shape for k in ddp)
+    assert max((ddp[k] - fsdp[k]).abs().max().item() for k in ddp) < 1e-5
+    final = json.loads((tmp_path / "fsdp" / "final_metrics.json").read_text())
+    assert final["world_size"] == 2 and final["replica_max_abs_diff"] is None
+    evaluated = json.loads(run_cli("eval", str(tmp_path / "fsdp")).stdout)
+    assert evaluated["accuracy"] == final["accuracy"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def cmd_train(argv: list[str]) -> int:
     d = dist.setup(use_gpu=None if args.gpus is None else args.gpus > 0)
     from towerlab import engine  # after setup: importing the engine pulls in TensorBoard
 
+    finished = False
     try:
         if args.resume:
             metrics = engine.resume(args.resume, d)
@@ -73,10 +75,18 @@ def cmd_train(argv: list[str]) -> int:
             fields = {k: v for k, v in vars(args).items() if k not in ("recipe", "resume", "config", "gpus", "procs", "out")}
             cfg = config.build(recipe.Config, args.config, fields)
             metrics = engine.fit_stages(recipe, cfg, d, out=args.out)
+        finished = True
     finally:
-        dist.teardown()
+        dist.teardown(finished)
     if d.is_main:
         _print_result(metrics)
+    if dist.under_launcher():
+        # Everything is written and closed. Leave without running C++ static destructors: under load, a worker
+        # process of torchrun sometimes aborts in them at exit ("terminate called without an active exception"),
+        # which fails a run that finished.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

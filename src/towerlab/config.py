@@ -66,6 +66,8 @@ class TrainConfig:
     channels_last: bool = opt(False, "NHWC memory layout for convolutions")
     data_on_device: bool = opt(True, "hold the whole dataset in accelerator memory (else copy each batch from the host)")
     sync_bn: bool = opt(False, "SyncBatchNorm across processes")
+    strategy: str = opt("ddp", "how processes share the model: ddp (a replica each) or fsdp (sharded: parameters, "
+                               "gradients, optimizer state)", ("ddp", "fsdp"))
     deterministic: bool = opt(False, "deterministic algorithms (bitwise-reproducible on the CPU)")
 
     def validate(self) -> None:
@@ -86,6 +88,9 @@ class TrainConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
         if self.epochs == 0 and self.max_steps == 0:
             raise ConfigError("epochs=0 and max_steps=0: set one of them to a positive value")
+        if self.strategy == "fsdp" and self.ema_decay:
+            raise ConfigError("ema_decay with strategy=fsdp is not supported: the average would be a full copy; "
+                              "set --ema-decay 0 or use --strategy ddp")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1)")
 

@@ -55,9 +55,16 @@ def setup(use_gpu: bool | None = None) -> Dist:
     return Dist(rank=rank, local_rank=local_rank, world_size=world, device=device)
 
 
-def teardown() -> None:
+def teardown(finished: bool = False) -> None:
+    """Leave the process group. After a run that finished on every process, wait for all of them first: a gloo
+    group destroyed while a peer still talks to it can abort that peer at exit ("terminate called without an
+    active exception"). After an error, leave at once: the peers may never arrive."""
     if tdist.is_initialized():
-        tdist.destroy_process_group()
+        try:
+            if finished:
+                tdist.barrier()
+        finally:
+            tdist.destroy_process_group()
 
 
 def print0(*args, dist: Dist | None = None, **kwargs) -> None:

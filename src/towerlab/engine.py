@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: F401 (type hints)
 from tqdm import tqdm
 
-from towerlab import checkpoint
+from towerlab import checkpoint, parallel
 from towerlab.config import TrainConfig, merge
 from towerlab.dist import (Dist, all_gather, all_reduce_extremes, all_reduce_sum, barrier, broadcast_object, print0,
                            setup)
@@ -89,8 +89,7 @@ class Trainer:
             raw = raw.to(memory_format=torch.channels_last)
         if dist.distributed and cfg.sync_bn:
             raw = nn.SyncBatchNorm.convert_sync_batchnorm(raw)
-        ddp = DDP(raw, device_ids=[dist.device] if dist.device.type == "cuda" else None) if dist.distributed else None
-        model = ddp or raw
+        model, ddp = parallel.wrap(raw, cfg.strategy, dist)
         if cfg.compile:
             model = torch.compile(model, mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
         return raw, model, ddp
@@ -106,7 +105,7 @@ class Trainer:
         micro = list(zip(*(t.chunk(self.cfg.accum_steps) for t in batch)))
         for i, mb in enumerate(micro):
             last = i == len(micro) - 1
-            sync = self.ddp.no_sync() if self.ddp is not None and not last else nullcontext()
+            sync = parallel.no_sync(self.raw, self.ddp, self.cfg.strategy, last)
             with sync:
                 with self.autocast():
                     loss, _ = self.recipe.loss(self.model, mb)
@@ -153,20 +152,22 @@ class Trainer:
             raise DivergedError(f"training loss became {loss} at step {self.step}; lower --lr or set --clip-grad "
                                 f"(the last checkpoint is kept)")
 
-    def state(self) -> dict:
+    def state(self) -> tuple[dict, dict]:
+        """(model weights, training state), both full (unsharded); a collective: every rank takes part."""
+        weights, optimizer = parallel.full_state(self.raw, self.opt)
         rng = {"cpu": torch.stack(all_gather(torch.get_rng_state(), self.dist))}
         if self.dist.device.type == "cuda":
             rng["cuda"] = torch.stack(all_gather(torch.cuda.get_rng_state(self.dist.device), self.dist))
         epoch, position = divmod(self.step, self.steps_per_epoch)
-        return {"step": self.step, "data": {"epoch": epoch, "position": position}, "world_size": self.dist.world_size,
-                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+        return weights, {"step": self.step, "data": {"epoch": epoch, "position": position},
+                "world_size": self.dist.world_size, "optimizer": optimizer, "scheduler": self.sched.state_dict(),
                 "scaler": self.scaler.state_dict(), "best": self.best, "rng": rng,
                 "ema_n": self.ema.n_averaged.clone() if self.ema is not None else torch.zeros(())}
 
     def save(self, improved: bool) -> None:
-        state = self.state()  # a collective: every rank takes part
+        model, state = self.state()  # a collective: every rank takes part
         if self.dist.is_main:
-            weights = {"model": self.raw.state_dict()}
+            weights = {"model": model}
             if self.ema is not None:
                 weights["ema"] = self.ema.module.state_dict()
             pointers = ["last", "best"] if improved else ["last"]
@@ -174,12 +175,11 @@ class Trainer:
         barrier(self.dist)
 
     def load(self, folder: Path) -> None:
-        self.raw.load_state_dict(checkpoint.load_weights(folder, "model"))
         state = checkpoint.load_state(folder)
+        parallel.load_full_state(self.raw, self.opt, checkpoint.load_weights(folder, "model"), state["optimizer"])
         if self.ema is not None:
             self.ema.module.load_state_dict(checkpoint.load_weights(folder, "ema"))
             self.ema.n_averaged.copy_(state["ema_n"])
-        self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.best = state["step"], state["best"]
@@ -188,8 +188,10 @@ class Trainer:
             if "cuda" in state["rng"] and self.dist.device.type == "cuda":
                 torch.cuda.set_rng_state(state["rng"]["cuda"][self.dist.rank], self.dist.device)
 
-    def replica_spread(self) -> float:
-        """Largest difference of any weight between processes: 0.0 when data parallelism works."""
+    def replica_spread(self) -> float | None:
+        """Largest difference of any weight between processes: 0.0 when data parallelism works (None: sharded)."""
+        if parallel.sharded(self.raw):
+            return None
         spread = torch.zeros((), device=self.dist.device)
         if self.dist.distributed:
             for p in self.raw.state_dict().values():

@@ -36,6 +36,9 @@ class TensorLoader:
             self.tensors = tuple(t.pin_memory() for t in self.tensors)
         self.epoch, self.start = 0, 0
         self.channels_last = False  # the engine sets it when the model is NHWC
+        # An empty slice still goes through the model, so every process runs the same number of forward passes
+        # (FSDP gathers parameters collectively in each one).
+        self.skip_empty = False
 
     @property
     def num_items(self) -> int:
@@ -78,7 +81,7 @@ class TensorLoader:
         start, self.start = self.start, 0
         for i in range(start, len(self)):
             idx = self._local(order[i * b:(i + 1) * b])
-            if len(idx) == 0:  # evaluation with more processes than items left: this rank sits this batch out
+            if len(idx) == 0 and self.skip_empty:  # more processes than items left: this rank sits it out
                 continue
             batch = self._gather(idx)
             batch = self.transform(*batch) if self.transform else batch
@@ -128,6 +131,7 @@ class PaddedLoader(TensorLoader):
         self.tensors = tuple([t.to(store) for t in field] for field in items)
         self.epoch, self.start = 0, 0
         self.channels_last = False
+        self.skip_empty = True  # an empty padded batch has no size
 
     def _order_device(self) -> torch.device:
         return torch.device("cpu")  # list indices are host integers
