@@ -217,14 +217,18 @@ class Conv1dEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """The post's decoder, the encoder mirrored: dense -> [128, L/4, V/4] -> upsample, conv 64 -> upsample, conv 1."""
+    """The post's decoder, the encoder mirrored: dense -> [128, L/4, V/4] -> 2x up-convolution 64 -> 2x up-convolution
+    32 -> conv 1 = [L, V] logits. Learned (transposed-convolution) upsampling: with nearest-neighbour upsampling the
+    four vocabulary entries that share a cell would share their features, and most token distributions could not be
+    represented at all (a 64-molecule batch could not be memorised)."""
 
     def __init__(self, latent: int, max_len: int, vocab: int):
         super().__init__()
         self.shape = (128, max_len // 4, vocab // 4)
         self.fc = nn.Sequential(nn.Linear(latent, 1024), nn.ReLU(), nn.Linear(1024, math.prod(self.shape)), nn.ReLU())
-        self.net = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(128, 64, 3, padding=1), nn.BatchNorm2d(64),
-                                 nn.ReLU(), nn.Upsample(scale_factor=2), nn.Conv2d(64, 1, 3, padding=1))
+        self.net = nn.Sequential(nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+                                 nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                                 nn.Conv2d(32, 1, 3, padding=1))
         nn.init.zeros_(self.net[-1].weight)  # start from uniform token probabilities, not logits in the thousands
 
     def forward(self, z: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
