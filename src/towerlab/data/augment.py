@@ -54,7 +54,7 @@ def random_contrast(x: torch.Tensor, lower: float, upper: float) -> torch.Tensor
 
 def per_image_standardization(x: torch.Tensor) -> torch.Tensor:
     """Zero mean, unit variance per image; std floored at 1/sqrt(numel) (tf.image.per_image_standardization)."""
-    numel = x[0].numel()
+    numel = x.shape[1:].numel()  # (not x[0]: an evaluation batch can be empty on some process)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     std = x.std(dim=(1, 2, 3), keepdim=True, correction=0).clamp_min(numel ** -0.5)
     return (x - mean) / std
