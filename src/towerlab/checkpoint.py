@@ -124,6 +124,17 @@ def find(run_dir: Path, which: str = "last") -> Path:
     return folder
 
 
+def load_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: Path) -> None:
+    """model.load_state_dict, with one clear line when the saved tensors do not fit the model that the run's
+    config.yaml builds today (a run trained by another version of a recipe)."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        detail = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e).splitlines()[0])
+        raise CheckpointError(f"the weights in {source} do not fit the model its config builds ({detail[:160]}); "
+                              f"retrain, or use the towerlab version that trained it") from None
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a .safetensors file or a PyTorch file of plain tensors (weights_only=True: no code runs)."""
     if not path.is_file():

@@ -150,10 +150,6 @@ def cmd_data(args) -> int:
 
 
 def cmd_chem(args) -> int:
-    import csv
-
-    import torch
-
     from towerlab.chem import generate as gen
 
     m = gen.load(args.run_dir, args.checkpoint)
@@ -163,22 +159,11 @@ def cmd_chem(args) -> int:
         gen.write_csv(rows, out)
         print(json.dumps(metrics, indent=2))
     elif args.action == "encode":
-        smiles = gen.read_smiles(args.input)
-        z, kept, skipped = gen.encode(m, smiles)
-        gen.write_csv([{"smiles": smiles[i], **{f"z{j}": round(float(v), 6) for j, v in enumerate(row)}}
-                       for i, row in zip(kept, z)], out)
-        if skipped.counts:
-            print(f"skipped: {skipped.report()}", file=sys.stderr)
-        print(json.dumps(gen.reconstruction(m, smiles), indent=2))
+        rows, report = gen.encode_file(m, args.input)
+        gen.write_csv(rows, out)
+        print(json.dumps(report, indent=2))
     elif args.action == "decode":
-        with open(args.input, newline="") as f:
-            table = list(csv.DictReader(f))
-        cols = [k for k in (table[0] if table else {}) if k.startswith("z") and k[1:].isdigit()]
-        if len(cols) != m.net.mu.out_features:
-            raise TowerlabError(f"{args.input} has {len(cols)} z columns; this run's latent space has "
-                                f"{m.net.mu.out_features} (write them with `towerlab chem encode`)")
-        z = torch.tensor([[float(r[c]) for c in cols] for r in table])
-        rows = [gen._row(s) for s in gen.decode(m, z)]
+        rows = gen.decode_file(m, args.input or "")
         gen.write_csv(rows, out)
         print(f"{sum(r['valid'] for r in rows)} of {len(rows)} decoded SMILES are valid molecules")
     else:
@@ -194,6 +179,19 @@ def cmd_chem(args) -> int:
         return 0
     print(f"CSV: {out}")
     return 0
+
+
+def _overrides(items: list[str]) -> dict:
+    """--set FIELD=VALUE, repeated -> {field: value}; values read as YAML scalars (3, 0.1, true, text)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise TowerlabError(f"--set {item!r}: write FIELD=VALUE, e.g. --set epochs=20")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def _executor(args):
@@ -217,11 +215,9 @@ def cmd_jobs(args) -> int:
 
 
 def cmd_search(args) -> int:
-    import yaml
-
     from towerlab.search.run import search
 
-    fixed = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    fixed = _overrides(args.set)
     ga = {"population": args.population, "generations": args.generations, "retain": args.retain,
           "random_select": args.random_select, "mutate": args.mutate, "seed": args.seed}
     best = search(args.recipe, args.space, args.out, _executor(args), args.algo, fixed, args.points, **ga)
@@ -231,11 +227,9 @@ def cmd_search(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
-    import yaml
-
     from towerlab import jobs
 
-    fixed = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    fixed = _overrides(args.set)
     report = jobs.ensemble(args.recipe, args.members, args.out, _executor(args), fixed)
     keys = list(report["ensemble"])
     print(f"{'':10s}" + "".join(f"{k:>22s}" for k in keys))

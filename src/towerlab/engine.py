@@ -176,7 +176,7 @@ class Trainer:
 
     def load(self, folder: Path) -> None:
         state = checkpoint.load_state(folder)
-        parallel.load_full_state(self.raw, self.opt, checkpoint.load_weights(folder, "model"), state["optimizer"])
+        parallel.load_full_state(self.raw, self.opt, checkpoint.load_weights(folder, "model"), state["optimizer"], folder)
         if self.ema is not None:
             self.ema.module.load_state_dict(checkpoint.load_weights(folder, "ema"))
             self.ema.n_averaged.copy_(state["ema_n"])

@@ -33,7 +33,7 @@ def load(run_dir: str | Path, which: str = "last", device: torch.device | str = 
     folder = checkpoint.find(Path(run_dir), which)
     kind = "ema" if (folder / "ema.safetensors").is_file() else "model"
     model = recipe.build_model(cfg)
-    model.load_state_dict(checkpoint.load_weights(folder, kind))
+    checkpoint.load_into(model, checkpoint.load_weights(folder, kind), folder / f"{kind}.safetensors")
     return Loaded(recipe, cfg, model.to(device).eval(), folder / f"{kind}.safetensors")
 
 

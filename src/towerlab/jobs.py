@@ -70,9 +70,10 @@ def ensemble(recipe_name: str, members: int, out: str | Path, executor: LocalExe
     out, fixed = Path(out), fixed or {}
     trials = [Trial(f"member{i}", recipe_name, {**fixed, "seed": i}, out / f"member{i}") for i in range(members)]
     results = executor.run(trials)
-    failed = [r.name for r in results if r.status == "failed"]
+    failed = [r for r in results if r.status == "failed"]
     if failed:
-        raise ConfigError(f"ensemble members {', '.join(failed)} failed: {results[0].error or 'see their log.txt'}")
+        raise ConfigError(f"ensemble members {', '.join(r.name for r in failed)} failed: "
+                          f"{failed[0].error or 'see their log.txt'}")
     report = {"members": {t.name: _metrics_of(t) for t in trials}, "ensemble": evaluate_ensemble([t.out for t in trials])}
     (out / "ensemble.json").write_text(json.dumps(report, indent=2))
     return report

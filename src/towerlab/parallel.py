@@ -9,6 +9,7 @@ and `predict`, `eval` and `serve` read it like any run.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -31,6 +32,13 @@ def wrap(raw: nn.Module, strategy: str, dist: Dist) -> tuple[nn.Module, DDP | No
         return raw, None
     ddp = DDP(raw, device_ids=[dist.device] if dist.device.type == "cuda" else None)
     return ddp, ddp
+
+
+def unwrap(model: nn.Module, cls: type) -> nn.Module:
+    """The `cls` module inside DDP (.module), torch.compile (._orig_mod) and AveragedModel (.module) wrappers."""
+    while not isinstance(model, cls):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
 
 
 def no_sync(model: nn.Module, ddp: DDP | None, strategy: str, last: bool):
@@ -59,9 +67,11 @@ def full_state(raw: nn.Module, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
     return get_state_dict(raw, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def load_full_state(raw: nn.Module, opt: torch.optim.Optimizer, model_sd: dict, opt_sd: dict) -> None:
+def load_full_state(raw: nn.Module, opt: torch.optim.Optimizer, model_sd: dict, opt_sd: dict, source: Path) -> None:
     if not sharded(raw):
-        raw.load_state_dict(model_sd)
+        from towerlab.checkpoint import load_into
+
+        load_into(raw, model_sd, source)
         opt.load_state_dict(opt_sd)
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict

@@ -69,23 +69,53 @@ def sample(m: Model, n: int, seed: int = 0, sample_tokens: bool = False) -> tupl
     out = []
     for chunk in z.split(256):
         out += decode(m, chunk, sample_tokens)
-    rows = [_row(s) for s in out]
+    rows = [describe(s) for s in out]
     return rows, props.generation_metrics(out, training_set(m), k=min(10_000, n))
 
 
-def _row(smiles: str) -> dict:
+def describe(smiles: str) -> dict:
+    """A CSV row for one generated SMILES: validity, canonical form and properties, as RDKit sees them."""
     p = props.properties(smiles)
     return {"smiles": smiles, "valid": p is not None, "canonical": props.canonical(smiles) or "", **(p or {})}
 
 
-def reconstruction(m: Model, smiles: list[str]) -> dict:
-    """Share of molecules decoded (from their mean latent vector) back to the same molecule."""
+def encode_file(m: Model, path: str) -> tuple[list[dict], dict]:
+    """A SMILES file -> rows (smiles, z0..zK) and the reconstruction report, encoding each molecule once."""
+    smiles = read_smiles(path)
     z, kept, skipped = encode(m, smiles)
+    rows = [{"smiles": smiles[i], **{f"z{j}": round(float(v), 6) for j, v in enumerate(row)}}
+            for i, row in zip(kept, z)]
+    return rows, reconstruction(m, smiles, z, kept, skipped)
+
+
+def decode_file(m: Model, path: str) -> list[dict]:
+    """A latents CSV (z0..zK columns, as encode_file writes) -> one described SMILES per row."""
+    if not Path(path).is_file():
+        raise DataError(f"latents file {path} not found; write one with `towerlab chem encode RUN_DIR SMILES_FILE`")
+    with open(path, newline="") as f:
+        table = list(csv.DictReader(f))
+    cols = [k for k in (table[0] if table else {}) if k.startswith("z") and k[1:].isdigit()]
+    size = m.net.mu.out_features
+    if len(cols) != size:
+        raise DataError(f"{path} has {len(cols)} z columns; this run's latent space has {size} "
+                        f"(write them with `towerlab chem encode`)")
+    try:
+        z = torch.tensor([[float(r[c]) for c in cols] for r in table])
+    except ValueError as e:
+        raise DataError(f"{path}: a z value is not a number ({e})") from None
+    return [describe(s) for s in decode(m, z)]
+
+
+def reconstruction(m: Model, smiles: list[str], z: torch.Tensor, kept: list[int], skipped: Skipped) -> dict:
+    """Share of molecules decoded (from their mean latent vector z) back to the same molecule."""
     decoded = decode(m, z)
     same_string = sum(d == smiles[i] for d, i in zip(decoded, kept))
     same_mol = sum(props.canonical(d) == props.canonical(smiles[i]) for d, i in zip(decoded, kept))
-    return {"molecules": len(kept), "skipped": sum(skipped.counts.values()),
-            "exact_smiles": same_string / len(kept), "same_molecule": same_mol / len(kept)}
+    report = {"molecules": len(kept), "skipped": sum(skipped.counts.values()),
+              "exact_smiles": same_string / len(kept), "same_molecule": same_mol / len(kept)}
+    if skipped.counts:
+        report["skipped_why"] = skipped.report()
+    return report
 
 
 def optimize(m: Model, seeds: list[str], prop: str, steps: int, lr: float) -> list[dict]:
@@ -133,5 +163,7 @@ def write_grid(smiles: list[str], legends: list[str], path: Path, per_row: int =
     image.save(str(path))
 
 
-def read_smiles(path: str) -> list[str]:
+def read_smiles(path: str | None) -> list[str]:
+    if not path:
+        raise DataError("name a SMILES file: towerlab chem encode|optimize RUN_DIR FILE (CSV or one SMILES a line)")
     return smiles_data.read(path).smiles

@@ -154,7 +154,9 @@ def colorize(label: torch.Tensor, palette: list[tuple[int, int, int]]) -> torch.
     return table[label.long().cpu()].permute(2, 0, 1).contiguous()
 
 
-def overlay(image: torch.Tensor, colours: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
-    """Blend uint8 [3,H,W] colours over a uint8 [C,H,W] image."""
+def overlay(image: torch.Tensor, colours: torch.Tensor, alpha: float | torch.Tensor = 0.5) -> torch.Tensor:
+    """Blend uint8 [3,H,W] colours over a uint8 [C,H,W] image; alpha a number or a per-pixel [H,W] map."""
+    if isinstance(alpha, torch.Tensor):
+        alpha = alpha.cpu()[None]
     base = image.expand(3, -1, -1).float() if image.shape[0] == 1 else image.float()
     return (base * (1 - alpha) + colours.float() * alpha).round().clamp(0, 255).to(torch.uint8)

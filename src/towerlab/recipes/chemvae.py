@@ -27,6 +27,7 @@ from towerlab.data.loader import TensorLoader
 from towerlab.dist import Dist, all_gather_rows, all_reduce_sum, print0
 from towerlab.errors import ConfigError, DataError
 from towerlab.metrics import roc_auc
+from towerlab.parallel import unwrap
 
 NAME = "chemvae"
 MAIN_METRIC = ("loss", "min")
@@ -123,10 +124,11 @@ class Prepared:
 
 def _valid(table: smiles_data.SmilesTable, names: list[str]):
     cols = _columns(table, names)
-    keep = [i for i, s in enumerate(table.smiles) if props.mol(s) is not None]
+    valid = [props.mol(s) is not None for s in table.smiles]  # RDKit parses each SMILES once
+    keep = [i for i, ok in enumerate(valid) if ok]
     bad = len(table.smiles) - len(keep)
     if bad:
-        examples = [s for s in table.smiles if props.mol(s) is None][:3]
+        examples = [s for s, ok in zip(table.smiles, valid) if not ok][:3]
         print0(f"{table.source}: {bad} invalid SMILES skipped (RDKit cannot parse them), e.g. {', '.join(examples)}")
     if not keep:
         raise DataError(f"{table.source}: no valid SMILES (RDKit parsed none); check the SMILES column")
@@ -331,12 +333,6 @@ def build_model(cfg: Config) -> nn.Module:
     return ChemVAE(cfg, len(p.vocab), p.binary, p.mean, p.std)
 
 
-def _unwrap(model: nn.Module) -> ChemVAE:
-    while not isinstance(model, ChemVAE):
-        model = getattr(model, "module", None) or model._orig_mod
-    return model
-
-
 # -- loss and metrics ----------------------------------------------------------------------------------------
 def _property_loss(net: ChemVAE, pred: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """MSE on standardised numbers, BCE on 0/1 labels; missing values (nan) do not count."""
@@ -350,7 +346,7 @@ def _property_loss(net: ChemVAE, pred: torch.Tensor, values: torch.Tensor) -> to
 def loss(model, batch):
     tokens, values = batch
     out = model(tokens)
-    net = _unwrap(model)
+    net = unwrap(model, ChemVAE)
     recon = F.cross_entropy(out["logits"].float().transpose(1, 2), tokens, reduction="sum") / len(tokens)
     kl = kl_divergence(out["mu"].float(), out["sigma"].float()).mean()
     total = recon + net.kl_weight() * kl
@@ -364,7 +360,7 @@ def loss(model, batch):
 @torch.no_grad()
 def evaluate(model, loader, dist: Dist) -> dict[str, float]:
     """Reconstruction (per token and exact, decoding the mean), KL, loss at full beta, property MAE / R^2 / AUC."""
-    net = _unwrap(model)
+    net = unwrap(model, ChemVAE)
     sums = torch.zeros(6, dtype=torch.float64, device=dist.device)  # items, tokens ok, tokens, exact, recon, kl
     preds, values = [], []
     for tokens, vals in loader:
@@ -425,5 +421,5 @@ def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def predict(model, tokens: torch.Tensor) -> torch.Tensor:
     """Token indices [N, L] -> predicted properties [N, P] (from the mean of q(z|x))."""
-    net = _unwrap(model)
+    net = unwrap(model, ChemVAE)
     return net.properties(net.encode(tokens)[0])

@@ -22,8 +22,10 @@ from towerlab.data import defects, resolve_dir
 from towerlab.data.augment import per_image_standardization, to_float
 from towerlab.data.images import fit_to, read_image, write_image
 from towerlab.data.loader import BalancedLoader, TensorLoader
+from towerlab.data.segmentation import overlay
 from towerlab.dist import Dist, all_gather_rows, all_reduce_sum
 from towerlab.errors import ConfigError
+from towerlab.parallel import unwrap
 
 NAME = "segdec"
 MAIN_METRIC = ("ap", "max")
@@ -188,24 +190,17 @@ def loss(model, batch):
     x, mask, label = batch
     mask_logits, decision = model(x)
     target = F.adaptive_max_pool2d(mask, mask_logits.shape[-2:])  # a defect anywhere in a cell makes it positive
-    stage = _unwrap(model).stage
+    stage = unwrap(model, SegDecNet).stage
     seg_loss = F.binary_cross_entropy_with_logits(mask_logits.float(), target)
     dec_loss = F.binary_cross_entropy_with_logits(decision.float(), label)
     total = {"seg": seg_loss, "dec": dec_loss, "joint": seg_loss + dec_loss}[stage]
     return total, {"seg_loss": seg_loss.detach(), "dec_loss": dec_loss.detach()}
 
 
-def _unwrap(model: nn.Module) -> SegDecNet:
-    """The SegDecNet inside DDP and torch.compile wrappers."""
-    while not isinstance(model, SegDecNet):
-        model = getattr(model, "module", None) or model._orig_mod
-    return model
-
-
 @torch.no_grad()
 def evaluate(model, loader, dist: Dist) -> dict[str, float]:
     """Image level: AP, ROC AUC, errors at 0.5 and at the best-F1 threshold. Pixel level (1/8 grid): Dice, IoU."""
-    net = _unwrap(model)
+    net = unwrap(model, SegDecNet)
     scores, targets = [], []
     pix = torch.zeros(3, dtype=torch.float64, device=dist.device)  # true positive, predicted, actual pixels
     for x, mask, label in loader:
@@ -237,14 +232,14 @@ def image_metrics(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, floa
 @torch.no_grad()
 def predict(model, inputs: torch.Tensor) -> torch.Tensor:
     """[N, 2]: P(ok), P(defect)."""
-    net = _unwrap(model)
+    net = unwrap(model, SegDecNet)
     p = net.score(*net(inputs))
     return torch.stack([1 - p, p], 1)
 
 
 def predict_files(model, cfg: Config, paths: list[str], out_dir: str | None) -> list[dict]:
     """Defect probability per image, and <stem>_defect.png: the predicted mask in red over the image."""
-    net = _unwrap(model)
+    net = unwrap(model, SegDecNet)
     results = []
     for path in map(Path, paths):
         image = read_image(path, cfg.channels)
@@ -263,11 +258,9 @@ def predict_files(model, cfg: Config, paths: list[str], out_dir: str | None) -> 
 
 def red_overlay(image: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
     """uint8 [C,H,W] image, heat [H,W] in 0..1 -> uint8 [3,H,W] with the heat blended in red."""
-    base = image.expand(3, -1, -1).float() if image.shape[0] == 1 else image.float()
-    red = torch.zeros_like(base)
+    red = torch.zeros(3, *image.shape[1:], dtype=torch.uint8)
     red[0] = 255
-    a = (heat.cpu() * 0.6)[None]
-    return (base * (1 - a) + red * a).round().clamp(0, 255).to(torch.uint8)
+    return overlay(image, red, heat * 0.6)
 
 
 @torch.no_grad()
@@ -276,7 +269,7 @@ def examples(model, loader, n: int = 4) -> torch.Tensor:
     x, mask, label = next(iter(loader))
     order = torch.argsort(label, descending=True, stable=True)[:n]
     x = x[order]
-    mask_logits, _ = _unwrap(model)(x)
+    mask_logits, _ = unwrap(model, SegDecNet)(x)
     heat = F.interpolate(mask_logits.float().sigmoid(), size=x.shape[-2:], mode="bilinear")[:, 0]
     lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
     images = ((x - lo) / (hi - lo).clamp_min(1e-6) * 255).round().to(torch.uint8).cpu()
