@@ -195,9 +195,15 @@ def _overrides(items: list[str]) -> dict:
 
 
 def _executor(args):
-    from towerlab.search.executor import LocalExecutor
+    from towerlab.search.executor import LocalExecutor, RayExecutor
 
-    gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+    if args.executor == "ray":
+        return RayExecutor(args.address, gpus=args.gpus != "none", per_gpu=args.per_gpu,
+                           cpus_per_trial=args.cpus_per_trial)
+    try:
+        gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
+    except ValueError:
+        raise TowerlabError(f"--gpus {args.gpus!r}: write GPU indices separated by commas, e.g. --gpus 0,1") from None
     return LocalExecutor(gpus=gpus, per_gpu=args.per_gpu, workers=args.workers)
 
 
@@ -243,6 +249,11 @@ def _add_devices(p) -> None:
     p.add_argument("--gpus", help="comma-separated GPU indices to run on (e.g. 0,1,2,3)")
     p.add_argument("--per-gpu", type=int, default=1, help="runs at once on each GPU")
     p.add_argument("--workers", type=int, default=1, help="without --gpus: CPU processes at once")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: processes on this machine; ray: Ray tasks on a cluster (trial folders on shared storage)")
+    p.add_argument("--address", default="auto",
+                   help="with --executor ray: the cluster (auto = the one `ray start` runs here, HOST:PORT, or local)")
+    p.add_argument("--cpus-per-trial", type=int, default=1, help="with --executor ray: CPU cores each trial asks for")
 
 
 def cmd_serve(args) -> int:

@@ -230,6 +230,8 @@ class Trainer:
             self.run.tb.add_images("inputs", ((x - lo) / (hi - lo).clamp_min(1e-8)).cpu(), self.step)
 
     def train(self) -> dict:
+        print0(f"{self.recipe.NAME}: {self.total_steps} steps on {self.dist.device} x {self.dist.world_size} "
+               f"process(es), {torch.get_num_threads()} CPU threads each", dist=self.dist)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.is_main, unit="step",
                    dynamic_ncols=True, desc=self.recipe.NAME)
         start, start_step, clock = time.perf_counter(), self.step, [time.perf_counter(), self.step]

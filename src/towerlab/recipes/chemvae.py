@@ -55,6 +55,8 @@ class Config(TrainConfig):
     gru_hidden: int = opt(488, "GRU decoder width (Gómez-Bombarelli: 488)")
     beta: float = opt(1.0, "weight of the KL term after annealing")
     kl_warmup_steps: int = opt(2000, "steps over which the KL weight rises linearly from 0 to beta")
+    free_bits: float = opt(0.0, "nats per latent dimension the KL term does not charge for (Kingma et al. 2016): "
+                                "keeps z informative instead of collapsing onto the prior; 0 = off")
     properties: str = opt("qed,logp", "comma-separated: qed, logp, mw, sa (computed by RDKit) or columns of the CSV; "
                                       "empty for none")
     property_weight: float = opt(1.0, "weight of the property loss")
@@ -66,8 +68,8 @@ class Config(TrainConfig):
             raise ConfigError(f"max_len={self.max_len} must be a multiple of 4, at least 8")
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"val_fraction={self.val_fraction} must be between 0 and 1")
-        if self.latent <= 0 or self.beta < 0 or self.kl_warmup_steps < 0:
-            raise ConfigError("latent must be > 0, beta and kl_warmup_steps >= 0")
+        if self.latent <= 0 or self.beta < 0 or self.kl_warmup_steps < 0 or self.free_bits < 0:
+            raise ConfigError("latent must be > 0, beta, kl_warmup_steps and free_bits >= 0")
 
 
 def property_names(cfg: Config) -> list[str]:
@@ -277,7 +279,7 @@ class ChemVAE(nn.Module):
     def __init__(self, cfg: Config, vocab: int, binary: list[bool], mean: torch.Tensor, std: torch.Tensor):
         super().__init__()
         self.vocab, self.padded = vocab, -(-vocab // 4) * 4  # the conv nets need the vocabulary a multiple of 4
-        self.beta, self.warmup = cfg.beta, cfg.kl_warmup_steps
+        self.beta, self.warmup, self.free_bits = cfg.beta, cfg.kl_warmup_steps, cfg.free_bits
         self.property_weight, self.property_names = cfg.property_weight, property_names(cfg)
         enc = Conv2dEncoder if cfg.encoder == "conv2d" else Conv1dEncoder
         self.encoder = enc(cfg.max_len, self.padded)
@@ -321,7 +323,18 @@ class ChemVAE(nn.Module):
 
 def kl_divergence(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma^2) || N(0, 1)) per item, summed over latent dimensions (the closed form)."""
-    return 0.5 * (mu.pow(2) + sigma.pow(2) - 1 - 2 * sigma.log()).sum(-1)
+    return kl_per_dim(mu, sigma).sum(-1)
+
+
+def kl_per_dim(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (mu.pow(2) + sigma.pow(2) - 1 - 2 * sigma.log())
+
+
+def kl_charged(mu: torch.Tensor, sigma: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """The KL the loss pays for: per latent dimension, the batch mean below `free_bits` nats is free, so the optimiser
+    gains nothing by pushing a dimension all the way onto the prior (posterior collapse)."""
+    per_dim = kl_per_dim(mu, sigma).mean(0)
+    return per_dim.clamp(min=free_bits).sum() if free_bits else per_dim.sum()
 
 
 def build_model(cfg: Config) -> nn.Module:
@@ -348,8 +361,9 @@ def loss(model, batch):
     out = model(tokens)
     net = unwrap(model, ChemVAE)
     recon = F.cross_entropy(out["logits"].float().transpose(1, 2), tokens, reduction="sum") / len(tokens)
-    kl = kl_divergence(out["mu"].float(), out["sigma"].float()).mean()
-    total = recon + net.kl_weight() * kl
+    mu, sigma = out["mu"].float(), out["sigma"].float()
+    kl = kl_divergence(mu, sigma).mean()
+    total = recon + net.kl_weight() * kl_charged(mu, sigma, net.free_bits)
     prop = torch.zeros(())
     if out["props"] is not None and values.shape[1]:
         prop = _property_loss(net, out["props"].float(), values)

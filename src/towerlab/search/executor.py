@@ -1,15 +1,19 @@
 """Run many trainings side by side: each its own process, pinned to one device before torch starts.
 
 A trial is `towerlab train RECIPE --config OUT/trial.yaml --out OUT` in a fresh process (so CUDA_VISIBLE_DEVICES
-pins it before CUDA initialises, and a crash or an out-of-memory error ends that trial only). As many run at once
-as there are slots: K per listed GPU, or N CPU workers. A trial whose folder already holds final_metrics.json is
-not run again; one with checkpoints but no final metrics is resumed.
+pins it before CUDA initialises, and a crash or an out-of-memory error ends that trial only). A trial whose folder
+already holds final_metrics.json is not run again; one with checkpoints but no final metrics is resumed.
+
+LocalExecutor: as many at once as there are slots on this machine, K per listed GPU or N CPU workers.
+RayExecutor: each trial a Ray task asking for 1/K of a GPU (or some CPUs) of an existing Ray cluster; the
+trial folders must be on a file system every node sees (the usual shared home or NFS of a cluster).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from towerlab.config import save_yaml
+from towerlab.errors import ConfigError
 
 
 @dataclass
@@ -48,35 +53,58 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join((errors or text)[-lines:])[:500]
 
 
+def command(trial: Trial, gpu: bool, python: str = sys.executable) -> list[str]:
+    """The trial's `towerlab train` command line; writes trial.yaml the first time."""
+    base = [python, "-m", "towerlab", "train"]
+    gpus = ["--gpus", "1" if gpu else "0"]
+    if (trial.out / "checkpoints").is_dir():  # interrupted before: continue it
+        return [*base, "--resume", str(trial.out), *gpus]
+    trial.out.mkdir(parents=True, exist_ok=True)
+    save_yaml(trial.overrides, trial.out / "trial.yaml")
+    return [*base, trial.recipe, "--config", str(trial.out / "trial.yaml"), "--out", str(trial.out), *gpus]
+
+
+def trial_env(cuda_visible: str, threads: int) -> dict[str, str]:
+    """The trial's environment: its devices, and its share of the CPU cores (torch otherwise takes every core in
+    every process, and N processes on N slots oversubscribe the machine). A thread count set by the user wins."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": cuda_visible, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("OMP_NUM_THREADS", str(max(1, threads)))
+    return env
+
+
+def split_finished(trials: list[Trial]) -> tuple[dict[str, Result], list[Trial]]:
+    """Trials finished by an earlier run (as results) and the ones still to run."""
+    done, queue = {}, []
+    for t in trials:
+        final = t.out / "final_metrics.json"
+        if final.is_file():
+            done[t.name] = Result(t.name, "done", "-", 0.0, json.loads(final.read_text()))
+        else:
+            queue.append(t)
+    return done, queue
+
+
+def collect(trial: Trial, returncode: int, device: str, seconds: float) -> Result:
+    final = trial.out / "final_metrics.json"
+    ok = returncode == 0 and final.is_file()
+    return Result(trial.name, "ok" if ok else "failed", device, seconds, json.loads(final.read_text()) if ok else {},
+                  "" if ok else f"exit {returncode}: {_tail(trial.out / 'log.txt')}")
+
+
 class LocalExecutor:
     def __init__(self, gpus: list[int] | None = None, per_gpu: int = 1, workers: int = 1):
         self.slots: list[str] = [str(g) for g in gpus for _ in range(per_gpu)] if gpus else ["cpu"] * workers
-
-    def _command(self, trial: Trial, device: str) -> list[str]:
-        base = [sys.executable, "-m", "towerlab", "train"]
-        gpus = ["--gpus", "0" if device == "cpu" else "1"]
-        if (trial.out / "checkpoints").is_dir():  # interrupted before: continue it
-            return [*base, "--resume", str(trial.out), *gpus]
-        trial.out.mkdir(parents=True, exist_ok=True)
-        save_yaml(trial.overrides, trial.out / "trial.yaml")
-        return [*base, trial.recipe, "--config", str(trial.out / "trial.yaml"), "--out", str(trial.out), *gpus]
+        self.threads = max(1, (os.cpu_count() or 1) // len(self.slots))
 
     def _start(self, trial: Trial, device: str) -> subprocess.Popen:
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "" if device == "cpu" else device, "PYTHONUNBUFFERED": "1"}
-        cmd = self._command(trial, device)
-        log = open(trial.out / "log.txt", "a")
-        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        cmd = command(trial, gpu=device != "cpu")
+        env = trial_env("" if device == "cpu" else device, self.threads)
+        with open(trial.out / "log.txt", "a") as log:
+            return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def run(self, trials: list[Trial], on_result=None) -> list[Result]:
         """Run every trial; results in the order of `trials`."""
-        results: dict[str, Result] = {}
-        queue = []
-        for t in trials:
-            final = t.out / "final_metrics.json"
-            if final.is_file():
-                results[t.name] = Result(t.name, "done", "-", 0.0, json.loads(final.read_text()))
-            else:
-                queue.append(t)
+        results, queue = split_finished(trials)
         running: dict[int, tuple[subprocess.Popen, Trial, float]] = {}
         while queue or running:
             for slot in range(len(self.slots)):
@@ -87,13 +115,75 @@ class LocalExecutor:
                 if proc.poll() is None:
                     continue
                 del running[slot]
-                final = t.out / "final_metrics.json"
-                ok = proc.returncode == 0 and final.is_file()
-                r = Result(t.name, "ok" if ok else "failed", self.slots[slot], time.perf_counter() - t0,
-                           json.loads(final.read_text()) if ok else {},
-                           "" if ok else f"exit {proc.returncode}: {_tail(t.out / 'log.txt')}")
-                results[t.name] = r
+                results[t.name] = r = collect(t, proc.returncode, self.slots[slot], time.perf_counter() - t0)
                 if on_result:
                     on_result(r)
             time.sleep(0.2)
+        return [results[t.name] for t in trials]
+
+
+def _reachable(address: str) -> None:
+    """Fail in one line on an address nobody listens at (ray.init would retry for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # auto / local: Ray answers those at once
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise ConfigError(f"cannot reach the Ray cluster at {address} ({e.strerror or e}); start one with "
+                          "`ray start --head`, or pass --address auto / local") from None
+
+
+def _ray_trial(trial: Trial, gpu: bool, threads: int) -> tuple[int, str, float]:
+    """Runs on a Ray worker: the trial as a child process, on the GPU Ray assigned to this task."""
+    import ray
+
+    visible = ",".join(str(g) for g in ray.get_gpu_ids()) if gpu else ""
+    cmd = command(trial, gpu, python=sys.executable)  # this node's Python
+    t0 = time.perf_counter()
+    with open(trial.out / "log.txt", "a") as log:
+        code = subprocess.run(cmd, env=trial_env(visible, threads), stdout=log, stderr=subprocess.STDOUT).returncode
+    return code, f"{socket.gethostname()}:{visible or 'cpu'}", time.perf_counter() - t0
+
+
+class RayExecutor:
+    """Trials as Ray tasks: `--executor ray --address auto` (a running cluster, `ray start --head` on this machine)
+    or HOST:PORT; `--address local` starts a private single-machine instance. --per-gpu K asks 1/K GPU per trial;
+    --gpus none (or 0 GPUs) runs CPU trials that ask for --cpus-per-trial cores each."""
+
+    def __init__(self, address: str = "auto", gpus: bool = True, per_gpu: int = 1, cpus_per_trial: int = 1):
+        try:
+            import ray
+        except ImportError as e:
+            raise ConfigError("--executor ray needs Ray: pip install 'towerlab[ray]'") from e
+        self.ray = ray
+        if not ray.is_initialized():
+            _reachable(address)
+            try:
+                ray.init(address=None if address == "local" else address, log_to_driver=False,
+                         include_dashboard=False, **({"num_cpus": os.cpu_count()} if address == "local" else {}))
+            except (ConnectionError, RuntimeError) as e:
+                raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({str(e).splitlines()[0]}); start "
+                                  "one with `ray start --head` or pass --address HOST:PORT, or --address local") from e
+        self.gpu = gpus and ray.cluster_resources().get("GPU", 0) > 0
+        self.cpus = cpus_per_trial
+        self.task = ray.remote(_ray_trial).options(num_gpus=1 / per_gpu if self.gpu else 0, num_cpus=cpus_per_trial,
+                                                   max_retries=0)
+
+    def run(self, trials: list[Trial], on_result=None) -> list[Result]:
+        results, queue = split_finished(trials)
+        pending = {self.task.remote(t, self.gpu, self.cpus): t for t in queue}
+        while pending:
+            ready, _ = self.ray.wait(list(pending), num_returns=1)
+            t = pending.pop(ready[0])
+            try:
+                code, device, seconds = self.ray.get(ready[0])
+            except self.ray.exceptions.RayError as e:  # the worker died (node lost, killed): the trial failed
+                code, device, seconds = -1, "ray", 0.0
+                t.out.mkdir(parents=True, exist_ok=True)
+                with open(t.out / "log.txt", "a") as log:
+                    log.write(f"ray error: {str(e).splitlines()[0]}\n")
+            results[t.name] = r = collect(t, code, device, seconds)
+            if on_result:
+                on_result(r)
         return [results[t.name] for t in trials]
