@@ -58,7 +58,7 @@ def cmd_train(argv: list[str]) -> int:
         if args.gpus > torch.cuda.device_count():
             raise TowerlabError(f"--gpus {args.gpus} but torch sees {torch.cuda.device_count()} GPU(s); "
                                 f"pass --gpus 0 to train on the CPU (--procs N for N CPU processes)")
-    nproc = args.procs or (args.gpus if args.gpus and args.gpus > 1 else 1)
+    nproc = args.procs or (args.gpus if args.gpus and args.gpus > 1 and _strategy(args) != "pipeline" else 1)
     if nproc > 1 and not dist.under_launcher():
         return dist.launch(["train", *argv], nproc)
     d = dist.setup(use_gpu=None if args.gpus is None else args.gpus > 0)
@@ -88,6 +88,17 @@ def cmd_train(argv: list[str]) -> int:
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _strategy(args) -> str | None:
+    """The run's strategy before any process starts: a pipeline is one process over several devices."""
+    from towerlab.runs import read_config
+
+    if "strategy" in vars(args):
+        return args.strategy
+    if args.resume:
+        return read_config(args.resume)[1].get("strategy")
+    return config.load_yaml(args.config).get("strategy") if args.config else None
 
 
 def _print_result(m: dict) -> None:

@@ -66,8 +66,12 @@ class TrainConfig:
     channels_last: bool = opt(False, "NHWC memory layout for convolutions")
     data_on_device: bool = opt(True, "hold the whole dataset in accelerator memory (else copy each batch from the host)")
     sync_bn: bool = opt(False, "SyncBatchNorm across processes")
-    strategy: str = opt("ddp", "how processes share the model: ddp (a replica each) or fsdp (sharded: parameters, "
-                               "gradients, optimizer state)", ("ddp", "fsdp"))
+    strategy: str = opt("ddp", "how the model uses the devices: ddp (a replica per process), fsdp (sharded across the "
+                               "processes: parameters, gradients, optimizer state) or pipeline (one process, the model "
+                               "cut into stages on --pipeline-devices)", ("ddp", "fsdp", "pipeline"))
+    pipeline_devices: str = opt("", "with strategy=pipeline: a device per stage, e.g. cuda:0,cuda:1 (default: every "
+                                    "visible GPU; two CPU stages without one)")
+    pipeline_chunks: int = opt(4, "with strategy=pipeline: micro-batches per batch (more keeps the stages busier)")
     deterministic: bool = opt(False, "deterministic algorithms (bitwise-reproducible on the CPU)")
 
     def validate(self) -> None:
@@ -88,9 +92,11 @@ class TrainConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
         if self.epochs == 0 and self.max_steps == 0:
             raise ConfigError("epochs=0 and max_steps=0: set one of them to a positive value")
-        if self.strategy == "fsdp" and self.ema_decay:
-            raise ConfigError("ema_decay with strategy=fsdp is not supported: the average would be a full copy; "
-                              "set --ema-decay 0 or use --strategy ddp")
+        if self.strategy in ("fsdp", "pipeline") and self.ema_decay:
+            raise ConfigError(f"ema_decay with strategy={self.strategy} is not supported: the average would be a "
+                              "full copy on one device; set --ema-decay 0 or use --strategy ddp")
+        if self.strategy == "pipeline" and (self.compile or self.pipeline_chunks <= 0):
+            raise ConfigError("strategy=pipeline needs pipeline_chunks > 0 and compile off")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1)")
 

@@ -84,6 +84,8 @@ class Trainer:
             copied, fresh = checkpoint.init_from(raw, Path(cfg.init_from))
             print0(f"init from {cfg.init_from}: {len(copied)} tensors copied, {len(fresh)} new: "
                    f"{', '.join(fresh[:8])}{' ...' if len(fresh) > 8 else ''}", dist=dist)
+        if cfg.strategy == "pipeline":
+            return self._pipeline(raw)
         raw = raw.to(dist.device)
         if cfg.channels_last:
             raw = raw.to(memory_format=torch.channels_last)
@@ -93,6 +95,19 @@ class Trainer:
         if cfg.compile:
             model = torch.compile(model, mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
         return raw, model, ddp
+
+    def _pipeline(self, raw: nn.Module) -> tuple[nn.Module, nn.Module, None]:
+        """The model cut into stages on several devices of this one process (see towerlab.pipeline)."""
+        from towerlab.pipeline import Pipeline, devices_from
+
+        if self.dist.distributed:
+            raise ConfigError("strategy=pipeline runs in one process over several devices; launch one process "
+                              "(no --procs / torchrun) and name the devices with --pipeline-devices")
+        pipe = Pipeline(raw, devices_from(self.cfg.pipeline_devices), self.cfg.pipeline_chunks)
+        if self.cfg.channels_last:
+            raw.to(memory_format=torch.channels_last)
+        print0(f"pipeline: {pipe.describe()}", dist=self.dist)
+        return raw, pipe, None
 
     def autocast(self):
         dtype = _DTYPES.get(self.cfg.precision)
@@ -125,6 +140,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         model = self.ema.module if self.ema is not None else self.raw
+        if self.cfg.strategy == "pipeline":
+            model = self.model  # the stages live on different devices: only the pipeline can call them
         model.eval()
         with self.autocast():
             metrics = self.recipe.evaluate(model, self.val_loader, self.dist)

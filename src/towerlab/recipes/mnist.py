@@ -54,6 +54,10 @@ class ConvNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
+    def pipeline_layers(self) -> list[nn.Module]:
+        """The forward in order, for --strategy pipeline (towerlab.pipeline cuts it into stages)."""
+        return [*self.features, *self.classifier]
+
 
 def build_model(cfg: Config) -> nn.Module:
     return ConvNet((1, 28, 28), 10, cfg.hidden, cfg.dropout_conv, cfg.dropout_fc)
