@@ -55,6 +55,16 @@ def test_evolve_keeps_the_fittest_first_and_the_size():
     assert nxt[:4] == top and len(nxt) == 10
 
 
+def test_children_are_new_genomes_while_the_space_has_some():
+    space = Space.from_dict(MLP_SPACE)
+    ga = GeneticSearch(space, synthetic, population=20, retain=0.4, random_select=0.0, seed=0)
+    ga.evaluate(ga.population)
+    scored = list(zip(ga.population, synthetic(ga.population)))
+    children = ga.evolve(scored)[8:]
+    keys = [genome_key(c) for c in children]
+    assert len(set(keys)) == len(keys) and not set(keys) & set(ga.cache)  # no slot spent on a known genome
+
+
 def _random_search_finds(seed: int, budget: int) -> bool:
     rng, seen = random.Random(seed), set()
     space = Space.from_dict(MLP_SPACE)

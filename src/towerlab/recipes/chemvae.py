@@ -55,8 +55,10 @@ class Config(TrainConfig):
     gru_hidden: int = opt(488, "GRU decoder width (Gómez-Bombarelli: 488)")
     beta: float = opt(1.0, "weight of the KL term after annealing")
     kl_warmup_steps: int = opt(2000, "steps over which the KL weight rises linearly from 0 to beta")
-    free_bits: float = opt(0.0, "nats per latent dimension the KL term does not charge for (Kingma et al. 2016): "
-                                "keeps z informative instead of collapsing onto the prior; 0 = off")
+    # 0.25: on ZINC (500 steps) the KL stayed at 19 nats instead of collapsing to 0.05, token accuracy 0.671 vs
+    # 0.655, unique samples 0.70 vs 0.38 at the same validity (docs/results.md)
+    free_bits: float = opt(0.25, "nats per latent dimension the KL term does not charge for (Kingma et al. 2016): "
+                                 "keeps z informative instead of collapsing onto the prior; 0 = off")
     properties: str = opt("qed,logp", "comma-separated: qed, logp, mw, sa (computed by RDKit) or columns of the CSV; "
                                       "empty for none")
     property_weight: float = opt(1.0, "weight of the property loss")

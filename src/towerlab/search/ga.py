@@ -68,11 +68,23 @@ class GeneticSearch:
         keep = max(2, int(len(ranked) * self.retain))
         parents = ranked[:keep]
         parents += [g for g in ranked[keep:] if self.rng.random() < self.random_select]
-        children = []
+        children, seen = [], {genome_key(g) for g in parents} | set(self.cache)
         while len(parents) + len(children) < self.size:
             mother, father = self.rng.sample(parents, 2)
-            children += self.breed(mother, father)
+            for child in self.breed(mother, father):
+                children.append(self._novel(child, seen))
         return (parents + children)[:self.size]
+
+    def _novel(self, child: dict, seen: set[str]) -> dict:
+        """A child that repeats a genome already evaluated or bred costs a slot and teaches nothing: mutate it
+        until it is new (a few tries; a small space may have nothing new left). Without this, a converged
+        population re-breeds its parents and the 10 generations of the classic setup evaluate ~50 genomes."""
+        for _ in range(10):
+            if genome_key(child) not in seen:
+                break
+            child = self.space.mutate(child, self.rng)
+        seen.add(genome_key(child))
+        return child
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def evaluate(self, genomes: list[dict]) -> list[float | None]:
