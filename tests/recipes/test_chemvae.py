@@ -113,6 +113,18 @@ def test_short_real_run_lowers_the_loss_and_the_chem_commands_work(shared_data, 
     assert proc.returncode == 2 and "chemvae does not classify image files" in proc.stderr
 
 
+def test_selfies_runs_write_only_valid_molecules(shared_data, tmp_path):
+    data = tmp_path / "zinc.txt"
+    data.write_text("\n".join((shared_data / "zinc250k_jtvae" / "test.txt").read_text().split()[:300]) + "\n")
+    run = tmp_path / "run"
+    fit(get("chemvae"), _cfg(data, representation="selfies", properties="qed", batch_size=32, max_steps=20,
+                             lr=3e-3, eval_every_steps=20, max_len=80), out=run)
+    assert json.loads((run / "vocab.json").read_text())["representation"] == "selfies"
+    run_cli("chem", "sample", str(run), "--n", "64", "--sample-tokens", "--out", str(tmp_path / "s.csv"))
+    rows = [r for r in csv.DictReader(open(tmp_path / "s.csv")) if r["smiles"]]
+    assert len(rows) > 10 and all(r["valid"] == "True" for r in rows)
+
+
 def test_bad_property_and_bad_file_are_one_line(smiles_csv, tmp_path):
     bad = tmp_path / "semi.csv"
     bad.write_text("smiles;NR-AR\nCCO;1\n")

@@ -1,8 +1,11 @@
-"""SMILES as token sequences: one token per atom (Cl, Br, [nH], [C@@H]), bond, branch or ring closure (%10).
+"""Molecules as token sequences. SMILES: one token per atom (Cl, Br, [nH], [C@@H]), bond, branch or ring closure
+(%10). SELFIES (Krenn et al. 2020): one token per bracketed symbol ([C], [=O], [Branch1], [Ring1]); every sequence
+of SELFIES tokens decodes to a valid molecule, so a generator that writes SELFIES never writes an invalid one.
 
-The vocabulary is built from the training set and saved in the run directory (vocab.json), so a run decodes
-what it was trained on. Index 0 is the end/padding token: a sequence is its tokens, then 0 up to max_len.
-A SMILES the vocabulary cannot express, or longer than max_len, is reported and skipped, never truncated.
+The vocabulary is built from the training set and saved in the run directory (vocab.json, with its representation),
+so a run decodes what it was trained on. Index 0 is the end/padding token: a sequence is its tokens, then 0 up to
+max_len. A molecule the vocabulary cannot express, or longer than max_len, is reported and skipped, never truncated.
+Both directions take and give SMILES: the representation is the vocabulary's business only.
 """
 
 from __future__ import annotations
@@ -22,10 +25,30 @@ PATTERN = re.compile(r"(\[[^\]]+\]|Br|Cl|N|O|S|P|F|I|B|C|b|c|n|o|s|p|\(|\)|\.|=|
 END = "<end>"
 
 
-def tokenize(smiles: str) -> list[str] | None:
-    """Tokens of a SMILES, or None when some characters match no token (the regex must cover the whole string)."""
+REPRESENTATIONS = ("smiles", "selfies")
+
+
+def tokenize(smiles: str, representation: str = "smiles") -> list[str] | None:
+    """Tokens of a SMILES (or of its SELFIES), or None when it cannot be written as tokens: characters that match no
+    token (the regex must cover the whole string), or a molecule the SELFIES encoder refuses."""
+    if representation == "selfies":
+        import selfies
+
+        try:
+            return list(selfies.split_selfies(selfies.encoder(smiles)))
+        except selfies.EncoderError:
+            return None
     tokens = PATTERN.findall(smiles)
     return tokens if "".join(tokens) == smiles else None
+
+
+def detokenize(tokens: list[str], representation: str = "smiles") -> str:
+    """Tokens -> SMILES (a SELFIES sequence is decoded by the selfies library: always a valid molecule or empty)."""
+    if representation == "selfies":
+        import selfies
+
+        return selfies.decoder("".join(tokens)) or ""
+    return "".join(tokens)
 
 
 @dataclass
@@ -45,28 +68,33 @@ class Skipped:
 
 
 class Vocab:
-    def __init__(self, tokens: list[str], max_len: int):
+    def __init__(self, tokens: list[str], max_len: int, representation: str = "smiles"):
         if not tokens or tokens[0] != END:
             tokens = [END, *[t for t in tokens if t != END]]
-        self.tokens, self.max_len = tokens, max_len
+        if representation not in REPRESENTATIONS:
+            raise DataError(f"representation {representation!r} is not one of {', '.join(REPRESENTATIONS)}")
+        self.tokens, self.max_len, self.representation = tokens, max_len, representation
         self.index = {t: i for i, t in enumerate(tokens)}
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     @classmethod
-    def build(cls, smiles: list[str], max_len: int) -> "Vocab":
-        """Every token of every SMILES that fits in max_len, most frequent first (ties alphabetical)."""
-        counts = Counter(t for s in smiles if (toks := tokenize(s)) and len(toks) <= max_len for t in toks)
-        return cls([END, *sorted(counts, key=lambda t: (-counts[t], t))], max_len)
+    def build(cls, smiles: list[str], max_len: int, representation: str = "smiles") -> "Vocab":
+        """Every token of every molecule that fits in max_len, most frequent first (ties alphabetical)."""
+        counts = Counter(t for s in smiles if (toks := tokenize(s, representation)) and len(toks) <= max_len
+                         for t in toks)
+        return cls([END, *sorted(counts, key=lambda t: (-counts[t], t))], max_len, representation)
 
     def encode(self, smiles: list[str], skipped: Skipped | None = None) -> tuple[torch.Tensor, list[int]]:
         """int64 [N, max_len] token indices (0-padded) of the SMILES that fit, and their positions in the input."""
         rows, kept = [], []
         for i, s in enumerate(smiles):
-            toks = tokenize(s)
+            toks = tokenize(s, self.representation)
             if toks is not None and len(toks) > self.max_len:
                 reason = f"longer than max_len={self.max_len} tokens"
+            elif toks is None and self.representation == "selfies":
+                reason = "that SELFIES cannot encode"
             elif toks is None or any(t not in self.index for t in toks):
                 reason = "with characters outside the vocabulary"
             else:
@@ -82,20 +110,21 @@ class Vocab:
         """[N, L] token indices -> SMILES strings (each ends at its first end token)."""
         out = []
         for row in indices.tolist():
-            chars = []
+            tokens = []
             for i in row:
                 if i == 0:
                     break
-                chars.append(self.tokens[i])
-            out.append("".join(chars))
+                tokens.append(self.tokens[i])
+            out.append(detokenize(tokens, self.representation))
         return out
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"max_len": self.max_len, "tokens": self.tokens}, indent=1))
+        path.write_text(json.dumps({"max_len": self.max_len, "representation": self.representation,
+                                    "tokens": self.tokens}, indent=1))
 
     @classmethod
     def load(cls, path: Path) -> "Vocab":
         if not path.is_file():
             raise DataError(f"{path} not found: the run directory has no vocabulary (was it trained by chemvae?)")
         data = json.loads(path.read_text())
-        return cls(data["tokens"], data["max_len"])
+        return cls(data["tokens"], data["max_len"], data.get("representation", "smiles"))

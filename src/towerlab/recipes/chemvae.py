@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from towerlab.chem import props
-from towerlab.chem.tokens import Skipped, Vocab
+from towerlab.chem.tokens import REPRESENTATIONS, Skipped, Vocab
 from towerlab.config import TrainConfig, opt
 from towerlab.data import smiles as smiles_data
 from towerlab.data.loader import TensorLoader
@@ -45,7 +45,9 @@ class Config(TrainConfig):
     data: str = opt("", f"SMILES file: CSV with a SMILES column, or one per line (default: $TOWERLAB_DATA/{DEFAULT_FILE})")
     val_data: str = opt("", "held-out SMILES file (default: a --val-fraction of --data)")
     val_fraction: float = opt(0.1, "share of --data held out for evaluation when no --val-data is given")
-    max_len: int = opt(120, "longest SMILES in tokens; longer ones are reported and skipped")
+    max_len: int = opt(120, "longest molecule in tokens; longer ones are reported and skipped")
+    representation: str = opt("smiles", "the strings the model reads and writes: smiles, or selfies (every decoded "
+                                        "SELFIES is a valid molecule)", REPRESENTATIONS)
     latent: int = opt(256, "latent dimensions")
     encoder: str = opt("conv2d", "conv2d: the post's 2D convs over the one-hot matrix; conv1d: Gómez-Bombarelli's",
                        ("conv2d", "conv1d"))
@@ -142,7 +144,7 @@ def _valid(table: smiles_data.SmilesTable, names: list[str]):
 
 @functools.lru_cache(maxsize=4)
 def _prepare(path: str, val_path: str, val_fraction: float, max_len: int, names: tuple[str, ...], seed: int,
-             vocab_file: str) -> Prepared:
+             vocab_file: str, representation: str) -> Prepared:
     smiles, values = _valid(smiles_data.read(path), list(names))
     if val_path:
         val_smiles, val_values = _valid(smiles_data.read(val_path), list(names))
@@ -152,7 +154,7 @@ def _prepare(path: str, val_path: str, val_fraction: float, max_len: int, names:
         val_idx, train_idx = order[:n_val], order[n_val:]
         val_smiles, val_values = [smiles[i] for i in val_idx], values[val_idx]
         smiles, values = [smiles[i] for i in train_idx], values[train_idx]
-    vocab = Vocab.load(Path(vocab_file)) if vocab_file else Vocab.build(smiles, max_len)
+    vocab = Vocab.load(Path(vocab_file)) if vocab_file else Vocab.build(smiles, max_len, representation)
     splits = []
     for name, s, v in (("training", smiles, values), ("validation", val_smiles, val_values)):
         skipped = Skipped()
@@ -160,7 +162,7 @@ def _prepare(path: str, val_path: str, val_fraction: float, max_len: int, names:
         if skipped.counts:
             print0(f"{name} SMILES skipped: {skipped.report()}")
         if len(kept) == 0:
-            raise DataError(f"no {name} SMILES fit the vocabulary and max_len={max_len}; raise --max-len")
+            raise DataError(f"no {name} molecules fit the vocabulary and max_len={max_len}; raise --max-len")
         splits.append((tokens, v[kept], [s[i] for i in kept]))
     (tr_tokens, tr_values, tr_smiles), (va_tokens, va_values, _) = splits
     binary = [bool(((col == 0) | (col == 1) | col.isnan()).all()) for col in tr_values.T]
@@ -179,7 +181,7 @@ def _stats(values: torch.Tensor, binary: list[bool]) -> tuple[torch.Tensor, torc
 
 def prepared(cfg: Config) -> Prepared:
     return _prepare(str(data_file(cfg)), cfg.val_data, cfg.val_fraction, cfg.max_len, tuple(property_names(cfg)),
-                    cfg.seed, cfg.vocab_file)
+                    cfg.seed, cfg.vocab_file, cfg.representation)
 
 
 def build_data(cfg: Config, dist: Dist):
