@@ -2,6 +2,9 @@
 
 import csv
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -29,14 +32,25 @@ def test_each_cpu_slot_gets_its_share_of_the_cores(tmp_path, monkeypatch):
     assert f"{max(1, cores // 2)} CPU threads each" in log
 
 
-def test_jobs_through_ray_one_failing_then_a_rerun(tmp_path):
+@pytest.fixture
+def ray_head():
+    """A real Ray cluster on this machine, as `ray start --head` makes one; stopped afterwards."""
+    ray = str(Path(sys.executable).parent / "ray")
+    subprocess.run([ray, "start", "--head", "--port", "0", "--num-cpus", "2", "--include-dashboard", "false",
+                    "--disable-usage-stats"], check=True, capture_output=True, timeout=180)
+    try:
+        yield
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=180)
+
+
+def test_jobs_on_a_ray_cluster_one_failing_then_a_rerun(tmp_path, ray_head):
     spec = {"jobs": [{"name": "a", "recipe": "digits", "overrides": QUICK},
                      {"name": "b", "recipe": "mlp", "overrides": {**QUICK, "dataset": "digits"}},
                      {"name": "bad", "recipe": "digits", "overrides": {**QUICK, "lr": -1.0}}]}
     (tmp_path / "jobs.yaml").write_text(yaml.safe_dump(spec))
-    args = ["jobs", "run", str(tmp_path / "jobs.yaml"), "--executor", "ray", "--address", "local",
-            "--out", str(tmp_path / "out")]
-    proc = run_cli(*args, check=False, timeout=600)
+    args = ["jobs", "run", str(tmp_path / "jobs.yaml"), "--executor", "ray", "--out", str(tmp_path / "out")]
+    proc = run_cli(*args, "--address", "auto", check=False, timeout=600)  # the cluster `ray start` runs here
     assert proc.returncode == 1, proc.stdout + proc.stderr
     rows = {r["job"]: r for r in csv.DictReader(open(tmp_path / "out" / "summary.csv"))}
     assert rows["a"]["status"] == rows["b"]["status"] == "ok" and float(rows["b"]["accuracy"]) > 0
@@ -44,7 +58,7 @@ def test_jobs_through_ray_one_failing_then_a_rerun(tmp_path):
     assert rows["a"]["device"].endswith(":cpu")  # host:devices, as the Ray worker saw them
     spec["jobs"][2]["overrides"]["lr"] = 0.01
     (tmp_path / "jobs.yaml").write_text(yaml.safe_dump(spec))
-    run_cli(*args, timeout=600)
+    run_cli(*args, "--address", "local", timeout=600)  # a private Ray this time: finished jobs are not rerun
     rows = {r["job"]: r for r in csv.DictReader(open(tmp_path / "out" / "summary.csv"))}
     assert [rows[k]["status"] for k in ("a", "b", "bad")] == ["done", "done", "ok"]
 

@@ -134,6 +134,16 @@ def _reachable(address: str) -> None:
                           "`ray start --head`, or pass --address auto / local") from None
 
 
+def _root_cause(e: BaseException) -> str:
+    """The telling line of a Ray connection failure: Ray wraps the reason (an authentication token missing, a
+    refused connection) in connection errors whose text embeds the inner traceback."""
+    while e.__cause__ is not None:
+        e = e.__cause__
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+    telling = [ln for ln in lines if "Error:" in ln and not ln.startswith("Traceback")]
+    return (telling[-1] if telling else lines[0])[:240]
+
+
 def _ray_trial(trial: Trial, gpu: bool, threads: int) -> tuple[int, str, float]:
     """Runs on a Ray worker: the trial as a child process, on the GPU Ray assigned to this task."""
     import ray
@@ -160,11 +170,11 @@ class RayExecutor:
         if not ray.is_initialized():
             _reachable(address)
             try:
-                ray.init(address=None if address == "local" else address, log_to_driver=False,
+                ray.init(address=address, log_to_driver=False,  # "local": a new private instance
                          include_dashboard=False, **({"num_cpus": os.cpu_count()} if address == "local" else {}))
             except (ConnectionError, RuntimeError) as e:
-                raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({str(e).splitlines()[0]}); start "
-                                  "one with `ray start --head` or pass --address HOST:PORT, or --address local") from e
+                raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({_root_cause(e)}); start one "
+                                  "with `ray start --head` and pass --address auto, or pass --address local") from None
         self.gpu = gpus and ray.cluster_resources().get("GPU", 0) > 0
         self.cpus = cpus_per_trial
         self.task = ray.remote(_ray_trial).options(num_gpus=1 / per_gpu if self.gpu else 0, num_cpus=cpus_per_trial,
