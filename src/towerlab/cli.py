@@ -257,7 +257,8 @@ def cmd_ensemble(args) -> int:
 
 
 def _add_devices(p) -> None:
-    p.add_argument("--gpus", help="comma-separated GPU indices to run on (e.g. 0,1,2,3)")
+    p.add_argument("--gpus", help="comma-separated GPU indices to run on (e.g. 0,1,2,3); with --executor ray the "
+                                  "cluster's GPUs are used, and --gpus none runs CPU trials instead")
     p.add_argument("--per-gpu", type=int, default=1, help="runs at once on each GPU")
     p.add_argument("--workers", type=int, default=1, help="without --gpus: CPU processes at once")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
