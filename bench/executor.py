@@ -2,6 +2,7 @@
 
     python bench/executor.py --workers 2                  # CPU processes (each torch process uses its own threads)
     python bench/executor.py --gpus 0,1,2,3 --recipe cifar10 --steps 300
+    python bench/executor.py --gpus 0 --per-gpu 4 --recipe mnist    # 4 trials sharing one GPU
 
 efficiency = t(N trials on 1 slot) / (N x t(the same N trials on N slots)):
 1.0 means N slots finish the N trials N times faster than one slot.
@@ -40,13 +41,14 @@ def main() -> int:
     p.add_argument("--recipe", default="digits")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--workers", type=int, default=2, help="CPU slots (without --gpus)")
-    p.add_argument("--gpus", help="comma-separated GPU indices: one slot each")
+    p.add_argument("--gpus", help="comma-separated GPU indices: --per-gpu slots each")
+    p.add_argument("--per-gpu", type=int, default=1, help="trials at once on each GPU")
     p.add_argument("--out", default="bench/out/executor.json")
     args = p.parse_args()
     gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
-    n = len(gpus) if gpus else args.workers
+    n = len(gpus) * args.per_gpu if gpus else args.workers
     overrides = {"max_steps": args.steps, "eval_every_epochs": 0.0, "log_every": max(1, args.steps // 4)}
-    many = LocalExecutor(gpus=gpus, workers=n)
+    many = LocalExecutor(gpus=gpus, per_gpu=args.per_gpu, workers=n)
     one = LocalExecutor(gpus=gpus[:1] if gpus else None, workers=1)
     t_one = wall(one, args.recipe, n, overrides)
     t_many = wall(many, args.recipe, n, overrides)
