@@ -92,9 +92,9 @@ def collect(trial: Trial, returncode: int, device: str, seconds: float) -> Resul
 
 
 class LocalExecutor:
-    def __init__(self, gpus: list[int] | None = None, per_gpu: int = 1, workers: int = 1):
+    def __init__(self, gpus: list[int] | None = None, per_gpu: int = 1, workers: int = 1, threads: int | None = None):
         self.slots: list[str] = [str(g) for g in gpus for _ in range(per_gpu)] if gpus else ["cpu"] * workers
-        self.threads = max(1, (os.cpu_count() or 1) // len(self.slots))
+        self.threads = threads or max(1, (os.cpu_count() or 1) // len(self.slots))  # CPU threads per trial
 
     def _start(self, trial: Trial, device: str) -> subprocess.Popen:
         cmd = command(trial, gpu=device != "cpu")
