@@ -192,7 +192,7 @@ class RayExecutor:
                 code, device, seconds = -1, "ray", 0.0
                 t.out.mkdir(parents=True, exist_ok=True)
                 with open(t.out / "log.txt", "a") as log:
-                    log.write(f"ray error: {str(e).splitlines()[0]}\n")
+                    log.write(f"ray error: {_root_cause(e)}\n")  # a Ray error's text may start blank
             results[t.name] = r = collect(t, code, device, seconds)
             if on_result:
                 on_result(r)
