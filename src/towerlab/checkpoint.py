@@ -1,21 +1,29 @@
-"""Atomic checkpoints that a crash can never leave half-written.
+"""Atomic, checksummed checkpoints that a crash can never leave half-written.
 
 A checkpoint is a folder checkpoints/step-<N>-<nonce>/ holding
   model.safetensors  the weights (loaded without any code execution)
   ema.safetensors    the moving-average weights, when the run keeps them
   state.pt           optimizer, scheduler, scaler, step, RNG states of every rank, data position:
                      only tensors and plain containers, read back with torch.load(weights_only=True)
+  manifest.json      the step, the world size and the SHA-256 of every file above
 Each file is written to a temporary folder and fsynced; the folder is renamed into place; then a small
 pointer file (last.json / best.json) is replaced atomically. A crash at any moment leaves the pointer
 naming the previous complete checkpoint, which is what --resume loads.
+
+A file damaged later (a full disk, a bad copy, bit rot) fails its checksum when the checkpoint is opened: the
+newest checkpoint that verifies is used instead, with one line saying so. The newest `keep` checkpoints (and the
+best) stay on disk, so there is one to fall back to; a lost or damaged pointer file is found again by scanning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import re
 import shutil
+import sys
 import uuid
 from pathlib import Path
 
@@ -24,6 +32,9 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from towerlab.errors import CheckpointError
+
+MANIFEST = "manifest.json"
+_FOLDER = re.compile(r"step-(\d{8})-[0-9a-f]{6}")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -57,24 +68,30 @@ def weights_bytes(state_dict: dict[str, torch.Tensor]) -> bytes:
     return st_save({k: v.detach().contiguous().cpu() for k, v in state_dict.items()})
 
 
-def save(ckpt_dir: Path, step: int, weights: dict[str, dict], state: dict, pointers: list[str]) -> Path:
-    """Write a checkpoint and point each of `pointers` ('last', 'best') at it. Returns its folder."""
+def save(ckpt_dir: Path, step: int, weights: dict[str, dict], state: dict, pointers: list[str],
+         keep: int = 1) -> Path:
+    """Write a checkpoint and point each of `pointers` ('last', 'best') at it; keep the newest `keep` and the
+    best. Returns its folder."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}-{uuid.uuid4().hex[:6]}"
     tmp = ckpt_dir / f".tmp-{name}"
     tmp.mkdir()
-    for fname, sd in weights.items():
-        _write_synced(tmp / f"{fname}.safetensors", weights_bytes(sd))
+    files = {f"{fname}.safetensors": weights_bytes(sd) for fname, sd in weights.items()}
     buf = io.BytesIO()
     torch.save(state, buf)
-    _write_synced(tmp / "state.pt", buf.getvalue())
+    files["state.pt"] = buf.getvalue()
+    for fname, data in files.items():
+        _write_synced(tmp / fname, data)
+    manifest = {"step": step, "world_size": state.get("world_size", 1),
+                "sha256": {f: hashlib.sha256(data).hexdigest() for f, data in files.items()}}
+    _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
     _fsync_dir(tmp)
     final = ckpt_dir / name
     os.replace(tmp, final)
     _fsync_dir(ckpt_dir)
     for p in pointers:
         atomic_write(ckpt_dir / f"{p}.json", json.dumps({"dir": name, "step": step}).encode())
-    prune(ckpt_dir)
+    prune(ckpt_dir, keep, newest=final)
     return final
 
 
@@ -85,22 +102,37 @@ def pointer(ckpt_dir: Path, which: str) -> Path | None:
         return None
     try:
         name = json.loads(p.read_text())["dir"]
-    except (ValueError, KeyError):
-        raise CheckpointError(f"{p} is damaged; delete it to fall back to an older checkpoint") from None
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{p} is damaged; delete it to fall back to the newest checkpoint that verifies") from None
     return ckpt_dir / name
 
 
-def pointer_step(ckpt_dir: Path, which: str = "last") -> int | None:
-    """The step of the checkpoint `which` names (read from the small pointer file), or None."""
-    p = ckpt_dir / f"{which}.json"
-    return json.loads(p.read_text())["step"] if p.is_file() and pointer(ckpt_dir, which) else None
+def step_of(folder: Path) -> int:
+    return int(_FOLDER.fullmatch(folder.name).group(1))
 
 
-def prune(ckpt_dir: Path) -> None:
-    """Remove checkpoint folders that no pointer names, and temporary folders of interrupted saves."""
-    keep = {pointer(ckpt_dir, w) for w in ("last", "best")}
+def folders(ckpt_dir: Path) -> list[Path]:
+    """Complete checkpoint folders, newest step first (temporary folders of interrupted saves are not)."""
+    if not ckpt_dir.is_dir():
+        return []
+    found = [d for d in ckpt_dir.iterdir() if d.is_dir() and _FOLDER.fullmatch(d.name)]
+    return sorted(found, key=lambda d: (step_of(d), d.stat().st_mtime_ns), reverse=True)
+
+
+def prune(ckpt_dir: Path, keep: int = 1, newest: Path | None = None) -> None:
+    """Keep the newest `keep` checkpoints and those a pointer names; remove the rest, temporary folders of
+    interrupted saves, and any checkpoint at or after the step of `newest` (a resumed run has just redone those
+    steps: the old folders belong to the interrupted run's abandoned future)."""
+    named = set()
+    for which in ("last", "best"):
+        try:
+            named.add(pointer(ckpt_dir, which))
+        except CheckpointError:
+            pass
+    kept = [d for d in folders(ckpt_dir) if newest is None or d == newest or step_of(d) < step_of(newest)]
+    keep_set = set(kept[:max(1, keep)]) | (named & set(kept))
     for d in ckpt_dir.iterdir():
-        if d.is_dir() and d not in keep:
+        if d.is_dir() and d not in keep_set:
             shutil.rmtree(d, ignore_errors=True)
 
 
@@ -108,20 +140,99 @@ def load_weights(folder: Path, name: str = "model") -> dict[str, torch.Tensor]:
     path = folder / f"{name}.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{path} not found; the run directory has no {name} weights")
-    return st_load(path.read_bytes())
+    try:
+        return st_load(path.read_bytes())
+    except Exception as e:  # noqa: BLE001 - any decoding failure: a truncated or overwritten file
+        raise CheckpointError(f"{path} is damaged ({type(e).__name__}); delete its folder to fall back to an older "
+                              f"checkpoint, or retrain") from None
 
 
 def load_state(folder: Path) -> dict:
-    return torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+    path = folder / "state.pt"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} not found; the checkpoint is incomplete") from None
+    except Exception as e:
+        if "Weights only load failed" in str(e) or "Unsupported global" in str(e):
+            raise  # something other than plain tensors and containers: it is never loaded
+        raise CheckpointError(f"{path} is damaged ({type(e).__name__}); delete its folder to fall back to an "
+                              f"older checkpoint, or retrain") from None
 
 
-def find(run_dir: Path, which: str = "last") -> Path:
-    """The checkpoint folder of a run directory, with a clear error when there is none."""
-    folder = pointer(Path(run_dir) / "checkpoints", which)
-    if folder is None or not folder.is_dir():
-        raise CheckpointError(f"{run_dir} has no {which} checkpoint (checkpoints/{which}.json); "
-                              f"train it first, or pass the right run directory")
-    return folder
+def manifest(folder: Path) -> dict:
+    """The manifest of a checkpoint folder ({} for one written before manifests existed, or a damaged one)."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def damage(folder: Path) -> str | None:
+    """Why the checkpoint in `folder` cannot be trusted (a file missing, a checksum mismatch), or None.
+    A checkpoint written before manifests existed has nothing to check against and passes."""
+    if not (folder / MANIFEST).is_file():
+        legacy = (folder / "state.pt").is_file() and not any((d / MANIFEST).is_file() for d in folders(folder.parent))
+        return None if legacy else f"{MANIFEST} missing"
+    expected = manifest(folder).get("sha256")
+    if not isinstance(expected, dict):
+        return f"{MANIFEST} is damaged"
+    for fname, digest in expected.items():
+        if not (folder / fname).is_file():
+            return f"{fname} missing"
+        if _sha256(folder / fname) != digest:
+            return f"{fname} fails its SHA-256 check"
+    return None
+
+
+def find(run_dir: Path, which: str = "last", verify: bool = True, quiet: bool = False) -> Path:
+    """The checkpoint folder of a run directory: the one `which` ('last' or 'best') names, checked against its
+    manifest. A damaged one, or a pointer file that is lost or damaged while checkpoints exist, is reported in
+    one line on stderr and the newest checkpoint that verifies is used instead. None usable: CheckpointError."""
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    why = None
+    try:
+        named = pointer(ckpt_dir, which)
+    except CheckpointError:
+        named, why = None, f"checkpoints/{which}.json is damaged"
+    if named is not None and not named.is_dir():
+        named, why = None, f"checkpoints/{which}.json names {named.name}, which is not there"
+    if named is not None:
+        bad = damage(named) if verify else None
+        if bad is None:
+            return named
+        why = f"checkpoint {named.name} is damaged ({bad})"
+    elif why is None and folders(ckpt_dir):
+        why = f"checkpoints/{which}.json is missing"
+    for folder in folders(ckpt_dir):
+        if folder != named and (not verify or damage(folder) is None):
+            if not quiet:
+                print(f"towerlab: warning: {run_dir}: {why}; using {folder.name} (step {step_of(folder)}), the newest "
+                      f"checkpoint that verifies", file=sys.stderr, flush=True)
+            return folder
+    if why:
+        raise CheckpointError(f"{run_dir}: {why}, and no other checkpoint verifies; retrain the run")
+    raise CheckpointError(f"{run_dir} has no {which} checkpoint (checkpoints/{which}.json); "
+                          f"train it first, or pass the right run directory")
+
+
+def world_size(run_dir: Path) -> int | None:
+    """How many processes trained the run's newest checkpoint (read without verifying: a cheap look before a
+    launch), or None when the run has no checkpoint."""
+    try:
+        folder = find(run_dir, verify=False, quiet=True)
+    except CheckpointError:
+        return None
+    return manifest(folder).get("world_size") or load_state(folder).get("world_size", 1)
 
 
 def load_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: Path) -> None:

@@ -33,14 +33,29 @@ def _launch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", type=int, default=None,
                    help="GPUs to train on: 0 = CPU, N > 1 = N processes under torchrun (default: 1 if a GPU is visible)")
     p.add_argument("--procs", type=int, default=None,
-                   help="processes to launch (default: --gpus); with --gpus 0, N CPU processes over gloo")
+                   help="processes to launch (default: --gpus; on --resume, as many as the run was trained with); "
+                        "with --gpus 0, N CPU processes over gloo")
     p.add_argument("--out", default=None, help="run directory (default: runs/<recipe>-<time>)")
+    p.add_argument("--max-restarts", type=int, default=0,
+                   help="restart every process this many times when one fails; each restart resumes from the newest "
+                        "checkpoint (torchrun's --max-restarts; towerlab does the same under a hand-run torchrun)")
+    p.add_argument("--auto-resume", action="store_true",
+                   help="continue the run in --out if it has checkpoints, else start it (for schedulers that requeue)")
+    p.add_argument("--dist-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="how long the processes wait for one that does not answer before the run stops (default: 300)")
+    p.add_argument("--allow-world-size-change", action="store_true",
+                   help="on --resume, continue on another number of processes (not bit-exact)")
+
+
+LAUNCH_ARGS = ("recipe", "resume", "config", "gpus", "procs", "out", "max_restarts", "auto_resume", "dist_timeout",
+               "allow_world_size_change")
 
 
 def _train_parser(recipe_name: str | None) -> argparse.ArgumentParser:
     p = Parser(prog="towerlab train", description="Train a recipe; write a run directory.")
     p.add_argument("recipe", nargs="?", help="recipe name (`towerlab recipes` lists them)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint; "
+                                                       "flags after it change what may change (steps, intervals)")
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of field: value overrides")
     _launch_args(p)
     if recipe_name in recipes.REGISTRY:
@@ -48,9 +63,54 @@ def _train_parser(recipe_name: str | None) -> argparse.ArgumentParser:
     return p
 
 
+def _flag(argv: list[str], name: str) -> str | None:
+    """The value of `--name VALUE` or `--name=VALUE` in argv, before parsing."""
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _continuing(args) -> str | None:
+    """The run directory this invocation continues: --resume, or --out when --auto-resume is given or torchrun
+    restarted the processes, and the folder has checkpoints. None: a fresh run."""
+    from towerlab.checkpoint import folders
+
+    if args.resume:
+        return args.resume
+    if args.auto_resume or dist.restart_count() > 0:
+        if not args.out:
+            raise TowerlabError("--auto-resume and restarts need --out DIR: the run they continue lives there")
+        if folders(Path(args.out) / "checkpoints"):
+            return args.out
+    return None
+
+
+def _nproc(args, run_dir: str | None) -> int:
+    if args.procs:
+        return args.procs
+    if args.gpus and args.gpus > 1 and _strategy(args) != "pipeline":
+        return args.gpus
+    if run_dir:
+        from towerlab.checkpoint import world_size
+
+        return world_size(Path(run_dir)) or 1  # the world size belongs to the run
+    return 1
+
+
 def cmd_train(argv: list[str]) -> int:
-    # the recipe decides which flags exist, so find it before parsing: a registered name, wherever it stands
+    # the recipe decides which flags exist, so find it before parsing: a registered name, or the resumed run's
     name = next((a for a in argv if a in recipes.REGISTRY), None)
+    resume_dir = _flag(argv, "--resume")
+    if resume_dir:
+        from towerlab.runs import read_config
+
+        saved = read_config(resume_dir)[0]
+        if name and name != saved:
+            raise TowerlabError(f"{resume_dir} is a {saved} run, not {name}; drop the recipe name or pass another run")
+        name = saved
     args = _train_parser(name).parse_args(argv)
     if args.gpus:
         import torch
@@ -58,24 +118,31 @@ def cmd_train(argv: list[str]) -> int:
         if args.gpus > torch.cuda.device_count():
             raise TowerlabError(f"--gpus {args.gpus} but torch sees {torch.cuda.device_count()} GPU(s); "
                                 f"pass --gpus 0 to train on the CPU (--procs N for N CPU processes)")
-    nproc = args.procs or (args.gpus if args.gpus and args.gpus > 1 and _strategy(args) != "pipeline" else 1)
-    if nproc > 1 and not dist.under_launcher():
-        return dist.launch(["train", *argv], nproc)
-    d = dist.setup(use_gpu=None if args.gpus is None else args.gpus > 0)
+    if not args.recipe and not args.resume:
+        raise TowerlabError("name a recipe (`towerlab recipes` lists them) or pass --resume RUN_DIR")
+    continuing = _continuing(args)
+    nproc = _nproc(args, continuing)
+    if (nproc > 1 or args.max_restarts) and not dist.under_launcher():
+        return _launch(argv, args, nproc, continuing)
+    d = dist.setup(use_gpu=None if args.gpus is None else args.gpus > 0, timeout_s=args.dist_timeout)
     from towerlab import engine  # after setup: importing the engine pulls in TensorBoard
 
     finished = False
     try:
-        if args.resume:
-            metrics = engine.resume(args.resume, d)
-        elif not args.recipe:
-            raise TowerlabError("name a recipe (`towerlab recipes` lists them) or pass --resume RUN_DIR")
+        flags = {k: v for k, v in vars(args).items() if k not in LAUNCH_ARGS}  # only the fields given
+        if continuing:
+            overrides = {**(config.load_yaml(args.config) if args.config else {}), **flags}
+            metrics = engine.resume(continuing, d, overrides, args.allow_world_size_change)
         else:
             recipe = recipes.get(args.recipe)
-            fields = {k: v for k, v in vars(args).items() if k not in ("recipe", "resume", "config", "gpus", "procs", "out")}
-            cfg = config.build(recipe.Config, args.config, fields)
-            metrics = engine.fit_stages(recipe, cfg, d, out=args.out)
+            metrics = engine.fit_stages(recipe, config.build(recipe.Config, args.config, flags), d, out=args.out)
         finished = True
+    except RuntimeError as e:
+        why = dist.peer_failure(e)
+        if why is None:
+            raise
+        raise TowerlabError(f"rank {d.rank}: another process of the run stopped answering ({why}); "
+                            f"continue with `towerlab train --resume {continuing or args.out or 'RUN_DIR'}`") from None
     finally:
         dist.teardown(finished)
     if d.is_main:
@@ -88,6 +155,29 @@ def cmd_train(argv: list[str]) -> int:
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _launch(argv: list[str], args, nproc: int, continuing: str | None) -> int:
+    """Run this same command in nproc processes under torch's elastic agent; restarts find the run by --out."""
+    if not args.out and not args.resume:
+        from towerlab.runs import default_dir
+
+        argv = [*argv, "--out", str(default_dir(args.recipe))]
+    if continuing and not args.procs and not args.gpus:
+        argv = [*argv, "--procs", str(nproc)]  # said aloud, so every restart agrees
+    code = dist.launch(["train", *argv], nproc, args.max_restarts)
+    run_dir = continuing or _flag(argv, "--out")
+    if code == 1 and run_dir:
+        from towerlab.checkpoint import find, step_of
+        from towerlab.errors import CheckpointError
+
+        try:
+            step = step_of(find(Path(run_dir), verify=False, quiet=True))
+            print(f"towerlab: the run in {run_dir} keeps its checkpoint at step {step}; continue it with "
+                  f"`towerlab train --resume {run_dir}`", file=sys.stderr)
+        except CheckpointError:
+            print(f"towerlab: the run in {run_dir} had no checkpoint yet; start it again", file=sys.stderr)
+    return code
 
 
 def _strategy(args) -> str | None:
@@ -358,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         return args.func(args)
     except TowerlabError as e:
-        print(f"towerlab: error: {e}", file=sys.stderr)
+        if not (e.all_ranks and os.environ.get("RANK", "0") != "0"):  # an error every process raised: said once
+            print(f"towerlab: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("towerlab: interrupted (the last checkpoint is kept; continue with --resume)", file=sys.stderr)

@@ -58,6 +58,10 @@ class TrainConfig:
     eval_every_epochs: float = opt(1.0, "evaluate every this many epochs (0: only at the end)")
     eval_every_steps: int = opt(0, "if > 0, evaluate every this many steps instead")
     ckpt_every_steps: int = opt(0, "if > 0, also checkpoint every this many steps (a checkpoint follows every evaluation)")
+    keep_checkpoints: int = opt(3, "checkpoints kept on disk besides the best (an older one is what a damaged newest "
+                                   "one falls back to)")
+    eval_limit: int = opt(0, "if > 0, evaluate on the first this many validation items only (quick runs; the metrics "
+                             "then carry eval_items)")
     log_every: int = opt(50, "log loss and throughput every this many steps")
     # speed
     precision: str = opt("fp32", "arithmetic precision", ("fp32", "bf16", "fp16"))
@@ -83,11 +87,12 @@ class TrainConfig:
                 raise ConfigError(f"{f.name}={value!r} is not allowed; choose one of {', '.join(choices)}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.name}={value!r} must be a finite number")
-        positive = ("batch_size", "accum_steps", "log_every")
+        positive = ("batch_size", "accum_steps", "log_every", "keep_checkpoints")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
-        for name in ("epochs", "max_steps", "lr", "weight_decay", "clip_grad", "warmup_steps", "ckpt_every_steps"):
+        for name in ("epochs", "max_steps", "lr", "weight_decay", "clip_grad", "warmup_steps", "ckpt_every_steps",
+                     "eval_limit"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
         if self.epochs == 0 and self.max_steps == 0:

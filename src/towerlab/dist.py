@@ -6,10 +6,13 @@ process group, with no flags needed. NCCL drives GPUs; gloo drives CPU processes
 
 from __future__ import annotations
 
+import logging
 import os
-import subprocess
+import re
 import sys
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as tdist
@@ -35,10 +38,17 @@ def under_launcher() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def setup(use_gpu: bool | None = None) -> Dist:
+def restart_count() -> int:
+    """How many times torchrun's agent has restarted this run's processes (0 on the first attempt)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
+def setup(use_gpu: bool | None = None, timeout_s: float | None = None) -> Dist:
     """Dist from torchrun's environment (or a single process); joins the process group if needed.
 
     use_gpu: None picks a GPU when one is visible; False forces the CPU.
+    timeout_s: how long a collective waits for a process that does not arrive before it fails (PyTorch's default
+    is 10-30 minutes, which looks like a hang to a user).
     """
     cuda = torch.cuda.is_available() if use_gpu is None else (use_gpu and torch.cuda.is_available())
     if not under_launcher():
@@ -51,7 +61,8 @@ def setup(use_gpu: bool | None = None) -> Dist:
         device = torch.device("cpu")
     if world > 1 and not tdist.is_initialized():
         backend = os.environ.get("TOWERLAB_BACKEND") or ("nccl" if cuda else "gloo")
-        tdist.init_process_group(backend=backend, device_id=device if backend == "nccl" else None)
+        tdist.init_process_group(backend=backend, device_id=device if backend == "nccl" else None,
+                                 **({"timeout": timedelta(seconds=timeout_s)} if timeout_s else {}))
     return Dist(rank=rank, local_rank=local_rank, world_size=world, device=device)
 
 
@@ -124,8 +135,41 @@ def barrier(dist: Dist) -> None:
         tdist.barrier()
 
 
-def launch(argv: list[str], nproc: int) -> int:
-    """Re-run `towerlab argv` under torch's launcher with nproc processes on this machine."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "towerlab", *argv]
-    return subprocess.call(cmd)
+def peer_failure(e: BaseException) -> str | None:
+    """The one telling line of a collective that failed because another process died or stalled, else None."""
+    text = str(e)
+    if not (isinstance(e, tdist.DistError) or re.search(r"gloo|NCCL|Connection (reset|closed)|Timed out", text)):
+        return None
+    line = next((ln for ln in text.splitlines() if ln.strip()), type(e).__name__)
+    line = re.sub(r"^\[[^\]]*\]\s*", "", line.strip())  # gloo's source-file prefix
+    return line.split(". ")[0][:200]
+
+
+def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
+    """Re-run `towerlab argv` in nproc processes on this machine under torch's elastic agent (what torchrun runs),
+    which restarts them all up to max_restarts times when one fails. Returns 0, or 2 after a user error that the
+    processes reported themselves, or 1 after a process died, naming its rank in one line."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    # torchrun gives each process one thread; a share of the cores is what they can use without oversubscribing
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its failure report: ours below
+    # Restarted processes that share the agent's rendezvous store can read the previous attempt's addresses and
+    # hang connecting to dead peers (pytorch/pytorch#135712): give each attempt a store of its own.
+    os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=max_restarts,
+                          monitor_interval=0.5)
+    try:
+        elastic_launch(config, sys.executable)("-u", "-m", "towerlab", *argv)
+        return 0
+    except ChildFailedError as e:
+        rank, failure = e.get_first_failure()
+        if failure.exitcode == 2:  # a user error: the process said what it was
+            return 2
+        how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with code {failure.exitcode}"
+        after = f" after {max_restarts} restart(s)" if max_restarts else ""
+        print(f"towerlab: error: process rank {rank} {how}{after}; the other processes were stopped",
+              file=sys.stderr, flush=True)
+        return 1

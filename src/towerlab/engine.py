@@ -27,7 +27,8 @@ from towerlab import checkpoint, parallel
 from towerlab.config import TrainConfig, merge
 from towerlab.dist import (Dist, all_gather, all_reduce_extremes, all_reduce_sum, barrier, broadcast_object, print0,
                            setup)
-from towerlab.errors import ConfigError, DivergedError
+from towerlab.data.loader import limited
+from towerlab.errors import CheckpointError, ConfigError, DivergedError, TowerlabError
 from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
 from towerlab.runs import Run, default_dir, read_config
 
@@ -57,6 +58,8 @@ class Trainer:
         self.train_loader, self.val_loader = recipe.build_data(cfg, dist)
         for loader in (self.train_loader, self.val_loader):
             loader.channels_last = cfg.channels_last
+        if cfg.eval_limit:
+            self.val_loader = limited(self.val_loader, cfg.eval_limit)
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
             raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {self.train_loader.num_items} training "
@@ -72,6 +75,7 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch, self.total_steps))
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.precision == "fp16")
         self.step, self.best, self.last_eval = 0, {}, {}
+        self.eval_seconds = 0.0  # time spent evaluating: never counted as training throughput
         self._loss_sum = torch.zeros((), device=dist.device)
         self._loss_count = 0
         torch.manual_seed(cfg.seed * 1009 + dist.rank + 1)  # per-rank stream for dropout and augmentation
@@ -143,8 +147,12 @@ class Trainer:
         if self.cfg.strategy == "pipeline":
             model = self.model  # the stages live on different devices: only the pipeline can call them
         model.eval()
+        t0 = time.perf_counter()
         with self.autocast():
-            metrics = self.recipe.evaluate(model, self.val_loader, self.dist)
+            metrics = self.recipe.evaluate(model, Progress(self.val_loader, "evaluate", self.dist), self.dist)
+        self.eval_seconds += time.perf_counter() - t0
+        if self.cfg.eval_limit:  # say so wherever these numbers go: they are not the whole validation split
+            metrics = {**metrics, "eval_items": float(self.val_loader.num_items)}
         name, mode = self.recipe.MAIN_METRIC
         value = metrics[name]
         better = not self.best or (value > self.best["value"] if mode == "max" else value < self.best["value"])
@@ -172,7 +180,7 @@ class Trainer:
     def state(self) -> tuple[dict, dict]:
         """(model weights, training state), both full (unsharded); a collective: every rank takes part."""
         weights, optimizer = parallel.full_state(self.raw, self.opt)
-        rng = {"cpu": torch.stack(all_gather(torch.get_rng_state(), self.dist))}
+        rng = {"cpu": torch.stack(all_gather(torch.get_rng_state(), self.dist))}  # every rank's stream, in rank order
         if self.dist.device.type == "cuda":
             rng["cuda"] = torch.stack(all_gather(torch.cuda.get_rng_state(self.dist.device), self.dist))
         epoch, position = divmod(self.step, self.steps_per_epoch)
@@ -188,11 +196,20 @@ class Trainer:
             if self.ema is not None:
                 weights["ema"] = self.ema.module.state_dict()
             pointers = ["last", "best"] if improved else ["last"]
-            checkpoint.save(self.run.path / "checkpoints", self.step, weights, state, pointers)
+            checkpoint.save(self.run.path / "checkpoints", self.step, weights, state, pointers, self.cfg.keep_checkpoints)
         barrier(self.dist)
 
-    def load(self, folder: Path) -> None:
+    def load(self, folder: Path, allow_world_size_change: bool = False) -> None:
         state = checkpoint.load_state(folder)
+        saved = state["world_size"]
+        if saved != self.dist.world_size:
+            if not allow_world_size_change:
+                raise ConfigError(f"the run was trained on {saved} process(es), this is {self.dist.world_size}: resume "
+                                  f"with --procs {saved} (the default), or pass --allow-world-size-change to continue "
+                                  f"on {self.dist.world_size} (not bit-exact: dropout and augmentation draw differently)",
+                                  all_ranks=True)
+            print0(f"resume: continuing a {saved}-process run on {self.dist.world_size}; the random streams start "
+                   f"afresh, so the result will differ from an uninterrupted run", dist=self.dist)
         parallel.load_full_state(self.raw, self.opt, checkpoint.load_weights(folder, "model"), state["optimizer"], folder)
         if self.ema is not None:
             self.ema.module.load_state_dict(checkpoint.load_weights(folder, "ema"))
@@ -200,10 +217,16 @@ class Trainer:
         self.sched.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.best = state["step"], state["best"]
-        if state["world_size"] == self.dist.world_size:
-            torch.set_rng_state(state["rng"]["cpu"][self.dist.rank])
+        if self.step > self.total_steps:
+            raise ConfigError(f"the run has taken {self.step} steps already, more than the {self.total_steps} asked "
+                              f"for; raise --max-steps or --epochs", all_ranks=True)
+        print0(f"resume: from {folder.name} (step {self.step} of {self.total_steps})", dist=self.dist)
+        if saved == self.dist.world_size:
+            # a row of the stacked states is a view with a storage offset, which set_rng_state cannot take (SIGSEGV
+            # on rank 1): hand it a tensor of its own
+            torch.set_rng_state(state["rng"]["cpu"][self.dist.rank].clone())
             if "cuda" in state["rng"] and self.dist.device.type == "cuda":
-                torch.cuda.set_rng_state(state["rng"]["cuda"][self.dist.rank], self.dist.device)
+                torch.cuda.set_rng_state(state["rng"]["cuda"][self.dist.rank].clone(), self.dist.device)
 
     def replica_spread(self) -> float | None:
         """Largest difference of any weight between processes: 0.0 when data parallelism works (None: sharded)."""
@@ -268,45 +291,92 @@ class Trainer:
         if not self.last_eval:  # resumed at the very end: nothing was evaluated in this process
             self.evaluate()
         wall = time.perf_counter() - start
+        training = max(wall - self.eval_seconds, 1e-9)  # throughput counts training only, never evaluation
         return {"step": self.step, "epoch": self.step / self.steps_per_epoch, **self.last_eval,
-                "best": self.best, "images_per_s": (self.step - start_step) * self.cfg.batch_size / max(wall, 1e-9),
-                "wall_s": wall, "world_size": self.dist.world_size, "replica_max_abs_diff": self.replica_spread()}
+                "best": self.best, "images_per_s": (self.step - start_step) * self.cfg.batch_size / training,
+                "wall_s": wall, "eval_s": self.eval_seconds, "world_size": self.dist.world_size,
+                "replica_max_abs_diff": self.replica_spread()}
 
 
-def _open_run(recipe, cfg: TrainConfig, dist: Dist, out: str | Path | None, resume: bool) -> Run | None:
-    path = Path(out) if out else None
-    if path is None:
-        path = broadcast_object(default_dir(recipe.NAME) if dist.is_main else None, dist)
-    if not resume and (path / "checkpoints").is_dir():
-        raise ConfigError(f"{path} already holds a run; continue it with `towerlab train --resume {path}` "
-                          f"or choose another --out")
-    if not dist.is_main:
-        return None
-    step = checkpoint.pointer_step(checkpoint.find(path).parent) if resume else None
-    run = Run(path, resume_step=step)
-    if not resume:
-        run.write_config(recipe.NAME, cfg)
-    run.write_env(dist.world_size, dist.device)
-    return run
+# Fields a resumed run may change: none of them alters a step already taken. Anything else (the learning rate, the
+# batch, the model) would make the continuation a different run: start one from these weights with --init-from.
+RESUMABLE = ("epochs", "max_steps", "eval_every_epochs", "eval_every_steps", "eval_limit", "ckpt_every_steps",
+             "keep_checkpoints", "log_every", "data")
+
+
+class Progress:
+    """A loader seen through a progress bar on rank 0; the recipe reads the loader's own attributes through it."""
+
+    def __init__(self, loader, desc: str, dist: Dist):
+        self.loader, self.desc, self.dist = loader, desc, dist
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["loader"], name)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        quiet = not self.dist.is_main or len(self.loader) < 2
+        yield from tqdm(self.loader, total=len(self.loader), desc=self.desc, unit="batch", leave=False,
+                        disable=quiet, dynamic_ncols=True)
+
+
+def _plan(recipe, cfg: TrainConfig, out: str | Path | None, resume: bool) -> tuple[Run, Path | None]:
+    """Rank 0: lock the run directory, then (Run, the checkpoint to continue from, if resuming)."""
+    path = Path(out) if out else default_dir(recipe.NAME)
+    run = Run(path)  # takes the directory's lock: a second process training it is refused here
+    try:
+        folder = None
+        if resume:
+            folder = checkpoint.find(path)
+        elif checkpoint.folders(path / "checkpoints"):
+            raise ConfigError(f"{path} already holds a run; continue it with `towerlab train --resume {path}` "
+                              f"or choose another --out")
+        run.open(recipe.NAME, cfg, resume_step=checkpoint.step_of(folder) if folder else 0)
+        return run, folder
+    except BaseException:
+        run.close()
+        raise
+
+
+def _open_run(recipe, cfg: TrainConfig, dist: Dist, out: str | Path | None, resume: bool) -> tuple[Run | None, Path | None]:
+    """(rank 0's Run or None, the checkpoint folder to resume from). Rank 0 decides and every rank gets the same
+    answer or the same error, so a refusal never leaves a process waiting in a collective until it times out."""
+    run, folder, answer = None, None, None
+    if dist.is_main:
+        try:
+            run, folder = _plan(recipe, cfg, out, resume)
+            answer = ("ok", str(folder) if folder else None)
+        except TowerlabError as e:
+            answer = ("error", type(e).__name__, str(e))
+            if not dist.distributed:
+                raise
+    answer = broadcast_object(answer, dist)
+    if answer[0] == "error":
+        raise {"CheckpointError": CheckpointError}.get(answer[1], ConfigError)(answer[2], all_ranks=True)
+    if run:
+        run.write_env(dist.world_size, dist.device)
+    return run, Path(answer[1]) if answer[1] else None
 
 
 def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | None = None,
-        resume: bool = False) -> dict:
+        resume: bool = False, allow_world_size_change: bool = False) -> dict:
     """Train `recipe` with `cfg`; write the run directory `out`; return the final metrics.
 
-    With resume=True, `out` is an existing run directory and training continues from its last checkpoint,
-    ending with the same weights as a run that was never interrupted.
+    With resume=True, `out` is an existing run directory and training continues from its newest checkpoint that
+    verifies, ending with the same weights as a run that was never interrupted (when it continues on as many
+    processes as it was trained with; allow_world_size_change=True continues on another count, not exactly).
     """
     dist = dist or setup()
     cfg.validate()
-    run = _open_run(recipe, cfg, dist, out, resume)
-    barrier(dist)
+    run, folder = _open_run(recipe, cfg, dist, out, resume)
     try:
         trainer = Trainer(recipe, cfg, dist, run)
         if run and hasattr(recipe, "save_artifacts"):  # files a run needs besides weights (chemvae's vocabulary)
             recipe.save_artifacts(cfg, run.path)
-        if resume:
-            trainer.load(checkpoint.find(Path(out)))
+        if folder:
+            trainer.load(folder, allow_world_size_change)
         metrics = trainer.train()
         if run:
             metrics["run_dir"] = str(run.path)
@@ -335,11 +405,28 @@ def fit_stages(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Pa
     return metrics
 
 
-def resume(run_dir: str | Path, dist: Dist | None = None, **overrides) -> dict:
-    """Continue the run in run_dir from its last checkpoint (config read from its config.yaml)."""
+def resume_config(run_dir: str | Path, overrides: dict | None = None):
+    """(recipe, config) of a run directory with `overrides` applied; an override of a field that would change the
+    steps already taken is refused in one line naming it."""
     from towerlab.recipes import get
 
     name, fields = read_config(run_dir)
     recipe = get(name)
-    cfg = merge(merge(recipe.Config(), fields, f"{run_dir}/config.yaml"), overrides, "resume overrides")
-    return fit(recipe, cfg, dist, out=run_dir, resume=True)
+    saved = merge(recipe.Config(), fields, f"{run_dir}/config.yaml")
+    cfg = merge(saved, overrides or {}, "resume overrides")
+    for f in dataclasses.fields(cfg):
+        old, new = getattr(saved, f.name), getattr(cfg, f.name)
+        if old != new and f.name not in RESUMABLE:
+            raise ConfigError(f"--resume cannot change {f.name} ({old!r} -> {new!r}): it would change the steps "
+                              f"already taken; only {', '.join(RESUMABLE)} may change. Start a new run from these "
+                              f"weights with --init-from {run_dir} instead")
+    cfg.validate()
+    return recipe, cfg
+
+
+def resume(run_dir: str | Path, dist: Dist | None = None, overrides: dict | None = None,
+           allow_world_size_change: bool = False) -> dict:
+    """Continue the run in run_dir from its newest checkpoint (config read from its config.yaml, `overrides`
+    applied to the fields listed in RESUMABLE; the new values are written back to config.yaml)."""
+    recipe, cfg = resume_config(run_dir, overrides)
+    return fit(recipe, cfg, dist, out=run_dir, resume=True, allow_world_size_change=allow_world_size_change)

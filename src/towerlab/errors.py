@@ -2,7 +2,14 @@
 
 
 class TowerlabError(Exception):
-    """Base class: the message names the thing that is wrong and how to fix it."""
+    """Base class: the message names the thing that is wrong and how to fix it.
+
+    all_ranks: every process of a multi-process run raised this same error (rank 0 decided and told the others),
+    so only rank 0 prints it."""
+
+    def __init__(self, message: str = "", *, all_ranks: bool = False):
+        super().__init__(message)
+        self.all_ranks = all_ranks
 
 
 class ConfigError(TowerlabError):

@@ -6,11 +6,14 @@
   final_metrics.json   the metrics at the end of training
   tb/                  TensorBoard event files
   checkpoints/         see checkpoint.py
+  .lock                held (flock) by the process training the run, with its pid: a second one is refused
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import platform
 import time
 from dataclasses import asdict
@@ -27,20 +30,29 @@ def default_dir(recipe: str) -> Path:
 
 
 class Run:
-    """Writes a run directory. Only rank 0 makes one; other ranks get None and write nothing."""
+    """Writes a run directory. Only rank 0 makes one; other ranks get None and write nothing.
 
-    def __init__(self, path: Path, resume_step: int | None = None):
-        from torch.utils.tensorboard import SummaryWriter  # imported here: it is slow to import
+    Run(path) takes the directory's lock (refused in one line while another live process holds it); open()
+    starts writing: resume_step > 0 drops the log lines and TensorBoard events after that step (a killed run's
+    steps that are about to be redone), 0 drops those of an earlier attempt that never checkpointed."""
 
+    def __init__(self, path: Path):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        if resume_step is not None:
-            self._truncate_metrics(resume_step)
-        # purge_step drops events a killed run wrote after its last checkpoint
+        self._lock = acquire_lock(self.path)
+        self.tb = None
+
+    def open(self, recipe: str, cfg, resume_step: int = 0) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # imported here: it is slow to import
+
+        self._truncate_metrics(resume_step)
+        self.write_config(recipe, cfg)  # on resume: with the fields the continuation changed
         self.tb = SummaryWriter(str(self.path / "tb"), purge_step=resume_step)
 
     def write_config(self, recipe: str, cfg) -> None:
-        save_yaml({"recipe": recipe, **asdict(cfg)}, self.path / "config.yaml")
+        tmp = self.path / ".config.yaml.tmp"
+        save_yaml({"recipe": recipe, **asdict(cfg)}, tmp)
+        os.replace(tmp, self.path / "config.yaml")  # a crash leaves the old config or the new, never half of one
 
     def write_env(self, world_size: int, device: torch.device) -> None:
         env = {"torch": torch.__version__, "python": platform.python_version(), "world_size": world_size,
@@ -60,14 +72,57 @@ class Run:
         self.tb.flush()
 
     def close(self) -> None:
-        self.tb.close()
+        if self.tb is not None:
+            self.tb.close()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
 
     def _truncate_metrics(self, step: int) -> None:
-        """Keep the log lines up to the checkpoint being resumed; later ones are about to be redone."""
+        """Keep the log lines up to the checkpoint being resumed; later ones are about to be redone. A line cut
+        short by a kill is dropped too."""
         path = self.path / "metrics.jsonl"
         if path.is_file():
-            lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+            lines = [ln for ln in path.read_text().splitlines() if _step(ln) is not None and _step(ln) <= step]
             path.write_text("".join(ln + "\n" for ln in lines))
+        (self.path / "final_metrics.json").unlink(missing_ok=True)  # written again when the run finishes
+
+
+def _step(line: str) -> int | None:
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def acquire_lock(path: Path) -> int:
+    """Hold path/.lock for as long as this process lives (the kernel lets go when it dies, however it dies)."""
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"{path} is being trained by process {holder(path) or '?'}; wait for it to finish or stop "
+                          f"it, then run again") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def holder(path: Path) -> int | None:
+    """The pid of the live process that holds the run directory's lock, or None when nobody does."""
+    lock = Path(path) / ".lock"
+    if not lock.is_file():
+        return None
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        text = lock.read_text().strip()
+        return int(text) if text.isdigit() else -1
+    finally:
+        os.close(fd)
 
 
 def read_config(run_dir: str | Path) -> tuple[str, dict]:

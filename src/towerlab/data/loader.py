@@ -8,6 +8,7 @@ one global batch, which is what makes data parallelism equal to large-batch trai
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable
 
@@ -139,6 +140,15 @@ class PaddedLoader(TensorLoader):
     def _gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(pad_stack([field[i] for i in idx.tolist()], value).to(self.dist.device, non_blocking=True)
                      for field, value in zip(self.tensors, self.pad))
+
+
+def limited(loader: TensorLoader, n: int) -> TensorLoader:
+    """An evaluation loader over the first n items of `loader` only (the same items on any number of processes)."""
+    if n >= loader.num_items:
+        return loader
+    small = copy.copy(loader)
+    small.tensors = tuple(field[:n] for field in loader.tensors)  # tensors or lists of tensors: both slice
+    return small
 
 
 def pad_stack(items: list[torch.Tensor], value: float) -> torch.Tensor:

@@ -1,8 +1,10 @@
 """Run many trainings side by side: each its own process, pinned to one device before torch starts.
 
-A trial is `towerlab train RECIPE --config OUT/trial.yaml --out OUT` in a fresh process (so CUDA_VISIBLE_DEVICES
-pins it before CUDA initialises, and a crash or an out-of-memory error ends that trial only). A trial whose folder
-already holds final_metrics.json is not run again; one with checkpoints but no final metrics is resumed.
+A trial is `towerlab train RECIPE --config OUT/trial.yaml --out OUT --auto-resume` in a fresh process (so
+CUDA_VISIBLE_DEVICES pins it before CUDA initialises, and a crash or an out-of-memory error ends that trial only). A
+trial whose folder already holds final_metrics.json is not run again; one with checkpoints is resumed by the trial
+itself. A trial ends when the process that started it dies (Linux's parent-death signal), so a killed search leaves
+no orphans behind; a folder that a live process still trains (its lock) is waited for, never trained twice.
 
 LocalExecutor: as many at once as there are slots on this machine, K per listed GPU or N CPU workers.
 RayExecutor: each trial a Ray task asking for 1/K of a GPU (or some CPUs) of an existing Ray cluster; the
@@ -11,8 +13,10 @@ trial folders must be on a file system every node sees (the usual shared home or
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,8 +24,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from towerlab.config import save_yaml
 from towerlab.errors import ConfigError
+from towerlab.runs import holder
 
 
 @dataclass
@@ -54,14 +61,46 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 
 def command(trial: Trial, gpu: bool, python: str = sys.executable) -> list[str]:
-    """The trial's `towerlab train` command line; writes trial.yaml the first time."""
-    base = [python, "-m", "towerlab", "train"]
-    gpus = ["--gpus", "1" if gpu else "0"]
-    if (trial.out / "checkpoints").is_dir():  # interrupted before: continue it
-        return [*base, "--resume", str(trial.out), *gpus]
+    """The trial's `towerlab train` command line (it continues its own checkpoints, if any); writes trial.yaml."""
     trial.out.mkdir(parents=True, exist_ok=True)
     save_yaml(trial.overrides, trial.out / "trial.yaml")
-    return [*base, trial.recipe, "--config", str(trial.out / "trial.yaml"), "--out", str(trial.out), *gpus]
+    return [python, "-m", "towerlab", "train", trial.recipe, "--config", str(trial.out / "trial.yaml"),
+            "--out", str(trial.out), "--auto-resume", "--gpus", "1" if gpu else "0"]
+
+
+def _die_with_parent(parent: int):
+    """preexec_fn: the child gets SIGTERM when its parent dies, however it dies (a SIGKILLed search included)."""
+    def arm() -> None:
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before the signal was armed
+                os._exit(1)
+    return arm
+
+
+def spawn(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    with open(log_path, "a") as log:
+        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=_die_with_parent(os.getpid()))
+
+
+class Progress:
+    """A bar over the trials and a line as each starts and ends (name, device, main metric, time)."""
+
+    def __init__(self, total: int, done: int):
+        self.bar = tqdm(total=total, initial=done, unit="trial", desc="trials", dynamic_ncols=True)
+
+    def started(self, trial: Trial, device: str) -> None:
+        tqdm.write(f"{time.strftime('%H:%M:%S')} start  {trial.name} on {device}")
+
+    def ended(self, r: Result) -> None:
+        best = r.metrics.get("best") or {}
+        score = f"{best['metric']}={best['value']:.4g}" if "value" in best else r.error[:120]
+        tqdm.write(f"{time.strftime('%H:%M:%S')} {r.status:6s} {r.name} on {r.device} in {r.seconds:.1f}s: {score}")
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def trial_env(cuda_visible: str, threads: int) -> dict[str, str]:
@@ -98,28 +137,45 @@ class LocalExecutor:
 
     def _start(self, trial: Trial, device: str) -> subprocess.Popen:
         cmd = command(trial, gpu=device != "cpu")
-        env = trial_env("" if device == "cpu" else device, self.threads)
-        with open(trial.out / "log.txt", "a") as log:
-            return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return spawn(cmd, trial_env("" if device == "cpu" else device, self.threads), trial.out / "log.txt")
 
     def run(self, trials: list[Trial], on_result=None) -> list[Result]:
-        """Run every trial; results in the order of `trials`."""
+        """Run every trial; results in the order of `trials`. Interrupted (Ctrl-C, SIGTERM), it stops its trials
+        and records nothing: their checkpoints are where a re-run continues."""
         results, queue = split_finished(trials)
         running: dict[int, tuple[subprocess.Popen, Trial, float]] = {}
-        while queue or running:
-            for slot in range(len(self.slots)):
-                if slot not in running and queue:
-                    t = queue.pop(0)
-                    running[slot] = (self._start(t, self.slots[slot]), t, time.perf_counter())
-            for slot, (proc, t, t0) in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                del running[slot]
-                results[t.name] = r = collect(t, proc.returncode, self.slots[slot], time.perf_counter() - t0)
-                if on_result:
-                    on_result(r)
-            time.sleep(0.2)
+        progress = Progress(len(trials), len(results))
+        try:
+            while queue or running:
+                self._fill(queue, running, progress)
+                for slot, (proc, t, t0) in list(running.items()):
+                    if proc.poll() is None:
+                        continue
+                    del running[slot]
+                    results[t.name] = r = collect(t, proc.returncode, self.slots[slot], time.perf_counter() - t0)
+                    progress.ended(r)
+                    if on_result:
+                        on_result(r)
+                time.sleep(0.2)
+        finally:
+            progress.close()
+            for proc, _, _ in running.values():
+                proc.terminate()
+            for proc, _, _ in running.values():
+                proc.wait()
         return [results[t.name] for t in trials]
+
+    def _fill(self, queue: list[Trial], running: dict, progress: Progress) -> None:
+        """Start queued trials on free slots; a trial whose folder a live process still trains waits its turn."""
+        for slot in range(len(self.slots)):
+            if slot in running:
+                continue
+            t = next((t for t in queue if not holder(t.out)), None)
+            if t is None:
+                return
+            queue.remove(t)
+            progress.started(t, self.slots[slot])
+            running[slot] = (self._start(t, self.slots[slot]), t, time.perf_counter())
 
 
 def _reachable(address: str) -> None:
@@ -151,8 +207,7 @@ def _ray_trial(trial: Trial, gpu: bool, threads: int) -> tuple[int, str, float]:
     visible = ",".join(str(g) for g in ray.get_gpu_ids()) if gpu else ""
     cmd = command(trial, gpu, python=sys.executable)  # this node's Python
     t0 = time.perf_counter()
-    with open(trial.out / "log.txt", "a") as log:
-        code = subprocess.run(cmd, env=trial_env(visible, threads), stdout=log, stderr=subprocess.STDOUT).returncode
+    code = spawn(cmd, trial_env(visible, threads), trial.out / "log.txt").wait()
     return code, f"{socket.gethostname()}:{visible or 'cpu'}", time.perf_counter() - t0
 
 
@@ -182,7 +237,10 @@ class RayExecutor:
 
     def run(self, trials: list[Trial], on_result=None) -> list[Result]:
         results, queue = split_finished(trials)
+        progress = Progress(len(trials), len(results))
         pending = {self.task.remote(t, self.gpu, self.cpus): t for t in queue}
+        for t in queue:
+            progress.started(t, "ray")
         while pending:
             ready, _ = self.ray.wait(list(pending), num_returns=1)
             t = pending.pop(ready[0])
@@ -194,6 +252,8 @@ class RayExecutor:
                 with open(t.out / "log.txt", "a") as log:
                     log.write(f"ray error: {_root_cause(e)}\n")  # a Ray error's text may start blank
             results[t.name] = r = collect(t, code, device, seconds)
+            progress.ended(r)
             if on_result:
                 on_result(r)
+        progress.close()
         return [results[t.name] for t in trials]
