@@ -59,6 +59,10 @@ def setup(use_gpu: bool | None = None, timeout_s: float | None = None) -> Dist:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
+    if restart_count() and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and rank == 0:
+        print("towerlab: warning: torchrun restarted the processes on its shared store, where they can hang connecting "
+              "to the dead ones (pytorch/pytorch#135712); run torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, as "
+              "`towerlab train --max-restarts` does", file=sys.stderr, flush=True)
     if world > 1 and not tdist.is_initialized():
         backend = os.environ.get("TOWERLAB_BACKEND") or ("nccl" if cuda else "gloo")
         tdist.init_process_group(backend=backend, device_id=device if backend == "nccl" else None,

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from towerlab import checkpoint, parallel
 from towerlab.config import TrainConfig, merge
 from towerlab.dist import (Dist, all_gather, all_reduce_extremes, all_reduce_sum, barrier, broadcast_object, print0,
-                           setup)
+                           restart_count, setup)
 from towerlab.data.loader import limited
 from towerlab.errors import CheckpointError, ConfigError, DivergedError, TowerlabError
 from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
@@ -199,15 +199,10 @@ class Trainer:
             checkpoint.save(self.run.path / "checkpoints", self.step, weights, state, pointers, self.cfg.keep_checkpoints)
         barrier(self.dist)
 
-    def load(self, folder: Path, allow_world_size_change: bool = False) -> None:
+    def load(self, folder: Path) -> None:
         state = checkpoint.load_state(folder)
-        saved = state["world_size"]
+        saved = state["world_size"]  # a different count was refused before, unless the caller allowed it
         if saved != self.dist.world_size:
-            if not allow_world_size_change:
-                raise ConfigError(f"the run was trained on {saved} process(es), this is {self.dist.world_size}: resume "
-                                  f"with --procs {saved} (the default), or pass --allow-world-size-change to continue "
-                                  f"on {self.dist.world_size} (not bit-exact: dropout and augmentation draw differently)",
-                                  all_ranks=True)
             print0(f"resume: continuing a {saved}-process run on {self.dist.world_size}; the random streams start "
                    f"afresh, so the result will differ from an uninterrupted run", dist=self.dist)
         parallel.load_full_state(self.raw, self.opt, checkpoint.load_weights(folder, "model"), state["optimizer"], folder)
@@ -220,7 +215,8 @@ class Trainer:
         if self.step > self.total_steps:
             raise ConfigError(f"the run has taken {self.step} steps already, more than the {self.total_steps} asked "
                               f"for; raise --max-steps or --epochs", all_ranks=True)
-        print0(f"resume: from {folder.name} (step {self.step} of {self.total_steps})", dist=self.dist)
+        restart = f" (torchrun restart {restart_count()})" if restart_count() else ""
+        print0(f"resume{restart}: from {folder.name} (step {self.step} of {self.total_steps})", dist=self.dist)
         if saved == self.dist.world_size:
             # a row of the stacked states is a view with a storage offset, which set_rng_state cannot take (SIGSEGV
             # on rank 1): hand it a tensor of its own
@@ -322,7 +318,20 @@ class Progress:
                         disable=quiet, dynamic_ncols=True)
 
 
-def _plan(recipe, cfg: TrainConfig, out: str | Path | None, resume: bool) -> tuple[Run, Path | None]:
+def _check_resumable(folder: Path, cfg: TrainConfig, dist: Dist, allow_world_size_change: bool) -> None:
+    """Refuse a continuation that cannot be exact before anything in the run directory is touched."""
+    saved = checkpoint.manifest(folder).get("world_size") or checkpoint.load_state(folder)["world_size"]
+    if saved != dist.world_size and not allow_world_size_change:
+        raise ConfigError(f"the run was trained on {saved} process(es), this is {dist.world_size}: resume with "
+                          f"--procs {saved} (the default), or pass --allow-world-size-change to continue on "
+                          f"{dist.world_size} (not bit-exact: dropout and augmentation draw differently)")
+    if cfg.max_steps and cfg.max_steps < checkpoint.step_of(folder):
+        raise ConfigError(f"the run has taken {checkpoint.step_of(folder)} steps already, more than max_steps="
+                          f"{cfg.max_steps}; raise --max-steps")
+
+
+def _plan(recipe, cfg: TrainConfig, dist: Dist, out: str | Path | None, resume: bool,
+          allow_world_size_change: bool) -> tuple[Run, Path | None]:
     """Rank 0: lock the run directory, then (Run, the checkpoint to continue from, if resuming)."""
     path = Path(out) if out else default_dir(recipe.NAME)
     run = Run(path)  # takes the directory's lock: a second process training it is refused here
@@ -330,6 +339,7 @@ def _plan(recipe, cfg: TrainConfig, out: str | Path | None, resume: bool) -> tup
         folder = None
         if resume:
             folder = checkpoint.find(path)
+            _check_resumable(folder, cfg, dist, allow_world_size_change)
         elif checkpoint.folders(path / "checkpoints"):
             raise ConfigError(f"{path} already holds a run; continue it with `towerlab train --resume {path}` "
                               f"or choose another --out")
@@ -340,13 +350,14 @@ def _plan(recipe, cfg: TrainConfig, out: str | Path | None, resume: bool) -> tup
         raise
 
 
-def _open_run(recipe, cfg: TrainConfig, dist: Dist, out: str | Path | None, resume: bool) -> tuple[Run | None, Path | None]:
+def _open_run(recipe, cfg: TrainConfig, dist: Dist, out: str | Path | None, resume: bool,
+              allow_world_size_change: bool = False) -> tuple[Run | None, Path | None]:
     """(rank 0's Run or None, the checkpoint folder to resume from). Rank 0 decides and every rank gets the same
     answer or the same error, so a refusal never leaves a process waiting in a collective until it times out."""
     run, folder, answer = None, None, None
     if dist.is_main:
         try:
-            run, folder = _plan(recipe, cfg, out, resume)
+            run, folder = _plan(recipe, cfg, dist, out, resume, allow_world_size_change)
             answer = ("ok", str(folder) if folder else None)
         except TowerlabError as e:
             answer = ("error", type(e).__name__, str(e))
@@ -370,13 +381,13 @@ def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | No
     """
     dist = dist or setup()
     cfg.validate()
-    run, folder = _open_run(recipe, cfg, dist, out, resume)
+    run, folder = _open_run(recipe, cfg, dist, out, resume, allow_world_size_change)
     try:
         trainer = Trainer(recipe, cfg, dist, run)
         if run and hasattr(recipe, "save_artifacts"):  # files a run needs besides weights (chemvae's vocabulary)
             recipe.save_artifacts(cfg, run.path)
         if folder:
-            trainer.load(folder, allow_world_size_change)
+            trainer.load(folder)
         metrics = trainer.train()
         if run:
             metrics["run_dir"] = str(run.path)

@@ -1,0 +1,123 @@
+"""Faults across real processes: a SIGKILLed rank of a 2-process gloo run, torchrun restarts, a damaged newest
+checkpoint, a refused world-size change. Every continuation must end bit-identical to an uninterrupted run."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from towerlab import checkpoint
+
+STEPS = 240
+
+
+def _train(out: Path, *extra: str) -> list[str]:
+    # dropout, a moving average and a decaying lr: every piece of state each rank must restore
+    return [sys.executable, "-m", "towerlab", "train", "digits", "--gpus", "0", "--out", str(out),
+            "--max-steps", str(STEPS), "--ckpt-every-steps", "3", "--eval-every-steps", "100", "--ema-decay", "0.99",
+            "--schedule", "cosine", "--deterministic", "--log-every", "7", "--dist-timeout", "30", *extra]
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **extra}
+
+
+def _last_step(run: Path) -> int:
+    try:
+        return json.loads((run / "checkpoints" / "last.json").read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def _worker(run: Path, rank: int) -> int:
+    """The pid of the training process of `rank` for run directory `run` (read from /proc)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(run).encode() in cmd and b"-u" in cmd and f"RANK={rank}".encode() in env:
+            return int(pid)
+    raise AssertionError(f"no rank {rank} process for {run}")
+
+
+def _kill_rank_after(run: Path, proc: subprocess.Popen, step: int, rank: int = 1) -> None:
+    deadline = time.time() + 180
+    while _last_step(run) < step and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(_worker(run, rank), signal.SIGKILL)
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    for name in ("model", "ema"):
+        x, y = load_file(checkpoint.find(a) / f"{name}.safetensors"), load_file(checkpoint.find(b) / f"{name}.safetensors")
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), name
+
+
+def _logged_steps(run: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in open(run / "metrics.jsonl")]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("faults") / "straight"
+    subprocess.run(_train(out, "--procs", "2"), check=True, capture_output=True, env=_env(), timeout=300)
+    return out
+
+
+def test_a_killed_rank_stops_the_run_in_one_line_and_resume_ends_bitwise_equal(tmp_path, straight):
+    kill_at = random.Random().randint(12, STEPS - 60)
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_train(run, "--procs", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env())
+    _kill_rank_after(run, proc, kill_at)
+    t0 = time.time()
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - t0 < 30, "the surviving process must end within --dist-timeout"
+    assert proc.returncode == 1, err[-2000:]
+    assert "process rank 1 was killed by SIGKILL" in err and "Traceback" not in err.split("rank 1 was killed")[1]
+    assert f"continue it with `towerlab train --resume {run}`" in err
+    # the newest checkpoint is damaged on top of that: resume falls back to the one before, says so, stays exact
+    newest = checkpoint.find(run)
+    (newest / "state.pt").write_bytes((newest / "state.pt").read_bytes()[:100])
+    resumed = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
+                             capture_output=True, text=True, env=_env(), timeout=300)
+    assert resumed.returncode == 0, f"killed at step {kill_at}\n{resumed.stderr[-3000:]}"
+    assert f"{newest.name} is damaged (state.pt fails its SHA-256 check)" in resumed.stderr
+    assert "x 2 process(es)" in resumed.stdout  # the run's own world size, without --procs
+    _same_weights(straight, run)
+    assert _logged_steps(run) == _logged_steps(straight)
+
+
+def test_torchrun_restarts_a_killed_worker_and_the_run_finishes_bitwise_equal(tmp_path, straight):
+    run = tmp_path / "restarted"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--max-restarts", "2",
+           *_train(run)[1:]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1"))
+    _kill_rank_after(run, proc, random.Random().randint(12, STEPS - 60))
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+    assert "resume (torchrun restart 1)" in out
+    _same_weights(straight, run)
+
+
+def test_resuming_on_another_world_size_is_refused_before_anything_changes(straight):
+    before = {p: p.read_bytes() for p in (straight / "metrics.jsonl", straight / "final_metrics.json")}
+    proc = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(straight), "--procs", "1",
+                           "--gpus", "0"], capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "towerlab: error: the run was trained on 2 process(es), this is 1: resume with --procs 2 (the default), or "
+        "pass --allow-world-size-change to continue on 1 (not bit-exact: dropout and augmentation draw differently)"]
+    assert {p: p.read_bytes() for p in before} == before
