@@ -7,9 +7,10 @@ from towerlab import checkpoint
 from towerlab.errors import CheckpointError
 
 
-def _save(ckpt_dir, step, value):
+def _save(ckpt_dir, step, value, keep=1):
     weights = {"model": {"w": torch.full((3, 3), float(value))}}
-    return checkpoint.save(ckpt_dir, step, weights, {"step": step, "rng": torch.zeros(4, dtype=torch.uint8)}, ["last"])
+    return checkpoint.save(ckpt_dir, step, weights, {"step": step, "rng": torch.zeros(4, dtype=torch.uint8)}, ["last"],
+                           keep)
 
 
 def _loaded_step(run_dir):
@@ -69,8 +70,56 @@ def test_missing_and_damaged_pointers(tmp_path):
         checkpoint.find(tmp_path)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match="damaged"):
+    with pytest.raises(CheckpointError, match="last.json is damaged, and no other checkpoint verifies"):
         checkpoint.find(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate weights", "truncate state", "flip a byte", "delete state",
+                                    "delete manifest"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_that_verifies(tmp_path, capsys, damage):
+    for step in (3, 6, 9):
+        newest = _save(tmp_path / "checkpoints", step, step, keep=3)
+    target = {"truncate weights": "model.safetensors", "flip a byte": "model.safetensors"}.get(damage, "state.pt")
+    path = newest / (checkpoint.MANIFEST if damage == "delete manifest" else target)
+    if damage.startswith("truncate"):
+        path.write_bytes(path.read_bytes()[:40])
+    elif damage == "flip a byte":
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 1
+        path.write_bytes(bytes(data))
+    else:
+        path.unlink()
+    assert _loaded_step(tmp_path) == 6
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and newest.name in warning[0] and "using step-00000006" in warning[0]
+
+
+def test_a_lost_or_damaged_pointer_is_found_again_by_scanning(tmp_path, capsys):
+    for step in (3, 6):
+        _save(tmp_path / "checkpoints", step, step, keep=2)
+    (tmp_path / "checkpoints" / "last.json").unlink()  # what the old message advised for a damaged one
+    assert _loaded_step(tmp_path) == 6
+    (tmp_path / "checkpoints" / "last.json").write_text('{"dir": "step-0000')  # cut short
+    assert _loaded_step(tmp_path) == 6
+    assert "last.json is missing" in capsys.readouterr().err
+
+
+def test_keep_holds_the_newest_k_and_a_resumed_save_drops_the_abandoned_future(tmp_path):
+    for step in (3, 6, 9, 12):
+        _save(tmp_path / "checkpoints", step, step, keep=3)
+    assert [checkpoint.step_of(d) for d in checkpoint.folders(tmp_path / "checkpoints")] == [12, 9, 6]
+    _save(tmp_path / "checkpoints", 9, 9, keep=3)  # a run resumed from step 6 redoes step 9: 12 is from the past life
+    assert [checkpoint.step_of(d) for d in checkpoint.folders(tmp_path / "checkpoints")] == [9, 6]
+
+
+def test_a_damaged_file_read_directly_is_one_line(tmp_path):
+    folder = _save(tmp_path / "checkpoints", 1, 1)
+    (folder / "model.safetensors").write_bytes(b"\x00" * 10)
+    (folder / "state.pt").write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(CheckpointError, match="model.safetensors is damaged"):
+        checkpoint.load_weights(folder)
+    with pytest.raises(CheckpointError, match="state.pt is damaged"):
+        checkpoint.load_state(folder)
 
 
 def test_pointer_file_is_plain_json(tmp_path):

@@ -107,3 +107,34 @@ def test_real_mnist_loss_falls(tmp_path, shared_data):
     m = fit(mnist, cfg, out=tmp_path / "run")
     assert losses(tmp_path / "run")[-1] < 0.7 * losses(tmp_path / "run")[0]
     assert m["accuracy"] > 0.5  # 40 steps of RMSProp on real MNIST, evaluated on the real 10k test set
+
+
+def test_resume_takes_overrides_of_what_changes_no_step_taken(tmp_path):
+    from helpers import run_cli
+
+    run = str(tmp_path / "run")
+    run_cli("train", "digits", "--gpus", "0", "--out", run, "--max-steps", "6", "--eval-every-epochs", "0")
+    out = run_cli("train", "--resume", run, "--max-steps", "9", "--gpus", "0").stdout  # flags of the run's recipe
+    assert "resume: from step-00000006" in out and json.loads((tmp_path / "run" / "final_metrics.json").read_text())["step"] == 9
+    run_cli("train", "digits", "--resume", run, "--max-steps", "11", "--gpus", "0")  # no longer ignored
+    assert config.load_yaml(tmp_path / "run" / "config.yaml")["max_steps"] == 11
+    assert json.loads((tmp_path / "run" / "final_metrics.json").read_text())["step"] == 11
+    for args, message in ((("--lr", "0.5"), "--resume cannot change lr (0.001 -> 0.5): it would change the steps"),
+                          (("--max-steps", "4"), "the run has taken 11 steps already, more than max_steps=4"),
+                          (("mnist",), "is a digits run, not mnist")):
+        proc = run_cli("train", "--resume", run, "--gpus", "0", *args, check=False)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+    assert json.loads((tmp_path / "run" / "final_metrics.json").read_text())["step"] == 11  # refusals change nothing
+
+
+def test_a_run_directory_in_use_is_refused_and_eval_limit_is_reported(tmp_path):
+    from towerlab.runs import Run, holder
+
+    held = Run(tmp_path / "busy")
+    assert holder(tmp_path / "busy") == os.getpid()
+    with pytest.raises(ConfigError, match=f"is being trained by process {os.getpid()}"):
+        fit(digits, config.build(digits.Config, None, {"max_steps": 2, **QUIET}), out=tmp_path / "busy")
+    held.close()
+    assert holder(tmp_path / "busy") is None
+    m = fit(digits, config.build(digits.Config, None, {"max_steps": 2, "eval_limit": 50, **QUIET}), out=tmp_path / "busy")
+    assert m["eval_items"] == 50 and m["eval_s"] > 0

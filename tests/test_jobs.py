@@ -1,7 +1,14 @@
-"""Many runs side by side: real `towerlab train` processes on two CPU workers; a failing job; a re-run; a search."""
+"""Many runs side by side: real `towerlab train` processes on two CPU workers; a failing job; a re-run; a search,
+also SIGKILLed and re-run."""
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import yaml
 from helpers import run_cli
@@ -29,14 +36,35 @@ def test_three_jobs_on_two_workers_one_failing_then_a_rerun(tmp_path):
     assert [rows[k]["status"] for k in ("a", "b", "bad")] == ["done", "done", "ok"]
 
 
-def test_genetic_search_over_the_mlp_runs_trials_and_resumes(tmp_path):
+def _trial_processes(folder: Path) -> list[int]:
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if str(folder).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+def _mid_trial(search_dir: Path) -> bool:
+    """Some trial has checkpoints and has not finished."""
+    return any((t / "checkpoints" / "last.json").is_file() and not (t / "final_metrics.json").is_file()
+               for t in (search_dir / "trials").glob("*"))
+
+
+def test_genetic_search_over_the_mlp_runs_trials_resumes_and_survives_a_sigkill(tmp_path):
     space = {"units": {"choices": [16, 64]}, "activation": {"choices": ["relu", "tanh"]},
              "hidden_layers": {"int": [1, 2]}}
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
-    args = ["search", "mlp", "--space", str(tmp_path / "space.yaml"), "--population", "4", "--generations", "2",
-            "--workers", "2", "--out", str(tmp_path / "s"), "--set", "dataset=digits", "--set", "max_steps=15",
-            "--set", "eval_every_epochs=0"]
-    run_cli(*args)
+
+    def args(out):
+        return ["search", "mlp", "--space", str(tmp_path / "space.yaml"), "--population", "4", "--generations", "2",
+                "--workers", "2", "--out", str(out), "--set", "dataset=digits", "--set", "max_steps=120",
+                "--set", "ckpt_every_steps=5", "--set", "eval_every_epochs=0", "--set", "deterministic=true"]
+
+    proc = run_cli(*args(tmp_path / "s"))
+    assert "start  " in proc.stdout and " ok     " in proc.stdout  # a line as each trial starts and ends
     best = json.loads((tmp_path / "s" / "best.json").read_text())
     assert best["metric"] == "accuracy" and 0 < best["fitness"] <= 1
     trials = list((tmp_path / "s" / "trials").iterdir())
@@ -48,8 +76,26 @@ def test_genetic_search_over_the_mlp_runs_trials_and_resumes(tmp_path):
     with Image.open(tmp_path / "s" / "fitness.png") as im:
         assert im.size == (600, 400)
     before = {p.name: p.stat().st_mtime for p in trials}
-    run_cli(*args)  # complete already: resumes at the end, trains nothing
+    run_cli(*args(tmp_path / "s"))  # complete already: resumes at the end, trains nothing
     assert {p.name: p.stat().st_mtime for p in (tmp_path / "s" / "trials").iterdir()} == before
+
+    # the same search, its process SIGKILLed while a trial trains: no trial outlives it, the re-run ends the same
+    k = tmp_path / "k"
+    search = subprocess.Popen([sys.executable, "-m", "towerlab", *args(k)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not _mid_trial(k) and time.time() < deadline and search.poll() is None:
+        time.sleep(0.01)
+    assert search.poll() is None, "the search ended before it could be killed"
+    os.kill(search.pid, signal.SIGKILL)
+    search.wait()
+    deadline = time.time() + 20
+    while _trial_processes(k / "trials") and time.time() < deadline:
+        time.sleep(0.1)
+    assert _trial_processes(k / "trials") == [], "trial processes outlived their search"
+    run_cli(*args(k))
+    state = [json.loads((d / "search_state.json").read_text()) for d in (tmp_path / "s", k)]
+    assert state[0]["cache"] == state[1]["cache"] and state[0]["history"] == state[1]["history"]
 
 
 def test_ensemble_of_two_seeds_and_a_single_member_equals_itself(tmp_path):
