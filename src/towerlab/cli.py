@@ -224,14 +224,12 @@ def cmd_predict(args) -> int:
 
 
 def cmd_recipes(args) -> int:
-    for name, module in recipes.REGISTRY.items():
-        print(f"{name:10s} {recipes.summary(module).split(': ', 1)[-1]}")
+    for e in recipes.ENTRIES:
+        print(f"{e.name:9s} {e.summary}\n{'':9s} can: {', '.join(e.capabilities)}")
     return 0
 
 
 def cmd_data(args) -> int:
-    import torch
-
     if args.action == "fetch":
         from towerlab.data.fetch import fetch
 
@@ -239,12 +237,11 @@ def cmd_data(args) -> int:
         return 0
     from towerlab.data.images import export_samples
 
+    recipes.require(args.name, "classify", "segment", command="data export (it writes images)")
     recipe = recipes.get(args.name)
     cfg = config.build(recipe.Config, None, {"data": args.data or "", "data_on_device": False})
     _, val = recipe.build_data(cfg, dist.Dist())
     images, labels = val.tensors[0], val.tensors[-1]
-    if images[0].dtype != torch.uint8 or images[0].ndim != 3:
-        raise TowerlabError(f"{args.name} does not read images; there are no samples to export")
     for path in export_samples(images, labels, recipe.class_names(cfg), args.dir, args.n):
         print(path)
     return 0

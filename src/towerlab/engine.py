@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: F401 (type hints)
 from tqdm import tqdm
 
-from towerlab import checkpoint, parallel
+from towerlab import checkpoint, parallel, recipes
 from towerlab.config import TrainConfig, merge
 from towerlab.dist import (Dist, all_gather, all_reduce_extremes, all_reduce_sum, barrier, broadcast_object, print0,
                            restart_count, setup)
@@ -70,7 +70,7 @@ class Trainer:
         self.ema = ema_model(self.raw, cfg.ema_decay) if cfg.ema_decay else None
         if self.ema is not None:  # keep the update counter on the host: no device sync per step
             self.ema.n_averaged = self.ema.n_averaged.cpu()
-        decay = set(getattr(recipe, "decay_params", _default_decay)(self.raw))
+        decay = set((recipe.decay_params if recipes.has(recipe, "param_groups") else _default_decay)(self.raw))
         self.opt = build_optimizer(param_groups(self.raw, decay, cfg.weight_decay), cfg)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch, self.total_steps))
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.precision == "fp16")
@@ -161,7 +161,7 @@ class Trainer:
         self.last_eval = metrics
         if self.run:
             self.run.log(self.step, {"epoch": self.step / self.steps_per_epoch, **{f"val/{k}": v for k, v in metrics.items()}})
-            if hasattr(self.recipe, "examples"):  # a recipe that draws its outputs (segmentation overlays)
+            if recipes.has(self.recipe, "examples"):  # a recipe that draws its outputs (segmentation overlays)
                 self.run.tb.add_images("val/examples", self.recipe.examples(model, self.val_loader), self.step)
         return metrics
 
@@ -384,7 +384,7 @@ def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | No
     run, folder = _open_run(recipe, cfg, dist, out, resume, allow_world_size_change)
     try:
         trainer = Trainer(recipe, cfg, dist, run)
-        if run and hasattr(recipe, "save_artifacts"):  # files a run needs besides weights (chemvae's vocabulary)
+        if run and recipes.has(recipe, "artifacts"):  # files a run needs besides weights (chemvae's vocabulary)
             recipe.save_artifacts(cfg, run.path)
         if folder:
             trainer.load(folder)
@@ -401,7 +401,7 @@ def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | No
 def fit_stages(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | None = None) -> dict:
     """fit, once per stage of a recipe that trains in stages (segdec: seg, then dec): each stage is its own run
     directory out/<stage>, started from the best weights of the one before. Returns the last stage's metrics."""
-    plan = recipe.stages(cfg) if hasattr(recipe, "stages") else [("", cfg)]
+    plan = recipe.stages(cfg) if recipes.has(recipe, "stages") else [("", cfg)]
     if len(plan) == 1:
         return fit(recipe, plan[0][1], dist, out)
     dist = dist or setup()
@@ -419,10 +419,8 @@ def fit_stages(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Pa
 def resume_config(run_dir: str | Path, overrides: dict | None = None):
     """(recipe, config) of a run directory with `overrides` applied; an override of a field that would change the
     steps already taken is refused in one line naming it."""
-    from towerlab.recipes import get
-
     name, fields = read_config(run_dir)
-    recipe = get(name)
+    recipe = recipes.get(name)
     saved = merge(recipe.Config(), fields, f"{run_dir}/config.yaml")
     cfg = merge(saved, overrides or {}, "resume overrides")
     for f in dataclasses.fields(cfg):

@@ -13,7 +13,7 @@ from towerlab.config import merge
 from towerlab.data.images import fit_to, read_image
 from towerlab.dist import Dist, setup
 from towerlab.errors import ConfigError
-from towerlab.recipes import get
+from towerlab.recipes import get, has, require
 from towerlab.runs import read_config
 
 
@@ -47,9 +47,8 @@ def evaluate(run_dir: str | Path, which: str = "last", dist: Dist | None = None,
 
 def load_inputs(recipe, cfg, paths: list[str]) -> torch.Tensor:
     """Image files -> the recipe's model input (at the recipe's input shape)."""
+    require(recipe, "classify", command="classifying image files")
     shape = recipe.input_shape(cfg)
-    if shape is None:
-        raise ConfigError(f"{recipe.NAME} does not classify image files (see `towerlab --help` for its own commands)")
     c, h, w = shape
     return recipe.prepare(cfg, fit_to(torch.stack([read_image(p, c, (h, w)) for p in paths]), shape))
 
@@ -58,8 +57,9 @@ def predict(run_dir: str | Path, paths: list[str], which: str = "last", out_dir:
     """For each file: its predicted class and the probability of every class; a recipe with outputs of its own
     (label maps, defect masks) writes them as PNGs via its predict_files."""
     run = load(run_dir, which)
-    if hasattr(run.recipe, "predict_files"):
+    if has(run.recipe, "predict_files"):
         return run.recipe.predict_files(run.model, run.cfg, paths, out_dir)
+    require(run.recipe, "classify", command="classifying image files")
     names = run.recipe.class_names(run.cfg)
     probs = run.recipe.predict(run.model, load_inputs(run.recipe, run.cfg, paths))
     return [{"file": str(p), "class": names[int(row.argmax())], "probability": float(row.max()),

@@ -95,8 +95,7 @@ def evaluate_ensemble(run_dirs: list[Path], which: str = "best") -> dict:
 
     runs = [infer.load(d, which) for d in run_dirs]
     recipe, cfg = runs[0].recipe, runs[0].cfg
-    if recipe.input_shape(cfg) is None and not hasattr(recipe, "predict_files"):  # chemvae: properties, no classes
-        raise ConfigError(f"{recipe.NAME} does not predict classes; an ensemble averages class probabilities")
+    recipes.require(recipe, "classify", "segment", command="an ensemble (it averages class probabilities)")
     _, val = recipe.build_data(cfg, Dist())
     cm = ConfusionMatrix(len(recipe.class_names(cfg)), torch.device("cpu"))
     with torch.no_grad():

@@ -13,15 +13,24 @@ The state dict keeps the model's own keys, so checkpoints load under any strateg
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import torch
 from torch import nn
 
 from towerlab.errors import ConfigError
 
 
+@runtime_checkable
+class Layered(Protocol):
+    """A model whose forward is its layers applied in order (the pipeline cuts between them)."""
+
+    def pipeline_layers(self) -> list[nn.Module]: ...
+
+
 def layers_of(model: nn.Module) -> list[nn.Module]:
     """The model's forward as an ordered list of modules (each takes the previous one's output)."""
-    if hasattr(model, "pipeline_layers"):
+    if isinstance(model, Layered):
         return list(model.pipeline_layers())
     if isinstance(model, nn.Sequential):
         return list(model)

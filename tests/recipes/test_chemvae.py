@@ -110,7 +110,7 @@ def test_short_real_run_lowers_the_loss_and_the_chem_commands_work(shared_data, 
                   "--out", str(tmp_path / "o.csv")).stdout
     assert "improve qed over their seed" in opt and (tmp_path / "o.csv").is_file()
     proc = run_cli("predict", str(run), str(tmp_path / "s.csv"), check=False)
-    assert proc.returncode == 2 and "chemvae does not classify image files" in proc.stderr
+    assert proc.returncode == 2 and "needs a recipe that can classify whole images; chemvae cannot" in proc.stderr
 
 
 def test_selfies_runs_write_only_valid_molecules(shared_data, tmp_path):

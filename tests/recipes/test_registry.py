@@ -1,4 +1,5 @@
-"""Every registered recipe gets the same forward/backward/shape checks, on fixture data in its real format."""
+"""Every registered recipe gets the same forward/backward/shape checks, on fixture data in its real format, and
+every capability a recipe declares is checked against its protocol."""
 
 import math
 
@@ -9,7 +10,9 @@ from towerlab import config
 from towerlab.data.images import export_samples, read_image
 from towerlab.dist import Dist
 from towerlab.infer import load_inputs
-from towerlab.recipes import REGISTRY, get, summary
+from towerlab.errors import ConfigError
+from towerlab.recipes import ENTRIES, REGISTRY, get, has, require, summary
+from towerlab.recipes.contract import CAPABILITIES, Recipe
 
 DATA = {"mnist": "mnist_dir", "mlp": "mnist_dir", "cifar10": "cifar_bin_dir", "digits": None, "fcn32s": "camvid_dir",
         "fcn16s": "camvid_dir", "fcn8s": "camvid_dir", "segdec": "kolektor_dir", "chemvae": "smiles_csv"}
@@ -17,7 +20,6 @@ FCN_SMALL = {"width": 0.125, "fc_channels": 16, "batch_size": 4}
 SMALL = {"fcn32s": FCN_SMALL, "fcn16s": FCN_SMALL, "fcn8s": FCN_SMALL,  # fast enough for a CPU test
          "segdec": {"height": 64, "width": 64, "feature_channels": 16, "batch_size": 4, "stage": "joint"},
          "chemvae": {"max_len": 64, "latent": 8, "batch_size": 4, "properties": "NR-AR"}}
-NOT_IMAGES = {"chemvae"}  # reads SMILES: no image files to predict on
 
 
 def _cfg(name, request):
@@ -55,12 +57,11 @@ def test_evaluate_and_predict(name, request, tmp_path):
     train, val = recipe.build_data(cfg, Dist())
     metrics = recipe.evaluate(model, val, Dist())
     assert all(math.isfinite(v) for v in metrics.values())
-    if name in NOT_IMAGES:
-        assert recipe.predict(model, next(iter(val))[0]).shape[1] == len(recipe.class_names(cfg))
+    if not (has(name, "classify") or has(name, "segment")):
         return
     assert 0.0 <= metrics[recipe.MAIN_METRIC[0]] <= 1.0
     paths = export_samples(val.tensors[0], val.tensors[-1], recipe.class_names(cfg), tmp_path, 3)
-    if recipe.input_shape(cfg) is None:  # any size: one image at a time, at its own size
+    if has(name, "segment"):  # any size: one image at a time, at its own size
         inputs = [recipe.prepare(cfg, read_image(p, 3)[None]) for p in paths]
     else:
         inputs = [load_inputs(recipe, cfg, [str(p) for p in paths])]
@@ -73,4 +74,31 @@ def test_evaluate_and_predict(name, request, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_one_line_summary(name):
-    assert summary(get(name)).startswith(f"{name}: ")
+    assert summary(name) and "\n" not in summary(name) and get(name).NAME == name
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
+def test_a_recipe_honours_the_contract_and_every_capability_it_declares(entry):
+    recipe = get(entry.name)
+    assert isinstance(recipe, Recipe)
+    for capability in entry.capabilities:
+        protocol, _ = CAPABILITIES[capability]
+        assert isinstance(recipe, protocol), f"{entry.name} declares {capability} but is not a {protocol.__name__}"
+
+
+@pytest.mark.parametrize("capability", sorted(CAPABILITIES))
+def test_asking_a_recipe_for_a_capability_it_lacks_is_one_line(capability):
+    lacking = [e.name for e in ENTRIES if capability not in e.capabilities]
+    able = [e.name for e in ENTRIES if capability in e.capabilities]
+    assert able, f"no recipe has {capability}"
+    for name in lacking:
+        with pytest.raises(ConfigError, match=f"needs a recipe that can .*; {name} cannot .* Recipes that can: "
+                                              f"{', '.join(able)}$"):
+            require(name, capability, command="this")
+    for name in able:
+        require(name, capability, command="this")
+
+
+def test_fcn_variants_are_one_family_at_three_strides():
+    assert [get(n).Config.STRIDE for n in ("fcn32s", "fcn16s", "fcn8s")] == [32, 16, 8]
+    assert get("fcn16s").build_model is get("fcn8s").build_model and get("fcn16s") is get("fcn16s")

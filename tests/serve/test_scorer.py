@@ -25,5 +25,5 @@ def test_fcn_run_is_refused_with_one_line(camvid_dir, tmp_path):
     cfg = config.build(get("fcn32s").Config, None, {"data": str(camvid_dir), "width": 0.125, "fc_channels": 8,
                                                    "batch_size": 2, "max_steps": 1})
     fit(get("fcn32s"), cfg, out=tmp_path / "run")
-    with pytest.raises(ConfigError, match="labels pixels; the service grades whole images"):
+    with pytest.raises(ConfigError, match="the service .* needs a recipe that can classify whole images; fcn32s cannot"):
         Scorer(tmp_path / "run")

@@ -16,6 +16,8 @@ from towerlab.chem import props
 from towerlab.chem.tokens import Skipped, Vocab
 from towerlab.data import smiles as smiles_data
 from towerlab.errors import ConfigError, DataError
+from towerlab.recipes import require
+from towerlab.runs import read_config
 
 
 @dataclass
@@ -28,10 +30,9 @@ class Model:
 
 def load(run_dir: str | Path, which: str = "best") -> Model:
     run_dir = Path(run_dir)
+    require(read_config(run_dir)[0], "generate", command=f"`towerlab chem` ({run_dir})")
     vocab_file = run_dir / "vocab.json"
     loaded = infer.load(run_dir, which, vocab_file=str(vocab_file) if vocab_file.is_file() else "")
-    if loaded.recipe.NAME != "chemvae":
-        raise ConfigError(f"{run_dir} is a {loaded.recipe.NAME} run; `towerlab chem` needs a chemvae run")
     return Model(loaded.model, Vocab.load(vocab_file), loaded.cfg, run_dir)
 
 

@@ -1,29 +1,85 @@
-"""The recipe registry: name -> module. A recipe module provides
+"""The recipe registry: a table of entries, read without importing any recipe (or torch).
 
-    NAME, MAIN_METRIC = (metric, "max"|"min"), Config (a TrainConfig subclass with the published defaults),
-    build_model(cfg), build_data(cfg, dist) -> (train_loader, val_loader), loss(model, batch) -> (loss, logs),
-    evaluate(model, loader, dist) -> metrics, predict(model, inputs) -> probabilities,
-    input_shape(cfg) -> (C, H, W) that prepare() takes, or None for any size (fully convolutional),
-    prepare(cfg, uint8 images [N, C, H, W]) -> model input (for files and rows), class_names(cfg),
-    and optionally: decay_params(model) -> names; predict_files(model, cfg, paths, out_dir) -> results
-    (a recipe whose outputs are images of their own); examples(model, val_loader) -> uint8 [N,3,H,W] for TensorBoard.
+An entry names the module that implements a recipe, its one-line summary and its capabilities (see contract.py).
+A family of recipes is one module with a parameter: fcn32s, fcn16s and fcn8s are the fcn module at three output
+strides. `get(name)` imports the module and returns the recipe object the engine trains.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+import importlib
+from dataclasses import dataclass, field
+from functools import cache
 
 from towerlab.errors import ConfigError
-from towerlab.recipes import chemvae, cifar10, digits, fcn8s, fcn16s, fcn32s, mlp, mnist, segdec
-
-REGISTRY: dict[str, ModuleType] = {m.NAME: m for m in (mnist, cifar10, digits, mlp, fcn32s, fcn16s, fcn8s, segdec, chemvae)}
 
 
-def get(name: str) -> ModuleType:
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    module: str  # towerlab.recipes.<module>
+    summary: str
+    capabilities: tuple[str, ...]
+    params: dict = field(default_factory=dict)  # a family member's parameters, passed to module.variant()
+
+
+_FCN = ("segment", "predict_files", "examples")
+ENTRIES = (
+    Entry("mnist", "mnist", "the classic multi-GPU MNIST ConvNet (3 conv blocks, fc 2400) with RMSProp, on the MNIST "
+                            "IDX files", ("classify",)),
+    Entry("cifar10", "cifar10", "the TensorFlow CIFAR-10 tutorial CNN (conv-pool-LRN x2, fc 384-192), trained as the "
+                                "tutorial does", ("classify", "param_groups")),
+    Entry("digits", "digits", "the MNIST ConvNet on scikit-learn's bundled 8x8 handwritten digits (real data, no "
+                              "download)", ("classify",)),
+    Entry("mlp", "mlp", "a multilayer perceptron on MNIST or the digits scans, the classic target of the genetic "
+                        "search", ("classify",)),
+    Entry("fcn32s", "fcn", "FCN-32s semantic segmentation (VGG16 backbone; one 32x upsampling of the fc7 scores); "
+                           "ADE20K, VOC or CamVid", _FCN, {"stride": 32}),
+    Entry("fcn16s", "fcn", "FCN-16s semantic segmentation (VGG16 backbone; 2x upsampled scores fused with pool4's, "
+                           "then 16x); ADE20K, VOC or CamVid", _FCN, {"stride": 16}),
+    Entry("fcn8s", "fcn", "FCN-8s semantic segmentation (VGG16 backbone; fused again with pool3's, then 8x); ADE20K, "
+                          "VOC or CamVid", _FCN, {"stride": 8}),
+    Entry("segdec", "segdec", "SegDecNet surface-defect detection (segmentation net + decision net, two-stage), on "
+                              "KolektorSDD", ("classify", "predict_files", "examples", "stages")),
+    Entry("chemvae", "chemvae", "a SMILES variational autoencoder with a property head (Gomez-Bombarelli et al. "
+                                "2018), RDKit for chemistry", ("generate", "artifacts")),
+)
+REGISTRY: dict[str, Entry] = {e.name: e for e in ENTRIES}
+
+
+def _entry(name: str) -> Entry:
     if name not in REGISTRY:
         raise ConfigError(f"unknown recipe {name!r}; `towerlab recipes` lists them: {', '.join(REGISTRY)}")
     return REGISTRY[name]
 
 
-def summary(module: ModuleType) -> str:
-    return (module.__doc__ or "").strip().splitlines()[0]
+@cache
+def get(name: str):
+    """The recipe object of a registered name (its module, or a family member built by module.variant)."""
+    entry = _entry(name)
+    module = importlib.import_module(f"towerlab.recipes.{entry.module}")
+    return module.variant(name, **entry.params) if entry.params else module
+
+
+def has(recipe_or_name, capability: str) -> bool:
+    name = recipe_or_name if isinstance(recipe_or_name, str) else recipe_or_name.NAME
+    return capability in _entry(name).capabilities
+
+
+def require(recipe_or_name, *capabilities: str, command: str) -> None:
+    """ConfigError in one line unless the recipe has one of `capabilities`: names the recipe, what `command`
+    needs, and the recipes that have it."""
+    from towerlab.recipes.contract import CAPABILITIES
+
+    name = recipe_or_name if isinstance(recipe_or_name, str) else recipe_or_name.NAME
+    if any(has(name, c) for c in capabilities):
+        return
+    able = [e.name for e in ENTRIES if set(e.capabilities) & set(capabilities)]
+    wants = " or ".join(CAPABILITIES[c][1] for c in capabilities)
+    raise ConfigError(f"{command} needs a recipe that can {wants}; {name} cannot (it can: "
+                      f"{', '.join(_entry(name).capabilities) or 'train and evaluate'}). Recipes that can: "
+                      f"{', '.join(able)}")
+
+
+def summary(name: str) -> str:
+    return _entry(name).summary

@@ -423,19 +423,7 @@ def _property_metrics(net: ChemVAE, preds: list, values: list, dist: Dist) -> di
     return out
 
 
-# -- what the engine and the CLI need of every recipe -----------------------------------------------------------
-def class_names(cfg: Config) -> list[str]:
-    return property_names(cfg)
-
-
-def input_shape(cfg: Config):
-    return None
-
-
-def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
-    raise ConfigError("chemvae reads SMILES, not images: use `towerlab chem encode|decode|sample|optimize`")
-
-
+# -- properties of SMILES -------------------------------------------------------------------------------------
 @torch.no_grad()
 def predict(model, tokens: torch.Tensor) -> torch.Tensor:
     """Token indices [N, L] -> predicted properties [N, P] (from the mean of q(z|x))."""

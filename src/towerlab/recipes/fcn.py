@@ -1,6 +1,7 @@
 """fcn: what FCN-32s, FCN-16s and FCN-8s share (Long, Shelhamer, Darrell, "Fully Convolutional Networks for
 Semantic Segmentation", CVPR 2015 / PAMI 2016): the VGG16 net made fully convolutional, skip scores, in-network
-upsampling, and the segmentation data, loss, metrics and outputs. The registered recipes are fcn32s, fcn16s, fcn8s.
+upsampling, and the segmentation data, loss, metrics and outputs. The registered recipes fcn32s, fcn16s and fcn8s
+are this module at output strides 32, 16 and 8 (`variant`).
 
     towerlab train fcn32s --dataset camvid --data DIR [--backbone-weights vgg16.pth]
     towerlab train fcn16s --dataset camvid --data DIR --init-from runs/fcn32s-...   # the paper's staged training
@@ -10,7 +11,9 @@ upsampling, and the segmentation data, loss, metrics and outputs. The registered
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import ClassVar
 
 import torch
@@ -73,6 +76,24 @@ class Config(TrainConfig):
             raise ConfigError("set both crop_height and crop_width (> 0), or neither")
         if self.backbone_weights and (self.width != 1.0 or self.fc_channels != 4096):
             raise ConfigError("--backbone-weights needs the VGG16 shape: --width 1.0 --fc-channels 4096")
+
+
+@cache
+def config_class(stride: int) -> type[Config]:
+    """The Config of the variant with this output stride (what build_model reads as cfg.STRIDE)."""
+    cls = type(f"Config{stride}s", (Config,), {"STRIDE": stride, "__module__": __name__})
+    cls.__qualname__ = cls.__name__
+    return dataclass(cls)
+
+
+def variant(name: str, stride: int) -> ModuleType:
+    """The recipe `name`: this module's functions, with NAME and the Config of output stride `stride`."""
+    if stride not in (32, 16, 8):
+        raise ValueError(f"FCN output stride {stride}: the paper's variants are 32, 16 and 8")
+    recipe = ModuleType(name, f"{name}: FCN-{stride}s semantic segmentation (the fcn module at output stride {stride})")
+    recipe.__dict__.update({k: v for k, v in globals().items() if not k.startswith("__")})
+    recipe.NAME, recipe.Config = name, config_class(stride)
+    return recipe
 
 
 def bilinear_kernel(channels: int, k: int) -> torch.Tensor:
@@ -261,10 +282,6 @@ def evaluate(model, loader, dist: Dist) -> dict[str, float]:
 
 def class_names(cfg: Config) -> list[str]:
     return _spec(cfg).classes
-
-
-def input_shape(cfg: Config):
-    return None  # fully convolutional: any size
 
 
 def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 
 from towerlab import infer
 from towerlab.data.images import fit_to
-from towerlab.errors import ConfigError
+from towerlab.recipes import require
 
 
 class Scorer:
@@ -19,10 +19,8 @@ class Scorer:
         self.run = infer.load(run_dir, which)  # CPU: the service grades rows where the database is
         self.run_id = Path(run_dir).resolve().name
         self.sha256 = hashlib.sha256(self.run.weights.read_bytes()).hexdigest()
+        require(self.run.recipe, "classify", command=f"the service (it grades whole images; {run_dir} is not)")
         self.class_names = self.run.recipe.class_names(self.run.cfg)
-        if self.run.recipe.input_shape(self.run.cfg) is None:
-            raise ConfigError(f"{run_dir} is a {self.run.recipe.NAME} run, which labels pixels; the service grades "
-                              f"whole images: give it a classifier's run (mnist, cifar10, digits, segdec)")
 
     @torch.no_grad()
     def score(self, images: list[np.ndarray]) -> list[dict]:

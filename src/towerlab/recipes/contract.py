@@ -1,0 +1,123 @@
+"""The contract between the engine and a recipe, written down as typing Protocols.
+
+Every recipe is a `Recipe`. What else it can do it declares in the registry as capabilities, each a small protocol
+below; a command that needs one asks the registry (`recipes.require`) and says in one line which recipe lacks it.
+Nothing in the engine discovers a hook with hasattr.
+
+    capability      protocol          what asks for it
+    classify        ImageClassifier   predict on image files, serve, ensemble, data export
+    segment         PixelClassifier   ensemble (per-pixel probabilities), data export
+    predict_files   FilePredictor     predict (recipes whose outputs are images of their own)
+    examples        ExampleDrawer     the engine: pictures of the outputs in TensorBoard at each evaluation
+    stages          Staged            train: one run directory per stage, each from the best weights of the last
+    artifacts       RunArtifacts      the engine: files a run needs besides weights (a vocabulary)
+    param_groups    OwnParamGroups    the engine: which parameters get weight decay
+    generate        Generator         the `chem` commands (sample, encode, decode, optimize)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Step:
+    """Where training stands when the loss is computed: a schedule inside a loss (a KL warm-up) reads it."""
+
+    step: int  # optimizer steps taken before this one (0 at the first)
+    total: int  # optimizer steps the run will take
+    epoch: float  # step / steps per epoch
+
+
+@runtime_checkable
+class Recipe(Protocol):
+    NAME: str
+    MAIN_METRIC: tuple[str, str]  # (metric, "max" | "min")
+    Config: type  # a TrainConfig subclass: every hyperparameter, with the published defaults
+
+    def build_data(self, cfg, dist) -> tuple[Any, Any]:
+        """(train loader, val loader) yielding this process's slice of each batch as a tuple of tensors."""
+
+    def build_model(self, cfg) -> nn.Module: ...
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], step: Step) -> tuple[torch.Tensor, dict]:
+        """(loss to minimise, logs: 0-d device tensors the engine averages and writes every log_every steps)."""
+
+    def evaluate(self, model: nn.Module, loader, dist) -> dict[str, float]:
+        """Metrics over the whole loader, reduced across processes (MAIN_METRIC among them)."""
+
+
+@runtime_checkable
+class ImageClassifier(Protocol):
+    """Whole images of a fixed shape in, class probabilities out."""
+
+    def input_shape(self, cfg) -> tuple[int, int, int]: ...  # (C, H, W) that prepare() takes
+
+    def prepare(self, cfg, images: torch.Tensor) -> torch.Tensor: ...  # uint8 [N, C, H, W] -> model input
+
+    def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor: ...  # [N, classes]
+
+    def class_names(self, cfg) -> list[str]: ...
+
+
+@runtime_checkable
+class PixelClassifier(Protocol):
+    """Images of any size in, per-pixel class probabilities out."""
+
+    def prepare(self, cfg, images: torch.Tensor) -> torch.Tensor: ...
+
+    def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor: ...  # [N, classes, H, W]
+
+    def class_names(self, cfg) -> list[str]: ...
+
+
+@runtime_checkable
+class FilePredictor(Protocol):
+    def predict_files(self, model: nn.Module, cfg, paths: list[str], out_dir: str | None) -> list[dict]:
+        """Predict on image files, writing its pictures (label maps, heat maps); one result dict per file."""
+
+
+@runtime_checkable
+class ExampleDrawer(Protocol):
+    def examples(self, model: nn.Module, loader) -> torch.Tensor: ...  # uint8 [N, 3, H, W]
+
+
+@runtime_checkable
+class Staged(Protocol):
+    def stages(self, cfg) -> list[tuple[str, Any]]: ...  # [(stage name, its config)], trained in order
+
+
+@runtime_checkable
+class RunArtifacts(Protocol):
+    def save_artifacts(self, cfg, run_dir: Path) -> None: ...
+
+
+@runtime_checkable
+class OwnParamGroups(Protocol):
+    def decay_params(self, model: nn.Module) -> list[str]: ...  # parameter names that get weight decay
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A generative model of molecules: what `towerlab chem` drives."""
+
+    def build_model(self, cfg) -> nn.Module: ...
+
+    def save_artifacts(self, cfg, run_dir: Path) -> None: ...
+
+
+CAPABILITIES: dict[str, tuple[type, str]] = {  # name -> (protocol, what a recipe that has it can do)
+    "classify": (ImageClassifier, "classify whole images"),
+    "segment": (PixelClassifier, "label the pixels of images"),
+    "predict_files": (FilePredictor, "write predictions for image files"),
+    "examples": (ExampleDrawer, "draw its outputs"),
+    "stages": (Staged, "train in stages"),
+    "artifacts": (RunArtifacts, "save files beside its weights"),
+    "param_groups": (OwnParamGroups, "name its decayed parameters"),
+    "generate": (Generator, "generate molecules"),
+}
