@@ -38,6 +38,9 @@ from towerlab.data.loader import pad_stack
 from towerlab.dist import Dist
 from towerlab.engine import fit
 from towerlab.recipes import get
+from towerlab.recipes.contract import Step
+
+STEP = Step(10**6, 10**6, 1.0)  # past any warm-up: the steady-state loss
 
 
 def host_loader(recipe, cfg, device):
@@ -74,7 +77,7 @@ def plain_loop(recipe, cfg, device, steps: int, window: int) -> list[float]:
     while step < steps:
         for batch in loader:
             batch = transform(*(t.to(device, non_blocking=True) for t in batch))
-            loss, _ = recipe.loss(model, batch)
+            loss, _ = recipe.loss(model, batch, STEP)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -102,7 +105,7 @@ def lightning_rates(recipe, cfg, device, steps: int, window: int) -> list[float]
             self.model = recipe.build_model(cfg)
 
         def training_step(self, batch, i):
-            return recipe.loss(self.model, transform(*batch))[0]
+            return recipe.loss(self.model, transform(*batch), STEP)[0]
 
         def configure_optimizers(self):
             return plain_optimizer(cfg, [p for p in self.parameters() if p.requires_grad])
@@ -134,7 +137,7 @@ def flops_per_image(recipe, cfg, device) -> float:
     model = recipe.build_model(cfg).to(device)
     batch = transform(*(t.to(device) for t in next(iter(loader))))
     with FlopCounterMode(display=False) as counter:
-        recipe.loss(model, batch)[0].backward()
+        recipe.loss(model, batch, STEP)[0].backward()
     return float(counter.get_total_flops())
 
 

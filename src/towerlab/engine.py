@@ -30,6 +30,7 @@ from towerlab.dist import (Dist, all_gather, all_reduce_extremes, all_reduce_sum
 from towerlab.data.loader import limited
 from towerlab.errors import CheckpointError, ConfigError, DivergedError, TowerlabError
 from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
+from towerlab.recipes.contract import Step
 from towerlab.runs import Run, default_dir, read_config
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -76,7 +77,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.precision == "fp16")
         self.step, self.best, self.last_eval = 0, {}, {}
         self.eval_seconds = 0.0  # time spent evaluating: never counted as training throughput
-        self._loss_sum = torch.zeros((), device=dist.device)
+        # the loss and the recipe's logs, summed on the device between two log lines (no host sync per step)
+        self._log_sums: dict[str, torch.Tensor] = {"loss": torch.zeros((), device=dist.device)}
         self._loss_count = 0
         torch.manual_seed(cfg.seed * 1009 + dist.rank + 1)  # per-rank stream for dropout and augmentation
 
@@ -122,14 +124,17 @@ class Trainer:
         self.model.train()
         self.opt.zero_grad(set_to_none=True)
         micro = list(zip(*(t.chunk(self.cfg.accum_steps) for t in batch)))
+        where = Step(self.step, self.total_steps, self.step / self.steps_per_epoch)
         for i, mb in enumerate(micro):
             last = i == len(micro) - 1
             sync = parallel.no_sync(self.raw, self.ddp, self.cfg.strategy, last)
             with sync:
                 with self.autocast():
-                    loss, _ = self.recipe.loss(self.model, mb)
+                    loss, logs = self.recipe.loss(self.model, mb, where)
                 self.scaler.scale(loss / len(micro)).backward()
-            self._loss_sum += loss.detach() / len(micro)
+            for name, value in {"loss": loss, **logs}.items():
+                total = self._log_sums.get(name, 0.0)
+                self._log_sums[name] = total + value.detach().float() / len(micro)
         if self.cfg.clip_grad:
             self.scaler.unscale_(self.opt)
             nn.utils.clip_grad_norm_(self.raw.parameters(), self.cfg.clip_grad)
@@ -166,13 +171,16 @@ class Trainer:
         return metrics
 
     def log_train(self, bar: tqdm, images_per_s: float) -> None:
-        loss = (all_reduce_sum(self._loss_sum.clone(), self.dist) / (self._loss_count * self.dist.world_size)).item()
-        self._loss_sum.zero_()
+        names = list(self._log_sums)  # the same on every rank: the recipe returns the same keys everywhere
+        sums = all_reduce_sum(torch.stack([self._log_sums[n] for n in names]), self.dist)
+        means = dict(zip(names, (sums / (self._loss_count * self.dist.world_size)).tolist()))  # the one host sync
+        self._log_sums = {n: torch.zeros((), device=self.dist.device) for n in names}
         self._loss_count = 0
-        lr = self.sched.get_last_lr()[0]
+        loss, lr = means["loss"], self.sched.get_last_lr()[0]
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", img_s=f"{images_per_s:,.0f}")
         if self.run:
-            self.run.log(self.step, {"train/loss": loss, "train/lr": lr, "train/images_per_s": images_per_s})
+            self.run.log(self.step, {**{f"train/{n}": v for n, v in means.items()}, "train/lr": lr,
+                                     "train/images_per_s": images_per_s})
         if not math.isfinite(loss):
             raise DivergedError(f"training loss became {loss} at step {self.step}; lower --lr or set --clip-grad "
                                 f"(the last checkpoint is kept)")

@@ -12,6 +12,7 @@ from towerlab import config
 from towerlab.dist import Dist
 from towerlab.engine import fit
 from towerlab.recipes import chemvae, get
+from towerlab.recipes.contract import Step
 
 SMALL = {"max_len": 64, "latent": 16, "batch_size": 8, "gru_hidden": 32, "properties": "NR-AR,SR-p53,qed",
          "kl_warmup_steps": 4, "log_every": 2}
@@ -30,7 +31,7 @@ def test_forward_backward(smiles_csv, encoder, decoder, capsys):
     tokens, values = next(iter(train))
     out = model(tokens)
     assert out["logits"].shape == (8, 64, len(chemvae.prepared(cfg).vocab)) and out["props"].shape == (8, 3)
-    loss, logs = chemvae.loss(model, (tokens, values))
+    loss, logs = chemvae.loss(model, (tokens, values), Step(0, 10, 0.0))
     loss.backward()
     assert math.isfinite(loss.item()) and logs["property"] > 0
     assert all(p.grad is not None for p in model.parameters())
@@ -72,14 +73,13 @@ def test_the_autoencoder_memorises_a_few_real_molecules(shared_data, tmp_path):
     assert m["recon_token_accuracy"] > 0.9, m
 
 
-def test_kl_weight_anneals_linearly(smiles_csv):
+def test_kl_weight_anneals_linearly_over_optimizer_steps(smiles_csv):
     model = chemvae.build_model(_cfg(smiles_csv, beta=0.5, kl_warmup_steps=4)).train()
+    assert [model.kl_weight(step) for step in range(6)] == [0.0, 0.125, 0.25, 0.375, 0.5, 0.5]
     tokens = torch.zeros(2, 64, dtype=torch.long)
-    weights = []
-    for _ in range(6):
-        weights.append(float(model.kl_weight()))
-        model(tokens)
-    assert weights == [0.0, 0.125, 0.25, 0.375, 0.5, 0.5]
+    model(tokens)
+    model(tokens)  # forward passes (micro-batches of an accumulated step) do not move it
+    assert model.kl_weight(1) == 0.125 and "seen" not in model.state_dict()
 
 
 def test_binary_and_numeric_properties(smiles_csv):
@@ -96,6 +96,7 @@ def test_short_real_run_lowers_the_loss_and_the_chem_commands_work(shared_data, 
                                  eval_every_steps=15, max_len=80), out=run)
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     recon = [r["val/recon_loss"] for r in rows if "val/recon_loss" in r]
+    assert all(f"train/{k}" in rows[0] for k in ("loss", "recon", "kl", "property"))  # the loss's own terms, logged
     assert recon[-1] < recon[0] and 0 <= m["recon_token_accuracy"] <= 1 and math.isfinite(m["qed/r2"])
     assert (run / "vocab.json").is_file()
     out = run_cli("chem", "sample", str(run), "--n", "40", "--out", str(tmp_path / "s.csv")).stdout

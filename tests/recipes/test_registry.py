@@ -12,7 +12,7 @@ from towerlab.dist import Dist
 from towerlab.infer import load_inputs
 from towerlab.errors import ConfigError
 from towerlab.recipes import ENTRIES, REGISTRY, get, has, require, summary
-from towerlab.recipes.contract import CAPABILITIES, Recipe
+from towerlab.recipes.contract import CAPABILITIES, Recipe, Step
 
 DATA = {"mnist": "mnist_dir", "mlp": "mnist_dir", "cifar10": "cifar_bin_dir", "digits": None, "fcn32s": "camvid_dir",
         "fcn16s": "camvid_dir", "fcn8s": "camvid_dir", "segdec": "kolektor_dir", "chemvae": "smiles_csv"}
@@ -41,7 +41,8 @@ def test_forward_backward_shapes(name, request):
     train, val = recipe.build_data(cfg, Dist())
     batch = next(iter(train))
     assert all(len(t) == cfg.batch_size for t in batch)
-    loss, _ = recipe.loss(model, batch)
+    loss, logs = recipe.loss(model, batch, Step(0, 10, 0.0))
+    assert all(v.ndim == 0 and not v.requires_grad for v in logs.values())
     loss.backward()
     assert math.isfinite(loss.item())
     grads = [p.grad for p in model.parameters() if p.requires_grad]

@@ -28,6 +28,7 @@ from towerlab.dist import Dist, all_gather_rows, all_reduce_sum, print0
 from towerlab.errors import ConfigError, DataError
 from towerlab.metrics import roc_auc
 from towerlab.parallel import unwrap
+from towerlab.recipes.contract import Step
 
 NAME = "chemvae"
 MAIN_METRIC = ("loss", "min")
@@ -297,21 +298,21 @@ class ChemVAE(nn.Module):
         self.register_buffer("binary", torch.tensor(binary, dtype=torch.bool))
         self.register_buffer("prop_mean", mean.clone())
         self.register_buffer("prop_std", std.clone())
-        self.register_buffer("seen", torch.zeros((), dtype=torch.long))  # training batches: drives KL annealing
+        # runs saved before the warm-up read the engine's step kept a batch counter here: ignore it when loading
+        self._register_load_state_dict_pre_hook(lambda sd, prefix, *a: sd.pop(prefix + "seen", None))
 
     def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, standard deviation) of q(z | x); the deviation through a softplus, as in the post."""
         h = self.encoder(F.one_hot(tokens, self.padded).float())
         return self.mu(h), F.softplus(self.sigma(h)) + 1e-6
 
-    def kl_weight(self) -> torch.Tensor:
-        return self.beta * (self.seen.float() / self.warmup).clamp(max=1.0) if self.warmup else torch.tensor(self.beta)
+    def kl_weight(self, step: int) -> float:
+        """beta, reached linearly over the first `warmup` optimizer steps (whatever the accumulation)."""
+        return self.beta * min(step / self.warmup, 1.0) if self.warmup else self.beta
 
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, sigma = self.encode(tokens)
         z = mu + sigma * torch.randn_like(mu) if self.training else mu  # the reparameterisation trick
-        if self.training:
-            self.seen += 1
         logits = self.decoder(z, tokens)[..., :self.vocab]
         return {"logits": logits, "mu": mu, "sigma": sigma, "props": self.head(mu) if self.head is not None else None}
 
@@ -360,14 +361,14 @@ def _property_loss(net: ChemVAE, pred: torch.Tensor, values: torch.Tensor) -> to
     return (per * known).sum() / known.sum().clamp_min(1)
 
 
-def loss(model, batch):
+def loss(model, batch, step: Step):
     tokens, values = batch
     out = model(tokens)
     net = unwrap(model, ChemVAE)
     recon = F.cross_entropy(out["logits"].float().transpose(1, 2), tokens, reduction="sum") / len(tokens)
     mu, sigma = out["mu"].float(), out["sigma"].float()
     kl = kl_divergence(mu, sigma).mean()
-    total = recon + net.kl_weight() * kl_charged(mu, sigma, net.free_bits)
+    total = recon + net.kl_weight(step.step) * kl_charged(mu, sigma, net.free_bits)
     prop = torch.zeros(())
     if out["props"] is not None and values.shape[1]:
         prop = _property_loss(net, out["props"].float(), values)

@@ -11,7 +11,7 @@ from towerlab.metrics import ConfusionMatrix
 MAIN_METRIC = ("accuracy", "max")
 
 
-def loss(model, batch):
+def loss(model, batch, step=None):
     x, y = batch
     logits = model(x)
     return F.cross_entropy(logits.float(), y), {}

@@ -251,7 +251,7 @@ def eval_transform(x: torch.Tensor, y: torch.Tensor):
 
 
 # -- loss, metrics, outputs -------------------------------------------------------------------------------------
-def loss(model, batch):
+def loss(model, batch, step=None):
     x, y = batch
     # mean over labelled pixels (the reference sums; a mean keeps one lr valid for every image size)
     return F.cross_entropy(model(x).float(), y, ignore_index=seg.IGNORE), {}

@@ -186,7 +186,7 @@ def class_names(cfg: Config) -> list[str]:
 
 
 # -- loss, metrics, outputs -------------------------------------------------------------------------------------
-def loss(model, batch):
+def loss(model, batch, step=None):
     x, mask, label = batch
     mask_logits, decision = model(x)
     target = F.adaptive_max_pool2d(mask, mask_logits.shape[-2:])  # a defect anywhere in a cell makes it positive
