@@ -91,8 +91,10 @@ def _continuing(args) -> str | None:
 def _nproc(args, run_dir: str | None) -> int:
     if args.procs:
         return args.procs
-    if args.gpus and args.gpus > 1 and _strategy(args) != "pipeline":
-        return args.gpus
+    if args.gpus and args.gpus > 1:
+        from towerlab.strategy import processes
+
+        return processes(_strategy(args), args.gpus)
     if run_dir:
         from towerlab.checkpoint import world_size
 
@@ -181,7 +183,7 @@ def _launch(argv: list[str], args, nproc: int, continuing: str | None) -> int:
 
 
 def _strategy(args) -> str | None:
-    """The run's strategy before any process starts: a pipeline is one process over several devices."""
+    """The run's strategy (its name) before any process starts."""
     from towerlab.runs import read_config
 
     if "strategy" in vars(args):

@@ -97,11 +97,6 @@ class TrainConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
         if self.epochs == 0 and self.max_steps == 0:
             raise ConfigError("epochs=0 and max_steps=0: set one of them to a positive value")
-        if self.strategy in ("fsdp", "pipeline") and self.ema_decay:
-            raise ConfigError(f"ema_decay with strategy={self.strategy} is not supported: the average would be a "
-                              "full copy on one device; set --ema-decay 0 or use --strategy ddp")
-        if self.strategy == "pipeline" and (self.compile or self.pipeline_chunks <= 0):
-            raise ConfigError("strategy=pipeline needs pipeline_chunks > 0 and compile off")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1)")
 

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: F401 (type hints)
 from tqdm import tqdm
 
-from towerlab import checkpoint, parallel, recipes
+from towerlab import checkpoint, recipes, strategy
 from towerlab.config import TrainConfig, merge
 from towerlab.dist import (Dist, all_gather, all_reduce_extremes, all_reduce_sum, barrier, broadcast_object, print0,
                            restart_count, setup)
@@ -67,7 +66,8 @@ class Trainer:
                               f"items; lower --batch-size")
         self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * self.steps_per_epoch)
         self.eval_interval = self._eval_interval()
-        self.raw, self.model, self.ddp = self._build_model()
+        self.strategy = strategy.choose(cfg, dist)
+        self.raw, self.model = self._build_model()
         self.ema = ema_model(self.raw, cfg.ema_decay) if cfg.ema_decay else None
         if self.ema is not None:  # keep the update counter on the host: no device sync per step
             self.ema.n_averaged = self.ema.n_averaged.cpu()
@@ -82,7 +82,8 @@ class Trainer:
         self._loss_count = 0
         torch.manual_seed(cfg.seed * 1009 + dist.rank + 1)  # per-rank stream for dropout and augmentation
 
-    def _build_model(self) -> tuple[nn.Module, nn.Module, DDP | None]:
+    def _build_model(self) -> tuple[nn.Module, nn.Module]:
+        """(the model itself, the module the training step calls: wrapped by the strategy, maybe compiled)."""
         cfg, dist = self.cfg, self.dist
         torch.manual_seed(cfg.seed)  # the same initial weights in every process
         raw = self.recipe.build_model(cfg)
@@ -90,30 +91,15 @@ class Trainer:
             copied, fresh = checkpoint.init_from(raw, Path(cfg.init_from))
             print0(f"init from {cfg.init_from}: {len(copied)} tensors copied, {len(fresh)} new: "
                    f"{', '.join(fresh[:8])}{' ...' if len(fresh) > 8 else ''}", dist=dist)
-        if cfg.strategy == "pipeline":
-            return self._pipeline(raw)
-        raw = raw.to(dist.device)
+        raw = self.strategy.place(raw)
         if cfg.channels_last:
             raw = raw.to(memory_format=torch.channels_last)
         if dist.distributed and cfg.sync_bn:
             raw = nn.SyncBatchNorm.convert_sync_batchnorm(raw)
-        model, ddp = parallel.wrap(raw, cfg.strategy, dist)
+        model = self.strategy.wrap(raw)
         if cfg.compile:
             model = torch.compile(model, mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
-        return raw, model, ddp
-
-    def _pipeline(self, raw: nn.Module) -> tuple[nn.Module, nn.Module, None]:
-        """The model cut into stages on several devices of this one process (see towerlab.pipeline)."""
-        from towerlab.pipeline import Pipeline, devices_from
-
-        if self.dist.distributed:
-            raise ConfigError("strategy=pipeline runs in one process over several devices; launch one process "
-                              "(no --procs / torchrun) and name the devices with --pipeline-devices")
-        pipe = Pipeline(raw, devices_from(self.cfg.pipeline_devices), self.cfg.pipeline_chunks)
-        if self.cfg.channels_last:
-            raw.to(memory_format=torch.channels_last)
-        print0(f"pipeline: {pipe.describe()}", dist=self.dist)
-        return raw, pipe, None
+        return raw, model
 
     def autocast(self):
         dtype = _DTYPES.get(self.cfg.precision)
@@ -127,8 +113,7 @@ class Trainer:
         where = Step(self.step, self.total_steps, self.step / self.steps_per_epoch)
         for i, mb in enumerate(micro):
             last = i == len(micro) - 1
-            sync = parallel.no_sync(self.raw, self.ddp, self.cfg.strategy, last)
-            with sync:
+            with self.strategy.no_sync(last):
                 with self.autocast():
                     loss, logs = self.recipe.loss(self.model, mb, where)
                 self.scaler.scale(loss / len(micro)).backward()
@@ -148,9 +133,7 @@ class Trainer:
     # -- evaluation, logging, checkpoints -------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        model = self.ema.module if self.ema is not None else self.raw
-        if self.cfg.strategy == "pipeline":
-            model = self.model  # the stages live on different devices: only the pipeline can call them
+        model = self.strategy.eval_model(self.raw, self.ema, self.model)
         model.eval()
         t0 = time.perf_counter()
         with self.autocast():
@@ -187,7 +170,7 @@ class Trainer:
 
     def state(self) -> tuple[dict, dict]:
         """(model weights, training state), both full (unsharded); a collective: every rank takes part."""
-        weights, optimizer = parallel.full_state(self.raw, self.opt)
+        weights, optimizer = self.strategy.full_state(self.raw, self.opt)
         rng = {"cpu": torch.stack(all_gather(torch.get_rng_state(), self.dist))}  # every rank's stream, in rank order
         if self.dist.device.type == "cuda":
             rng["cuda"] = torch.stack(all_gather(torch.cuda.get_rng_state(self.dist.device), self.dist))
@@ -213,7 +196,8 @@ class Trainer:
         if saved != self.dist.world_size:
             print0(f"resume: continuing a {saved}-process run on {self.dist.world_size}; the random streams start "
                    f"afresh, so the result will differ from an uninterrupted run", dist=self.dist)
-        parallel.load_full_state(self.raw, self.opt, checkpoint.load_weights(folder, "model"), state["optimizer"], folder)
+        self.strategy.load_full_state(self.raw, self.opt, checkpoint.load_weights(folder, "model"), state["optimizer"],
+                                      folder)
         if self.ema is not None:
             self.ema.module.load_state_dict(checkpoint.load_weights(folder, "ema"))
             self.ema.n_averaged.copy_(state["ema_n"])
@@ -234,7 +218,7 @@ class Trainer:
 
     def replica_spread(self) -> float | None:
         """Largest difference of any weight between processes: 0.0 when data parallelism works (None: sharded)."""
-        if parallel.sharded(self.raw):
+        if self.strategy.sharded:
             return None
         spread = torch.zeros((), device=self.dist.device)
         if self.dist.distributed:

@@ -27,7 +27,7 @@ from towerlab.data.loader import TensorLoader
 from towerlab.dist import Dist, all_gather_rows, all_reduce_sum, print0
 from towerlab.errors import ConfigError, DataError
 from towerlab.metrics import roc_auc
-from towerlab.parallel import unwrap
+from towerlab.strategy import unwrap
 from towerlab.recipes.contract import Step
 
 NAME = "chemvae"

@@ -25,7 +25,7 @@ from towerlab.data.loader import BalancedLoader, TensorLoader
 from towerlab.data.segmentation import overlay
 from towerlab.dist import Dist, all_gather_rows, all_reduce_sum
 from towerlab.errors import ConfigError
-from towerlab.parallel import unwrap
+from towerlab.strategy import unwrap
 
 NAME = "segdec"
 MAIN_METRIC = ("ap", "max")

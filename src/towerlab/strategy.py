@@ -1,0 +1,174 @@
+"""How a run uses its processes and devices: one Strategy object per run, chosen once from the config.
+
+  single     one process, one device
+  ddp        a full replica per process, gradients averaged in backward (DistributedDataParallel)
+  fsdp       parameters, gradients and optimizer state sharded across the processes (PyTorch FSDP2 `fully_shard`),
+             each layer gathered only while it computes: for a model whose training state does not fit one device
+  pipeline   one process, the model cut into consecutive stages on several devices, micro-batches flowing through
+
+The engine calls only these methods; no other module asks which strategy a run has. Checkpoints hold full
+(unsharded) state dicts under every strategy, so a run saved under one loads under another, and `predict`, `eval`
+and `serve` read any run.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from towerlab.dist import Dist, print0
+from towerlab.errors import ConfigError
+
+
+class Strategy:
+    """One process, one device: the base every other strategy refines."""
+
+    name = "single"
+    sharded = False  # the model's parameters are split across processes (no replica to compare)
+
+    def __init__(self, cfg, dist: Dist):
+        self.cfg, self.dist = cfg, dist
+
+    @staticmethod
+    def processes(gpus: int) -> int:
+        """Processes to launch for `gpus` devices."""
+        return max(gpus, 1)
+
+    def check(self) -> None:
+        """ConfigError for a config this strategy cannot train."""
+
+    def place(self, raw: nn.Module) -> nn.Module:
+        return raw.to(self.dist.device)
+
+    def wrap(self, raw: nn.Module) -> nn.Module:
+        """The module the training step calls."""
+        return raw
+
+    def no_sync(self, last: bool):
+        """Context for one micro-batch of an accumulated step: gradients are reduced only on the last."""
+        return nullcontext()
+
+    def full_state(self, raw: nn.Module, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+        """Full model and optimizer state dicts on the host (a collective where sharded: every process calls it)."""
+        return raw.state_dict(), opt.state_dict()
+
+    def load_full_state(self, raw: nn.Module, opt: torch.optim.Optimizer, model_sd: dict, opt_sd: dict,
+                        source: Path) -> None:
+        from towerlab.checkpoint import load_into
+
+        load_into(raw, model_sd, source)
+        opt.load_state_dict(opt_sd)
+
+    def eval_model(self, raw: nn.Module, ema, model: nn.Module) -> nn.Module:
+        """The module evaluation calls: the moving average when the run keeps one."""
+        return ema.module if ema is not None else raw
+
+
+class DDPStrategy(Strategy):
+    name = "ddp"
+
+    def wrap(self, raw: nn.Module) -> nn.Module:
+        self.ddp = DDP(raw, device_ids=[self.dist.device] if self.dist.device.type == "cuda" else None)
+        return self.ddp
+
+    def no_sync(self, last: bool):
+        return nullcontext() if last else self.ddp.no_sync()
+
+
+class FSDPStrategy(Strategy):
+    name = "fsdp"
+    sharded = True
+
+    def check(self) -> None:
+        if self.cfg.ema_decay:
+            raise ConfigError("ema_decay with strategy=fsdp is not supported: the average would be a full copy on "
+                              "one device; set --ema-decay 0 or use --strategy ddp")
+
+    def wrap(self, raw: nn.Module) -> nn.Module:
+        """Shard each parameter-holding child, then the root."""
+        from torch.distributed.fsdp import fully_shard
+
+        for child in raw.children():
+            if any(p.requires_grad for p in child.parameters()):
+                fully_shard(child)
+        fully_shard(raw)
+        self.raw = raw
+        return raw
+
+    def no_sync(self, last: bool):
+        self.raw.set_requires_gradient_sync(last)
+        return nullcontext()
+
+    def full_state(self, raw: nn.Module, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        return get_state_dict(raw, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def load_full_state(self, raw: nn.Module, opt: torch.optim.Optimizer, model_sd: dict, opt_sd: dict,
+                        source: Path) -> None:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        set_state_dict(raw, opt, model_state_dict=model_sd, optim_state_dict=opt_sd,
+                       options=StateDictOptions(full_state_dict=True))
+
+
+class PipelineStrategy(Strategy):
+    """The model cut into stages on several devices of this one process (see towerlab.pipeline)."""
+
+    name = "pipeline"
+
+    @staticmethod
+    def processes(gpus: int) -> int:
+        return 1
+
+    def check(self) -> None:
+        if self.dist.distributed:
+            raise ConfigError("strategy=pipeline runs in one process over several devices; launch one process "
+                              "(no --procs / torchrun) and name the devices with --pipeline-devices")
+        if self.cfg.ema_decay:
+            raise ConfigError("ema_decay with strategy=pipeline is not supported: the average would be a full copy "
+                              "on one device; set --ema-decay 0 or use --strategy ddp")
+        if self.cfg.compile or self.cfg.pipeline_chunks <= 0:
+            raise ConfigError("strategy=pipeline needs pipeline_chunks > 0 and compile off")
+
+    def place(self, raw: nn.Module) -> nn.Module:
+        return raw  # each stage goes to its own device in wrap
+
+    def wrap(self, raw: nn.Module) -> nn.Module:
+        from towerlab.pipeline import Pipeline, devices_from
+
+        pipe = Pipeline(raw, devices_from(self.cfg.pipeline_devices), self.cfg.pipeline_chunks)
+        print0(f"pipeline: {pipe.describe()}", dist=self.dist)
+        return pipe
+
+    def eval_model(self, raw: nn.Module, ema, model: nn.Module) -> nn.Module:
+        return model  # the stages live on different devices: only the pipeline can call them
+
+
+STRATEGIES = {"ddp": DDPStrategy, "fsdp": FSDPStrategy, "pipeline": PipelineStrategy}
+
+
+def choose(cfg, dist: Dist) -> Strategy:
+    """The strategy of a run: cfg.strategy, or one plain process when a data-parallel run has only one."""
+    cls = STRATEGIES[cfg.strategy]
+    if cls is not PipelineStrategy and not dist.distributed:
+        cls = Strategy
+    strategy = cls(cfg, dist)
+    strategy.check()
+    return strategy
+
+
+def processes(strategy_name: str | None, gpus: int) -> int:
+    """How many processes `gpus` devices mean under a strategy (a pipeline is one process over them all)."""
+    return STRATEGIES.get(strategy_name or "ddp", Strategy).processes(gpus)
+
+
+def unwrap(model: nn.Module, cls: type) -> nn.Module:
+    """The `cls` module inside DDP (.module), torch.compile (._orig_mod) and AveragedModel (.module) wrappers."""
+    while not isinstance(model, cls):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model

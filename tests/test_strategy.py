@@ -1,0 +1,37 @@
+"""The Strategy object: chosen once from the config, and what each refuses (training under each is in test_dist
+and test_pipeline)."""
+
+import pytest
+
+from towerlab import config, strategy
+from towerlab.dist import Dist
+from towerlab.errors import ConfigError
+from towerlab.recipes import digits
+
+ONE, TWO = Dist(), Dist(rank=0, world_size=2)
+
+
+def _cfg(**fields):
+    return config.build(digits.Config, None, fields)
+
+
+@pytest.mark.parametrize("name, dist, expected", [
+    ("ddp", ONE, strategy.Strategy), ("ddp", TWO, strategy.DDPStrategy), ("fsdp", ONE, strategy.Strategy),
+    ("fsdp", TWO, strategy.FSDPStrategy), ("pipeline", ONE, strategy.PipelineStrategy)])
+def test_chosen_from_the_config_and_the_processes(name, dist, expected):
+    assert type(strategy.choose(_cfg(strategy=name), dist)) is expected
+
+
+def test_what_each_refuses_in_one_line():
+    with pytest.raises(ConfigError, match="ema_decay with strategy=fsdp"):
+        strategy.choose(_cfg(strategy="fsdp", ema_decay=0.9), TWO)
+    with pytest.raises(ConfigError, match="ema_decay with strategy=pipeline"):
+        strategy.choose(_cfg(strategy="pipeline", ema_decay=0.9), ONE)
+    with pytest.raises(ConfigError, match="runs in one process"):
+        strategy.choose(_cfg(strategy="pipeline"), TWO)
+    with pytest.raises(ConfigError, match="compile off"):
+        strategy.choose(_cfg(strategy="pipeline", compile=True), ONE)
+
+
+def test_processes_for_a_number_of_gpus():
+    assert [strategy.processes(s, 4) for s in ("ddp", "fsdp", "pipeline", None)] == [4, 4, 1, 4]
