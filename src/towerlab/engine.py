@@ -385,6 +385,14 @@ def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | No
             metrics["run_dir"] = str(run.path)
             run.write_final(metrics)
         return metrics
+    except KeyboardInterrupt:
+        if run:
+            run.write_status("interrupted")
+        raise
+    except Exception as e:
+        if run:
+            run.write_status("failed", (str(e).strip().splitlines() or [type(e).__name__])[0][:500])
+        raise
     finally:
         if run:
             run.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 from towerlab import recipes
 from towerlab.config import load_yaml
 from towerlab.errors import ConfigError
+from towerlab.runs import RunRecord
 from towerlab.search.executor import LocalExecutor, Result, Trial
 
 
@@ -80,7 +81,7 @@ def ensemble(recipe_name: str, members: int, out: str | Path, executor: LocalExe
 
 
 def _metrics_of(t: Trial) -> dict:
-    m = json.loads((t.out / "final_metrics.json").read_text())
+    m = RunRecord.load(t.out).final or {}
     return {k: v for k, v in m.items() if isinstance(v, float) and "/" not in k}
 
 

@@ -6,7 +6,11 @@
   final_metrics.json   the metrics at the end of training
   tb/                  TensorBoard event files
   checkpoints/         see checkpoint.py
+  status.json          running (with the pid), done, failed (with the error) or interrupted (Ctrl-C)
   .lock                held (flock) by the process training the run, with its pid: a second one is refused
+
+RunRecord.load(dir) reads all of it back: what every command downstream of training reads runs through. A run
+whose status.json says running while no process holds its lock was killed: its status reads `interrupted`.
 """
 
 from __future__ import annotations
@@ -16,10 +20,8 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import torch
 
 from towerlab.config import load_yaml, save_yaml
 from towerlab.errors import ConfigError
@@ -47,6 +49,7 @@ class Run:
 
         self._truncate_metrics(resume_step)
         self.write_config(recipe, cfg)  # on resume: with the fields the continuation changed
+        self.write_status("running")
         self.tb = SummaryWriter(str(self.path / "tb"), purge_step=resume_step)
 
     def write_config(self, recipe: str, cfg) -> None:
@@ -54,7 +57,9 @@ class Run:
         save_yaml({"recipe": recipe, **asdict(cfg)}, tmp)
         os.replace(tmp, self.path / "config.yaml")  # a crash leaves the old config or the new, never half of one
 
-    def write_env(self, world_size: int, device: torch.device) -> None:
+    def write_env(self, world_size: int, device) -> None:
+        import torch
+
         env = {"torch": torch.__version__, "python": platform.python_version(), "world_size": world_size,
                "device": str(device), "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -70,6 +75,15 @@ class Run:
     def write_final(self, metrics: dict) -> None:
         (self.path / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
         self.tb.flush()
+        self.write_status("done")
+
+    def write_status(self, status: str, error: str = "") -> None:
+        """status.json, replaced atomically: running / done / failed / interrupted."""
+        data = {"status": status, "pid": os.getpid(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **({"error": error} if error else {})}
+        tmp = self.path / ".status.json.tmp"
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.path / "status.json")
 
     def close(self) -> None:
         if self.tb is not None:
@@ -132,3 +146,52 @@ def read_config(run_dir: str | Path) -> tuple[str, dict]:
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); pass the folder `towerlab train` wrote")
     data = load_yaml(path)
     return data.pop("recipe"), data
+
+
+STATUSES = ("running", "done", "failed", "interrupted")
+
+
+@dataclass
+class RunRecord:
+    """A run directory read back: its config, log, final metrics, checkpoints and status."""
+
+    path: Path
+    recipe: str
+    config: dict
+    status: str  # one of STATUSES
+    final: dict | None = None  # final_metrics.json: None until the run finishes
+    error: str = ""  # what a failed run died of
+    checkpoints: list[tuple[int, Path]] = field(default_factory=list)  # (step, folder), newest first
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunRecord":
+        from towerlab.checkpoint import folders, step_of
+
+        path = Path(path)
+        recipe, fields = read_config(path)
+        final = _json(path / "final_metrics.json")
+        status = _json(path / "status.json") or {}
+        state = status.get("status") or ("done" if final else "interrupted")
+        if state == "running" and holder(path) is None:
+            state = "interrupted"  # it said running, and the process that said so is gone
+        return cls(path, recipe, fields, state, final, status.get("error", ""),
+                   [(step_of(d), d) for d in folders(path / "checkpoints")])
+
+    def metrics(self) -> list[dict]:
+        """Every line of metrics.jsonl (a line cut short by a kill is skipped)."""
+        log = self.path / "metrics.jsonl"
+        lines = log.read_text().splitlines() if log.is_file() else []
+        return [json.loads(ln) for ln in lines if _step(ln) is not None]
+
+    def main_metric(self) -> float | None:
+        """The best value of the recipe's main metric (from the final metrics), None before the run is done."""
+        best = (self.final or {}).get("best") or {}
+        return best.get("value")
+
+
+def _json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None

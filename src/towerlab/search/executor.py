@@ -14,7 +14,6 @@ trial folders must be on a file system every node sees (the usual shared home or
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
 import socket
@@ -28,7 +27,7 @@ from tqdm import tqdm
 
 from towerlab.config import save_yaml
 from towerlab.errors import ConfigError
-from towerlab.runs import holder
+from towerlab.runs import RunRecord, holder
 
 
 @dataclass
@@ -111,22 +110,29 @@ def trial_env(cuda_visible: str, threads: int) -> dict[str, str]:
     return env
 
 
+def _record(trial: Trial) -> RunRecord | None:
+    try:
+        return RunRecord.load(trial.out)
+    except ConfigError:  # not a run directory yet (the trial never got as far as writing its config)
+        return None
+
+
 def split_finished(trials: list[Trial]) -> tuple[dict[str, Result], list[Trial]]:
     """Trials finished by an earlier run (as results) and the ones still to run."""
     done, queue = {}, []
     for t in trials:
-        final = t.out / "final_metrics.json"
-        if final.is_file():
-            done[t.name] = Result(t.name, "done", "-", 0.0, json.loads(final.read_text()))
+        record = _record(t)
+        if record is not None and record.status == "done" and record.final:
+            done[t.name] = Result(t.name, "done", "-", 0.0, record.final)
         else:
             queue.append(t)
     return done, queue
 
 
 def collect(trial: Trial, returncode: int, device: str, seconds: float) -> Result:
-    final = trial.out / "final_metrics.json"
-    ok = returncode == 0 and final.is_file()
-    return Result(trial.name, "ok" if ok else "failed", device, seconds, json.loads(final.read_text()) if ok else {},
+    record = _record(trial)
+    ok = returncode == 0 and record is not None and record.status == "done" and bool(record.final)
+    return Result(trial.name, "ok" if ok else "failed", device, seconds, record.final if ok else {},
                   "" if ok else f"exit {returncode}: {_tail(trial.out / 'log.txt')}")
 
 

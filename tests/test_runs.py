@@ -1,0 +1,41 @@
+"""The run record: a run directory read back, its status among them."""
+
+import json
+
+import pytest
+
+from towerlab import config
+from towerlab.engine import fit
+from towerlab.errors import ConfigError, DivergedError
+from towerlab.recipes import digits
+from towerlab.runs import Run, RunRecord
+
+QUIET = {"log_every": 2, "eval_every_epochs": 0.0}
+
+
+def test_a_finished_run_reads_back_whole(tmp_path):
+    fit(digits, config.build(digits.Config, None, {"max_steps": 6, "ckpt_every_steps": 2, **QUIET}), out=tmp_path / "r")
+    record = RunRecord.load(tmp_path / "r")
+    assert (record.recipe, record.status, record.config["max_steps"]) == ("digits", "done", 6)
+    assert [step for step, _ in record.checkpoints] == [6, 4, 2]
+    assert record.final["step"] == 6 and record.main_metric() == record.final["best"]["value"]
+    assert [m["step"] for m in record.metrics() if "train/loss" in m] == [2, 4, 6]
+
+
+def test_running_interrupted_and_failed(tmp_path):
+    held = Run(tmp_path / "r")
+    held.write_config("digits", digits.Config())
+    held.write_status("running")
+    assert RunRecord.load(tmp_path / "r").status == "running"  # its process lives and holds the lock
+    held.close()  # as if killed: the lock is gone, the file still says running
+    assert RunRecord.load(tmp_path / "r").status == "interrupted"
+    with pytest.raises(DivergedError):
+        fit(digits, config.build(digits.Config, None, {"max_steps": 4, "lr": 1e12, **QUIET}), out=tmp_path / "f")
+    record = RunRecord.load(tmp_path / "f")
+    assert record.status == "failed" and "training loss became" in record.error and record.final is None
+    assert json.loads((tmp_path / "f" / "status.json").read_text())["status"] == "failed"
+
+
+def test_not_a_run_directory_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="is not a run directory"):
+        RunRecord.load(tmp_path)
