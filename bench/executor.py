@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from towerlab.search.executor import LocalExecutor, Trial
+from towerlab.executor import LocalExecutor, Trial
 
 
 def wall(executor: LocalExecutor, recipe: str, n: int, overrides: dict) -> float:

@@ -295,7 +295,7 @@ def _overrides(items: list[str]) -> dict:
 
 
 def _executor(args):
-    from towerlab.search.executor import LocalExecutor, RayExecutor
+    from towerlab.executor import LocalExecutor, RayExecutor
 
     if args.executor == "ray":
         return RayExecutor(args.address, gpus=args.gpus != "none", per_gpu=args.per_gpu,

@@ -20,7 +20,7 @@ from towerlab import recipes
 from towerlab.config import load_yaml
 from towerlab.errors import ConfigError
 from towerlab.runs import RunRecord
-from towerlab.search.executor import LocalExecutor, Result, Trial
+from towerlab.executor import Executor, Result, Trial
 
 
 def load_jobs(path: str | Path, out: Path) -> list[Trial]:
@@ -50,7 +50,7 @@ def summary_rows(trials: list[Trial], results: list[Result]) -> list[dict]:
     return rows
 
 
-def run(path: str | Path, out: str | Path, executor: LocalExecutor) -> list[dict]:
+def run(path: str | Path, out: str | Path, executor: Executor) -> list[dict]:
     out = Path(out)
     trials = load_jobs(path, out)
     rows = summary_rows(trials, executor.run(trials))
@@ -63,7 +63,7 @@ def run(path: str | Path, out: str | Path, executor: LocalExecutor) -> list[dict
     return rows
 
 
-def ensemble(recipe_name: str, members: int, out: str | Path, executor: LocalExecutor,
+def ensemble(recipe_name: str, members: int, out: str | Path, executor: Executor,
              fixed: dict | None = None) -> dict:
     """Train `members` copies of a recipe with seeds 0..K-1 side by side, then evaluate them together: the
     average of their predicted probabilities, scored on the validation split. Returns each member's metrics and

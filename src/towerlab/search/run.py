@@ -16,12 +16,12 @@ from pathlib import Path
 
 from towerlab import recipes
 from towerlab.config import save_yaml
-from towerlab.search.executor import LocalExecutor, Trial
+from towerlab.executor import Executor, Trial
 from towerlab.search.ga import GeneticSearch, grid_search
 from towerlab.search.space import Space, genome_key
 
 
-def search(recipe_name: str, space_path: str, out: str | Path, executor: LocalExecutor, algo: str = "ga",
+def search(recipe_name: str, space_path: str, out: str | Path, executor: Executor, algo: str = "ga",
            fixed: dict | None = None, points: int = 4, **ga) -> dict:
     recipe = recipes.get(recipe_name)
     space = Space.load(space_path)

@@ -1,9 +1,8 @@
 """Run many trainings side by side: each its own process, pinned to one device before torch starts.
 
-A trial is `towerlab train RECIPE --config OUT/trial.yaml --out OUT --auto-resume` in a fresh process (so
-CUDA_VISIBLE_DEVICES pins it before CUDA initialises, and a crash or an out-of-memory error ends that trial only). A
-trial whose folder already holds final_metrics.json is not run again; one with checkpoints is resumed by the trial
-itself. A trial ends when the process that started it dies (Linux's parent-death signal), so a killed search leaves
+A trial is `python -m towerlab.trial OUT/trial.json` (towerlab.trial) in a fresh process (so CUDA_VISIBLE_DEVICES
+pins it before CUDA initialises, and a crash or an out-of-memory error ends that trial only). A trial whose run
+directory is done is not run again; one with checkpoints is resumed by the trial itself. A trial ends when the process that started it dies (Linux's parent-death signal), so a killed search leaves
 no orphans behind; a folder that a live process still trains (its lock) is waited for, never trained twice.
 
 LocalExecutor: as many at once as there are slots on this machine, K per listed GPU or N CPU workers.
@@ -22,12 +21,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Protocol
 
 from tqdm import tqdm
 
-from towerlab.config import save_yaml
 from towerlab.errors import ConfigError
 from towerlab.runs import RunRecord, holder
+from towerlab.trial import TrialResult, TrialSpec
 
 
 @dataclass
@@ -60,11 +60,9 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 
 def command(trial: Trial, gpu: bool, python: str = sys.executable) -> list[str]:
-    """The trial's `towerlab train` command line (it continues its own checkpoints, if any); writes trial.yaml."""
-    trial.out.mkdir(parents=True, exist_ok=True)
-    save_yaml(trial.overrides, trial.out / "trial.yaml")
-    return [python, "-m", "towerlab", "train", trial.recipe, "--config", str(trial.out / "trial.yaml"),
-            "--out", str(trial.out), "--auto-resume", "--gpus", "1" if gpu else "0"]
+    """The trial's command line (it continues its own checkpoints, if any); writes its trial.json."""
+    spec = TrialSpec(trial.name, trial.recipe, trial.overrides, gpu).write(trial.out)
+    return [python, "-m", "towerlab.trial", str(spec)]
 
 
 def _die_with_parent(parent: int):
@@ -130,10 +128,18 @@ def split_finished(trials: list[Trial]) -> tuple[dict[str, Result], list[Trial]]
 
 
 def collect(trial: Trial, returncode: int, device: str, seconds: float) -> Result:
-    record = _record(trial)
-    ok = returncode == 0 and record is not None and record.status == "done" and bool(record.final)
-    return Result(trial.name, "ok" if ok else "failed", device, seconds, record.final if ok else {},
-                  "" if ok else f"exit {returncode}: {_tail(trial.out / 'log.txt')}")
+    """The trial's TrialResult; a trial that died before writing one (a signal, out of memory) failed."""
+    result = TrialResult.read(trial.out)
+    if returncode == 0 and result is not None and result.status == "ok":
+        return Result(trial.name, "ok", device, seconds, result.metrics)
+    why = result.error if result is not None and result.error else _tail(trial.out / "log.txt")
+    return Result(trial.name, "failed", device, seconds, {}, f"exit {returncode}: {why}")
+
+
+class Executor(Protocol):
+    """Where trials run: every trial once (finished ones are not rerun); results in the order of `trials`."""
+
+    def run(self, trials: list[Trial], on_result: Callable[[Result], None] | None = None) -> list[Result]: ...
 
 
 class LocalExecutor:

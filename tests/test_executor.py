@@ -11,7 +11,7 @@ import yaml
 from helpers import run_cli
 
 from towerlab.errors import ConfigError
-from towerlab.search.executor import LocalExecutor, RayExecutor, Trial, trial_env
+from towerlab.executor import LocalExecutor, RayExecutor, Trial, trial_env
 
 QUICK = {"max_steps": 15, "eval_every_epochs": 0, "log_every": 5}
 
