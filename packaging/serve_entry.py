@@ -3,8 +3,8 @@
 import multiprocessing
 import sys
 
-from towerlab.cli import main
+from towerlab.serve.__main__ import main
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # a frozen program must not re-run itself in spawned children
-    raise SystemExit(main(["serve", *sys.argv[1:]]))
+    raise SystemExit(main(sys.argv[1:]))

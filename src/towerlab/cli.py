@@ -20,6 +20,7 @@ from pathlib import Path
 
 from towerlab import config, dist, recipes
 from towerlab.errors import TowerlabError
+from towerlab.serve import options as serve_options
 
 
 class Parser(argparse.ArgumentParser):
@@ -250,7 +251,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_chem(args) -> int:
-    from towerlab.chem import generate as gen
+    from towerlab.generate import vae as gen
 
     m = gen.load(args.run_dir, args.checkpoint)
     out = Path(args.out) if args.out else Path(args.run_dir) / f"{args.action}.csv"
@@ -431,10 +432,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_devices(se)
     se.set_defaults(func=cmd_search)
     s = sub.add_parser("serve", help="watch SQL tables, grade new rows with a trained model, write results back")
-    s.add_argument("config", help="service config (YAML)")
-    s.add_argument("--once", action="store_true", help="grade what is pending, then exit (for cron and tests)")
-    s.add_argument("--http", type=int, metavar="PORT", help="serve /healthz, /readyz and /metrics on this port")
-    s.add_argument("--http-host", default="127.0.0.1", help="address for --http (default: 127.0.0.1)")
+    serve_options.add_arguments(s)
     s.set_defaults(func=cmd_serve)
     return p
 

@@ -1,7 +1,25 @@
-"""python -m towerlab.serve CONFIG.yaml [--once] [--http PORT]"""
+"""python -m towerlab.serve CONFIG.yaml [--once] [--http PORT] (also the entry of the one-file executable)."""
 
+import argparse
 import sys
 
-from towerlab.cli import main
+from towerlab.errors import TowerlabError
+from towerlab.serve import options
 
-raise SystemExit(main(["serve", *sys.argv[1:]]))
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="towerlab-serve", description="Watch SQL tables, grade new rows, write results.")
+    options.add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        from towerlab.serve.run import serve
+
+        serve(args.config, once=args.once, http_port=args.http, http_host=args.http_host)
+    except TowerlabError as e:
+        print(f"towerlab: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

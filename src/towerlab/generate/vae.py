@@ -16,7 +16,7 @@ from towerlab.chem import props
 from towerlab.chem.tokens import Skipped, Vocab
 from towerlab.data import smiles as smiles_data
 from towerlab.errors import ConfigError, DataError
-from towerlab.recipes import require
+from towerlab.recipes import chemvae, require
 from towerlab.runs import read_config
 
 
@@ -38,8 +38,6 @@ def load(run_dir: str | Path, which: str = "best") -> Model:
 
 def training_set(m: Model) -> set[str]:
     """Canonical SMILES of the run's training data (for novelty), read again from the file it was trained on."""
-    from towerlab.recipes import chemvae
-
     try:
         return {c for c in map(props.canonical, chemvae.prepared(m.cfg).train_smiles) if c}
     except DataError:
