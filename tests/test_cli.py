@@ -1,8 +1,14 @@
 """The command line end to end, as a user runs it, and its one-line errors."""
 
 import json
+import subprocess
+import sys
 
+import pytest
 from helpers import run_cli
+
+from towerlab.cli import parse_gpus
+from towerlab.errors import TowerlabError
 
 
 def test_train_eval_predict_digits(tmp_path):
@@ -29,8 +35,33 @@ def test_train_eval_predict_digits(tmp_path):
 def test_recipes_and_help():
     out = run_cli("recipes").stdout
     assert all(name in out for name in ("mnist", "cifar10", "digits"))
+    assert "can: segment, predict_files, examples" in out  # each recipe's capabilities
     help_text = run_cli("train", "cifar10", "--help").stdout
     assert "--ema-decay" in help_text and "default: 0.9999" in help_text
+    assert run_cli("--version").stdout.startswith("towerlab ")
+
+
+def test_help_and_the_recipe_list_start_no_torch():
+    code = """
+import contextlib, io, sys
+from towerlab.cli import main
+for argv in (["--help"], ["recipes"], ["search", "--help"], ["train", "--help"], ["serve", "--help"]):
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main(argv)
+        except SystemExit:
+            pass
+print(sorted(m for m in ("torch", "numpy", "rdkit", "sqlalchemy") if m in sys.modules))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_gpus_means_the_same_everywhere():
+    assert parse_gpus("0") == [] and parse_gpus("2") == [0, 1] and parse_gpus("1,3") == [1, 3]
+    assert parse_gpus("none") == [] and parse_gpus("4,") == [4]
+    with pytest.raises(TowerlabError, match="write a count"):
+        parse_gpus("two")
 
 
 def _one_line_error(proc, *fragments):

@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from towerlab import config, dist, recipes
+from towerlab import __version__, config, recipes
 from towerlab.errors import TowerlabError
 from towerlab.serve import options as serve_options
 
@@ -31,8 +31,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def _launch_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gpus", type=int, default=None,
-                   help="GPUs to train on: 0 = CPU, N > 1 = N processes under torchrun (default: 1 if a GPU is visible)")
+    p.add_argument("--gpus", default=None, metavar="N|I,J,...",
+                   help="GPUs to train on: a count (0 = CPU; N > 1 = N processes under torchrun) or a list of indices "
+                        "(default: 1 if a GPU is visible)")
     p.add_argument("--procs", type=int, default=None,
                    help="processes to launch (default: --gpus; on --resume, as many as the run was trained with); "
                         "with --gpus 0, N CPU processes over gloo")
@@ -74,9 +75,33 @@ def _flag(argv: list[str], name: str) -> str | None:
     return None
 
 
+def parse_gpus(value: str) -> list[int]:
+    """--gpus, the same in every command: a count N (the first N GPUs; 0: none, the CPU) or indices I,J,..."""
+    text = value.strip().lower()
+    try:
+        if text == "none":
+            return []
+        if "," not in text:
+            return list(range(int(text)))
+        return [int(g) for g in text.split(",") if g.strip()]
+    except ValueError:
+        raise TowerlabError(f"--gpus {value!r}: write a count (0 for the CPU, 4) or GPU indices (0,1,3)") from None
+
+
+def _train_gpus(value: str | None) -> int | None:
+    """The GPU count of `train`; a list of indices also pins them (CUDA_VISIBLE_DEVICES) before torch sees a GPU."""
+    if value is None:
+        return None
+    gpus = parse_gpus(value)
+    if "," in value:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
+    return len(gpus)
+
+
 def _continuing(args) -> str | None:
     """The run directory this invocation continues: --resume, or --out when --auto-resume is given or torchrun
     restarted the processes, and the folder has checkpoints. None: a fresh run."""
+    from towerlab import dist
     from towerlab.checkpoint import folders
 
     if args.resume:
@@ -115,6 +140,9 @@ def cmd_train(argv: list[str]) -> int:
             raise TowerlabError(f"{resume_dir} is a {saved} run, not {name}; drop the recipe name or pass another run")
         name = saved
     args = _train_parser(name).parse_args(argv)
+    from towerlab import dist  # after parsing: --help starts no torch
+
+    args.gpus = _train_gpus(args.gpus)
     if args.gpus:
         import torch
 
@@ -168,6 +196,8 @@ def _launch(argv: list[str], args, nproc: int, continuing: str | None) -> int:
         argv = [*argv, "--out", str(default_dir(args.recipe))]
     if continuing and not args.procs and not args.gpus:
         argv = [*argv, "--procs", str(nproc)]  # said aloud, so every restart agrees
+    from towerlab import dist
+
     code = dist.launch(["train", *argv], nproc, args.max_restarts)
     run_dir = continuing or _flag(argv, "--out")
     if code == 1 and run_dir:
@@ -243,7 +273,9 @@ def cmd_data(args) -> int:
     recipes.require(args.name, "classify", "segment", command="data export (it writes images)")
     recipe = recipes.get(args.name)
     cfg = config.build(recipe.Config, None, {"data": args.data or "", "data_on_device": False})
-    _, val = recipe.build_data(cfg, dist.Dist())
+    from towerlab.dist import Dist
+
+    _, val = recipe.build_data(cfg, Dist())
     images, labels = val.tensors[0], val.tensors[-1]
     for path in export_samples(images, labels, recipe.class_names(cfg), args.dir, args.n):
         print(path)
@@ -298,14 +330,10 @@ def _overrides(items: list[str]) -> dict:
 def _executor(args):
     from towerlab.executor import LocalExecutor, RayExecutor
 
+    gpus = parse_gpus(args.gpus) if args.gpus else None
     if args.executor == "ray":
-        return RayExecutor(args.address, gpus=args.gpus != "none", per_gpu=args.per_gpu,
-                           cpus_per_trial=args.cpus_per_trial)
-    try:
-        gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
-    except ValueError:
-        raise TowerlabError(f"--gpus {args.gpus!r}: write GPU indices separated by commas, e.g. --gpus 0,1") from None
-    return LocalExecutor(gpus=gpus, per_gpu=args.per_gpu, workers=args.workers)
+        return RayExecutor(args.address, gpus=gpus != [], per_gpu=args.per_gpu, cpus_per_trial=args.cpus_per_trial)
+    return LocalExecutor(gpus=gpus or None, per_gpu=args.per_gpu, workers=args.workers)
 
 
 def cmd_jobs(args) -> int:
@@ -347,8 +375,9 @@ def cmd_ensemble(args) -> int:
 
 
 def _add_devices(p) -> None:
-    p.add_argument("--gpus", help="comma-separated GPU indices to run on (e.g. 0,1,2,3); with --executor ray the "
-                                  "cluster's GPUs are used, and --gpus none runs CPU trials instead")
+    p.add_argument("--gpus", metavar="N|I,J,...", help="GPUs to run trials on: a count (the first N; 0 = none, CPU "
+                                                        "trials) or indices (0,2,3); with --executor ray, any count but 0 "
+                                                        "uses the cluster's GPUs")
     p.add_argument("--per-gpu", type=int, default=1, help="runs at once on each GPU")
     p.add_argument("--workers", type=int, default=1, help="without --gpus: CPU processes at once")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
@@ -367,6 +396,7 @@ def cmd_serve(args) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = Parser(prog="towerlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"towerlab {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("recipes", help="list the registered recipes").set_defaults(func=cmd_recipes)
     sub.add_parser("train", help="train a recipe (towerlab train RECIPE --help lists its fields)", add_help=False)
