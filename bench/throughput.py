@@ -47,7 +47,8 @@ def host_loader(recipe, cfg, device):
     """What a user writes by hand: a torch DataLoader over the host copy of the training data (items of different
     sizes padded per batch by a collate function), and the recipe's batch augmentation."""
     host = config.build(type(cfg), None, {**vars(cfg), "data_on_device": False})
-    train, _ = recipe.build_data(host, Dist())
+    data = recipe.build_data(host, Dist())
+    train = data.train
     fields = train.tensors
     if isinstance(fields[0], list):  # variable-size items (segmentation): pad each batch to its largest item
         dataset = list(zip(*fields))
@@ -56,7 +57,7 @@ def host_loader(recipe, cfg, device):
         dataset, collate = TensorDataset(*fields), None
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, collate_fn=collate,
                         pin_memory=device.type == "cuda")
-    return loader, train.transform or (lambda *batch: batch)
+    return loader, train.transform or (lambda *batch: batch), data
 
 
 def plain_optimizer(cfg, params):
@@ -70,8 +71,8 @@ def plain_optimizer(cfg, params):
 def plain_loop(recipe, cfg, device, steps: int, window: int) -> list[float]:
     """The reference: what a user writes by hand. Returns images/s per window."""
     torch.manual_seed(cfg.seed)
-    loader, transform = host_loader(recipe, cfg, device)
-    model = recipe.build_model(cfg).to(device)
+    loader, transform, data = host_loader(recipe, cfg, device)
+    model = recipe.build_model(cfg, data).to(device)
     opt = plain_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     rates, step, t0 = [], 0, time.perf_counter()
     while step < steps:
@@ -96,13 +97,13 @@ def lightning_rates(recipe, cfg, device, steps: int, window: int) -> list[float]
     """The same model and loop under a Lightning Trainer (only when lightning is installed)."""
     import lightning as L
 
-    loader, transform = host_loader(recipe, cfg, device)
+    loader, transform, data = host_loader(recipe, cfg, device)
 
     class Module(L.LightningModule):
         def __init__(self):
             super().__init__()
             torch.manual_seed(cfg.seed)
-            self.model = recipe.build_model(cfg)
+            self.model = recipe.build_model(cfg, data)
 
         def training_step(self, batch, i):
             return recipe.loss(self.model, transform(*batch), STEP)[0]
@@ -133,8 +134,8 @@ def flops_per_image(recipe, cfg, device) -> float:
     """Forward + backward FLOPs of one training image at the benchmark's size (torch's FLOP counter)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    loader, transform = host_loader(recipe, config.build(type(cfg), None, {**vars(cfg), "batch_size": 1}), device)
-    model = recipe.build_model(cfg).to(device)
+    loader, transform, data = host_loader(recipe, config.build(type(cfg), None, {**vars(cfg), "batch_size": 1}), device)
+    model = recipe.build_model(cfg, data).to(device)
     batch = transform(*(t.to(device) for t in next(iter(loader))))
     with FlopCounterMode(display=False) as counter:
         recipe.loss(model, batch, STEP)[0].backward()

@@ -275,7 +275,7 @@ def cmd_data(args) -> int:
     cfg = config.build(recipe.Config, None, {"data": args.data or "", "data_on_device": False})
     from towerlab.dist import Dist
 
-    _, val = recipe.build_data(cfg, Dist())
+    val = recipe.build_data(cfg, Dist()).val
     images, labels = val.tensors[0], val.tensors[-1]
     for path in export_samples(images, labels, recipe.class_names(cfg), args.dir, args.n):
         print(path)

@@ -55,9 +55,8 @@ class Trainer:
     def __init__(self, recipe, cfg: TrainConfig, dist: Dist, run: Run | None):
         self.recipe, self.cfg, self.dist, self.run = recipe, cfg, dist, run
         _set_determinism(cfg, dist.device)
-        self.train_loader, self.val_loader = recipe.build_data(cfg, dist)
-        for loader in (self.train_loader, self.val_loader):
-            loader.channels_last = cfg.channels_last
+        self.data = recipe.build_data(cfg, dist)
+        self.train_loader, self.val_loader = self.data.train, self.data.val
         if cfg.eval_limit:
             self.val_loader = limited(self.val_loader, cfg.eval_limit)
         self.steps_per_epoch = len(self.train_loader)
@@ -86,7 +85,7 @@ class Trainer:
         """(the model itself, the module the training step calls: wrapped by the strategy, maybe compiled)."""
         cfg, dist = self.cfg, self.dist
         torch.manual_seed(cfg.seed)  # the same initial weights in every process
-        raw = self.recipe.build_model(cfg)
+        raw = self.recipe.build_model(cfg, self.data)
         if cfg.init_from:
             copied, fresh = checkpoint.init_from(raw, Path(cfg.init_from))
             print0(f"init from {cfg.init_from}: {len(copied)} tensors copied, {len(fresh)} new: "
@@ -377,7 +376,7 @@ def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | No
     try:
         trainer = Trainer(recipe, cfg, dist, run)
         if run and recipes.has(recipe, "artifacts"):  # files a run needs besides weights (chemvae's vocabulary)
-            recipe.save_artifacts(cfg, run.path)
+            recipe.save_artifacts(cfg, trainer.data, run.path)
         if folder:
             trainer.load(folder)
         metrics = trainer.train()

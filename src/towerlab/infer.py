@@ -30,6 +30,8 @@ def load(run_dir: str | Path, which: str = "last", device: torch.device | str = 
     name, fields = read_config(run_dir)
     recipe = get(name)
     cfg = merge(merge(recipe.Config(), fields, f"{run_dir}/config.yaml"), overrides, "command line")
+    if has(recipe, "artifacts"):  # files beside the weights that the model is built from (a vocabulary)
+        cfg = recipe.with_artifacts(cfg, Path(run_dir))
     folder = checkpoint.find(Path(run_dir), which)
     kind = "ema" if (folder / "ema.safetensors").is_file() else "model"
     model = recipe.build_model(cfg)
@@ -40,7 +42,7 @@ def load(run_dir: str | Path, which: str = "last", device: torch.device | str = 
 def evaluate(run_dir: str | Path, which: str = "last", dist: Dist | None = None, **overrides) -> dict:
     dist = dist or setup()
     run = load(run_dir, which, dist.device, **overrides)
-    _, val = run.recipe.build_data(run.cfg, dist)
+    val = run.recipe.build_data(run.cfg, dist).val
     with torch.no_grad():
         return run.recipe.evaluate(run.model, val, dist)
 
@@ -56,10 +58,12 @@ def load_inputs(recipe, cfg, paths: list[str]) -> torch.Tensor:
 def predict(run_dir: str | Path, paths: list[str], which: str = "last", out_dir: str | None = None) -> list[dict]:
     """For each file: its predicted class and the probability of every class; a recipe with outputs of its own
     (label maps, defect masks) writes them as PNGs via its predict_files."""
+    name = read_config(run_dir)[0]
+    if not has(name, "predict_files"):
+        require(name, "classify", command="classifying image files")
     run = load(run_dir, which)
     if has(run.recipe, "predict_files"):
         return run.recipe.predict_files(run.model, run.cfg, paths, out_dir)
-    require(run.recipe, "classify", command="classifying image files")
     names = run.recipe.class_names(run.cfg)
     probs = run.recipe.predict(run.model, load_inputs(run.recipe, run.cfg, paths))
     return [{"file": str(p), "class": names[int(row.argmax())], "probability": float(row.max()),

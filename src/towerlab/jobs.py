@@ -97,7 +97,7 @@ def evaluate_ensemble(run_dirs: list[Path], which: str = "best") -> dict:
     runs = [infer.load(d, which) for d in run_dirs]
     recipe, cfg = runs[0].recipe, runs[0].cfg
     recipes.require(recipe, "classify", "segment", command="an ensemble (it averages class probabilities)")
-    _, val = recipe.build_data(cfg, Dist())
+    val = recipe.build_data(cfg, Dist()).val
     cm = ConfusionMatrix(len(recipe.class_names(cfg)), torch.device("cpu"))
     with torch.no_grad():
         for batch in val:

@@ -26,11 +26,11 @@ def _cfg(data, **kw):
 @pytest.mark.parametrize("decoder", ["conv", "gru"])
 def test_forward_backward(smiles_csv, encoder, decoder, capsys):
     cfg = _cfg(smiles_csv, encoder=encoder, decoder=decoder)
-    model = chemvae.build_model(cfg).train()
-    train, _ = chemvae.build_data(cfg, Dist())
-    tokens, values = next(iter(train))
+    data = chemvae.build_data(cfg, Dist())
+    model = chemvae.build_model(cfg, data).train()
+    tokens, values = next(iter(data.train))
     out = model(tokens)
-    assert out["logits"].shape == (8, 64, len(chemvae.prepared(cfg).vocab)) and out["props"].shape == (8, 3)
+    assert out["logits"].shape == (8, 64, len(data.meta["vocab"])) and out["props"].shape == (8, 3)
     loss, logs = chemvae.loss(model, (tokens, values), Step(0, 10, 0.0))
     loss.backward()
     assert math.isfinite(loss.item()) and logs["property"] > 0
@@ -74,7 +74,8 @@ def test_the_autoencoder_memorises_a_few_real_molecules(shared_data, tmp_path):
 
 
 def test_kl_weight_anneals_linearly_over_optimizer_steps(smiles_csv):
-    model = chemvae.build_model(_cfg(smiles_csv, beta=0.5, kl_warmup_steps=4)).train()
+    cfg = _cfg(smiles_csv, beta=0.5, kl_warmup_steps=4)
+    model = chemvae.build_model(cfg, chemvae.build_data(cfg, Dist())).train()
     assert [model.kl_weight(step) for step in range(6)] == [0.0, 0.125, 0.25, 0.375, 0.5, 0.5]
     tokens = torch.zeros(2, 64, dtype=torch.long)
     model(tokens)

@@ -25,8 +25,9 @@ def _metrics(name: str, data: str, dist: Dist) -> dict:
     recipe = get(name)
     cfg = config.build(recipe.Config, None, {"data": data, **CASES[name][1]})
     torch.manual_seed(0)
-    model = recipe.build_model(cfg).eval()
-    _, val = recipe.build_data(cfg, dist)
+    data = recipe.build_data(cfg, dist)
+    model = recipe.build_model(cfg, data).eval()
+    val = data.val
     with torch.no_grad():
         return recipe.evaluate(model, val, dist)
 

@@ -37,9 +37,9 @@ def test_forward_backward_shapes(name, request):
     recipe = get(name)
     cfg = _cfg(name, request)
     torch.manual_seed(0)
-    model = recipe.build_model(cfg)
-    train, val = recipe.build_data(cfg, Dist())
-    batch = next(iter(train))
+    data = recipe.build_data(cfg, Dist())
+    model = recipe.build_model(cfg, data)
+    batch = next(iter(data.train))
     assert all(len(t) == cfg.batch_size for t in batch)
     loss, logs = recipe.loss(model, batch, Step(0, 10, 0.0))
     assert all(v.ndim == 0 and not v.requires_grad for v in logs.values())
@@ -54,8 +54,9 @@ def test_forward_backward_shapes(name, request):
 def test_evaluate_and_predict(name, request, tmp_path):
     recipe = get(name)
     cfg = _cfg(name, request)
-    model = recipe.build_model(cfg).eval()
-    train, val = recipe.build_data(cfg, Dist())
+    data = recipe.build_data(cfg, Dist())
+    model = recipe.build_model(cfg, data).eval()
+    val = data.val
     metrics = recipe.evaluate(model, val, Dist())
     assert all(math.isfinite(v) for v in metrics.values())
     if not (has(name, "classify") or has(name, "segment")):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 
@@ -25,21 +26,25 @@ class TensorLoader:
     rank gets equal slices. Evaluation loaders keep every item: rank r takes items r, r+W, ... of each batch.
     """
 
-    def __init__(self, tensors: tuple[torch.Tensor, ...], batch_size: int, dist: Dist, *, train: bool,
-                 seed: int = 0, on_device: bool = True, transform: Callable | None = None):
+    skip_empty = False  # an empty slice still goes through the model, so every process runs the same number of
+    # forward passes (FSDP gathers parameters collectively in each one)
+
+    def __init__(self, tensors: tuple, batch_size: int, dist: Dist, *, train: bool, seed: int = 0,
+                 on_device: bool = True, transform: Callable | None = None, channels_last: bool = False,
+                 info: Any = None):
+        """info: what evaluation needs to know of the items (segmentation: the label spec), read as loader.info."""
         if train and batch_size % dist.world_size:
             raise ValueError(f"batch_size={batch_size} must be divisible by the {dist.world_size} processes")
         self.dist, self.batch_size, self.train, self.seed = dist, batch_size, train, seed
-        self.transform = transform
-        store = dist.device if on_device else torch.device("cpu")
-        self.tensors = tuple(t.to(store) for t in tensors)
-        if not on_device and dist.device.type == "cuda":
-            self.tensors = tuple(t.pin_memory() for t in self.tensors)
+        self.transform, self.channels_last, self.info = transform, channels_last, info
+        self.tensors = self._store(tensors, dist.device if on_device else torch.device("cpu"))
         self.epoch, self.start = 0, 0
-        self.channels_last = False  # the engine sets it when the model is NHWC
-        # An empty slice still goes through the model, so every process runs the same number of forward passes
-        # (FSDP gathers parameters collectively in each one).
-        self.skip_empty = False
+
+    def _store(self, tensors: tuple, store: torch.device) -> tuple:
+        placed = tuple(t.to(store) for t in tensors)
+        if store.type == "cpu" and self.dist.device.type == "cuda":
+            placed = tuple(t.pin_memory() for t in placed)
+        return placed
 
     @property
     def num_items(self) -> int:
@@ -122,17 +127,15 @@ class PaddedLoader(TensorLoader):
     the ignore index for label maps), so padding never counts in a loss or a metric.
     """
 
+    skip_empty = True  # an empty padded batch has no size
+
     def __init__(self, items: tuple[list[torch.Tensor], ...], batch_size: int, dist: Dist, *, train: bool,
-                 pad: tuple[float, ...], seed: int = 0, on_device: bool = True, transform: Callable | None = None):
-        if train and batch_size % dist.world_size:
-            raise ValueError(f"batch_size={batch_size} must be divisible by the {dist.world_size} processes")
-        self.dist, self.batch_size, self.train, self.seed = dist, batch_size, train, seed
-        self.transform, self.pad = transform, pad
-        store = dist.device if on_device else torch.device("cpu")
-        self.tensors = tuple([t.to(store) for t in field] for field in items)
-        self.epoch, self.start = 0, 0
-        self.channels_last = False
-        self.skip_empty = True  # an empty padded batch has no size
+                 pad: tuple[float, ...], **options):
+        self.pad = pad
+        super().__init__(items, batch_size, dist, train=train, **options)
+
+    def _store(self, items: tuple, store: torch.device) -> tuple:
+        return tuple([t.to(store) for t in field] for field in items)
 
     def _order_device(self) -> torch.device:
         return torch.device("cpu")  # list indices are host integers
@@ -140,6 +143,26 @@ class PaddedLoader(TensorLoader):
     def _gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(pad_stack([field[i] for i in idx.tolist()], value).to(self.dist.device, non_blocking=True)
                      for field, value in zip(self.tensors, self.pad))
+
+
+@dataclass
+class Data:
+    """What a recipe's build_data returns: the loaders, and what the model must know of the data (a vocabulary,
+    property statistics), which build_model receives."""
+
+    train: TensorLoader
+    val: TensorLoader
+    meta: dict = field(default_factory=dict)
+
+
+def tensor_data(cfg, dist: Dist, train: tuple, val: tuple, transform: Callable | None = None,
+                val_transform: Callable | None = None, **meta) -> Data:
+    """The usual pair: a shuffled training loader and an evaluation loader over whole tensors, with the run's
+    batch size, seed, placement and memory layout."""
+    options = {"on_device": cfg.data_on_device, "channels_last": cfg.channels_last}
+    return Data(TensorLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, transform=transform, **options),
+                TensorLoader(val, cfg.batch_size, dist, train=False, transform=val_transform or transform, **options),
+                meta)
 
 
 def limited(loader: TensorLoader, n: int) -> TensorLoader:

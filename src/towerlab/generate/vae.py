@@ -31,9 +31,8 @@ class Model:
 def load(run_dir: str | Path, which: str = "best") -> Model:
     run_dir = Path(run_dir)
     require(read_config(run_dir)[0], "generate", command=f"`towerlab chem` ({run_dir})")
-    vocab_file = run_dir / "vocab.json"
-    loaded = infer.load(run_dir, which, vocab_file=str(vocab_file) if vocab_file.is_file() else "")
-    return Model(loaded.model, Vocab.load(vocab_file), loaded.cfg, run_dir)
+    loaded = infer.load(run_dir, which)
+    return Model(loaded.model, Vocab.load(Path(loaded.cfg.vocab_file)), loaded.cfg, run_dir)
 
 
 def training_set(m: Model) -> set[str]:

@@ -7,12 +7,11 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -23,7 +22,7 @@ from towerlab.chem import props
 from towerlab.chem.tokens import REPRESENTATIONS, Skipped, Vocab
 from towerlab.config import TrainConfig, opt
 from towerlab.data import smiles as smiles_data
-from towerlab.data.loader import TensorLoader
+from towerlab.data.loader import Data, tensor_data
 from towerlab.dist import Dist, all_gather_rows, all_reduce_sum, print0
 from towerlab.errors import ConfigError, DataError
 from towerlab.metrics import roc_auc
@@ -143,7 +142,6 @@ def _valid(table: smiles_data.SmilesTable, names: list[str]):
     return [table.smiles[i] for i in keep], values
 
 
-@functools.lru_cache(maxsize=4)
 def _prepare(path: str, val_path: str, val_fraction: float, max_len: int, names: tuple[str, ...], seed: int,
              vocab_file: str, representation: str) -> Prepared:
     smiles, values = _valid(smiles_data.read(path), list(names))
@@ -185,15 +183,22 @@ def prepared(cfg: Config) -> Prepared:
                     cfg.seed, cfg.vocab_file, cfg.representation)
 
 
-def build_data(cfg: Config, dist: Dist):
+def build_data(cfg: Config, dist: Dist) -> Data:
+    """The loaders, and in meta what the model is built from: the vocabulary and the property statistics."""
     p = prepared(cfg)
-    return (TensorLoader(p.train, cfg.batch_size, dist, train=True, seed=cfg.seed, on_device=cfg.data_on_device),
-            TensorLoader(p.val, cfg.batch_size, dist, train=False, on_device=cfg.data_on_device))
+    return tensor_data(cfg, dist, p.train, p.val, vocab=p.vocab, binary=p.binary, mean=p.mean, std=p.std)
 
 
-def save_artifacts(cfg: Config, run_dir: Path) -> None:
+def save_artifacts(cfg: Config, data: Data, run_dir: Path) -> None:
     """vocab.json beside the checkpoints: sampling and decoding read the vocabulary the run was trained with."""
-    prepared(cfg).vocab.save(run_dir / "vocab.json")
+    data.meta["vocab"].save(run_dir / "vocab.json")
+
+
+def with_artifacts(cfg: Config, run_dir: Path) -> Config:
+    vocab = Path(run_dir) / "vocab.json"
+    if not vocab.is_file():
+        raise DataError(f"{vocab} not found: the run's vocabulary is missing; retrain the run")
+    return replace(cfg, vocab_file=str(vocab))
 
 
 # -- model ---------------------------------------------------------------------------------------------------
@@ -342,13 +347,14 @@ def kl_charged(mu: torch.Tensor, sigma: torch.Tensor, free_bits: float) -> torch
     return per_dim.clamp(min=free_bits).sum() if free_bits else per_dim.sum()
 
 
-def build_model(cfg: Config) -> nn.Module:
-    if cfg.vocab_file:  # a reloaded run: sizes from its vocabulary; statistics come with the weights
-        vocab = Vocab.load(Path(cfg.vocab_file))
+def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
+    if data is None:  # a trained run rebuilt: sizes from its vocabulary; statistics come with the weights
+        if not cfg.vocab_file:
+            raise ConfigError("chemvae's model is built from its data, or from a run's vocab.json (--vocab-file)")
         n = len(property_names(cfg))
-        return ChemVAE(cfg, len(vocab), [False] * n, torch.zeros(n), torch.ones(n))
-    p = prepared(cfg)
-    return ChemVAE(cfg, len(p.vocab), p.binary, p.mean, p.std)
+        return ChemVAE(cfg, len(Vocab.load(Path(cfg.vocab_file))), [False] * n, torch.zeros(n), torch.ones(n))
+    m = data.meta
+    return ChemVAE(cfg, len(m["vocab"]), m["binary"], m["mean"], m["std"])
 
 
 # -- loss and metrics ----------------------------------------------------------------------------------------

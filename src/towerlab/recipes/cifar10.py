@@ -13,7 +13,7 @@ from towerlab.data import cifar as cifar_data
 from towerlab.data import resolve_dir
 from towerlab.data.augment import (center_crop, per_image_standardization, random_brightness, random_contrast,
                                    random_crop, random_flip)
-from towerlab.data.loader import TensorLoader
+from towerlab.data.loader import Data, tensor_data
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
 
 NAME = "cifar10"
@@ -85,7 +85,7 @@ class TutorialCNN(nn.Module):
         return self.softmax_linear(x)
 
 
-def build_model(cfg: Config) -> nn.Module:
+def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
     return TutorialCNN()
 
 
@@ -106,12 +106,10 @@ def eval_transform(x: torch.Tensor, y: torch.Tensor):
     return per_image_standardization(center_crop(x, CROP).float()), y
 
 
-def build_data(cfg: Config, dist):
+def build_data(cfg: Config, dist) -> Data:
     root = resolve_dir(cfg.data, "cifar10")
     train, test = cifar_data.load_split(root, "train"), cifar_data.load_split(root, "test")
-    return (TensorLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, on_device=cfg.data_on_device,
-                         transform=train_transform(cfg)),
-            TensorLoader(test, cfg.batch_size, dist, train=False, on_device=cfg.data_on_device, transform=eval_transform))
+    return tensor_data(cfg, dist, train, test, train_transform(cfg), eval_transform)
 
 
 def class_names(cfg: Config) -> list[str]:

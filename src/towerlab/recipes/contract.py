@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
+
+from towerlab.data.loader import Data  # noqa: F401 (part of the contract: what build_data returns)
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,13 @@ class Recipe(Protocol):
     MAIN_METRIC: tuple[str, str]  # (metric, "max" | "min")
     Config: type  # a TrainConfig subclass: every hyperparameter, with the published defaults
 
-    def build_data(self, cfg, dist) -> tuple[Any, Any]:
-        """(train loader, val loader) yielding this process's slice of each batch as a tuple of tensors."""
+    def build_data(self, cfg, dist) -> Data:
+        """Loaders yielding this process's slice of each batch as a tuple of tensors, and what the model must know
+        of the data (meta)."""
 
-    def build_model(self, cfg) -> nn.Module: ...
+    def build_model(self, cfg, data: Data | None = None) -> nn.Module:
+        """The model, from the data's meta when training; data is None when a trained run is rebuilt from its
+        directory (its config and artifacts must then suffice)."""
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], step: Step) -> tuple[torch.Tensor, dict]:
         """(loss to minimise, logs: 0-d device tensors the engine averages and writes every log_every steps)."""
@@ -89,12 +94,15 @@ class ExampleDrawer(Protocol):
 
 @runtime_checkable
 class Staged(Protocol):
-    def stages(self, cfg) -> list[tuple[str, Any]]: ...  # [(stage name, its config)], trained in order
+    def stages(self, cfg) -> list[tuple[str, object]]: ...  # [(stage name, its config)], trained in order
 
 
 @runtime_checkable
 class RunArtifacts(Protocol):
-    def save_artifacts(self, cfg, run_dir: Path) -> None: ...
+    def save_artifacts(self, cfg, data: Data, run_dir: Path) -> None: ...
+
+    def with_artifacts(self, cfg, run_dir: Path):
+        """cfg pointing at the files save_artifacts wrote, so build_model(cfg) rebuilds the trained model."""
 
 
 @runtime_checkable
@@ -106,9 +114,9 @@ class OwnParamGroups(Protocol):
 class Generator(Protocol):
     """A generative model of molecules: what `towerlab chem` drives."""
 
-    def build_model(self, cfg) -> nn.Module: ...
+    def build_model(self, cfg, data: Data | None = None) -> nn.Module: ...
 
-    def save_artifacts(self, cfg, run_dir: Path) -> None: ...
+    def save_artifacts(self, cfg, data: Data, run_dir: Path) -> None: ...
 
 
 CAPABILITIES: dict[str, tuple[type, str]] = {  # name -> (protocol, what a recipe that has it can do)

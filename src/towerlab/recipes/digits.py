@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from towerlab.data import digits as digits_data
-from towerlab.data.loader import TensorLoader
+from towerlab.data.loader import Data, tensor_data
 from towerlab.recipes import mnist
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
 from towerlab.recipes.mnist import ConvNet, class_names, prepare, transform  # noqa: F401
@@ -24,15 +24,14 @@ class Config(mnist.Config):
     log_every: int = 20
 
 
-def build_model(cfg: Config) -> nn.Module:
+def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
     return ConvNet(INPUT_SHAPE, 10, cfg.hidden, cfg.dropout_conv, cfg.dropout_fc)
 
 
-def build_data(cfg: Config, dist):
+def build_data(cfg: Config, dist) -> Data:
     # cfg.data is unused: the data ships inside scikit-learn.
     train, test = digits_data.load_split("train"), digits_data.load_split("test")
-    return (TensorLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, on_device=cfg.data_on_device, transform=transform),
-            TensorLoader(test, cfg.batch_size, dist, train=False, on_device=cfg.data_on_device, transform=transform))
+    return tensor_data(cfg, dist, train, test, transform)
 
 
 def input_shape(cfg: Config) -> tuple[int, int, int]:

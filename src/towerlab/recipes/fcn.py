@@ -26,7 +26,7 @@ from towerlab.data import resolve_dir
 from towerlab.data import segmentation as seg
 from towerlab.data.augment import normalize, paired_scale_crop_flip
 from towerlab.data.images import read_image, write_image
-from towerlab.data.loader import PaddedLoader
+from towerlab.data.loader import Data, PaddedLoader
 from towerlab.dist import Dist, all_reduce_sum
 from towerlab.errors import ConfigError
 from towerlab.metrics import ConfusionMatrix
@@ -205,7 +205,7 @@ def load_backbone(model: FCN, path: str) -> list[str]:
     return [ours for ours, _ in names]
 
 
-def build_model(cfg: Config) -> nn.Module:
+def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
     model = FCN(len(class_names(cfg)), cfg.STRIDE, cfg.width, cfg.fc_channels, cfg.dropout, cfg.skip_scale)
     if cfg.backbone_weights:
         with torch.no_grad():
@@ -219,20 +219,17 @@ def _spec(cfg: Config) -> seg.Spec:
     return seg.spec(cfg.dataset, root)
 
 
-def build_data(cfg: Config, dist: Dist):
+def build_data(cfg: Config, dist: Dist) -> Data:
     root = resolve_dir(cfg.data, FOLDERS[cfg.dataset])
     s = seg.spec(cfg.dataset, root)
     train = seg.load_split(cfg.dataset, root, cfg.train_split or s.train_split)
     val = seg.load_split(cfg.dataset, root, cfg.val_split or s.val_split)
-    pad = (0, seg.IGNORE)
-    loaders = (PaddedLoader(train, cfg.batch_size, dist, train=True, pad=pad, seed=cfg.seed,
-                            on_device=cfg.data_on_device, transform=train_transform(cfg)),
-               # one image per process at a time: padding to a batch would change the outputs near the border
-               PaddedLoader(val, dist.world_size, dist, train=False, pad=pad, on_device=cfg.data_on_device,
-                            transform=eval_transform))
-    for loader in loaders:
-        loader.spec = s  # evaluate() and examples() need the classes, the uncounted ones and the colours
-    return loaders
+    # evaluate() and examples() read loader.info: the classes, the uncounted ones and the colours
+    options = {"pad": (0, seg.IGNORE), "on_device": cfg.data_on_device, "channels_last": cfg.channels_last, "info": s}
+    return Data(PaddedLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, transform=train_transform(cfg),
+                             **options),
+                # one image per process at a time: padding to a batch would change the outputs near the border
+                PaddedLoader(val, dist.world_size, dist, train=False, transform=eval_transform, **options))
 
 
 def train_transform(cfg: Config):
@@ -261,7 +258,7 @@ def loss(model, batch, step=None):
 def evaluate(model, loader, dist: Dist) -> dict[str, float]:
     """The FCN paper's four metrics from one confusion matrix over every labelled pixel, summed across processes;
     plus the per-class IoU, the mean loss, and for ADE20K the Scene Parsing score (pixel acc + mIoU) / 2."""
-    s = loader.spec
+    s = loader.info
     cm = ConfusionMatrix(len(s.classes), dist.device, s.uncounted)
     loss_sum = torch.zeros((), dtype=torch.float64, device=dist.device)
     for x, y in loader:
@@ -323,5 +320,5 @@ def examples(model, loader, n: int = 4) -> torch.Tensor:
     label = model(x).argmax(1)
     mean, std = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1), torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
     images = ((x.float() * std + mean) * 255).round().clamp(0, 255).to(torch.uint8).cpu()
-    palette = loader.spec.palette
+    palette = loader.info.palette
     return torch.stack([seg.overlay(im, seg.colorize(lb, palette)) for im, lb in zip(images, label)])

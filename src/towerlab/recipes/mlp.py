@@ -10,7 +10,7 @@ from towerlab.config import TrainConfig, opt
 from towerlab.data import digits as digits_data
 from towerlab.data import mnist as mnist_data
 from towerlab.data import resolve_dir
-from towerlab.data.loader import TensorLoader
+from towerlab.data.loader import Data, tensor_data
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
 from towerlab.recipes.mnist import CLASSES, prepare, transform  # noqa: F401
 
@@ -34,7 +34,7 @@ class Config(TrainConfig):
     dropout: float = opt(0.2, "dropout after each hidden layer")
 
 
-def build_model(cfg: Config) -> nn.Module:
+def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
     c, h, w = SHAPES[cfg.dataset]
     layers, width = [nn.Flatten()], c * h * w
     for _ in range(cfg.hidden_layers):
@@ -43,15 +43,13 @@ def build_model(cfg: Config) -> nn.Module:
     return nn.Sequential(*layers, nn.Linear(width, 10))
 
 
-def build_data(cfg: Config, dist):
+def build_data(cfg: Config, dist) -> Data:
     if cfg.dataset == "digits":
         train, test = digits_data.load_split("train"), digits_data.load_split("test")
     else:
         root = resolve_dir(cfg.data, "mnist")
         train, test = mnist_data.load_split(root, "train"), mnist_data.load_split(root, "test")
-    return (TensorLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, on_device=cfg.data_on_device,
-                         transform=transform),
-            TensorLoader(test, cfg.batch_size, dist, train=False, on_device=cfg.data_on_device, transform=transform))
+    return tensor_data(cfg, dist, train, test, transform)
 
 
 def class_names(cfg: Config) -> list[str]:

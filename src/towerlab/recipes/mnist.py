@@ -11,7 +11,7 @@ from towerlab.config import TrainConfig, opt
 from towerlab.data import mnist as mnist_data
 from towerlab.data import resolve_dir
 from towerlab.data.augment import to_float
-from towerlab.data.loader import TensorLoader
+from towerlab.data.loader import Data, tensor_data
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
 
 NAME = "mnist"
@@ -59,7 +59,7 @@ class ConvNet(nn.Module):
         return [*self.features, *self.classifier]
 
 
-def build_model(cfg: Config) -> nn.Module:
+def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
     return ConvNet((1, 28, 28), 10, cfg.hidden, cfg.dropout_conv, cfg.dropout_fc)
 
 
@@ -67,12 +67,11 @@ def transform(x: torch.Tensor, y: torch.Tensor):
     return to_float(x), y
 
 
-def build_data(cfg: Config, dist):
+def build_data(cfg: Config, dist) -> Data:
     root = resolve_dir(cfg.data, "mnist")
     train = mnist_data.load_split(root, "train")
     test = mnist_data.load_split(root, "test")
-    return (TensorLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, on_device=cfg.data_on_device, transform=transform),
-            TensorLoader(test, cfg.batch_size, dist, train=False, on_device=cfg.data_on_device, transform=transform))
+    return tensor_data(cfg, dist, train, test, transform)
 
 
 def class_names(cfg: Config) -> list[str]:

@@ -21,7 +21,7 @@ from towerlab.config import TrainConfig, opt
 from towerlab.data import defects, resolve_dir
 from towerlab.data.augment import per_image_standardization, to_float
 from towerlab.data.images import fit_to, read_image, write_image
-from towerlab.data.loader import BalancedLoader, TensorLoader
+from towerlab.data.loader import BalancedLoader, Data, TensorLoader
 from towerlab.data.segmentation import overlay
 from towerlab.dist import Dist, all_gather_rows, all_reduce_sum
 from towerlab.errors import ConfigError
@@ -116,7 +116,7 @@ class SegDecNet(nn.Module):
         return mask.float().amax((1, 2, 3)).sigmoid() if self.stage == "seg" else decision.float().sigmoid()
 
 
-def build_model(cfg: Config) -> nn.Module:
+def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
     stage = "seg" if cfg.stage == "seg+dec" else cfg.stage
     return SegDecNet(cfg.channels, cfg.feature_channels, stage)
 
@@ -130,7 +130,7 @@ def stages(cfg: Config) -> list[tuple[str, Config]]:
 
 
 # -- data ----------------------------------------------------------------------------------------------------
-def build_data(cfg: Config, dist: Dist):
+def build_data(cfg: Config, dist: Dist) -> Data:
     root = resolve_dir(cfg.data, "kolektorsdd")
     items = defects.items_of(root, cfg.layout)
     parts = defects.folds(list(items), cfg.folds)
@@ -141,13 +141,13 @@ def build_data(cfg: Config, dist: Dist):
     val = defects.load(root, cfg.layout, val_names, items, cfg.channels, size)
     if cfg.dilate > 1:
         train = (train[0], dilate(train[1], cfg.dilate), train[2])
-    kwargs = dict(seed=cfg.seed, on_device=cfg.data_on_device, transform=train_transform(cfg))
+    options = dict(on_device=cfg.data_on_device, channels_last=cfg.channels_last)
+    kwargs = dict(seed=cfg.seed, transform=train_transform(cfg), **options)
     if cfg.balanced and 0 < train[2].sum() < len(train[2]):
         loader = BalancedLoader(train, cfg.batch_size, dist, positive=train[2] > 0, **kwargs)
     else:
         loader = TensorLoader(train, cfg.batch_size, dist, train=True, **kwargs)
-    return loader, TensorLoader(val, cfg.batch_size, dist, train=False, on_device=cfg.data_on_device,
-                                transform=eval_transform)
+    return Data(loader, TensorLoader(val, cfg.batch_size, dist, train=False, transform=eval_transform, **options))
 
 
 def dilate(masks: torch.Tensor, k: int) -> torch.Tensor:
