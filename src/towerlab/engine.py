@@ -71,7 +71,8 @@ class Trainer:
         if self.ema is not None:  # keep the update counter on the host: no device sync per step
             self.ema.n_averaged = self.ema.n_averaged.cpu()
         decay = set((recipe.decay_params if recipes.has(recipe, "param_groups") else _default_decay)(self.raw))
-        self.opt = build_optimizer(param_groups(self.raw, decay, cfg.weight_decay), cfg)
+        groups = param_groups(self.raw, decay, cfg.weight_decay)
+        self.opt = recipe.build_optimizer(cfg, groups) if recipes.has(recipe, "optimizer") else build_optimizer(groups, cfg)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch, self.total_steps))
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.precision == "fp16")
         self.step, self.best, self.last_eval = 0, {}, {}
@@ -107,27 +108,37 @@ class Trainer:
     # -- one optimizer step ---------------------------------------------------------------------
     def train_step(self, batch: tuple[torch.Tensor, ...]) -> None:
         self.model.train()
+        where = Step(self.step, self.total_steps, self.step / self.steps_per_epoch)
+        if recipes.has(self.recipe, "train_step"):  # the recipe's own step (several optimizers, a closure, ...)
+            with self.autocast():
+                self._add_logs(self.recipe.train_step(self.model, batch, where, self.opt), 1)
+        else:
+            self._step(batch, where)
+        self.sched.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.raw)
+        self._loss_count += 1
+
+    def _add_logs(self, logs: dict[str, torch.Tensor], parts: int) -> None:
+        for name, value in logs.items():
+            self._log_sums[name] = self._log_sums.get(name, 0.0) + value.detach().float() / parts
+
+    def _step(self, batch: tuple[torch.Tensor, ...], where: Step) -> None:
+        """The usual step: accumulated micro-batches, a gradient scaler for fp16, clipping, one optimizer step."""
         self.opt.zero_grad(set_to_none=True)
         micro = list(zip(*(t.chunk(self.cfg.accum_steps) for t in batch)))
-        where = Step(self.step, self.total_steps, self.step / self.steps_per_epoch)
         for i, mb in enumerate(micro):
             last = i == len(micro) - 1
             with self.strategy.no_sync(last):
                 with self.autocast():
                     loss, logs = self.recipe.loss(self.model, mb, where)
                 self.scaler.scale(loss / len(micro)).backward()
-            for name, value in {"loss": loss, **logs}.items():
-                total = self._log_sums.get(name, 0.0)
-                self._log_sums[name] = total + value.detach().float() / len(micro)
+            self._add_logs({"loss": loss, **logs}, len(micro))
         if self.cfg.clip_grad:
             self.scaler.unscale_(self.opt)
             nn.utils.clip_grad_norm_(self.raw.parameters(), self.cfg.clip_grad)
         self.scaler.step(self.opt)
         self.scaler.update()
-        self.sched.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.raw)
-        self._loss_count += 1
 
     # -- evaluation, logging, checkpoints -------------------------------------------------------
     @torch.no_grad()

@@ -92,7 +92,7 @@ def test_a_recipe_honours_the_contract_and_every_capability_it_declares(entry):
 def test_asking_a_recipe_for_a_capability_it_lacks_is_one_line(capability):
     lacking = [e.name for e in ENTRIES if capability not in e.capabilities]
     able = [e.name for e in ENTRIES if capability in e.capabilities]
-    assert able, f"no recipe has {capability}"
+    assert able or capability in ("optimizer", "train_step"), f"no recipe has {capability}"  # hooks for your own
     for name in lacking:
         with pytest.raises(ConfigError, match=f"needs a recipe that can .*; {name} cannot .* Recipes that can: "
                                               f"{', '.join(able)}$"):
@@ -104,3 +104,40 @@ def test_asking_a_recipe_for_a_capability_it_lacks_is_one_line(capability):
 def test_fcn_variants_are_one_family_at_three_strides():
     assert [get(n).Config.STRIDE for n in ("fcn32s", "fcn16s", "fcn8s")] == [32, 16, 8]
     assert get("fcn16s").build_model is get("fcn8s").build_model and get("fcn16s") is get("fcn16s")
+
+
+def test_a_recipe_of_your_own_with_its_own_optimizer_and_training_step(tmp_path):
+    """A recipe outside the registry declares CAPABILITIES; the engine then calls its optimizer and its step."""
+    import json
+    import types
+
+    from towerlab.engine import fit
+    from towerlab.recipes import digits
+
+    steps, built = [], []
+    own = types.ModuleType("own")
+    own.__dict__.update({k: getattr(digits, k) for k in ("Config", "MAIN_METRIC", "build_data", "build_model",
+                                                         "loss", "evaluate")})
+    own.NAME, own.CAPABILITIES = "own-digits", ("optimizer", "train_step")
+
+    def build_optimizer(cfg, groups):
+        built.append(torch.optim.Adam(groups, lr=cfg.lr))
+        return built[-1]
+
+    def train_step(model, batch, step, optimizer):
+        optimizer.zero_grad(set_to_none=True)
+        loss, _ = digits.loss(model, batch, step)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1e9)
+        optimizer.step()
+        steps.append(step.step)
+        return {"loss": loss.detach(), "grad_norm": norm.detach()}
+
+    own.build_optimizer, own.train_step = build_optimizer, train_step
+    assert isinstance(own, Recipe) and has(own, "train_step") and not has(own, "classify")
+    cfg = config.build(digits.Config, None, {"max_steps": 6, "log_every": 3, "eval_every_epochs": 0.0, "lr": 1e-3})
+    fit(own, cfg, out=tmp_path / "run")
+    assert steps == list(range(6)) and len(built) == 1
+    assert all(len(s) for s in built[0].state.values())  # the optimizer that stepped is the recipe's Adam
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl") if "train/loss" in line]
+    assert [r["step"] for r in rows] == [3, 6] and all(r["train/grad_norm"] > 0 for r in rows)

@@ -61,23 +61,32 @@ def get(name: str):
     return module.variant(name, **entry.params) if entry.params else module
 
 
+def capabilities(recipe_or_name) -> tuple[str, ...]:
+    """A registered recipe's declared capabilities; a recipe of your own (not registered) declares them in its
+    CAPABILITIES tuple."""
+    if isinstance(recipe_or_name, str):
+        return _entry(recipe_or_name).capabilities
+    if recipe_or_name.NAME in REGISTRY:
+        return REGISTRY[recipe_or_name.NAME].capabilities
+    return tuple(getattr(recipe_or_name, "CAPABILITIES", ()))
+
+
 def has(recipe_or_name, capability: str) -> bool:
-    name = recipe_or_name if isinstance(recipe_or_name, str) else recipe_or_name.NAME
-    return capability in _entry(name).capabilities
+    return capability in capabilities(recipe_or_name)
 
 
-def require(recipe_or_name, *capabilities: str, command: str) -> None:
+def require(recipe_or_name, *wanted: str, command: str) -> None:
     """ConfigError in one line unless the recipe has one of `capabilities`: names the recipe, what `command`
     needs, and the recipes that have it."""
     from towerlab.recipes.contract import CAPABILITIES
 
     name = recipe_or_name if isinstance(recipe_or_name, str) else recipe_or_name.NAME
-    if any(has(name, c) for c in capabilities):
+    if any(has(recipe_or_name, c) for c in wanted):
         return
-    able = [e.name for e in ENTRIES if set(e.capabilities) & set(capabilities)]
-    wants = " or ".join(CAPABILITIES[c][1] for c in capabilities)
+    able = [e.name for e in ENTRIES if set(e.capabilities) & set(wanted)]
+    wants = " or ".join(CAPABILITIES[c][1] for c in wanted)
     raise ConfigError(f"{command} needs a recipe that can {wants}; {name} cannot (it can: "
-                      f"{', '.join(_entry(name).capabilities) or 'train and evaluate'}). Recipes that can: "
+                      f"{', '.join(capabilities(recipe_or_name)) or 'train and evaluate'}). Recipes that can: "
                       f"{', '.join(able)}")
 
 

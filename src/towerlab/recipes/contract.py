@@ -12,7 +12,12 @@ Nothing in the engine discovers a hook with hasattr.
     stages          Staged            train: one run directory per stage, each from the best weights of the last
     artifacts       RunArtifacts      the engine: files a run needs besides weights (a vocabulary)
     param_groups    OwnParamGroups    the engine: which parameters get weight decay
+    optimizer       OwnOptimizer      the engine: the recipe builds its optimizer (LARS, Muon, per-group betas)
+    train_step      OwnTrainStep      the engine: the recipe takes each optimizer step itself
     generate        Generator         the `chem` commands (sample, encode, decode, optimize)
+
+A recipe that is not in the registry (one of your own, passed to engine.fit) declares its capabilities in a
+module-level CAPABILITIES tuple.
 """
 
 from __future__ import annotations
@@ -111,6 +116,22 @@ class OwnParamGroups(Protocol):
 
 
 @runtime_checkable
+class OwnOptimizer(Protocol):
+    def build_optimizer(self, cfg, groups: list[dict]) -> torch.optim.Optimizer:
+        """The optimizer over `groups` (the engine's weight-decay groups; the learning-rate schedule still
+        multiplies each group's lr)."""
+
+
+@runtime_checkable
+class OwnTrainStep(Protocol):
+    def train_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...], step: Step,
+                   optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+        """One whole optimizer step (zero, forward, backward, step) on this process's batch; returns its logs as 0-d
+        device tensors, "loss" among them. The engine still schedules the lr, keeps the EMA, logs, checkpoints.
+        Under DDP the gradients of `model` are averaged in backward as usual."""
+
+
+@runtime_checkable
 class Generator(Protocol):
     """A generative model of molecules: what `towerlab chem` drives."""
 
@@ -127,5 +148,7 @@ CAPABILITIES: dict[str, tuple[type, str]] = {  # name -> (protocol, what a recip
     "stages": (Staged, "train in stages"),
     "artifacts": (RunArtifacts, "save files beside its weights"),
     "param_groups": (OwnParamGroups, "name its decayed parameters"),
+    "optimizer": (OwnOptimizer, "build its own optimizer"),
+    "train_step": (OwnTrainStep, "take its own training step"),
     "generate": (Generator, "generate molecules"),
 }
