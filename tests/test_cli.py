@@ -90,3 +90,11 @@ def test_predict_on_a_corrupt_image(tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
     _one_line_error(run_cli("predict", str(run), str(bad), check=False), "bad.png", "cannot be decoded")
     _one_line_error(run_cli("predict", str(run), str(tmp_path / "missing.png"), check=False), "missing.png", "not found")
+
+
+@pytest.mark.parametrize("blocked, argv, extra", [
+    ("rdkit", ["train", "chemvae", "--help"], "chem"), ("sqlalchemy", ["serve", "nope.yaml"], "serve")])
+def test_a_missing_extra_is_one_line_naming_the_install(blocked, argv, extra):
+    code = f"import sys; sys.modules[{blocked!r}] = None\nfrom towerlab.cli import main\nsys.exit(main({argv!r}))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    _one_line_error(proc, f"needs {blocked}, from the {extra} extra: pip install 'towerlab[{extra}]'")

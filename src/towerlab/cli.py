@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from towerlab import __version__, config, recipes
-from towerlab.errors import TowerlabError
+from towerlab.errors import TowerlabError, missing_extra
 from towerlab.serve import options as serve_options
 
 
@@ -477,6 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     except TowerlabError as e:
         if not (e.all_ranks and os.environ.get("RANK", "0") != "0"):  # an error every process raised: said once
             print(f"towerlab: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        why = missing_extra(e)
+        if why is None:
+            raise
+        print(f"towerlab: error: {' '.join(argv[:2])}: {why}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("towerlab: interrupted (the last checkpoint is kept; continue with --resume)", file=sys.stderr)

@@ -12,6 +12,18 @@ class TowerlabError(Exception):
         self.all_ranks = all_ranks
 
 
+# extra -> the modules it installs (top-level import names): what a missing import means to the user
+EXTRAS = {"chem": ("rdkit", "selfies"), "serve": ("sqlalchemy", "pydantic", "prometheus_client"),
+          "postgres": ("psycopg",), "search": ("matplotlib",), "ray": ("ray",)}
+
+
+def missing_extra(e: ModuleNotFoundError) -> str | None:
+    """The one line for an import that failed because an optional extra is not installed, else None."""
+    top = (e.name or "").split(".")[0]
+    extra = next((x for x, modules in EXTRAS.items() if top in modules), None)
+    return f"this needs {top}, from the {extra} extra: pip install 'towerlab[{extra}]'" if extra else None
+
+
 class ConfigError(TowerlabError):
     """A bad config value, an unknown field, an unreadable YAML file."""
 

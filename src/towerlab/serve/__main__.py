@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from towerlab.errors import TowerlabError
+from towerlab.errors import TowerlabError, missing_extra
 from towerlab.serve import options
 
 
@@ -17,6 +17,11 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.config, once=args.once, http_port=args.http, http_host=args.http_host)
     except TowerlabError as e:
         print(f"towerlab: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        if missing_extra(e) is None:
+            raise
+        print(f"towerlab: error: serve: {missing_extra(e)}", file=sys.stderr)
         return 2
     return 0
 
