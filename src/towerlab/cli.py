@@ -98,36 +98,6 @@ def _train_gpus(value: str | None) -> int | None:
     return len(gpus)
 
 
-def _continuing(args) -> str | None:
-    """The run directory this invocation continues: --resume, or --out when --auto-resume is given or torchrun
-    restarted the processes, and the folder has checkpoints. None: a fresh run."""
-    from towerlab import dist
-    from towerlab.checkpoint import folders
-
-    if args.resume:
-        return args.resume
-    if args.auto_resume or dist.restart_count() > 0:
-        if not args.out:
-            raise TowerlabError("--auto-resume and restarts need --out DIR: the run they continue lives there")
-        if folders(Path(args.out) / "checkpoints"):
-            return args.out
-    return None
-
-
-def _nproc(args, run_dir: str | None) -> int:
-    if args.procs:
-        return args.procs
-    if args.gpus and args.gpus > 1:
-        from towerlab.strategy import processes
-
-        return processes(_strategy(args), args.gpus)
-    if run_dir:
-        from towerlab.checkpoint import world_size
-
-        return world_size(Path(run_dir)) or 1  # the world size belongs to the run
-    return 1
-
-
 def cmd_train(argv: list[str]) -> int:
     # the recipe decides which flags exist, so find it before parsing: a registered name, or the resumed run's
     name = next((a for a in argv if a in recipes.REGISTRY), None)
@@ -140,88 +110,16 @@ def cmd_train(argv: list[str]) -> int:
             raise TowerlabError(f"{resume_dir} is a {saved} run, not {name}; drop the recipe name or pass another run")
         name = saved
     args = _train_parser(name).parse_args(argv)
-    from towerlab import dist  # after parsing: --help starts no torch
-
-    args.gpus = _train_gpus(args.gpus)
-    if args.gpus:
-        import torch
-
-        if args.gpus > torch.cuda.device_count():
-            raise TowerlabError(f"--gpus {args.gpus} but torch sees {torch.cuda.device_count()} GPU(s); "
-                                f"pass --gpus 0 to train on the CPU (--procs N for N CPU processes)")
     if not args.recipe and not args.resume:
         raise TowerlabError("name a recipe (`towerlab recipes` lists them) or pass --resume RUN_DIR")
-    continuing = _continuing(args)
-    nproc = _nproc(args, continuing)
-    if (nproc > 1 or args.max_restarts) and not dist.under_launcher():
-        return _launch(argv, args, nproc, continuing)
-    d = dist.setup(use_gpu=None if args.gpus is None else args.gpus > 0, timeout_s=args.dist_timeout)
-    from towerlab import engine  # after setup: importing the engine pulls in TensorBoard
+    from towerlab import train  # after parsing: --help starts no torch
 
-    finished = False
-    try:
-        flags = {k: v for k, v in vars(args).items() if k not in LAUNCH_ARGS}  # only the fields given
-        if continuing:
-            overrides = {**(config.load_yaml(args.config) if args.config else {}), **flags}
-            metrics = engine.resume(continuing, d, overrides, args.allow_world_size_change)
-        else:
-            recipe = recipes.get(args.recipe)
-            metrics = engine.fit_stages(recipe, config.build(recipe.Config, args.config, flags), d, out=args.out)
-        finished = True
-    except RuntimeError as e:
-        why = dist.peer_failure(e)
-        if why is None:
-            raise
-        raise TowerlabError(f"rank {d.rank}: another process of the run stopped answering ({why}); "
-                            f"continue with `towerlab train --resume {continuing or args.out or 'RUN_DIR'}`") from None
-    finally:
-        dist.teardown(finished)
-    if d.is_main:
-        _print_result(metrics)
-    if dist.under_launcher():
-        # Everything is written and closed. Leave without running C++ static destructors: under load, a worker
-        # process of torchrun sometimes aborts in them at exit ("terminate called without an active exception"),
-        # which fails a run that finished.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-    return 0
-
-
-def _launch(argv: list[str], args, nproc: int, continuing: str | None) -> int:
-    """Run this same command in nproc processes under torch's elastic agent; restarts find the run by --out."""
-    if not args.out and not args.resume:
-        from towerlab.runs import default_dir
-
-        argv = [*argv, "--out", str(default_dir(args.recipe))]
-    if continuing and not args.procs and not args.gpus:
-        argv = [*argv, "--procs", str(nproc)]  # said aloud, so every restart agrees
-    from towerlab import dist
-
-    code = dist.launch(["train", *argv], nproc, args.max_restarts)
-    run_dir = continuing or _flag(argv, "--out")
-    if code == 1 and run_dir:
-        from towerlab.checkpoint import find, step_of
-        from towerlab.errors import CheckpointError
-
-        try:
-            step = step_of(find(Path(run_dir), verify=False, quiet=True))
-            print(f"towerlab: the run in {run_dir} keeps its checkpoint at step {step}; continue it with "
-                  f"`towerlab train --resume {run_dir}`", file=sys.stderr)
-        except CheckpointError:
-            print(f"towerlab: the run in {run_dir} had no checkpoint yet; start it again", file=sys.stderr)
-    return code
-
-
-def _strategy(args) -> str | None:
-    """The run's strategy (its name) before any process starts."""
-    from towerlab.runs import read_config
-
-    if "strategy" in vars(args):
-        return args.strategy
-    if args.resume:
-        return read_config(args.resume)[1].get("strategy")
-    return config.load_yaml(args.config).get("strategy") if args.config else None
+    request = train.Request(
+        argv=argv, recipe=args.recipe, resume=args.resume, config=args.config, gpus=_train_gpus(args.gpus),
+        procs=args.procs, out=args.out, max_restarts=args.max_restarts, auto_resume=args.auto_resume,
+        dist_timeout=args.dist_timeout, allow_world_size_change=args.allow_world_size_change,
+        fields={k: v for k, v in vars(args).items() if k not in LAUNCH_ARGS})  # only the fields given
+    return train.train(request, report=_print_result)
 
 
 def _print_result(m: dict) -> None:
@@ -268,16 +166,9 @@ def cmd_data(args) -> int:
 
         print(f"{args.name} data in {fetch(args.name, args.dir)}")
         return 0
-    from towerlab.data.images import export_samples
+    from towerlab.infer import export_validation
 
-    recipes.require(args.name, "classify", "segment", command="data export (it writes images)")
-    recipe = recipes.get(args.name)
-    cfg = config.build(recipe.Config, None, {"data": args.data or "", "data_on_device": False})
-    from towerlab.dist import Dist
-
-    val = recipe.build_data(cfg, Dist()).val
-    images, labels = val.tensors[0], val.tensors[-1]
-    for path in export_samples(images, labels, recipe.class_names(cfg), args.dir, args.n):
+    for path in export_validation(args.name, args.dir, args.n, args.data or ""):
         print(path)
     return 0
 

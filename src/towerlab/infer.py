@@ -68,3 +68,15 @@ def predict(run_dir: str | Path, paths: list[str], which: str = "last", out_dir:
     probs = run.recipe.predict(run.model, load_inputs(run.recipe, run.cfg, paths))
     return [{"file": str(p), "class": names[int(row.argmax())], "probability": float(row.max()),
              "probabilities": {n: round(float(v), 6) for n, v in zip(names, row)}} for p, row in zip(paths, probs)]
+
+
+def export_validation(recipe_name: str, out: str | Path, n: int, data: str = "") -> list[Path]:
+    """The first n validation images of a recipe's dataset as PNG files (named by class where there is one)."""
+    from towerlab.config import build
+    from towerlab.data.images import export_samples
+
+    require(recipe_name, "classify", "segment", command="data export (it writes images)")
+    recipe = get(recipe_name)
+    cfg = build(recipe.Config, None, {"data": data, "data_on_device": False})
+    val = recipe.build_data(cfg, Dist()).val
+    return export_samples(val.tensors[0], val.tensors[-1], recipe.class_names(cfg), out, n)
