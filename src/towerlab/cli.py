@@ -61,7 +61,7 @@ def _train_parser(recipe_name: str | None) -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of field: value overrides")
     _launch_args(p)
     if recipe_name in recipes.REGISTRY:
-        config.add_arguments(p.add_argument_group(f"{recipe_name} config fields"), recipes.get(recipe_name).Config)
+        config.add_arguments(p.add_argument_group(f"{recipe_name} config fields"), recipes.config_class(recipe_name))
     return p
 
 

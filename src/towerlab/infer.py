@@ -12,7 +12,6 @@ from towerlab import checkpoint
 from towerlab.config import merge
 from towerlab.data.images import fit_to, read_image
 from towerlab.dist import Dist, setup
-from towerlab.errors import ConfigError
 from towerlab.recipes import get, has, require
 from towerlab.runs import read_config
 

@@ -101,6 +101,13 @@ def test_asking_a_recipe_for_a_capability_it_lacks_is_one_line(capability):
         require(name, capability, command="this")
 
 
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_the_torch_free_config_is_the_recipes_own(name):
+    from towerlab.recipes import config_class
+
+    assert get(name).Config is config_class(name)
+
+
 def test_fcn_variants_are_one_family_at_three_strides():
     assert [get(n).Config.STRIDE for n in ("fcn32s", "fcn16s", "fcn8s")] == [32, 16, 8]
     assert get("fcn16s").build_model is get("fcn8s").build_model and get("fcn16s") is get("fcn16s")

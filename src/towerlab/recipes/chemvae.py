@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from towerlab.chem import props
-from towerlab.chem.tokens import REPRESENTATIONS, Skipped, Vocab
-from towerlab.config import TrainConfig, opt
+from towerlab.chem.tokens import Skipped, Vocab
 from towerlab.data import smiles as smiles_data
 from towerlab.data.loader import Data, tensor_data
 from towerlab.dist import Dist, all_gather_rows, all_reduce_sum, print0
@@ -28,52 +27,14 @@ from towerlab.errors import ConfigError, DataError
 from towerlab.metrics import roc_auc
 from towerlab.strategy import unwrap
 from towerlab.recipes.contract import Step
+from towerlab.recipes.configs import CHEMVAE_DEFAULT_FILE, ChemvaeConfig
 
 NAME = "chemvae"
 MAIN_METRIC = ("loss", "min")
-DEFAULT_FILE = "zinc250k_jtvae/valid.txt"  # under $TOWERLAB_DATA: 24,445 ZINC molecules of the 250k set
+DEFAULT_FILE = CHEMVAE_DEFAULT_FILE
 
 
-@dataclass
-class Config(TrainConfig):
-    # Gómez-Bombarelli et al.: Adam lr 1e-3, max 120 characters, KL annealed in; the post: latent 256, batch 128.
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    batch_size: int = 128
-    epochs: float = 50.0
-    log_every: int = 20
-    data: str = opt("", f"SMILES file: CSV with a SMILES column, or one per line (default: $TOWERLAB_DATA/{DEFAULT_FILE})")
-    val_data: str = opt("", "held-out SMILES file (default: a --val-fraction of --data)")
-    val_fraction: float = opt(0.1, "share of --data held out for evaluation when no --val-data is given")
-    max_len: int = opt(120, "longest molecule in tokens; longer ones are reported and skipped")
-    representation: str = opt("smiles", "the strings the model reads and writes: smiles, or selfies (every decoded "
-                                        "SELFIES is a valid molecule)", REPRESENTATIONS)
-    latent: int = opt(256, "latent dimensions")
-    encoder: str = opt("conv2d", "conv2d: the post's 2D convs over the one-hot matrix; conv1d: Gómez-Bombarelli's",
-                       ("conv2d", "conv1d"))
-    # gru by default: on 64 ZINC molecules it reaches 0.67 token accuracy in 300 steps, the conv decoder 0.43 in 150
-    decoder: str = opt("gru", "gru: 3-layer GRU with teacher forcing (Gómez-Bombarelli); conv: the post's "
-                              "upsampling conv decoder", ("gru", "conv"))
-    gru_hidden: int = opt(488, "GRU decoder width (Gómez-Bombarelli: 488)")
-    beta: float = opt(1.0, "weight of the KL term after annealing")
-    kl_warmup_steps: int = opt(2000, "steps over which the KL weight rises linearly from 0 to beta")
-    # 0.25: on ZINC (500 steps) the KL stayed at 19 nats instead of collapsing to 0.05, token accuracy 0.671 vs
-    # 0.655, unique samples 0.70 vs 0.38 at the same validity (docs/results.md)
-    free_bits: float = opt(0.25, "nats per latent dimension the KL term does not charge for (Kingma et al. 2016): "
-                                 "keeps z informative instead of collapsing onto the prior; 0 = off")
-    properties: str = opt("qed,logp", "comma-separated: qed, logp, mw, sa (computed by RDKit) or columns of the CSV; "
-                                      "empty for none")
-    property_weight: float = opt(1.0, "weight of the property loss")
-    vocab_file: str = opt("", "use this vocab.json instead of building one from --data (set when a run is reloaded)")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.max_len < 8 or self.max_len % 4:
-            raise ConfigError(f"max_len={self.max_len} must be a multiple of 4, at least 8")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"val_fraction={self.val_fraction} must be between 0 and 1")
-        if self.latent <= 0 or self.beta < 0 or self.kl_warmup_steps < 0 or self.free_bits < 0:
-            raise ConfigError("latent must be > 0, beta, kl_warmup_steps and free_bits >= 0")
+Config = ChemvaeConfig  # in recipes/configs.py, which imports no torch: a quick --help
 
 
 def property_names(cfg: Config) -> list[str]:

@@ -2,44 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from towerlab.config import TrainConfig, opt
 from towerlab.data import cifar as cifar_data
 from towerlab.data import resolve_dir
 from towerlab.data.augment import (center_crop, per_image_standardization, random_brightness, random_contrast,
                                    random_crop, random_flip)
 from towerlab.data.loader import Data, tensor_data
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
+from towerlab.recipes.configs import Cifar10Config
 
 NAME = "cifar10"
 INPUT_SHAPE = (3, 32, 32)  # what prepare() takes: RGB at the CIFAR size
 CROP = 24  # the tutorial trains and evaluates on 24x24 crops of the 32x32 images
 
 
-@dataclass
-class Config(TrainConfig):
-    # Defaults of tensorflow/models tutorials/image/cifar10 (cifar10.py, cifar10_train.py):
-    # plain SGD, lr 0.1 decayed x0.1 (staircase) every 350 epochs, weight decay 0.004 on the two
-    # fully connected layers, batch 128, evaluation with a 0.9999 moving average of the weights.
-    # 256 epochs is the tutorial's "~86% after 100K steps" point on the full 50,000 images.
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    schedule: str = "exp"
-    decay_epochs: float = 350.0
-    decay_rate: float = 0.1
-    staircase: bool = True
-    weight_decay: float = 0.004
-    ema_decay: float = 0.9999
-    batch_size: int = 128
-    epochs: float = 256.0
-    max_brightness: float = opt(63.0, "random brightness: max delta on the 0..255 scale")
-    contrast_lower: float = opt(0.2, "random contrast: lowest factor")
-    contrast_upper: float = opt(1.8, "random contrast: highest factor")
+Config = Cifar10Config  # in recipes/configs.py, which imports no torch: a quick --help
 
 
 class SamePool(nn.Module):

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from torch import nn
 
 from towerlab.data import digits as digits_data
 from towerlab.data.loader import Data, tensor_data
-from towerlab.recipes import mnist
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
 from towerlab.recipes.mnist import ConvNet, class_names, prepare, transform  # noqa: F401
+from towerlab.recipes.configs import DigitsConfig
 
 NAME = "digits"
 INPUT_SHAPE = (1, 8, 8)  # what prepare() takes: grayscale, white digit on black
 
 
-@dataclass
-class Config(mnist.Config):
-    # The mnist recipe's model and optimizer; 30 epochs of the 1,437 training scans take seconds on a CPU.
-    epochs: float = 30.0
-    batch_size: int = 64
-    log_every: int = 20
+Config = DigitsConfig  # in recipes/configs.py, which imports no torch: a quick --help
 
 
 def build_model(cfg: Config, data: Data | None = None) -> nn.Module:

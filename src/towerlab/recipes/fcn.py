@@ -10,18 +10,14 @@ are this module at output strides 32, 16 and 8 (`variant`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from towerlab import checkpoint
-from towerlab.config import TrainConfig, opt
 from towerlab.data import resolve_dir
 from towerlab.data import segmentation as seg
 from towerlab.data.augment import normalize, paired_scale_crop_flip
@@ -30,6 +26,7 @@ from towerlab.data.loader import Data, PaddedLoader
 from towerlab.dist import Dist, all_reduce_sum
 from towerlab.errors import ConfigError
 from towerlab.metrics import ConfusionMatrix
+from towerlab.recipes.configs import FcnConfig, fcn_config
 
 MAIN_METRIC = ("mean_iou", "max")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's ImageNet statistics, which its VGG16 expects
@@ -38,52 +35,7 @@ VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512
 POOL3, POOL4 = 17, 24  # features[:POOL3] ends with pool3, features[:POOL4] with pool4 (torchvision's indices)
 
 
-@dataclass
-class Config(TrainConfig):
-    STRIDE: ClassVar[int] = 32  # output stride of the variant: 32, 16 or 8
-    # The paper (sec. 4.3): SGD, momentum 0.9, minibatch 20 images, lr 1e-4 for FCN-VGG16, weight decay 5e-4,
-    # starting from ImageNet VGG16 weights. Without those weights, train with adam and a higher lr (docs/results.md).
-    optimizer: str = "sgd"
-    lr: float = 1e-4
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 20
-    epochs: float = 50.0
-    log_every: int = 10
-    dataset: str = opt("camvid", "on-disk layout of --data", ("camvid", "ade20k", "voc"))
-    train_split: str = opt("", "training split (default: the dataset's: train, or training for ade20k)")
-    val_split: str = opt("", "evaluation split (default: val, or validation for ade20k)")
-    crop_height: int = opt(0, "training crop height in pixels (0: the whole padded batch)")
-    crop_width: int = opt(0, "training crop width in pixels (0: the whole padded batch)")
-    # random scale and mirroring are modern practice; the paper trained without (no gain on VOC, sec. 4.3)
-    scale_min: float = opt(0.5, "random scale: smallest zoom factor")
-    scale_max: float = opt(2.0, "random scale: largest zoom factor")
-    flip: bool = opt(True, "random left-right mirroring")
-    backbone_weights: str = opt("", "torchvision VGG16 state dict (.pth or .safetensors) to start the backbone from")
-    width: float = opt(1.0, "backbone channel multiplier (1.0 = VGG16; smaller for CPU runs and tests)")
-    fc_channels: int = opt(4096, "channels of fc6 and fc7 (4096 in VGG16)")
-    dropout: float = opt(0.5, "dropout after fc6 and fc7")
-    skip_scale: bool = opt(False, "scale the pool4/pool3 scores by 0.01/0.0001 as the reference at-once FCN-8s "
-                                  "does (for Caffe-scale 0..255 features)")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.width <= 0 or self.fc_channels <= 0:
-            raise ConfigError(f"width={self.width} and fc_channels={self.fc_channels} must be > 0")
-        if not 0 < self.scale_min <= self.scale_max:
-            raise ConfigError(f"scale_min={self.scale_min}, scale_max={self.scale_max}: need 0 < min <= max")
-        if (self.crop_height > 0) != (self.crop_width > 0) or min(self.crop_height, self.crop_width) < 0:
-            raise ConfigError("set both crop_height and crop_width (> 0), or neither")
-        if self.backbone_weights and (self.width != 1.0 or self.fc_channels != 4096):
-            raise ConfigError("--backbone-weights needs the VGG16 shape: --width 1.0 --fc-channels 4096")
-
-
-@cache
-def config_class(stride: int) -> type[Config]:
-    """The Config of the variant with this output stride (what build_model reads as cfg.STRIDE)."""
-    cls = type(f"Config{stride}s", (Config,), {"STRIDE": stride, "__module__": __name__})
-    cls.__qualname__ = cls.__name__
-    return dataclass(cls)
+Config = FcnConfig  # in recipes/configs.py, which imports no torch: a quick --help
 
 
 def variant(name: str, stride: int) -> ModuleType:
@@ -92,7 +44,7 @@ def variant(name: str, stride: int) -> ModuleType:
         raise ValueError(f"FCN output stride {stride}: the paper's variants are 32, 16 and 8")
     recipe = ModuleType(name, f"{name}: FCN-{stride}s semantic segmentation (the fcn module at output stride {stride})")
     recipe.__dict__.update({k: v for k, v in globals().items() if not k.startswith("__")})
-    recipe.NAME, recipe.Config = name, config_class(stride)
+    recipe.NAME, recipe.Config = name, fcn_config(stride=stride)  # the same (cached) class as config_class
     return recipe
 
 

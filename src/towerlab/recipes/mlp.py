@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from torch import nn
 
-from towerlab.config import TrainConfig, opt
 from towerlab.data import digits as digits_data
 from towerlab.data import mnist as mnist_data
 from towerlab.data import resolve_dir
 from towerlab.data.loader import Data, tensor_data
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
 from towerlab.recipes.mnist import CLASSES, prepare, transform  # noqa: F401
+from towerlab.recipes.configs import MlpConfig
 
 NAME = "mlp"
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 SHAPES = {"mnist": (1, 28, 28), "digits": (1, 8, 8)}
 
 
-@dataclass
-class Config(TrainConfig):
-    # The genes of the classic "evolve a neural network" search: layers, units, activation, optimizer.
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    epochs: float = 10.0
-    batch_size: int = 128
-    log_every: int = 20
-    dataset: str = opt("mnist", "MNIST IDX files, or scikit-learn's digits (no download)", ("mnist", "digits"))
-    hidden_layers: int = opt(2, "hidden layers")
-    units: int = opt(512, "units per hidden layer")
-    activation: str = opt("relu", "activation", tuple(ACTIVATIONS))
-    dropout: float = opt(0.2, "dropout after each hidden layer")
+Config = MlpConfig  # in recipes/configs.py, which imports no torch: a quick --help
 
 
 def build_model(cfg: Config, data: Data | None = None) -> nn.Module:

@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from towerlab.config import TrainConfig, opt
 from towerlab.data import mnist as mnist_data
 from towerlab.data import resolve_dir
 from towerlab.data.augment import to_float
 from towerlab.data.loader import Data, tensor_data
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
+from towerlab.recipes.configs import MnistConfig
 
 NAME = "mnist"
 CLASSES = [str(i) for i in range(10)]
 INPUT_SHAPE = (1, 28, 28)  # what prepare() takes: grayscale, white digit on black
 
 
-@dataclass
-class Config(TrainConfig):
-    # RMSProp, lr 1e-3, decay 0.9: the classic multi-GPU MNIST example's settings.
-    optimizer: str = "rmsprop"
-    lr: float = 1e-3
-    rms_decay: float = 0.9
-    epochs: float = 10.0
-    batch_size: int = 128
-    dropout_conv: float = opt(0.25, "dropout after each conv block")
-    dropout_fc: float = opt(0.5, "dropout after the 2400-unit layer")
-    hidden: int = opt(2400, "units of the fully connected layer")
+Config = MnistConfig  # in recipes/configs.py, which imports no torch: a quick --help
 
 
 def conv_block(cin: int, cout: int, dropout: float) -> nn.Sequential:

@@ -9,7 +9,7 @@ Tabernik, Šela, Skvarč, Skočaj, "Segmentation-Based Deep-Learning Approach fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -17,56 +17,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from towerlab import metrics as M
-from towerlab.config import TrainConfig, opt
 from towerlab.data import defects, resolve_dir
 from towerlab.data.augment import per_image_standardization, to_float
 from towerlab.data.images import fit_to, read_image, write_image
 from towerlab.data.loader import BalancedLoader, Data, TensorLoader
 from towerlab.data.segmentation import overlay
 from towerlab.dist import Dist, all_gather_rows, all_reduce_sum
-from towerlab.errors import ConfigError
 from towerlab.strategy import unwrap
+from towerlab.recipes.configs import SegdecConfig
 
 NAME = "segdec"
 MAIN_METRIC = ("ap", "max")
 CLASSES = ["ok", "defect"]
 
 
-@dataclass
-class Config(TrainConfig):
-    # Tabernik et al.: plain SGD without momentum, one image per step, the segmentation net trained first and the
-    # decision net then trained on top of it with the segmentation frozen; KolektorSDD images at 1408x512.
-    # The learning rate is this recipe's choice on the KolektorSDD subset (docs/results.md), not a published value.
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    batch_size: int = 1
-    epochs: float = 30.0
-    log_every: int = 20
-    stage: str = opt("seg+dec", "what to train: seg, dec (segmentation frozen), joint, or seg+dec in sequence",
-                     ("seg", "dec", "joint", "seg+dec"))
-    dec_epochs: float = opt(0.0, "seg+dec: epochs of the dec stage (0: the same as --epochs)")
-    layout: str = opt("kolektor", "on-disk layout of --data", ("kolektor", "generic"))
-    fold: int = opt(0, "cross-validation: evaluate on this fold, train on the others (3 folds, split by item)")
-    folds: int = opt(3, "number of folds (the paper's 3-fold cross-validation)")
-    height: int = opt(1408, "input height in pixels (the paper's KolektorSDD size)")
-    width: int = opt(512, "input width in pixels")
-    channels: int = opt(1, "1 = grayscale, 3 = RGB")
-    feature_channels: int = opt(1024, "channels of the 15x15 feature layer (1024 in the paper)")
-    dilate: int = opt(0, "dilate masks with a square of this size before training (0: off; the follow-up paper's)")
-    balanced: bool = opt(True, "each epoch: every defect-free image once and as many defective ones")
-    flip: bool = opt(True, "random left-right and up-down mirroring of image and mask")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.height % 8 or self.width % 8 or self.height < 64 or self.width < 64:
-            raise ConfigError(f"height={self.height}, width={self.width}: need multiples of 8, at least 64")
-        if not 0 <= self.fold < self.folds or self.folds < 2:
-            raise ConfigError(f"fold={self.fold}, folds={self.folds}: need folds >= 2 and 0 <= fold < folds")
-        if self.stage == "dec" and not self.init_from:
-            raise ConfigError("stage=dec trains the decision net on a frozen segmentation net: pass --init-from "
-                              "RUN_DIR of a seg run (or use --stage seg+dec)")
-        if self.channels not in (1, 3):
-            raise ConfigError(f"channels={self.channels} must be 1 or 3")
+Config = SegdecConfig  # in recipes/configs.py, which imports no torch: a quick --help
 
 
 def conv(cin: int, cout: int, k: int) -> nn.Sequential:

@@ -1,0 +1,200 @@
+"""Every registered recipe's Config, in one module that imports no torch: `towerlab train RECIPE --help` builds
+its flags from here (under 0.5 s of CPU). Each recipe module re-exports its own as `Config`. Every default names
+where it comes from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import ClassVar
+
+from towerlab.config import TrainConfig, opt
+from towerlab.errors import ConfigError
+
+ACTIVATIONS = ("relu", "elu", "tanh", "sigmoid")  # mlp: the classic search's activation genes
+REPRESENTATIONS = ("smiles", "selfies")  # chemvae: the strings the model reads and writes
+CHEMVAE_DEFAULT_FILE = "zinc250k_jtvae/valid.txt"  # under $TOWERLAB_DATA: 24,445 ZINC molecules of the 250k set
+
+
+@dataclass
+class MnistConfig(TrainConfig):
+    # RMSProp, lr 1e-3, decay 0.9: the classic multi-GPU MNIST example's settings.
+    optimizer: str = "rmsprop"
+    lr: float = 1e-3
+    rms_decay: float = 0.9
+    epochs: float = 10.0
+    batch_size: int = 128
+    dropout_conv: float = opt(0.25, "dropout after each conv block")
+    dropout_fc: float = opt(0.5, "dropout after the 2400-unit layer")
+    hidden: int = opt(2400, "units of the fully connected layer")
+
+
+@dataclass
+class DigitsConfig(MnistConfig):
+    # The mnist recipe's model and optimizer; 30 epochs of the 1,437 training scans take seconds on a CPU.
+    epochs: float = 30.0
+    batch_size: int = 64
+    log_every: int = 20
+
+
+@dataclass
+class MlpConfig(TrainConfig):
+    # The genes of the classic "evolve a neural network" search: layers, units, activation, optimizer.
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    epochs: float = 10.0
+    batch_size: int = 128
+    log_every: int = 20
+    dataset: str = opt("mnist", "MNIST IDX files, or scikit-learn's digits (no download)", ("mnist", "digits"))
+    hidden_layers: int = opt(2, "hidden layers")
+    units: int = opt(512, "units per hidden layer")
+    activation: str = opt("relu", "activation", ACTIVATIONS)
+    dropout: float = opt(0.2, "dropout after each hidden layer")
+
+
+@dataclass
+class Cifar10Config(TrainConfig):
+    # Defaults of tensorflow/models tutorials/image/cifar10 (cifar10.py, cifar10_train.py):
+    # plain SGD, lr 0.1 decayed x0.1 (staircase) every 350 epochs, weight decay 0.004 on the two
+    # fully connected layers, batch 128, evaluation with a 0.9999 moving average of the weights.
+    # 256 epochs is the tutorial's "~86% after 100K steps" point on the full 50,000 images.
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    schedule: str = "exp"
+    decay_epochs: float = 350.0
+    decay_rate: float = 0.1
+    staircase: bool = True
+    weight_decay: float = 0.004
+    ema_decay: float = 0.9999
+    batch_size: int = 128
+    epochs: float = 256.0
+    max_brightness: float = opt(63.0, "random brightness: max delta on the 0..255 scale")
+    contrast_lower: float = opt(0.2, "random contrast: lowest factor")
+    contrast_upper: float = opt(1.8, "random contrast: highest factor")
+
+
+@dataclass
+class FcnConfig(TrainConfig):
+    STRIDE: ClassVar[int] = 32  # output stride of the variant: 32, 16 or 8
+    # The paper (sec. 4.3): SGD, momentum 0.9, minibatch 20 images, lr 1e-4 for FCN-VGG16, weight decay 5e-4,
+    # starting from ImageNet VGG16 weights. Without those weights, train with adam and a higher lr (docs/results.md).
+    optimizer: str = "sgd"
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 20
+    epochs: float = 50.0
+    log_every: int = 10
+    dataset: str = opt("camvid", "on-disk layout of --data", ("camvid", "ade20k", "voc"))
+    train_split: str = opt("", "training split (default: the dataset's: train, or training for ade20k)")
+    val_split: str = opt("", "evaluation split (default: val, or validation for ade20k)")
+    crop_height: int = opt(0, "training crop height in pixels (0: the whole padded batch)")
+    crop_width: int = opt(0, "training crop width in pixels (0: the whole padded batch)")
+    # random scale and mirroring are modern practice; the paper trained without (no gain on VOC, sec. 4.3)
+    scale_min: float = opt(0.5, "random scale: smallest zoom factor")
+    scale_max: float = opt(2.0, "random scale: largest zoom factor")
+    flip: bool = opt(True, "random left-right mirroring")
+    backbone_weights: str = opt("", "torchvision VGG16 state dict (.pth or .safetensors) to start the backbone from")
+    width: float = opt(1.0, "backbone channel multiplier (1.0 = VGG16; smaller for CPU runs and tests)")
+    fc_channels: int = opt(4096, "channels of fc6 and fc7 (4096 in VGG16)")
+    dropout: float = opt(0.5, "dropout after fc6 and fc7")
+    skip_scale: bool = opt(False, "scale the pool4/pool3 scores by 0.01/0.0001 as the reference at-once FCN-8s "
+                                  "does (for Caffe-scale 0..255 features)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.width <= 0 or self.fc_channels <= 0:
+            raise ConfigError(f"width={self.width} and fc_channels={self.fc_channels} must be > 0")
+        if not 0 < self.scale_min <= self.scale_max:
+            raise ConfigError(f"scale_min={self.scale_min}, scale_max={self.scale_max}: need 0 < min <= max")
+        if (self.crop_height > 0) != (self.crop_width > 0) or min(self.crop_height, self.crop_width) < 0:
+            raise ConfigError("set both crop_height and crop_width (> 0), or neither")
+        if self.backbone_weights and (self.width != 1.0 or self.fc_channels != 4096):
+            raise ConfigError("--backbone-weights needs the VGG16 shape: --width 1.0 --fc-channels 4096")
+
+
+@dataclass
+class SegdecConfig(TrainConfig):
+    # Tabernik et al.: plain SGD without momentum, one image per step, the segmentation net trained first and the
+    # decision net then trained on top of it with the segmentation frozen; KolektorSDD images at 1408x512.
+    # The learning rate is this recipe's choice on the KolektorSDD subset (docs/results.md), not a published value.
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    batch_size: int = 1
+    epochs: float = 30.0
+    log_every: int = 20
+    stage: str = opt("seg+dec", "what to train: seg, dec (segmentation frozen), joint, or seg+dec in sequence",
+                     ("seg", "dec", "joint", "seg+dec"))
+    dec_epochs: float = opt(0.0, "seg+dec: epochs of the dec stage (0: the same as --epochs)")
+    layout: str = opt("kolektor", "on-disk layout of --data", ("kolektor", "generic"))
+    fold: int = opt(0, "cross-validation: evaluate on this fold, train on the others (3 folds, split by item)")
+    folds: int = opt(3, "number of folds (the paper's 3-fold cross-validation)")
+    height: int = opt(1408, "input height in pixels (the paper's KolektorSDD size)")
+    width: int = opt(512, "input width in pixels")
+    channels: int = opt(1, "1 = grayscale, 3 = RGB")
+    feature_channels: int = opt(1024, "channels of the 15x15 feature layer (1024 in the paper)")
+    dilate: int = opt(0, "dilate masks with a square of this size before training (0: off; the follow-up paper's)")
+    balanced: bool = opt(True, "each epoch: every defect-free image once and as many defective ones")
+    flip: bool = opt(True, "random left-right and up-down mirroring of image and mask")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.height % 8 or self.width % 8 or self.height < 64 or self.width < 64:
+            raise ConfigError(f"height={self.height}, width={self.width}: need multiples of 8, at least 64")
+        if not 0 <= self.fold < self.folds or self.folds < 2:
+            raise ConfigError(f"fold={self.fold}, folds={self.folds}: need folds >= 2 and 0 <= fold < folds")
+        if self.stage == "dec" and not self.init_from:
+            raise ConfigError("stage=dec trains the decision net on a frozen segmentation net: pass --init-from "
+                              "RUN_DIR of a seg run (or use --stage seg+dec)")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels={self.channels} must be 1 or 3")
+
+
+@dataclass
+class ChemvaeConfig(TrainConfig):
+    # Gómez-Bombarelli et al.: Adam lr 1e-3, max 120 characters, KL annealed in; the post: latent 256, batch 128.
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 128
+    epochs: float = 50.0
+    log_every: int = 20
+    data: str = opt("", f"SMILES file: CSV with a SMILES column, or one per line (default: $TOWERLAB_DATA/{CHEMVAE_DEFAULT_FILE})")
+    val_data: str = opt("", "held-out SMILES file (default: a --val-fraction of --data)")
+    val_fraction: float = opt(0.1, "share of --data held out for evaluation when no --val-data is given")
+    max_len: int = opt(120, "longest molecule in tokens; longer ones are reported and skipped")
+    representation: str = opt("smiles", "the strings the model reads and writes: smiles, or selfies (every decoded "
+                                        "SELFIES is a valid molecule)", REPRESENTATIONS)
+    latent: int = opt(256, "latent dimensions")
+    encoder: str = opt("conv2d", "conv2d: the post's 2D convs over the one-hot matrix; conv1d: Gómez-Bombarelli's",
+                       ("conv2d", "conv1d"))
+    # gru by default: on 64 ZINC molecules it reaches 0.67 token accuracy in 300 steps, the conv decoder 0.43 in 150
+    decoder: str = opt("gru", "gru: 3-layer GRU with teacher forcing (Gómez-Bombarelli); conv: the post's "
+                              "upsampling conv decoder", ("gru", "conv"))
+    gru_hidden: int = opt(488, "GRU decoder width (Gómez-Bombarelli: 488)")
+    beta: float = opt(1.0, "weight of the KL term after annealing")
+    kl_warmup_steps: int = opt(2000, "steps over which the KL weight rises linearly from 0 to beta")
+    # 0.25: on ZINC (500 steps) the KL stayed at 19 nats instead of collapsing to 0.05, token accuracy 0.671 vs
+    # 0.655, unique samples 0.70 vs 0.38 at the same validity (docs/results.md)
+    free_bits: float = opt(0.25, "nats per latent dimension the KL term does not charge for (Kingma et al. 2016): "
+                                 "keeps z informative instead of collapsing onto the prior; 0 = off")
+    properties: str = opt("qed,logp", "comma-separated: qed, logp, mw, sa (computed by RDKit) or columns of the CSV; "
+                                      "empty for none")
+    property_weight: float = opt(1.0, "weight of the property loss")
+    vocab_file: str = opt("", "use this vocab.json instead of building one from --data (set when a run is reloaded)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_len < 8 or self.max_len % 4:
+            raise ConfigError(f"max_len={self.max_len} must be a multiple of 4, at least 8")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction={self.val_fraction} must be between 0 and 1")
+        if self.latent <= 0 or self.beta < 0 or self.kl_warmup_steps < 0 or self.free_bits < 0:
+            raise ConfigError("latent must be > 0, beta, kl_warmup_steps and free_bits >= 0")
+
+
+@cache
+def fcn_config(stride: int) -> type[FcnConfig]:
+    """The Config of the FCN variant with this output stride (what build_model reads as cfg.STRIDE)."""
+    cls = type(f"Fcn{stride}sConfig", (FcnConfig,), {"STRIDE": stride, "__module__": __name__})
+    cls.__qualname__ = cls.__name__
+    return dataclass(cls)
