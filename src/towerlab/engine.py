@@ -170,7 +170,8 @@ class Trainer:
         self._log_sums = {n: torch.zeros((), device=self.dist.device) for n in names}
         self._loss_count = 0
         loss, lr = means["loss"], self.sched.get_last_lr()[0]
-        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", img_s=f"{images_per_s:,.0f}")
+        terms = {n: f"{v:.4g}" for n, v in means.items() if n != "loss"}  # the recipe's own terms (recon, kl, ...)
+        bar.set_postfix(loss=f"{loss:.4f}", **terms, lr=f"{lr:.3g}", img_s=f"{images_per_s:,.0f}")
         if self.run:
             self.run.log(self.step, {**{f"train/{n}": v for n, v in means.items()}, "train/lr": lr,
                                      "train/images_per_s": images_per_s})

@@ -13,7 +13,7 @@ from towerlab.config import merge
 from towerlab.data.images import fit_to, read_image
 from towerlab.dist import Dist, setup
 from towerlab.recipes import get, has, require
-from towerlab.runs import read_config
+from towerlab.runs import RunRecord
 
 
 @dataclass
@@ -26,9 +26,9 @@ class Loaded:
 
 def load(run_dir: str | Path, which: str = "last", device: torch.device | str = "cpu", **overrides) -> Loaded:
     """The run's model in eval mode, with the weights it evaluates with (the moving average if it keeps one)."""
-    name, fields = read_config(run_dir)
-    recipe = get(name)
-    cfg = merge(merge(recipe.Config(), fields, f"{run_dir}/config.yaml"), overrides, "command line")
+    record = RunRecord.load(run_dir)
+    recipe = get(record.recipe)
+    cfg = merge(merge(recipe.Config(), record.config, f"{run_dir}/config.yaml"), overrides, "command line")
     if has(recipe, "artifacts"):  # files beside the weights that the model is built from (a vocabulary)
         cfg = recipe.with_artifacts(cfg, Path(run_dir))
     folder = checkpoint.find(Path(run_dir), which)
@@ -57,7 +57,7 @@ def load_inputs(recipe, cfg, paths: list[str]) -> torch.Tensor:
 def predict(run_dir: str | Path, paths: list[str], which: str = "last", out_dir: str | None = None) -> list[dict]:
     """For each file: its predicted class and the probability of every class; a recipe with outputs of its own
     (label maps, defect masks) writes them as PNGs via its predict_files."""
-    name = read_config(run_dir)[0]
+    name = RunRecord.load(run_dir).recipe
     if not has(name, "predict_files"):
         require(name, "classify", command="classifying image files")
     run = load(run_dir, which)

@@ -17,7 +17,7 @@ from towerlab.chem.tokens import Skipped, Vocab
 from towerlab.data import smiles as smiles_data
 from towerlab.errors import ConfigError, DataError
 from towerlab.recipes import chemvae, require
-from towerlab.runs import read_config
+from towerlab.runs import RunRecord
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Model:
 
 def load(run_dir: str | Path, which: str = "best") -> Model:
     run_dir = Path(run_dir)
-    require(read_config(run_dir)[0], "generate", command=f"`towerlab chem` ({run_dir})")
+    require(RunRecord.load(run_dir).recipe, "generate", command=f"`towerlab chem` ({run_dir})")
     loaded = infer.load(run_dir, which)
     return Model(loaded.model, Vocab.load(Path(loaded.cfg.vocab_file)), loaded.cfg, run_dir)
 
