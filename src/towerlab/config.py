@@ -63,6 +63,8 @@ class TrainConfig:
     eval_limit: int = opt(0, "if > 0, evaluate on the first this many validation items only (quick runs; the metrics "
                              "then carry eval_items)")
     log_every: int = opt(50, "log loss and throughput every this many steps")
+    tb_histograms: int = opt(0, "if > 0, every this many steps write per-layer activation, gradient and weight "
+                                "histograms, zero fractions, norms and update-to-weight ratios to TensorBoard")
     # speed
     precision: str = opt("fp32", "arithmetic precision", ("fp32", "bf16", "fp16"))
     compile: bool = opt(False, "torch.compile the model")
@@ -92,7 +94,7 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
         for name in ("epochs", "max_steps", "lr", "weight_decay", "clip_grad", "warmup_steps", "ckpt_every_steps",
-                     "eval_limit"):
+                     "eval_limit", "tb_histograms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
         if self.epochs == 0 and self.max_steps == 0:

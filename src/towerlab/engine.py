@@ -31,6 +31,7 @@ from towerlab.errors import CheckpointError, ConfigError, DivergedError, Towerla
 from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
 from towerlab.recipes.contract import Step
 from towerlab.runs import Run, default_dir, read_config
+from towerlab.watch import Watcher
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -76,6 +77,8 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch, self.total_steps))
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.precision == "fp16")
         self.step, self.best, self.last_eval = 0, {}, {}
+        self.watch = Watcher(self.raw, cfg.tb_histograms, run.tb if run else None, self.strategy.sharded) \
+            if cfg.tb_histograms else None
         self.eval_seconds = 0.0  # time spent evaluating: never counted as training throughput
         # the loss and the recipe's logs, summed on the device between two log lines (no host sync per step)
         self._log_sums: dict[str, torch.Tensor] = {"loss": torch.zeros((), device=dist.device)}
@@ -109,11 +112,16 @@ class Trainer:
     def train_step(self, batch: tuple[torch.Tensor, ...]) -> None:
         self.model.train()
         where = Step(self.step, self.total_steps, self.step / self.steps_per_epoch)
+        watching = self.watch is not None and self.watch.due(self.step)  # off its steps: not even a hook
+        if watching:
+            self.watch.begin()
         if recipes.has(self.recipe, "train_step"):  # the recipe's own step (several optimizers, a closure, ...)
             with self.autocast():
                 self._add_logs(self.recipe.train_step(self.model, batch, where, self.opt), 1)
         else:
             self._step(batch, where)
+        if watching:
+            self.watch.end(self.step + 1)
         self.sched.step()
         if self.ema is not None:
             self.ema.update_parameters(self.raw)
@@ -300,7 +308,7 @@ class Trainer:
 # Fields a resumed run may change: none of them alters a step already taken. Anything else (the learning rate, the
 # batch, the model) would make the continuation a different run: start one from these weights with --init-from.
 RESUMABLE = ("epochs", "max_steps", "eval_every_epochs", "eval_every_steps", "eval_limit", "ckpt_every_steps",
-             "keep_checkpoints", "log_every", "data")
+             "keep_checkpoints", "log_every", "tb_histograms", "data")
 
 
 class Progress:
