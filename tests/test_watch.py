@@ -59,3 +59,12 @@ def test_under_ddp_and_fsdp_rank_0_writes_whole_tensors(tmp_path):
             weights = events.Histograms(f"weights/{name}")
             assert [e.step for e in weights] == [2, 4] and weights[0].histogram_value.num == n, (strategy, name)
             assert events.Histograms(f"gradients/{name}")[0].histogram_value.num == n, (strategy, name)
+
+
+def test_under_the_pipeline_strategy(tmp_path):
+    cfg = config.build(digits.Config, None, {"max_steps": 2, "tb_histograms": 2, "log_every": 2,
+                                             "eval_every_epochs": 0.0, "strategy": "pipeline"})
+    fit(digits, cfg, out=tmp_path / "run")
+    hists = set(_events(tmp_path / "run").Tags()["histograms"])
+    assert {f"gradients/{n}" for n, _ in digits.build_model(cfg).named_parameters()} <= hists
+    assert any(t.startswith("activations/") for t in hists)

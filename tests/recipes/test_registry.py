@@ -148,3 +148,32 @@ def test_a_recipe_of_your_own_with_its_own_optimizer_and_training_step(tmp_path)
     assert all(len(s) for s in built[0].state.values())  # the optimizer that stepped is the recipe's Adam
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl") if "train/loss" in line]
     assert [r["step"] for r in rows] == [3, 6] and all(r["train/grad_norm"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_recipe_can_be_watched(name, request, tmp_path):
+    """--tb-histograms on each recipe: its layers' outputs, gradients and weights reach TensorBoard."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from towerlab.watch import Watcher
+
+    recipe = get(name)
+    cfg = _cfg(name, request)
+    data = recipe.build_data(cfg, Dist())
+    model = recipe.build_model(cfg, data)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    writer = SummaryWriter(str(tmp_path))
+    watch = Watcher(model, 1, writer)
+    assert watch.due(0)
+    watch.begin()
+    loss, _ = recipe.loss(model, next(iter(data.train)), Step(0, 10, 0.0))
+    loss.backward()
+    opt.step()
+    watch.end(1)
+    writer.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    hists = events.Tags()["histograms"]
+    trained = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is not None]
+    assert {f"gradients/{n}" for n in trained} <= set(hists) and any(t.startswith("activations/") for t in hists)
