@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from towerlab import checkpoint
+from towerlab.runs import RunRecord
 
 STEPS = 240
 
@@ -87,6 +88,7 @@ def test_a_killed_rank_stops_the_run_in_one_line_and_resume_ends_bitwise_equal(t
     assert proc.returncode == 1, err[-2000:]
     assert "process rank 1 was killed by SIGKILL" in err and "Traceback" not in err.split("rank 1 was killed")[1]
     assert f"continue it with `towerlab train --resume {run}`" in err
+    assert RunRecord.load(run).status == "interrupted"  # resumable, not failed
     # the newest checkpoint is damaged on top of that: resume falls back to the one before, says so, stays exact
     newest = checkpoint.find(run)
     (newest / "state.pt").write_bytes((newest / "state.pt").read_bytes()[:100])

@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from towerlab.data.fetch import sha256
 from towerlab.errors import CheckpointError
 
 MANIFEST = "manifest.json"
@@ -169,14 +170,6 @@ def manifest(folder: Path) -> dict:
         return {}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def damage(folder: Path) -> str | None:
     """Why the checkpoint in `folder` cannot be trusted (a file missing, a checksum mismatch), or None.
     A checkpoint written before manifests existed has nothing to check against and passes."""
@@ -189,7 +182,7 @@ def damage(folder: Path) -> str | None:
     for fname, digest in expected.items():
         if not (folder / fname).is_file():
             return f"{fname} missing"
-        if _sha256(folder / fname) != digest:
+        if sha256(folder / fname) != digest:
             return f"{fname} fails its SHA-256 check"
     return None
 
@@ -225,14 +218,18 @@ def find(run_dir: Path, which: str = "last", verify: bool = True, quiet: bool = 
                           f"train it first, or pass the right run directory")
 
 
+def folder_world_size(folder: Path) -> int:
+    """How many processes wrote the checkpoint in `folder` (its manifest; state.pt for one written before those)."""
+    return manifest(folder).get("world_size") or load_state(folder).get("world_size", 1)
+
+
 def world_size(run_dir: Path) -> int | None:
     """How many processes trained the run's newest checkpoint (read without verifying: a cheap look before a
     launch), or None when the run has no checkpoint."""
     try:
-        folder = find(run_dir, verify=False, quiet=True)
+        return folder_world_size(find(run_dir, verify=False, quiet=True))
     except CheckpointError:
         return None
-    return manifest(folder).get("world_size") or load_state(folder).get("world_size", 1)
 
 
 def load_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: Path) -> None:

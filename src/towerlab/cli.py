@@ -65,16 +65,6 @@ def _train_parser(recipe_name: str | None) -> argparse.ArgumentParser:
     return p
 
 
-def _flag(argv: list[str], name: str) -> str | None:
-    """The value of `--name VALUE` or `--name=VALUE` in argv, before parsing."""
-    for i, a in enumerate(argv):
-        if a == name and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith(name + "="):
-            return a.split("=", 1)[1]
-    return None
-
-
 def parse_gpus(value: str) -> list[int]:
     """--gpus, the same in every command: a count N (the first N GPUs; 0: none, the CPU) or indices I,J,..."""
     text = value.strip().lower()
@@ -101,7 +91,7 @@ def _train_gpus(value: str | None) -> int | None:
 def cmd_train(argv: list[str]) -> int:
     # the recipe decides which flags exist, so find it before parsing: a registered name, or the resumed run's
     name = next((a for a in argv if a in recipes.REGISTRY), None)
-    resume_dir = _flag(argv, "--resume")
+    resume_dir = config.flag_value(argv, "--resume")
     if resume_dir:
         from towerlab.runs import read_config
 

@@ -147,6 +147,16 @@ def merge(cfg: Any, overrides: dict, source: str) -> Any:
     return dataclasses.replace(cfg, **changes)
 
 
+def flag_value(argv: list[str], name: str) -> str | None:
+    """The value of `--name VALUE` or `--name=VALUE` in a command line, before it is parsed."""
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():

@@ -22,12 +22,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from towerlab import checkpoint, recipes, strategy
+from towerlab import checkpoint, errors, recipes, strategy
 from towerlab.config import TrainConfig, merge
 from towerlab.dist import (Dist, all_gather, all_reduce_extremes, all_reduce_sum, barrier, broadcast_object, print0,
-                           restart_count, setup)
+                           peer_failure, restart_count, setup)
 from towerlab.data.loader import limited
-from towerlab.errors import CheckpointError, ConfigError, DivergedError, TowerlabError
+from towerlab.errors import ConfigError, DivergedError, TowerlabError
 from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
 from towerlab.recipes.contract import Step
 from towerlab.runs import Run, default_dir, read_config
@@ -77,6 +77,7 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch, self.total_steps))
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.precision == "fp16")
         self.step, self.best, self.last_eval = 0, {}, {}
+        self.own_step = recipes.has(recipe, "train_step")  # asked once: train_step runs every step
         self.watch = Watcher(self.raw, cfg.tb_histograms, run.tb if run else None, self.strategy.sharded) \
             if cfg.tb_histograms else None
         self.eval_seconds = 0.0  # time spent evaluating: never counted as training throughput
@@ -115,7 +116,7 @@ class Trainer:
         watching = self.watch is not None and self.watch.due(self.step)  # off its steps: not even a hook
         if watching:
             self.watch.begin()
-        if recipes.has(self.recipe, "train_step"):  # the recipe's own step (several optimizers, a closure, ...)
+        if self.own_step:  # the recipe's own step (several optimizers, a closure, ...)
             with self.autocast():
                 self._add_logs(self.recipe.train_step(self.model, batch, where, self.opt), 1)
         else:
@@ -331,7 +332,7 @@ class Progress:
 
 def _check_resumable(folder: Path, cfg: TrainConfig, dist: Dist, allow_world_size_change: bool) -> None:
     """Refuse a continuation that cannot be exact before anything in the run directory is touched."""
-    saved = checkpoint.manifest(folder).get("world_size") or checkpoint.load_state(folder)["world_size"]
+    saved = checkpoint.folder_world_size(folder)
     if saved != dist.world_size and not allow_world_size_change:
         raise ConfigError(f"the run was trained on {saved} process(es), this is {dist.world_size}: resume with "
                           f"--procs {saved} (the default), or pass --allow-world-size-change to continue on "
@@ -376,7 +377,7 @@ def _open_run(recipe, cfg: TrainConfig, dist: Dist, out: str | Path | None, resu
                 raise
     answer = broadcast_object(answer, dist)
     if answer[0] == "error":
-        raise {"CheckpointError": CheckpointError}.get(answer[1], ConfigError)(answer[2], all_ranks=True)
+        raise getattr(errors, answer[1], TowerlabError)(answer[2], all_ranks=True)
     if run:
         run.write_env(dist.world_size, dist.device)
     return run, Path(answer[1]) if answer[1] else None
@@ -409,8 +410,9 @@ def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | No
             run.write_status("interrupted")
         raise
     except Exception as e:
-        if run:
-            run.write_status("failed", (str(e).strip().splitlines() or [type(e).__name__])[0][:500])
+        if run:  # a collective broken by another process's death leaves a run to resume, not a failed one
+            status = "interrupted" if isinstance(e, RuntimeError) and peer_failure(e) else "failed"
+            run.write_status(status, (str(e).strip().splitlines() or [type(e).__name__])[0][:500])
         raise
     finally:
         if run:

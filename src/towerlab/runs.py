@@ -97,7 +97,8 @@ class Run:
         short by a kill is dropped too."""
         path = self.path / "metrics.jsonl"
         if path.is_file():
-            lines = [ln for ln in path.read_text().splitlines() if _step(ln) is not None and _step(ln) <= step]
+            steps = ((ln, _step(ln)) for ln in path.read_text().splitlines())
+            lines = [ln for ln, at in steps if at is not None and at <= step]
             path.write_text("".join(ln + "\n" for ln in lines))
         (self.path / "final_metrics.json").unlink(missing_ok=True)  # written again when the run finishes
 

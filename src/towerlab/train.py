@@ -86,17 +86,10 @@ def launch(req: Request, nproc: int, run_dir: str | None) -> int:
     if run_dir and not req.procs and not req.gpus:
         argv += ["--procs", str(nproc)]  # said aloud, so every restart agrees
     code = dist.launch(["train", *argv], nproc, req.max_restarts)
-    run_dir = run_dir or _out_of(argv)
+    run_dir = run_dir or config.flag_value(argv, "--out")
     if code == 1 and run_dir:
         _where_to_continue(Path(run_dir))
     return code
-
-
-def _out_of(argv: list[str]) -> str | None:
-    for i, a in enumerate(argv[:-1]):
-        if a == "--out":
-            return argv[i + 1]
-    return next((a.split("=", 1)[1] for a in argv if a.startswith("--out=")), None)
 
 
 def _where_to_continue(run_dir: Path) -> None:

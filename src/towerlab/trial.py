@@ -62,7 +62,7 @@ def run(spec: TrialSpec, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from towerlab.errors import TowerlabError
+    from towerlab.errors import TowerlabError, missing_extra
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -74,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         metrics = run(spec, out)
         result, code = TrialResult(spec.name, "ok", time.perf_counter() - t0, metrics), 0
-    except TowerlabError as e:
-        print(f"towerlab: error: {e}", file=sys.stderr)
-        result, code = TrialResult(spec.name, "failed", time.perf_counter() - t0, error=str(e)), 2
+    except (TowerlabError, ModuleNotFoundError) as e:
+        why = missing_extra(e) if isinstance(e, ModuleNotFoundError) else str(e)
+        if why is None:
+            raise
+        print(f"towerlab: error: {why}", file=sys.stderr)
+        result, code = TrialResult(spec.name, "failed", time.perf_counter() - t0, error=why), 2
     atomic_write(out / "result.json", json.dumps(asdict(result), indent=1).encode())
     sys.stdout.flush()
     sys.stderr.flush()
