@@ -5,25 +5,28 @@
     python bench/throughput.py --recipes fcn8s segdec        # the segmentation issues' settings (GPU-sized)
     python bench/throughput.py --recipes chemvae             # molecules/s (the columns say images/s: items)
 
-For each recipe, three ways, the same model and batch size:
-  (a) plain:  a hand-written loop: DataLoader over host tensors, eager fp32, the recipe's batch augmentation
-  (b) fit:    towerlab's fit with identical settings (host data, fp32, no compile, no EMA, constant lr)
-  (c) fast:   fit with its fast path (data in device memory, bf16 on a GPU, channels_last, torch.compile)
-  (L) when the lightning package is installed: the same model, loop and DataLoader under a Lightning Trainer
-Each is timed over windows of --window steps, ending each window with a host sync (loss.item());
-the first window (warm-up, compilation) is dropped and the median window rate kept; the three are
-interleaved --repeats times in rotating order; the table shows the median rate of each way and the median of
-the per-repeat ratios. Real data from $TOWERLAB_DATA.
-Writes bench/out/throughput.json.
+For each recipe, these ways, the same model and batch size:
+  (a)  plain:        a hand-written loop: DataLoader over host tensors, eager fp32, the recipe's batch augmentation
+  (a') plain+alloc:  the same loop with the host-allocator setting fit makes on the CPU (towerlab.perf)
+  (b)  fit:          towerlab's fit with identical settings (host data, fp32, no compile, no EMA, constant lr)
+  (c)  fast:         fit --fast: what it chooses for the device (printed under the table)
+  (L)  when the lightning package is installed: the same model, loop and DataLoader under a Lightning Trainer
+Each measurement runs in a fresh process and is timed over windows of --window steps, each ending with a host sync
+(loss.item()); the first window (warm-up, compilation) is dropped and the median window rate kept. The ways are
+interleaved --repeats times in rotating order; the table shows each way's median rate and the spread of its repeats,
+and the median of the per-repeat ratios; a note says when a ratio's gap from 1 is inside the spread.
+Real data from $TOWERLAB_DATA. Writes bench/out/throughput.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +36,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
-from towerlab import config
+from towerlab import config, perf
 from towerlab.data.loader import pad_stack
 from towerlab.dist import Dist
 from towerlab.engine import fit
@@ -41,6 +44,11 @@ from towerlab.recipes import get
 from towerlab.recipes.contract import Step
 
 STEP = Step(10**6, 10**6, 1.0)  # past any warm-up: the steady-state loss
+try:
+    import lightning  # noqa: F401  an extra column when the machine has it
+    HAVE_LIGHTNING = True
+except ImportError:
+    HAVE_LIGHTNING = False
 
 
 def host_loader(recipe, cfg, device):
@@ -162,8 +170,7 @@ def matmul_peak(device, dtype) -> float:
 def fit_rates(recipe, cfg, steps: int, window: int) -> list[float]:
     """fit's own per-window throughput, read back from the run's metrics.jsonl."""
     with tempfile.TemporaryDirectory() as tmp:
-        run = config.build(type(cfg), None, {**vars(cfg), "max_steps": steps, "log_every": window,
-                                              "eval_every_epochs": 0.0})
+        run = dataclasses.replace(cfg, max_steps=steps, log_every=window, eval_every_epochs=0.0)
         fit(recipe, run, out=Path(tmp) / "run")
         rows = [json.loads(line) for line in open(Path(tmp) / "run" / "metrics.jsonl")]
     return [r["train/images_per_s"] for r in rows if "train/images_per_s" in r]
@@ -177,9 +184,12 @@ def steady(rates: list[float]) -> float:
 SETTINGS = {"fcn8s": {"crop_height": 512, "crop_width": 512, "scale_min": 2.0, "scale_max": 2.0, "batch_size": 8},
             "segdec": {"stage": "joint", "height": 1408, "width": 512, "batch_size": 8}}
 
+WAYS = {"plain": "(a) plain", "plain_alloc": "(a') plain+alloc", "fit": "(b) fit", "fast": "(c) fast",
+        "lightning": "(L) Lightning"}
 
-def bench_recipe(name: str, args, device: torch.device) -> dict:
-    recipe = get(name)
+
+def settings(name: str, args) -> dict:
+    """The recipe's benchmark config: fp32, no compile, host data, constant lr, no EMA (what a plain loop does)."""
     base = {"seed": 0, "ema_decay": 0.0, "schedule": "constant", "weight_decay": 0.0, "precision": "fp32",
             "compile": False, "channels_last": False, "data_on_device": False, **SETTINGS.get(name, {})}
     if args.batch_size:
@@ -189,72 +199,129 @@ def bench_recipe(name: str, args, device: torch.device) -> dict:
         target, _, key = key.rpartition(":")
         if target in ("", name):
             base[key] = yaml.safe_load(value)
+    return base
+
+
+def measure_one(way: str, name: str, args, device: torch.device) -> list[float]:
+    """One way's window rates, in this (fresh) process."""
+    recipe = get(name)
+    base = settings(name, args)
     same = config.build(recipe.Config, None, base)
-    fast = config.build(recipe.Config, None, {**base, "data_on_device": True, "channels_last": True, "compile": True,
-                                              "precision": "bf16" if device.type == "cuda" else args.cpu_fast_precision,
-                                              "compile_mode": "max-autotune-no-cudagraphs" if device.type == "cuda" else "default"})
-    measure = {"plain": lambda: plain_loop(recipe, same, device, args.steps, args.window),
-               "fit": lambda: fit_rates(recipe, same, args.steps, args.window),
-               "fast": lambda: fit_rates(recipe, fast, args.steps, args.window)}
-    try:
-        import lightning  # noqa: F401  an extra column when the machine has it
-        measure["lightning"] = lambda: lightning_rates(recipe, same, device, args.steps, args.window)
-    except ImportError:
-        pass
-    runs = {k: [] for k in measure}
-    order = list(measure)
+    if way == "plain":
+        return plain_loop(recipe, same, device, args.steps, args.window)
+    if way == "plain_alloc":  # the hand-written loop with the allocator setting fit makes on the CPU
+        perf.keep_freed_memory()
+        return plain_loop(recipe, same, device, args.steps, args.window)
+    if way == "fit":
+        return fit_rates(recipe, same, args.steps, args.window)
+    if way == "fast":  # fit --fast: it chooses the speed settings for the device itself
+        fast = config.build(recipe.Config, None, {**{k: v for k, v in base.items() if k not in perf.FAST_FIELDS},
+                                                  "fast": True})
+        return fit_rates(recipe, fast, args.steps, args.window)
+    return lightning_rates(recipe, same, device, args.steps, args.window)
+
+
+def in_fresh_process(way: str, name: str, args) -> list[float]:
+    """Each measurement in a process of its own: a process's earlier allocations change how fast the next loop runs
+    (glibc's malloc thresholds move with them), so no way inherits another's heap."""
+    cmd = [sys.executable, __file__, "--one", way, "--recipes", name, "--steps", str(args.steps),
+           "--window", str(args.window), "--batch-size", str(args.batch_size), *sum((["--set", s] for s in args.set), [])]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{way} on {name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def spread(values: list[float]) -> float:
+    """(max - min) / median: how far apart the repeats of one column landed."""
+    return (max(values) - min(values)) / statistics.median(values) if len(values) > 1 else 0.0
+
+
+def bench_recipe(name: str, args, device: torch.device) -> dict:
+    recipe = get(name)
+    ways = [w for w in WAYS if w != "lightning" or HAVE_LIGHTNING]
+    runs = {k: [] for k in ways}
+    order = list(ways)
     for _ in range(args.repeats):  # rotate the order: no way gets the warm (or the throttled) slot every time
         for k in order:
-            runs[k].append(steady(measure[k]()))
+            runs[k].append(steady(in_fresh_process(k, name, args)))
+            print(f"  {name} {k}: {runs[k][-1]:.0f} images/s", file=sys.stderr)
         order = order[1:] + order[:1]
     med = {k: statistics.median(v) for k, v in runs.items()}
     ratio = {k: statistics.median(a / b for a, b in zip(runs[k], runs["plain"])) for k in runs if k != "plain"}
+    ratio["fit_over_plain_alloc"] = statistics.median(a / b for a, b in zip(runs["fit"], runs["plain_alloc"]))
+    spreads = {k: spread(v) for k, v in runs.items()}
+    same = config.build(recipe.Config, None, settings(name, args))
+    fast, chosen = perf.apply_fast(config.build(recipe.Config, None, {"fast": True}), device)
     flops = flops_per_image(recipe, same, device)
     peak = matmul_peak(device, torch.bfloat16 if fast.precision == "bf16" else torch.float32)
-    return {"recipe": name, "batch_size": same.batch_size, "images_per_s": med, "repeats": runs,
+    return {"recipe": name, "batch_size": same.batch_size, "images_per_s": med, "repeats": runs, "spread": spreads,
             "flops_per_image": flops, "matmul_peak_flops": peak, "mfu_fast": flops * med["fast"] / peak,
-            "settings": {k: v for k, v in base.items()},
-            "fit_over_plain": ratio["fit"], "fast_over_plain": ratio["fast"], "ratios": ratio,
-            "fast_settings": {"precision": fast.precision, "channels_last": True, "compile": True,
-                              "compile_mode": fast.compile_mode, "data_on_device": True}}
+            "settings": settings(name, args), "fit_over_plain": ratio["fit"], "fast_over_plain": ratio["fast"],
+            "ratios": ratio, "fast_chose": chosen}
+
+
+def noise_notes(r: dict) -> list[str]:
+    """A ratio whose gap from 1 is smaller than the spread of the columns it divides is not a measured difference."""
+    notes = []
+    for way, key in (("fit", "fit"), ("fast", "fast"), ("fit", "fit_over_plain_alloc")):
+        base = "plain_alloc" if key == "fit_over_plain_alloc" else "plain"
+        gap, noise = abs(r["ratios"][key] - 1), max(r["spread"][way], r["spread"][base])
+        if noise > gap:
+            notes.append(f"{r['recipe']}: {way}/{base} = {r['ratios'][key]:.3f}, but the repeats spread "
+                         f"{noise:.1%}: the difference is inside the noise")
+    return notes
+
+
+def print_table(results: list[dict], machine: str, args) -> None:
+    print(f"\n{machine}, torch {torch.__version__}, {args.steps} steps in windows of {args.window}, median of "
+          f"{args.repeats} repeats, each in a fresh process (images/s, spread = (max - min) / median)")
+    ways = [w for w in WAYS if any(w in r["images_per_s"] for r in results)]
+    print(f"{'recipe':8s} {'batch':>5s} " + " ".join(f"{WAYS[w]:>17s}" for w in ways)
+          + f" {'b/a':>6s} {'b/a_':>6s} {'c/a':>6s}" + (f" {'L/a':>6s}" if "lightning" in ways else "")
+          + f" {'GFLOP/img':>9s} {'MFU(c)':>6s}")
+    for r in results:
+        cells = " ".join(f"{r['images_per_s'][w]:>8.0f} ±{r['spread'][w]:6.1%} " for w in ways)
+        q = r["ratios"]
+        print(f"{r['recipe']:8s} {r['batch_size']:5d} {cells}{q['fit']:6.3f} {q['fit_over_plain_alloc']:6.3f} "
+              f"{q['fast']:6.3f}" + (f" {q['lightning']:6.3f}" if "lightning" in ways else "")
+              + f" {r['flops_per_image'] / 1e9:9.2f} {r['mfu_fast']:6.1%}")
+    print("b/a_ = fit over the plain loop with the same allocator setting (a'): the engine's own cost")
+    for r in results:
+        print(f"{r['recipe']}: {r['fast_chose']}")
+        for note in noise_notes(r):
+            print("note: " + note)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipes", nargs="+", default=["mnist", "cifar10"])
-    p.add_argument("--steps", type=int, default=0, help="steps per measurement (default: 300 on a GPU, 50 on the CPU)")
+    p.add_argument("--steps", type=int, default=0, help="steps per measurement (default: 300 on a GPU, 100 on the CPU)")
     p.add_argument("--window", type=int, default=0, help="steps per timing window (default: steps / 5)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=0, help="default: each recipe's")
-    p.add_argument("--cpu-fast-precision", default="fp32", choices=("fp32", "bf16"),
-                   help="precision of the fast path on the CPU (bf16 helps only on CPUs with AMX/AVX512-BF16)")
     p.add_argument("--set", action="append", default=[], metavar="[RECIPE:]FIELD=VALUE",
                    help="override a config field of one recipe, or of every one (repeatable)")
+    p.add_argument("--one", choices=list(WAYS), help=argparse.SUPPRESS)  # a single measurement (a child process)
     p.add_argument("--out", default="bench/out/throughput.json")
     args = p.parse_args()
     if not os.environ.get("TOWERLAB_DATA"):
         sys.exit("set TOWERLAB_DATA to the shared data folder (../shared/data): mnist/, cifar10/, camvid/, kolektorsdd/")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    args.steps = args.steps or (300 if device.type == "cuda" else 50)
+    args.steps = args.steps or (300 if device.type == "cuda" else 100)
     args.window = args.window or max(1, args.steps // 5)
+    if args.one:
+        print(json.dumps(measure_one(args.one, args.recipes[0], args, device)))
+        return 0
     results = [bench_recipe(n, args, device) for n in args.recipes]
-    machine = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    machine = torch.cuda.get_device_name() if device.type == "cuda" else \
+        f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
     report = {"command": " ".join(["python", *sys.argv]), "device": machine, "torch": torch.__version__,
-              "steps": args.steps, "window": args.window, "repeats": args.repeats, "results": results}
+              "steps": args.steps, "window": args.window, "repeats": args.repeats, "results": results,
+              "notes": [n for r in results for n in noise_notes(r)]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
-    print(f"\n{machine}, torch {torch.__version__}, {args.steps} steps, median of {args.repeats} repeats (images/s)")
-    light = any("lightning" in r["images_per_s"] for r in results)
-    print(f"{'recipe':10s} {'batch':>5s} {'(a) plain':>10s} {'(b) fit':>10s} {'(c) fast':>10s} {'b/a':>6s} {'c/a':>6s}"
-          + f" {'GFLOP/img':>9s} {'MFU(c)':>6s}" + (f" {'Lightning':>10s} {'L/a':>6s}" if light else ""))
-    for r in results:
-        ips = r["images_per_s"]
-        line = (f"{r['recipe']:10s} {r['batch_size']:5d} {ips['plain']:10.0f} {ips['fit']:10.0f} {ips['fast']:10.0f} "
-                f"{r['fit_over_plain']:6.3f} {r['fast_over_plain']:6.2f} {r['flops_per_image'] / 1e9:9.1f} "
-                f"{r['mfu_fast']:6.1%}")
-        if light:
-            line += f" {ips['lightning']:10.0f} {r['ratios']['lightning']:6.3f}"
-        print(line)
+    print_table(results, machine, args)
     print(f"JSON: {args.out}")
     return 0
 

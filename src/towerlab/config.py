@@ -66,6 +66,9 @@ class TrainConfig:
     tb_histograms: int = opt(0, "if > 0, every this many steps write per-layer activation, gradient and weight "
                                 "histograms, zero fractions, norms and update-to-weight ratios to TensorBoard")
     # speed
+    fast: bool = opt(False, "choose the speed settings that pay off on this device (printed at the start; on the "
+                            "CPU: bf16 where it has the instructions, channels_last, no compile; on a GPU: bf16, "
+                            "channels_last, torch.compile, data in GPU memory)")
     precision: str = opt("fp32", "arithmetic precision", ("fp32", "bf16", "fp16"))
     compile: bool = opt(False, "torch.compile the model")
     compile_mode: str = opt("default", "torch.compile mode", ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
@@ -198,5 +201,13 @@ def build(cls: type, yaml_file: str | None, cli_values: dict) -> Any:
     if yaml_file:
         cfg = merge(cfg, load_yaml(yaml_file), str(yaml_file))
     cfg = merge(cfg, cli_values, "command line")
+    if cfg.fast:  # torch-free: the field names only
+        from towerlab.perf import FAST_FIELDS
+
+        given = [k.replace("-", "_") for k in [*cli_values, *(load_yaml(yaml_file) if yaml_file else {})]]
+        mixed = sorted(set(FAST_FIELDS) & set(given))
+        if mixed:
+            raise ConfigError(f"--fast chooses {', '.join(FAST_FIELDS)} for the device; drop --fast, or drop "
+                              f"{', '.join(mixed)} and let it choose")
     cfg.validate()
     return cfg
