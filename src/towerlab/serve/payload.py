@@ -9,6 +9,9 @@ import numpy as np
 from towerlab.serve.settings import Normalize, Payload
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 class RowError(ValueError):
     """This row cannot be graded; the message is stored in the outcome table."""
 
@@ -45,6 +48,10 @@ def to_matrix(row: dict, p: Payload) -> np.ndarray:
     if len(values) and not np.isfinite(values).all():
         i = int(np.flatnonzero(~np.isfinite(values))[0])
         raise RowError(f"value {i} is {values[i]} (NaN or infinite)")
+    big = np.abs(values) > _F32_MAX  # finite here, infinite in the model's float32
+    if big.any():
+        i = int(np.flatnonzero(big)[0])
+        raise RowError(f"value {i} is {values[i]:g}, outside float32's range (+-{_F32_MAX:.4g})")
     return values.reshape(p.height, p.width).astype(np.float32)
 
 

@@ -28,14 +28,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from towerlab.config import load_yaml
 from towerlab.errors import ConfigError
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# matched with fullmatch: `$` alone would also match before a final newline ("m\n" would pass)
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def identifier(value: str) -> str:
     """A plain SQL identifier, optionally schema-qualified (schema.table)."""
     parts = value.split(".")
-    if len(parts) > 2 or not all(_IDENT.match(p) for p in parts):
+    if len(parts) > 2 or not all(_IDENT.fullmatch(p) for p in parts):
         raise ValueError(f"{value!r} is not a plain SQL identifier (letters, digits, _; at most 63 characters)")
     return value
 
@@ -97,7 +98,10 @@ class Source(_Strict):
     interval_s: float = Field(5.0, gt=0)
     batch_size: int = Field(256, gt=0)
     max_wait_s: float = Field(0.0, ge=0, description="a batch smaller than batch_size waits at most this long for more rows")
-    lag: int = Field(10_000, ge=0, description="ids re-scanned behind the watermark for rows that committed late")
+    lag: int = Field(0, ge=0, description="also re-read this many ids behind the watermark (not needed for exactly "
+                                          "once: gaps below the watermark are tracked and re-read until they close)")
+    gap_wait_s: float = Field(600.0, gt=0, description="databases other than PostgreSQL: how long ids below the "
+                              "watermark with no row are re-read before they are given up (with a warning naming them)")
     mode: Literal["watermark", "claim"] = "watermark"
     status_column: str | None = None
     pending_value: str = "new"
@@ -122,10 +126,11 @@ class ServeSettings(_Strict):
     sources: list[Source] = Field(min_length=1)
     outcome_table: str = "towerlab_outcome"
     state_table: str = "towerlab_state"
+    gap_table: str = "towerlab_gap"
     image_dir: str | None = None
     shutdown_timeout_s: float = Field(30.0, gt=0)
 
-    @field_validator("outcome_table", "state_table")
+    @field_validator("outcome_table", "state_table", "gap_table")
     @classmethod
     def _idents(cls, v: str) -> str:
         return identifier(v)
