@@ -19,7 +19,7 @@ class Db:
     def __init__(self, url: str):
         self.engine = create_engine(url)
         with self.engine.begin() as c:
-            for t in ("measurements", "towerlab_outcome", "towerlab_state"):
+            for t in ("measurements", "towerlab_outcome", "towerlab_state", "towerlab_gap"):
                 c.execute(text(f"DROP TABLE IF EXISTS {t}"))
             c.execute(text("CREATE TABLE measurements (id BIGINT PRIMARY KEY, label INTEGER, vals TEXT, status VARCHAR(8))"))
 

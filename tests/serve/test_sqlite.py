@@ -1,5 +1,8 @@
 """The service on its embedded default, SQLite, with real processes and real SIGKILLs."""
 
+import json
+import time
+
 import pytest
 
 import dbcases
@@ -43,3 +46,21 @@ def test_unreachable_database_at_startup(tmp_path, model_run):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "database 'default'" in lines[0] and "unreachable" in lines[0]
+
+
+def test_a_gap_that_never_fills_is_given_up_by_name(tmp_path, model_run, digit_rows):
+    url = f"sqlite:///{tmp_path / 'factory.db'}"
+    db, cfg = dbcases.Db(url), write_config(tmp_path / "serve.yaml", url, model_run, gap_wait_s=8)
+    db.insert(dbcases.rows(digit_rows, 1, 10) + dbcases.rows(digit_rows, 15, 6))  # ids 11-14 are missing
+    assert run_serve(cfg, "--once").returncode == 0
+    seen = time.monotonic()
+    db.insert(dbcases.rows(digit_rows, 12, 1))  # one fills in late: below the watermark, still found
+    assert run_serve(cfg, "--once").returncode == 0
+    dbcases.assert_each_graded_once(db, [*range(1, 11), 12, *range(15, 21)])
+    time.sleep(max(0.0, 8.5 - (time.monotonic() - seen)))
+    proc = run_serve(cfg, "--once")
+    warnings = [json.loads(line) for line in proc.stderr.splitlines() if "gap never filled" in line]
+    assert [(w["ids"], w["ungraded"]) for w in warnings] == [("11-14", 3)]  # given up, by name: never silently
+    db.insert(dbcases.rows(digit_rows, 13, 1))
+    assert run_serve(cfg, "--once").returncode == 0
+    assert 13 not in [o["row_key"] for o in db.outcomes()]

@@ -17,6 +17,8 @@ class Metrics:
         self.scored = Counter("towerlab_rows_scored", "rows graded by the model", ["source"], registry=r)
         self.failed = Counter("towerlab_rows_failed", "rows written with an error outcome", ["source"], registry=r)
         self.lag = Gauge("towerlab_source_lag_rows", "rows waiting to be graded", ["source"], registry=r)
+        self.gaps = Gauge("towerlab_source_gap_ids", "ids below the watermark still re-read for rows of open "
+                          "transactions", ["source"], registry=r)
         self.latency = Histogram("towerlab_batch_seconds", "time to read, grade and commit one batch", ["source"],
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
 

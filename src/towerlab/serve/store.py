@@ -1,9 +1,17 @@
 """Every SQL statement of the service, for one database.
 
-Exactly once, without trusting the order in which transactions commit:
-- watermark mode reads rows with key > watermark - lag that have no outcome yet (an anti-join on the outcome
-  table's unique (source, row_key)), so a row whose transaction committed after larger keys were graded is still
-  found while it is within `lag` ids of the watermark;
+Exactly once, without trusting the order in which transactions commit, and without a window:
+- watermark mode reads rows that have no outcome yet (an anti-join on the outcome table's unique (source, row_key))
+  with key > watermark, or with a key inside a *gap*: the ids below the watermark the service has not seen a row
+  for (the rows of transactions still open when larger keys were graded, or ids that rolled back). Each gap is
+  re-read on every poll until nothing can fill it any more:
+  * PostgreSQL proves it: a gap records the transactions open when it was seen (their virtual ids in pg_locks,
+    which include those that drew an id from a sequence but have not written yet) and the snapshot's xmax (a
+    64-bit xid8, so xid wraparound cannot confuse the comparison). Once all of them have ended and the snapshot
+    horizon (xmin) has passed that xmax, a read after that moment sees every row that will ever hold one of its
+    ids, and the gap closes after that read. (Keys must come from a sequence or identity without CACHE > 1, or a
+    transaction's own writes: a session that caches sequence values can hand out an old id later.)
+  * elsewhere a gap is re-read until `gap_wait_s` has passed, then closed with a warning naming its ids;
 - the outcome rows and the advanced watermark are written in the same transaction as the read, and the insert
   skips (source, row_key) pairs already present: a crash before commit repeats the work, never its effect;
 - claim mode (when the service may write to the source table) locks pending rows with FOR UPDATE SKIP LOCKED
@@ -12,10 +20,11 @@ Exactly once, without trusting the order in which transactions commit:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import (BigInteger, Column, DateTime, Float, Integer, MetaData, String, Table, Text, UniqueConstraint,
-                        and_, column, create_engine, exists, func, insert, select, table, text, update)
+                        and_, column, create_engine, delete, exists, func, insert, or_, select, table, text, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -29,13 +38,38 @@ _DDL_LOCK = 0x746F7765726C6162 >> 2  # any fixed bigint: "towerlab"; all towerla
 _UPSERT_INSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
+@dataclass
+class Gap:
+    """Ids lo..hi below the watermark with no row seen yet; what must end before the gap can close (PostgreSQL)."""
+
+    lo: int
+    hi: int
+    seen_at: datetime
+    xmax: int | None = None  # the snapshot's xmax when the gap was seen
+    waits: str = ""  # the virtual transaction ids open then, comma-separated
+
+
+@dataclass
+class Horizon:
+    """PostgreSQL's view of open transactions at one moment: their virtual ids, the snapshot's xmin and xmax."""
+
+    open: set[str]
+    xmin: int
+    xmax: int
+
+    def ended(self, gap: Gap) -> bool:
+        """Every transaction that could still commit a row into the gap had ended by this moment."""
+        waits = set(filter(None, gap.waits.split(",")))
+        return not (waits & self.open) and gap.xmax is not None and self.xmin >= gap.xmax
+
+
 def _split(name: str) -> tuple[str | None, str]:
     schema, _, tbl = name.rpartition(".")
     return schema or None, tbl
 
 
 class Store:
-    def __init__(self, url: str, outcome_table: str, state_table: str):
+    def __init__(self, url: str, outcome_table: str, state_table: str, gap_table: str = "towerlab_gap"):
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         self.dialect = self.engine.dialect.name
         md = MetaData()
@@ -59,6 +93,11 @@ class Store:
         self.state = Table(name, md, Column("source", String(128), primary_key=True),
                            Column("watermark", BigInteger, nullable=False),
                            Column("updated_at", DateTime(timezone=True), nullable=False), schema=schema)
+        schema, name = _split(gap_table)
+        self.gap = Table(name, md, Column("source", String(128), primary_key=True),
+                         Column("lo", BigInteger, primary_key=True), Column("hi", BigInteger, nullable=False),
+                         Column("seen_at", DateTime(timezone=True), nullable=False),
+                         Column("snapshot_xmax", BigInteger), Column("waits", Text), schema=schema)
         self.metadata = md
 
     def create_tables(self) -> None:
@@ -83,16 +122,74 @@ class Store:
     def watermark(self, conn: Connection, src: Source) -> int | None:
         return conn.execute(select(self.state.c.watermark).where(self.state.c.source == src.name)).scalar()
 
-    def pending(self, conn: Connection, src: Source, limit: int) -> list[dict]:
-        """Ungraded rows with key > watermark - lag, smallest keys first."""
+    def pending(self, conn: Connection, src: Source, limit: int, gaps: list[Gap]) -> list[dict]:
+        """Ungraded rows with key > watermark - lag or inside a gap, smallest keys first."""
         t = self._source(src)
         key = t.c[src.key_column]
         graded = exists().where(and_(self.outcome.c.source == src.name, self.outcome.c.row_key == key))
         q = select(t).where(~graded).order_by(key).limit(limit)
         wm = self.watermark(conn, src)
         if wm is not None:
-            q = q.where(key > wm - src.lag)
+            q = q.where(or_(key > wm - src.lag, *(key.between(g.lo, g.hi) for g in gaps)))
         return [dict(r._mapping) for r in conn.execute(q)]
+
+    # -- gaps: ids below the watermark that a transaction still open may fill --------------------------
+    def gaps(self, conn: Connection, src: Source) -> list[Gap]:
+        g = self.gap
+        rows = conn.execute(select(g.c.lo, g.c.hi, g.c.seen_at, g.c.snapshot_xmax, g.c.waits)
+                            .where(g.c.source == src.name).order_by(g.c.lo))
+        return [Gap(r.lo, r.hi, _utc(r.seen_at), r.snapshot_xmax, r.waits or "") for r in rows]
+
+    def horizon(self, conn: Connection) -> Horizon | None:
+        """PostgreSQL: the open transactions (but this one) and the snapshot bounds, now; None elsewhere."""
+        if self.dialect != "postgresql":
+            return None
+        snap = conn.execute(text(f"SELECT {self._snapshot_fn(conn)}()::text")).scalar()
+        xmin, xmax, _ = snap.split(":")
+        open_ = conn.execute(text("SELECT virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND granted "
+                                  "AND pid <> pg_backend_pid()")).scalars()
+        return Horizon(set(open_), int(xmin), int(xmax))
+
+    def _snapshot_fn(self, conn: Connection) -> str:
+        # 64-bit transaction ids (epoch-extended): pg_current_snapshot from PostgreSQL 13, txid_current_snapshot before
+        version = conn.dialect.server_version_info or (13,)
+        return "pg_current_snapshot" if version >= (13,) else "txid_current_snapshot"
+
+    def closable(self, conn: Connection, src: Source, gaps: list[Gap]) -> list[Gap]:
+        """The gaps nothing can fill any more, decided *before* the read that will be their last: on PostgreSQL every
+        transaction open when the gap was seen has ended; elsewhere the gap has waited gap_wait_s."""
+        if not gaps:
+            return []
+        now = self.horizon(conn)
+        if now is not None:
+            return [g for g in gaps if now.ended(g)]
+        deadline = datetime.now(timezone.utc) - timedelta(seconds=src.gap_wait_s)
+        return [g for g in gaps if g.seen_at <= deadline]
+
+    def close_gaps(self, conn: Connection, src: Source, gaps: list[Gap]) -> list[tuple[Gap, int]]:
+        """Forget gaps that were read one last time; (gap, its ids still without an outcome) for each."""
+        out = []
+        for g in gaps:
+            graded = conn.execute(select(func.count()).where(
+                self.outcome.c.source == src.name, self.outcome.c.row_key.between(g.lo, g.hi))).scalar() or 0
+            conn.execute(delete(self.gap).where(self.gap.c.source == src.name, self.gap.c.lo == g.lo))
+            out.append((g, g.hi - g.lo + 1 - graded))
+        return out
+
+    def _record_gaps(self, conn: Connection, src: Source, watermark: int | None, keys: list[int]) -> None:
+        """The ids between the old watermark and the new one that no graded row holds: open transactions' rows, or
+        ids that will never commit."""
+        above = sorted(k for k in keys if watermark is None or k > watermark)
+        if watermark is None:  # the first batch: the ids below its smallest key are a gap too (1 up, or any)
+            watermark = -(2 ** 63) if above[0] < 1 else 0
+        spans = [(a + 1, b - 1) for a, b in zip([watermark, *above], above) if b > a + 1]
+        if not spans:
+            return
+        now = self.horizon(conn)  # after the read: every transaction that drew one of these ids is open or done
+        seen = datetime.now(timezone.utc)
+        conn.execute(insert(self.gap), [{"source": src.name, "lo": lo, "hi": hi, "seen_at": seen,
+                                         "snapshot_xmax": now.xmax if now else None,
+                                         "waits": ",".join(sorted(now.open)) if now else None} for lo, hi in spans])
 
     def claim(self, conn: Connection, src: Source, limit: int) -> list[dict]:
         """Pending rows locked for this transaction; rows other workers hold are skipped, not waited for."""
@@ -104,6 +201,10 @@ class Store:
         elif self.dialect == "mssql":
             q = q.with_hint(t, "WITH (UPDLOCK, READPAST, ROWLOCK)")
         return [dict(r._mapping) for r in conn.execute(q)]
+
+    def waiting_in_gaps(self, conn: Connection, src: Source) -> int:
+        g = self.gap
+        return conn.execute(select(func.coalesce(func.sum(g.c.hi - g.c.lo + 1), 0)).where(g.c.source == src.name)).scalar()
 
     def lag(self, conn: Connection, src: Source) -> int:
         """How many rows wait: ids above the watermark (watermark mode) or pending rows (claim mode)."""
@@ -128,6 +229,7 @@ class Store:
             t = self._source(src, src.status_column)
             conn.execute(update(t).where(t.c[src.key_column].in_(keys)).values({src.status_column: src.done_value}))
         elif keys:
+            self._record_gaps(conn, src, self.watermark(conn, src), keys)
             self._advance(conn, src, max(keys))
 
     def _insert_new(self):
@@ -144,3 +246,8 @@ class Store:
             conn.execute(insert(s).values(source=src.name, watermark=key, updated_at=now))
 
 
+
+
+def _utc(t: datetime) -> datetime:
+    """SQLite returns naive datetimes for timezone-aware columns: they were written in UTC."""
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)

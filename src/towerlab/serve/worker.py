@@ -57,7 +57,7 @@ class Service:
 
     def __post_init__(self):
         s = self.settings
-        self.stores = {name: Store(url, s.outcome_table, s.state_table) for name, url in s.databases.items()}
+        self.stores = {name: Store(url, s.outcome_table, s.state_table, s.gap_table) for name, url in s.databases.items()}
         self.sources = [SourceState(src, self.stores[src.database]) for src in s.sources]
 
     def start(self) -> None:
@@ -72,21 +72,32 @@ class Service:
             try:
                 store.create_tables()
             except DBAPIError as e:
-                raise ServeError(f"{where}: cannot create the tables {self.settings.outcome_table} and "
-                                 f"{self.settings.state_table} ({_first_line(e)}); grant CREATE or create them first") from None
+                s = self.settings
+                raise ServeError(f"{where}: cannot create the tables {s.outcome_table}, {s.state_table} and "
+                                 f"{s.gap_table} ({_first_line(e)}); grant CREATE or create them first") from None
         log.info("started", extra={"fields": {"model_run": self.scorer.run_id, "model_sha256": self.scorer.sha256,
                                               "sources": [s.src.name for s in self.sources]}})
 
     # -- one poll of one source ---------------------------------------------------------------------
     def poll(self, st: SourceState, drain: bool) -> int:
         """Grade at most one batch of st's source; returns the number of rows written (0: nothing to do yet)."""
-        src, started = st.src, time.monotonic()
-        with st.store.engine.begin() as conn:
-            read = st.store.claim if src.mode == "claim" else st.store.pending
-            rows = read(conn, src, src.batch_size)
+        src, started, store = st.src, time.monotonic(), st.store
+        with store.engine.begin() as conn:
+            if src.mode == "claim":
+                rows, closable = store.claim(conn, src, src.batch_size), []
+            else:
+                gaps = store.gaps(conn, src)
+                closable = store.closable(conn, src, gaps)  # decided before the read that is their last
+                rows = store.pending(conn, src, src.batch_size, gaps)
             if self.metrics:
-                self.metrics.lag.labels(src.name).set(st.store.lag(conn, src))
+                self.metrics.lag.labels(src.name).set(store.lag(conn, src))
+                if src.mode != "claim":
+                    self.metrics.gaps.labels(src.name).set(store.waiting_in_gaps(conn, src))
+            if len(rows) == src.batch_size:  # a full batch read only the gaps below its last key to the end
+                last = int(rows[-1][src.key_column])
+                closable = [g for g in closable if g.hi < last]
             if not rows:
+                self._close_gaps(conn, st, closable)
                 st.first_seen = None
                 return 0
             if len(rows) < src.batch_size and not drain and src.max_wait_s > 0:
@@ -95,10 +106,18 @@ class Service:
                     return 0  # the batch closes on size or on max_wait_s, whichever comes first
             outcomes = self.grade(src, rows)
             _test_hold_before_commit()
-            st.store.write(conn, src, outcomes)
+            store.write(conn, src, outcomes)
+            self._close_gaps(conn, st, closable)
         st.first_seen = None
         self.observe(src, outcomes, time.monotonic() - started)
         return len(outcomes)
+
+    def _close_gaps(self, conn, st: SourceState, closable) -> None:
+        for gap, missing in st.store.close_gaps(conn, st.src, closable):
+            if missing and gap.xmax is None:  # given up on time, not proven empty: say which ids
+                log.warning("gap never filled; these ids will not be graded", extra={"fields": {
+                    "source": st.src.name, "ids": f"{gap.lo}-{gap.hi}", "ungraded": missing,
+                    "waited_s": st.src.gap_wait_s}})
 
     def grade(self, src: Source, rows: list[dict]) -> list[dict]:
         """Decode every row; bad rows become error outcomes; good ones go through the model in one batch."""
@@ -218,17 +237,28 @@ def _test_hold_before_commit() -> None:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, message and the record's fields."""
+    """One JSON object per line: time, level, logger (when not the service's own), message, the record's fields and
+    any exception as one escaped string, so a log collector never meets a line it cannot parse."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
                  "msg": record.getMessage(), **getattr(record, "fields", {})}
+        if record.name != log.name:  # a library's line (psycopg, sqlalchemy, py.warnings): say whose
+            entry["logger"] = record.name
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
 def setup_logging() -> None:
+    """The service's lines and every library's (warnings included) as JSON on stderr: psycopg's warning after a
+    server restart used to be the one line a collector could not parse."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
-    log.handlers[:] = [handler]
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)  # libraries: warnings and worse
+    logging.captureWarnings(True)  # warnings.warn -> the py.warnings logger -> the JSON handler
+    log.handlers[:] = []
     log.setLevel(logging.INFO)
-    log.propagate = False
+    log.propagate = True
