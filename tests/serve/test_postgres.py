@@ -128,7 +128,9 @@ def test_rows_of_open_transactions_are_graded_after_burned_ids_with_default_sett
                 _insert(c, digit_rows, 100, 5)
             wait_for(lambda: db.count() == 100, 60, "the 100 committed rows")
             time.sleep(1.0)  # several polls with both transactions open
-            held.commit()
+            held.commit()  # the snapshot horizon passes every xid; only `drawn`, which has none yet, may fill the gap
+            wait_for(lambda: db.count() == 101, 60, "the held row")
+            time.sleep(1.0)
             drawn.execute(text("INSERT INTO measurements (id, label, vals) VALUES (:i, 1, :v)"),
                           {"i": early_id, "v": digit_rows[1][1]})
             drawn.commit()
