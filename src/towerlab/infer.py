@@ -24,14 +24,16 @@ class Loaded:
     weights: Path  # the safetensors file the weights came from
 
 
-def load(run_dir: str | Path, which: str = "last", device: torch.device | str = "cpu", **overrides) -> Loaded:
-    """The run's model in eval mode, with the weights it evaluates with (the moving average if it keeps one)."""
+def load(run_dir: str | Path, which: str = "last", device: torch.device | str = "cpu", folder: Path | None = None,
+         **overrides) -> Loaded:
+    """The run's model in eval mode, with the weights it evaluates with (the moving average if it keeps one), from
+    the checkpoint `which` names, or from `folder` when given (a checkpoint the caller has verified)."""
     record = RunRecord.load(run_dir)
     recipe = get(record.recipe)
     cfg = merge(merge(recipe.Config(), record.config, f"{run_dir}/config.yaml"), overrides, "command line")
     if has(recipe, "artifacts"):  # files beside the weights that the model is built from (a vocabulary)
         cfg = recipe.with_artifacts(cfg, Path(run_dir))
-    folder = checkpoint.find(Path(run_dir), which)
+    folder = folder or checkpoint.find(Path(run_dir), which)
     kind = "ema" if (folder / "ema.safetensors").is_file() else "model"
     model = recipe.build_model(cfg)
     checkpoint.load_into(model, checkpoint.load_weights(folder, kind), folder / f"{kind}.safetensors")

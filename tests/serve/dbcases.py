@@ -126,3 +126,79 @@ def claim_mode_two_workers(db, tmp_path, url, model_run, digit_rows):
     with db.engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM measurements WHERE status = 'done'")).scalar() == 200
     return results
+
+
+def _weights_sha(folder) -> str:
+    import hashlib
+
+    kind = "ema" if (folder / "ema.safetensors").is_file() else "model"
+    return hashlib.sha256((folder / f"{kind}.safetensors").read_bytes()).hexdigest()
+
+
+def hot_swap_under_load(db, tmp_path, url, model_run, digit_rows):
+    """Rows arrive all along; the run trains on (a newer checkpoint), then a damaged checkpoint is pointed at. No row
+    is lost or graded twice, outcomes switch version once, the damaged one is refused once and never serves."""
+    import shutil
+    from pathlib import Path
+
+    from towerlab import checkpoint
+    from towerlab.engine import resume
+
+    model = Path(shutil.copytree(model_run, tmp_path / "model"))
+    first = checkpoint.find(model)
+    cfg = write_config(tmp_path / "swap.yaml", url, model, batch_size=16)
+    cfg.write_text(cfg.read_text() + "reload: true\nreload_check_s: 0.2\n")
+    port = free_port()
+    proc = subprocess.Popen(serve_cmd(cfg, "--http", str(port)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    stop = threading.Event()
+
+    def writer():
+        k = 1
+        while not stop.is_set():
+            db.insert(rows(digit_rows, k, 8))
+            k += 8
+            time.sleep(0.05)
+
+    feed = threading.Thread(target=writer)
+    try:
+        feed.start()
+        wait_for(lambda: db.count() > 0, 60, "the first outcomes")
+        time.sleep(1.0)
+        resume(model, overrides={"max_steps": 140})  # the run trains on: a newer checkpoint, last.json moves
+        second = checkpoint.find(model)
+        wait_for(lambda: _sha_runs(db)[-1] == _weights_sha(second), 60, "the newer checkpoint to grade")
+        bad = model / "checkpoints" / "step-00000999-abcdef"
+        shutil.copytree(second, bad)
+        blob = bytearray((bad / "model.safetensors").read_bytes())
+        blob[-1] ^= 0xFF
+        (bad / "model.safetensors").write_bytes(bytes(blob))
+        (model / "checkpoints" / "last.json").write_text(json.dumps({"dir": bad.name, "step": 999}))
+        time.sleep(1.5)  # several checks of the pointer
+        stop.set()
+        feed.join()
+        with db.engine.connect() as c:
+            n = c.execute(text("SELECT max(id) FROM measurements")).scalar()
+        wait_for(lambda: db.count() == n, 60, "every row")
+        get = lambda path: urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)  # noqa: E731
+        ready = json.loads(get("/readyz").read())
+        metrics = get("/metrics").read().decode()
+    finally:
+        stop.set()
+        code = stop_process(proc)
+    log = [json.loads(line) for line in proc.stderr.read().splitlines()]
+    assert code == 0, log
+    assert_each_graded_once(db, range(1, n + 1))
+    assert _sha_runs(db) == [_weights_sha(first), _weights_sha(second)]  # one switch, at one batch boundary
+    assert [e["msg"] for e in log].count("model reloaded") == 1
+    refused = [e for e in log if e["msg"].startswith("new checkpoint refused")]
+    assert len(refused) == 1 and refused[0]["checkpoint"] == bad.name and "SHA-256" in refused[0]["reason"]
+    assert ready["model_sha256"] == _weights_sha(second) and ready["model_step"] == 140
+    assert f'sha256="{_weights_sha(second)}",step="140"' in metrics and "towerlab_model_reloads_total 1.0" in metrics
+
+
+def _sha_runs(db) -> list[str]:
+    """The weights' SHA-256 of the outcomes in the order they were written, runs of equal values collapsed."""
+    with db.engine.connect() as c:
+        shas = list(c.execute(text("SELECT model_sha256 FROM towerlab_outcome ORDER BY id")).scalars())
+    return [s for i, s in enumerate(shas) if i == 0 or shas[i - 1] != s]

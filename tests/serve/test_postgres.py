@@ -173,3 +173,8 @@ def test_a_transaction_held_open_while_20000_rows_commit(tmp_path, model_run, po
     assert code == 0, log
     assert all(line.startswith("{") for line in log.splitlines())
     dbcases.assert_each_graded_once(db, range(1, 20_002))
+
+
+def test_hot_model_swap_under_load(db_cfg, tmp_path, postgres, model_run, digit_rows):
+    db, _ = db_cfg
+    dbcases.hot_swap_under_load(db, tmp_path, postgres.url, model_run, digit_rows)

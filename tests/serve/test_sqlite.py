@@ -64,3 +64,8 @@ def test_a_gap_that_never_fills_is_given_up_by_name(tmp_path, model_run, digit_r
     db.insert(dbcases.rows(digit_rows, 13, 1))
     assert run_serve(cfg, "--once").returncode == 0
     assert 13 not in [o["row_key"] for o in db.outcomes()]
+
+
+def test_hot_model_swap_under_load(db_cfg, digit_rows, tmp_path, model_run):
+    db, _, url = db_cfg
+    dbcases.hot_swap_under_load(db, tmp_path, url, model_run, digit_rows)

@@ -21,6 +21,17 @@ class Metrics:
                           "transactions", ["source"], registry=r)
         self.latency = Histogram("towerlab_batch_seconds", "time to read, grade and commit one batch", ["source"],
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
+        self.model = Gauge("towerlab_model_info", "the checkpoint grading rows (1 for the one in service)",
+                           ["run", "step", "sha256"], registry=r)
+        self.reloads = Counter("towerlab_model_reloads", "newer checkpoints put in service", registry=r)
+        self._shown = False
+
+    def show_model(self, run: str, step: int, sha256: str) -> None:
+        if self._shown:  # a reload: the old version's series goes, the new one's comes
+            self.reloads.inc()
+        self._shown = True
+        self.model.clear()
+        self.model.labels(run, str(step), sha256).set(1)
 
 
 def serve_http(service, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
@@ -43,7 +54,10 @@ def serve_http(service, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServ
                     except Exception as e:  # any failure means not ready; the reason goes in the body
                         status[name] = f"unreachable: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
                 ready = all(v == "ok" for v in status.values())
-                return self._json(200 if ready else 503, {"ready": ready, "model": service.scorer.run_id, "databases": status})
+                version = service.scorer.current
+                return self._json(200 if ready else 503, {"ready": ready, "model": service.scorer.run_id,
+                                                          "model_step": version.step, "model_sha256": version.sha256,
+                                                          "databases": status})
             self._json(404, {"error": "not found; try /healthz, /readyz or /metrics"})
 
         def _json(self, code, body):

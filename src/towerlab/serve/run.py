@@ -14,7 +14,7 @@ def serve(config_path: str, once: bool = False, http_port: int | None = None, ht
     if http_port is not None:
         from towerlab.serve.http import Metrics
         metrics = Metrics()
-    service = Service(settings, Scorer(settings.model, settings.checkpoint), metrics)
+    service = Service(settings, Scorer(settings.model, settings.checkpoint, settings.reload, settings.reload_check_s), metrics)
     install_signal_handlers(service)
     server = None
     if http_port is not None:

@@ -123,6 +123,8 @@ class ServeSettings(_Strict):
     databases: dict[str, str]
     model: str
     checkpoint: Literal["last", "best"] = "last"
+    reload: bool = Field(False, description="load a newer checkpoint the run directory points at, between batches")
+    reload_check_s: float = Field(2.0, gt=0, description="with reload: how often the checkpoint pointer is read")
     sources: list[Source] = Field(min_length=1)
     outcome_table: str = "towerlab_outcome"
     state_table: str = "towerlab_state"

@@ -76,7 +76,13 @@ class Service:
                 raise ServeError(f"{where}: cannot create the tables {s.outcome_table}, {s.state_table} and "
                                  f"{s.gap_table} ({_first_line(e)}); grant CREATE or create them first") from None
         log.info("started", extra={"fields": {"model_run": self.scorer.run_id, "model_sha256": self.scorer.sha256,
+                                              "model_step": self.scorer.current.step,
                                               "sources": [s.src.name for s in self.sources]}})
+        self.show_model()
+
+    def show_model(self) -> None:
+        if self.metrics:
+            self.metrics.show_model(self.scorer.run_id, self.scorer.current.step, self.scorer.sha256)
 
     # -- one poll of one source ---------------------------------------------------------------------
     def poll(self, st: SourceState, drain: bool) -> int:
@@ -120,7 +126,10 @@ class Service:
                     "waited_s": st.src.gap_wait_s}})
 
     def grade(self, src: Source, rows: list[dict]) -> list[dict]:
-        """Decode every row; bad rows become error outcomes; good ones go through the model in one batch."""
+        """Decode every row; bad rows become error outcomes; good ones go through the model in one batch (one
+        model version per batch: a newer checkpoint takes over here, between batches)."""
+        if self.scorer.swap():
+            self.show_model()
         images, good, outcomes = [], [], []
         for row in rows:
             key = int(row[src.key_column])
