@@ -268,6 +268,15 @@ def _add_devices(p) -> None:
     p.add_argument("--cpus-per-trial", type=int, default=1, help="with --executor ray: CPU cores each trial asks for")
 
 
+def cmd_export(args) -> int:
+    from towerlab.export import export
+
+    done = export(args.run_dir, args.format, args.out, args.checkpoint)
+    print(f"{done['format']}: {done['path']} ({done['towerlab.recipe']}, step {done['towerlab.step']}); largest "
+          f"difference from PyTorch on {done['inputs']} images: {done['max_abs_diff']:.2e}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     from towerlab.serve.run import serve
 
@@ -293,6 +302,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["predict"].add_argument("--out-dir", help="where segmentation and defect recipes write their PNGs "
                                                           "(default: beside each input)")
     sub.choices["predict"].add_argument("--json", action="store_true", help="one JSON object per file")
+    x = sub.add_parser("export", help="write a run's image model as one ONNX or TorchScript file (pixels in, "
+                                      "probabilities out), checked against PyTorch")
+    x.add_argument("run_dir")
+    x.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    x.add_argument("--out", help="file to write (default: RUN/model.onnx or RUN/model.pt)")
+    x.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default: last)")
+    x.set_defaults(func=cmd_export)
     d = sub.add_parser("data", help="download datasets; export sample images")
     d.add_argument("action", choices=("fetch", "export"))
     d.add_argument("name", help="fetch: mnist|cifar10; export: a recipe name")

@@ -20,6 +20,7 @@ Exactly once, without trusting the order in which transactions commit, and witho
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -28,6 +29,7 @@ from sqlalchemy import (BigInteger, Column, DateTime, Float, Integer, MetaData, 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from towerlab.serve.settings import Source
 
@@ -101,12 +103,20 @@ class Store:
         self.metadata = md
 
     def create_tables(self) -> None:
-        """CREATE TABLE IF NOT EXISTS for the outcome and state tables. Several services starting at once would race
-        in PostgreSQL's catalog (a duplicate-key error on pg_type), so there they take an advisory lock first."""
-        with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DDL_LOCK})
-            self.metadata.create_all(conn)
+        """CREATE TABLE IF NOT EXISTS for the outcome, state and gap tables. Several services starting at once race
+        between the check and the CREATE: PostgreSQL's catalog (a duplicate-key error on pg_type) is serialised by
+        an advisory lock; elsewhere (SQLite) the loser checks again."""
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    if self.dialect == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DDL_LOCK})
+                    self.metadata.create_all(conn)
+                return
+            except DBAPIError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)  # another service created them after our check: the next check sees them
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -16,8 +16,8 @@ import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from towerlab.errors import TowerlabError
+from towerlab.serve.model import Reloading
 from towerlab.serve.payload import RowError, to_image, to_matrix
-from towerlab.serve.scorer import Scorer
 from towerlab.serve.settings import ServeSettings, Source
 from towerlab.serve.store import Store
 
@@ -50,7 +50,7 @@ class SourceState:
 @dataclass
 class Service:
     settings: ServeSettings
-    scorer: Scorer
+    scorer: Reloading  # serve/scorer.py (PyTorch) or serve/onnx_scorer.py (ONNX Runtime)
     metrics: object | None = None  # http.Metrics, when --http is on
     stop: threading.Event = field(default_factory=threading.Event)
     heartbeat: float = field(default_factory=time.monotonic)
