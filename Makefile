@@ -11,7 +11,7 @@ TORCH_CPU ?= torch==2.13.0
 TOWERLAB_DATA ?= $(shell [ -d ../shared/data ] && cd ../shared/data && pwd)
 export TOWERLAB_DATA
 
-.PHONY: demo test bench clean exe exe-test
+.PHONY: demo test bench clean exe exe-torch exe-test exe-torch-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,17 +41,31 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) runs .pytest_cache
 
-# A stand-alone executable of the service (CPU torch inside); see README "Serving". Not part of `make test`:
-# the build takes minutes. `make exe-test` builds it and checks that the built program grades rows.
-EXE := dist/towerlab-serve
+# Stand-alone executables of the service; see README "Serving". Not part of `make test`: a build takes minutes.
+# `make exe`: ONNX Runtime, no torch (grades models exported with `towerlab export RUN --format onnx`);
+# `make exe-torch`: CPU torch inside (grades run directories too). `make exe-test` builds the first and checks
+# that the built program grades rows; `make exe-torch-test` the second.
+EXE       := dist/towerlab-serve
+EXE_TORCH := dist/towerlab-serve-torch
+PYI_COMMON := --noconfirm --clean --onefile --log-level WARN --hidden-import sqlalchemy.dialects.sqlite \
+	--hidden-import sqlalchemy.dialects.postgresql --hidden-import psycopg --exclude-module tensorboard \
+	--exclude-module matplotlib --exclude-module IPython --exclude-module lightning
 exe: $(STAMP)
 	$(PY) -m pip install -q pyinstaller
-	$(VENV)/bin/pyinstaller --noconfirm --clean --onefile --name towerlab-serve --log-level WARN \
-		--collect-submodules towerlab --hidden-import sqlalchemy.dialects.sqlite --hidden-import sqlalchemy.dialects.postgresql \
-		--hidden-import psycopg --exclude-module tensorboard --exclude-module torch.utils.tensorboard \
-		--exclude-module matplotlib --exclude-module IPython --exclude-module lightning \
+	$(VENV)/bin/pyinstaller $(PYI_COMMON) --name towerlab-serve --collect-submodules towerlab.serve \
+		--exclude-module towerlab.serve.scorer --exclude-module torch --exclude-module torchvision \
+		--exclude-module onnx --exclude-module sympy --exclude-module rdkit --exclude-module ray \
 		packaging/serve_entry.py
 	@ls -la $(EXE)
 
+exe-torch: $(STAMP)
+	$(PY) -m pip install -q pyinstaller
+	$(VENV)/bin/pyinstaller $(PYI_COMMON) --name towerlab-serve-torch --collect-submodules towerlab \
+		--exclude-module torch.utils.tensorboard packaging/serve_entry.py
+	@ls -la $(EXE_TORCH)
+
 exe-test: exe
 	TOWERLAB_EXE=$(abspath $(EXE)) $(PY) -m pytest -q tests/serve/test_exe.py
+
+exe-torch-test: exe-torch
+	TOWERLAB_EXE_TORCH=$(abspath $(EXE_TORCH)) $(PY) -m pytest -q tests/serve/test_exe.py

@@ -280,7 +280,8 @@ def cmd_export(args) -> int:
 def cmd_serve(args) -> int:
     from towerlab.serve.run import serve
 
-    serve(args.config, once=args.once, http_port=args.http, http_host=args.http_host)
+    serve(args.config, once=args.once, http_port=args.http, http_host=args.http_host,
+              install_trigger=args.install_trigger)
     return 0
 
 

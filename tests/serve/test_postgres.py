@@ -178,3 +178,44 @@ def test_a_transaction_held_open_while_20000_rows_commit(tmp_path, model_run, po
 def test_hot_model_swap_under_load(db_cfg, tmp_path, postgres, model_run, digit_rows):
     db, _ = db_cfg
     dbcases.hot_swap_under_load(db, tmp_path, postgres.url, model_run, digit_rows)
+
+
+def test_notify_wakes_the_service_long_before_its_next_poll(tmp_path, model_run, postgres, digit_rows):
+    db = dbcases.Db(postgres.resolved_url())
+    cfg = write_config(tmp_path / "serve.yaml", postgres.url, model_run, interval_s=60, notify=True)
+    # without the trigger: said once, and the service polls
+    proc = subprocess.Popen(serve_cmd(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: db.count() == 0 and _has_table(db, "towerlab_gap"), 60, "the service to start")
+    time.sleep(1.0)
+    stop_process(proc)
+    assert "no notify trigger on the table" in proc.stderr.read()
+
+    made = run_serve(cfg, "--install-trigger")  # created only on request
+    assert made.returncode == 0 and made.stdout.strip() == \
+        "created trigger towerlab_notify_measurements on measurements -> NOTIFY towerlab_rows"
+    proc = subprocess.Popen(serve_cmd(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4.0)  # started, first poll done, listening: the next poll is a minute away
+        for k in range(3):
+            t = time.monotonic()
+            db.insert(dbcases.rows(digit_rows, 1 + 10 * k, 10))
+            wait_for(lambda: db.count() == 10 * (k + 1), 10, "the notified rows")
+            assert time.monotonic() - t < 3.0
+    finally:
+        code = stop_process(proc)
+    log = proc.stderr.read()
+    assert code == 0, log
+    assert '"msg": "listening"' in log and "no notify trigger" not in log
+    dbcases.assert_each_graded_once(db, range(1, 31))
+
+
+def test_install_trigger_without_notify_sources_is_one_line(db_cfg):
+    _, cfg = db_cfg
+    proc = run_serve(cfg, "--install-trigger")
+    assert proc.returncode == 2 and "no source has notify: true" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _has_table(db, name: str) -> bool:
+    with db.engine.connect() as c:
+        return c.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar()

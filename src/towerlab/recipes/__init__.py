@@ -41,7 +41,7 @@ ENTRIES = (
     Entry("fcn8s", "fcn", "fcn_config", "FCN-8s semantic segmentation (VGG16 backbone; fused again with pool3's, then 8x); ADE20K, "
                           "VOC or CamVid", _FCN, {"stride": 8}),
     Entry("segdec", "segdec", "SegdecConfig", "SegDecNet surface-defect detection (segmentation net + decision net, two-stage), on "
-                              "KolektorSDD", ("classify", "predict_files", "examples", "stages")),
+                              "KolektorSDD", ("classify", "predict_files", "examples", "stages", "heatmap")),
     Entry("chemvae", "chemvae", "ChemvaeConfig", "a SMILES variational autoencoder with a property head (Gomez-Bombarelli et al. "
                                 "2018), RDKit for chemistry", ("generate", "artifacts")),
 )

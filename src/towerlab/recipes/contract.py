@@ -93,6 +93,12 @@ class FilePredictor(Protocol):
 
 
 @runtime_checkable
+class HeatMapper(Protocol):
+    def heatmaps(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """[N, H, W] in 0..1 at the inputs' size: where in each image the model sees what it grades (a defect)."""
+
+
+@runtime_checkable
 class ExampleDrawer(Protocol):
     def examples(self, model: nn.Module, loader) -> torch.Tensor: ...  # uint8 [N, 3, H, W]
 
@@ -145,6 +151,7 @@ CAPABILITIES: dict[str, tuple[type, str]] = {  # name -> (protocol, what a recip
     "segment": (PixelClassifier, "label the pixels of images"),
     "predict_files": (FilePredictor, "write predictions for image files"),
     "examples": (ExampleDrawer, "draw its outputs"),
+    "heatmap": (HeatMapper, "show where in an image its grade comes from"),
     "stages": (Staged, "train in stages"),
     "artifacts": (RunArtifacts, "save files beside its weights"),
     "param_groups": (OwnParamGroups, "name its decayed parameters"),

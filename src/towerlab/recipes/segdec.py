@@ -202,6 +202,13 @@ def predict(model, inputs: torch.Tensor) -> torch.Tensor:
     return torch.stack([1 - p, p], 1)
 
 
+@torch.no_grad()
+def heatmaps(model, inputs: torch.Tensor) -> torch.Tensor:
+    """[N, H, W]: the segmentation net's defect probability per pixel, at the inputs' size."""
+    mask_logits, _ = unwrap(model, SegDecNet)(inputs)
+    return F.interpolate(mask_logits.float().sigmoid(), size=inputs.shape[-2:], mode="bilinear")[:, 0]
+
+
 def predict_files(model, cfg: Config, paths: list[str], out_dir: str | None) -> list[dict]:
     """Defect probability per image, and <stem>_defect.png: the predicted mask in red over the image."""
     net = unwrap(model, SegDecNet)

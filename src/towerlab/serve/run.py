@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from towerlab.errors import ConfigError
 from towerlab.serve import settings as settings_mod
 from towerlab.serve.worker import Service, install_signal_handlers, setup_logging
 
@@ -12,12 +13,52 @@ def scorer(settings):
         from towerlab.serve.onnx_scorer import OnnxScorer
 
         return OnnxScorer(settings.model, settings.reload, settings.reload_check_s)
-    from towerlab.serve.scorer import Scorer
+    try:
+        from towerlab.serve.scorer import Scorer
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in ("torch", "towerlab"):
+            raise
+        raise ConfigError(f"model: {settings.model} is a run directory, which needs PyTorch, and this program has "
+                          f"ONNX Runtime only: export the run with `towerlab export {settings.model} --format onnx` "
+                          f"and set model: to the .onnx file") from None
+    return Scorer(settings.model, settings.checkpoint, settings.reload, settings.reload_check_s,
+                  heatmaps=settings.image_dir is not None)
 
-    return Scorer(settings.model, settings.checkpoint, settings.reload, settings.reload_check_s)
+
+def install_triggers(config_path: str) -> list[str]:
+    """The NOTIFY triggers of the sources with notify: true, created now, at the user's request."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import DBAPIError
+
+    from towerlab.serve import notify
+
+    settings = settings_mod.load(config_path)
+    sources = [s for s in settings.sources if s.notify]
+    if not sources:
+        raise ConfigError(f"{config_path}: no source has notify: true; set it on the PostgreSQL sources to wake up on")
+    done = []
+    for name, url in settings.databases.items():
+        tables = [s.table for s in sources if s.database == name]
+        if not tables:
+            continue
+        engine = create_engine(url)
+        if engine.dialect.name != "postgresql":
+            raise ConfigError(f"database {name!r} is {engine.dialect.name}: notify triggers need PostgreSQL")
+        try:
+            done += notify.install(engine, tables)
+        except DBAPIError as e:
+            first = str(getattr(e, "orig", e)).strip().splitlines()[0]
+            raise ConfigError(f"database {name!r}: cannot create the trigger ({first}); run --install-trigger as the "
+                              f"table's owner") from None
+    return done
 
 
-def serve(config_path: str, once: bool = False, http_port: int | None = None, http_host: str = "127.0.0.1") -> None:
+def serve(config_path: str, once: bool = False, http_port: int | None = None, http_host: str = "127.0.0.1",
+          install_trigger: bool = False) -> None:
+    if install_trigger:
+        for line in install_triggers(config_path):
+            print(f"created {line}")
+        return
     setup_logging()
     settings = settings_mod.load(config_path)
     metrics = None

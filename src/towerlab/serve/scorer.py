@@ -12,13 +12,15 @@ from towerlab import checkpoint, infer
 from towerlab.data.fetch import sha256
 from towerlab.data.images import fit_to
 from towerlab.errors import CheckpointError
-from towerlab.recipes import require
+from towerlab.recipes import has, require
 from towerlab.serve.model import Reloading, Version, log, outcomes
 
 
 class Scorer(Reloading):
-    def __init__(self, run_dir: str | Path, which: str = "last", reload: bool = False, check_s: float = 2.0):
-        self.run_dir, self.which = Path(run_dir), which
+    def __init__(self, run_dir: str | Path, which: str = "last", reload: bool = False, check_s: float = 2.0,
+                 heatmaps: bool = False):
+        """heatmaps: also return, for a recipe that draws them (segdec), where in each image its grade comes from."""
+        self.run_dir, self.which, self.heatmaps = Path(run_dir), which, heatmaps
         self.run_id = self.run_dir.resolve().name
         folder = checkpoint.find(self.run_dir, which, quiet=True)
         named = self.candidate()
@@ -53,5 +55,9 @@ class Scorer(Reloading):
         loaded = self.current.model
         recipe, cfg = loaded.recipe, loaded.cfg
         batch = fit_to(torch.from_numpy(np.stack(images)), recipe.input_shape(cfg))
-        probs = recipe.predict(loaded.model, recipe.prepare(cfg, batch))
-        return outcomes(probs.float().numpy(), self.class_names, self.run_id, self.sha256)
+        x = recipe.prepare(cfg, batch)
+        out = outcomes(recipe.predict(loaded.model, x).float().numpy(), self.class_names, self.run_id, self.sha256)
+        if self.heatmaps and has(recipe, "heatmap"):
+            for o, heat in zip(out, recipe.heatmaps(loaded.model, x).numpy()):
+                o["heatmap"] = heat  # taken out by the worker, drawn beside the row's image
+        return out

@@ -102,6 +102,8 @@ class Source(_Strict):
                                           "once: gaps below the watermark are tracked and re-read until they close)")
     gap_wait_s: float = Field(600.0, gt=0, description="databases other than PostgreSQL: how long ids below the "
                               "watermark with no row are re-read before they are given up (with a warning naming them)")
+    notify: bool = Field(False, description="PostgreSQL: wake up on a trigger's NOTIFY when rows commit, not only "
+                         "every interval_s (create the trigger with `towerlab serve CONFIG --install-trigger`)")
     mode: Literal["watermark", "claim"] = "watermark"
     status_column: str | None = None
     pending_value: str = "new"

@@ -59,6 +59,8 @@ class Service:
         s = self.settings
         self.stores = {name: Store(url, s.outcome_table, s.state_table, s.gap_table) for name, url in s.databases.items()}
         self.sources = [SourceState(src, self.stores[src.database]) for src in s.sources]
+        self.wake = threading.Event()  # a notification, or stop: the loop's wait ends early
+        self.listeners: list = []
 
     def start(self) -> None:
         """Check every database and create the outcome/state tables; fail fast with a clear line."""
@@ -79,6 +81,37 @@ class Service:
                                               "model_step": self.scorer.current.step,
                                               "sources": [s.src.name for s in self.sources]}})
         self.show_model()
+        self.listen()
+
+    def listen(self) -> None:
+        """A LISTEN thread per PostgreSQL database with `notify: true` sources (notify.py); a source whose trigger
+        is missing is said once, and polls."""
+        from towerlab.serve import notify
+
+        for name, store in self.stores.items():
+            wanted = [st for st in self.sources if st.src.notify and st.src.database == name]
+            if not wanted:
+                continue
+            if store.dialect != "postgresql":
+                raise ServeError(f"source {wanted[0].src.name}: notify: true needs PostgreSQL; database {name!r} is "
+                                 f"{store.dialect}: remove notify")
+            with store.engine.connect() as conn:
+                for st in wanted:
+                    if not notify.installed(conn, st.src.table):
+                        log.warning("no notify trigger on the table; polling only. Create it with `towerlab serve "
+                                    "CONFIG --install-trigger`", extra={"fields": {"source": st.src.name,
+                                                                                   "table": st.src.table}})
+            tables = {notify.qualified(st.src.table): st for st in wanted}
+
+            def woken(payload: str, tables=tables) -> None:
+                st = tables.get(payload)
+                if st is not None:
+                    st.due = 0.0
+                    self.wake.set()
+
+            listener = notify.Listener(str(store.engine.url.render_as_string(hide_password=False)), woken, self.stop)
+            listener.start()
+            self.listeners.append(listener)
 
     def show_model(self) -> None:
         if self.metrics:
@@ -141,21 +174,21 @@ class Service:
                                  "model_run": self.scorer.run_id, "model_sha256": self.scorer.sha256})
         if images:
             for key, image, result in zip(good, images, self.scorer.score(images)):
-                outcomes.append({"row_key": key, **result, "image_path": self.save_image(src, key, image)})
+                heat = result.pop("heatmap", None)
+                outcomes.append({"row_key": key, **result, "image_path": self.save_image(src, key, image, heat)})
         return sorted(outcomes, key=lambda o: o["row_key"])
 
-    def save_image(self, src: Source, key: int, image: np.ndarray) -> str | None:
-        """Atomically (temp file + rename) write image_dir/<source>/<key>.png; a retry rewrites the same file."""
+    def save_image(self, src: Source, key: int, image: np.ndarray, heat: np.ndarray | None = None) -> str | None:
+        """Atomically (temp file + rename) write image_dir/<source>/<key>.png, and <key>_defect.png (the model's heat
+        map in red over the image) when the model draws one; a retry rewrites the same files."""
         if not self.settings.image_dir:
             return None
-        from PIL import Image
-
         folder = Path(self.settings.image_dir) / src.name
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{key}.png"
-        tmp = folder / f".{key}.png.{os.getpid()}.tmp"
-        Image.fromarray(image[0]).save(tmp, format="PNG")
-        os.replace(tmp, path)
+        _write_png(image[0], path)
+        if heat is not None:
+            _write_png(red_overlay(image[0], heat), folder / f"{key}_defect.png")
         return str(path)
 
     def observe(self, src: Source, outcomes: list[dict], seconds: float) -> None:
@@ -206,8 +239,29 @@ class Service:
             if once and all(st.idle for st in self.sources):
                 break
             if not once:
-                self.stop.wait(max(0.0, min(st.due for st in self.sources) - time.monotonic()))
+                self.wake.wait(max(0.0, min(st.due for st in self.sources) - time.monotonic()))
+                self.wake.clear()
         log.info("stopped", extra={"fields": {}})
+
+
+def _write_png(array: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def red_overlay(gray: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """uint8 [H,W] image, heat [h,w] in 0..1 (resized to the image) -> uint8 [H,W,3], the heat blended in red."""
+    from PIL import Image
+
+    if heat.shape != gray.shape:
+        heat = np.asarray(Image.fromarray(heat.astype(np.float32), "F").resize(gray.shape[::-1], Image.BILINEAR))
+    alpha = np.clip(heat, 0, 1)[..., None] * 0.6
+    rgb = np.repeat(gray[..., None].astype(np.float32), 3, axis=2)
+    red = np.array([255.0, 0.0, 0.0], np.float32)
+    return np.rint(rgb * (1 - alpha) + red * alpha).astype(np.uint8)
 
 
 def install_signal_handlers(service: Service) -> None:
@@ -219,6 +273,7 @@ def install_signal_handlers(service: Service) -> None:
         log.info("stopping", extra={"fields": {"signal": signal.Signals(signum).name,
                                                "timeout_s": service.settings.shutdown_timeout_s}})
         service.stop.set()
+        service.wake.set()
         timer = threading.Timer(service.settings.shutdown_timeout_s, lambda: os._exit(128 + signum))
         timer.daemon = True
         timer.start()
