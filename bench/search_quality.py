@@ -1,13 +1,16 @@
-"""Search quality: does the genetic algorithm find what grid search finds best, with fewer evaluations?
+"""Search quality: GA, Optuna's TPE and random search, each with and without pruning, against the grid.
 
-    TOWERLAB_DATA=../shared/data python bench/search_quality.py [--workers 2] [--epochs 10] [--seeds 10]
+    TOWERLAB_DATA=../shared/data python bench/search_quality.py [--workers 2] [--epochs 5] [--seeds 10]
 
 The mlp recipe on the digits scans (real data, no download) over the classic space (examples/mlp_space.yaml:
 1-4 hidden layers x 6 widths x 4 activations x 7 optimizers = 672 configurations). Grid search trains every one
-(in-process `fit`, `--workers` at a time; results cached in bench/out/search_cache.json, so a re-run is cheap);
-then the GA (population 20, 10 generations as in the issue, and 20) and random search run with `--seeds` seeds,
-each looking up the same cached trainings, so both are charged only their distinct evaluations. Reported: how often
-and after how many evaluations each reaches the grid's best accuracy (and within 0.5 points of it).
+(in-process `fit`, `--workers` at a time), keeping each trial's validation accuracy after every epoch (cached in
+bench/out/search_curves.json, so a re-run is cheap). Then every method runs with `--seeds` seeds through towerlab's
+own search classes (GeneticSearch, OptunaSearch) over those cached trainings, population 20 for 10 generations:
+each is charged its distinct evaluations and its trial-epochs (compute). With --prune median|asha the same
+towerlab Pruner judges each trial's cached curve against the earlier batches' trials, as the executor does: a
+pruned trial costs the epochs it ran and scores its accuracy there. Reported per method: how many seeds reach the
+grid's best accuracy (and within 0.5 points), the median evaluations and trial-epochs to get there.
 Writes bench/out/search_quality.json.
 """
 
@@ -17,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import statistics
 import sys
 import tempfile
@@ -26,11 +28,11 @@ from multiprocessing import get_context
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CACHE = REPO / "bench/out/search_cache.json"
+CACHE = REPO / "bench/out/search_curves.json"
 
 
-def _train(args: tuple[dict, float]) -> float:
-    """One trial in a worker process: the genome trained on digits, its best validation accuracy."""
+def _train(args: tuple[dict, float]) -> list[float]:
+    """One trial in a worker process: the genome trained on digits, its validation accuracy after each epoch."""
     genome, epochs = args
     import torch
 
@@ -42,11 +44,12 @@ def _train(args: tuple[dict, float]) -> float:
     cfg = config.build(mlp.Config, None, {**genome, "dataset": "digits", "epochs": epochs, "log_every": 1000,
                                           "eval_every_epochs": 1.0})
     with tempfile.TemporaryDirectory() as tmp:
-        m = fit(mlp, cfg, out=tmp)
-    return (m.get("best") or {}).get("value", m["accuracy"])
+        fit(mlp, cfg, out=tmp)
+        rows = [json.loads(line) for line in open(Path(tmp) / "metrics.jsonl")]
+    return [r["val/accuracy"] for r in rows if "val/accuracy" in r]
 
 
-def grid(space, workers: int, epochs: float) -> dict[str, float]:
+def grid(space, workers: int, epochs: float) -> dict[str, list[float]]:
     from towerlab.search.space import genome_key
 
     cache = json.loads(CACHE.read_text()) if CACHE.is_file() else {}
@@ -63,74 +66,92 @@ def grid(space, workers: int, epochs: float) -> dict[str, float]:
     return cache
 
 
-def reached(curve: list[tuple[int, float]], target: float) -> int | None:
-    """Evaluations spent when the best-so-far first reaches target (None: never)."""
-    return next((n for n, best in curve if best >= target - 1e-9), None)
+class Charged:
+    """The fitness a search sees, from the cached curves: each distinct genome charged once, in evaluations and in
+    trial-epochs; with a pruner, judged on its curve against the earlier batches' trials (as the executor does)."""
+
+    def __init__(self, curves: dict, prune: str | None):
+        from towerlab.search.prune import Pruner
+
+        self.curves, self.evaluated, self.epochs, self.progress = curves, {}, 0, []
+        self.pruner = Pruner(prune, "accuracy", maximize=True) if prune else None
+        self.best = 0.0
+
+    def __call__(self, genomes: list[dict]) -> list[float]:
+        from towerlab.search.space import genome_key
+
+        if self.pruner:
+            self.pruner.reference = [c for c in self.evaluated.values()]
+        out = []
+        for g in genomes:
+            key = genome_key(g)
+            full = self.curves[key]
+            k = self.pruner.decide(full) if self.pruner else None
+            seen = full[:k] if k else full
+            if key not in self.evaluated:
+                self.epochs += len(seen)
+                self.best = max(self.best, max(full) if k is None else seen[-1])
+                self.progress.append((len(self.evaluated) + 1, self.epochs, self.best))
+            self.evaluated[key] = seen
+            out.append(seen[-1] if k else max(full))
+        return out
 
 
-def ga_curve(space, lookup, seed: int, generations: int) -> list[tuple[int, float]]:
+def run_method(algo: str, space, curves: dict, seed: int, generations: int, prune: str | None) -> list[tuple]:
+    """(evaluations, trial-epochs, best so far) after each distinct evaluation."""
     from towerlab.search.ga import GeneticSearch
+    from towerlab.search.tpe import OptunaSearch
 
-    search = GeneticSearch(space, lambda gs: [lookup(g) for g in gs], population=20, generations=generations,
-                           seed=seed)
-    search.run()
-    best, curve = 0.0, []
-    for h in search.history:
-        best = max(best, h["best"])
-        curve.append((h["evaluated"], best))
-    return curve
+    charged = Charged(curves, prune)
+    if algo == "ga":
+        GeneticSearch(space, charged, population=20, generations=generations, seed=seed).run()
+    else:
+        OptunaSearch(space, charged, sampler=algo, population=20, generations=generations, seed=seed).run()
+    return charged.progress
 
 
-def random_curve(space, lookup, seed: int, budget: int) -> list[tuple[int, float]]:
-    from towerlab.search.space import genome_key
-
-    rng, seen, best, curve = random.Random(seed), set(), 0.0, []
-    while len(seen) < budget:
-        g = space.sample(rng)
-        if genome_key(g) in seen:
-            continue
-        seen.add(genome_key(g))
-        best = max(best, lookup(g))
-        curve.append((len(seen), best))
-    return curve
+def reached(curve: list[tuple], target: float) -> tuple | None:
+    """(evaluations, trial-epochs) when the best-so-far first reaches target (None: never)."""
+    return next(((n, e) for n, e, best in curve if best >= target - 1e-9), None)
 
 
 def summarize(name: str, curves: list, target: float) -> dict:
     hits = [reached(c, target) for c in curves]
     near = [reached(c, target - 0.005) for c in curves]
+    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
     return {"method": name, "seeds": len(curves), "reached_best": sum(h is not None for h in hits),
-            "median_evals_to_best": statistics.median([h for h in hits if h]) if any(hits) else None,
+            "median_evals_to_best": med([h[0] for h in hits if h]),
+            "median_trial_epochs_to_best": med([h[1] for h in hits if h]),
             "reached_within_0.5pt": sum(h is not None for h in near),
-            "median_evals_within_0.5pt": statistics.median([h for h in near if h]) if any(near) else None,
-            "median_final_best": statistics.median(c[-1][1] for c in curves),
-            "median_evaluations": statistics.median(c[-1][0] for c in curves)}
+            "median_final_best": statistics.median(c[-1][2] for c in curves),
+            "median_evaluations": statistics.median(c[-1][0] for c in curves),
+            "median_trial_epochs": statistics.median(c[-1][1] for c in curves)}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--epochs", type=float, default=10.0)
+    p.add_argument("--epochs", type=float, default=5.0)
     p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--generations", type=int, nargs="+", default=[10, 20], help="GA lengths to report")
+    p.add_argument("--generations", type=int, default=10, help="batches of 20 trials for every method")
     p.add_argument("--out", default="bench/out/search_quality.json")
     args = p.parse_args()
     from towerlab.search.space import Space, genome_key
 
     space = Space.load(REPO / "examples/mlp_space.yaml")
-    cache = grid(space, args.workers, args.epochs)
-    lookup = lambda g: cache[genome_key(g)]  # noqa: E731
+    curves = grid(space, args.workers, args.epochs)
     n_grid = len(space.grid(4))
-    best_genome = max(space.grid(4), key=lambda g: cache[genome_key(g)])
-    target = cache[genome_key(best_genome)]
+    best_genome = max(space.grid(4), key=lambda g: max(curves[genome_key(g)]))
+    target = max(curves[genome_key(best_genome)])
+    epochs = sum(len(c) for c in curves.values())
     rows = [{"method": "grid", "seeds": 1, "reached_best": 1, "median_evals_to_best": n_grid,
-             "reached_within_0.5pt": 1, "median_evals_within_0.5pt": n_grid, "median_final_best": target,
-             "median_evaluations": n_grid}]
-    for generations in args.generations:  # population 20; random search gets the GA's number of evaluations
-        ga = [ga_curve(space, lookup, s, generations) for s in range(args.seeds)]
-        budget = round(statistics.median(c[-1][0] for c in ga))
-        rand = [random_curve(space, lookup, s, budget) for s in range(args.seeds)]
-        rows += [summarize(f"ga ({generations} generations)", ga, target),
-                 summarize(f"random ({budget} evals)", rand, target)]
+             "median_trial_epochs_to_best": epochs, "reached_within_0.5pt": 1, "median_final_best": target,
+             "median_evaluations": n_grid, "median_trial_epochs": epochs}]
+    for algo in ("ga", "tpe", "random"):
+        for prune in (None, "median", "asha"):
+            runs = [run_method(algo, space, curves, s, args.generations, prune) for s in range(args.seeds)]
+            rows.append(summarize(f"{algo}{' + ' + prune if prune else ''}", runs, target))
+            print(rows[-1], flush=True)
     report = {"command": " ".join(["python", *sys.argv]), "machine": f"{platform.machine()} CPU",
               "epochs": args.epochs, "grid_best": target, "grid_best_genome": best_genome, "grid_size": n_grid, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

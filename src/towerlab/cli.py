@@ -236,7 +236,7 @@ def cmd_search(args) -> int:
     fixed = _overrides(args.set)
     ga = {"population": args.population, "generations": args.generations, "retain": args.retain,
           "random_select": args.random_select, "mutate": args.mutate, "seed": args.seed}
-    best = search(args.recipe, args.space, args.out, _executor(args), args.algo, fixed, args.points, **ga)
+    best = search(args.recipe, args.space, args.out, _executor(args), args.algo, fixed, args.points, args.prune, **ga)
     print(json.dumps(best, indent=1))
     print(f"best config: {Path(args.out) / 'best.yaml'}")
     return 0
@@ -347,7 +347,9 @@ def _parser() -> argparse.ArgumentParser:
     se = sub.add_parser("search", help="genetic or grid search over a recipe's config")
     se.add_argument("recipe")
     se.add_argument("--space", required=True, help="SPACE.yaml: field: {choices|int|float|logfloat: [...]}")
-    se.add_argument("--algo", choices=("ga", "grid"), default="ga")
+    se.add_argument("--algo", choices=("ga", "tpe", "random", "grid"), default="ga",
+                    help="ga (default), tpe or random (Optuna's samplers: population trials per batch, generations "
+                         "batches), grid")
     se.add_argument("--out", default="runs/search", help="search folder (rerun the command to resume)")
     se.add_argument("--population", type=int, default=20)
     se.add_argument("--generations", type=int, default=10)
@@ -356,6 +358,9 @@ def _parser() -> argparse.ArgumentParser:
     se.add_argument("--mutate", type=float, default=0.2, help="chance that a child gets one gene drawn afresh")
     se.add_argument("--seed", type=int, default=0)
     se.add_argument("--points", type=int, default=4, help="grid: values per numeric range")
+    se.add_argument("--prune", choices=("median", "asha"), help="stop hopeless trials at an evaluation: below the median "
+                                                              "of earlier trials there, or outside the best third at "
+                                                              "ASHA's rungs (local executor; off by default)")
     se.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="fixed override for every trial")
     _add_devices(se)
     se.set_defaults(func=cmd_search)

@@ -15,7 +15,7 @@ class TowerlabError(Exception):
 # extra -> the modules it installs (top-level import names): what a missing import means to the user
 EXTRAS = {"chem": ("rdkit", "selfies"), "serve": ("sqlalchemy", "pydantic", "prometheus_client"),
           "postgres": ("psycopg",), "search": ("matplotlib",), "ray": ("ray",),
-          "onnx": ("onnx", "onnxruntime")}
+          "onnx": ("onnx", "onnxruntime"), "optuna": ("optuna",)}
 
 
 def missing_extra(e: ModuleNotFoundError) -> str | None:

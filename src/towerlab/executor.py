@@ -41,7 +41,7 @@ class Trial:
 @dataclass
 class Result:
     name: str
-    status: str  # ok, failed, or done (finished by an earlier run)
+    status: str  # ok, failed, pruned (stopped early by --prune), or done (finished by an earlier run)
     device: str
     seconds: float
     metrics: dict = field(default_factory=dict)
@@ -50,7 +50,7 @@ class Result:
     def fitness(self, metric: str) -> float | None:
         """The run's best value of its main metric (None when the trial failed)."""
         best = self.metrics.get("best") or {}
-        return best.get("value", self.metrics.get(metric)) if self.status in ("ok", "done") else None
+        return best.get("value", self.metrics.get(metric)) if self.status in ("ok", "done", "pruned") else None
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -116,9 +116,15 @@ def _record(trial: Trial) -> RunRecord | None:
 
 
 def split_finished(trials: list[Trial]) -> tuple[dict[str, Result], list[Trial]]:
-    """Trials finished by an earlier run (as results) and the ones still to run."""
+    """Trials finished by an earlier run (as results; a pruned one is never resumed) and the ones still to run."""
+    from towerlab.search.prune import read_pruned
+
     done, queue = {}, []
     for t in trials:
+        pruned = read_pruned(t.out)
+        if pruned is not None:
+            done[t.name] = _pruned_result(t, pruned, "-", 0.0)
+            continue
         record = _record(t)
         if record is not None and record.status == "done" and record.final:
             done[t.name] = Result(t.name, "done", "-", 0.0, record.final)
@@ -136,10 +142,29 @@ def collect(trial: Trial, returncode: int, device: str, seconds: float) -> Resul
     return Result(trial.name, "failed", device, seconds, {}, f"exit {returncode}: {why}")
 
 
-class Executor(Protocol):
-    """Where trials run: every trial once (finished ones are not rerun); results in the order of `trials`."""
+def _pruned_result(trial: Trial, record: dict, device: str, seconds: float) -> Result:
+    best = {"metric": record["metric"], "value": record["value"], "evaluation": record["evaluation"]}
+    return Result(trial.name, "pruned", device, seconds, {"best": best},
+                  f"pruned at evaluation {record['evaluation']}")
 
-    def run(self, trials: list[Trial], on_result: Callable[[Result], None] | None = None) -> list[Result]: ...
+
+def judge(trial: Trial, pruner, device: str, seconds: float) -> Result | None:
+    """The pruned Result of a trial whose curve so far the pruner stops (pruned.json written), else None."""
+    from towerlab.search.prune import curve, write_pruned
+
+    values = curve(trial.out, pruner.metric)
+    k = pruner.decide(values)
+    if k is None:
+        return None
+    return _pruned_result(trial, write_pruned(trial.out, pruner.metric, k, values[k - 1]), device, seconds)
+
+
+class Executor(Protocol):
+    """Where trials run: every trial once (finished ones are not rerun); results in the order of `trials`. With a
+    pruner (search/prune.py) a trial is stopped at the first evaluation the pruner rejects."""
+
+    def run(self, trials: list[Trial], on_result: Callable[[Result], None] | None = None,
+            pruner=None) -> list[Result]: ...
 
 
 class LocalExecutor:
@@ -151,20 +176,31 @@ class LocalExecutor:
         cmd = command(trial, gpu=device != "cpu")
         return spawn(cmd, trial_env("" if device == "cpu" else device, self.threads), trial.out / "log.txt")
 
-    def run(self, trials: list[Trial], on_result=None) -> list[Result]:
+    def run(self, trials: list[Trial], on_result=None, pruner=None) -> list[Result]:
         """Run every trial; results in the order of `trials`. Interrupted (Ctrl-C, SIGTERM), it stops its trials
         and records nothing: their checkpoints are where a re-run continues."""
         results, queue = split_finished(trials)
+        if pruner:  # finished while no search watched it (killed in between): judged as it would have been
+            for t in trials:
+                if t.name in results and results[t.name].status == "done":
+                    results[t.name] = judge(t, pruner, "-", 0.0) or results[t.name]
         running: dict[int, tuple[subprocess.Popen, Trial, float]] = {}
         progress = Progress(len(trials), len(results))
         try:
             while queue or running:
                 self._fill(queue, running, progress)
                 for slot, (proc, t, t0) in list(running.items()):
-                    if proc.poll() is None:
+                    alive = proc.poll() is None
+                    # a finished trial is judged on its whole curve too: whether the pruner caught it while running
+                    # must not decide its result (that would depend on timing, and a resumed search would differ)
+                    r = judge(t, pruner, self.slots[slot], time.perf_counter() - t0) if pruner else None
+                    if r is None and alive:
                         continue
+                    if r is not None and alive:
+                        proc.terminate()
+                        proc.wait()
                     del running[slot]
-                    results[t.name] = r = collect(t, proc.returncode, self.slots[slot], time.perf_counter() - t0)
+                    results[t.name] = r = r or collect(t, proc.returncode, self.slots[slot], time.perf_counter() - t0)
                     progress.ended(r)
                     if on_result:
                         on_result(r)
@@ -247,7 +283,10 @@ class RayExecutor:
         self.task = ray.remote(_ray_trial).options(num_gpus=1 / per_gpu if self.gpu else 0, num_cpus=cpus_per_trial,
                                                    max_retries=0)
 
-    def run(self, trials: list[Trial], on_result=None) -> list[Result]:
+    def run(self, trials: list[Trial], on_result=None, pruner=None) -> list[Result]:
+        if pruner is not None:
+            raise ConfigError("--prune works with the local executor only (it watches each trial's metrics as it "
+                              "trains); drop --prune or --executor ray")
         results, queue = split_finished(trials)
         progress = Progress(len(trials), len(results))
         pending = {self.task.remote(t, self.gpu, self.cpus): t for t in queue}

@@ -45,7 +45,8 @@ class MlpConfig(TrainConfig):
     epochs: float = 10.0
     batch_size: int = 128
     log_every: int = 20
-    dataset: str = opt("mnist", "MNIST IDX files, or scikit-learn's digits (no download)", ("mnist", "digits"))
+    dataset: str = opt("mnist", "MNIST IDX files, CIFAR-10 (flattened pixels), or scikit-learn's digits (no download)",
+                       ("mnist", "cifar10", "digits"))
     hidden_layers: int = opt(2, "hidden layers")
     units: int = opt(512, "units per hidden layer")
     activation: str = opt("relu", "activation", ACTIVATIONS)

@@ -1,10 +1,12 @@
-"""mlp: a multilayer perceptron on MNIST or the digits scans, the classic target of the genetic search."""
+"""mlp: a multilayer perceptron on MNIST, CIFAR-10 (flattened pixels) or the digits scans, the classic target of the
+genetic search (the "evolve a neural network" write-up searched it on MNIST and on CIFAR-10)."""
 
 from __future__ import annotations
 
 
 from torch import nn
 
+from towerlab.data import cifar as cifar_data
 from towerlab.data import digits as digits_data
 from towerlab.data import mnist as mnist_data
 from towerlab.data import resolve_dir
@@ -15,7 +17,7 @@ from towerlab.recipes.configs import MlpConfig
 
 NAME = "mlp"
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
-SHAPES = {"mnist": (1, 28, 28), "digits": (1, 8, 8)}
+SHAPES = {"mnist": (1, 28, 28), "digits": (1, 8, 8), "cifar10": (3, 32, 32)}
 
 
 Config = MlpConfig  # in recipes/configs.py, which imports no torch: a quick --help
@@ -33,6 +35,9 @@ def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
 def build_data(cfg: Config, dist) -> Data:
     if cfg.dataset == "digits":
         train, test = digits_data.load_split("train"), digits_data.load_split("test")
+    elif cfg.dataset == "cifar10":
+        root = resolve_dir(cfg.data, "cifar10")
+        train, test = cifar_data.load_split(root, "train"), cifar_data.load_split(root, "test")
     else:
         root = resolve_dir(cfg.data, "mnist")
         train, test = mnist_data.load_split(root, "train"), mnist_data.load_split(root, "test")
@@ -40,7 +45,7 @@ def build_data(cfg: Config, dist) -> Data:
 
 
 def class_names(cfg: Config) -> list[str]:
-    return CLASSES
+    return list(cifar_data.CLASSES) if cfg.dataset == "cifar10" else CLASSES
 
 
 def input_shape(cfg: Config) -> tuple[int, int, int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from towerlab.checkpoint import atomic_write
+from towerlab.errors import ConfigError
 from towerlab.search.space import Space, genome_key
 
 Fitness = Callable[[list[dict]], list[float | None]]  # a batch of genomes -> fitness (None: the trial failed)
@@ -119,7 +120,7 @@ class GeneticSearch:
 
     # -- checkpoint ----------------------------------------------------------------------------------------------
     def state(self) -> dict:
-        return {"generation": self.generation, "population": self.population, "cache": self.cache,
+        return {"algo": "ga", "generation": self.generation, "population": self.population, "cache": self.cache,
                 "history": self.history, "rng": _state_to_json(self.rng.getstate())}
 
     def save(self) -> None:
@@ -136,6 +137,9 @@ class GeneticSearch:
         if path is None or not path.is_file():
             return
         s = json.loads(path.read_text())
+        if s.get("algo", "ga") != "ga":
+            raise ConfigError(f"{path} holds a search by {s['algo']}; continue it with --algo {s['algo']}, or choose "
+                              f"another --out")
         self.generation, self.population, self.cache, self.history = (s["generation"], s["population"], s["cache"],
                                                                         s["history"])
         self.rng.setstate(_state_from_json(s["rng"]))

@@ -18,32 +18,96 @@ from towerlab import recipes
 from towerlab.config import save_yaml
 from towerlab.executor import Executor, Trial
 from towerlab.search.ga import GeneticSearch, grid_search
+from towerlab.search.prune import Pruner, curve, read_pruned
 from towerlab.search.space import Space, genome_key
+from towerlab.trial import TrialResult
 
 
 def search(recipe_name: str, space_path: str, out: str | Path, executor: Executor, algo: str = "ga",
-           fixed: dict | None = None, points: int = 4, **ga) -> dict:
+           fixed: dict | None = None, points: int = 4, prune: str | None = None, **ga) -> dict:
     recipe = recipes.get(recipe_name)
     space = Space.load(space_path)
     space.check_fields(recipe.Config)
     metric, mode = recipe.MAIN_METRIC
     out, fixed = Path(out), fixed or {}
+    pruner = Pruner(prune, metric, maximize=mode == "max") if prune else None
+    searcher = None
 
     def fitness(genomes: list[dict]) -> list[float | None]:
         trials = [Trial(genome_key(g), recipe_name, {**fixed, **g}, out / "trials" / genome_key(g)) for g in genomes]
-        return [r.fitness(metric) for r in executor.run(trials)]
+        if pruner:  # judged against the trials of earlier batches only, in the order they were evaluated
+            done = searcher.cache if searcher is not None else {}
+            pruner.reference = [curve(out / "trials" / key, metric) for key in done]
+        results = executor.run(trials, pruner=pruner)
+        write_trials(out, fixed, metric, [*(searcher.cache if searcher else {}), *(t.name for t in trials)])
+        return [r.fitness(metric) for r in results]
 
     if algo == "grid":
         best = grid_search(space, fitness, points, maximize=mode == "max")
         out.mkdir(parents=True, exist_ok=True)
     else:
-        ga_search = GeneticSearch(space, fitness, maximize=mode == "max", out=out, **ga)
-        best = ga_search.run()
-        _write_generations(out, ga_search.history)
-        plot_generations(ga_search.history, out / "fitness.png", metric)
+        if algo in ("tpe", "random"):
+            from towerlab.search.tpe import OptunaSearch
+
+            searcher = OptunaSearch(space, fitness, sampler=algo, maximize=mode == "max", out=out, **ga)
+        else:
+            searcher = GeneticSearch(space, fitness, maximize=mode == "max", out=out, **ga)
+        best = searcher.run()
+        _write_generations(out, searcher.history)
+        plot_generations(searcher.history, out / "fitness.png", metric)
     (out / "best.json").write_text(json.dumps({"recipe": recipe_name, "metric": metric, **best}, indent=1))
     save_yaml({**fixed, **best["genome"]}, out / "best.yaml")
+    rows = write_trials(out, fixed, metric, [*(searcher.cache if searcher else {})] or
+                        [p.name for p in sorted((out / "trials").glob("*"))])
+    write_hparams(out, rows, metric)
     return best
+
+
+def trial_row(folder: Path, fixed: dict, metric: str) -> dict | None:
+    """One line of trials.csv: the trial's genes, status (ok, failed, pruned), its metric and time."""
+    spec = folder / "trial.json"
+    if not spec.is_file():
+        return None
+    genes = {k: v for k, v in json.loads(spec.read_text())["overrides"].items() if k not in fixed}
+    pruned, result = read_pruned(folder), TrialResult.read(folder)
+    if pruned:
+        status, value = "pruned", pruned["value"]
+    elif result is not None:
+        best = (result.metrics.get("best") or {}).get("value", result.metrics.get(metric))
+        status, value = result.status, best if result.status == "ok" else None
+    else:
+        status, value = "unfinished", None
+    return {"trial": folder.name, **genes, metric: value, "status": status,
+            "seconds": round(result.seconds, 1) if result else None}
+
+
+def write_trials(out: Path, fixed: dict, metric: str, keys: list[str]) -> list[dict]:
+    """trials.csv: every trial of the search so far, in the order they were asked for."""
+    rows = [r for key in dict.fromkeys(keys) if (r := trial_row(out / "trials" / key, fixed, metric))]
+    if rows:
+        names = list(dict.fromkeys(k for r in rows for k in r))
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "trials.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=names)
+            w.writeheader()
+            w.writerows(rows)
+    return rows
+
+
+def write_hparams(out: Path, rows: list[dict], metric: str) -> None:
+    """TensorBoard's HPARAMS tab: one entry per finished or pruned trial (out/tb)."""
+    import shutil
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    shutil.rmtree(out / "tb", ignore_errors=True)  # rewritten whole: a resumed search lists each trial once
+    with SummaryWriter(str(out / "tb")) as writer:
+        for r in rows:
+            if r[metric] is None:
+                continue
+            genes = {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v) for k, v in r.items()
+                     if k not in ("trial", metric, "status", "seconds")}
+            writer.add_hparams({**genes, "status": r["status"]}, {f"hparam/{metric}": r[metric]}, run_name=r["trial"])
 
 
 def plot_generations(history: list[dict], path: Path, metric: str) -> None:

@@ -1,0 +1,122 @@
+"""`--algo tpe` and `--algo random`: Optuna's samplers (the peers a user would pick instead of the GA) on the same
+search space, executor, trial folders, outputs and resume.
+
+Trials are asked for in batches of `population` (constant-liar TPE, so a batch spreads out) and run side by side;
+`generations` batches in all, as many trainings as the GA's budget. Resume needs no pickled sampler: the study is
+rebuilt from the seed and replayed, batch by batch, with the fitness of every genome already trained read from the
+cache (search_state.json), so the sampler proposes exactly what it proposed before and the search goes on from the
+first batch not finished, to the same end as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from towerlab.checkpoint import atomic_write
+from towerlab.errors import ConfigError, missing_extra
+from towerlab.search.ga import Fitness, _rank_value
+from towerlab.search.space import Space, genome_key
+
+
+def _optuna():
+    try:
+        import optuna
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"--algo tpe/random: {missing_extra(e) or e}") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def distributions(space: Space) -> dict:
+    """The space in Optuna's terms; what it cannot express is refused in one line."""
+    d = _optuna().distributions
+    out = {}
+    for p in space.params:
+        if p.kind == "choices":
+            bad = [v for v in p.values if v is not None and not isinstance(v, (bool, int, float, str))]
+            if bad:
+                raise ConfigError(f"search space field {p.name}: Optuna's samplers take choices of numbers, strings or "
+                                  f"booleans, not {bad[0]!r}; use --algo ga, or spell the choice as a string field")
+            out[p.name] = d.CategoricalDistribution(list(p.values))
+        elif p.kind == "int":
+            out[p.name] = d.IntDistribution(*p.values)
+        else:
+            out[p.name] = d.FloatDistribution(*map(float, p.values), log=p.kind == "logfloat")
+    return out
+
+
+class OptunaSearch:
+    def __init__(self, space: Space, fitness: Fitness, *, sampler: str = "tpe", population: int = 20,
+                 generations: int = 10, seed: int = 0, maximize: bool = True, out: str | Path | None = None, **_):
+        optuna = _optuna()
+        self.space, self.fitness, self.maximize = space, fitness, maximize
+        self.batch, self.generations, self.seed, self.kind = population, generations, seed, sampler
+        self.out = Path(out) if out else None
+        self.dists = distributions(space)
+        samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+                    "random": lambda: optuna.samplers.RandomSampler(seed=seed)}
+        self.study = optuna.create_study(direction="maximize" if maximize else "minimize", sampler=samplers[sampler]())
+        self.cache: dict[str, float | None] = {}
+        self.history: list[dict] = []
+
+    def run(self) -> dict:
+        self.load()
+        for generation in range(self.generations):
+            asked = [self.study.ask(self.dists) for _ in range(self.batch)]
+            genomes = [self._genome(t) for t in asked]
+            todo = {genome_key(g): g for g in genomes if genome_key(g) not in self.cache}
+            if todo:  # replayed batches of a resumed search find every genome here and train nothing
+                for key, value in zip(todo, self.fitness(list(todo.values()))):
+                    self.cache[key] = value
+            scores = [self.cache[genome_key(g)] for g in genomes]
+            for t, value in zip(asked, scores):
+                failed = value is None or (isinstance(value, float) and math.isnan(value))
+                self.study.tell(t, None if failed else value, state=self._fail() if failed else None)
+            if generation >= len(self.history):
+                self._record(generation, genomes, scores)
+                self.save()
+        return self.best()
+
+    def _genome(self, trial) -> dict:
+        """Optuna's params in the space's order and types (ints stay ints, floats floats)."""
+        return {p.name: trial.params[p.name] for p in self.space.params}
+
+    def _fail(self):
+        return _optuna().trial.TrialState.FAIL
+
+    def _record(self, generation: int, genomes: list[dict], scores: list) -> None:
+        scored = list(zip(genomes, scores))
+        best = max(scored, key=lambda gf: _rank_value(gf[1], self.maximize))
+        finite = [s for s in scores if _rank_value(s, self.maximize) > -math.inf]
+        self.history.append({"generation": generation, "best": best[1], "best_genome": best[0],
+                             "mean": sum(finite) / len(finite) if finite else None,
+                             "failed": len(scores) - len(finite), "evaluated": len(self.cache),
+                             "population": [{"genome": g, "fitness": f} for g, f in scored]})
+
+    def best(self) -> dict:
+        scored = [(h["best_genome"], h["best"]) for h in self.history]
+        genome, value = max(scored, key=lambda gf: _rank_value(gf[1], self.maximize))
+        return {"genome": genome, "fitness": value, "evaluations": len(self.cache)}
+
+    # -- checkpoint: the fitness of every genome trained, and the history; the sampler is replayed -------------
+    def save(self) -> None:
+        if self.out is None:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        state = {"algo": self.kind, "seed": self.seed, "cache": self.cache, "history": self.history}
+        atomic_write(self.out / "search_state.json", json.dumps(state).encode())
+        rows = [{k: h[k] for k in ("generation", "best", "mean", "failed", "evaluated")} for h in self.history]
+        atomic_write(self.out / "generations.json", json.dumps(rows, indent=1).encode())
+        atomic_write(self.out / "best.json", json.dumps(self.best(), indent=1).encode())
+
+    def load(self) -> None:
+        path = self.out / "search_state.json" if self.out else None
+        if path is None or not path.is_file():
+            return
+        state = json.loads(path.read_text())
+        if state.get("algo") != self.kind or state.get("seed") != self.seed:
+            raise ConfigError(f"{path} holds a search by {state.get('algo', 'ga')} with seed {state.get('seed')}; "
+                              f"continue it with the same --algo and --seed, or choose another --out")
+        self.cache, self.history = state["cache"], state["history"]
