@@ -73,14 +73,14 @@ def _one_line_error(proc, *fragments):
 
 
 def test_errors_are_one_clear_line(tmp_path):
-    _one_line_error(run_cli("train", "mnist", "--data", str(tmp_path / "nope"), check=False), "nope", "does not exist")
+    _one_line_error(run_cli("train", "mnist", "--data", str(tmp_path / "nope"), check=False, cwd=tmp_path), "nope", "does not exist")
     _one_line_error(run_cli("train", "nosuch", check=False), "unknown recipe 'nosuch'")
     _one_line_error(run_cli("train", "digits", "--batch-size", "-3", check=False), "batch_size=-3")
     _one_line_error(run_cli("train", "digits", "--precision", "fp64", check=False), "fp64")
     _one_line_error(run_cli("eval", str(tmp_path), check=False), "not a run directory")
     _one_line_error(run_cli("train", "digits", "--gpus", "2", check=False), "--gpus 2 but torch sees 0 GPU")
     (tmp_path / "empty").mkdir()
-    _one_line_error(run_cli("train", "mnist", "--data", str(tmp_path / "empty"), check=False),
+    _one_line_error(run_cli("train", "mnist", "--data", str(tmp_path / "empty"), check=False, cwd=tmp_path),
                     "train-images-idx3-ubyte.gz not found")
 
 

@@ -130,7 +130,7 @@ def test_selfies_runs_write_only_valid_molecules(shared_data, tmp_path):
 def test_bad_property_and_bad_file_are_one_line(smiles_csv, tmp_path):
     bad = tmp_path / "semi.csv"
     bad.write_text("smiles;NR-AR\nCCO;1\n")
-    proc = run_cli("train", "chemvae", "--data", str(bad), check=False)
+    proc = run_cli("train", "chemvae", "--data", str(bad), check=False, cwd=tmp_path)
     assert proc.returncode == 2 and "is it separated by ';'" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run_cli("train", "chemvae", "--data", str(smiles_csv), "--properties", "toxicity", check=False)
+    proc = run_cli("train", "chemvae", "--data", str(smiles_csv), "--properties", "toxicity", check=False, cwd=tmp_path)
     assert proc.returncode == 2 and "property 'toxicity' is neither a column" in proc.stderr

@@ -67,5 +67,5 @@ def test_a_space_optuna_cannot_express_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="Optuna's samplers take choices of numbers, strings or booleans"):
         OptunaSearch(Space.from_dict({"layers": {"choices": [[64], [64, 64]]}}), synthetic)
     (tmp_path / "search_state.json").write_text(json.dumps({"algo": "ga", "cache": {}, "history": []}))
-    with pytest.raises(ConfigError, match="same --algo and --seed"):
+    with pytest.raises(ConfigError, match="continue it with --algo ga"):
         OptunaSearch(Space.from_dict(MLP_SPACE), synthetic, out=tmp_path).run()

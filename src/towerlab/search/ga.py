@@ -39,7 +39,56 @@ def _state_from_json(data) -> tuple:
     return (data[0], tuple(data[1]), data[2])
 
 
-class GeneticSearch:
+class BatchSearch:
+    """What every search that evaluates batches of genomes keeps: the fitness of every genome trained (`cache`),
+    the history of its batches, and the files written atomically after each batch: search_state.json (what a re-run
+    resumes from), generations.json and best.json."""
+
+    algo = ""
+    maximize: bool = True
+    out: Path | None = None
+
+    def record(self, generation: int, genomes: list[dict], scores: list[float | None]) -> None:
+        scored = list(zip(genomes, scores))
+        best = max(scored, key=lambda gf: _rank_value(gf[1], self.maximize))
+        finite = [s for s in scores if _rank_value(s, self.maximize) > -math.inf]
+        self.history.append({"generation": generation, "best": best[1], "best_genome": best[0],
+                             "mean": sum(finite) / len(finite) if finite else None,
+                             "failed": len(scores) - len(finite), "evaluated": len(self.cache),
+                             "population": [{"genome": g, "fitness": f} for g, f in scored]})
+
+    def best(self) -> dict:
+        scored = [(h["best_genome"], h["best"]) for h in self.history]
+        genome, value = max(scored, key=lambda gf: _rank_value(gf[1], self.maximize))
+        return {"genome": genome, "fitness": value, "evaluations": len(self.cache)}
+
+    def state(self) -> dict:
+        raise NotImplementedError
+
+    def save(self) -> None:
+        if self.out is None:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.out / "search_state.json", json.dumps({"algo": self.algo, **self.state()}).encode())
+        rows = [{k: h[k] for k in ("generation", "best", "mean", "failed", "evaluated")} for h in self.history]
+        atomic_write(self.out / "generations.json", json.dumps(rows, indent=1).encode())
+        atomic_write(self.out / "best.json", json.dumps(self.best(), indent=1).encode())
+
+    def saved_state(self) -> dict | None:
+        """search_state.json of an earlier run of this search, if any; one by another algorithm is refused."""
+        path = self.out / "search_state.json" if self.out else None
+        if path is None or not path.is_file():
+            return None
+        state = json.loads(path.read_text())
+        if state.get("algo", "ga") != self.algo:
+            raise ConfigError(f"{path} holds a search by {state.get('algo', 'ga')}; continue it with --algo "
+                              f"{state.get('algo', 'ga')}, or choose another --out")
+        return state
+
+
+class GeneticSearch(BatchSearch):
+    algo = "ga"
+
     def __init__(self, space: Space, fitness: Fitness, *, population: int = 20, generations: int = 10,
                  retain: float = 0.4, random_select: float = 0.1, mutate: float = 0.2, seed: int = 0,
                  maximize: bool = True, out: str | Path | None = None):
@@ -100,46 +149,22 @@ class GeneticSearch:
         self.load()
         while self.generation < self.generations:
             scores = self.evaluate(self.population)
-            scored = list(zip(self.population, scores))
-            best = max(scored, key=lambda gf: _rank_value(gf[1], self.maximize))
-            finite = [s for s in scores if _rank_value(s, self.maximize) > -math.inf]
-            self.history.append({"generation": self.generation, "best": best[1], "best_genome": best[0],
-                                 "mean": sum(finite) / len(finite) if finite else None,
-                                 "failed": len(scores) - len(finite), "evaluated": len(self.cache),
-                                 "population": [{"genome": g, "fitness": f} for g, f in scored]})
+            self.record(self.generation, self.population, scores)
             self.generation += 1
             if self.generation < self.generations:
-                self.population = self.evolve(scored)
+                self.population = self.evolve(list(zip(self.population, scores)))
             self.save()
         return self.best()
 
-    def best(self) -> dict:
-        scored = [(h["best_genome"], h["best"]) for h in self.history]
-        genome, value = max(scored, key=lambda gf: _rank_value(gf[1], self.maximize))
-        return {"genome": genome, "fitness": value, "evaluations": len(self.cache)}
-
     # -- checkpoint ----------------------------------------------------------------------------------------------
     def state(self) -> dict:
-        return {"algo": "ga", "generation": self.generation, "population": self.population, "cache": self.cache,
+        return {"generation": self.generation, "population": self.population, "cache": self.cache,
                 "history": self.history, "rng": _state_to_json(self.rng.getstate())}
 
-    def save(self) -> None:
-        if self.out is None:
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.out / "search_state.json", json.dumps(self.state()).encode())
-        rows = [{k: h[k] for k in ("generation", "best", "mean", "failed", "evaluated")} for h in self.history]
-        atomic_write(self.out / "generations.json", json.dumps(rows, indent=1).encode())
-        atomic_write(self.out / "best.json", json.dumps(self.best(), indent=1).encode())
-
     def load(self) -> None:
-        path = self.out / "search_state.json" if self.out else None
-        if path is None or not path.is_file():
+        s = self.saved_state()
+        if s is None:
             return
-        s = json.loads(path.read_text())
-        if s.get("algo", "ga") != "ga":
-            raise ConfigError(f"{path} holds a search by {s['algo']}; continue it with --algo {s['algo']}, or choose "
-                              f"another --out")
         self.generation, self.population, self.cache, self.history = (s["generation"], s["population"], s["cache"],
                                                                         s["history"])
         self.rng.setstate(_state_from_json(s["rng"]))

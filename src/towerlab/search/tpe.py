@@ -10,13 +10,11 @@ first batch not finished, to the same end as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from towerlab.checkpoint import atomic_write
 from towerlab.errors import ConfigError, missing_extra
-from towerlab.search.ga import Fitness, _rank_value
+from towerlab.search.ga import BatchSearch, Fitness
 from towerlab.search.space import Space, genome_key
 
 
@@ -47,12 +45,12 @@ def distributions(space: Space) -> dict:
     return out
 
 
-class OptunaSearch:
+class OptunaSearch(BatchSearch):
     def __init__(self, space: Space, fitness: Fitness, *, sampler: str = "tpe", population: int = 20,
                  generations: int = 10, seed: int = 0, maximize: bool = True, out: str | Path | None = None, **_):
         optuna = _optuna()
         self.space, self.fitness, self.maximize = space, fitness, maximize
-        self.batch, self.generations, self.seed, self.kind = population, generations, seed, sampler
+        self.batch, self.generations, self.seed, self.algo = population, generations, seed, sampler
         self.out = Path(out) if out else None
         self.dists = distributions(space)
         samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed, constant_liar=True),
@@ -75,7 +73,7 @@ class OptunaSearch:
                 failed = value is None or (isinstance(value, float) and math.isnan(value))
                 self.study.tell(t, None if failed else value, state=self._fail() if failed else None)
             if generation >= len(self.history):
-                self._record(generation, genomes, scores)
+                self.record(generation, genomes, scores)
                 self.save()
         return self.best()
 
@@ -86,37 +84,15 @@ class OptunaSearch:
     def _fail(self):
         return _optuna().trial.TrialState.FAIL
 
-    def _record(self, generation: int, genomes: list[dict], scores: list) -> None:
-        scored = list(zip(genomes, scores))
-        best = max(scored, key=lambda gf: _rank_value(gf[1], self.maximize))
-        finite = [s for s in scores if _rank_value(s, self.maximize) > -math.inf]
-        self.history.append({"generation": generation, "best": best[1], "best_genome": best[0],
-                             "mean": sum(finite) / len(finite) if finite else None,
-                             "failed": len(scores) - len(finite), "evaluated": len(self.cache),
-                             "population": [{"genome": g, "fitness": f} for g, f in scored]})
-
-    def best(self) -> dict:
-        scored = [(h["best_genome"], h["best"]) for h in self.history]
-        genome, value = max(scored, key=lambda gf: _rank_value(gf[1], self.maximize))
-        return {"genome": genome, "fitness": value, "evaluations": len(self.cache)}
-
     # -- checkpoint: the fitness of every genome trained, and the history; the sampler is replayed -------------
-    def save(self) -> None:
-        if self.out is None:
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        state = {"algo": self.kind, "seed": self.seed, "cache": self.cache, "history": self.history}
-        atomic_write(self.out / "search_state.json", json.dumps(state).encode())
-        rows = [{k: h[k] for k in ("generation", "best", "mean", "failed", "evaluated")} for h in self.history]
-        atomic_write(self.out / "generations.json", json.dumps(rows, indent=1).encode())
-        atomic_write(self.out / "best.json", json.dumps(self.best(), indent=1).encode())
+    def state(self) -> dict:
+        return {"seed": self.seed, "cache": self.cache, "history": self.history}
 
     def load(self) -> None:
-        path = self.out / "search_state.json" if self.out else None
-        if path is None or not path.is_file():
+        state = self.saved_state()
+        if state is None:
             return
-        state = json.loads(path.read_text())
-        if state.get("algo") != self.kind or state.get("seed") != self.seed:
-            raise ConfigError(f"{path} holds a search by {state.get('algo', 'ga')} with seed {state.get('seed')}; "
-                              f"continue it with the same --algo and --seed, or choose another --out")
+        if state.get("seed") != self.seed:
+            raise ConfigError(f"{self.out / 'search_state.json'} holds a search with seed {state.get('seed')}; "
+                              f"continue it with --seed {state.get('seed')}, or choose another --out")
         self.cache, self.history = state["cache"], state["history"]
