@@ -1,6 +1,7 @@
 """The service against a real PostgreSQL server on loopback, with real faults: a transaction that commits
 out of id order, SIGKILL before commit, the server stopped and restarted under the running service."""
 
+import json
 import os
 import subprocess
 import time
@@ -70,6 +71,8 @@ def test_server_stopped_and_restarted_under_the_service(db_cfg, digit_rows, post
     dbcases.assert_each_graded_once(db, range(1, 101))
     assert log.count("database unreachable") == 1, log  # once per outage, not once per poll
     assert log.count("database reachable again") == 1
+    for line in log.splitlines():  # psycopg's own warnings after the restart included
+        assert isinstance(json.loads(line), dict), line
 
 
 def test_claim_mode_two_workers_skip_locked(db_cfg, tmp_path, postgres, model_run, digit_rows):
