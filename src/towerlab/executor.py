@@ -159,6 +159,12 @@ def judge(trial: Trial, pruner, device: str, seconds: float) -> Result | None:
     return _pruned_result(trial, write_pruned(trial.out, pruner.metric, k, values[k - 1]), device, seconds)
 
 
+def _grew(path: Path, sizes: dict[Path, int]) -> bool:
+    size = path.stat().st_size if path.is_file() else 0
+    grew, sizes[path] = size != sizes.get(path, 0), size
+    return grew
+
+
 class Executor(Protocol):
     """Where trials run: every trial once (finished ones are not rerun); results in the order of `trials`. With a
     pruner (search/prune.py) a trial is stopped at the first evaluation the pruner rejects."""
@@ -185,6 +191,7 @@ class LocalExecutor:
                 if t.name in results and results[t.name].status == "done":
                     results[t.name] = judge(t, pruner, "-", 0.0) or results[t.name]
         running: dict[int, tuple[subprocess.Popen, Trial, float]] = {}
+        sizes: dict[Path, int] = {}  # metrics.jsonl sizes at the last look: a running trial is judged when it grows
         progress = Progress(len(trials), len(results))
         try:
             while queue or running:
@@ -193,7 +200,8 @@ class LocalExecutor:
                     alive = proc.poll() is None
                     # a finished trial is judged on its whole curve too: whether the pruner caught it while running
                     # must not decide its result (that would depend on timing, and a resumed search would differ)
-                    r = judge(t, pruner, self.slots[slot], time.perf_counter() - t0) if pruner else None
+                    grown = pruner is not None and (not alive or _grew(t.out / "metrics.jsonl", sizes))
+                    r = judge(t, pruner, self.slots[slot], time.perf_counter() - t0) if grown else None
                     if r is None and alive:
                         continue
                     if r is not None and alive:
