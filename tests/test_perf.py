@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -76,6 +77,9 @@ def test_train_fast_says_what_it_chose_and_trains(tmp_path):
     proc = run_cli("train", "digits", "--fast", "--max-steps", "3", "--eval-limit", "64", "--out", str(tmp_path / "r"))
     assert proc.stdout.splitlines()[0].startswith("--fast on cpu: ")
     assert "fast: true" in (tmp_path / "r" / "config.yaml").read_text()  # chosen again, for the device, on resume
+    speed = json.loads((tmp_path / "r" / "env.json").read_text())["speed"]  # what ran
+    assert speed["channels_last"] is True and speed["compile"] is False
+    assert speed["precision"] == ("bf16" if perf.cpu_has_bf16() else "fp32")
 
 
 @pytest.mark.gpu

@@ -365,7 +365,7 @@ def _plan(recipe, cfg: TrainConfig, dist: Dist, out: str | Path | None, resume: 
 
 
 def _open_run(recipe, cfg: TrainConfig, dist: Dist, out: str | Path | None, resume: bool,
-              allow_world_size_change: bool = False) -> tuple[Run | None, Path | None]:
+              allow_world_size_change: bool = False, speed: TrainConfig | None = None) -> tuple[Run | None, Path | None]:
     """(rank 0's Run or None, the checkpoint folder to resume from). Rank 0 decides and every rank gets the same
     answer or the same error, so a refusal never leaves a process waiting in a collective until it times out."""
     run, folder, answer = None, None, None
@@ -380,8 +380,8 @@ def _open_run(recipe, cfg: TrainConfig, dist: Dist, out: str | Path | None, resu
     answer = broadcast_object(answer, dist)
     if answer[0] == "error":
         raise getattr(errors, answer[1], TowerlabError)(answer[2], all_ranks=True)
-    if run:
-        run.write_env(dist.world_size, dist.device)
+    if run:  # the speed settings that run, which config.yaml of a --fast run does not hold (it says fast: true)
+        run.write_env(dist.world_size, dist.device, {f: getattr(speed or cfg, f) for f in perf.FAST_FIELDS})
     return run, Path(answer[1]) if answer[1] else None
 
 
@@ -395,9 +395,11 @@ def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | No
     """
     dist = dist or setup()
     cfg.validate()
-    run, folder = _open_run(recipe, cfg, dist, out, resume, allow_world_size_change)
+    # config.yaml keeps the settings as given (`fast: true`), chosen again for the device on resume; env.json what ran
+    fast, chosen = perf.apply_fast(cfg, dist.device)
+    run, folder = _open_run(recipe, cfg, dist, out, resume, allow_world_size_change, speed=fast)
+    cfg = fast
     try:
-        cfg, chosen = perf.apply_fast(cfg, dist.device)  # config.yaml keeps `fast: true`: chosen again on resume
         if chosen:
             print0(chosen, dist=dist)
         trainer = Trainer(recipe, cfg, dist, run)

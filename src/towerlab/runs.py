@@ -57,12 +57,13 @@ class Run:
         save_yaml({"recipe": recipe, **asdict(cfg)}, tmp)
         os.replace(tmp, self.path / "config.yaml")  # a crash leaves the old config or the new, never half of one
 
-    def write_env(self, world_size: int, device) -> None:
+    def write_env(self, world_size: int, device, speed: dict | None = None) -> None:
+        """env.json: where the run ran, and the speed settings it ran with (what --fast chose, when on)."""
         import torch
 
         env = {"torch": torch.__version__, "python": platform.python_version(), "world_size": world_size,
                "device": str(device), "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-               "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+               "started": time.strftime("%Y-%m-%dT%H:%M:%S"), **({"speed": speed} if speed else {})}
         (self.path / "env.json").write_text(json.dumps(env, indent=2))
 
     def log(self, step: int, values: dict[str, float]) -> None:
