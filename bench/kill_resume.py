@@ -27,7 +27,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from towerlab import checkpoint
+REPO_TESTS = Path(__file__).resolve().parents[1] / "tests"
+sys.path.insert(0, str(REPO_TESTS))  # the tests' helper that finds a rank's process
+from helpers import rank_pid  # noqa: E402
+
+from towerlab import checkpoint  # noqa: E402
 
 
 def train_cmd(recipe: str, out: Path, steps: int, procs: int) -> list[str]:
@@ -41,19 +45,6 @@ def last_step(run: Path) -> int:
         return json.loads((run / "checkpoints" / "last.json").read_text())["step"]
     except (OSError, ValueError, KeyError):
         return -1
-
-
-def rank_pid(run: Path, rank: int) -> int | None:
-    """The training process of `rank` for run directory `run`, found in /proc (Linux)."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(run).encode() in cmd and b"-u" in cmd and f"RANK={rank}".encode() in env:
-            return int(pid)
-    return None
 
 
 def same(a: Path, b: Path) -> bool:

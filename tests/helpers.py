@@ -58,3 +58,17 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = True, env: dict |
         raise AssertionError(f"towerlab {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
 
+
+
+def rank_pid(run: Path, rank: int) -> int | None:
+    """The training process of `rank` for run directory `run`, found in /proc (Linux); None when there is none.
+    (bench/kill_resume.py uses it too.)"""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(run).encode() in cmd and b"-u" in cmd and f"RANK={rank}".encode() in env:
+            return int(pid)
+    return None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import rank_pid
 from safetensors.torch import load_file
 
 from towerlab import checkpoint
@@ -40,15 +41,10 @@ def _last_step(run: Path) -> int:
 
 def _worker(run: Path, rank: int) -> int:
     """The pid of the training process of `rank` for run directory `run` (read from /proc)."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(run).encode() in cmd and b"-u" in cmd and f"RANK={rank}".encode() in env:
-            return int(pid)
-    raise AssertionError(f"no rank {rank} process for {run}")
+    pid = rank_pid(run, rank)
+    if pid is None:
+        raise AssertionError(f"no rank {rank} process for {run}")
+    return pid
 
 
 def _kill_rank_after(run: Path, proc: subprocess.Popen, step: int, rank: int = 1) -> None:

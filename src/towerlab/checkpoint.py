@@ -170,6 +170,13 @@ def manifest(folder: Path) -> dict:
         return {}
 
 
+def recorded_sha256(path: Path) -> str:
+    """The SHA-256 of a file in a checkpoint folder as its manifest records it (the folder was verified by `find`
+    or `damage` before: no second read of a large file), computed for a checkpoint written before manifests."""
+    recorded = manifest(path.parent).get("sha256")
+    return recorded.get(path.name) if isinstance(recorded, dict) and recorded.get(path.name) else sha256(path)
+
+
 def damage(folder: Path) -> str | None:
     """Why the checkpoint in `folder` cannot be trusted (a file missing, a checksum mismatch), or None.
     A checkpoint written before manifests existed has nothing to check against and passes."""

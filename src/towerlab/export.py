@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from towerlab import checkpoint, infer
-from towerlab.data.fetch import sha256
 from towerlab.errors import ConfigError, missing_extra
 from towerlab.recipes import has, require
 
@@ -50,7 +49,8 @@ def metadata(run_dir: Path, loaded: infer.Loaded, folder: Path) -> dict[str, str
     kind = "classify" if has(recipe, "classify") else "segment"
     shape = list(recipe.input_shape(cfg)) if kind == "classify" else None
     return {"towerlab.kind": kind, "towerlab.recipe": recipe.NAME, "towerlab.run": run_dir.resolve().name,
-            "towerlab.step": str(checkpoint.step_of(folder)), "towerlab.weights_sha256": sha256(loaded.weights),
+            "towerlab.step": str(checkpoint.step_of(folder)),
+            "towerlab.weights_sha256": checkpoint.recorded_sha256(loaded.weights),
             "towerlab.classes": json.dumps(list(recipe.class_names(cfg))), "towerlab.input_shape": json.dumps(shape)}
 
 
@@ -63,6 +63,10 @@ def export(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None
     loaded = infer.load(run_dir, which, folder=folder)
     require(loaded.recipe, "classify", "segment", command="export (it exports image models)")
     path = Path(out) if out else run_dir / f"model{FORMATS[fmt]}"
+    try:  # a folder named by --out that is not there yet is made, as `train --out` makes its run directory
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {path}: cannot create {path.parent} ({e.strerror}); choose a writable place") from None
     module = Pixels(loaded).eval()
     example = _example(loaded)
     meta = metadata(run_dir, loaded, folder)

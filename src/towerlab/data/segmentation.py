@@ -160,3 +160,10 @@ def overlay(image: torch.Tensor, colours: torch.Tensor, alpha: float | torch.Ten
         alpha = alpha.cpu()[None]
     base = image.expand(3, -1, -1).float() if image.shape[0] == 1 else image.float()
     return (base * (1 - alpha) + colours.float() * alpha).round().clamp(0, 255).to(torch.uint8)
+
+
+def red_overlay(image: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
+    """uint8 [C,H,W] image, heat [H,W] in 0..1 -> uint8 [3,H,W] with the heat blended in red (a defect map)."""
+    red = torch.zeros(3, *image.shape[1:], dtype=torch.uint8)
+    red[0] = 255
+    return overlay(image, red, heat * 0.6)

@@ -21,7 +21,7 @@ from towerlab.data import defects, resolve_dir
 from towerlab.data.augment import per_image_standardization, to_float
 from towerlab.data.images import fit_to, read_image, write_image
 from towerlab.data.loader import BalancedLoader, Data, TensorLoader
-from towerlab.data.segmentation import overlay
+from towerlab.data.segmentation import red_overlay
 from towerlab.dist import Dist, all_gather_rows, all_reduce_sum
 from towerlab.strategy import unwrap
 from towerlab.recipes.configs import SegdecConfig
@@ -226,13 +226,6 @@ def predict_files(model, cfg: Config, paths: list[str], out_dir: str | None) -> 
         results.append({"file": str(path), "class": CLASSES[int(p >= 0.5)], "probability": p,
                         "overlay_png": str(overlay_png)})
     return results
-
-
-def red_overlay(image: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
-    """uint8 [C,H,W] image, heat [H,W] in 0..1 -> uint8 [3,H,W] with the heat blended in red."""
-    red = torch.zeros(3, *image.shape[1:], dtype=torch.uint8)
-    red[0] = 255
-    return overlay(image, red, heat * 0.6)
 
 
 @torch.no_grad()

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from towerlab import checkpoint, infer
-from towerlab.data.fetch import sha256
 from towerlab.data.images import fit_to
+from towerlab.data.segmentation import red_overlay
 from towerlab.errors import CheckpointError
 from towerlab.recipes import has, require
 from towerlab.serve.model import Reloading, Version, log, outcomes
@@ -19,7 +19,8 @@ from towerlab.serve.model import Reloading, Version, log, outcomes
 class Scorer(Reloading):
     def __init__(self, run_dir: str | Path, which: str = "last", reload: bool = False, check_s: float = 2.0,
                  heatmaps: bool = False):
-        """heatmaps: also return, for a recipe that draws them (segdec), where in each image its grade comes from."""
+        """heatmaps: also return, for a recipe that has them (segdec), where in each image its grade comes from,
+        drawn in red over the image at the model's input size."""
         self.run_dir, self.which, self.heatmaps = Path(run_dir), which, heatmaps
         self.run_id = self.run_dir.resolve().name
         folder = checkpoint.find(self.run_dir, which, quiet=True)
@@ -34,7 +35,8 @@ class Scorer(Reloading):
 
     def _load(self, folder: Path) -> Version:
         loaded = infer.load(self.run_dir, self.which, folder=folder)
-        return Version(folder.name, checkpoint.step_of(folder), sha256(loaded.weights), loaded, key=folder)
+        return Version(folder.name, checkpoint.step_of(folder), checkpoint.recorded_sha256(loaded.weights), loaded,
+                       key=folder)
 
     def candidate(self) -> Path | None:
         """The checkpoint folder the run's pointer (last.json / best.json) names now."""
@@ -57,7 +59,7 @@ class Scorer(Reloading):
         batch = fit_to(torch.from_numpy(np.stack(images)), recipe.input_shape(cfg))
         x = recipe.prepare(cfg, batch)
         out = outcomes(recipe.predict(loaded.model, x).float().numpy(), self.class_names, self.run_id, self.sha256)
-        if self.heatmaps and has(recipe, "heatmap"):
-            for o, heat in zip(out, recipe.heatmaps(loaded.model, x).numpy()):
-                o["heatmap"] = heat  # taken out by the worker, drawn beside the row's image
+        if self.heatmaps and has(recipe, "heatmap"):  # the heat in red over the image the model saw
+            for o, image, heat in zip(out, batch, recipe.heatmaps(loaded.model, x)):
+                o["overlay"] = red_overlay(image, heat).permute(1, 2, 0).numpy()  # the worker writes it, then drops it
         return out

@@ -174,21 +174,21 @@ class Service:
                                  "model_run": self.scorer.run_id, "model_sha256": self.scorer.sha256})
         if images:
             for key, image, result in zip(good, images, self.scorer.score(images)):
-                heat = result.pop("heatmap", None)
-                outcomes.append({"row_key": key, **result, "image_path": self.save_image(src, key, image, heat)})
+                drawn = result.pop("overlay", None)
+                outcomes.append({"row_key": key, **result, "image_path": self.save_image(src, key, image, drawn)})
         return sorted(outcomes, key=lambda o: o["row_key"])
 
-    def save_image(self, src: Source, key: int, image: np.ndarray, heat: np.ndarray | None = None) -> str | None:
+    def save_image(self, src: Source, key: int, image: np.ndarray, drawn: np.ndarray | None = None) -> str | None:
         """Atomically (temp file + rename) write image_dir/<source>/<key>.png, and <key>_defect.png (the model's heat
-        map in red over the image) when the model draws one; a retry rewrites the same files."""
+        map in red over the image, uint8 [H,W,3]) when the scorer drew one; a retry rewrites the same files."""
         if not self.settings.image_dir:
             return None
         folder = Path(self.settings.image_dir) / src.name
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{key}.png"
         _write_png(image[0], path)
-        if heat is not None:
-            _write_png(red_overlay(image[0], heat), folder / f"{key}_defect.png")
+        if drawn is not None:
+            _write_png(drawn, folder / f"{key}_defect.png")
         return str(path)
 
     def observe(self, src: Source, outcomes: list[dict], seconds: float) -> None:
@@ -250,18 +250,6 @@ def _write_png(array: np.ndarray, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     Image.fromarray(array).save(tmp, format="PNG")
     os.replace(tmp, path)
-
-
-def red_overlay(gray: np.ndarray, heat: np.ndarray) -> np.ndarray:
-    """uint8 [H,W] image, heat [h,w] in 0..1 (resized to the image) -> uint8 [H,W,3], the heat blended in red."""
-    from PIL import Image
-
-    if heat.shape != gray.shape:
-        heat = np.asarray(Image.fromarray(heat.astype(np.float32), "F").resize(gray.shape[::-1], Image.BILINEAR))
-    alpha = np.clip(heat, 0, 1)[..., None] * 0.6
-    rgb = np.repeat(gray[..., None].astype(np.float32), 3, axis=2)
-    red = np.array([255.0, 0.0, 0.0], np.float32)
-    return np.rint(rgb * (1 - alpha) + red * alpha).astype(np.uint8)
 
 
 def install_signal_handlers(service: Service) -> None:
