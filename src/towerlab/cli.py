@@ -164,34 +164,9 @@ def cmd_data(args) -> int:
 
 
 def cmd_chem(args) -> int:
-    from towerlab.generate import vae as gen
+    from towerlab.generate.commands import ACTIONS
 
-    m = gen.load(args.run_dir, args.checkpoint)
-    out = Path(args.out) if args.out else Path(args.run_dir) / f"{args.action}.csv"
-    if args.action == "sample":
-        rows, metrics = gen.sample(m, args.n, args.seed, args.sample_tokens)
-        gen.write_csv(rows, out)
-        print(json.dumps(metrics, indent=2))
-    elif args.action == "encode":
-        rows, report = gen.encode_file(m, args.input)
-        gen.write_csv(rows, out)
-        print(json.dumps(report, indent=2))
-    elif args.action == "decode":
-        rows = gen.decode_file(m, args.input or "")
-        gen.write_csv(rows, out)
-        print(f"{sum(r['valid'] for r in rows)} of {len(rows)} decoded SMILES are valid molecules")
-    else:
-        seeds = gen.read_smiles(args.input) if args.input else sorted(gen.training_set(m))[:args.n_seeds]
-        found = gen.optimize(m, seeds[:args.n_seeds], args.property, args.steps, args.lr)
-        gen.write_csv(found, out)
-        if found:
-            top = found[:12]
-            gen.write_grid([r["smiles"] for r in top], [f"{args.property}={r[args.property]:.3f}" for r in top],
-                           out.with_suffix(".png"))
-            print(f"grid: {out.with_suffix('.png')}")
-        print(f"{len(found)} valid molecules improve {args.property} over their seed (RDKit-computed); CSV: {out}")
-        return 0
-    print(f"CSV: {out}")
+    ACTIONS[args.action](args)
     return 0
 
 
@@ -317,19 +292,48 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--n", type=int, default=8, help="export: how many validation images")
     d.add_argument("--data", help="export: dataset folder (default: $TOWERLAB_DATA/<dataset>)")
     d.set_defaults(func=cmd_data)
-    c = sub.add_parser("chem", help="use a chemvae run: sample, encode, decode, optimize molecules")
-    c.add_argument("action", choices=("sample", "encode", "decode", "optimize"))
+    c = sub.add_parser("chem", help="use a molecule generator: sample; encode, decode, optimize (autoencoders); "
+                                    "hillclimb, mcts (smiles-lstm)")
+    c.add_argument("action", choices=("sample", "encode", "decode", "optimize", "hillclimb", "mcts"))
     c.add_argument("run_dir")
-    c.add_argument("input", nargs="?", help="encode: SMILES file; decode: latents CSV; optimize: seed SMILES (optional)")
+    c.add_argument("input", nargs="?", help="encode: SMILES file; decode: latents CSV; optimize: seed SMILES (default: "
+                                            "--n-seeds drawn at random from the run's held-out molecules)")
     c.add_argument("--checkpoint", choices=("last", "best"), default="best")
-    c.add_argument("--out", help="CSV to write (default: RUN_DIR/<action>.csv; optimize also writes a PNG grid)")
-    c.add_argument("--n", type=int, default=1000, help="sample: how many molecules")
-    c.add_argument("--seed", type=int, default=0, help="sample: random seed")
-    c.add_argument("--sample-tokens", action="store_true", help="sample: draw each token instead of the argmax")
-    c.add_argument("--property", default="qed", help="optimize: which predicted property to raise")
-    c.add_argument("--steps", type=int, default=50, help="optimize: gradient steps in latent space")
-    c.add_argument("--lr", type=float, default=0.05, help="optimize: step size (Adam)")
-    c.add_argument("--n-seeds", type=int, default=20, help="optimize: seed molecules (from the input or the training set)")
+    c.add_argument("--out", help="sample/encode/decode/optimize: the CSV to write (default: RUN_DIR/<action>.csv; a PNG "
+                                 "grid beside it); hillclimb/mcts: the folder (default: RUN_DIR/<action>-<objective>-"
+                                 "seed<N>)")
+    c.add_argument("--seed", type=int, default=0, help="random seed (sampling, seed choice, search)")
+    c.add_argument("--temperature", type=float, default=None, help="sampling temperature (0: the most probable token; "
+                                                                   "default: 1 for smiles-lstm, 0 for autoencoders)")
+    g = c.add_argument_group("sample")
+    g.add_argument("--n", type=int, default=1000, help="how many molecules")
+    g.add_argument("--sample-tokens", action="store_true", help="draw each token (= --temperature 1)")
+    g.add_argument("--train-data", help="the training SMILES for novelty (default: the file the run trained on)")
+    g.add_argument("--reference", help="also report novelty against this SMILES file, e.g. "
+                                       "$TOWERLAB_DATA/moses/train.csv.gz (canonical set cached)")
+    g.add_argument("--fcd", action="store_true", help="also report the Frechet ChemNet Distance (fcd_torch)")
+    g.add_argument("--fcd-reference", help="the FCD's reference set (default: $TOWERLAB_DATA/moses/test.csv.gz; "
+                                           "its statistics cached)")
+    g.add_argument("--kl", action="store_true", help="also report GuacaMol's KL-divergence score against the "
+                                                     "training set")
+    g = c.add_argument_group("optimize")
+    g.add_argument("--property", default="qed", help="which predicted property to raise")
+    g.add_argument("--steps", type=int, default=50, help="gradient steps in latent space")
+    g.add_argument("--lr", type=float, default=None, help="optimize: Adam step in latent space (default 0.05); "
+                                                          "hillclimb: fine-tuning lr (default 5e-4)")
+    g.add_argument("--n-seeds", type=int, default=20, help="seed molecules")
+    g = c.add_argument_group("hillclimb and mcts")
+    g.add_argument("--objective", default="qed", help="qed, plogp, logp, similarity:SMILES, guacamol:NAME (a "
+                                                      "goal-directed v2 benchmark) or package.module:function")
+    g.add_argument("--rounds", type=int, default=20, help="hillclimb: rounds (GuacaMol baseline: 20)")
+    g.add_argument("--samples", type=int, default=1024, help="hillclimb: molecules sampled per round")
+    g.add_argument("--keep", type=int, default=512, help="hillclimb: best molecules kept and fine-tuned on")
+    g.add_argument("--epochs", type=int, default=2, help="hillclimb: fine-tuning epochs per round")
+    g.add_argument("--batch-size", type=int, default=256, help="hillclimb: fine-tuning batch")
+    g.add_argument("--budget", type=int, default=5000, help="mcts: molecules to evaluate")
+    g.add_argument("--expand", type=int, default=5, help="mcts: children per expansion (most probable tokens)")
+    g.add_argument("--rollouts", type=int, default=4, help="mcts: rollouts per new child")
+    g.add_argument("--c", type=float, default=1.0, help="mcts: UCB exploration constant")
     c.set_defaults(func=cmd_chem)
     j = sub.add_parser("jobs", help="run a list of trainings side by side, one per device")
     j.add_argument("action", choices=("run",))

@@ -12,7 +12,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -28,6 +28,7 @@ def opt(default: Any, help: str, choices: tuple | None = None) -> Any:
 class TrainConfig:
     """Engine settings shared by every recipe. Recipes override the defaults they publish."""
 
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("data", "init_from")  # stored absolute (config.build)
     data: str = opt("", "dataset folder (default: $TOWERLAB_DATA/<dataset>)")
     seed: int = opt(0, "random seed (model init, data order, augmentation)")
     init_from: str = opt("", "start from the best weights of this run directory (tensors matched by name and shape)")
@@ -195,12 +196,22 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(*flags, type=kind, choices=meta.get("choices"), metavar=kind.__name__.upper(), **kwargs)
 
 
+def _absolute_paths(cfg: Any) -> None:
+    """Make the config's file and folder paths absolute, as they were meant from where the command ran: config.yaml
+    keeps them so, and a resumed run, `eval` or `chem sample` finds the same files from any folder."""
+    for name in type(cfg).PATH_FIELDS:
+        value = getattr(cfg, name)
+        if value:
+            setattr(cfg, name, str(Path(value).expanduser().absolute()))
+
+
 def build(cls: type, yaml_file: str | None, cli_values: dict) -> Any:
     """Recipe defaults < YAML file < CLI flags, validated."""
     cfg = cls()
     if yaml_file:
         cfg = merge(cfg, load_yaml(yaml_file), str(yaml_file))
     cfg = merge(cfg, cli_values, "command line")
+    _absolute_paths(cfg)
     if cfg.fast:  # torch-free: the field names only
         from towerlab.perf import FAST_FIELDS
 

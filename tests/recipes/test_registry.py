@@ -15,11 +15,14 @@ from towerlab.recipes import ENTRIES, REGISTRY, get, has, require, summary
 from towerlab.recipes.contract import CAPABILITIES, Recipe, Step
 
 DATA = {"mnist": "mnist_dir", "mlp": "mnist_dir", "cifar10": "cifar_bin_dir", "digits": None, "fcn32s": "camvid_dir",
-        "fcn16s": "camvid_dir", "fcn8s": "camvid_dir", "segdec": "kolektor_dir", "chemvae": "smiles_csv"}
+        "fcn16s": "camvid_dir", "fcn8s": "camvid_dir", "segdec": "kolektor_dir", "chemvae": "smiles_csv",
+        "chemaae": "smiles_csv", "smiles-lstm": "smiles_csv"}
 FCN_SMALL = {"width": 0.125, "fc_channels": 16, "batch_size": 4}
 SMALL = {"fcn32s": FCN_SMALL, "fcn16s": FCN_SMALL, "fcn8s": FCN_SMALL,  # fast enough for a CPU test
          "segdec": {"height": 64, "width": 64, "feature_channels": 16, "batch_size": 4, "stage": "joint"},
-         "chemvae": {"max_len": 64, "latent": 8, "batch_size": 4, "properties": "NR-AR"}}
+         "chemvae": {"max_len": 64, "latent": 8, "batch_size": 4, "properties": "NR-AR"},
+         "chemaae": {"max_len": 64, "latent": 8, "batch_size": 4, "gru_hidden": 32},
+         "smiles-lstm": {"max_len": 64, "hidden": 32, "embedding": 8, "eval_samples": 4}}
 
 
 def _cfg(name, request):

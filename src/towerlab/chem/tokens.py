@@ -128,3 +128,14 @@ class Vocab:
             raise DataError(f"{path} not found: the run directory has no vocabulary (was it trained by chemvae?)")
         data = json.loads(path.read_text())
         return cls(data["tokens"], data["max_len"], data.get("representation", "smiles"))
+
+
+def pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+    """[N, V] logits -> [N] tokens: the most probable at temperature 0, else drawn from softmax(logits / T) (with
+    `generator`, on the CPU, so that a seed gives the same molecules on any device)."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, -1)
+    if generator is not None:
+        return torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(logits.device)
+    return torch.multinomial(probs, 1)[:, 0]

@@ -43,7 +43,13 @@ ENTRIES = (
     Entry("segdec", "segdec", "SegdecConfig", "SegDecNet surface-defect detection (segmentation net + decision net, two-stage), on "
                               "KolektorSDD", ("classify", "predict_files", "examples", "stages", "heatmap")),
     Entry("chemvae", "chemvae", "ChemvaeConfig", "a SMILES variational autoencoder with a property head (Gomez-Bombarelli et al. "
-                                "2018), RDKit for chemistry", ("generate", "artifacts")),
+                                "2018), RDKit for chemistry", ("generate", "autoencode", "artifacts")),
+    Entry("chemaae", "chemaae", "ChemaaeConfig", "the adversarial autoencoder for SMILES (druGAN; Blaschke et al. 2018): "
+                                "chemvae's encoder and decoder, a discriminator on the codes", ("generate", "autoencode",
+                                                                                                "artifacts")),
+    Entry("smiles-lstm", "smiles_lstm", "SmilesLstmConfig", "a SMILES LSTM language model (Segler et al. 2018; GuacaMol's "
+                                        "baseline): sampling, hill-climb MLE, ChemTS tree search", ("generate", "sequence",
+                                                                                                    "artifacts")),
 )
 REGISTRY: dict[str, Entry] = {e.name: e for e in ENTRIES}
 

@@ -7,27 +7,23 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from towerlab.chem import props
-from towerlab.chem.tokens import Skipped, Vocab
-from towerlab.data import smiles as smiles_data
+from towerlab.chem import corpus
+from towerlab.chem.tokens import Vocab, pick
 from towerlab.data.loader import Data, tensor_data
-from towerlab.dist import Dist, all_gather_rows, all_reduce_sum, print0
+from towerlab.dist import Dist, all_gather_rows, all_reduce_sum
 from towerlab.errors import ConfigError, DataError
 from towerlab.metrics import roc_auc
-from towerlab.strategy import unwrap
-from towerlab.recipes.contract import Step
 from towerlab.recipes.configs import CHEMVAE_DEFAULT_FILE, ChemvaeConfig
+from towerlab.recipes.contract import Step
+from towerlab.strategy import unwrap
 
 NAME = "chemvae"
 MAIN_METRIC = ("loss", "min")
@@ -43,105 +39,11 @@ def property_names(cfg: Config) -> list[str]:
 
 # -- data ----------------------------------------------------------------------------------------------------
 def data_file(cfg: Config) -> Path:
-    if cfg.data:
-        return Path(cfg.data).expanduser()
-    if os.environ.get("TOWERLAB_DATA"):
-        return Path(os.environ["TOWERLAB_DATA"]) / DEFAULT_FILE
-    raise DataError("no SMILES file: pass --data FILE (CSV with a SMILES column, or one SMILES per line) "
-                    "or set TOWERLAB_DATA")
+    return corpus.data_file(cfg, DEFAULT_FILE)
 
 
-def _cache_path(path: Path, names: list[str]) -> Path:
-    key = hashlib.sha256(path.read_bytes() + ",".join(names).encode()).hexdigest()[:16]
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "towerlab" / "properties"
-    return root / f"{path.name}-{key}.json"
-
-
-def _columns(table: smiles_data.SmilesTable, names: list[str]) -> dict[str, list[float]]:
-    """Property values per row: CSV columns as given, RDKit properties computed once and cached on disk."""
-    unknown = [n for n in names if n not in table.columns and n not in props.PROPERTIES]
-    if unknown:
-        raise ConfigError(f"property {unknown[0]!r} is neither a column of {table.source} "
-                          f"({', '.join(table.columns) or 'none'}) nor one RDKit computes ({', '.join(props.PROPERTIES)})")
-    computed = [n for n in names if n not in table.columns]
-    out = {n: table.columns[n] for n in names if n in table.columns}
-    if computed:
-        cache = _cache_path(table.source, computed)
-        if cache.is_file():
-            out.update(json.loads(cache.read_text()))
-        else:
-            rows = [props.properties(s) for s in table.smiles]
-            values = {n: [r[n] if r else math.nan for r in rows] for n in computed}
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(values))
-            out.update(values)
-    return out
-
-
-@dataclass
-class Prepared:
-    vocab: Vocab
-    train: tuple[torch.Tensor, torch.Tensor]  # token indices [N, L], properties [N, P] (nan = missing)
-    val: tuple[torch.Tensor, torch.Tensor]
-    binary: list[bool]  # per property: a 0/1 label (BCE) or a number (MSE on the standardised value)
-    mean: torch.Tensor
-    std: torch.Tensor
-    train_smiles: list[str]
-
-
-def _valid(table: smiles_data.SmilesTable, names: list[str]):
-    cols = _columns(table, names)
-    valid = [props.mol(s) is not None for s in table.smiles]  # RDKit parses each SMILES once
-    keep = [i for i, ok in enumerate(valid) if ok]
-    bad = len(table.smiles) - len(keep)
-    if bad:
-        examples = [s for s, ok in zip(table.smiles, valid) if not ok][:3]
-        print0(f"{table.source}: {bad} invalid SMILES skipped (RDKit cannot parse them), e.g. {', '.join(examples)}")
-    if not keep:
-        raise DataError(f"{table.source}: no valid SMILES (RDKit parsed none); check the SMILES column")
-    values = torch.tensor([[cols[n][i] for n in names] for i in keep], dtype=torch.float32).reshape(len(keep), len(names))
-    return [table.smiles[i] for i in keep], values
-
-
-def _prepare(path: str, val_path: str, val_fraction: float, max_len: int, names: tuple[str, ...], seed: int,
-             vocab_file: str, representation: str) -> Prepared:
-    smiles, values = _valid(smiles_data.read(path), list(names))
-    if val_path:
-        val_smiles, val_values = _valid(smiles_data.read(val_path), list(names))
-    else:
-        order = torch.randperm(len(smiles), generator=torch.Generator().manual_seed(seed)).tolist()
-        n_val = max(1, round(len(smiles) * val_fraction))
-        val_idx, train_idx = order[:n_val], order[n_val:]
-        val_smiles, val_values = [smiles[i] for i in val_idx], values[val_idx]
-        smiles, values = [smiles[i] for i in train_idx], values[train_idx]
-    vocab = Vocab.load(Path(vocab_file)) if vocab_file else Vocab.build(smiles, max_len, representation)
-    splits = []
-    for name, s, v in (("training", smiles, values), ("validation", val_smiles, val_values)):
-        skipped = Skipped()
-        tokens, kept = vocab.encode(s, skipped)
-        if skipped.counts:
-            print0(f"{name} SMILES skipped: {skipped.report()}")
-        if len(kept) == 0:
-            raise DataError(f"no {name} molecules fit the vocabulary and max_len={max_len}; raise --max-len")
-        splits.append((tokens, v[kept], [s[i] for i in kept]))
-    (tr_tokens, tr_values, tr_smiles), (va_tokens, va_values, _) = splits
-    binary = [bool(((col == 0) | (col == 1) | col.isnan()).all()) for col in tr_values.T]
-    mean, std = _stats(tr_values, binary)
-    return Prepared(vocab, (tr_tokens, tr_values), (va_tokens, va_values), binary, mean, std, tr_smiles)
-
-
-def _stats(values: torch.Tensor, binary: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
-    mean, std = torch.zeros(values.shape[1]), torch.ones(values.shape[1])
-    for j, is_binary in enumerate(binary):
-        col = values[:, j][~values[:, j].isnan()]
-        if not is_binary and len(col) > 1:
-            mean[j], std[j] = col.mean(), col.std().clamp_min(1e-6)
-    return mean, std
-
-
-def prepared(cfg: Config) -> Prepared:
-    return _prepare(str(data_file(cfg)), cfg.val_data, cfg.val_fraction, cfg.max_len, tuple(property_names(cfg)),
-                    cfg.seed, cfg.vocab_file, cfg.representation)
+def prepared(cfg: Config) -> corpus.Prepared:
+    return corpus.prepared(cfg, property_names(cfg), DEFAULT_FILE)
 
 
 def build_data(cfg: Config, dist: Dist) -> Data:
@@ -210,9 +112,9 @@ class ConvDecoder(nn.Module):
     def forward(self, z: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(self.fc(z).view(-1, *self.shape)).squeeze(1)  # [N, L, V] logits
 
-    def generate(self, z: torch.Tensor, sample: bool) -> torch.Tensor:
+    def generate(self, z: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
         logits = self(z)
-        return torch.distributions.Categorical(logits=logits).sample() if sample else logits.argmax(-1)
+        return pick(logits.flatten(0, 1), temperature, generator).view(logits.shape[:2])
 
 
 class GRUDecoder(nn.Module):
@@ -234,14 +136,13 @@ class GRUDecoder(nn.Module):
         prev = F.one_hot(F.pad(tokens[:, :-1], (1, 0)), self.vocab).to(z.dtype)  # start: the end token
         return self.out(self.gru(prev, self._state(z))[0])
 
-    def generate(self, z: torch.Tensor, sample: bool) -> torch.Tensor:
+    def generate(self, z: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
         state = self._state(z)
         prev = torch.zeros(len(z), 1, dtype=torch.long, device=z.device)
         out = []
         for _ in range(self.max_len):
             y, state = self.gru(F.one_hot(prev, self.vocab).to(z.dtype), state)
-            logits = self.out(y[:, -1])
-            prev = (torch.distributions.Categorical(logits=logits).sample() if sample else logits.argmax(-1)).unsqueeze(1)
+            prev = pick(self.out(y[:, -1]), temperature, generator).unsqueeze(1)
             out.append(prev)
         return torch.cat(out, 1)
 
@@ -287,8 +188,8 @@ class ChemVAE(nn.Module):
         out = self.head(z)
         return torch.where(self.binary, out.sigmoid(), out * self.prop_std + self.prop_mean)
 
-    def generate(self, z: torch.Tensor, sample: bool = False) -> torch.Tensor:
-        tokens = self.decoder.generate(z, sample)
+    def generate(self, z: torch.Tensor, temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        tokens = self.decoder.generate(z, temperature, generator)
         return torch.where(tokens < self.vocab, tokens, torch.zeros_like(tokens))  # padding columns read as the end
 
 
@@ -397,3 +298,27 @@ def predict(model, tokens: torch.Tensor) -> torch.Tensor:
     """Token indices [N, L] -> predicted properties [N, P] (from the mean of q(z|x))."""
     net = unwrap(model, ChemVAE)
     return net.properties(net.encode(tokens)[0])
+
+
+# -- the Generator and Autoencoder capabilities ----------------------------------------------------------------
+@torch.no_grad()
+def encode(model, tokens: torch.Tensor) -> torch.Tensor:
+    """Token indices [N, L] -> the mean of q(z|x) [N, latent]."""
+    return unwrap(model, ChemVAE).encode(tokens)[0]
+
+
+@torch.no_grad()
+def decode(model, z: torch.Tensor, temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Latent vectors -> token indices [N, L]: the most probable token at each step (temperature 0) or drawn."""
+    return unwrap(model, ChemVAE).generate(z, temperature, generator)
+
+
+def latent_size(model) -> int:
+    return unwrap(model, ChemVAE).mu.out_features
+
+
+@torch.no_grad()
+def sample(model, n: int, temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """n molecules decoded from z drawn from the prior N(0, I)."""
+    z = torch.randn(n, latent_size(model), generator=generator)
+    return decode(model, z.to(next(unwrap(model, ChemVAE).parameters()).device), temperature, generator)

@@ -14,6 +14,7 @@ from towerlab.errors import ConfigError
 ACTIVATIONS = ("relu", "elu", "tanh", "sigmoid")  # mlp: the classic search's activation genes
 REPRESENTATIONS = ("smiles", "selfies")  # chemvae: the strings the model reads and writes
 CHEMVAE_DEFAULT_FILE = "zinc250k_jtvae/valid.txt"  # under $TOWERLAB_DATA: 24,445 ZINC molecules of the 250k set
+SMILES_LSTM_DEFAULT_FILE = "moses/train.csv.gz"  # under $TOWERLAB_DATA: 250,000 MOSES training molecules
 
 
 @dataclass
@@ -152,19 +153,34 @@ class SegdecConfig(TrainConfig):
 
 
 @dataclass
-class ChemvaeConfig(TrainConfig):
-    # Gómez-Bombarelli et al.: Adam lr 1e-3, max 120 characters, KL annealed in; the post: latent 256, batch 128.
+class SmilesCorpusConfig(TrainConfig):
+    """What every molecule recipe reads: a SMILES file, its held-out part, the token vocabulary."""
+
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ("data", "init_from", "val_data", "vocab_file")
     optimizer: str = "adam"
     lr: float = 1e-3
     batch_size: int = 128
-    epochs: float = 50.0
-    log_every: int = 20
     data: str = opt("", f"SMILES file: CSV with a SMILES column, or one per line (default: $TOWERLAB_DATA/{CHEMVAE_DEFAULT_FILE})")
     val_data: str = opt("", "held-out SMILES file (default: a --val-fraction of --data)")
     val_fraction: float = opt(0.1, "share of --data held out for evaluation when no --val-data is given")
     max_len: int = opt(120, "longest molecule in tokens; longer ones are reported and skipped")
     representation: str = opt("smiles", "the strings the model reads and writes: smiles, or selfies (every decoded "
                                         "SELFIES is a valid molecule)", REPRESENTATIONS)
+    vocab_file: str = opt("", "use this vocab.json instead of building one from --data (set when a run is reloaded)")
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction={self.val_fraction} must be between 0 and 1")
+        if self.max_len < 2:
+            raise ConfigError(f"max_len={self.max_len} must be at least 2")
+
+
+@dataclass
+class ChemvaeConfig(SmilesCorpusConfig):
+    # Gómez-Bombarelli et al.: Adam lr 1e-3, max 120 characters, KL annealed in; the post: latent 256, batch 128.
+    epochs: float = 50.0
+    log_every: int = 20
     latent: int = opt(256, "latent dimensions")
     encoder: str = opt("conv2d", "conv2d: the post's 2D convs over the one-hot matrix; conv1d: Gómez-Bombarelli's",
                        ("conv2d", "conv1d"))
@@ -181,16 +197,60 @@ class ChemvaeConfig(TrainConfig):
     properties: str = opt("qed,logp", "comma-separated: qed, logp, mw, sa (computed by RDKit) or columns of the CSV; "
                                       "empty for none")
     property_weight: float = opt(1.0, "weight of the property loss")
-    vocab_file: str = opt("", "use this vocab.json instead of building one from --data (set when a run is reloaded)")
 
     def validate(self) -> None:
         super().validate()
         if self.max_len < 8 or self.max_len % 4:
             raise ConfigError(f"max_len={self.max_len} must be a multiple of 4, at least 8")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"val_fraction={self.val_fraction} must be between 0 and 1")
         if self.latent <= 0 or self.beta < 0 or self.kl_warmup_steps < 0 or self.free_bits < 0:
             raise ConfigError("latent must be > 0, beta, kl_warmup_steps and free_bits >= 0")
+
+
+@dataclass
+class ChemaaeConfig(SmilesCorpusConfig):
+    # chemvae's encoder, decoder and sizes (the comparison in docs/results.md changes only the latent regulariser)
+    epochs: float = 50.0
+    log_every: int = 20
+    latent: int = opt(256, "code dimensions")
+    encoder: str = opt("conv2d", "conv2d: the post's 2D convs over the one-hot matrix; conv1d: Gómez-Bombarelli's",
+                       ("conv2d", "conv1d"))
+    decoder: str = opt("gru", "gru: 3-layer GRU with teacher forcing; conv: upsampling conv decoder", ("gru", "conv"))
+    gru_hidden: int = opt(488, "GRU decoder width")
+    discriminator_hidden: int = opt(256, "width of the discriminator's two hidden layers")
+    adversarial_weight: float = opt(1.0, "weight of the generator (encoder-fools-discriminator) loss")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_len < 8 or self.max_len % 4:
+            raise ConfigError(f"max_len={self.max_len} must be a multiple of 4, at least 8")
+        if self.latent <= 0 or self.discriminator_hidden <= 0 or self.adversarial_weight < 0:
+            raise ConfigError("latent and discriminator_hidden must be > 0, adversarial_weight >= 0")
+
+
+@dataclass
+class SmilesLstmConfig(SmilesCorpusConfig):
+    # GuacaMol's SMILES LSTM (Brown et al. 2019; guacamol_baselines smiles_lstm_hc): 3 LSTM layers of 1024, dropout
+    # 0.2, Adam lr 1e-3, max 100 tokens. The default width here is 512 so that a prior trains on a CPU in an hour;
+    # --hidden 1024 is the paper's model.
+    data: str = opt("", f"SMILES file: CSV with a SMILES column, or one per line (default: "
+                        f"$TOWERLAB_DATA/{SMILES_LSTM_DEFAULT_FILE})")
+    val_fraction: float = opt(0.02, "share of --data held out for evaluation when no --val-data is given")
+    max_len: int = opt(100, "longest molecule in tokens; longer ones are reported and skipped (GuacaMol: 100)")
+    epochs: float = 10.0
+    clip_grad: float = 5.0
+    eval_every_epochs: float = 0.25
+    eval_limit: int = 5000
+    log_every: int = 50
+    embedding: int = opt(64, "token embedding size")
+    hidden: int = opt(512, "LSTM width (GuacaMol: 1024)")
+    layers: int = opt(3, "stacked LSTM layers (GuacaMol: 3)")
+    dropout: float = opt(0.2, "dropout between LSTM layers (GuacaMol: 0.2)")
+    eval_samples: int = opt(256, "molecules sampled at each evaluation to report sample_validity (0: none)")
+
+    def validate(self) -> None:
+        super().validate()
+        if min(self.embedding, self.hidden, self.layers) <= 0 or not 0 <= self.dropout < 1 or self.eval_samples < 0:
+            raise ConfigError("embedding, hidden and layers must be > 0, dropout in [0, 1), eval_samples >= 0")
 
 
 @cache

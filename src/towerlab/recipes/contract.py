@@ -14,7 +14,9 @@ Nothing in the engine discovers a hook with hasattr.
     param_groups    OwnParamGroups    the engine: which parameters get weight decay
     optimizer       OwnOptimizer      the engine: the recipe builds its optimizer (LARS, Muon, per-group betas)
     train_step      OwnTrainStep      the engine: the recipe takes each optimizer step itself
-    generate        Generator         the `chem` commands (sample, encode, decode, optimize)
+    generate        Generator         `chem sample`
+    autoencode      Autoencoder       `chem encode`, `chem decode`, `chem optimize`
+    sequence        SequenceModel     `chem hillclimb`, `chem mcts`
 
 A recipe that is not in the registry (one of your own, passed to engine.fit) declares its capabilities in a
 module-level CAPABILITIES tuple.
@@ -139,11 +141,45 @@ class OwnTrainStep(Protocol):
 
 @runtime_checkable
 class Generator(Protocol):
-    """A generative model of molecules: what `towerlab chem` drives."""
+    """A generative model of molecules: what `towerlab chem sample` drives. Token indices are those of the run's
+    vocab.json (saved by its artifacts); 0 ends a molecule."""
 
     def build_model(self, cfg, data: Data | None = None) -> nn.Module: ...
 
     def save_artifacts(self, cfg, data: Data, run_dir: Path) -> None: ...
+
+    def data_file(self, cfg) -> Path: ...  # the SMILES file the config names (absolute, or $TOWERLAB_DATA's)
+
+    def prepared(self, cfg):  # -> chem.corpus.Prepared
+        """The corpus the run trained on: its training and held-out molecules (novelty, optimisation seeds)."""
+
+    def sample(self, model: nn.Module, n: int, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+        """n molecules as token indices [n, L]; temperature 0 = the most probable token at each step."""
+
+
+@runtime_checkable
+class Autoencoder(Protocol):
+    """Molecules to points of a latent space and back: `chem encode / decode / optimize`."""
+
+    def encode(self, model: nn.Module, tokens: torch.Tensor) -> torch.Tensor: ...  # [N, L] -> [N, latent]
+
+    def decode(self, model: nn.Module, z: torch.Tensor, temperature: float,
+               generator: torch.Generator | None) -> torch.Tensor: ...  # [N, latent] -> [N, L]
+
+    def latent_size(self, model: nn.Module) -> int: ...
+
+
+@runtime_checkable
+class SequenceModel(Protocol):
+    """A left-to-right model of token sequences: `chem hillclimb` fine-tunes it with the recipe's loss on batches
+    of (tokens,); `chem mcts` walks its next-token distributions."""
+
+    def initial_state(self, model: nn.Module, n: int) -> tuple[torch.Tensor, ...]:
+        """The state before the first token: tensors with the batch in dimension 1 (indexable per molecule)."""
+
+    def next_logits(self, model: nn.Module, last: torch.Tensor,
+                    state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Logits [N, V] of the token after `last` [N], and the state after it (the first `last` is 0)."""
 
 
 CAPABILITIES: dict[str, tuple[type, str]] = {  # name -> (protocol, what a recipe that has it can do)
@@ -158,4 +194,6 @@ CAPABILITIES: dict[str, tuple[type, str]] = {  # name -> (protocol, what a recip
     "optimizer": (OwnOptimizer, "build its own optimizer"),
     "train_step": (OwnTrainStep, "take its own training step"),
     "generate": (Generator, "generate molecules"),
+    "autoencode": (Autoencoder, "encode molecules to a latent space and decode them"),
+    "sequence": (SequenceModel, "write molecules token by token (hill-climb, tree search)"),
 }

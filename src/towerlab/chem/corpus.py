@@ -1,0 +1,138 @@
+"""A SMILES training corpus: the file read, every molecule checked by RDKit, a held-out split, the vocabulary, the
+property columns. What every molecule recipe (chemvae, chemaae, smiles-lstm) trains on.
+
+The data path is stored absolute in the run's config (config.build resolves it), so a run finds its training set
+again from any folder: novelty is computed against it, and a missing file is an error, never an empty set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from towerlab.chem import props
+from towerlab.chem.tokens import Skipped, Vocab
+from towerlab.data import smiles as smiles_data
+from towerlab.dist import print0
+from towerlab.errors import ConfigError, DataError
+
+
+def data_file(cfg, default_file: str) -> Path:
+    if cfg.data:
+        return Path(cfg.data).expanduser()
+    if os.environ.get("TOWERLAB_DATA"):
+        return Path(os.environ["TOWERLAB_DATA"]) / default_file
+    raise DataError("no SMILES file: pass --data FILE (CSV with a SMILES column, or one SMILES per line) "
+                    "or set TOWERLAB_DATA")
+
+
+def _cache_path(path: Path, names: list[str]) -> Path:
+    key = hashlib.sha256(path.read_bytes() + ",".join(names).encode()).hexdigest()[:16]
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "towerlab" / "properties"
+    return root / f"{path.name}-{key}.json"
+
+
+def _columns(table: smiles_data.SmilesTable, names: list[str]) -> dict[str, list[float]]:
+    """Property values per row: CSV columns as given, RDKit properties computed once and cached on disk."""
+    unknown = [n for n in names if n not in table.columns and n not in props.PROPERTIES]
+    if unknown:
+        raise ConfigError(f"property {unknown[0]!r} is neither a column of {table.source} "
+                          f"({', '.join(table.columns) or 'none'}) nor one RDKit computes ({', '.join(props.PROPERTIES)})")
+    computed = [n for n in names if n not in table.columns]
+    out = {n: table.columns[n] for n in names if n in table.columns}
+    if computed:
+        cache = _cache_path(table.source, computed)
+        if cache.is_file():
+            out.update(json.loads(cache.read_text()))
+        else:
+            rows = [props.properties(s) for s in table.smiles]
+            values = {n: [r[n] if r else math.nan for r in rows] for n in computed}
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(values))
+            out.update(values)
+    return out
+
+
+@dataclass
+class Prepared:
+    vocab: Vocab
+    train: tuple[torch.Tensor, torch.Tensor]  # token indices [N, L], properties [N, P] (nan = missing)
+    val: tuple[torch.Tensor, torch.Tensor]
+    binary: list[bool]  # per property: a 0/1 label (BCE) or a number (MSE on the standardised value)
+    mean: torch.Tensor
+    std: torch.Tensor
+    train_smiles: list[str]
+    val_smiles: list[str]
+
+
+def valid_molecules(table: smiles_data.SmilesTable, names: list[str]) -> tuple[list[str], torch.Tensor]:
+    """The SMILES RDKit parses and their property values; the others reported in one line."""
+    cols = _columns(table, names)
+    valid = [props.mol(s) is not None for s in table.smiles]  # RDKit parses each SMILES once
+    keep = [i for i, ok in enumerate(valid) if ok]
+    bad = len(table.smiles) - len(keep)
+    if bad:
+        examples = [s for s, ok in zip(table.smiles, valid) if not ok][:3]
+        print0(f"{table.source}: {bad} invalid SMILES skipped (RDKit cannot parse them), e.g. {', '.join(examples)}")
+    if not keep:
+        raise DataError(f"{table.source}: no valid SMILES (RDKit parsed none of {len(table.smiles)}); check the "
+                        f"SMILES column")
+    values = torch.tensor([[cols[n][i] for n in names] for i in keep], dtype=torch.float32).reshape(len(keep), len(names))
+    return [table.smiles[i] for i in keep], values
+
+
+def _split(path: str, smiles: list[str], values: torch.Tensor, val_fraction: float, seed: int):
+    order = torch.randperm(len(smiles), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = max(1, round(len(smiles) * val_fraction))
+    if len(smiles) - n_val < 1:
+        raise DataError(f"{path} has only {len(smiles)} valid molecule{'s' * (len(smiles) != 1)}: holding out "
+                        f"{n_val} for validation leaves none to train on; give a file with more valid SMILES "
+                        f"(or a separate --val-data)")
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    return ([smiles[i] for i in train_idx], values[train_idx]), ([smiles[i] for i in val_idx], values[val_idx])
+
+
+def prepare(path: str, val_path: str, val_fraction: float, max_len: int, names: tuple[str, ...], seed: int,
+            vocab_file: str, representation: str) -> Prepared:
+    smiles, values = valid_molecules(smiles_data.read(path), list(names))
+    if val_path:
+        train, val = (smiles, values), valid_molecules(smiles_data.read(val_path), list(names))
+    else:
+        train, val = _split(path, smiles, values, val_fraction, seed)
+    vocab = Vocab.load(Path(vocab_file)) if vocab_file else Vocab.build(train[0], max_len, representation)
+    splits = []
+    for name, (s, v) in (("training", train), ("validation", val)):
+        skipped = Skipped()
+        tokens, kept = vocab.encode(s, skipped)
+        if skipped.counts:
+            print0(f"{name} SMILES skipped: {skipped.report()}")
+        if len(kept) == 0:
+            raise DataError(f"none of the {len(s)} valid {name} molecules can be used: {skipped.report()}; "
+                            f"raise --max-len if they are too long")
+        splits.append((tokens, v[kept], [s[i] for i in kept]))
+    (tr_tokens, tr_values, tr_smiles), (va_tokens, va_values, va_smiles) = splits
+    binary = [bool(((col == 0) | (col == 1) | col.isnan()).all()) for col in tr_values.T]
+    mean, std = _stats(tr_values, binary)
+    return Prepared(vocab, (tr_tokens, tr_values), (va_tokens, va_values), binary, mean, std, tr_smiles, va_smiles)
+
+
+def _stats(values: torch.Tensor, binary: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, std = torch.zeros(values.shape[1]), torch.ones(values.shape[1])
+    for j, is_binary in enumerate(binary):
+        col = values[:, j][~values[:, j].isnan()]
+        if not is_binary and len(col) > 1:
+            mean[j], std[j] = col.mean(), col.std().clamp_min(1e-6)
+    return mean, std
+
+
+def prepared(cfg, names: list[str], default_file: str) -> Prepared:
+    """The corpus a molecule recipe's config names (data, val_data, val_fraction, max_len, seed, vocab_file,
+    representation)."""
+    return prepare(str(data_file(cfg, default_file)), cfg.val_data, cfg.val_fraction, cfg.max_len, tuple(names),
+                   cfg.seed, cfg.vocab_file, cfg.representation)

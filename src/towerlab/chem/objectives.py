@@ -1,0 +1,135 @@
+"""What molecule design maximises: a score per SMILES, computed by RDKit, GuacaMol or the user's own function.
+
+    qed                      drug-likeness (Bickerton et al. 2012)
+    plogp                    penalized logP: Crippen logP - SA score - long-ring penalty (max ring size - 6, if
+                             positive), unnormalised, as ChemTS (Yang et al. 2017) and JT-VAE define it
+    logp                     Crippen logP
+    similarity:SMILES        Tanimoto similarity (Morgan r=2, 2048 bits) to the given molecule
+    guacamol:NAME            a GuacaMol goal-directed v2 benchmark's scoring function (celecoxib_rediscovery,
+                             osimertinib_mpo, ...)
+    package.module:function  your own: SMILES -> float
+
+An invalid SMILES scores nothing (None) and is counted as invalid; a molecule on which the objective raises is
+counted as failed (with the first errors kept for the report) and scores nothing: a search never ends because one
+molecule broke a scoring function."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rdkit.Chem import Crippen
+
+from towerlab.chem import props
+from towerlab.errors import ConfigError
+
+
+def penalized_logp(m) -> float:
+    rings = [len(r) for r in m.GetRingInfo().AtomRings()]
+    return Crippen.MolLogP(m) - props.sa_score(m) - max(max(rings, default=0) - 6, 0)
+
+
+def _similarity(target: str) -> Callable:
+    ref = props.mol(target)
+    if ref is None:
+        raise ConfigError(f"similarity target {target!r} is not a valid SMILES (RDKit cannot parse it)")
+    fp = props.fingerprint(ref)
+    from rdkit import DataStructs
+
+    return lambda m: DataStructs.TanimotoSimilarity(fp, props.fingerprint(m))
+
+
+def _user(spec: str) -> Callable:
+    module, _, name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"objective {spec!r}: cannot load {name} from {module} ({e}); write package.module:function "
+                          f"(on PYTHONPATH) or one of qed, plogp, logp, similarity:SMILES, guacamol:NAME") from None
+    if not callable(fn):
+        raise ConfigError(f"objective {spec!r} is not a function")
+    return lambda m: fn(props.Chem.MolToSmiles(m))
+
+
+@dataclass
+class Objective:
+    """Scores molecules and counts what could not be scored."""
+
+    name: str
+    on_mol: Callable | None = None  # RDKit molecule -> float
+    on_smiles: Callable | None = None  # list of SMILES -> list of floats (GuacaMol scores whole lists)
+    calls: int = 0
+    invalid: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def __call__(self, smiles: list[str]) -> list[float | None]:
+        self.calls += len(smiles)
+        mols = [props.mol(s) for s in smiles]
+        self.invalid += sum(m is None for m in mols)
+        if self.on_smiles is not None:
+            valid = [i for i, m in enumerate(mols) if m is not None]
+            try:  # the whole list at once; molecule by molecule only when something in it raises
+                values = [float(v) for v in self.on_smiles([smiles[i] for i in valid])]
+                if all(math.isfinite(v) for v in values):
+                    out = [None] * len(smiles)
+                    for i, v in zip(valid, values):
+                        out[i] = v
+                    return out
+            except Exception:  # noqa: BLE001 -- found again, per molecule, below
+                pass
+            return self._guarded(lambda i: self.on_smiles([smiles[i]])[0], mols, smiles)
+        return self._guarded(lambda i: self.on_mol(mols[i]), mols, smiles)
+
+    def _guarded(self, score: Callable, mols: list, smiles: list[str]) -> list[float | None]:
+        out = []
+        for i, m in enumerate(mols):
+            if m is None:
+                out.append(None)
+                continue
+            try:
+                value = float(score(i))
+                if not math.isfinite(value):
+                    raise ValueError(f"returned {value}")
+                out.append(value)
+            except Exception as e:  # noqa: BLE001 -- a user's function may raise anything; it is counted, never fatal
+                self.failed += 1
+                if len(self.errors) < 3:
+                    self.errors.append(f"{smiles[i]}: {type(e).__name__}: {e}")
+                out.append(None)
+        return out
+
+    def counts(self) -> dict:
+        return {"objective": self.name, "scored": self.calls, "invalid": self.invalid, "failed": self.failed,
+                **({"failed_examples": self.errors} if self.errors else {})}
+
+    def state(self) -> dict:
+        return {"calls": self.calls, "invalid": self.invalid, "failed": self.failed, "errors": self.errors}
+
+    def restore(self, state: dict) -> None:
+        self.calls, self.invalid, self.failed, self.errors = (state["calls"], state["invalid"], state["failed"],
+                                                               list(state["errors"]))
+
+
+def get(spec: str) -> Objective:
+    from rdkit.Chem import QED
+
+    if spec == "qed":
+        return Objective(spec, on_mol=QED.qed)
+    if spec == "plogp":
+        return Objective(spec, on_mol=penalized_logp)
+    if spec == "logp":
+        return Objective(spec, on_mol=Crippen.MolLogP)
+    kind, sep, arg = spec.partition(":")
+    if sep and kind == "similarity":
+        return Objective(spec, on_mol=_similarity(arg))
+    if sep and kind == "guacamol":
+        from towerlab.chem.guacamol_adapter import benchmark
+
+        return Objective(spec, on_smiles=benchmark(arg).objective.score_list)
+    if sep and arg:
+        return Objective(spec, on_mol=_user(spec))
+    raise ConfigError(f"unknown objective {spec!r}; use qed, plogp, logp, similarity:SMILES, guacamol:NAME or "
+                      f"package.module:function")

@@ -1,0 +1,119 @@
+"""`towerlab chem ACTION RUN_DIR ...`: what each action does with a trained generator, and what it prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from towerlab.errors import ConfigError
+from towerlab.generate import model as gen
+
+
+def _print(report: dict) -> None:
+    print(json.dumps(report, indent=2))
+
+
+def _grid(rows: list[dict], key: str, path: Path) -> None:
+    valid = [r for r in rows if r.get("valid", True) and r["smiles"]][:12]
+    if valid:
+        gen.write_grid([r["smiles"] for r in valid], [f"{key}={r[key]:.3f}" if key in r else "" for r in valid], path)
+        print(f"grid: {path}")
+
+
+def sample(args) -> None:
+    from towerlab.chem import distribution
+
+    m = gen.load(args.run_dir, args.checkpoint)
+    out = Path(args.out) if args.out else m.run_dir / "sample.csv"
+    temperature = 1.0 if args.sample_tokens else args.temperature
+    smiles = gen.sample(m, args.n, args.seed, temperature)
+    rows = [gen.describe(s) for s in smiles]
+    gen.write_csv(rows, out)
+    fcd_ref = args.fcd_reference or (os.environ.get("TOWERLAB_DATA", "") and
+                                     str(Path(os.environ["TOWERLAB_DATA"]) / "moses" / "test.csv.gz"))
+    if args.fcd and not fcd_ref:
+        raise ConfigError("--fcd needs a reference set: --fcd-reference FILE (MOSES: its test.csv.gz) or TOWERLAB_DATA")
+    report = distribution.report(smiles, gen.training_smiles(m, args.train_data), k=10_000,
+                                 reference=args.reference, fcd_reference=fcd_ref if args.fcd else None, kl=args.kl)
+    _print(report)
+    _grid(rows, "qed", out.with_suffix(".png"))
+    print(f"CSV: {out}")
+
+
+def encode(args) -> None:
+    from towerlab.generate import latent
+
+    m = gen.load(args.run_dir, args.checkpoint, "autoencode", "`towerlab chem encode`")
+    out = Path(args.out) if args.out else m.run_dir / "encode.csv"
+    rows, report = latent.encode_file(m, gen.read_smiles(args.input, "encode"))
+    gen.write_csv(rows, out)
+    _print(report)
+    print(f"CSV: {out}")
+
+
+def decode(args) -> None:
+    from towerlab.generate import latent
+
+    m = gen.load(args.run_dir, args.checkpoint, "autoencode", "`towerlab chem decode`")
+    out = Path(args.out) if args.out else m.run_dir / "decode.csv"
+    rows = latent.decode_file(m, args.input or "")
+    gen.write_csv(rows, out)
+    print(f"{sum(r['valid'] for r in rows)} of {len(rows)} decoded SMILES are valid molecules")
+    print(f"CSV: {out}")
+
+
+def optimize(args) -> None:
+    from towerlab.generate import latent
+
+    m = gen.load(args.run_dir, args.checkpoint, "autoencode", "`towerlab chem optimize`")
+    out = Path(args.out) if args.out else m.run_dir / "optimize.csv"
+    seeds = (gen.read_smiles(args.input, "optimize")[:args.n_seeds] if args.input
+             else latent.draw_seeds(gen.held_out_smiles(m), args.n_seeds, args.seed))
+    found = latent.optimize(m, seeds, args.property, args.steps, args.lr or 0.05)
+    gen.write_csv(found, out)
+    _grid(found, args.property, out.with_suffix(".png"))
+    _print(latent.optimisation_report(m, found, seeds, args.property, args.steps, args.seed))
+    print(f"{len(found)} valid molecules improve {args.property} over their seed (RDKit-computed); CSV: {out}")
+
+
+def _folder(args, m: gen.Model, kind: str) -> Path:
+    if args.out:
+        return Path(args.out)
+    return m.run_dir / f"{kind}-{re.sub(r'[^A-Za-z0-9._-]+', '_', args.objective)}-seed{args.seed}"
+
+
+def hillclimb(args) -> None:
+    from towerlab.chem import objectives
+    from towerlab.generate.hillclimb import Settings, hillclimb as run
+
+    m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem hillclimb`")
+    objective = objectives.get(args.objective)
+    out = _folder(args, m, "hillclimb")
+    s = Settings(args.rounds, args.samples, args.keep, args.epochs, args.batch_size, args.lr or 5e-4, 1.0 if args.temperature is None else args.temperature,
+                 args.seed)
+    history = run(m, objective, out, s)
+    _print({**objective.counts(), "rounds": len(history), "best": history[-1]["best"] if history else None})
+    print(f"best molecules: {out / 'best.csv'}; per round: {out / 'rounds.csv'}, {out / 'score.png'}; "
+          f"grid: {out / 'best.png'}")
+
+
+def mcts(args) -> None:
+    from towerlab.chem import objectives
+    from towerlab.generate.mcts import Settings, mcts as run
+
+    m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem mcts`")
+    objective = objectives.get(args.objective)
+    out = _folder(args, m, "mcts")
+    s = Settings(args.budget, args.expand, args.rollouts, args.c, 1.0 if args.temperature is None else args.temperature, args.seed)
+    history = run(m, objective, out, s)
+    last = history[-1] if history else {}
+    _print({**objective.counts(), "molecules": last.get("molecules", 0), "best": last.get("best"),
+            "cpu_s": last.get("cpu_s")})
+    print(f"best molecules: {out / 'best.csv'}; progress: {out / 'progress.csv'}, {out / 'score.png'}; "
+          f"grid: {out / 'best.png'}")
+
+
+ACTIONS = {"sample": sample, "encode": encode, "decode": decode, "optimize": optimize, "hillclimb": hillclimb,
+           "mcts": mcts}

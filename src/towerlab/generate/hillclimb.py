@@ -1,0 +1,160 @@
+"""Hill-climb maximum likelihood (Brown et al. 2019: the GuacaMol "SMILES LSTM" goal-directed baseline; Segler et
+al. 2018's fine-tuning loop): each round samples the current model, scores the molecules, keeps the top K of
+everything seen (the best so far stay in), and fine-tunes the model on them by maximum likelihood with the
+recipe's own loss.
+
+Resumable round by round: after every round the model, its optimizer, the pool and the objective's counts go into
+a checkpoint of the output folder (the engine's checkpoint format: safetensors and a tensors-only state, checked
+against a manifest). Each round's randomness comes from (seed, round), so a search stopped at any moment and run
+again continues to the same molecules (bit for bit on the CPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from towerlab import checkpoint
+from towerlab.chem import props
+from towerlab.chem.objectives import Objective
+from towerlab.chem.tokens import Skipped
+from towerlab.errors import CheckpointError, ConfigError
+from towerlab.generate.model import Model, write_csv, write_grid
+from towerlab.recipes import require
+from towerlab.recipes.contract import Step
+
+
+@dataclass(frozen=True)
+class Settings:
+    # guacamol_baselines smiles_lstm_hc defaults: 20 rounds, 1024 sampled, 512 kept, 2 epochs at batch 256
+    rounds: int = 20
+    samples: int = 1024
+    keep: int = 512
+    epochs: int = 2
+    batch_size: int = 256
+    lr: float = 5e-4
+    temperature: float = 1.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        if min(self.rounds, self.samples, self.keep, self.epochs, self.batch_size) <= 0:
+            raise ConfigError("rounds, samples, keep, epochs and batch_size must be > 0")
+        if self.lr <= 0 or self.temperature <= 0:
+            raise ConfigError("lr and temperature must be > 0")
+
+
+def _score_new(m: Model, objective: Objective, smiles: list[str], seen: dict[str, float | None]) -> int:
+    """Score the canonical forms not seen before (each molecule costs one objective call, ever); returns how many
+    were new."""
+    canon = [props.canonical(x) for x in smiles]
+    objective.invalid += sum(c is None for c in canon)  # sampled, not valid: never scored, but counted
+    new = sorted({c for c in canon if c} - set(seen))
+    for c, v in zip(new, objective(new)):
+        seen[c] = v
+    return len(new)
+
+
+def _fine_tune(m: Model, opt: torch.optim.Optimizer, pool: list[str], s: Settings, round_: int) -> float:
+    """Maximum likelihood on the kept molecules: s.epochs passes in shuffled batches; the mean loss."""
+    tokens, _ = m.vocab.encode(pool, Skipped())
+    g = torch.Generator().manual_seed(s.seed * 1_000_003 + round_)
+    net, losses = m.net.train(), []
+    total = s.epochs * math.ceil(len(tokens) / s.batch_size)
+    for epoch in range(s.epochs):
+        for idx in torch.randperm(len(tokens), generator=g).split(s.batch_size):
+            loss, _ = m.recipe.loss(net, (tokens[idx],), Step(len(losses), total, epoch))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            losses.append(loss.item())
+    m.net.eval()
+    return sum(losses) / max(len(losses), 1)
+
+
+def _resume(m: Model, opt, out: Path, objective: Objective) -> tuple[int, dict, list[dict]]:
+    try:
+        folder = checkpoint.find(out, "last")
+    except CheckpointError as e:
+        if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+            raise
+        del e
+        return 0, {}, []
+    m.net.load_state_dict(checkpoint.load_weights(folder))
+    state = checkpoint.load_state(folder)
+    opt.load_state_dict(state["optimizer"])
+    objective.restore(json.loads(state["objective"]))
+    print(f"resuming {out} after round {state['round']}")
+    return state["round"], json.loads(state["seen"]), json.loads(state["history"])
+
+
+def hillclimb(m: Model, objective: Objective, out: Path, s: Settings) -> list[dict]:
+    """Run (or continue) the hill-climb into `out`; returns the per-round history."""
+    require(m.recipe, "sequence", command="`towerlab chem hillclimb`")
+    s.validate()
+    out.mkdir(parents=True, exist_ok=True)
+    settings = out / "settings.json"
+    mine = {**asdict(s), "objective": objective.name, "run": str(m.run_dir.absolute())}
+    if settings.is_file():  # the same search continued (more --rounds allowed), never another one mixed in
+        theirs = {k: v for k, v in json.loads(settings.read_text()).items() if k != "rounds"}
+        if theirs != {k: v for k, v in mine.items() if k != "rounds"}:
+            raise ConfigError(f"{out} holds a hill-climb with other settings ({settings}); choose another --out")
+    checkpoint.atomic_write(settings, json.dumps(mine, indent=1).encode())
+    opt = torch.optim.Adam(m.net.parameters(), lr=s.lr)
+    done, seen, history = _resume(m, opt, out, objective)
+    for r in range(done + 1, s.rounds + 1):
+        torch.manual_seed(s.seed * 1_000_003 + r)  # dropout in fine-tuning
+        g = torch.Generator().manual_seed(s.seed * 1_000_003 + r)
+        with torch.no_grad():
+            sampled = m.strings(m.recipe.sample(m.net.eval(), s.samples, s.temperature, g))
+        new = _score_new(m, objective, sampled, seen)
+        ranked = sorted((c for c, v in seen.items() if v is not None), key=lambda c: (-seen[c], c))
+        pool = ranked[:s.keep]
+        loss = _fine_tune(m, opt, pool, s, r)
+        valid = sum(props.mol(x) is not None for x in sampled) / len(sampled)
+        history.append({"round": r, "best": seen[pool[0]] if pool else float("nan"),
+                        "mean_kept": sum(seen[c] for c in pool) / max(len(pool), 1),
+                        "top10_mean": sum(seen[c] for c in pool[:10]) / max(len(pool[:10]), 1),
+                        "valid_share": valid, "new_molecules": new, "scoring_calls": objective.calls,
+                        "failed": objective.failed, "fine_tune_loss": loss})
+        print(json.dumps(history[-1]))
+        checkpoint.save(out / "checkpoints", r, {"model": m.net.state_dict()},
+                        {"optimizer": opt.state_dict(), "round": r, "seen": json.dumps(seen),
+                         "history": json.dumps(history), "objective": json.dumps(objective.state())}, ["last"])
+    write_outputs(out, seen, history, objective.name)
+    return history
+
+
+def write_outputs(out: Path, seen: dict[str, float | None], history: list[dict], name: str, x: str = "round") -> None:
+    """best.csv (every scored molecule, best first), rounds.csv, score.png (per round), best.png (a grid)."""
+    ranked = sorted(((c, v) for c, v in seen.items() if v is not None), key=lambda cv: (-cv[1], cv[0]))
+    write_csv([{"smiles": c, "score": v} for c, v in ranked], out / "best.csv")
+    write_csv(history, out / ("rounds.csv" if x == "round" else "progress.csv"))
+    if ranked:
+        write_grid([c for c, _ in ranked[:12]], [f"{v:.3f}" for _, v in ranked[:12]], out / "best.png")
+    plot(history, name, out / "score.png", x)
+
+
+def plot(history: list[dict], name: str, path: Path, x: str = "round") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    xs = [h[x] for h in history]
+    for key, label in (("best", "best"), ("top10_mean", "top-10 mean"), ("mean_kept", "mean of kept")):
+        if history and key in history[0]:
+            ax.plot(xs, [h[key] for h in history], marker="o" if len(xs) < 40 else None, label=label)
+    ax.set_xlabel(x.replace("_", " "))
+    ax.set_ylabel(name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

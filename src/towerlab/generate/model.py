@@ -1,0 +1,116 @@
+"""A trained molecule generator loaded for use: its network, vocabulary, config and recipe; sampling it and
+describing what it wrote. Every molecule is judged by RDKit (validity, canonical form, properties), never by the
+model's own opinion."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from towerlab import infer
+from towerlab.chem import props
+from towerlab.chem.tokens import Vocab
+from towerlab.data import smiles as smiles_data
+from towerlab.errors import DataError
+from towerlab.recipes import require
+from towerlab.runs import RunRecord
+
+
+@dataclass
+class Model:
+    net: torch.nn.Module
+    vocab: Vocab
+    cfg: object
+    run_dir: Path
+    recipe: object
+
+    def strings(self, tokens: torch.Tensor) -> list[str]:
+        return self.vocab.decode(tokens.cpu())
+
+
+def load(run_dir: str | Path, which: str = "best", needs: str = "generate", command: str = "`towerlab chem`") -> Model:
+    run_dir = Path(run_dir)
+    require(RunRecord.load(run_dir).recipe, needs, command=f"{command} ({run_dir})")
+    loaded = infer.load(run_dir, which)
+    return Model(loaded.model, Vocab.load(Path(loaded.cfg.vocab_file)), loaded.cfg, run_dir, loaded.recipe)
+
+
+def _corpus(m: Model, why: str):
+    file = m.recipe.data_file(m.cfg)
+    if not file.is_file():
+        raise DataError(f"the run's data file {file} is not found, and {why}")
+    return m.recipe.prepared(m.cfg)
+
+
+def training_smiles(m: Model, path: str | None = None) -> list[str]:
+    """The SMILES the run trained on, read again from the file its config names (stored absolute), or from `path`.
+    A missing file is an error: novelty against an empty set would read 1.0."""
+    if path:
+        return smiles_data.read(path).smiles
+    return _corpus(m, "novelty is measured against it: restore it, or name it with --train-data FILE").train_smiles
+
+
+def held_out_smiles(m: Model) -> list[str]:
+    """The run's validation molecules (never trained on): where optimisation seeds are drawn from."""
+    return _corpus(m, "seeds are drawn from its held-out molecules: restore it, or give seed SMILES as a "
+                      "file").val_smiles
+
+
+def canonical_set(smiles: list[str]) -> set[str]:
+    return {c for c in map(props.canonical, smiles) if c}
+
+
+@torch.no_grad()
+def sample(m: Model, n: int, seed: int = 0, temperature: float | None = None, batch: int = 512) -> list[str]:
+    """n SMILES from the model (seeded: the same seed gives the same molecules on any device)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    t = default_temperature(m) if temperature is None else temperature
+    out = []
+    for start in range(0, n, batch):
+        out += m.strings(m.recipe.sample(m.net, min(batch, n - start), t, g))
+    return out
+
+
+def default_temperature(m: Model) -> float:
+    """A language model is sampled at temperature 1 (its distribution); an autoencoder decodes its most probable
+    tokens (temperature 0) from points of the prior."""
+    from towerlab.recipes import has
+
+    return 0.0 if has(m.recipe, "autoencode") else 1.0
+
+
+def describe(smiles: str) -> dict:
+    """A CSV row for one generated SMILES: validity, canonical form and properties, as RDKit sees them."""
+    p = props.properties(smiles)
+    return {"smiles": smiles, "valid": p is not None, "canonical": props.canonical(smiles) or "", **(p or {})}
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for r in rows for k in r)) or ["smiles"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def write_grid(smiles: list[str], legends: list[str], path: Path, per_row: int = 4) -> Path:
+    """A PNG grid of molecule drawings (RDKit); invalid SMILES are left out."""
+    from rdkit.Chem import Draw
+
+    pairs = [(props.mol(s), label) for s, label in zip(smiles, legends) if props.mol(s) is not None]
+    image = Draw.MolsToGridImage([p[0] for p in pairs], molsPerRow=per_row, subImgSize=(250, 200),
+                                 legends=[p[1] for p in pairs])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(str(path))
+    return path
+
+
+def read_smiles(path: str | None, what: str = "encode|optimize") -> list[str]:
+    if not path:
+        raise DataError(f"name a SMILES file: towerlab chem {what} RUN_DIR FILE (CSV or one SMILES a line)")
+    return smiles_data.read(path).smiles

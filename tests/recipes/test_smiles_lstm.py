@@ -1,0 +1,62 @@
+"""smiles-lstm: teacher forcing, sampling in the vocabulary, a short real run (conftest: lstm_run) and `chem sample`."""
+
+import csv
+import json
+
+import torch
+from helpers import run_cli
+
+from towerlab import config
+from towerlab.chem.tokens import Vocab
+from towerlab.dist import Dist
+from towerlab.recipes import smiles_lstm
+from towerlab.recipes.contract import Step
+
+
+def _tiny(smiles_csv):
+    cfg = config.build(smiles_lstm.Config, None, {"data": str(smiles_csv), "max_len": 64, "hidden": 16,
+                                                  "embedding": 8, "layers": 2, "batch_size": 4})
+    data = smiles_lstm.build_data(cfg, Dist())
+    return cfg, data, smiles_lstm.build_model(cfg, data)
+
+
+def test_teacher_forcing_predicts_each_next_token_and_the_end(smiles_csv):
+    tokens = torch.tensor([[5, 6, 7, 0, 0], [5, 0, 0, 0, 0]])
+    inputs, targets, mask = smiles_lstm._teacher_forcing(tokens)
+    assert inputs.tolist() == [[0, 5, 6, 7], [0, 5, 0, 0]]  # the end token starts every molecule
+    assert targets.tolist() == [[5, 6, 7, 0], [5, 0, 0, 0]]
+    assert mask.tolist() == [[True] * 4, [True, True, False, False]]  # the end is predicted, padding is not
+    cfg, data, model = _tiny(smiles_csv)
+    with torch.no_grad():
+        loss, _ = smiles_lstm.loss(model, next(iter(data.train)), Step(0, 1, 0.0))
+    assert abs(loss.item() - torch.log(torch.tensor(float(len(data.meta["vocab"])))).item()) < 0.5  # ~uniform at init
+
+
+def test_sampling_writes_vocabulary_tokens_only_and_nothing_after_the_end(smiles_csv):
+    cfg, data, model = _tiny(smiles_csv)
+    vocab: Vocab = data.meta["vocab"]
+    out = smiles_lstm.sample(model.eval(), 64, 1.0, torch.Generator().manual_seed(0))
+    assert out.shape == (64, vocab.max_len) and int(out.min()) >= 0 and int(out.max()) < len(vocab)
+    for row in out.tolist():
+        if 0 in row:
+            assert not any(row[row.index(0):])  # once ended, only end tokens
+    again = smiles_lstm.sample(model, 64, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # seeded: the same molecules
+    greedy = smiles_lstm.sample(model, 2, 0.0)
+    assert torch.equal(greedy[0], greedy[1])  # temperature 0: the most probable tokens
+
+
+def test_a_short_real_run_learns_and_chem_sample_reports_and_draws(lstm_run, tmp_path):
+    rows = [json.loads(x) for x in (lstm_run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["train/loss"] for r in rows if "train/loss" in r]
+    assert losses[-1] < 0.7 * losses[0]
+    final = json.loads((lstm_run / "final_metrics.json").read_text())
+    assert 0 <= final["sample_validity"] <= 1 and final["perplexity"] > 1
+    out = run_cli("chem", "sample", str(lstm_run), "--n", "64", "--out", str(tmp_path / "s.csv"), cwd=tmp_path).stdout
+    report = json.loads(out[:out.rindex("}") + 1])
+    assert report["generated"] == 64 and report["training_set_size"] == 90
+    assert len(list(csv.DictReader(open(tmp_path / "s.csv")))) == 64
+    if report["valid"]:
+        assert (tmp_path / "s.png").stat().st_size > 1000  # the grid of sampled molecules
+    proc = run_cli("chem", "encode", str(lstm_run), str(tmp_path / "s.csv"), check=False)
+    assert proc.returncode == 2 and "needs a recipe that can encode molecules to a latent space" in proc.stderr
