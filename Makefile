@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 	@if ! $(PY) -c "import torch" 2>/dev/null && ! command -v nvidia-smi >/dev/null 2>&1; then \
 		echo "no GPU here: installing $(TORCH_CPU)"; $(PY) -m pip install -q $(TORCH_CPU); fi
 	$(PY) -m pip install -q -e '.[test]'
+	@# GuacaMol (benchmarks and objectives) without its declared rdkit-pypi, which would replace the current RDKit
+	@# with a 2022 build; fcd is what its distribution suite imports. README: Molecules.
+	$(PY) -m pip install -q --no-deps 'guacamol==0.5.5' 'fcd==1.2.2'
 	touch $@
 
 demo: $(STAMP)

@@ -103,11 +103,27 @@ def _losses(out: dict, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
             "generator": bce(g_code, torch.ones_like(g_code))}
 
 
+def adaptive_weight(recon: torch.Tensor, generator: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """||d recon / d z|| / ||d generator / d z|| (VQGAN's adaptive weight, Esser et al. 2021), a constant: the
+    encoder gets as strong a push towards the prior as towards reconstruction. One optimizer sees the sum of both
+    gradients, and the reconstruction's alone would drown the other (alternating AAE steps with two Adams do not
+    have that problem; one step keeps DDP to one backward)."""
+    g_rec = torch.autograd.grad(recon, z, retain_graph=True)[0]
+    g_gen = torch.autograd.grad(generator, z, retain_graph=True)[0]
+    return (g_rec.norm() / (g_gen.norm() + 1e-6)).clamp(max=1e4).detach()
+
+
 def loss(model, batch, step: Step):
     tokens = batch[0]
     net = unwrap(model, ChemAAE)
-    parts = _losses(model(tokens), tokens)
-    total = parts["recon"] + net.adversarial_weight * parts["generator"] + parts["discriminator"]
+    out = model(tokens)
+    parts = _losses(out, tokens)
+    # Reconstruction per token position (the molecule's sum, logged as "recon" like chemvae's, divided by its
+    # length): summed over ~100 positions it outweighed the adversarial terms a hundredfold and the encoder
+    # grew its codes to a spread of 200 while the discriminator learned nothing (MOSES's AAE averages per token).
+    recon = parts["recon"] / tokens.shape[1]
+    total = recon + adaptive_weight(recon, parts["generator"], out["z"]) * net.adversarial_weight * parts["generator"] \
+        + parts["discriminator"]
     return total, {k: v.detach() for k, v in parts.items()}
 
 
