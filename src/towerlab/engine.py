@@ -245,6 +245,8 @@ class Trainer:
         spread = torch.zeros((), device=self.dist.device)
         if self.dist.distributed:
             for p in self.raw.state_dict().values():
+                if not p.numel():  # an empty buffer (chemvae without properties): nothing to compare
+                    continue
                 hi, lo = all_reduce_extremes(p.detach().float(), self.dist)
                 spread = torch.maximum(spread, (hi - lo).abs().max())
         return spread.item()

@@ -78,6 +78,15 @@ class DDPStrategy(Strategy):
     def no_sync(self, last: bool):
         return nullcontext() if last else self.ddp.no_sync()
 
+    def eval_model(self, raw: nn.Module, ema, model: nn.Module) -> nn.Module:
+        """Rank 0's buffers first, as DDP does before every training forward: batch-norm statistics are updated by
+        each process from its own slice, so after the last step they differ, and the processes would evaluate
+        (and the replica check compare) slightly different models (measured: 3e-3 on chemvae's conv1d encoder)."""
+        for b in raw.buffers():
+            if b.numel():
+                torch.distributed.broadcast(b, 0)
+        return super().eval_model(raw, ema, model)
+
 
 class FSDPStrategy(Strategy):
     name = "fsdp"

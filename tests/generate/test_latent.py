@@ -9,8 +9,6 @@ from conftest import zinc_file
 from helpers import run_cli
 
 from towerlab import config
-from towerlab.engine import fit
-from towerlab.recipes import get
 
 SMALL = {"max_len": 80, "latent": 16, "gru_hidden": 64, "batch_size": 16, "properties": "qed", "max_steps": 20,
          "eval_every_steps": 20}

@@ -14,6 +14,8 @@ from towerlab.dist import Dist
 from towerlab.recipes import get
 
 CASES = {"chemvae": ("smiles_csv", {"max_len": 64, "latent": 8, "batch_size": 4, "properties": "NR-AR,qed"}),
+         "chemaae": ("smiles_csv", {"max_len": 64, "latent": 8, "batch_size": 4, "gru_hidden": 16}),
+         "smiles-lstm": ("smiles_csv", {"max_len": 64, "hidden": 16, "embedding": 8, "batch_size": 4, "eval_samples": 0}),
          "fcn8s": ("camvid_dir", {"width": 0.125, "fc_channels": 16, "batch_size": 2}),
          # the fold holding kos06 has an odd number of parts: the processes hold different counts
          "segdec": ("kolektor_dir", {"height": 64, "width": 64, "feature_channels": 8, "batch_size": 4,
@@ -52,4 +54,6 @@ def test_two_processes_evaluate_like_one(name, request, tmp_path):
         two = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert two.keys() == one.keys()
         for k in one:
+            if name == "chemaae" and k.startswith(("discriminator", "generator")):
+                continue  # measured against random draws of the prior: each process draws its own
             assert two[k] == pytest.approx(one[k], rel=1e-6, abs=1e-9, nan_ok=True), k  # float32 sums in another order

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -136,3 +136,16 @@ def prepared(cfg, names: list[str], default_file: str) -> Prepared:
     representation)."""
     return prepare(str(data_file(cfg, default_file)), cfg.val_data, cfg.val_fraction, cfg.max_len, tuple(names),
                    cfg.seed, cfg.vocab_file, cfg.representation)
+
+
+def save_vocab(cfg, data, run_dir: Path) -> None:
+    """A molecule recipe's artifact: vocab.json beside the checkpoints, so sampling and decoding read the vocabulary
+    the run was trained with."""
+    data.meta["vocab"].save(run_dir / "vocab.json")
+
+
+def with_vocab(cfg, run_dir: Path):
+    vocab = Path(run_dir) / "vocab.json"
+    if not vocab.is_file():
+        raise DataError(f"{vocab} not found: the run's vocabulary is missing; retrain the run")
+    return replace(cfg, vocab_file=str(vocab))

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from towerlab.chem import corpus
 from towerlab.chem.tokens import Vocab
 from towerlab.data.loader import Data
 from towerlab.dist import Dist, all_reduce_sum
@@ -36,12 +37,11 @@ NAME = "chemaae"
 MAIN_METRIC = ("recon_loss", "min")
 Config = ChemaaeConfig
 DEFAULT_FILE = chemvae.DEFAULT_FILE
-data_file, save_artifacts, with_artifacts = chemvae.data_file, chemvae.save_artifacts, chemvae.with_artifacts
+data_file = chemvae.data_file
+save_artifacts, with_artifacts = corpus.save_vocab, corpus.with_vocab  # vocab.json beside the weights
 
 
 def prepared(cfg: Config):
-    from towerlab.chem import corpus
-
     return corpus.prepared(cfg, [], DEFAULT_FILE)
 
 
@@ -134,6 +134,8 @@ def evaluate(model, loader, dist: Dist) -> dict[str, float]:
     net = unwrap(model, ChemAAE)
     sums = torch.zeros(8, dtype=torch.float64, device=dist.device)
     for (tokens,) in loader:
+        if not len(tokens):  # this process's share of an uneven split can be an empty batch
+            continue
         out = net(tokens)
         parts = _losses(out, tokens)
         length = (tokens != 0).sum(1) + 1

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,7 +18,7 @@ from towerlab.chem import corpus
 from towerlab.chem.tokens import Vocab, pick
 from towerlab.data.loader import Data, tensor_data
 from towerlab.dist import Dist, all_gather_rows, all_reduce_sum
-from towerlab.errors import ConfigError, DataError
+from towerlab.errors import ConfigError
 from towerlab.metrics import roc_auc
 from towerlab.recipes.configs import CHEMVAE_DEFAULT_FILE, ChemvaeConfig
 from towerlab.recipes.contract import Step
@@ -52,16 +51,7 @@ def build_data(cfg: Config, dist: Dist) -> Data:
     return tensor_data(cfg, dist, p.train, p.val, vocab=p.vocab, binary=p.binary, mean=p.mean, std=p.std)
 
 
-def save_artifacts(cfg: Config, data: Data, run_dir: Path) -> None:
-    """vocab.json beside the checkpoints: sampling and decoding read the vocabulary the run was trained with."""
-    data.meta["vocab"].save(run_dir / "vocab.json")
-
-
-def with_artifacts(cfg: Config, run_dir: Path) -> Config:
-    vocab = Path(run_dir) / "vocab.json"
-    if not vocab.is_file():
-        raise DataError(f"{vocab} not found: the run's vocabulary is missing; retrain the run")
-    return replace(cfg, vocab_file=str(vocab))
+save_artifacts, with_artifacts = corpus.save_vocab, corpus.with_vocab  # vocab.json beside the weights
 
 
 # -- model ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ A sequence starts from the end token (index 0) as its start symbol and stops at 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ from towerlab.chem import corpus, props
 from towerlab.chem.tokens import Vocab, pick
 from towerlab.data.loader import Data, tensor_data
 from towerlab.dist import Dist, all_reduce_sum
-from towerlab.errors import ConfigError, DataError
+from towerlab.errors import ConfigError
 from towerlab.recipes.configs import SMILES_LSTM_DEFAULT_FILE, SmilesLstmConfig
 from towerlab.recipes.contract import Step
 from towerlab.strategy import unwrap
@@ -46,15 +45,7 @@ def build_data(cfg: Config, dist: Dist) -> Data:
     return tensor_data(cfg, dist, p.train[:1], p.val[:1], vocab=p.vocab)
 
 
-def save_artifacts(cfg: Config, data: Data, run_dir: Path) -> None:
-    data.meta["vocab"].save(run_dir / "vocab.json")
-
-
-def with_artifacts(cfg: Config, run_dir: Path) -> Config:
-    vocab = Path(run_dir) / "vocab.json"
-    if not vocab.is_file():
-        raise DataError(f"{vocab} not found: the run's vocabulary is missing; retrain the run")
-    return replace(cfg, vocab_file=str(vocab))
+save_artifacts, with_artifacts = corpus.save_vocab, corpus.with_vocab  # vocab.json beside the weights
 
 
 # -- model ---------------------------------------------------------------------------------------------------
@@ -148,6 +139,8 @@ def evaluate(model, loader, dist: Dist) -> dict[str, float]:
     net = unwrap(model, SmilesLSTM)
     sums = torch.zeros(5, dtype=torch.float64, device=dist.device)  # nll, tokens, correct, valid, sampled
     for (tokens,) in loader:
+        if not len(tokens):  # this process's share of an uneven split can be an empty batch
+            continue
         inputs, targets, mask = _teacher_forcing(tokens)
         logits = net(inputs)[0].float()
         nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
