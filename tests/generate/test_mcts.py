@@ -1,6 +1,9 @@
 """ChemTS tree search on a real SMILES LSTM: it finds the one rewarded molecule, and it is reproducible."""
 
 import csv
+import json
+
+from helpers import run_cli
 
 from towerlab import config
 from towerlab.chem.objectives import Objective
@@ -41,3 +44,11 @@ def test_the_same_seed_walks_the_same_tree(tmp_path):
         s.run()
         runs.append(sorted(s.seen.items()))
     assert runs[0] == runs[1] and len(runs[0]) > 3
+
+
+def test_the_command_writes_its_outputs_and_counts(lstm_run, tmp_path):
+    out = run_cli("chem", "mcts", str(lstm_run), "--objective", "qed", "--budget", "40", "--out", str(tmp_path / "m")).stdout
+    report = json.loads(out[out.index("{\n"):out.rindex("}") + 1])
+    assert report["molecules"] >= 40 and report["objective"] == "qed" and 0 < report["best"] <= 1
+    rows = list(csv.DictReader(open(tmp_path / "m" / "best.csv")))
+    assert rows and all(0 <= float(r["score"]) <= 1 for r in rows)

@@ -52,9 +52,14 @@ def test_a_short_real_run_learns_and_chem_sample_reports_and_draws(lstm_run, tmp
     assert losses[-1] < 0.7 * losses[0]
     final = json.loads((lstm_run / "final_metrics.json").read_text())
     assert 0 <= final["sample_validity"] <= 1 and final["perplexity"] > 1
-    out = run_cli("chem", "sample", str(lstm_run), "--n", "64", "--out", str(tmp_path / "s.csv"), cwd=tmp_path).stdout
+    reference = tmp_path / "ref.txt"
+    reference.write_text("CCO\nc1ccccc1\n")
+    out = run_cli("chem", "sample", str(lstm_run), "--n", "64", "--out", str(tmp_path / "s.csv"), "--reference",
+                  str(reference), "--kl", cwd=tmp_path).stdout
     report = json.loads(out[:out.rindex("}") + 1])
-    assert report["generated"] == 64 and report["training_set_size"] == 90
+    assert report["generated"] == 64 and report["training_set_size"] == 90 and report["reference_set_size"] == 2
+    assert report["novelty_vs_reference"] >= report["novelty"]  # nothing it writes is ethanol or benzene
+    assert "kl_score" in report
     assert len(list(csv.DictReader(open(tmp_path / "s.csv")))) == 64
     if report["valid"]:
         assert (tmp_path / "s.png").stat().st_size > 1000  # the grid of sampled molecules
