@@ -252,6 +252,20 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from towerlab.report import write
+
+    print(f"report: {write(args.path)}")
+    return 0
+
+
+def cmd_board(args) -> int:
+    from towerlab.board import serve
+
+    serve(args.dir, args.port, args.every)
+    return 0
+
+
 def cmd_serve(args) -> int:
     from towerlab.serve.run import serve
 
@@ -278,6 +292,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["predict"].add_argument("--out-dir", help="where segmentation and defect recipes write their PNGs "
                                                           "(default: beside each input)")
     sub.choices["predict"].add_argument("--json", action="store_true", help="one JSON object per file")
+    rp = sub.add_parser("report", help="write report.html (self-contained: curves, confusion matrix, molecules, a "
+                                       "search's trials) into a run or search folder")
+    rp.add_argument("path", help="a run directory or a search folder")
+    rp.set_defaults(func=cmd_report)
+    bd = sub.add_parser("board", help="a web page on 127.0.0.1 listing every run under DIR, live, with their reports")
+    bd.add_argument("dir", help="the folder your runs are in")
+    bd.add_argument("--port", type=int, default=8800, help="port on 127.0.0.1 (0: any free one; default 8800)")
+    bd.add_argument("--every", type=float, default=3.0, help="seconds between refreshes of the page")
+    bd.set_defaults(func=cmd_board)
     x = sub.add_parser("export", help="write a run's image model as one ONNX or TorchScript file (pixels in, "
                                       "probabilities out), checked against PyTorch")
     x.add_argument("run_dir")
