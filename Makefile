@@ -36,7 +36,7 @@ demo: $(STAMP)
 	echo "   TensorBoard:   $(VENV)/bin/tensorboard --logdir $$run/tb"
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 bench: $(STAMP)
 	$(PY) bench/throughput.py

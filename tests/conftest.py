@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, cifar_records, missing, write_cifar_python_batch, write_idx  # noqa: F401
+from helpers import REPO, cifar_records, missing, run_cli, write_cifar_python_batch, write_idx  # noqa: F401
 
 
 @pytest.fixture
@@ -146,6 +147,13 @@ def smiles_csv(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _no_reports():
+    """report.html at the end of train and search costs 1-3 s a run: off for the suite (every process it starts
+    inherits this), on where tests/test_report.py tests it."""
+    os.environ["TOWERLAB_REPORT"] = "0"
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     """RDKit properties computed by chemvae are cached under $XDG_CACHE_HOME: keep the tests' cache their own."""
     old = os.environ.get("XDG_CACHE_HOME")
@@ -191,3 +199,45 @@ def lstm_run(shared_data, tmp_path_factory) -> Path:
         "eval_every_steps": 300, "eval_samples": 32})
     fit(get("smiles-lstm"), cfg, out=tmp / "run")
     return tmp / "run"
+
+
+@pytest.fixture(scope="session")
+def every_kind(shared_data, lstm_run, tmp_path_factory):
+    """Short real runs of every kind the issue names, their reports written: a digits classifier, FCN-8s on CamVid,
+    SegDecNet on KolektorSDD, chemvae on ZINC, the smiles-lstm with a hill-climb beside it, a GA search, an
+    ensemble and two jobs (the last three through the CLI, which writes their reports at the end)."""
+    from towerlab import config, report
+    from towerlab.engine import fit
+    from towerlab.recipes import get
+
+    root = tmp_path_factory.mktemp("every") / "runs"
+    (root / "not-a-run").mkdir(parents=True)
+    env = {"TOWERLAB_REPORT": "1"}
+    run_cli("train", "digits", "--epochs", "2", "--out", str(root / "digits"), env=env)  # its report: unasked
+    runs = {"fcn8s": ("fcn8s", {"data": str(shared_data / "camvid"), "width": 0.125, "fc_channels": 16,
+                                "batch_size": 4, "max_steps": 3, "crop_height": 96, "crop_width": 128,
+                                "eval_limit": 3, "eval_every_steps": 3}),
+            "segdec": ("segdec", {"data": str(shared_data / "kolektorsdd"), "stage": "joint", "height": 160,
+                                  "width": 64, "feature_channels": 16, "batch_size": 8, "max_steps": 3,
+                                  "eval_every_steps": 3}),
+            "chemvae": ("chemvae", {"data": str(zinc_file(shared_data, root.parent, 300)), "max_len": 80,
+                                    "latent": 16, "gru_hidden": 64, "batch_size": 16, "max_steps": 10,
+                                    "eval_every_steps": 10})}
+    for name, (recipe, fields) in runs.items():
+        fit(get(recipe), config.build(get(recipe).Config, None, fields), out=root / name)
+    shutil.copytree(lstm_run, root / "smiles-lstm")
+    run_cli("chem", "hillclimb", str(root / "smiles-lstm"), "--rounds", "2", "--samples", "64", "--keep", "16",
+            "--epochs", "1", "--batch-size", "16")
+    for name in [*runs, "smiles-lstm"]:
+        report.write(root / name)
+    space = root.parent / "space.yaml"
+    space.write_text("lr: {logfloat: [0.001, 0.1]}\nunits: {choices: [16, 64]}\n")
+    run_cli("search", "mlp", "--space", str(space), "--population", "3", "--generations", "2", "--workers", "2",
+            "--out", str(root / "search"), "--set", "dataset=digits", "--set", "epochs=1", env=env)
+    run_cli("ensemble", "digits", "--members", "2", "--workers", "2", "--out", str(root / "ensemble"), "--set",
+            "epochs=1", env=env)
+    jobs = root.parent / "jobs.yaml"
+    jobs.write_text("jobs:\n  - {name: small, recipe: mlp, overrides: {dataset: digits, epochs: 1, units: 16}}\n"
+                    "  - {name: wide, recipe: mlp, overrides: {dataset: digits, epochs: 1, units: 128}}\n")
+    run_cli("jobs", "run", str(jobs), "--workers", "2", "--out", str(root / "jobs"), env=env)
+    return root

@@ -1,16 +1,13 @@
-"""`towerlab report`: a self-contained page per run or search, whose figures are the run's own and whose every
-picture decodes."""
+"""`towerlab report`: self-contained pages (no network, every picture decodes), written at the end of train,
+search and ensemble unless asked not to; their figures are the runs' own. The runs: conftest's every_kind."""
 
 import base64
 import io
 import json
 import re
 
-import yaml
 from helpers import run_cli
 from PIL import Image
-
-from towerlab import report
 
 
 def _images(page: str) -> list[Image.Image]:
@@ -22,35 +19,28 @@ def _images(page: str) -> list[Image.Image]:
     return out
 
 
-def test_a_classification_run_shows_its_own_accuracy_and_pictures(tmp_path):
-    run = tmp_path / "run"
-    run_cli("train", "digits", "--epochs", "2", "--out", str(run))
-    out = run_cli("report", str(run)).stdout
-    page = (run / "report.html").read_text()
-    assert "report.html" in out and "http" not in page.replace("http-equiv", "")  # nothing fetched from a network
-    best = json.loads((run / "final_metrics.json").read_text())["best"]["value"]
+def test_every_report_is_one_file_whose_pictures_decode(every_kind):
+    for name in ("digits", "fcn8s", "segdec", "chemvae", "smiles-lstm", "search", "ensemble", "jobs", "jobs/small"):
+        page = (every_kind / name / "report.html").read_text()
+        assert not re.search(r'(src|href)="(https?:)?//', page), name  # nothing fetched from a network
+        assert _images(page), name
+
+
+def test_a_classification_report_shows_the_runs_own_accuracy(every_kind):
+    page = (every_kind / "digits" / "report.html").read_text()  # written by `towerlab train` at its end
+    best = json.loads((every_kind / "digits" / "final_metrics.json").read_text())["best"]["value"]
     assert float(re.search(r'id="accuracy">([0-9.]+)<', page).group(1)) == round(best, 4)
-    assert "Most confident mistakes" in page
-    assert len(_images(page)) >= 6  # curves, confusion matrix, per-class bars, mistakes
+    assert "Most confident mistakes" in page and len(_images(page)) >= 6
+    segdec = (every_kind / "segdec" / "report.html").read_text()
+    assert "Precision-recall and ROC" in segdec
+    fcn = json.loads((every_kind / "fcn8s" / "final_metrics.json").read_text())
+    assert "iou per class" in (every_kind / "fcn8s" / "report.html").read_text() and any(k.startswith("iou/") for k in fcn)
 
 
-def test_a_generator_run_shows_molecules(lstm_run):
-    page = report.run_report(lstm_run)
-    assert "sampled molecules" in page and "training set size" in page
-    assert any(im.width > 800 for im in _images(page))  # the 4-wide grid of molecule drawings
-
-
-def test_a_search_report_links_its_trials(tmp_path):
-    space = tmp_path / "space.yaml"
-    space.write_text(yaml.safe_dump({"lr": {"logfloat": [1e-3, 0.1]}, "units": {"choices": [16, 64]}}))
-    out = tmp_path / "search"
-    run_cli("search", "mlp", "--space", str(space), "--population", "3", "--generations", "2", "--workers", "2",
-            "--out", str(out), "--set", "dataset=digits", "--set", "epochs=1")
-    trial = sorted((out / "trials").iterdir())[0]
-    run_cli("report", str(trial))
-    page = (run_cli("report", str(out)) and (out / "report.html").read_text())
-    assert f'href="trials/{trial.name}/report.html"' in page and page.count("<tr>") >= 4
-    assert len(_images(page)) == 2  # fitness per generation, genes against fitness
+def test_no_report_is_written_when_asked_not_to(tmp_path):
+    run_cli("train", "digits", "--epochs", "1", "--no-report", "--out", str(tmp_path / "run"),
+            env={"TOWERLAB_REPORT": "1"})
+    assert (tmp_path / "run" / "final_metrics.json").is_file() and not (tmp_path / "run" / "report.html").exists()
 
 
 def test_a_folder_that_is_neither_is_one_line(tmp_path):

@@ -6,6 +6,7 @@ has logged since). The standard library's HTTP server: nothing to build, nothing
     GET /              the page (it polls /runs.json)
     GET /runs.json     the runs, as the page shows them
     GET /report/PATH   report.html of the run or search at PATH (relative to DIR)
+    GET /service.json  with --serve CONFIG: what the service wrote to its outcome table (read only)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ td,th{{border:1px solid #ddd;padding:.3em .7em;text-align:left}}th{{background:#
 <body><h1>towerlab board</h1><p>{root} &middot; <span id="count"></span> &middot; refreshed every {every} s</p>
 <table id="runs"><thead><tr><th>run</th><th>recipe</th><th>status</th><th>main metric</th><th>steps</th>
 <th>time</th><th>report</th></tr></thead><tbody></tbody></table>
+<div id="service"></div>
 <script>
 const esc = s => String(s).replace(/[&<>"]/g, c => ({{'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}})[c]);
 async function refresh() {{
@@ -37,7 +39,23 @@ async function refresh() {{
     <td>${{r.seconds === null ? '' : esc(r.seconds.toFixed(1) + ' s')}}</td>
     <td><a href="report/${{encodeURI(r.path)}}">report</a></td></tr>`).join('');
 }}
-refresh(); setInterval(refresh, {every_ms});
+async function service() {{
+  const dbs = await (await fetch('service.json')).json();
+  if (!dbs.length) return;
+  document.getElementById('service').innerHTML = '<h2>Service: the outcome table</h2><table id="outcomes"><tr>' +
+    '<th>database</th><th>graded</th><th>errors</th><th>error rate</th><th>last grade</th><th>grades per minute (last hour)</th></tr>' +
+    dbs.map(d => d.error ? `<tr><td>${{esc(d.database)}}</td><td colspan="5">${{esc(d.error)}}</td></tr>` :
+      `<tr data-db="${{esc(d.database)}}"><td>${{esc(d.database)}}</td><td>${{d.graded}}</td><td>${{d.errors}}</td>` +
+      `<td>${{(100 * d.error_rate).toFixed(2)}} %</td><td>${{esc(d.last || '')}}</td><td>${{bars(d.per_minute)}}</td></tr>`).join('') +
+    '</table>';
+}}
+function bars(perMinute) {{
+  const entries = Object.entries(perMinute), top = Math.max(1, ...entries.map(e => e[1]));
+  return '<svg width="' + (6 * entries.length + 2) + '" height="32">' + entries.map(([m, n], i) =>
+    `<rect x="${{1 + 6 * i}}" y="${{31 - 30 * n / top}}" width="5" height="${{30 * n / top}}" fill="#4a7ebb"><title>${{m}}: ${{n}}</title></rect>`).join('') + '</svg>';
+}}
+function tick() {{ refresh(); service(); }}
+tick(); setInterval(tick, {every_ms});
 </script></body></html>"""
 
 
@@ -62,9 +80,49 @@ def find_runs(root: Path) -> list[dict]:
     return rows
 
 
+def service_summary(config: str) -> list[dict]:
+    """Per database of a service config: rows graded, errors, error rate, the last grade, and grades per minute over
+    the last hour, read from its outcome table (SELECT only; the board never writes to a database)."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from towerlab.serve.settings import load
+    from towerlab.serve.store import Store
+
+    settings = load(config)
+    out = []
+    for name, url in settings.databases.items():
+        store = Store(url, settings.outcome_table, settings.state_table, settings.gap_table)
+        t = store.outcome
+        try:
+            with store.engine.connect() as c:
+                counts = dict(c.execute(select(t.c.status, func.count()).group_by(t.c.status)).all())
+                last = c.execute(select(func.max(t.c.scored_at))).scalar()
+                since = datetime.now(timezone.utc) - timedelta(hours=1)
+                times = c.execute(select(t.c.scored_at).where(t.c.scored_at >= since)).scalars().all()
+        except SQLAlchemyError as e:
+            out.append({"database": name, "error": f"cannot read {settings.outcome_table}: "
+                                                   f"{str(e.orig if hasattr(e, 'orig') else e).splitlines()[0]}"})
+            continue
+        finally:
+            store.engine.dispose()
+        per_minute: dict[str, int] = {}
+        for ts in times:
+            key = ts.strftime("%H:%M")
+            per_minute[key] = per_minute.get(key, 0) + 1
+        graded = sum(counts.values())
+        out.append({"database": name, "graded": graded, "errors": counts.get("error", 0),
+                    "error_rate": counts.get("error", 0) / graded if graded else 0.0,
+                    "last": last.isoformat() if last else None, "per_minute": per_minute})
+    return out
+
+
 class _Handler(BaseHTTPRequestHandler):
     root: Path
     every: float
+    service: str | None = None
 
     def log_message(self, *args) -> None:  # one line per request on stderr is noise here
         pass
@@ -85,6 +143,9 @@ class _Handler(BaseHTTPRequestHandler):
                                                every_ms=int(self.every * 1000)))
         if path == "/runs.json":
             return self._send(200, json.dumps(find_runs(self.root)), "application/json")
+        if path == "/service.json":
+            return self._send(200, json.dumps(service_summary(self.service) if self.service else []),
+                              "application/json")
         if path.startswith("/report/"):
             return self._report(path[len("/report/"):])
         return self._send(404, "not found")
@@ -106,21 +167,24 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(200, page.read_text())
 
 
-def make_server(root: str | Path, port: int = 8800, every: float = 3.0) -> ThreadingHTTPServer:
+def make_server(root: str | Path, port: int = 8800, every: float = 3.0,
+                service: str | None = None) -> ThreadingHTTPServer:
     """The board's server on 127.0.0.1 only (run directories are not for the network); port 0 picks a free one."""
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"{root} is not a folder; pass the folder your runs are in (e.g. runs)")
-    handler = type("Handler", (_Handler,), {"root": root, "every": every})
+    if service:
+        service_summary(service)  # a config that does not load is one line now, not a broken page later
+    handler = type("Handler", (_Handler,), {"root": root, "every": every, "service": service})
     try:
         return ThreadingHTTPServer(("127.0.0.1", port), handler)
     except OSError as e:
         raise ConfigError(f"cannot listen on 127.0.0.1:{port} ({e.strerror}); choose another --port") from None
 
 
-def serve(root: str | Path, port: int = 8800, every: float = 3.0) -> None:
+def serve(root: str | Path, port: int = 8800, every: float = 3.0, service: str | None = None) -> None:
     """Serve the board until interrupted."""
-    server = make_server(root, port, every)
+    server = make_server(root, port, every, service)
     print(f"board: http://127.0.0.1:{server.server_address[1]}/  ({root}; Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()

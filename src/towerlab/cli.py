@@ -50,7 +50,7 @@ def _launch_args(p: argparse.ArgumentParser) -> None:
 
 
 LAUNCH_ARGS = ("recipe", "resume", "config", "gpus", "procs", "out", "max_restarts", "auto_resume", "dist_timeout",
-               "allow_world_size_change")
+               "allow_world_size_change", "no_report")
 
 
 def _train_parser(recipe_name: str | None) -> argparse.ArgumentParser:
@@ -59,6 +59,8 @@ def _train_parser(recipe_name: str | None) -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint; "
                                                        "flags after it change what may change (steps, intervals)")
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of field: value overrides")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html at the end (also: "
+                                                            "TOWERLAB_REPORT=0)")
     _launch_args(p)
     if recipe_name in recipes.REGISTRY:
         config.add_arguments(p.add_argument_group(f"{recipe_name} config fields"), recipes.config_class(recipe_name))
@@ -109,14 +111,30 @@ def cmd_train(argv: list[str]) -> int:
         procs=args.procs, out=args.out, max_restarts=args.max_restarts, auto_resume=args.auto_resume,
         dist_timeout=args.dist_timeout, allow_world_size_change=args.allow_world_size_change,
         fields={k: v for k, v in vars(args).items() if k not in LAUNCH_ARGS})  # only the fields given
-    return train.train(request, report=_print_result)
+    return train.train(request, report=lambda m: _print_result(m, not args.no_report))
 
 
-def _print_result(m: dict) -> None:
+def _print_result(m: dict, write_report: bool = True) -> None:
     shown = {k: v for k, v in m.items() if isinstance(v, float) and k != "wall_s" and "/" not in k}  # not per class
     print("final: " + "  ".join(f"{k}={v:.4g}" for k, v in shown.items()))
     print(f"run directory: {m['run_dir']}")
     print(f"TensorBoard:   tensorboard --logdir {m['run_dir']}/tb")
+    if write_report:
+        _write_report(m["run_dir"])
+
+
+def _write_report(folder) -> None:
+    """report.html at the end of a command, unless TOWERLAB_REPORT=0. The run is done and kept whatever happens:
+    a report that cannot be written is one warning line, never a failed command."""
+    if os.environ.get("TOWERLAB_REPORT", "1") == "0":
+        return
+    from towerlab.report import write
+
+    try:
+        print(f"report:        {write(folder)}")
+    except Exception as e:  # noqa: BLE001 -- the training result stands; say why the page is missing
+        print(f"towerlab: warning: no report.html for {folder} ({type(e).__name__}: {e}); "
+              f"`towerlab report {folder}` retries", file=sys.stderr)
 
 
 def cmd_eval(args) -> int:
@@ -202,6 +220,8 @@ def cmd_jobs(args) -> int:
         print("  ".join(f"{r[k]:>12.4g}" if isinstance(r[k], float) else f"{str(r[k]):>12s}" for k in keys)
               + (f"  {r['error']}" if r["error"] else ""))
     print(f"summary: {Path(args.out) / 'summary.csv'}")
+    if not args.no_report:
+        _report_group(Path(args.out), [r["job"] for r in rows if r["status"] != "failed"])
     return 1 if any(r["status"] == "failed" for r in rows) else 0
 
 
@@ -214,7 +234,31 @@ def cmd_search(args) -> int:
     best = search(args.recipe, args.space, args.out, _executor(args), args.algo, fixed, args.points, args.prune, **ga)
     print(json.dumps(best, indent=1))
     print(f"best config: {Path(args.out) / 'best.yaml'}")
+    if not args.no_report:
+        _report_search(Path(args.out), args.recipe)
     return 0
+
+
+def _report_group(out: Path, members: list[str]) -> None:
+    """The members' reports (the side-by-side table links to them), then the group's."""
+    for name in members:
+        _write_report(out / name)
+    _write_report(out)
+
+
+def _report_search(out: Path, recipe: str) -> None:
+    """Reports for the ten best finished trials (their rows in the search's table link to them), then the search's."""
+    import csv
+
+    if os.environ.get("TOWERLAB_REPORT", "1") == "0":
+        return
+    metric, mode = recipes.get(recipe).MAIN_METRIC
+    with open(out / "trials.csv") as f:
+        done = [r for r in csv.DictReader(f) if r.get("status") == "ok" and r.get(metric)]
+    done.sort(key=lambda r: float(r[metric]), reverse=mode == "max")
+    for r in done[:10]:
+        _write_report(out / "trials" / r["trial"])
+    _write_report(out)
 
 
 def cmd_ensemble(args) -> int:
@@ -227,6 +271,8 @@ def cmd_ensemble(args) -> int:
     for name, m in [*report["members"].items(), ("ensemble", report["ensemble"])]:
         print(f"{name:10s}" + "".join(f"{m.get(k, float('nan')):22.4f}" for k in keys))
     print(f"report: {Path(args.out) / 'ensemble.json'}")
+    if not args.no_report:
+        _report_group(Path(args.out), list(report["members"]))
     return 0
 
 
@@ -262,7 +308,7 @@ def cmd_report(args) -> int:
 def cmd_board(args) -> int:
     from towerlab.board import serve
 
-    serve(args.dir, args.port, args.every)
+    serve(args.dir, args.port, args.every, args.serve)
     return 0
 
 
@@ -300,6 +346,8 @@ def _parser() -> argparse.ArgumentParser:
     bd.add_argument("dir", help="the folder your runs are in")
     bd.add_argument("--port", type=int, default=8800, help="port on 127.0.0.1 (0: any free one; default 8800)")
     bd.add_argument("--every", type=float, default=3.0, help="seconds between refreshes of the page")
+    bd.add_argument("--serve", metavar="CONFIG", help="also show what the service of this config wrote: rows graded, "
+                                                      "error rate, grades per minute (read only)")
     bd.set_defaults(func=cmd_board)
     x = sub.add_parser("export", help="write a run's image model as one ONNX or TorchScript file (pixels in, "
                                       "probabilities out), checked against PyTorch")
@@ -359,12 +407,16 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--c", type=float, default=1.0, help="mcts: UCB exploration constant")
     c.set_defaults(func=cmd_chem)
     j = sub.add_parser("jobs", help="run a list of trainings side by side, one per device")
+    j.add_argument("--no-report", action="store_true", help="do not write report.html (the group's and each "
+                                                             "member's) at the end (also: TOWERLAB_REPORT=0)")
     j.add_argument("action", choices=("run",))
     j.add_argument("file", help="JOBS.yaml: jobs: [{name, recipe, overrides}, ...]")
     j.add_argument("--out", default="runs/jobs", help="folder of the job runs and summary (default: runs/jobs)")
     _add_devices(j)
     j.set_defaults(func=cmd_jobs)
     en = sub.add_parser("ensemble", help="train K seeds of a recipe side by side; evaluate their averaged probabilities")
+    en.add_argument("--no-report", action="store_true", help="do not write report.html (the group's and each "
+                                                             "member's) at the end (also: TOWERLAB_REPORT=0)")
     en.add_argument("recipe")
     en.add_argument("--members", type=int, default=4)
     en.add_argument("--out", default="runs/ensemble")
@@ -372,6 +424,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_devices(en)
     en.set_defaults(func=cmd_ensemble)
     se = sub.add_parser("search", help="genetic or grid search over a recipe's config")
+    se.add_argument("--no-report", action="store_true", help="do not write report.html (the search's and its ten "
+                                                             "best trials') at the end (also: TOWERLAB_REPORT=0)")
     se.add_argument("recipe")
     se.add_argument("--space", required=True, help="SPACE.yaml: field: {choices|int|float|logfloat: [...]}")
     se.add_argument("--algo", choices=("ga", "tpe", "random", "grid"), default="ga",

@@ -1,11 +1,17 @@
 """`towerlab report PATH`: one self-contained report.html for a run or a search folder (pictures embedded as PNG
 data, no network, opens from disk). What it shows follows what the recipe can do (its capabilities):
 
-    every run       status, time, throughput, the config, training and validation curves, the checkpoints
+    every run       status, time, throughput, the config, training and validation curves, the checkpoints, bars
+                    for metrics kept per class (segmentation's IoU per class)
     classify        confusion matrix, per-class accuracy, the most confident mistakes (validation split)
-    generate        a grid of sampled molecules, QED and logP histograms against the training set, the metrics
+    segment         the first validation images beside their label and the prediction
+    generate        a grid of sampled molecules, QED and logP histograms against the training set, the metrics;
+                    the score per round and best molecules of its hill-climbs and tree searches
+    two classes     precision-recall and ROC curves with the 0.5 operating point; with a heat map (SegDecNet)
+                    the mistakes are shown with it in red
     search          best and mean fitness per generation, genes against fitness, a sortable table of the trials
                     linking to their own reports
+    jobs, ensemble  the members (and the ensemble) side by side, a bar per member on each metric they share
 
 A first part of issue 16: the board, the automatic report at the end of train/search/jobs and the browser test
 are still to come."""
@@ -32,13 +38,13 @@ return (isNaN(n)?a.localeCompare(c):n)*d});r.forEach(e=>b.appendChild(e))});"""
 
 
 # -- pieces of a page ------------------------------------------------------------------------------------------
-def _png(fig) -> str:
+def _png(fig, alt: str = "figure") -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
-    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
 def _image(pil_image, alt: str = "image") -> str:
@@ -112,6 +118,26 @@ def _curves(rows: list[dict]) -> str:
     return f'<div class="figs">{"".join(figs)}</div>' if figs else "<p>no metrics logged yet</p>"
 
 
+def _per_class(final: dict) -> str:
+    """Bars for every family of final metrics with a value per class (segmentation's iou/<class>)."""
+    plt = _plt()
+    families: dict[str, dict[str, float]] = {}
+    for k, v in final.items():
+        if "/" in k and isinstance(v, (int, float)):
+            family, name = k.split("/", 1)
+            families.setdefault(family, {})[name] = v
+    figs = []
+    for family, values in sorted(families.items()):
+        if len(values) < 3:
+            continue
+        fig, ax = plt.subplots(figsize=(max(4, 0.4 * len(values)), 2.8))
+        ax.bar(range(len(values)), list(values.values()))
+        ax.set_xticks(range(len(values)), list(values), rotation=90, fontsize=7)
+        ax.set_title(f"{family} per class")
+        figs.append(f"<p>{html.escape(family)} per class</p>" + _png(fig, f"{family} per class"))
+    return f'<div class="figs">{"".join(figs)}</div>' if figs else ""
+
+
 def _checkpoints(rec: RunRecord) -> str:
     from towerlab import checkpoint
 
@@ -142,8 +168,13 @@ def run_report(path: Path) -> str:
     sections = [("Run", _kv(_summary(rec))), ("Final metrics", _kv({k: v for k, v in (rec.final or {}).items()
                                                                     if not isinstance(v, dict)}))]
     sections.append(("Curves", _curves(rec.metrics())))
+    per_class = _per_class(rec.final or {})
+    if per_class:
+        sections.append(("Per class", per_class))
     if rec.checkpoints and has(rec.recipe, "classify"):
         sections.append(("Classification (validation split)", _classification(path)))
+    if rec.checkpoints and has(rec.recipe, "segment"):
+        sections.append(("Validation images: input, label, prediction", _segmentation(path)))
     if rec.checkpoints and has(rec.recipe, "generate"):
         sections.append(("Molecules", _molecules(path)))
     sections.append(("Checkpoints", _checkpoints(rec)))
@@ -157,6 +188,7 @@ def _classification(path: Path) -> str:
 
     from towerlab import infer
     from towerlab.dist import Dist
+    from towerlab.recipes import has
 
     loaded = infer.load(path, "best")
     recipe, cfg = loaded.recipe, loaded.cfg
@@ -169,7 +201,7 @@ def _classification(path: Path) -> str:
             probs.append(recipe.predict(loaded.model, x).float())
             labels.append(y)
             inputs.append(x)
-    p, y, x = torch.cat(probs), torch.cat(labels), torch.cat(inputs)
+    p, y, x = torch.cat(probs), torch.cat(labels).long(), torch.cat(inputs)
     pred = p.argmax(1)
     k = len(names)
     cm = torch.zeros(k, k, dtype=torch.long)
@@ -193,23 +225,111 @@ def _classification(path: Path) -> str:
     ax.set_ylim(0, 1)
     ax.set_title("accuracy per class")
     bars = _png(fig)
+    points = {"threshold 0.5": 0.5}
+    final = RunRecord.load(path).final or {}
+    if "best_f1_threshold" in final:  # SegDecNet's second operating point
+        points[f"best F1 ({final['best_f1_threshold']:.3f})"] = final["best_f1_threshold"]
+    curves = ("<p>Precision-recall and ROC curves (class 1 positive), the operating points marked:</p>"
+              + _pr_roc(p[:, 1], y, points)) if k == 2 else ""
     wrong = (pred != y).nonzero()[:, 0]
     top = wrong[p[wrong, pred[wrong]].argsort(descending=True)][:8].tolist()
-    gallery = "".join(f"<div>{_image(_picture(x[i]), f'true {names[y[i]]}, predicted {names[pred[i]]}')}<br><small>"
+    pictures = {i: _picture(x[i]) for i in top}
+    if top and has(recipe, "heatmap"):  # where the model sees the defect, in red over the mistaken image
+        from towerlab.data.segmentation import red_overlay
+
+        with torch.no_grad():
+            heat = recipe.heatmaps(loaded.model, x[top])
+        for j, i in enumerate(top):
+            pictures[i] = _picture(red_overlay(_to_uint8(x[i]), heat[j].cpu()))
+    gallery = "".join(f"<div>{_image(pictures[i], f'true {names[y[i]]}, predicted {names[pred[i]]}')}<br><small>"
                       f"true {html.escape(names[y[i]])}, predicted {html.escape(names[pred[i]])} "
                       f"({float(p[i, pred[i]]):.2f})</small></div>" for i in top)
     return (f'<p>accuracy <b id="accuracy">{accuracy:.4f}</b> on {len(y)} validation items (best weights)</p>'
-            f'<div class="figs">{matrix}{bars}</div><h3>Most confident mistakes</h3>'
+            f'<div class="figs">{matrix}{bars}{curves}</div><h3>Most confident mistakes</h3>'
             f'<div style="display:flex;gap:1em;flex-wrap:wrap">{gallery}</div>')
+
+
+def _segmentation(path: Path, n: int = 3) -> str:
+    """The first n validation images, each beside its label and the prediction (class colours; ignored pixels
+    black)."""
+    import torch
+
+    from towerlab import infer
+    from towerlab.dist import Dist
+
+    loaded = infer.load(path, "best")
+    recipe, cfg = loaded.recipe, loaded.cfg
+    names = recipe.class_names(cfg)
+    palette = _palette(len(names))
+    rows, shown = [], 0
+    with torch.no_grad():
+        for batch in recipe.build_data(cfg, Dist()).val:
+            x, y = batch[0], batch[-1]
+            pred = recipe.predict(loaded.model, x).argmax(1)
+            for i in range(len(x)):
+                if shown == n:
+                    break
+                label = palette[y[i].long().clamp(max=len(names))]
+                pictures = [_picture(x[i]), _picture(label.permute(2, 0, 1)), _picture(palette[pred[i]].permute(2, 0, 1))]
+                rows.append("<div>" + "".join(_image(p, a) for p, a in zip(pictures, ("input", "label", "prediction")))
+                            + "</div>")
+                shown += 1
+            if shown == n:
+                break
+    legend = " ".join(f'<span style="background:rgb{tuple(palette[i].tolist())};padding:0 .6em">&nbsp;</span> '
+                      f"{html.escape(name)}" for i, name in enumerate(names))
+    return f"<p><small>{legend}</small></p>" + "".join(rows)
+
+
+def _palette(k: int):
+    """k class colours (matplotlib's tab20), then black for the ignore label."""
+    import torch
+
+    cmap = _plt().get_cmap("tab20")
+    colours = [[int(255 * c) for c in cmap(i % 20)[:3]] for i in range(k)] + [[0, 0, 0]]
+    return torch.tensor(colours, dtype=torch.uint8)
+
+
+def _pr_roc(score, y, points: dict[str, float]) -> str:
+    """Precision-recall and ROC curves of a two-class model (class 1 positive), the operating points marked."""
+    import torch
+
+    order = score.argsort(descending=True)
+    hits = (y[order] == 1).double()
+    tp, fp = hits.cumsum(0), (1 - hits).cumsum(0)
+    pos, neg = max(float(hits.sum()), 1.0), max(float((1 - hits).sum()), 1.0)
+    precision, recall, fpr = tp / (tp + fp), tp / pos, fp / neg
+    marks = {name: int((score >= th).sum()) - 1 for name, th in points.items()}  # the last item called positive
+    plt = _plt()
+    figs = []
+    for xs, ys, xl, yl, title in ((recall, precision, "recall", "precision", "precision-recall"),
+                                  (fpr, recall, "false positive rate", "true positive rate", "ROC")):
+        fig, ax = plt.subplots(figsize=(3.4, 3))
+        ax.plot(torch.cat([torch.zeros(1, dtype=xs.dtype), xs]).numpy(),
+                torch.cat([ys[:1] if title != "ROC" else torch.zeros(1, dtype=ys.dtype), ys]).numpy())
+        for (name, at), colour in zip(marks.items(), ("#e07b39", "#2ca02c")):
+            if at >= 0:
+                ax.plot([float(xs[at])], [float(ys[at])], "o", color=colour, label=name)
+        if any(at >= 0 for at in marks.values()):
+            ax.legend(fontsize=7)
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.set_title(title)
+        figs.append(_png(fig))
+    return "".join(figs)
+
+
+def _to_uint8(t):
+    t = t.float().cpu()
+    return ((t - t.min()) / (t.max() - t.min()).clamp_min(1e-6) * 255).byte()
 
 
 def _picture(t):
     """A model input [C, H, W] (normalised) as a picture: stretched to 0..255, enlarged to at least 64 pixels."""
+    import torch
     from PIL import Image
 
-    t = t.float().cpu()
-    t = (t - t.min()) / (t.max() - t.min()).clamp_min(1e-6) * 255
-    a = t.byte().permute(1, 2, 0).numpy()
+    a = (t if t.dtype == torch.uint8 else _to_uint8(t)).permute(1, 2, 0).numpy()
     im = Image.fromarray(a[..., 0] if a.shape[2] == 1 else a[..., :3])
     scale = max(1, 64 // max(im.size))
     return im.resize((im.width * scale, im.height * scale), Image.NEAREST)
@@ -244,8 +364,15 @@ def _molecules(path: Path) -> str:
         ax.set_title(key)
         ax.legend(fontsize=7)
         figs.append(_png(fig))
+    searches = ""
+    for folder in sorted(p for p in path.iterdir() if p.is_dir() and p.name.startswith(("hillclimb-", "mcts-"))):
+        pngs = [folder / f for f in ("score.png", "best.png") if (folder / f).is_file()]
+        if pngs:
+            from PIL import Image
+
+            searches += f"<h3>{html.escape(folder.name)}</h3>" + "".join(_image(Image.open(f), f.stem) for f in pngs)
     return (note + _kv({**metrics, "training set size": len(gen.canonical_set(training))}) +
-            f'<div class="figs">{_image(grid, "sampled molecules")}{"".join(figs)}</div>')
+            f'<div class="figs">{_image(grid, "sampled molecules")}{"".join(figs)}</div>' + searches)
 
 
 # -- a search --------------------------------------------------------------------------------------------------
@@ -307,16 +434,47 @@ def _parallel(trials: list[dict]) -> str:
     return _png(fig)
 
 
+# -- jobs and ensembles ----------------------------------------------------------------------------------------
+def group_report(path: Path) -> str:
+    """Members side by side: each one's final metrics (and the ensemble's, for an ensemble), a bar per member on
+    every metric they share, links to the members' reports."""
+    if (path / "ensemble.json").is_file():
+        data = json.loads((path / "ensemble.json").read_text())
+        rows = [{"member": name, **m} for name, m in data["members"].items()]
+        rows.append({"member": "ensemble", **data["ensemble"]})
+        title, key = f"ensemble: {path.name}", "member"
+    else:
+        rows = json.loads((path / "summary.json").read_text())
+        title, key = f"jobs: {path.name}", "job"
+    links = {i: f"{r[key]}/report.html" for i, r in enumerate(rows) if (path / str(r[key]) / "report.html").is_file()}
+    plt = _plt()
+    figs = []
+    numeric = [k for k in dict.fromkeys(k for r in rows for k in r)
+               if k not in (key, "seconds", "wall_s", "step", "epoch", "eval_s", "world_size", "replica_max_abs_diff")
+               and all(isinstance(r.get(k), (int, float)) for r in rows)]
+    for k in numeric[:6]:
+        fig, ax = plt.subplots(figsize=(max(3.5, 0.6 * len(rows)), 2.6))
+        ax.bar(range(len(rows)), [r[k] for r in rows],
+               color=["#e07b39" if r[key] == "ensemble" else "#4a7ebb" for r in rows])
+        ax.set_xticks(range(len(rows)), [str(r[key]) for r in rows], rotation=45, fontsize=8)
+        ax.set_title(k)
+        figs.append(_png(fig))
+    return _page(title, [("Side by side", _table(rows, links=links)),
+                         ("Metrics", f'<div class="figs">{"".join(figs)}</div>')])
+
+
 # -- entry -----------------------------------------------------------------------------------------------------
 def write(path: str | Path) -> Path:
     path = Path(path)
     if (path / "generations.json").is_file():
         text = search_report(path)
+    elif (path / "ensemble.json").is_file() or (path / "summary.json").is_file():
+        text = group_report(path)
     elif (path / "config.yaml").is_file():
         text = run_report(path)
     else:
-        raise DataError(f"{path} is neither a run directory (config.yaml) nor a search folder (generations.json); "
-                        f"pass the folder `towerlab train` or `towerlab search` wrote")
+        raise DataError(f"{path} is neither a run directory (config.yaml) nor a search, jobs or ensemble folder; "
+                        f"pass the folder `towerlab train`, `search`, `jobs run` or `ensemble` wrote")
     out = path / "report.html"
     out.write_text(text)
     return out
