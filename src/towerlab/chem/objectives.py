@@ -71,17 +71,22 @@ class Objective:
         self.invalid += sum(m is None for m in mols)
         if self.on_smiles is not None:
             valid = [i for i, m in enumerate(mols) if m is not None]
-            try:  # the whole list at once; molecule by molecule only when something in it raises
-                values = [float(v) for v in self.on_smiles([smiles[i] for i in valid])]
-                if all(math.isfinite(v) for v in values):
-                    out = [None] * len(smiles)
-                    for i, v in zip(valid, values):
-                        out[i] = v
-                    return out
-            except Exception:  # noqa: BLE001 -- found again, per molecule, below
-                pass
-            return self._guarded(lambda i: self.on_smiles([smiles[i]])[0], mols, smiles)
+            values = self._whole_list([smiles[i] for i in valid])
+            if values is None:  # something in the list raised or was not finite: find it molecule by molecule
+                return self._guarded(lambda i: self.on_smiles([smiles[i]])[0], mols, smiles)
+            out = [None] * len(smiles)
+            for i, v in zip(valid, values):
+                out[i] = v
+            return out
         return self._guarded(lambda i: self.on_mol(mols[i]), mols, smiles)
+
+    def _whole_list(self, smiles: list[str]) -> list[float] | None:
+        """All the scores in one call (GuacaMol scores lists); None when any of them fails, to be found one by one."""
+        try:
+            values = [float(v) for v in self.on_smiles(smiles)]
+        except Exception:  # noqa: BLE001 -- the per-molecule pass that follows names and counts the culprit
+            return None
+        return values if all(math.isfinite(v) for v in values) else None
 
     def _guarded(self, score: Callable, mols: list, smiles: list[str]) -> list[float | None]:
         out = []
