@@ -172,7 +172,7 @@ def run_report(path: Path) -> str:
     if per_class:
         sections.append(("Per class", per_class))
     if rec.checkpoints and has(rec.recipe, "classify"):
-        sections.append(("Classification (validation split)", _classification(path)))
+        sections.append(("Classification (validation split)", _classification(path, rec.final or {})))
     if rec.checkpoints and has(rec.recipe, "segment"):
         sections.append(("Validation images: input, label, prediction", _segmentation(path)))
     if rec.checkpoints and has(rec.recipe, "generate"):
@@ -182,7 +182,7 @@ def run_report(path: Path) -> str:
     return _page(f"{rec.recipe}: {path.name}", sections)
 
 
-def _classification(path: Path) -> str:
+def _classification(path: Path, final: dict) -> str:
     """Confusion matrix, per-class accuracy and the most confident mistakes, from the best weights."""
     import torch
 
@@ -226,7 +226,6 @@ def _classification(path: Path) -> str:
     ax.set_title("accuracy per class")
     bars = _png(fig)
     points = {"threshold 0.5": 0.5}
-    final = RunRecord.load(path).final or {}
     if "best_f1_threshold" in final:  # SegDecNet's second operating point
         points[f"best F1 ({final['best_f1_threshold']:.3f})"] = final["best_f1_threshold"]
     curves = ("<p>Precision-recall and ROC curves (class 1 positive), the operating points marked:</p>"
@@ -348,7 +347,8 @@ def _molecules(path: Path) -> str:
         training, note = [], f"<p>{html.escape(str(e))}</p>"
     else:
         note = ""
-    metrics = props.generation_metrics(smiles, gen.canonical_set(training), k=len(smiles))
+    known = gen.canonical_set(training)  # RDKit over the whole training set: once (245k molecules take ~30 s)
+    metrics = props.generation_metrics(smiles, known, k=len(smiles))
     valid = [s for s in smiles if props.mol(s) is not None]
     from rdkit.Chem import Draw
 
@@ -371,7 +371,7 @@ def _molecules(path: Path) -> str:
             from PIL import Image
 
             searches += f"<h3>{html.escape(folder.name)}</h3>" + "".join(_image(Image.open(f), f.stem) for f in pngs)
-    return (note + _kv({**metrics, "training set size": len(gen.canonical_set(training))}) +
+    return (note + _kv({**metrics, "training set size": len(known)}) +
             f'<div class="figs">{_image(grid, "sampled molecules")}{"".join(figs)}</div>' + searches)
 
 

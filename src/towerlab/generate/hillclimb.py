@@ -57,32 +57,35 @@ def _score_new(m: Model, objective: Objective, smiles: list[str], seen: dict[str
     return len(new)
 
 
+def _device(net: torch.nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
 def _fine_tune(m: Model, opt: torch.optim.Optimizer, pool: list[str], s: Settings, round_: int) -> float:
     """Maximum likelihood on the kept molecules: s.epochs passes in shuffled batches; the mean loss."""
     tokens, _ = m.vocab.encode(pool, Skipped())
     g = torch.Generator().manual_seed(s.seed * 1_000_003 + round_)
-    net, losses = m.net.train(), []
+    net, losses = m.net.train(), []  # 0-d tensors, read once at the end: no host sync per step on a GPU
     total = s.epochs * math.ceil(len(tokens) / s.batch_size)
     for epoch in range(s.epochs):
         for idx in torch.randperm(len(tokens), generator=g).split(s.batch_size):
-            loss, _ = m.recipe.loss(net, (tokens[idx],), Step(len(losses), total, epoch))
+            loss, _ = m.recipe.loss(net, (tokens[idx].to(_device(net)),), Step(len(losses), total, epoch))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
-            losses.append(loss.item())
+            losses.append(loss.detach())
     m.net.eval()
-    return sum(losses) / max(len(losses), 1)
+    return float(torch.stack(losses).double().mean()) if losses else 0.0
 
 
 def _resume(m: Model, opt, out: Path, objective: Objective) -> tuple[int, dict, list[dict]]:
     try:
         folder = checkpoint.find(out, "last")
-    except CheckpointError as e:
+    except CheckpointError:
         if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
-            raise
-        del e
-        return 0, {}, []
+            raise  # checkpoints exist and none verifies: say so, never start over silently
+        return 0, {}, []  # a new search
     m.net.load_state_dict(checkpoint.load_weights(folder))
     state = checkpoint.load_state(folder)
     opt.load_state_dict(state["optimizer"])
