@@ -5,8 +5,15 @@ has logged since). The standard library's HTTP server: nothing to build, nothing
 
     GET /              the page (it polls /runs.json)
     GET /runs.json     the runs, as the page shows them
-    GET /report/PATH   report.html of the run or search at PATH (relative to DIR)
+    GET /report/PATH/  report.html of the run or search at PATH (relative to DIR); its links to trials' and
+                       members' reports (PATH/trials/T/report.html) resolve to their own /report/ pages
     GET /service.json  with --serve CONFIG: what the service wrote to its outcome table (read only)
+
+What it exposes, and to whom: it listens on 127.0.0.1 only and answers only requests whose Host header names that
+address (or localhost) and its port, so a web page that rebinds its own host name to 127.0.0.1 gets 403, not your
+runs. A GET writes nothing to disk: a missing or stale report is rendered into the board's own memory; an up to date
+report.html is served only when it is a regular file inside DIR, and a run folder holding any link that leaves DIR
+is refused whole.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from towerlab.errors import ConfigError, TowerlabError
+from towerlab.files import inside, link_leaving
 from towerlab.runs import RunRecord
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>towerlab board: {root}</title>
@@ -37,7 +45,7 @@ async function refresh() {{
     <td>${{esc(r.path)}}</td><td>${{esc(r.recipe)}}</td><td class="${{esc(r.status)}}">${{esc(r.status)}}</td>
     <td>${{r.metric === null ? '' : esc(r.metric_name + ' ' + r.metric.toFixed(4))}}</td><td>${{esc(r.steps)}}</td>
     <td>${{r.seconds === null ? '' : esc(r.seconds.toFixed(1) + ' s')}}</td>
-    <td><a href="report/${{encodeURI(r.path)}}">report</a></td></tr>`).join('');
+    <td><a href="report/${{r.path.split('/').map(encodeURIComponent).join('/')}}/">report</a></td></tr>`).join('');
 }}
 async function service() {{
   const dbs = await (await fetch('service.json')).json();
@@ -59,6 +67,9 @@ tick(); setInterval(tick, {every_ms});
 </script></body></html>"""
 
 
+_LISTED = ("config.yaml", "status.json", "metrics.jsonl", "final_metrics.json")
+
+
 def find_runs(root: Path) -> list[dict]:
     """Every run directory under root (a folder with config.yaml and metrics or a status), as the board lists it."""
     rows = []
@@ -66,6 +77,8 @@ def find_runs(root: Path) -> list[dict]:
         run = config.parent
         if not ((run / "status.json").is_file() or (run / "metrics.jsonl").is_file()):
             continue
+        if any(not inside(run / f, root) for f in _LISTED if (run / f).is_symlink()):
+            continue  # a link out of the board's folder is never read
         try:
             rec = RunRecord.load(run)
         except TowerlabError:
@@ -123,6 +136,14 @@ class _Handler(BaseHTTPRequestHandler):
     root: Path
     every: float
     service: str | None = None
+    cache: dict  # run folder -> (the newest input's mtime, rendered page): the board's own, in memory
+
+    def _host_ok(self) -> bool:
+        """DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 sends Host: evil.example."""
+        port = self.server.server_address[1]
+        host = (self.headers.get("Host") or "").strip().lower()
+        return host in {f"{name}:{port}" for name in ("127.0.0.1", "localhost")} | (
+            {"127.0.0.1", "localhost"} if port == 80 else set())
 
     def log_message(self, *args) -> None:  # one line per request on stderr is noise here
         pass
@@ -137,6 +158,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+        if not self._host_ok():
+            return self._send(403, "this board answers only requests addressed to 127.0.0.1 or localhost")
         path = unquote(self.path.split("?", 1)[0])
         if path in ("/", "/index.html"):
             return self._send(200, PAGE.format(root=html.escape(str(self.root)), every=self.every,
@@ -153,18 +176,26 @@ class _Handler(BaseHTTPRequestHandler):
     def _report(self, rel: str) -> None:
         from towerlab import report
 
-        target = (self.root / rel).resolve()
-        if not target.is_relative_to(self.root.resolve()) or not target.is_dir():
+        rel = rel.removesuffix("report.html").strip("/")
+        target = self.root / rel
+        if not rel or not inside(target, self.root) or not target.is_dir():
             return self._send(404, "no such run under the board's folder")
+        leaving = link_leaving(target, self.root)
+        if leaving is not None:
+            return self._send(403, html.escape(f"{leaving.relative_to(self.root)} is a link that leaves the board's "
+                                               f"folder; the board does not follow it"))
         page = target / "report.html"
         newest = max((f.stat().st_mtime for f in (target / "metrics.jsonl", target / "generations.json",
                                                   target / "final_metrics.json") if f.is_file()), default=0)
-        try:
-            if not page.is_file() or page.stat().st_mtime < newest:
-                report.write(target)
-        except TowerlabError as e:
-            return self._send(500, html.escape(str(e)))
-        return self._send(200, page.read_text())
+        if page.is_file() and not page.is_symlink() and page.stat().st_mtime >= newest:
+            return self._send(200, page.read_text())
+        cached = self.cache.get(target)
+        if cached is None or cached[0] < newest:
+            try:
+                cached = self.cache[target] = (newest, report.render(target))
+            except TowerlabError as e:
+                return self._send(500, html.escape(str(e)))
+        return self._send(200, cached[1])
 
 
 def make_server(root: str | Path, port: int = 8800, every: float = 3.0,
@@ -175,7 +206,9 @@ def make_server(root: str | Path, port: int = 8800, every: float = 3.0,
         raise ConfigError(f"{root} is not a folder; pass the folder your runs are in (e.g. runs)")
     if service:
         service_summary(service)  # a config that does not load is one line now, not a broken page later
-    handler = type("Handler", (_Handler,), {"root": root, "every": every, "service": service})
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a TCP port; choose one in 1..65535 (0: any free one)")
+    handler = type("Handler", (_Handler,), {"root": root, "every": every, "service": service, "cache": {}})
     try:
         return ThreadingHTTPServer(("127.0.0.1", port), handler)
     except OSError as e:

@@ -33,28 +33,12 @@ from safetensors.torch import save as st_save
 
 from towerlab.data.fetch import sha256
 from towerlab.errors import CheckpointError
+from towerlab.files import atomic_write, fsync_dir  # noqa: F401 (atomic_write: used here and by importers)
 
 MANIFEST = "manifest.json"
 _FOLDER = re.compile(r"step-(\d{8})-[0-9a-f]{6}")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes so that path holds either the old or the new content, never a mix."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -86,10 +70,10 @@ def save(ckpt_dir: Path, step: int, weights: dict[str, dict], state: dict, point
     manifest = {"step": step, "world_size": state.get("world_size", 1),
                 "sha256": {f: hashlib.sha256(data).hexdigest() for f, data in files.items()}}
     _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     final = ckpt_dir / name
     os.replace(tmp, final)
-    _fsync_dir(ckpt_dir)
+    fsync_dir(ckpt_dir)
     for p in pointers:
         atomic_write(ckpt_dir / f"{p}.json", json.dumps({"dir": name, "step": step}).encode())
     prune(ckpt_dir, keep, newest=final)
@@ -104,7 +88,11 @@ def pointer(ckpt_dir: Path, which: str) -> Path | None:
     try:
         name = json.loads(p.read_text())["dir"]
     except (ValueError, KeyError, TypeError):
-        raise CheckpointError(f"{p} is damaged; delete it to fall back to the newest checkpoint that verifies") from None
+        name = None
+    # a pointer names a checkpoint folder of this run by its own name: never a path ("/elsewhere", "../x", 5)
+    if not isinstance(name, str) or not _FOLDER.fullmatch(name):
+        raise CheckpointError(f"{p} is damaged or names no checkpoint folder of this run; delete it to fall back to "
+                              f"the newest checkpoint that verifies") from None
     return ckpt_dir / name
 
 
@@ -178,15 +166,20 @@ def recorded_sha256(path: Path) -> str:
 
 
 def damage(folder: Path) -> str | None:
-    """Why the checkpoint in `folder` cannot be trusted (a file missing, a checksum mismatch), or None.
-    A checkpoint written before manifests existed has nothing to check against and passes."""
+    """Why the checkpoint in `folder` cannot be trusted (its manifest missing or empty, a file missing or not in
+    the manifest, a checksum mismatch), or None. A checkpoint is verified or refused: nothing loads unchecked."""
     if not (folder / MANIFEST).is_file():
-        legacy = (folder / "state.pt").is_file() and not any((d / MANIFEST).is_file() for d in folders(folder.parent))
-        return None if legacy else f"{MANIFEST} missing"
+        return f"{MANIFEST} missing"
     expected = manifest(folder).get("sha256")
-    if not isinstance(expected, dict):
-        return f"{MANIFEST} is damaged"
+    if not isinstance(expected, dict) or "state.pt" not in expected or \
+            not all(isinstance(k, str) and isinstance(v, str) for k, v in expected.items()):
+        return f"{MANIFEST} is damaged (no SHA-256 for state.pt)"
+    unlisted = sorted(f.name for f in folder.iterdir() if f.name != MANIFEST and f.name not in expected)
+    if unlisted:
+        return f"{unlisted[0]} is not in {MANIFEST}"
     for fname, digest in expected.items():
+        if "/" in fname or fname.startswith("."):
+            return f"{MANIFEST} names {fname!r}, which is not a file of the checkpoint"
         if not (folder / fname).is_file():
             return f"{fname} missing"
         if sha256(folder / fname) != digest:

@@ -13,8 +13,7 @@ data, no network, opens from disk). What it shows follows what the recipe can do
                     linking to their own reports
     jobs, ensemble  the members (and the ensemble) side by side, a bar per member on each metric they share
 
-A first part of issue 16: the board, the automatic report at the end of train/search/jobs and the browser test
-are still to come."""
+Written at the end of train, search, jobs run and ensemble; the board (board.py) renders the same pages on request."""
 
 from __future__ import annotations
 
@@ -25,6 +24,7 @@ import json
 from pathlib import Path
 
 from towerlab.errors import DataError
+from towerlab.files import atomic_write
 from towerlab.runs import RunRecord
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
@@ -71,9 +71,20 @@ def _table(rows: list[dict], cls: str = "sortable", links: dict[int, str] | None
     for i, r in enumerate(rows):
         cells = "".join(f"<td>{_cell(r.get(k, ''))}</td>" for k in keys)
         if links and i in links:
-            cells = cells.replace("<td>", f'<td><a href="{html.escape(links[i])}">', 1).replace("</td>", "</a></td>", 1)
+            cells = cells.replace("<td>", f'<td><a href="{_href(links[i])}">', 1).replace("</td>", "</a></td>", 1)
         body.append(f"<tr>{cells}</tr>")
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _href(rel: str) -> str:
+    """A link to a file below the page's folder, percent-encoded segment by segment: a name can never turn it into
+    another scheme (javascript:), an absolute address or a step up (..)."""
+    from urllib.parse import quote
+
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise DataError(f"refusing to link {rel!r} from a report: not a path below the report's folder")
+    return html.escape("./" + "/".join(quote(p, safe="") for p in parts))
 
 
 def _cell(v) -> str:
@@ -464,7 +475,8 @@ def group_report(path: Path) -> str:
 
 
 # -- entry -----------------------------------------------------------------------------------------------------
-def write(path: str | Path) -> Path:
+def render(path: str | Path) -> str:
+    """The report page of a run, search, jobs or ensemble folder, as text (the board keeps it in memory)."""
     path = Path(path)
     if (path / "generations.json").is_file():
         text = search_report(path)
@@ -475,6 +487,12 @@ def write(path: str | Path) -> Path:
     else:
         raise DataError(f"{path} is neither a run directory (config.yaml) nor a search, jobs or ensemble folder; "
                         f"pass the folder `towerlab train`, `search`, `jobs run` or `ensemble` wrote")
-    out = path / "report.html"
-    out.write_text(text)
-    return out
+    return text
+
+
+def write(path: str | Path) -> Path:
+    """report.html in the folder."""
+    path = Path(path)
+    text = render(path)
+    # temp file + rename in the run folder: a report.html planted as a link is replaced, never written through
+    return atomic_write(path / "report.html", text, sync=False)

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from towerlab.checkpoint import atomic_write
+from towerlab.files import atomic_write
 
 
 @dataclass

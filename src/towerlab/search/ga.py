@@ -16,7 +16,7 @@ import random
 from pathlib import Path
 from typing import Callable
 
-from towerlab.checkpoint import atomic_write
+from towerlab.files import atomic_write
 from towerlab.errors import ConfigError
 from towerlab.search.space import Space, genome_key
 

@@ -83,7 +83,7 @@ def read_pruned(run_dir: Path) -> dict | None:
 
 
 def write_pruned(run_dir: Path, metric: str, evaluation: int, value: float) -> dict:
-    from towerlab.checkpoint import atomic_write
+    from towerlab.files import atomic_write
 
     record = {"metric": metric, "evaluation": evaluation, "value": value}
     atomic_write(run_dir / "pruned.json", json.dumps(record).encode())

@@ -1,0 +1,71 @@
+"""Writing and reading files that others may have planted links in: atomic replacement, never through a link.
+
+Torch-free: the board, reports and the service's image writer use it as well as checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from towerlab.errors import DataError
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, data: bytes | str, sync: bool = True) -> Path:
+    """path holds the old content or the new, never a mix. The new file is made beside it and renamed over it, so
+    a symlink at path is replaced, never written through (a link to /etc/passwd stays pointing at an untouched
+    file)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    raw = data.encode() if isinstance(data, str) else data
+    # O_EXCL | O_NOFOLLOW: a link planted at the temporary name cannot redirect the write either
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if sync:
+        fsync_dir(path.parent)
+    return path
+
+
+def inside(path: str | Path, root: str | Path) -> bool:
+    """path, with every link in it followed, is root or lies under it."""
+    return Path(path).resolve().is_relative_to(Path(root).resolve())
+
+
+def link_leaving(folder: str | Path, root: str | Path) -> Path | None:
+    """The first symbolic link under folder (itself included) whose target lies outside root, or None.
+    Links are not followed while walking, so a link to / costs one check, not a walk of the disk."""
+    folder, root = Path(folder), Path(root).resolve()
+    if folder.is_symlink() and not inside(folder, root):
+        return folder
+    for here, dirs, files in os.walk(folder, followlinks=False):
+        for name in (*dirs, *files):
+            p = Path(here, name)
+            if p.is_symlink() and not inside(p, root):
+                return p
+    return None
+
+
+def read_regular(path: str | Path, root: str | Path) -> str:
+    """The text of a regular file under root; a link that leaves root, or anything that is not a file, is refused."""
+    path = Path(path)
+    if not inside(path, root) or not path.resolve().is_file():
+        raise DataError(f"{path} is not a file inside {root}; remove the link or move the file there")
+    return path.read_text()
