@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -34,16 +35,16 @@ def _launch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", default=None, metavar="N|I,J,...",
                    help="GPUs to train on: a count (0 = CPU; N > 1 = N processes under torchrun) or a list of indices "
                         "(default: 1 if a GPU is visible)")
-    p.add_argument("--procs", type=int, default=None,
+    p.add_argument("--procs", type=POSITIVE, default=None,
                    help="processes to launch (default: --gpus; on --resume, as many as the run was trained with); "
                         "with --gpus 0, N CPU processes over gloo")
     p.add_argument("--out", default=None, help="run directory (default: runs/<recipe>-<time>)")
-    p.add_argument("--max-restarts", type=int, default=0,
+    p.add_argument("--max-restarts", type=_count(0), default=0,
                    help="restart every process this many times when one fails; each restart resumes from the newest "
                         "checkpoint (torchrun's --max-restarts; towerlab does the same under a hand-run torchrun)")
     p.add_argument("--auto-resume", action="store_true",
                    help="continue the run in --out if it has checkpoints, else start it (for schedulers that requeue)")
-    p.add_argument("--dist-timeout", type=float, default=300.0, metavar="SECONDS",
+    p.add_argument("--dist-timeout", type=_at_least(0.0, strict=True), default=300.0, metavar="SECONDS",
                    help="how long the processes wait for one that does not answer before the run stops (default: 300)")
     p.add_argument("--allow-world-size-change", action="store_true",
                    help="on --resume, continue on another number of processes (not bit-exact)")
@@ -73,11 +74,24 @@ def parse_gpus(value: str) -> list[int]:
     try:
         if text == "none":
             return []
-        if "," not in text:
-            return list(range(int(text)))
-        return [int(g) for g in text.split(",") if g.strip()]
+        gpus = list(range(int(text))) if "," not in text else [int(g) for g in text.split(",") if g.strip()]
     except ValueError:
-        raise TowerlabError(f"--gpus {value!r}: write a count (0 for the CPU, 4) or GPU indices (0,1,3)") from None
+        gpus = None
+    if gpus is None or text.startswith("-") or any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
+        raise TowerlabError(f"--gpus {value}: write a count (0 for the CPU, 4) or distinct GPU indices (0,1,3)")
+    return gpus
+
+
+def check_visible(value: str, gpus: list[int]) -> None:
+    """GPUs asked for must be there: trials 'on 0' and 'on 1' that quietly train on the CPU are a wrong answer."""
+    if not gpus:
+        return
+    import torch
+
+    seen = torch.cuda.device_count()
+    if (max(gpus) >= seen) if "," not in value else (len(gpus) > seen):  # a list is already pinned: count it
+        raise TowerlabError(f"--gpus {value} asks for GPU {', '.join(map(str, gpus))} but torch sees {seen} GPU(s) "
+                            f"here; pass --gpus 0 to use the CPU")
 
 
 def _train_gpus(value: str | None) -> int | None:
@@ -87,13 +101,53 @@ def _train_gpus(value: str | None) -> int | None:
     gpus = parse_gpus(value)
     if "," in value:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
+    check_visible(value, gpus)
     return len(gpus)
+
+
+def _count(minimum: int):
+    """An argparse type: an integer >= minimum, refused in one line otherwise."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"{n} is too small; give {minimum} or more")
+        return n
+    return parse
+
+
+def _at_least(minimum: float, strict: bool = False):
+    """An argparse type: a finite number >= minimum (> minimum when strict)."""
+    def parse(text: str) -> float:
+        try:
+            x = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(x) or x < minimum or (strict and x == minimum):
+            raise argparse.ArgumentTypeError(f"{text} must be {'>' if strict else '>='} {minimum:g}")
+        return x
+    return parse
+
+
+POSITIVE = _count(1)
+
+
+def _share(text: str) -> float:
+    """An argparse type: a fraction in [0, 1]."""
+    x = _at_least(0.0)(text)
+    if x > 1:
+        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1")
+    return x
 
 
 def cmd_train(argv: list[str]) -> int:
     # the recipe decides which flags exist, so find it before parsing: a registered name, or the resumed run's
     name = next((a for a in argv if a in recipes.REGISTRY), None)
     resume_dir = config.flag_value(argv, "--resume")
+    if name is None and not resume_dir and argv and not argv[0].startswith("-"):
+        recipes.get(argv[0])  # `train resnet50 --lr 0.1`: name the unknown recipe, not its flags
     if resume_dir:
         from towerlab.runs import read_config
 
@@ -207,6 +261,8 @@ def _executor(args):
     gpus = parse_gpus(args.gpus) if args.gpus else None
     if args.executor == "ray":
         return RayExecutor(args.address, gpus=gpus != [], per_gpu=args.per_gpu, cpus_per_trial=args.cpus_per_trial)
+    if gpus:
+        check_visible(args.gpus, gpus)
     return LocalExecutor(gpus=gpus or None, per_gpu=args.per_gpu, workers=args.workers)
 
 
@@ -280,13 +336,13 @@ def _add_devices(p) -> None:
     p.add_argument("--gpus", metavar="N|I,J,...", help="GPUs to run trials on: a count (the first N; 0 = none, CPU "
                                                         "trials) or indices (0,2,3); with --executor ray, any count but 0 "
                                                         "uses the cluster's GPUs")
-    p.add_argument("--per-gpu", type=int, default=1, help="runs at once on each GPU")
-    p.add_argument("--workers", type=int, default=1, help="without --gpus: CPU processes at once")
+    p.add_argument("--per-gpu", type=POSITIVE, default=1, help="runs at once on each GPU")
+    p.add_argument("--workers", type=POSITIVE, default=1, help="without --gpus: CPU processes at once")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: processes on this machine; ray: Ray tasks on a cluster (trial folders on shared storage)")
     p.add_argument("--address", default="auto",
                    help="with --executor ray: the cluster (auto = the one `ray start` runs here, HOST:PORT, or local)")
-    p.add_argument("--cpus-per-trial", type=int, default=1, help="with --executor ray: CPU cores each trial asks for")
+    p.add_argument("--cpus-per-trial", type=POSITIVE, default=1, help="with --executor ray: CPU cores each trial asks for")
 
 
 def cmd_export(args) -> int:
@@ -334,7 +390,7 @@ def _parser() -> argparse.ArgumentParser:
         s.set_defaults(func=func)
     sub.choices["eval"].add_argument("--data", help="dataset folder (default: the run's)")
     sub.choices["predict"].add_argument("files", nargs="+", help="image files (PNG, JPEG, ...)")
-    sub.choices["predict"].add_argument("--top", type=int, default=3, help="probabilities shown per file")
+    sub.choices["predict"].add_argument("--top", type=POSITIVE, default=3, help="probabilities shown per file")
     sub.choices["predict"].add_argument("--out-dir", help="where segmentation and defect recipes write their PNGs "
                                                           "(default: beside each input)")
     sub.choices["predict"].add_argument("--json", action="store_true", help="one JSON object per file")
@@ -345,7 +401,7 @@ def _parser() -> argparse.ArgumentParser:
     bd = sub.add_parser("board", help="a web page on 127.0.0.1 listing every run under DIR, live, with their reports")
     bd.add_argument("dir", help="the folder your runs are in")
     bd.add_argument("--port", type=int, default=8800, help="port on 127.0.0.1 (0: any free one; default 8800)")
-    bd.add_argument("--every", type=float, default=3.0, help="seconds between refreshes of the page")
+    bd.add_argument("--every", type=_at_least(0.1), default=3.0, help="seconds between refreshes of the page")
     bd.add_argument("--serve", metavar="CONFIG", help="also show what the service of this config wrote: rows graded, "
                                                       "error rate, grades per minute (read only)")
     bd.set_defaults(func=cmd_board)
@@ -360,7 +416,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("action", choices=("fetch", "export"))
     d.add_argument("name", help="fetch: mnist|cifar10; export: a recipe name")
     d.add_argument("dir", help="destination folder")
-    d.add_argument("--n", type=int, default=8, help="export: how many validation images")
+    d.add_argument("--n", type=POSITIVE, default=8, help="export: how many validation images")
     d.add_argument("--data", help="export: dataset folder (default: $TOWERLAB_DATA/<dataset>)")
     d.set_defaults(func=cmd_data)
     c = sub.add_parser("chem", help="use a molecule generator: sample; encode, decode, optimize (autoencoders); "
@@ -374,10 +430,10 @@ def _parser() -> argparse.ArgumentParser:
                                  "grid beside it); hillclimb/mcts: the folder (default: RUN_DIR/<action>-<objective>-"
                                  "seed<N>)")
     c.add_argument("--seed", type=int, default=0, help="random seed (sampling, seed choice, search)")
-    c.add_argument("--temperature", type=float, default=None, help="sampling temperature (0: the most probable token; "
+    c.add_argument("--temperature", type=_at_least(0.0), default=None, help="sampling temperature (0: the most probable token; "
                                                                    "default: 1 for smiles-lstm, 0 for autoencoders)")
     g = c.add_argument_group("sample")
-    g.add_argument("--n", type=int, default=1000, help="how many molecules")
+    g.add_argument("--n", type=POSITIVE, default=1000, help="how many molecules")
     g.add_argument("--sample-tokens", action="store_true", help="draw each token (= --temperature 1)")
     g.add_argument("--train-data", help="the training SMILES for novelty (default: the file the run trained on)")
     g.add_argument("--reference", help="also report novelty against this SMILES file, e.g. "
@@ -389,22 +445,22 @@ def _parser() -> argparse.ArgumentParser:
                                                      "training set")
     g = c.add_argument_group("optimize")
     g.add_argument("--property", default="qed", help="which predicted property to raise")
-    g.add_argument("--steps", type=int, default=50, help="gradient steps in latent space")
-    g.add_argument("--lr", type=float, default=None, help="optimize: Adam step in latent space (default 0.05); "
+    g.add_argument("--steps", type=POSITIVE, default=50, help="gradient steps in latent space")
+    g.add_argument("--lr", type=_at_least(0.0, strict=True), default=None, help="optimize: Adam step in latent space (default 0.05); "
                                                           "hillclimb: fine-tuning lr (default 5e-4)")
-    g.add_argument("--n-seeds", type=int, default=20, help="seed molecules")
+    g.add_argument("--n-seeds", type=POSITIVE, default=20, help="seed molecules")
     g = c.add_argument_group("hillclimb and mcts")
     g.add_argument("--objective", default="qed", help="qed, plogp, logp, similarity:SMILES, guacamol:NAME (a "
                                                       "goal-directed v2 benchmark) or package.module:function")
-    g.add_argument("--rounds", type=int, default=20, help="hillclimb: rounds (GuacaMol baseline: 20)")
-    g.add_argument("--samples", type=int, default=1024, help="hillclimb: molecules sampled per round")
-    g.add_argument("--keep", type=int, default=512, help="hillclimb: best molecules kept and fine-tuned on")
-    g.add_argument("--epochs", type=int, default=2, help="hillclimb: fine-tuning epochs per round")
-    g.add_argument("--batch-size", type=int, default=256, help="hillclimb: fine-tuning batch")
-    g.add_argument("--budget", type=int, default=5000, help="mcts: molecules to evaluate")
-    g.add_argument("--expand", type=int, default=5, help="mcts: children per expansion (most probable tokens)")
-    g.add_argument("--rollouts", type=int, default=4, help="mcts: rollouts per new child")
-    g.add_argument("--c", type=float, default=1.0, help="mcts: UCB exploration constant")
+    g.add_argument("--rounds", type=POSITIVE, default=20, help="hillclimb: rounds (GuacaMol baseline: 20)")
+    g.add_argument("--samples", type=POSITIVE, default=1024, help="hillclimb: molecules sampled per round")
+    g.add_argument("--keep", type=POSITIVE, default=512, help="hillclimb: best molecules kept and fine-tuned on")
+    g.add_argument("--epochs", type=POSITIVE, default=2, help="hillclimb: fine-tuning epochs per round")
+    g.add_argument("--batch-size", type=POSITIVE, default=256, help="hillclimb: fine-tuning batch")
+    g.add_argument("--budget", type=POSITIVE, default=5000, help="mcts: molecules to evaluate")
+    g.add_argument("--expand", type=POSITIVE, default=5, help="mcts: children per expansion (most probable tokens)")
+    g.add_argument("--rollouts", type=POSITIVE, default=4, help="mcts: rollouts per new child")
+    g.add_argument("--c", type=_at_least(0.0), default=1.0, help="mcts: UCB exploration constant")
     c.set_defaults(func=cmd_chem)
     j = sub.add_parser("jobs", help="run a list of trainings side by side, one per device")
     j.add_argument("--no-report", action="store_true", help="do not write report.html (the group's and each "
@@ -418,7 +474,7 @@ def _parser() -> argparse.ArgumentParser:
     en.add_argument("--no-report", action="store_true", help="do not write report.html (the group's and each "
                                                              "member's) at the end (also: TOWERLAB_REPORT=0)")
     en.add_argument("recipe")
-    en.add_argument("--members", type=int, default=4)
+    en.add_argument("--members", type=POSITIVE, default=4)
     en.add_argument("--out", default="runs/ensemble")
     en.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override for every member")
     _add_devices(en)
@@ -432,13 +488,13 @@ def _parser() -> argparse.ArgumentParser:
                     help="ga (default), tpe or random (Optuna's samplers: population trials per batch, generations "
                          "batches), grid")
     se.add_argument("--out", default="runs/search", help="search folder (rerun the command to resume)")
-    se.add_argument("--population", type=int, default=20)
-    se.add_argument("--generations", type=int, default=10)
-    se.add_argument("--retain", type=float, default=0.4, help="share of the fittest kept as parents")
-    se.add_argument("--random-select", type=float, default=0.1, help="chance to keep a less fit genome")
-    se.add_argument("--mutate", type=float, default=0.2, help="chance that a child gets one gene drawn afresh")
+    se.add_argument("--population", type=_count(2), default=20)
+    se.add_argument("--generations", type=POSITIVE, default=10)
+    se.add_argument("--retain", type=_share, default=0.4, help="share of the fittest kept as parents")
+    se.add_argument("--random-select", type=_share, default=0.1, help="chance to keep a less fit genome")
+    se.add_argument("--mutate", type=_share, default=0.2, help="chance that a child gets one gene drawn afresh")
     se.add_argument("--seed", type=int, default=0)
-    se.add_argument("--points", type=int, default=4, help="grid: values per numeric range")
+    se.add_argument("--points", type=_count(2), default=4, help="grid: values per numeric range")
     se.add_argument("--prune", choices=("median", "asha"), help="stop hopeless trials at an evaluation: below the median "
                                                               "of earlier trials there, or outside the best third at "
                                                               "ASHA's rungs (local executor; off by default)")

@@ -93,11 +93,11 @@ class TrainConfig:
                 raise ConfigError(f"{f.name}={value!r} is not allowed; choose one of {', '.join(choices)}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.name}={value!r} must be a finite number")
-        positive = ("batch_size", "accum_steps", "log_every", "keep_checkpoints")
+        positive = ("batch_size", "accum_steps", "log_every", "keep_checkpoints", "lr")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
-        for name in ("epochs", "max_steps", "lr", "weight_decay", "clip_grad", "warmup_steps", "ckpt_every_steps",
+        for name in ("epochs", "max_steps", "weight_decay", "clip_grad", "warmup_steps", "ckpt_every_steps",
                      "eval_limit", "tb_histograms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
@@ -187,8 +187,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         flags = [f"--{f.name.replace('_', '-')}"]
         default = getattr(defaults, f.name)
         meta = field_meta(cls, f.name)
-        choices = f"one of {', '.join(meta['choices'])}; " if meta.get("choices") else ""
-        help = f"{meta.get('help', '')} ({choices}default: {default})"
+        choices = f"one of {', '.join(meta['choices'])}" if meta.get("choices") else ""
+        shown = "" if "(default:" in meta.get("help", "") or default == "" else f"default: {default}"
+        extra = "; ".join(filter(None, (choices, shown)))
+        help = f"{meta.get('help', '')}" + (f" ({extra})" if extra else "")
         kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help)
         if kind is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)

@@ -20,6 +20,7 @@ from torch import nn
 
 from towerlab import checkpoint, infer
 from towerlab.errors import ConfigError, missing_extra
+from towerlab.files import make_dir
 from towerlab.recipes import has, require
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -63,10 +64,9 @@ def export(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None
     loaded = infer.load(run_dir, which, folder=folder)
     require(loaded.recipe, "classify", "segment", command="export (it exports image models)")
     path = Path(out) if out else run_dir / f"model{FORMATS[fmt]}"
-    try:  # a folder named by --out that is not there yet is made, as `train --out` makes its run directory
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out {path}: cannot create {path.parent} ({e.strerror}); choose a writable place") from None
+    if path.is_dir():
+        raise ConfigError(f"--out {path} is a folder; name the file to write, e.g. {path / ('model' + FORMATS[fmt])}")
+    make_dir(path.parent, "--out's folder")  # made if it is not there, as `train --out` makes its run directory
     module = Pixels(loaded).eval()
     example = _example(loaded)
     meta = metadata(run_dir, loaded, folder)

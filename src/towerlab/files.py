@@ -69,3 +69,20 @@ def read_regular(path: str | Path, root: str | Path) -> str:
     if not inside(path, root) or not path.resolve().is_file():
         raise DataError(f"{path} is not a file inside {root}; remove the link or move the file there")
     return path.read_text()
+
+
+def make_dir(path: str | Path, what: str) -> Path:
+    """mkdir -p, with a folder that cannot be made or written (under a file, read-only, no permission) one line
+    naming the flag it came from."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".towerlab-probe-{uuid.uuid4().hex[:8]}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        from towerlab.errors import ConfigError
+
+        raise ConfigError(f"{what} {path} cannot be written ({e.strerror or type(e).__name__}); choose a folder you "
+                          f"can write to") from None
+    return path

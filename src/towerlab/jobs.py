@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 from towerlab import recipes
@@ -21,6 +22,9 @@ from towerlab.config import load_yaml
 from towerlab.errors import ConfigError
 from towerlab.runs import RunRecord
 from towerlab.executor import Executor, Result, Trial
+
+# names become folder names and links in reports: matched whole, so "javascript:x", "../x" and "a\n" never pass
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def load_jobs(path: str | Path, out: Path) -> list[Trial]:
@@ -34,10 +38,17 @@ def load_jobs(path: str | Path, out: Path) -> list[Trial]:
             raise ConfigError(f"{path}: job {i + 1} needs at least `recipe:`")
         recipes.get(job["recipe"])  # an unknown recipe fails here, before anything runs
         name = str(job.get("name") or f"{job['recipe']}-{i + 1}")
-        if name in names or "/" in name:
-            raise ConfigError(f"{path}: job name {name!r} is repeated or holds '/'; names are folder names")
+        if not NAME.fullmatch(name):
+            raise ConfigError(f"{path}: job {i + 1}: name {name!r} is not a plain folder name (letters, digits, . _ -, "
+                              f"starting with a letter or digit); rename it")
+        if name in names:
+            raise ConfigError(f"{path}: job name {name!r} is repeated; names are folder names")
         names.add(name)
-        trials.append(Trial(name, job["recipe"], dict(job.get("overrides") or {}), out / name))
+        overrides = job.get("overrides") or {}
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{path}: job {name}: overrides must be a mapping of field: value")
+        recipes.check_overrides(job["recipe"], overrides, f"{path}: job {name}")  # all of them, before any job runs
+        trials.append(Trial(name, job["recipe"], dict(overrides), out / name))
     return trials
 
 
@@ -69,6 +80,9 @@ def ensemble(recipe_name: str, members: int, out: str | Path, executor: Executor
     average of their predicted probabilities, scored on the validation split. Returns each member's metrics and
     the ensemble's."""
     out, fixed = Path(out), fixed or {}
+    if members < 1:
+        raise ConfigError(f"--members {members}: an ensemble needs at least 1 member (2 or more to be one)")
+    recipes.check_overrides(recipe_name, fixed, "--set")
     trials = [Trial(f"member{i}", recipe_name, {**fixed, "seed": i}, out / f"member{i}") for i in range(members)]
     results = executor.run(trials)
     failed = [r for r in results if r.status == "failed"]

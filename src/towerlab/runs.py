@@ -25,6 +25,7 @@ from pathlib import Path
 
 from towerlab.config import load_yaml, save_yaml
 from towerlab.errors import ConfigError
+from towerlab.files import make_dir
 
 
 def default_dir(recipe: str) -> Path:
@@ -39,8 +40,7 @@ class Run:
     steps that are about to be redone), 0 drops those of an earlier attempt that never checkpointed."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path = make_dir(path, "the run directory (--out)")
         self._lock = acquire_lock(self.path)
         self.tb = None
 

@@ -9,6 +9,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from towerlab.errors import DataError
+from towerlab.files import make_dir
 
 
 def read_image(path: str | Path, channels: int, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -69,7 +70,7 @@ def write_image(image: torch.Tensor, path: str | Path) -> None:
 def export_samples(images, labels, class_names: list[str], out: str | Path, n: int) -> list[Path]:
     """Write the first n images as <index>_<class>.png (<index>.png when the label is a map); returns the paths."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "the destination folder")
     paths = []
     for i in range(min(n, len(images))):
         name = f"_{class_names[int(labels[i])]}" if labels[i].numel() == 1 else ""

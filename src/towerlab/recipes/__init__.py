@@ -108,3 +108,15 @@ def require(recipe_or_name, *wanted: str, command: str) -> None:
 
 def summary(name: str) -> str:
     return _entry(name).summary
+
+
+def check_overrides(name: str, overrides: dict, where: str) -> None:
+    """Field overrides for a recipe (a job's, a search's --set): unknown fields, wrong types and bad values fail when
+    they are read, naming where they came from, not when a trial's turn comes."""
+    from towerlab.config import merge
+
+    cfg = merge(config_class(name)(), overrides, where)
+    try:
+        cfg.validate()
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None

@@ -30,8 +30,10 @@ def search(recipe_name: str, space_path: str, out: str | Path, executor: Executo
     space.check_fields(recipe.Config)
     metric, mode = recipe.MAIN_METRIC
     out, fixed = Path(out), fixed or {}
+    recipes.check_overrides(recipe_name, fixed, "--set")
     pruner = Pruner(prune, metric, maximize=mode == "max") if prune else None
     searcher = None
+    seen: dict[str, float] = {}  # trial -> fitness, for the best-so-far line after each batch
 
     def fitness(genomes: list[dict]) -> list[float | None]:
         trials = [Trial(genome_key(g), recipe_name, {**fixed, **g}, out / "trials" / genome_key(g)) for g in genomes]
@@ -40,7 +42,12 @@ def search(recipe_name: str, space_path: str, out: str | Path, executor: Executo
             pruner.reference = [curve(out / "trials" / key, metric) for key in done]
         results = executor.run(trials, pruner=pruner)
         write_trials(out, fixed, metric, [*(searcher.cache if searcher else {}), *(t.name for t in trials)])
-        return [r.fitness(metric) for r in results]
+        scores = [r.fitness(metric) for r in results]
+        seen.update({t.name: f for t, f in zip(trials, scores) if f is not None})
+        if seen:
+            name = (max if mode == "max" else min)(seen, key=seen.get)
+            print(f"best so far: {metric}={seen[name]:.4g} ({name}; {len(seen)} trials finished)", flush=True)
+        return scores
 
     if algo == "grid":
         best = grid_search(space, fitness, points, maximize=mode == "max")
