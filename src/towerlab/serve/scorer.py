@@ -33,6 +33,12 @@ class Scorer(Reloading):
         self.class_names = current.model.recipe.class_names(current.model.cfg)
         super().__init__(current, reload, check_s)
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the model being served: what a payload must match unless the config allows resizing."""
+        loaded = self.current.model
+        return tuple(loaded.recipe.input_shape(loaded.cfg))
+
     def _load(self, folder: Path) -> Version:
         loaded = infer.load(self.run_dir, self.which, folder=folder)
         return Version(folder.name, checkpoint.step_of(folder), checkpoint.recorded_sha256(loaded.weights), loaded,

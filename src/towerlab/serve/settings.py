@@ -34,10 +34,16 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def identifier(value: str) -> str:
-    """A plain SQL identifier, optionally schema-qualified (schema.table)."""
+    """A plain SQL identifier, optionally schema-qualified (schema.table), that is no reserved word."""
+    from sqlalchemy.sql.compiler import RESERVED_WORDS
+
     parts = value.split(".")
     if len(parts) > 2 or not all(_IDENT.fullmatch(p) for p in parts):
         raise ValueError(f"{value!r} is not a plain SQL identifier (letters, digits, _; at most 63 characters)")
+    reserved = [p for p in parts if p.lower() in RESERVED_WORDS]
+    if reserved:
+        raise ValueError(f"{value!r} is an SQL reserved word ({reserved[0]}); rename the column or table, or read it "
+                         f"through a view")
     return value
 
 
@@ -49,9 +55,11 @@ class Payload(_Strict):
     kind: Literal["columns", "text", "blob"]
     columns: list[str] = Field(default_factory=list, description="kind=columns: height*width numeric columns, row-major")
     column: str | None = Field(None, description="kind=text|blob: the column holding the values")
-    delimiter: str = ","
+    delimiter: str = Field(",", min_length=1)
     height: int = Field(gt=0)
     width: int = Field(gt=0)
+    resize: bool = Field(False, description="resize a payload whose height x width differs from the model's input "
+                                            "(otherwise such a row is an error outcome naming both sizes)")
 
     @field_validator("columns")
     @classmethod
@@ -155,16 +163,47 @@ class ServeSettings(_Strict):
         for s in self.sources:
             if s.database not in self.databases:
                 raise ValueError(f"source {s.name}: database {s.database!r} is not one of databases: {', '.join(self.databases)}")
+        own = {"outcome_table": self.outcome_table, "state_table": self.state_table, "gap_table": self.gap_table}
+        if len(set(t.lower() for t in own.values())) < len(own):
+            raise ValueError(f"outcome_table, state_table and gap_table must be three tables; got {', '.join(own.values())}")
+        for s in self.sources:
+            clash = next((k for k, t in own.items() if t.lower() == s.table.lower()), None)
+            if clash:
+                raise ValueError(f"source {s.name}: table {s.table} is also the {clash}; the service writes its own "
+                                 f"tables and reads yours: give them different names")
         return self
 
 
-def expand_env(url: str, where: str) -> str:
-    """${VAR} -> the environment's value, so passwords never have to be written in the file."""
+def _env(text: str, where: str) -> str:
     def sub(m: re.Match) -> str:
         if m.group(1) not in os.environ:
             raise ConfigError(f"{where}: environment variable {m.group(1)} is not set; export it before starting the service")
         return os.environ[m.group(1)]
-    return _ENV.sub(sub, url)
+    return _ENV.sub(sub, text)
+
+
+def expand_env(url: str, where: str) -> str:
+    """${VAR} -> the environment's value, so passwords never have to be written in the file.
+
+    The URL is split into its parts first and each part gets its own values, which the URL is then rebuilt from
+    (user name and password percent-encoded): a password holding @, %, / or : stays the password, never becomes
+    part of the host name. A value that is one ${VAR} alone is a whole URL from the environment, taken as written."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if _ENV.fullmatch(url.strip()):
+        return _env(url.strip(), where)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"{where}: not a database URL (dialect+driver://user:password@host/db, or ${{VAR}} "
+                          f"holding one)") from None
+    parts = {k: _env(v, where) if isinstance(v, str) else v for k, v in
+             {"username": parsed.username, "password": parsed.password, "host": parsed.host,
+              "database": parsed.database}.items()}
+    query = {k: _env(v, where) if isinstance(v, str) else tuple(_env(x, where) for x in v)
+             for k, v in parsed.query.items()}
+    return parsed.set(**parts, query=query).render_as_string(hide_password=False)
 
 
 def _lines(err: ValidationError, path: Path) -> str:

@@ -72,7 +72,15 @@ def _split(name: str) -> tuple[str | None, str]:
 
 class Store:
     def __init__(self, url: str, outcome_table: str, state_table: str, gap_table: str = "towerlab_gap"):
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        except (ArgumentError, NoSuchModuleError) as e:
+            from towerlab.errors import ConfigError
+
+            raise ConfigError(f"database URL {_redact(url)}: {str(e).splitlines()[0]}; write "
+                              f"dialect+driver://user:password@host/db, e.g. postgresql+psycopg://...") from None
         self.dialect = self.engine.dialect.name
         md = MetaData()
         schema, name = _split(outcome_table)
@@ -118,6 +126,41 @@ class Store:
                     raise
                 time.sleep(0.2)  # another service created them after our check: the next check sees them
 
+    def check_source(self, conn: Connection, src: Source) -> str | None:
+        """What makes a source unusable as configured (its table or a column missing, a key column whose type holds
+        no integer ids), or None. A configuration mistake, said once at start: never retried as an outage."""
+        from sqlalchemy import inspect
+        from sqlalchemy.types import Integer as IntegerType
+
+        schema, name = _split(src.table)
+        insp = inspect(conn)
+        if not insp.has_table(name, schema=schema):
+            return f"table {src.table} does not exist in this database"
+        types = {c["name"].lower(): c["type"] for c in insp.get_columns(name, schema=schema)}
+        wanted = [src.key_column, *src.payload.sql_columns(), *([src.status_column] if src.status_column else [])]
+        gone = [c for c in wanted if c.lower() not in types]
+        if gone:
+            return f"table {src.table} has no column {gone[0]} (it has {', '.join(sorted(types))})"
+        key_type = types[src.key_column.lower()]
+        if not isinstance(key_type, IntegerType):
+            return (f"key column {src.table}.{src.key_column} is {key_type}; the service tracks rows by an integer "
+                    f"key (an id from a sequence or identity column): point key_column at one")
+        return None
+
+    def _integer_keys(self, key):
+        """Rows whose key is an integer: NULL never is, and SQLite stores text or 1.5 in an INTEGER column as is."""
+        cond = key.isnot(None)
+        return and_(cond, func.typeof(key) == "integer") if self.dialect == "sqlite" else cond
+
+    def unusable_keys(self, conn: Connection, src: Source) -> tuple[int, object]:
+        """How many rows of the source have a key that is not an integer (NULL, text, 1.5), and one such key."""
+        t = self._source(src)
+        key = t.c[src.key_column]
+        bad = ~self._integer_keys(key)
+        n = conn.execute(select(func.count()).select_from(t).where(bad)).scalar() or 0
+        example = conn.execute(select(key).where(bad).limit(1)).scalar() if n else None
+        return n, example
+
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -137,7 +180,7 @@ class Store:
         t = self._source(src)
         key = t.c[src.key_column]
         graded = exists().where(and_(self.outcome.c.source == src.name, self.outcome.c.row_key == key))
-        q = select(t).where(~graded).order_by(key).limit(limit)
+        q = select(t).where(~graded, self._integer_keys(key)).order_by(key).limit(limit)
         wm = self.watermark(conn, src)
         if wm is not None:
             q = q.where(or_(key > wm - src.lag, *(key.between(g.lo, g.hi) for g in gaps)))
@@ -205,7 +248,7 @@ class Store:
         """Pending rows locked for this transaction; rows other workers hold are skipped, not waited for."""
         t = self._source(src, src.status_column)
         key = t.c[src.key_column]
-        q = select(t).where(t.c[src.status_column] == src.pending_value).order_by(key).limit(limit)
+        q = select(t).where(t.c[src.status_column] == src.pending_value, self._integer_keys(key)).order_by(key).limit(limit)
         if self.dialect == "postgresql":
             q = q.with_for_update(skip_locked=True)
         elif self.dialect == "mssql":
@@ -256,6 +299,15 @@ class Store:
             conn.execute(insert(s).values(source=src.name, watermark=key, updated_at=now))
 
 
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 -- not even a URL: say nothing of what it holds
+        return "(unparsable)"
 
 
 def _utc(t: datetime) -> datetime:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from towerlab.errors import TowerlabError
+from towerlab.errors import ConfigError, TowerlabError
 from towerlab.serve.model import Reloading
 from towerlab.serve.payload import RowError, to_image, to_matrix
 from towerlab.serve.settings import ServeSettings, Source
@@ -45,6 +45,7 @@ class SourceState:
     down_since: float | None = None  # database unreachable since
     failures: int = 0
     idle: bool = False  # the last poll found nothing to do
+    unusable: int = 0  # rows whose key is not an integer, as last reported
 
 
 @dataclass
@@ -77,6 +78,11 @@ class Service:
                 s = self.settings
                 raise ServeError(f"{where}: cannot create the tables {s.outcome_table}, {s.state_table} and "
                                  f"{s.gap_table} ({_first_line(e)}); grant CREATE or create them first") from None
+        for st in self.sources:
+            with st.store.engine.connect() as conn:
+                why = st.store.check_source(conn, st.src)
+            if why:  # a configuration mistake: one line and exit code 2, not "unreachable; retrying" forever
+                raise ConfigError(f"source {st.src.name} (database {st.src.database!r}): {why}")
         log.info("started", extra={"fields": {"model_run": self.scorer.run_id, "model_sha256": self.scorer.sha256,
                                               "model_step": self.scorer.current.step,
                                               "sources": [s.src.name for s in self.sources]}})
@@ -137,6 +143,7 @@ class Service:
                 closable = [g for g in closable if g.hi < last]
             if not rows:
                 self._close_gaps(conn, st, closable)
+                self._report_unusable(conn, st)
                 st.first_seen = None
                 return 0
             if len(rows) < src.batch_size and not drain and src.max_wait_s > 0:
@@ -151,6 +158,16 @@ class Service:
         self.observe(src, outcomes, time.monotonic() - started)
         return len(outcomes)
 
+    def _report_unusable(self, conn, st: SourceState) -> None:
+        """Rows whose key is NULL, text or a fraction can never be graded exactly once (the outcome table and the
+        watermark are keyed by integer ids): they are skipped and said, once each time their count changes."""
+        n, example = st.store.unusable_keys(conn, st.src)
+        if n != st.unusable:
+            st.unusable = n
+            if n:
+                log.warning("rows whose key is not an integer are skipped; give them integer ids", extra={"fields": {
+                    "source": st.src.name, "key_column": st.src.key_column, "rows": n, "example": repr(example)}})
+
     def _close_gaps(self, conn, st: SourceState, closable) -> None:
         for gap, missing in st.store.close_gaps(conn, st.src, closable):
             if missing and gap.xmax is None:  # given up on time, not proven empty: say which ids
@@ -164,10 +181,15 @@ class Service:
         if self.scorer.swap():
             self.show_model()
         images, good, outcomes = [], [], []
+        want = tuple(self.scorer.input_shape[-2:])
         for row in rows:
-            key = int(row[src.key_column])
+            key = row[src.key_column]  # an integer: the read takes no other
             try:
-                images.append(to_image(to_matrix(row, src.payload), src.normalize))
+                m = to_matrix(row, src.payload)
+                if m.shape != want and not src.payload.resize:
+                    raise RowError(f"payload is {m.shape[0]}x{m.shape[1]} but the model takes {want[0]}x{want[1]}; "
+                                   f"send {want[0]}x{want[1]} values or set payload.resize: true")
+                images.append(to_image(m, src.normalize))
                 good.append(key)
             except RowError as e:
                 outcomes.append({"row_key": key, "status": "error", "error": str(e),
@@ -207,8 +229,9 @@ class Service:
         try:
             n = self.poll(st, drain)
         except (OperationalError, DBAPIError) as e:
-            if not _is_connection_error(e):
-                raise
+            if not _is_connection_error(e):  # the database answered: a table or column changed under the service
+                raise ServeError(f"source {st.src.name} (database {st.src.database!r}): {_first_line(e)}; fix the "
+                                 f"table or the config, then start again") from None
             if st.down_since is None:
                 st.down_since = time.monotonic()
                 log.warning("database unreachable; retrying with backoff",
@@ -270,7 +293,13 @@ def install_signal_handlers(service: Service) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+# SQLite reports a missing table or column as an OperationalError, as it does a locked or vanished file
+_NOT_AN_OUTAGE = ("no such table", "no such column", "has no column")
+
+
 def _is_connection_error(e: DBAPIError) -> bool:
+    if any(m in _first_line(e).lower() for m in _NOT_AN_OUTAGE):
+        return False
     return isinstance(e, OperationalError) or e.connection_invalidated
 
 
