@@ -244,14 +244,12 @@ def cmd_chem(args) -> int:
 
 def _overrides(items: list[str]) -> dict:
     """--set FIELD=VALUE, repeated -> {field: value}; values read as YAML scalars (3, 0.1, true, text)."""
-    import yaml
-
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise TowerlabError(f"--set {item!r}: write FIELD=VALUE, e.g. --set epochs=20")
-        out[key] = yaml.safe_load(value)
+        out[key] = config.safe_yaml(value, f"--set {key}")
     return out
 
 

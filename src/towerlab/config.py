@@ -90,7 +90,7 @@ class TrainConfig:
             choices = field_meta(type(self), f.name).get("choices")
             value = getattr(self, f.name)
             if choices and value not in choices:
-                raise ConfigError(f"{f.name}={value!r} is not allowed; choose one of {', '.join(choices)}")
+                raise ConfigError(f"{f.name}={short(value)} is not allowed; choose one of {', '.join(choices)}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.name}={value!r} must be a finite number")
         positive = ("batch_size", "accum_steps", "log_every", "keep_checkpoints", "lr")
@@ -130,7 +130,7 @@ def _coerce(name: str, kind: type, value: Any) -> Any:
         except ValueError:
             pass
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}")
+        raise ConfigError(f"{name}: expected {kind.__name__}, got {short(value)}")
     return value
 
 
@@ -161,14 +161,70 @@ def flag_value(argv: list[str], name: str) -> str | None:
     return None
 
 
+# A config is a few hundred values. YAML's aliases let 278 bytes stand for 254 MB of nested lists (a "billion
+# laughs"): the node graph is measured with aliases expanded before anything is built from it.
+MAX_YAML_BYTES = 4 * 2 ** 20
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_size(node, memo: dict) -> int:
+    """How many nodes the document holds with every alias written out (each shared node is counted once per use,
+    computed once: linear in the graph, however deep the nesting)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = MAX_YAML_NODES + 1  # a node reached again while being measured: a cycle, too big to build
+    if isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = node.value
+    else:
+        children = []
+    total = 1
+    for child in children:
+        total += _expanded_size(child, memo)
+        if total > MAX_YAML_NODES:
+            break
+    memo[id(node)] = total
+    return total
+
+
+def safe_yaml(text: str, where: str):
+    """yaml.safe_load, with documents whose aliases expand out of proportion refused in one line."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"{where}: {len(text):,} bytes is far more than a config file; pass the right file")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_YAML_NODES:
+            raise ConfigError(f"{where}: its aliases expand to more than {MAX_YAML_NODES:,} values; write the values "
+                              f"out, or use fewer nested aliases")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def short(value, limit: int = 80) -> str:
+    """repr(value), cut to one readable line for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
+
+
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; check the path (it must be an existing YAML file)")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"config file {path}: {path.stat().st_size:,} bytes is far more than a config file; pass "
+                          f"the right file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = safe_yaml(path.read_text(), f"config file {path}") or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML ({str(e).splitlines()[0]}); fix its syntax") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not text (UTF-8); pass the YAML file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of field: value, not {type(data).__name__}")
     return data

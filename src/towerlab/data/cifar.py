@@ -34,27 +34,46 @@ def read_binary(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def _latin1_bytes(text, encoding: str = "latin1") -> bytes:
+    """What a protocol-2 pickle written by Python 3 calls to rebuild a bytes object: _codecs.encode(str, 'latin1').
+    Only that: latin-1 maps one character to one byte, so nothing grows. (_codecs.encode itself also runs the hex,
+    base64 and zlib codecs: a 549-byte file chained them into 1.7 GB.)"""
+    if not isinstance(text, str) or encoding.lower().replace("-", "").replace("_", "") != "latin1":
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin-1")
+
+
 class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Rebuilds numpy arrays and plain containers; any other global is refused."""
+    """Rebuilds what a CIFAR-10 batch holds (a dict of bytes, lists of ints and uint8 numpy arrays); any other
+    global is refused."""
 
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
     }
 
     def find_class(self, module: str, name: str):
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
         return super().find_class(module, name)
 
 
+# an official batch is 31 MB for 10,000 images; a pickle holds its arrays' bytes, so it cannot be much smaller
+MAX_BATCH_BYTES = 256 * 2 ** 20
+
+
 def read_python_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 [N,3,32,32], labels uint8 [N]) from one pickled batch of the Python version."""
     path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_BATCH_BYTES:
+        raise DataError(f"{path}: {size:,} bytes is far more than a CIFAR-10 batch (about 31 MB); {_FETCH_HINT}")
     try:
         obj = _ArrayOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
     except Exception as e:  # any failure to parse is a bad file, whatever pickle raised
-        raise DataError(f"{path}: not a CIFAR-10 python batch ({e}); {_FETCH_HINT}") from None
+        raise DataError(f"{path}: not a CIFAR-10 python batch ({str(e)[:200]}); {_FETCH_HINT}") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a dict of arrays, found {type(obj).__name__}; {_FETCH_HINT}")
     data, labels = obj.get(b"data", obj.get("data")), obj.get(b"labels", obj.get("labels"))

@@ -26,32 +26,50 @@ def _find(root: Path, stem: str) -> Path:
     raise DataError(f"MNIST file {root / (stem + '.gz')} not found (plain or .gz); {_FETCH_HINT}")
 
 
-def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if raw[:2] != b"\x1f\x8b":
-        return raw
+# MNIST's images compress about 5:1 and its labels 2:1; a gzip that claims more than this per byte on disk is a
+# decompression bomb or a lying header, refused before it is expanded
+MAX_RATIO = 64
+
+
+def _open(path: Path):
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    return (gzip.open(path, "rb") if gz else open(path, "rb")), gz
+
+
+def _read(f, n: int, path: Path) -> bytes:
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError) as e:
+        return f.read(n)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise DataError(f"{path}: corrupt gzip data ({e}); {_FETCH_HINT}") from None
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """An IDX file as a uint8 array shaped by its header."""
+    """An IDX file as a uint8 array shaped by its header. The header's size is checked against the file before
+    anything is expanded, and exactly that many bytes are read."""
     path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number); {_FETCH_HINT}")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path}: truncated IDX header; {_FETCH_HINT}")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(shape))
-    if len(data) - header != expected:
-        raise DataError(f"{path}: header says shape {shape} ({expected} bytes) but the file holds "
-                        f"{len(data) - header} bytes; {_FETCH_HINT}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+    on_disk = path.stat().st_size
+    f, gz = _open(path)
+    with f:
+        magic = _read(f, 4, path)
+        if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] != 0x08:
+            raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number); {_FETCH_HINT}")
+        ndim = magic[3]
+        dims = _read(f, 4 * ndim, path)
+        if len(dims) < 4 * ndim:
+            raise DataError(f"{path}: truncated IDX header; {_FETCH_HINT}")
+        shape = struct.unpack(f">{ndim}I", dims)
+        expected = int(np.prod(shape, dtype=np.int64))
+        limit = MAX_RATIO * on_disk + 2 ** 20 if gz else on_disk  # (slack: a truncated file says so below)
+        if expected > limit:
+            raise DataError(f"{path}: header says shape {shape} ({expected:,} bytes) from a {on_disk:,}-byte file, "
+                            f"out of proportion; not an MNIST file ({_FETCH_HINT})")
+        data = _read(f, expected + 1, path)
+    if len(data) != expected:
+        held = len(data) if len(data) < expected else f"more than {expected}"
+        raise DataError(f"{path}: header says shape {shape} ({expected} bytes) but the file holds {held} bytes; "
+                        f"{_FETCH_HINT}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 def load_split(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
