@@ -166,7 +166,7 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=max_restarts,
                           monitor_interval=0.5)
     try:
-        elastic_launch(config, sys.executable)("-u", "-m", "towerlab", *argv)
+        elastic_launch(config, sys.executable)("-P", "-u", "-m", "towerlab", *argv)  # -P: not the cwd's modules
         return 0
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()

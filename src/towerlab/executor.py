@@ -59,10 +59,15 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join((errors or text)[-lines:])[:500]
 
 
+# -P: the child's import path starts with the installed packages, not the folder it was started from, where a
+# yaml.py or torch.py of the user's would be imported in place of the real one
+SAFE_PATH = ("-P",)
+
+
 def command(trial: Trial, gpu: bool, python: str = sys.executable) -> list[str]:
     """The trial's command line (it continues its own checkpoints, if any); writes its trial.json."""
     spec = TrialSpec(trial.name, trial.recipe, trial.overrides, gpu).write(trial.out)
-    return [python, "-m", "towerlab.trial", str(spec)]
+    return [python, *SAFE_PATH, "-m", "towerlab.trial", str(spec)]
 
 
 def _die_with_parent(parent: int):

@@ -1,10 +1,14 @@
 """python -m towerlab.serve CONFIG.yaml [--once] [--http PORT] (also the entry of the one-file executable)."""
 
-import argparse
-import sys
+from towerlab import drop_cwd_from_path
 
-from towerlab.errors import TowerlabError, missing_extra
-from towerlab.serve import options
+drop_cwd_from_path()  # before anything else is imported: not the current folder's yaml.py or sqlalchemy/
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+from towerlab.errors import TowerlabError, missing_extra  # noqa: E402
+from towerlab.serve import options  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
