@@ -125,3 +125,50 @@ def test_a_damaged_file_read_directly_is_one_line(tmp_path):
 def test_pointer_file_is_plain_json(tmp_path):
     _save(tmp_path / "checkpoints", 7, 7)
     assert json.loads((tmp_path / "checkpoints" / "last.json").read_text())["step"] == 7
+
+
+@pytest.mark.parametrize("manifest", ["deleted", "{}", '{"sha256": {}}', '{"sha256": {"model.safetensors": "x"}}',
+                                      '{"sha256": 5}', "not json"])
+def test_a_checkpoint_is_verified_or_refused_never_loaded_unchecked(tmp_path, manifest):
+    """Every manifest gone (or emptied) and no other checkpoint: refused in one line, not loaded as it is."""
+    folder = _save(tmp_path / "checkpoints", 5, 5)
+    path = folder / checkpoint.MANIFEST
+    path.unlink() if manifest == "deleted" else path.write_text(manifest)
+    with pytest.raises(CheckpointError, match="no other checkpoint verifies"):
+        checkpoint.find(tmp_path)
+
+
+def test_a_file_the_manifest_does_not_list_fails_the_check(tmp_path):
+    folder = _save(tmp_path / "checkpoints", 5, 5)
+    (folder / "ema.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    assert checkpoint.damage(folder) == f"ema.safetensors is not in {checkpoint.MANIFEST}"
+
+
+@pytest.mark.parametrize("pointed", [5, None, ["step-00000005-abcdef"], "../other/checkpoints/step-00000005-abcdef",
+                                     "/tmp/step-00000005-abcdef", "step-00000005-abcdef/../../x"])
+def test_a_pointer_names_a_folder_of_its_own_run_or_is_damaged(tmp_path, capsys, pointed):
+    """last.json's dir is a checkpoint folder's own name: an absolute path or one that climbs out is never loaded."""
+    outside = tmp_path / "other" / "checkpoints"
+    elsewhere = _save(outside, 5, 5)  # a verifying checkpoint of another run
+    run = tmp_path / "run"
+    _save(run / "checkpoints", 2, 2)
+    if isinstance(pointed, str) and pointed.startswith("/tmp/"):
+        pointed = str(elsewhere)
+    (run / "checkpoints" / "last.json").write_text(json.dumps({"dir": pointed, "step": 5}))
+    assert checkpoint.find(run).parent == run / "checkpoints"  # its own newest, with a warning
+    assert "last.json is damaged" in capsys.readouterr().err
+
+
+def test_eval_of_a_run_whose_manifests_are_gone_is_one_line(tmp_path):
+    from helpers import run_cli
+
+    run = tmp_path / "digits"
+    run_cli("train", "digits", "--max-steps", "3", "--eval-every-steps", "3", "--out", str(run),
+            env={"TOWERLAB_REPORT": "0"})
+    for m in (run / "checkpoints").glob("*/manifest.json"):
+        m.unlink()
+    proc = run_cli("eval", str(run), check=False)
+    assert proc.returncode == 2 and "manifest.json missing" in proc.stderr and "Traceback" not in proc.stderr
+    (run / "checkpoints" / "last.json").write_text('{"dir": 5}')
+    proc = run_cli("eval", str(run), check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) <= 2 and "Traceback" not in proc.stderr
