@@ -130,3 +130,18 @@ def test_atomic_write_never_follows_a_link(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "up").symlink_to("/")
     assert link_leaving(tmp_path, tmp_path) == tmp_path / "sub" / "up"
+
+
+def test_a_metric_name_that_is_not_mathtext_still_gets_its_report(world):
+    """A recipe's metric named like TeX ($, _{, ^) is a name: drawn as text, never parsed (it raised before)."""
+    import json
+
+    from towerlab import report
+
+    root, _ = world
+    run = root / "digits"
+    with open(run / "metrics.jsonl", "a") as f:
+        for step in (21, 22):
+            f.write(json.dumps({"step": step, "val/odd$x_{1$": 0.5, "train/loss": 0.1}) + "\n")
+    page = report.write(run).read_text()
+    assert "<img" in page

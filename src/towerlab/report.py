@@ -54,12 +54,9 @@ def _image(pil_image, alt: str = "image") -> str:
 
 
 def _plt():
-    import matplotlib
+    from towerlab.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _table(rows: list[dict], cls: str = "sortable", links: dict[int, str] | None = None) -> str:

@@ -62,3 +62,37 @@ def test_a_failing_objective_is_counted_and_the_search_goes_on(lstm_run, tmp_pat
                    str(tmp_path / "hc"), env={"PYTHONPATH": str(tmp_path)})
     report = json.loads(proc.stdout[proc.stdout.index("{\n"):proc.stdout.rindex("}") + 1])
     assert report["failed"] > 0 and report["rounds"] == 3 and "ValueError: N" in report["failed_examples"][0]
+
+
+@pytest.fixture(scope="module")
+def fresh_prior(shared_data, tmp_path_factory):
+    """smiles-lstm after one step: what it writes is not yet chemistry."""
+    from conftest import zinc_file
+
+    tmp = tmp_path_factory.mktemp("fresh")
+    run_cli("train", "smiles-lstm", "--data", str(zinc_file(shared_data, tmp, 60)), "--val-fraction", "0.1",
+            "--max-len", "80", "--hidden", "32", "--embedding", "8", "--layers", "1", "--max-steps", "1",
+            "--eval-every-steps", "1", "--eval-samples", "4", "--batch-size", "16", "--out", str(tmp / "run"), env={"TOWERLAB_REPORT": "0"})
+    return tmp / "run"
+
+
+def test_rounds_without_a_valid_molecule_are_reported_and_the_climb_goes_on(fresh_prior, tmp_path):
+    proc = run_cli("chem", "hillclimb", str(fresh_prior), "--rounds", "2", "--samples", "4", "--keep", "2",
+                   "--epochs", "1", "--batch-size", "2", "--objective", "qed", "--out", str(tmp_path / "hc"),
+                   check=False)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "NaN" not in proc.stdout
+    rounds = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith('{"round"')]
+    assert [r["round"] for r in rounds] == [1, 2]
+    empty = [r for r in rounds if r["best"] is None]
+    assert empty and "is a valid molecule with a score" in proc.stdout  # (this prior has not learned SMILES yet)
+    assert (tmp_path / "hc" / "rounds.csv").is_file() and (tmp_path / "hc" / "score.png").is_file()
+
+
+def test_a_tiny_tree_search_says_best_none_not_nan(fresh_prior, tmp_path):
+    proc = run_cli("chem", "mcts", str(fresh_prior), "--budget", "3", "--objective", "qed", "--out",
+                   str(tmp_path / "m"), check=False)
+    assert proc.returncode == 0 and "NaN" not in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    report = json.loads(proc.stdout[proc.stdout.index("{\n"):proc.stdout.rindex("}") + 1])
+    assert report["best"] is None or report["best"] > 0
+    assert ("grid:" in proc.stdout) == (tmp_path / "m" / "best.png").is_file()

@@ -111,8 +111,8 @@ def mcts(args) -> None:
     last = history[-1] if history else {}
     _print({**objective.counts(), "molecules": last.get("molecules", 0), "best": last.get("best"),
             "cpu_s": last.get("cpu_s")})
-    print(f"best molecules: {out / 'best.csv'}; progress: {out / 'progress.csv'}, {out / 'score.png'}; "
-          f"grid: {out / 'best.png'}")
+    grid = f"; grid: {out / 'best.png'}" if (out / "best.png").is_file() else "; no valid molecule yet, so no grid"
+    print(f"best molecules: {out / 'best.csv'}; progress: {out / 'progress.csv'}, {out / 'score.png'}{grid}")
 
 
 ACTIONS = {"sample": sample, "encode": encode, "decode": decode, "optimize": optimize, "hillclimb": hillclimb,

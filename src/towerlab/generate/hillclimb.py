@@ -116,11 +116,16 @@ def hillclimb(m: Model, objective: Objective, out: Path, s: Settings) -> list[di
         new = _score_new(m, objective, sampled, seen)
         ranked = sorted((c for c, v in seen.items() if v is not None), key=lambda c: (-seen[c], c))
         pool = ranked[:s.keep]
-        loss = _fine_tune(m, opt, pool, s, r)
+        if pool:
+            loss = _fine_tune(m, opt, pool, s, r)
+        else:  # a fresh prior with few samples can miss every time: say so, and sample again next round
+            loss = None
+            print(f"round {r}: none of the {len(sampled)} samples is a valid molecule with a score; nothing to "
+                  f"fine-tune on yet (more --samples helps)", flush=True)
         valid = sum(props.mol(x) is not None for x in sampled) / len(sampled)
-        history.append({"round": r, "best": seen[pool[0]] if pool else float("nan"),
-                        "mean_kept": sum(seen[c] for c in pool) / max(len(pool), 1),
-                        "top10_mean": sum(seen[c] for c in pool[:10]) / max(len(pool[:10]), 1),
+        history.append({"round": r, "best": seen[pool[0]] if pool else None,
+                        "mean_kept": sum(seen[c] for c in pool) / len(pool) if pool else None,
+                        "top10_mean": sum(seen[c] for c in pool[:10]) / len(pool[:10]) if pool else None,
                         "valid_share": valid, "new_molecules": new, "scoring_calls": objective.calls,
                         "failed": objective.failed, "fine_tune_loss": loss})
         print(json.dumps(history[-1]))
@@ -142,17 +147,18 @@ def write_outputs(out: Path, seen: dict[str, float | None], history: list[dict],
 
 
 def plot(history: list[dict], name: str, path: Path, x: str = "round") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
+
+    from towerlab.plots import pyplot
+
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     xs = [h[x] for h in history]
     for key, label in (("best", "best"), ("top10_mean", "top-10 mean"), ("mean_kept", "mean of kept")):
         if history and key in history[0]:
-            ax.plot(xs, [h[key] for h in history], marker="o" if len(xs) < 40 else None, label=label)
+            ys = [float("nan") if h[key] is None else h[key] for h in history]  # a round with nothing: a gap
+            ax.plot(xs, ys, marker="o" if len(xs) < 40 else None, label=label)
     ax.set_xlabel(x.replace("_", " "))
     ax.set_ylabel(name)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -150,7 +150,7 @@ class Search:
                 for ch, value in zip(group, self._score(done)):
                     self._backup(ch, squash(value))
             scores = [v for v in self.seen.values() if v is not None]
-            self.history.append({"molecules": self.molecules, "best": max(scores, default=float("nan")),
+            self.history.append({"molecules": self.molecules, "best": max(scores, default=None),
                                  "distinct_valid": len(scores), "scoring_calls": self.objective.calls,
                                  "cpu_s": time.process_time() - start})
         return self.history

@@ -119,10 +119,9 @@ def write_hparams(out: Path, rows: list[dict], metric: str) -> None:
 
 def plot_generations(history: list[dict], path: Path, metric: str) -> None:
     """fitness.png: the best and the mean fitness of each generation."""
-    import matplotlib
+    from towerlab.plots import pyplot
 
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     gens = [h["generation"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 4))
