@@ -18,8 +18,12 @@ def test_train_eval_predict_digits(tmp_path):
     final = json.loads((run / "final_metrics.json").read_text())
     assert final["accuracy"] > 0.85
 
-    ev = json.loads(run_cli("eval", str(run)).stdout)
+    ev = json.loads(run_cli("eval", str(run), "--checkpoint", "last").stdout)
     assert ev["accuracy"] == final["accuracy"]  # the saved weights reproduce the training-time evaluation
+    best = run_cli("eval", str(run))  # by default: the best checkpoint, named
+    ev = json.loads(best.stdout)
+    assert ev["checkpoint"] == "best" and ev["accuracy"] == final["best"]["value"]
+    assert ev["checkpoint_step"] == final["best"]["step"] and "evaluated the best checkpoint" in best.stderr
 
     paths = [line for line in run_cli("data", "export", "digits", str(tmp_path / "img"), "--n", "10").stdout.split()]
     assert len(paths) == 10
@@ -78,7 +82,7 @@ def test_errors_are_one_clear_line(tmp_path):
     _one_line_error(run_cli("train", "digits", "--batch-size", "-3", check=False), "batch_size=-3")
     _one_line_error(run_cli("train", "digits", "--precision", "fp64", check=False), "fp64")
     _one_line_error(run_cli("eval", str(tmp_path), check=False), "not a run directory")
-    _one_line_error(run_cli("train", "digits", "--gpus", "2", check=False), "--gpus 2 but torch sees 0 GPU")
+    _one_line_error(run_cli("train", "digits", "--gpus", "2", check=False), "--gpus 2 asks for GPU 0, 1 but torch sees 0 GPU")
     (tmp_path / "empty").mkdir()
     _one_line_error(run_cli("train", "mnist", "--data", str(tmp_path / "empty"), check=False, cwd=tmp_path),
                     "train-images-idx3-ubyte.gz not found")

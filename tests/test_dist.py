@@ -43,5 +43,5 @@ def test_fsdp_matches_data_parallel(tmp_path):
     assert max((ddp[k] - fsdp[k]).abs().max().item() for k in ddp) < 1e-5
     final = json.loads((tmp_path / "fsdp" / "final_metrics.json").read_text())
     assert final["world_size"] == 2 and final["replica_max_abs_diff"] is None
-    evaluated = json.loads(run_cli("eval", str(tmp_path / "fsdp")).stdout)
+    evaluated = json.loads(run_cli("eval", str(tmp_path / "fsdp"), "--checkpoint", "last").stdout)
     assert evaluated["accuracy"] == final["accuracy"]

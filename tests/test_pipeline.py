@@ -51,7 +51,7 @@ def test_pipeline_training_matches_one_device_and_its_run_evaluates_like_any(tmp
               for r in ("one", "pipe")]
     assert [v for v in curves[0] if v] == pytest.approx([v for v in curves[1] if v], rel=1e-5)
     final = json.loads((tmp_path / "pipe" / "final_metrics.json").read_text())
-    assert json.loads(run_cli("eval", str(tmp_path / "pipe")).stdout)["accuracy"] == final["accuracy"]
+    assert json.loads(run_cli("eval", str(tmp_path / "pipe"), "--checkpoint", "last").stdout)["accuracy"] == final["accuracy"]
 
 
 def test_a_model_that_does_not_list_its_layers_is_refused_in_one_line(tmp_path):

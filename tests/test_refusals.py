@@ -93,3 +93,16 @@ def test_the_data_flag_says_its_default_once():
     proc = run_cli("train", "digits", "--help")
     block = proc.stdout[proc.stdout.index("\n  --data "):].split("--seed")[0]
     assert block.count("default") == 1 and "(default: )" not in block
+
+
+def test_a_photo_of_another_size_is_refused_unless_resize_is_asked(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    run = tmp_path / "digits"
+    run_cli("train", "digits", "--max-steps", "3", "--eval-every-steps", "3", "--out", str(run),
+            env={"TOWERLAB_REPORT": "0"})
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (500, 1250, 3), dtype=np.uint8)).save(photo)
+    _one_line(run_cli("predict", str(run), str(photo), check=False), "1250x500 pixels", "8x8", "--resize")
+    assert "photo.jpg:" in run_cli("predict", str(run), str(photo), "--resize").stdout

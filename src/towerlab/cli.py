@@ -170,9 +170,14 @@ def cmd_train(argv: list[str]) -> int:
 
 def _print_result(m: dict, write_report: bool = True) -> None:
     shown = {k: v for k, v in m.items() if isinstance(v, float) and k != "wall_s" and "/" not in k}  # not per class
-    print("final: " + "  ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+    print("final: " + "  ".join(f"{k}={v:.4g}" for k, v in shown.items()) + "  (the last checkpoint)")
+    best = m.get("best") or {}
+    if "value" in best:
+        print(f"best:  {best['metric']}={best['value']:.4g} at step {best['step']} (the best checkpoint: what "
+              f"`towerlab eval` uses by default)")
     print(f"run directory: {m['run_dir']}")
-    print(f"TensorBoard:   tensorboard --logdir {m['run_dir']}/tb")
+    board = Path(sys.executable).parent / "tensorboard"  # the venv's, which a plain `tensorboard` may not be
+    print(f"TensorBoard:   {board if board.is_file() else 'tensorboard'} --logdir {m['run_dir']}/tb")
     if write_report:
         _write_report(m["run_dir"])
 
@@ -194,16 +199,21 @@ def _write_report(folder) -> None:
 def cmd_eval(args) -> int:
     from towerlab import infer
 
+    from towerlab.checkpoint import find, step_of
+
     overrides = {"data": args.data} if args.data else {}
-    metrics = infer.evaluate(args.run_dir, args.checkpoint, **overrides)
-    print(json.dumps(metrics, indent=2))
+    metrics = infer.evaluate(args.run_dir, args.checkpoint, **overrides)  # says first what is wrong with the run
+    folder = find(Path(args.run_dir), args.checkpoint, quiet=True)
+    print(json.dumps({**metrics, "checkpoint": args.checkpoint, "checkpoint_step": step_of(folder)}, indent=2))
+    print(f"evaluated the {args.checkpoint} checkpoint ({folder.name}, step {step_of(folder)})"
+          + ("; --checkpoint last for the other" if args.checkpoint == "best" else ""), file=sys.stderr)
     return 0
 
 
 def cmd_predict(args) -> int:
     from towerlab import infer
 
-    results = infer.predict(args.run_dir, args.files, args.checkpoint, args.out_dir)
+    results = infer.predict(args.run_dir, args.files, args.checkpoint, args.out_dir, args.resize)
     for r in results:
         if args.json:
             print(json.dumps(r))
@@ -384,7 +394,9 @@ def _parser() -> argparse.ArgumentParser:
                                  ("predict", cmd_predict, "classify image files (or label their pixels) with a trained run")):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("run_dir")
-        s.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default: last)")
+        default = "best" if name == "eval" else "last"  # eval: as ckpt_path="best" users expect
+        s.add_argument("--checkpoint", choices=("last", "best"), default=default,
+                       help=f"which checkpoint (default: {default}; best = the best validation score)")
         s.set_defaults(func=func)
     sub.choices["eval"].add_argument("--data", help="dataset folder (default: the run's)")
     sub.choices["predict"].add_argument("files", nargs="+", help="image files (PNG, JPEG, ...)")
@@ -392,6 +404,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["predict"].add_argument("--out-dir", help="where segmentation and defect recipes write their PNGs "
                                                           "(default: beside each input)")
     sub.choices["predict"].add_argument("--json", action="store_true", help="one JSON object per file")
+    sub.choices["predict"].add_argument("--resize", action="store_true", help="resize images of another size to the "
+                                                                           "model's input (otherwise refused)")
     rp = sub.add_parser("report", help="write report.html (self-contained: curves, confusion matrix, molecules, a "
                                        "search's trials) into a run or search folder")
     rp.add_argument("path", help="a run directory or a search folder")

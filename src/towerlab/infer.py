@@ -12,6 +12,7 @@ from towerlab import checkpoint
 from towerlab.config import merge
 from towerlab.data.images import fit_to, read_image
 from towerlab.dist import Dist, setup
+from towerlab.errors import DataError
 from towerlab.recipes import get, has, require
 from towerlab.runs import RunRecord
 
@@ -48,15 +49,24 @@ def evaluate(run_dir: str | Path, which: str = "last", dist: Dist | None = None,
         return run.recipe.evaluate(run.model, val, dist)
 
 
-def load_inputs(recipe, cfg, paths: list[str]) -> torch.Tensor:
-    """Image files -> the recipe's model input (at the recipe's input shape)."""
+def load_inputs(recipe, cfg, paths: list[str], resize: bool = False) -> torch.Tensor:
+    """Image files -> the recipe's model input. An image of another size than the model's input is refused unless
+    resize is asked for: a 1250x500 photo squeezed into an 8x8 digit model gives a confident, meaningless answer."""
     require(recipe, "classify", command="classifying image files")
     shape = recipe.input_shape(cfg)
     c, h, w = shape
-    return recipe.prepare(cfg, fit_to(torch.stack([read_image(p, c, (h, w)) for p in paths]), shape))
+    images = []
+    for p in paths:
+        image = read_image(p, c, (h, w) if resize else None)
+        if tuple(image.shape[-2:]) != (h, w):
+            raise DataError(f"image {p} is {image.shape[-1]}x{image.shape[-2]} pixels but the model takes {w}x{h}; "
+                            f"pass --resize to resize it, or crop it to the model's input")
+        images.append(image)
+    return recipe.prepare(cfg, fit_to(torch.stack(images), shape))
 
 
-def predict(run_dir: str | Path, paths: list[str], which: str = "last", out_dir: str | None = None) -> list[dict]:
+def predict(run_dir: str | Path, paths: list[str], which: str = "last", out_dir: str | None = None,
+            resize: bool = False) -> list[dict]:
     """For each file: its predicted class and the probability of every class; a recipe with outputs of its own
     (label maps, defect masks) writes them as PNGs via its predict_files."""
     name = RunRecord.load(run_dir).recipe
@@ -66,7 +76,7 @@ def predict(run_dir: str | Path, paths: list[str], which: str = "last", out_dir:
     if has(run.recipe, "predict_files"):
         return run.recipe.predict_files(run.model, run.cfg, paths, out_dir)
     names = run.recipe.class_names(run.cfg)
-    probs = run.recipe.predict(run.model, load_inputs(run.recipe, run.cfg, paths))
+    probs = run.recipe.predict(run.model, load_inputs(run.recipe, run.cfg, paths, resize))
     return [{"file": str(p), "class": names[int(row.argmax())], "probability": float(row.max()),
              "probabilities": {n: round(float(v), 6) for n, v in zip(names, row)}} for p, row in zip(paths, probs)]
 
