@@ -47,16 +47,17 @@ def ray_head():
 def test_jobs_on_a_ray_cluster_one_failing_then_a_rerun(tmp_path, ray_head):
     spec = {"jobs": [{"name": "a", "recipe": "digits", "overrides": QUICK},
                      {"name": "b", "recipe": "mlp", "overrides": {**QUICK, "dataset": "digits"}},
-                     {"name": "bad", "recipe": "digits", "overrides": {**QUICK, "lr": -1.0}}]}
+                     {"name": "bad", "recipe": "digits",  # fails when it runs: its init_from run is not there
+                      "overrides": {**QUICK, "init_from": str(tmp_path / "no-such-run")}}]}
     (tmp_path / "jobs.yaml").write_text(yaml.safe_dump(spec))
     args = ["jobs", "run", str(tmp_path / "jobs.yaml"), "--executor", "ray", "--out", str(tmp_path / "out")]
     proc = run_cli(*args, "--address", "auto", check=False, timeout=600)  # the cluster `ray start` runs here
     assert proc.returncode == 1, proc.stdout + proc.stderr
     rows = {r["job"]: r for r in csv.DictReader(open(tmp_path / "out" / "summary.csv"))}
     assert rows["a"]["status"] == rows["b"]["status"] == "ok" and float(rows["b"]["accuracy"]) > 0
-    assert rows["bad"]["status"] == "failed" and "lr=-1.0 must be >= 0" in rows["bad"]["error"]
+    assert rows["bad"]["status"] == "failed" and "no-such-run" in rows["bad"]["error"]
     assert rows["a"]["device"].endswith(":cpu")  # host:devices, as the Ray worker saw them
-    spec["jobs"][2]["overrides"]["lr"] = 0.01
+    del spec["jobs"][2]["overrides"]["init_from"]
     (tmp_path / "jobs.yaml").write_text(yaml.safe_dump(spec))
     run_cli(*args, "--address", "local", timeout=600)  # a private Ray this time: finished jobs are not rerun
     rows = {r["job"]: r for r in csv.DictReader(open(tmp_path / "out" / "summary.csv"))}

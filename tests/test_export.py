@@ -73,4 +73,4 @@ def test_out_is_made_or_refused_in_one_line(digits_run, tmp_path):
     assert export(digits_run, "onnx", tmp_path / "new" / "folder" / "m.onnx")["max_abs_diff"] < 1e-5
     proc = run_cli("export", str(digits_run), "--out", "/proc/towerlab/m.onnx", check=False)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "--out /proc/towerlab/m.onnx: cannot create /proc/towerlab" in proc.stderr
+    assert "--out's folder /proc/towerlab cannot be written" in proc.stderr

@@ -19,17 +19,18 @@ QUICK = {"max_steps": 15, "eval_every_epochs": 0, "log_every": 5}
 def test_three_jobs_on_two_workers_one_failing_then_a_rerun(tmp_path):
     spec = {"jobs": [{"name": "a", "recipe": "digits", "overrides": {**QUICK, "lr": 0.001}},
                      {"name": "b", "recipe": "mlp", "overrides": {**QUICK, "dataset": "digits"}},
-                     {"name": "bad", "recipe": "digits", "overrides": {**QUICK, "lr": -1.0}}]}
+                     {"name": "bad", "recipe": "digits",  # fails when it runs: its init_from run is not there
+                      "overrides": {**QUICK, "init_from": str(tmp_path / "no-such-run")}}]}
     (tmp_path / "jobs.yaml").write_text(yaml.safe_dump(spec))
     proc = run_cli("jobs", "run", str(tmp_path / "jobs.yaml"), "--workers", "2", "--out", str(tmp_path / "out"),
                    check=False)
     assert proc.returncode == 1  # one job failed; the others finished
     rows = {r["job"]: r for r in csv.DictReader(open(tmp_path / "out" / "summary.csv"))}
     assert rows["a"]["status"] == rows["b"]["status"] == "ok" and float(rows["a"]["accuracy"]) > 0
-    assert rows["bad"]["status"] == "failed" and "lr=-1.0 must be >= 0" in rows["bad"]["error"]
+    assert rows["bad"]["status"] == "failed" and "no-such-run" in rows["bad"]["error"]
     assert (tmp_path / "out" / "a" / "final_metrics.json").is_file()
     # fixed the bad job, ran again: finished jobs are not trained twice
-    spec["jobs"][2]["overrides"]["lr"] = 0.01
+    del spec["jobs"][2]["overrides"]["init_from"]
     (tmp_path / "jobs.yaml").write_text(yaml.safe_dump(spec))
     run_cli("jobs", "run", str(tmp_path / "jobs.yaml"), "--workers", "2", "--out", str(tmp_path / "out"))
     rows = {r["job"]: r for r in csv.DictReader(open(tmp_path / "out" / "summary.csv"))}

@@ -95,8 +95,8 @@ class Trainer:
         raw = self.recipe.build_model(cfg, self.data)
         if cfg.init_from:
             copied, fresh = checkpoint.init_from(raw, Path(cfg.init_from))
-            print0(f"init from {cfg.init_from}: {len(copied)} tensors copied, {len(fresh)} new: "
-                   f"{', '.join(fresh[:8])}{' ...' if len(fresh) > 8 else ''}", dist=dist)
+            named = f": {', '.join(fresh[:8])}{' ...' if len(fresh) > 8 else ''}" if fresh else ""
+            print0(f"init from {cfg.init_from}: {len(copied)} tensors copied, {len(fresh)} new{named}", dist=dist)
         raw = self.strategy.place(raw)
         if cfg.channels_last:
             raw = raw.to(memory_format=torch.channels_last)
@@ -168,11 +168,20 @@ class Trainer:
         if better and math.isfinite(value):
             self.best = {"metric": name, "value": value, "step": self.step}
         self.last_eval = metrics
+        if self.dist.is_main:  # on the console too, as each evaluation happens (not only in the files)
+            shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/" not in k and k != "eval_items")
+            tqdm.write(f"step {self.step}: validation {shown}" + ("  (best so far)" if better else ""))
         if self.run:
             self.run.log(self.step, {"epoch": self.step / self.steps_per_epoch, **{f"val/{k}": v for k, v in metrics.items()}})
             if recipes.has(self.recipe, "examples"):  # a recipe that draws its outputs (segmentation overlays)
                 self.run.tb.add_images("val/examples", self.recipe.examples(model, self.val_loader), self.step)
         return metrics
+
+    @property
+    def rate_name(self) -> str:
+        """What the throughput counts: molecules for the recipes that read SMILES, images for the others."""
+        molecules = any(recipes.has(self.recipe, c) for c in ("generate", "autoencode", "sequence"))
+        return "mol_s" if molecules else "img_s"
 
     def log_train(self, bar: tqdm, images_per_s: float) -> None:
         names = list(self._log_sums)  # the same on every rank: the recipe returns the same keys everywhere
@@ -182,7 +191,7 @@ class Trainer:
         self._loss_count = 0
         loss, lr = means["loss"], self.sched.get_last_lr()[0]
         terms = {n: f"{v:.4g}" for n, v in means.items() if n != "loss"}  # the recipe's own terms (recon, kl, ...)
-        bar.set_postfix(loss=f"{loss:.4f}", **terms, lr=f"{lr:.3g}", img_s=f"{images_per_s:,.0f}")
+        bar.set_postfix(loss=f"{loss:.4f}", **terms, lr=f"{lr:.3g}", **{self.rate_name: f"{images_per_s:,.0f}"})
         if self.run:
             self.run.log(self.step, {**{f"train/{n}": v for n, v in means.items()}, "train/lr": lr,
                                      "train/images_per_s": images_per_s})
@@ -239,8 +248,9 @@ class Trainer:
                 torch.cuda.set_rng_state(state["rng"]["cuda"][self.dist.rank].clone(), self.dist.device)
 
     def replica_spread(self) -> float | None:
-        """Largest difference of any weight between processes: 0.0 when data parallelism works (None: sharded)."""
-        if self.strategy.sharded:
+        """Largest difference of any weight between processes: 0.0 when data parallelism works (None: sharded, or one
+        process, where there is nothing to compare)."""
+        if self.strategy.sharded or not self.dist.distributed:
             return None
         spread = torch.zeros((), device=self.dist.device)
         if self.dist.distributed:

@@ -67,10 +67,10 @@ def test_a_failing_objective_is_counted_and_the_search_goes_on(lstm_run, tmp_pat
 @pytest.fixture(scope="module")
 def fresh_prior(shared_data, tmp_path_factory):
     """smiles-lstm after one step: what it writes is not yet chemistry."""
-    from conftest import zinc_file
-
     tmp = tmp_path_factory.mktemp("fresh")
-    run_cli("train", "smiles-lstm", "--data", str(zinc_file(shared_data, tmp, 60)), "--val-fraction", "0.1",
+    zinc = tmp / "zinc.txt"  # the first 60 real ZINC molecules
+    zinc.write_text("\n".join((shared_data / "zinc250k_jtvae" / "test.txt").read_text().split()[:60]) + "\n")
+    run_cli("train", "smiles-lstm", "--data", str(zinc), "--val-fraction", "0.1",
             "--max-len", "80", "--hidden", "32", "--embedding", "8", "--layers", "1", "--max-steps", "1",
             "--eval-every-steps", "1", "--eval-samples", "4", "--batch-size", "16", "--out", str(tmp / "run"), env={"TOWERLAB_REPORT": "0"})
     return tmp / "run"
