@@ -33,12 +33,10 @@ from safetensors.torch import save as st_save
 
 from towerlab.data.fetch import sha256
 from towerlab.errors import CheckpointError
-from towerlab.files import atomic_write, fsync_dir  # noqa: F401 (atomic_write: used here and by importers)
+from towerlab.files import atomic_write, fsync_dir
 
 MANIFEST = "manifest.json"
 _FOLDER = re.compile(r"step-(\d{8})-[0-9a-f]{6}")
-
-
 
 
 def _write_synced(path: Path, data: bytes) -> None:

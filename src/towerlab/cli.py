@@ -82,14 +82,15 @@ def parse_gpus(value: str) -> list[int]:
     return gpus
 
 
-def check_visible(value: str, gpus: list[int]) -> None:
-    """GPUs asked for must be there: trials 'on 0' and 'on 1' that quietly train on the CPU are a wrong answer."""
+def check_visible(value: str, gpus: list[int], pinned: bool = False) -> None:
+    """GPUs asked for must be there: trials 'on 0' and 'on 1' that quietly train on the CPU are a wrong answer.
+    pinned: CUDA_VISIBLE_DEVICES already holds exactly these GPUs (train), so torch renumbers them from 0."""
     if not gpus:
         return
     import torch
 
     seen = torch.cuda.device_count()
-    if (max(gpus) >= seen) if "," not in value else (len(gpus) > seen):  # a list is already pinned: count it
+    if (len(gpus) if pinned else max(gpus) + 1) > seen:
         raise TowerlabError(f"--gpus {value} asks for GPU {', '.join(map(str, gpus))} but torch sees {seen} GPU(s) "
                             f"here; pass --gpus 0 to use the CPU")
 
@@ -99,9 +100,10 @@ def _train_gpus(value: str | None) -> int | None:
     if value is None:
         return None
     gpus = parse_gpus(value)
-    if "," in value:
+    pinned = "," in value
+    if pinned:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
-    check_visible(value, gpus)
+    check_visible(value, gpus, pinned)
     return len(gpus)
 
 
@@ -198,12 +200,13 @@ def _write_report(folder) -> None:
 
 def cmd_eval(args) -> int:
     from towerlab import infer
-
     from towerlab.checkpoint import find, step_of
+    from towerlab.runs import RunRecord
 
     overrides = {"data": args.data} if args.data else {}
-    metrics = infer.evaluate(args.run_dir, args.checkpoint, **overrides)  # says first what is wrong with the run
-    folder = find(Path(args.run_dir), args.checkpoint, quiet=True)
+    RunRecord.load(args.run_dir)  # "not a run directory" before "no checkpoint"
+    folder = find(Path(args.run_dir), args.checkpoint, quiet=True)  # verified once, named below
+    metrics = infer.evaluate(args.run_dir, args.checkpoint, folder=folder, **overrides)
     print(json.dumps({**metrics, "checkpoint": args.checkpoint, "checkpoint_step": step_of(folder)}, indent=2))
     print(f"evaluated the {args.checkpoint} checkpoint ({folder.name}, step {step_of(folder)})"
           + ("; --checkpoint last for the other" if args.checkpoint == "best" else ""), file=sys.stderr)

@@ -12,6 +12,7 @@ in backward, so the replicas stay identical. A search, a test and the CLI all ca
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -177,7 +178,7 @@ class Trainer:
                 self.run.tb.add_images("val/examples", self.recipe.examples(model, self.val_loader), self.step)
         return metrics
 
-    @property
+    @functools.cached_property
     def rate_name(self) -> str:
         """What the throughput counts: molecules for the recipes that read SMILES, images for the others."""
         molecules = any(recipes.has(self.recipe, c) for c in ("generate", "autoencode", "sequence"))
@@ -253,12 +254,11 @@ class Trainer:
         if self.strategy.sharded or not self.dist.distributed:
             return None
         spread = torch.zeros((), device=self.dist.device)
-        if self.dist.distributed:
-            for p in self.raw.state_dict().values():
-                if not p.numel():  # an empty buffer (chemvae without properties): nothing to compare
-                    continue
-                hi, lo = all_reduce_extremes(p.detach().float(), self.dist)
-                spread = torch.maximum(spread, (hi - lo).abs().max())
+        for p in self.raw.state_dict().values():
+            if not p.numel():  # an empty buffer (chemvae without properties): nothing to compare
+                continue
+            hi, lo = all_reduce_extremes(p.detach().float(), self.dist)
+            spread = torch.maximum(spread, (hi - lo).abs().max())
         return spread.item()
 
     # -- the loop -------------------------------------------------------------------------------

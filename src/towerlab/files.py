@@ -9,7 +9,7 @@ import os
 import uuid
 from pathlib import Path
 
-from towerlab.errors import DataError
+from towerlab.errors import ConfigError
 
 
 def fsync_dir(path: Path) -> None:
@@ -63,14 +63,6 @@ def link_leaving(folder: str | Path, root: str | Path) -> Path | None:
     return None
 
 
-def read_regular(path: str | Path, root: str | Path) -> str:
-    """The text of a regular file under root; a link that leaves root, or anything that is not a file, is refused."""
-    path = Path(path)
-    if not inside(path, root) or not path.resolve().is_file():
-        raise DataError(f"{path} is not a file inside {root}; remove the link or move the file there")
-    return path.read_text()
-
-
 def make_dir(path: str | Path, what: str) -> Path:
     """mkdir -p, with a folder that cannot be made or written (under a file, read-only, no permission) one line
     naming the flag it came from."""
@@ -81,8 +73,6 @@ def make_dir(path: str | Path, what: str) -> Path:
         probe.touch()
         probe.unlink()
     except OSError as e:
-        from towerlab.errors import ConfigError
-
         raise ConfigError(f"{what} {path} cannot be written ({e.strerror or type(e).__name__}); choose a folder you "
                           f"can write to") from None
     return path

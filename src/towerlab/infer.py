@@ -41,9 +41,11 @@ def load(run_dir: str | Path, which: str = "last", device: torch.device | str = 
     return Loaded(recipe, cfg, model.to(device).eval(), folder / f"{kind}.safetensors")
 
 
-def evaluate(run_dir: str | Path, which: str = "last", dist: Dist | None = None, **overrides) -> dict:
+def evaluate(run_dir: str | Path, which: str = "last", dist: Dist | None = None, folder: Path | None = None,
+             **overrides) -> dict:
+    """The run's metrics on its validation split, from the checkpoint `which` names (or `folder`, verified)."""
     dist = dist or setup()
-    run = load(run_dir, which, dist.device, **overrides)
+    run = load(run_dir, which, dist.device, folder=folder, **overrides)
     val = run.recipe.build_data(run.cfg, dist).val
     with torch.no_grad():
         return run.recipe.evaluate(run.model, val, dist)

@@ -32,15 +32,17 @@ MAX_RATIO = 64
 
 
 def _open(path: Path):
-    with open(path, "rb") as f:
-        gz = f.read(2) == b"\x1f\x8b"
-    return (gzip.open(path, "rb") if gz else open(path, "rb")), gz
+    """The file as a stream of its IDX bytes (gunzipped as read when it is gzip), and whether it was."""
+    f = open(path, "rb")
+    gz = f.read(2) == b"\x1f\x8b"
+    f.seek(0)
+    return (gzip.GzipFile(fileobj=f, mode="rb") if gz else f), f, gz
 
 
 def _read(f, n: int, path: Path) -> bytes:
     try:
         return f.read(n)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{path}: corrupt gzip data ({e}); {_FETCH_HINT}") from None
 
 
@@ -49,8 +51,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     anything is expanded, and exactly that many bytes are read."""
     path = Path(path)
     on_disk = path.stat().st_size
-    f, gz = _open(path)
-    with f:
+    f, raw, gz = _open(path)
+    with raw, f:
         magic = _read(f, 4, path)
         if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] != 0x08:
             raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number); {_FETCH_HINT}")

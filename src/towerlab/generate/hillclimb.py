@@ -22,6 +22,7 @@ from towerlab.chem import props
 from towerlab.chem.objectives import Objective
 from towerlab.chem.tokens import Skipped
 from towerlab.errors import CheckpointError, ConfigError
+from towerlab.files import atomic_write
 from towerlab.generate.model import Model, write_csv, write_grid
 from towerlab.recipes import require
 from towerlab.recipes.contract import Step
@@ -105,7 +106,7 @@ def hillclimb(m: Model, objective: Objective, out: Path, s: Settings) -> list[di
         theirs = {k: v for k, v in json.loads(settings.read_text()).items() if k != "rounds"}
         if theirs != {k: v for k, v in mine.items() if k != "rounds"}:
             raise ConfigError(f"{out} holds a hill-climb with other settings ({settings}); choose another --out")
-    checkpoint.atomic_write(settings, json.dumps(mine, indent=1).encode())
+    atomic_write(settings, json.dumps(mine, indent=1).encode())
     opt = torch.optim.Adam(m.net.parameters(), lr=s.lr)
     done, seen, history = _resume(m, opt, out, objective)
     for r in range(done + 1, s.rounds + 1):
@@ -152,7 +153,6 @@ def plot(history: list[dict], name: str, path: Path, x: str = "round") -> None:
     from towerlab.plots import pyplot
 
     plt = pyplot()
-
     fig, ax = plt.subplots(figsize=(6, 3.6))
     xs = [h[x] for h in history]
     for key, label in (("best", "best"), ("top10_mean", "top-10 mean"), ("mean_kept", "mean of kept")):

@@ -122,7 +122,6 @@ def plot_generations(history: list[dict], path: Path, metric: str) -> None:
     from towerlab.plots import pyplot
 
     plt = pyplot()
-
     gens = [h["generation"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(gens, [h["best"] for h in history], "o-", label="best")

@@ -79,7 +79,7 @@ class Store:
         except (ArgumentError, NoSuchModuleError) as e:
             from towerlab.errors import ConfigError
 
-            raise ConfigError(f"database URL {_redact(url)}: {str(e).splitlines()[0]}; write "
+            raise ConfigError(f"database URL {redact(url)}: {str(e).splitlines()[0]}; write "
                               f"dialect+driver://user:password@host/db, e.g. postgresql+psycopg://...") from None
         self.dialect = self.engine.dialect.name
         md = MetaData()
@@ -301,7 +301,8 @@ class Store:
 
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
+    """The URL without its password, for logs and errors."""
     from sqlalchemy.engine import make_url
 
     try:

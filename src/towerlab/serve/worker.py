@@ -16,10 +16,11 @@ import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from towerlab.errors import ConfigError, TowerlabError
+from towerlab.files import atomic_write
 from towerlab.serve.model import Reloading
 from towerlab.serve.payload import RowError, to_image, to_matrix
 from towerlab.serve.settings import ServeSettings, Source
-from towerlab.serve.store import Store
+from towerlab.serve.store import Store, redact
 
 log = logging.getLogger("towerlab.serve")
 MAX_BACKOFF_S = 30.0
@@ -27,13 +28,6 @@ MAX_BACKOFF_S = 30.0
 
 class ServeError(TowerlabError):
     """The service cannot start (an unreachable database, a model that will not load)."""
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for logs and errors."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 @dataclass
@@ -143,7 +137,8 @@ class Service:
                 closable = [g for g in closable if g.hi < last]
             if not rows:
                 self._close_gaps(conn, st, closable)
-                self._report_unusable(conn, st)
+                if not st.idle:  # the first idle poll after start or after work: one COUNT, not one per poll
+                    self._report_unusable(conn, st)
                 st.first_seen = None
                 return 0
             if len(rows) < src.batch_size and not drain and src.max_wait_s > 0:
@@ -268,11 +263,13 @@ class Service:
 
 
 def _write_png(array: np.ndarray, path: Path) -> None:
+    import io
+
     from PIL import Image
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    atomic_write(path, buf.getvalue(), sync=False)  # temp + rename; a planted link is replaced, not written through
 
 
 def install_signal_handlers(service: Service) -> None:
