@@ -138,3 +138,48 @@ def test_a_run_directory_in_use_is_refused_and_eval_limit_is_reported(tmp_path):
     assert holder(tmp_path / "busy") is None
     m = fit(digits, config.build(digits.Config, None, {"max_steps": 2, "eval_limit": 50, **QUIET}), out=tmp_path / "busy")
     assert m["eval_items"] == 50 and m["eval_s"] > 0
+
+
+def test_stop_at_ends_the_run_at_the_target_and_a_resume_stays_stopped(tmp_path):
+    cfg = config.build(digits.Config, None, {"epochs": 30.0, "eval_every_steps": 5, "log_every": 5, "stop_at": 0.5})
+    m = fit(digits, cfg, out=tmp_path / "run")
+    assert m["accuracy"] >= 0.5 and m["step"] < 30 * 22 and "stop-at" in m["stopped"]
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    evals = [r for r in rows if "val/accuracy" in r]
+    assert evals[-1]["step"] == m["step"]
+    assert all(0 < r["train_s"] <= r["wall_s"] for r in evals)  # time to accuracy, evaluation left out of train_s
+    again = resume(tmp_path / "run")
+    assert again["step"] == m["step"], "a run that reached its target does not train on when resumed"
+
+
+def test_patience_counts_evaluations_without_a_better_loss():
+    from towerlab.engine import Stopping
+
+    s = Stopping(digits.Config(patience=2), ("accuracy", "max"))
+    for loss in (1.0, 0.8, 0.9, 0.7, 0.75):
+        s.update({"accuracy": 0.5, "loss": loss})
+        assert not s.reason
+    s.update({"accuracy": 0.5, "loss": 0.71})
+    assert "patience" in s.reason
+    restored = Stopping(digits.Config(patience=2), ("accuracy", "max"))
+    restored.load(s.state())
+    assert restored.reason == s.reason
+
+
+def test_a_run_records_the_absolute_data_folder_it_read(tmp_path, mnist_dir, monkeypatch):
+    from towerlab import infer
+    from towerlab.recipes import segdec
+
+    (tmp_path / "data" / "mnist").mkdir(parents=True)
+    (tmp_path / "data" / "kolektorsdd").mkdir()
+    for f in mnist_dir.glob("*-ubyte*"):
+        f.rename(tmp_path / "data" / "mnist" / f.name)
+    monkeypatch.setenv("TOWERLAB_DATA", str(tmp_path / "data"))
+    assert config.build(segdec.Config, None, {}).data == str((tmp_path / "data" / "kolektorsdd").absolute())
+    assert config.build(digits.Config, None, {}).data == ""  # reads no folder
+    cfg = config.build(mnist.Config, None, {"max_steps": 2, "batch_size": 16, **QUIET})
+    fit(mnist, cfg, out=tmp_path / "run")
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert f"data: {tmp_path / 'data' / 'mnist'}" in saved
+    monkeypatch.delenv("TOWERLAB_DATA")  # eval from elsewhere, later: the run knows where its data is
+    assert "accuracy" in infer.evaluate(tmp_path / "run")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -55,6 +56,10 @@ class TrainConfig:
     warmup_steps: int = opt(0, "linear warm-up from 0 over this many steps")
     min_lr_ratio: float = opt(0.0, "cosine/onecycle: final lr as a fraction of the peak")
     ema_decay: float = opt(0.0, "if > 0, evaluate an exponential moving average of the weights with this decay")
+    # stopping early (the schedule keeps its length: stopping never changes a step taken before it)
+    stop_at: float = opt(0.0, "if > 0, stop once the validation main metric reaches this value (time to accuracy)")
+    patience: int = opt(0, "if > 0, stop after this many evaluations without a better validation loss (early "
+                           "stopping; the recipe's main metric where it reports no loss)")
     # evaluation, logging, checkpoints
     eval_every_epochs: float = opt(1.0, "evaluate every this many epochs (0: only at the end)")
     eval_every_steps: int = opt(0, "if > 0, evaluate every this many steps instead")
@@ -84,6 +89,12 @@ class TrainConfig:
     pipeline_chunks: int = opt(4, "with strategy=pipeline: micro-batches per batch (more keeps the stages busier)")
     deterministic: bool = opt(False, "deterministic algorithms (bitwise-reproducible on the CPU)")
 
+    def default_data(self) -> str:
+        """The folder (or file) under $TOWERLAB_DATA that an empty `data` means ("" for a recipe that reads none).
+        config.build writes its absolute path into `data`, so that a run records what it read and eval, predict,
+        report and --resume find the same files without $TOWERLAB_DATA."""
+        return ""
+
     def validate(self) -> None:
         """Raise ConfigError naming the first bad value."""
         for f in dataclasses.fields(self):
@@ -98,7 +109,7 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
         for name in ("epochs", "max_steps", "weight_decay", "clip_grad", "warmup_steps", "ckpt_every_steps",
-                     "eval_limit", "tb_histograms"):
+                     "eval_limit", "tb_histograms", "stop_at", "patience"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
         if self.epochs == 0 and self.max_steps == 0:
@@ -263,12 +274,21 @@ def _absolute_paths(cfg: Any) -> None:
             setattr(cfg, name, str(Path(value).expanduser().absolute()))
 
 
+def _record_data_folder(cfg: Any) -> None:
+    """An empty `data` becomes the absolute $TOWERLAB_DATA/<default> it stands for, when that exists (else the
+    recipe's reader names what is missing, when it reads)."""
+    default, root = cfg.default_data(), os.environ.get("TOWERLAB_DATA", "")
+    if not cfg.data and default and root and (Path(root).expanduser() / default).exists():
+        cfg.data = str((Path(root).expanduser() / default).absolute())
+
+
 def build(cls: type, yaml_file: str | None, cli_values: dict) -> Any:
-    """Recipe defaults < YAML file < CLI flags, validated."""
+    """Recipe defaults < YAML file < CLI flags, validated; the data folder made explicit and absolute."""
     cfg = cls()
     if yaml_file:
         cfg = merge(cfg, load_yaml(yaml_file), str(yaml_file))
     cfg = merge(cfg, cli_values, "command line")
+    _record_data_folder(cfg)
     _absolute_paths(cfg)
     if cfg.fast:  # torch-free: the field names only
         from towerlab.perf import FAST_FIELDS

@@ -80,10 +80,13 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch, self.total_steps))
         self.scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.precision == "fp16")
         self.step, self.best, self.last_eval = 0, {}, {}
+        self.stopping = Stopping(cfg, recipe.MAIN_METRIC)
         self.own_step = recipes.has(recipe, "train_step")  # asked once: train_step runs every step
         self.watch = Watcher(self.raw, cfg.tb_histograms, run.tb if run else None, self.strategy.sharded) \
             if cfg.tb_histograms else None
         self.eval_seconds = 0.0  # time spent evaluating: never counted as training throughput
+        self.ckpt_seconds = 0.0  # time spent writing the checkpoints that follow evaluations
+        self.started = time.perf_counter()  # this process's training loop began (train() sets it again)
         # the loss and the recipe's logs, summed on the device between two log lines (no host sync per step)
         self._log_sums: dict[str, torch.Tensor] = {"loss": torch.zeros((), device=dist.device)}
         self._loss_count = 0
@@ -162,18 +165,22 @@ class Trainer:
             metrics = self.recipe.evaluate(model, Progress(self.val_loader, "evaluate", self.dist), self.dist)
         self.eval_seconds += time.perf_counter() - t0
         if self.cfg.eval_limit:  # say so wherever these numbers go: they are not the whole validation split
-            metrics = {**metrics, "eval_items": float(self.val_loader.num_items)}
+            metrics = {**metrics, "eval_items": int(self.val_loader.num_items)}
         name, mode = self.recipe.MAIN_METRIC
         value = metrics[name]
         better = not self.best or (value > self.best["value"] if mode == "max" else value < self.best["value"])
         if better and math.isfinite(value):
             self.best = {"metric": name, "value": value, "step": self.step}
         self.last_eval = metrics
+        self.stopping.update(metrics)
         if self.dist.is_main:  # on the console too, as each evaluation happens (not only in the files)
             shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if "/" not in k and k != "eval_items")
             tqdm.write(f"step {self.step}: validation {shown}" + ("  (best so far)" if better else ""))
-        if self.run:
-            self.run.log(self.step, {"epoch": self.step / self.steps_per_epoch, **{f"val/{k}": v for k, v in metrics.items()}})
+        if self.run:  # with the time it took to get here (time to accuracy), evaluation not counted in train_s
+            wall = time.perf_counter() - self.started
+            self.run.log(self.step, {"epoch": self.step / self.steps_per_epoch, "wall_s": round(wall, 3),
+                                     "train_s": round(wall - self.eval_seconds - self.ckpt_seconds, 3),
+                                     **{f"val/{k}": v for k, v in metrics.items()}})
             if recipes.has(self.recipe, "examples"):  # a recipe that draws its outputs (segmentation overlays)
                 self.run.tb.add_images("val/examples", self.recipe.examples(model, self.val_loader), self.step)
         return metrics
@@ -210,7 +217,8 @@ class Trainer:
         return weights, {"step": self.step, "data": {"epoch": epoch, "position": position},
                 "world_size": self.dist.world_size, "optimizer": optimizer, "scheduler": self.sched.state_dict(),
                 "scaler": self.scaler.state_dict(), "best": self.best, "rng": rng,
-                "ema_n": self.ema.n_averaged.clone() if self.ema is not None else torch.zeros(())}
+                "ema_n": self.ema.n_averaged.clone() if self.ema is not None else torch.zeros(()),
+                "stopping": self.stopping.state()}
 
     def save(self, improved: bool) -> None:
         model, state = self.state()  # a collective: every rank takes part
@@ -236,6 +244,7 @@ class Trainer:
         self.sched.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.best = state["step"], state["best"]
+        self.stopping.load(state.get("stopping"))
         if self.step > self.total_steps:
             raise ConfigError(f"the run has taken {self.step} steps already, more than the {self.total_steps} asked "
                               f"for; raise --max-steps or --epochs", all_ranks=True)
@@ -279,7 +288,9 @@ class Trainer:
         if evaluated:
             before = self.best.get("step")
             self.evaluate()
+            t0 = time.perf_counter()
             self.save(improved=self.best.get("step") != before)
+            self.ckpt_seconds += time.perf_counter() - t0
             clock[:] = [time.perf_counter(), step]  # evaluation time is not training throughput
         elif cfg.ckpt_every_steps and step % cfg.ckpt_every_steps == 0:
             self.save(improved=False)
@@ -297,7 +308,8 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.is_main, unit="step",
                    dynamic_ncols=True, desc=self.recipe.NAME)
         start, start_step, clock = time.perf_counter(), self.step, [time.perf_counter(), self.step]
-        while self.step < self.total_steps:
+        self.started = start
+        while self.step < self.total_steps and not self.stopping.reason:  # (a resumed run may have stopped already)
             epoch, position = divmod(self.step, self.steps_per_epoch)
             self.train_loader.set_epoch(epoch, position)
             for batch in self.train_loader:
@@ -307,9 +319,11 @@ class Trainer:
                 self.step += 1
                 bar.update(1)
                 self.after_step(bar, clock)
-                if self.step >= self.total_steps:
+                if self.step >= self.total_steps or self.stopping.reason:
                     break
         bar.close()
+        if self.stopping.reason:
+            print0(f"stopped at step {self.step}: {self.stopping.reason}", dist=self.dist)
         if not self.last_eval:  # resumed at the very end: nothing was evaluated in this process
             self.evaluate()
         wall = time.perf_counter() - start
@@ -317,13 +331,48 @@ class Trainer:
         return {"step": self.step, "epoch": self.step / self.steps_per_epoch, **self.last_eval,
                 "best": self.best, "images_per_s": (self.step - start_step) * self.cfg.batch_size / training,
                 "wall_s": wall, "eval_s": self.eval_seconds, "world_size": self.dist.world_size,
+                **({"stopped": self.stopping.reason} if self.stopping.reason else {}),
                 "replica_max_abs_diff": self.replica_spread()}
+
+
+class Stopping:
+    """When to stop before the planned last step: a target reached (--stop-at) or no better validation loss for
+    --patience evaluations. It reads only metrics already reduced across processes, so every rank stops at the
+    same step. Its state is in the checkpoint: a resumed run counts on, and a run that stopped stays stopped."""
+
+    def __init__(self, cfg: TrainConfig, main_metric: tuple[str, str]):
+        self.cfg, self.main, self.reason = cfg, main_metric, ""
+        self.best, self.waited = None, 0
+
+    def state(self) -> dict:
+        return {"reason": self.reason, "best": self.best, "waited": self.waited}
+
+    def load(self, state: dict | None) -> None:
+        if state:
+            self.reason, self.best, self.waited = state["reason"], state["best"], state["waited"]
+
+    def update(self, metrics: dict[str, float]) -> None:
+        name, mode = self.main
+        value = metrics.get(name)
+        if self.cfg.stop_at and value is not None and (value >= self.cfg.stop_at if mode == "max"
+                                                        else value <= self.cfg.stop_at):
+            self.reason = f"{name}={value:.4g} reached --stop-at {self.cfg.stop_at:g}"
+        if not self.cfg.patience:
+            return
+        watched, lower = ("loss", True) if "loss" in metrics else (name, mode == "min")
+        v = metrics[watched] if lower else -metrics[watched]
+        if self.best is None or v < self.best:
+            self.best, self.waited = v, 0
+            return
+        self.waited += 1
+        if self.waited >= self.cfg.patience:
+            self.reason = self.reason or f"no better validation {watched} in {self.waited} evaluations (--patience)"
 
 
 # Fields a resumed run may change: none of them alters a step already taken. Anything else (the learning rate, the
 # batch, the model) would make the continuation a different run: start one from these weights with --init-from.
 RESUMABLE = ("epochs", "max_steps", "eval_every_epochs", "eval_every_steps", "eval_limit", "ckpt_every_steps",
-             "keep_checkpoints", "log_every", "tb_histograms", "data")
+             "keep_checkpoints", "log_every", "tb_histograms", "data", "stop_at", "patience")
 
 
 class Progress:

@@ -38,3 +38,17 @@ def test_contrast_keeps_channel_means_and_brightness_shifts_them():
     shift = (b - x).flatten(1)
     assert torch.allclose(shift.min(1).values, shift.max(1).values, atol=1e-4)  # one offset per image
     assert shift.abs().max() <= 63
+
+
+def test_random_shift_moves_each_image_by_at_most_n_pixels_and_keeps_its_size():
+    from towerlab.data.augment import random_shift
+
+    torch.manual_seed(0)
+    x = torch.zeros(64, 1, 12, 10)
+    x[:, :, 5, 4] = 1.0  # one bright pixel, far enough from the border that no shift loses it
+    y = random_shift(x, 2)
+    assert y.shape == x.shape and (y.sum((1, 2, 3)) == 1).all()
+    rows, cols = y[:, 0].nonzero()[:, 1], y[:, 0].nonzero()[:, 2]
+    assert (rows - 5).abs().max() <= 2 and (cols - 4).abs().max() <= 2
+    assert len(set(zip(rows.tolist(), cols.tolist()))) > 10, "independent offsets per image"
+    assert torch.equal(random_shift(x, 0), x)

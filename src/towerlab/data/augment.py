@@ -15,16 +15,24 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255.0)
 
 
-def random_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """An independent size x size crop of every image in [N,C,H,W]."""
+def random_crop(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """An independent crop of size (h, w) (or size x size) of every image in [N,C,H,W]."""
     n, c, h, w = x.shape
-    oy = torch.randint(0, h - size + 1, (n,), device=x.device)
-    ox = torch.randint(0, w - size + 1, (n,), device=x.device)
-    ar = torch.arange(size, device=x.device)
-    rows = (oy[:, None] + ar)[:, None, :, None].expand(n, c, size, w)
+    sh, sw = (size, size) if isinstance(size, int) else size
+    oy = torch.randint(0, h - sh + 1, (n,), device=x.device)
+    ox = torch.randint(0, w - sw + 1, (n,), device=x.device)
+    rows = (oy[:, None] + torch.arange(sh, device=x.device))[:, None, :, None].expand(n, c, sh, w)
     x = x.gather(2, rows)
-    cols = (ox[:, None] + ar)[:, None, None, :].expand(n, c, size, size)
+    cols = (ox[:, None] + torch.arange(sw, device=x.device))[:, None, None, :].expand(n, c, sh, sw)
     return x.gather(3, cols)
+
+
+def random_shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Translate each image in [N,C,H,W] by an independent whole-pixel offset in [-pixels, pixels] on each axis,
+    filling with zeros (the background of a digit scan): zero-pad, then a random crop of the original size."""
+    if pixels <= 0:
+        return x
+    return random_crop(F.pad(x, (pixels,) * 4), tuple(x.shape[-2:]))
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:

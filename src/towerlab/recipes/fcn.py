@@ -30,7 +30,7 @@ from towerlab.recipes.configs import FcnConfig, fcn_config
 
 MAIN_METRIC = ("mean_iou", "max")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's ImageNet statistics, which its VGG16 expects
-FOLDERS = {"camvid": "camvid", "ade20k": "ade20k_sceneparsing", "voc": "voc"}  # $TOWERLAB_DATA/<folder>
+FOLDERS = FcnConfig.FOLDERS  # $TOWERLAB_DATA/<folder>
 VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 POOL3, POOL4 = 17, 24  # features[:POOL3] ends with pool3, features[:POOL4] with pool4 (torchvision's indices)
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from towerlab.data import mnist as mnist_data
 from towerlab.data import resolve_dir
-from towerlab.data.augment import to_float
+from towerlab.data.augment import random_shift, to_float
 from towerlab.data.loader import Data, tensor_data
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
 from towerlab.recipes.configs import MnistConfig
@@ -60,7 +60,11 @@ def build_data(cfg: Config, dist) -> Data:
     root = resolve_dir(cfg.data, "mnist")
     train = mnist_data.load_split(root, "train")
     test = mnist_data.load_split(root, "test")
-    return tensor_data(cfg, dist, train, test, transform)
+
+    def train_transform(x: torch.Tensor, y: torch.Tensor):
+        return random_shift(to_float(x), cfg.shift), y
+
+    return tensor_data(cfg, dist, train, test, train_transform, val_transform=transform)
 
 
 def class_names(cfg: Config) -> list[str]:
