@@ -25,6 +25,7 @@ from pathlib import Path
 
 from towerlab.errors import DataError
 from towerlab.files import atomic_write
+from towerlab.progress import bar
 from towerlab.runs import RunRecord
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
@@ -204,7 +205,7 @@ def _classification(path: Path, final: dict) -> str:
     names = recipe.class_names(cfg)
     probs, labels, inputs = [], [], []
     with torch.no_grad():
-        for batch in val:
+        for batch in bar(val, "report: the validation split", total=len(val), unit="batch", min_total=4):
             x, y = batch[0], batch[-1]
             probs.append(recipe.predict(loaded.model, x).float())
             labels.append(y)
@@ -343,7 +344,7 @@ def _picture(t):
 
 
 def _molecules(path: Path) -> str:
-    from towerlab.chem import props
+    from towerlab.chem import distribution, props
     from towerlab.errors import DataError as _DataError
     from towerlab.generate import model as gen
 
@@ -355,7 +356,7 @@ def _molecules(path: Path) -> str:
         training, note = [], f"<p>{html.escape(str(e))}</p>"
     else:
         note = ""
-    known = gen.canonical_set(training)  # RDKit over the whole training set: once (245k molecules take ~30 s)
+    known = distribution.canonical_set(training, "canonicalising the training set (once; cached)")
     metrics = props.generation_metrics(smiles, known, k=len(smiles))
     valid = [s for s in smiles if props.mol(s) is not None]
     from rdkit.Chem import Draw

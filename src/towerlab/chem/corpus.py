@@ -21,6 +21,8 @@ from towerlab.chem.tokens import Skipped, Vocab
 from towerlab.data import smiles as smiles_data
 from towerlab.dist import print0
 from towerlab.errors import ConfigError, DataError
+from towerlab.files import atomic_write
+from towerlab.progress import bar
 
 
 def data_file(cfg, default_file: str) -> Path:
@@ -51,12 +53,32 @@ def _columns(table: smiles_data.SmilesTable, names: list[str]) -> dict[str, list
         if cache.is_file():
             out.update(json.loads(cache.read_text()))
         else:
-            rows = [props.properties(s) for s in table.smiles]
+            rows = [props.properties(s) for s in bar(table.smiles, f"computing {', '.join(computed)} (once; cached)",
+                                                      unit="mol")]
             values = {n: [r[n] if r else math.nan for r in rows] for n in computed}
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(values))
             out.update(values)
     return out
+
+
+def _parsed(table: smiles_data.SmilesTable) -> list[bool]:
+    """Whether RDKit parses each SMILES: one pass over a large file costs ~45 s (250k molecules), so the answers are
+    cached by the file's contents and the RDKit version, and every later read of the same file (eval, report,
+    sampling's novelty) is quick."""
+    from rdkit import __version__ as rdkit_version
+
+    if len(table.smiles) < 20_000:
+        return [props.mol(s) is not None for s in table.smiles]
+    cache = _cache_path(table.source, [f"parsed-by-rdkit-{rdkit_version}"])
+    if cache.is_file():
+        flags = json.loads(cache.read_text())
+        if len(flags) == len(table.smiles):
+            return [bool(f) for f in flags]
+    flags = [props.mol(s) is not None for s in bar(table.smiles, f"checking {table.source.name} with RDKit", unit="mol")]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(cache, json.dumps([int(f) for f in flags]))
+    return flags
 
 
 @dataclass
@@ -74,7 +96,7 @@ class Prepared:
 def valid_molecules(table: smiles_data.SmilesTable, names: list[str]) -> tuple[list[str], torch.Tensor]:
     """The SMILES RDKit parses and their property values; the others reported in one line."""
     cols = _columns(table, names)
-    valid = [props.mol(s) is not None for s in table.smiles]  # RDKit parses each SMILES once
+    valid = _parsed(table)
     keep = [i for i, ok in enumerate(valid) if ok]
     bad = len(table.smiles) - len(keep)
     if bad:

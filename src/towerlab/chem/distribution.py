@@ -18,6 +18,8 @@ import numpy as np
 from towerlab.chem import props
 from towerlab.data import smiles as smiles_data
 from towerlab.errors import ConfigError
+from towerlab.files import atomic_write
+from towerlab.progress import bar
 
 
 def _cache(path: Path, kind: str, suffix: str) -> Path:
@@ -30,12 +32,24 @@ def _cache(path: Path, kind: str, suffix: str) -> Path:
 def reference_set(path: str | Path) -> set[str]:
     """Canonical SMILES (by this RDKit) of a reference file, cached."""
     path = Path(path)
-    smiles = smiles_data.read(path).smiles  # the read names a missing or damaged file
-    cache = _cache(path, "canonical", ".json.gz")
+    return canonical_set(smiles_data.read(path).smiles, f"canonicalising {path.name}")  # the read names a bad file
+
+
+def canonical_set(smiles: list[str], desc: str = "canonicalising") -> set[str]:
+    """The distinct canonical forms of a list of SMILES; a large list (a training set) is cached on disk by the
+    SHA-256 of its contents and the RDKit version, so it costs its ~1 min once, with a progress bar."""
+    from rdkit import __version__ as rdkit_version
+
+    if len(smiles) < 20_000:
+        return {c for c in map(props.canonical, smiles) if c}
+    digest = hashlib.sha256("\n".join([rdkit_version, *smiles]).encode()).hexdigest()[:24]
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "towerlab" / "canonical"
+    cache = root / f"{digest}.json.gz"
     if cache.is_file():
         return set(json.loads(gzip.decompress(cache.read_bytes())))
-    out = {c for c in map(props.canonical, smiles) if c}
-    cache.write_bytes(gzip.compress(json.dumps(sorted(out)).encode()))
+    out = {c for c in map(props.canonical, bar(smiles, desc, unit="mol")) if c}
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write(cache, gzip.compress(json.dumps(sorted(out)).encode()))
     return out
 
 
@@ -88,13 +102,13 @@ def fcd(generated: list[str], reference: str | Path) -> float:
 def report(generated: list[str], training: list[str], k: int = 10_000, reference: str | None = None,
            fcd_reference: str | None = None, kl: bool = False) -> dict[str, float]:
     """The generation metrics of `generated`, with the size of every set a figure was measured against."""
-    train = {c for c in map(props.canonical, training) if c}
+    train = canonical_set(training, "canonicalising the training set (once; cached)")
     out = props.generation_metrics(generated, train, k=min(k, len(generated)))
-    out["training_set_size"] = float(len(train))
+    out["training_set_size"] = len(train)
     if reference:
         ref = reference_set(reference)
         out["novelty_vs_reference"] = novelty(generated, ref)
-        out["reference_set_size"] = float(len(ref))
+        out["reference_set_size"] = len(ref)
         out["reference"] = str(reference)
     if fcd_reference:
         out["fcd"] = fcd(generated, fcd_reference)

@@ -91,4 +91,4 @@ def generation_metrics(generated: list[str], training: set[str], k: int = 10_000
     return {"validity": len(valid) / max(len(generated), 1),
             f"unique@{k}": len(set(first)) / max(len(first), 1),
             "novelty": len(unique - training) / max(len(unique), 1),
-            "valid": float(len(valid)), "generated": float(len(generated))}
+            "valid": len(valid), "generated": len(generated)}

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from towerlab.progress import bar
+
 from towerlab.errors import DataError
 
 # bracket atoms, two-letter organic-subset atoms, aromatic atoms, bonds, branches, ring closures (Schwaller et al.)
@@ -89,7 +91,7 @@ class Vocab:
     def encode(self, smiles: list[str], skipped: Skipped | None = None) -> tuple[torch.Tensor, list[int]]:
         """int64 [N, max_len] token indices (0-padded) of the SMILES that fit, and their positions in the input."""
         rows, kept = [], []
-        for i, s in enumerate(smiles):
+        for i, s in enumerate(bar(smiles, "tokenizing", unit="mol", min_total=20_000)):
             toks = tokenize(s, self.representation)
             if toks is not None and len(toks) > self.max_len:
                 reason = f"longer than max_len={self.max_len} tokens"

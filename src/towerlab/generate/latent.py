@@ -12,7 +12,8 @@ import torch
 from towerlab.chem import props
 from towerlab.chem.tokens import Skipped
 from towerlab.errors import ConfigError, DataError
-from towerlab.generate.model import Model, canonical_set, describe, sample
+from towerlab.chem.distribution import canonical_set
+from towerlab.generate.model import Model, describe, sample
 
 
 def decode(m: Model, z: torch.Tensor, temperature: float = 0.0) -> list[str]:
