@@ -171,8 +171,10 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def _print_result(m: dict, write_report: bool = True) -> None:
-    shown = {k: v for k, v in m.items() if isinstance(v, float) and k != "wall_s" and "/" not in k}  # not per class
-    print("final: " + "  ".join(f"{k}={v:.4g}" for k, v in shown.items()) + "  (the last checkpoint)")
+    shown = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+             and k not in ("wall_s", "step", "world_size") and "/" not in k}  # not per class
+    print("final: " + "  ".join(f"{k}={v}" if isinstance(v, int) else f"{k}={v:.4g}" for k, v in shown.items())
+          + "  (the last checkpoint)")
     best = m.get("best") or {}
     if "value" in best:
         print(f"best:  {best['metric']}={best['value']:.4g} at step {best['step']} (the best checkpoint: what "
@@ -189,8 +191,10 @@ def _write_report(folder) -> None:
     a report that cannot be written is one warning line, never a failed command."""
     if os.environ.get("TOWERLAB_REPORT", "1") == "0":
         return
+    from towerlab.progress import say
     from towerlab.report import write
 
+    say(f"writing {Path(folder) / 'report.html'} (TOWERLAB_REPORT=0 or --no-report skips it)")
     try:
         print(f"report:        {write(folder)}")
     except Exception as e:  # noqa: BLE001 -- the training result stands; say why the page is missing
@@ -249,9 +253,9 @@ def cmd_data(args) -> int:
 
 
 def cmd_chem(args) -> int:
-    from towerlab.generate.commands import ACTIONS
+    from towerlab.generate.commands import run
 
-    ACTIONS[args.action](args)
+    run(args)
     return 0
 
 
@@ -435,9 +439,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--data", help="export: dataset folder (default: $TOWERLAB_DATA/<dataset>)")
     d.set_defaults(func=cmd_data)
     c = sub.add_parser("chem", help="use a molecule generator: sample; encode, decode, optimize (autoencoders); "
-                                    "hillclimb, mcts (smiles-lstm)")
-    c.add_argument("action", choices=("sample", "encode", "decode", "optimize", "hillclimb", "mcts"))
-    c.add_argument("run_dir")
+                                    "hillclimb, mcts (smiles-lstm); graph-ga (no model: molecules from --start)")
+    c.add_argument("action", choices=("sample", "encode", "decode", "optimize", "hillclimb", "mcts", "graph-ga"))
+    c.add_argument("run_dir", nargs="?", help="the trained run (every action but graph-ga)")
     c.add_argument("input", nargs="?", help="encode: SMILES file; decode: latents CSV; optimize: seed SMILES (default: "
                                             "--n-seeds drawn at random from the run's held-out molecules)")
     c.add_argument("--checkpoint", choices=("last", "best"), default="best")
@@ -462,7 +466,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--property", default="qed", help="which predicted property to raise")
     g.add_argument("--steps", type=POSITIVE, default=50, help="gradient steps in latent space")
     g.add_argument("--lr", type=_at_least(0.0, strict=True), default=None, help="optimize: Adam step in latent space (default 0.05); "
-                                                          "hillclimb: fine-tuning lr (default 5e-4)")
+                                                          "hillclimb: fine-tuning lr (default 1e-3)")
     g.add_argument("--n-seeds", type=POSITIVE, default=20, help="seed molecules")
     g = c.add_argument_group("hillclimb and mcts")
     g.add_argument("--objective", default="qed", help="qed, plogp, logp, similarity:SMILES, guacamol:NAME (a "
@@ -476,6 +480,18 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--expand", type=POSITIVE, default=5, help="mcts: children per expansion (most probable tokens)")
     g.add_argument("--rollouts", type=POSITIVE, default=4, help="mcts: rollouts per new child")
     g.add_argument("--c", type=_at_least(0.0), default=1.0, help="mcts: UCB exploration constant")
+    g.add_argument("--start", help="hillclimb: SMILES file whose best --keep molecules seed the pool (default: the "
+                                   "run's training file, as GuacaMol's baseline; `none`: no seeding); graph-ga: the "
+                                   "first population is its best (default: $TOWERLAB_DATA/zinc250k_jtvae/valid.txt)")
+    g.add_argument("--start-limit", type=_count(0), default=0, help="score a seeded draw of this many molecules "
+                                                                       "of --start (0: all of them)")
+    g.add_argument("--max-calls", type=_count(0), default=0, help="hillclimb, graph-ga: bound on objective calls, "
+                                                                  "never exceeded (0: none)")
+    g = c.add_argument_group("graph-ga (Jensen 2019; GuacaMol's baseline settings by default)")
+    g.add_argument("--population", type=POSITIVE, default=100, help="molecules kept per generation")
+    g.add_argument("--offspring", type=POSITIVE, default=200, help="children per generation")
+    g.add_argument("--generations", type=POSITIVE, default=1000, help="generations")
+    g.add_argument("--mutation-rate", type=_share, default=0.01, help="share of children mutated")
     c.set_defaults(func=cmd_chem)
     j = sub.add_parser("jobs", help="run a list of trainings side by side, one per device")
     j.add_argument("--no-report", action="store_true", help="do not write report.html (the group's and each "

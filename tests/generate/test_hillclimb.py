@@ -96,3 +96,20 @@ def test_a_tiny_tree_search_says_best_none_not_nan(fresh_prior, tmp_path):
     report = json.loads(proc.stdout[proc.stdout.index("{\n"):proc.stdout.rindex("}") + 1])
     assert report["best"] is None or report["best"] > 0
     assert ("grid:" in proc.stdout) == (tmp_path / "m" / "best.png").is_file()
+
+
+def test_the_pool_starts_from_the_best_of_a_file_and_max_calls_is_never_passed(lstm_run, tmp_path):
+    from conftest import REAL_SMILES
+
+    start = tmp_path / "start.smi"
+    start.write_text("\n".join(REAL_SMILES) + "\n")
+    best_of_file = max(props.properties(s)["qed"] for s in REAL_SMILES)
+    m, objective = gen.load(lstm_run), objectives.get("qed")
+    history = hillclimb(m, objective, tmp_path / "hc", Settings(rounds=1, samples=64, keep=8, epochs=1, batch_size=8),
+                        start=str(start))
+    assert history[0]["best"] >= best_of_file - 1e-12  # the file's best is in the pool from the start
+    assert objective.calls >= len(set(REAL_SMILES))
+    objective = objectives.get("qed")
+    history = hillclimb(gen.load(lstm_run), objective, tmp_path / "bounded",
+                        Settings(rounds=5, samples=64, keep=8, epochs=1, batch_size=8, max_calls=50), start=str(start))
+    assert objective.calls <= 50 and len(history) < 5

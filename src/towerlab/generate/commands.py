@@ -91,9 +91,11 @@ def hillclimb(args) -> None:
     m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem hillclimb`")
     objective = objectives.get(args.objective)
     out = _folder(args, m, "hillclimb")
-    s = Settings(args.rounds, args.samples, args.keep, args.epochs, args.batch_size, args.lr or 5e-4, 1.0 if args.temperature is None else args.temperature,
-                 args.seed)
-    history = run(m, objective, out, s)
+    s = Settings(rounds=args.rounds, samples=args.samples, keep=args.keep, epochs=args.epochs,
+                 batch_size=args.batch_size, lr=args.lr or 1e-3, seed=args.seed, max_calls=args.max_calls,
+                 temperature=1.0 if args.temperature is None else args.temperature)
+    start = "" if args.start == "none" else (args.start or str(gen.data_file(m)))
+    history = run(m, objective, out, s, start, args.start_limit)
     _print({**objective.counts(), "rounds": len(history), "best": history[-1]["best"] if history else None})
     print(f"best molecules: {out / 'best.csv'}; per round: {out / 'rounds.csv'}, {out / 'score.png'}; "
           f"grid: {out / 'best.png'}")
@@ -115,5 +117,34 @@ def mcts(args) -> None:
     print(f"best molecules: {out / 'best.csv'}; progress: {out / 'progress.csv'}, {out / 'score.png'}{grid}")
 
 
+def graph_ga(args) -> None:
+    from towerlab.chem import objectives
+    from towerlab.generate.graph_ga import Settings, graph_ga as run
+
+    if args.run_dir:
+        raise ConfigError(f"graph-ga uses no trained run (got {args.run_dir!r}); its first population is the best of "
+                          f"--start FILE")
+    start = args.start or (os.environ.get("TOWERLAB_DATA", "") and
+                           str(Path(os.environ["TOWERLAB_DATA"]) / "zinc250k_jtvae" / "valid.txt"))
+    if not start:
+        raise ConfigError("graph-ga needs molecules to start from: --start FILE (SMILES), or set TOWERLAB_DATA")
+    objective = objectives.get(args.objective)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", args.objective)
+    out = Path(args.out) if args.out else Path("runs") / f"graph-ga-{name}-seed{args.seed}"
+    s = Settings(population=args.population, offspring=args.offspring, generations=args.generations,
+                 mutation_rate=args.mutation_rate, max_calls=args.max_calls, seed=args.seed)
+    history = run(objective, start, out, s, args.start_limit)
+    _print({**objective.counts(), "generations": len(history), "best": history[-1]["best"] if history else None})
+    print(f"best molecules: {out / 'best.csv'}; per generation: {out / 'progress.csv'}, {out / 'score.png'}; "
+          f"grid: {out / 'best.png'}")
+
+
 ACTIONS = {"sample": sample, "encode": encode, "decode": decode, "optimize": optimize, "hillclimb": hillclimb,
-           "mcts": mcts}
+           "mcts": mcts, "graph-ga": graph_ga}
+
+
+def run(args) -> None:
+    """The action the command names; every action but graph-ga reads a trained run."""
+    if args.action != "graph-ga" and not args.run_dir:
+        raise ConfigError(f"`towerlab chem {args.action}` needs the trained run: towerlab chem {args.action} RUN_DIR ...")
+    ACTIONS[args.action](args)

@@ -24,38 +24,31 @@ from towerlab.chem.tokens import Skipped
 from towerlab.errors import CheckpointError, ConfigError
 from towerlab.files import atomic_write
 from towerlab.generate.model import Model, write_csv, write_grid
+from towerlab.generate.scoring import best_of_file, ranked, score_new
 from towerlab.recipes import require
 from towerlab.recipes.contract import Step
 
 
 @dataclass(frozen=True)
 class Settings:
-    # guacamol_baselines smiles_lstm_hc defaults: 20 rounds, 1024 sampled, 512 kept, 2 epochs at batch 256
+    # guacamol_baselines smiles_lstm_hc defaults: 20 rounds, 1024 sampled, 512 kept, 2 epochs at batch 256, Adam
+    # lr 1e-3, gradients clipped to norm 1.0; the pool seeded with the best molecules of the training file
     rounds: int = 20
     samples: int = 1024
     keep: int = 512
     epochs: int = 2
     batch_size: int = 256
-    lr: float = 5e-4
+    lr: float = 1e-3
     temperature: float = 1.0
     seed: int = 0
+    clip: float = 1.0
+    max_calls: int = 0  # bound on objective calls (0: none); the rounds end when it is reached
 
     def validate(self) -> None:
-        if min(self.rounds, self.samples, self.keep, self.epochs, self.batch_size) <= 0:
-            raise ConfigError("rounds, samples, keep, epochs and batch_size must be > 0")
+        if min(self.rounds, self.samples, self.keep, self.epochs, self.batch_size) <= 0 or self.max_calls < 0:
+            raise ConfigError("rounds, samples, keep, epochs and batch_size must be > 0, max_calls >= 0")
         if self.lr <= 0 or self.temperature <= 0:
             raise ConfigError("lr and temperature must be > 0")
-
-
-def _score_new(m: Model, objective: Objective, smiles: list[str], seen: dict[str, float | None]) -> int:
-    """Score the canonical forms not seen before (each molecule costs one objective call, ever); returns how many
-    were new."""
-    canon = [props.canonical(x) for x in smiles]
-    objective.invalid += sum(c is None for c in canon)  # sampled, not valid: never scored, but counted
-    new = sorted({c for c in canon if c} - set(seen))
-    for c, v in zip(new, objective(new)):
-        seen[c] = v
-    return len(new)
 
 
 def _device(net: torch.nn.Module) -> torch.device:
@@ -73,7 +66,7 @@ def _fine_tune(m: Model, opt: torch.optim.Optimizer, pool: list[str], s: Setting
             loss, _ = m.recipe.loss(net, (tokens[idx].to(_device(net)),), Step(len(losses), total, epoch))
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), s.clip)
             opt.step()
             losses.append(loss.detach())
     m.net.eval()
@@ -95,28 +88,35 @@ def _resume(m: Model, opt, out: Path, objective: Objective) -> tuple[int, dict, 
     return state["round"], json.loads(state["seen"]), json.loads(state["history"])
 
 
-def hillclimb(m: Model, objective: Objective, out: Path, s: Settings) -> list[dict]:
-    """Run (or continue) the hill-climb into `out`; returns the per-round history."""
+def hillclimb(m: Model, objective: Objective, out: Path, s: Settings, start: str = "", start_limit: int = 0) -> list[dict]:
+    """Run (or continue) the hill-climb into `out`; returns the per-round history. With `start` (a SMILES file, the
+    run's training file for GuacaMol's baseline), the pool begins as that file's best s.keep molecules."""
     require(m.recipe, "sequence", command="`towerlab chem hillclimb`")
     s.validate()
     out.mkdir(parents=True, exist_ok=True)
     settings = out / "settings.json"
-    mine = {**asdict(s), "objective": objective.name, "run": str(m.run_dir.absolute())}
+    mine = {**asdict(s), "objective": objective.name, "run": str(m.run_dir.absolute()),
+            "start": str(Path(start).absolute()) if start else "", "start_limit": start_limit}
     if settings.is_file():  # the same search continued (more --rounds allowed), never another one mixed in
-        theirs = {k: v for k, v in json.loads(settings.read_text()).items() if k != "rounds"}
-        if theirs != {k: v for k, v in mine.items() if k != "rounds"}:
+        free = ("rounds", "max_calls")  # a search may be given more rounds or calls
+        theirs = {k: v for k, v in json.loads(settings.read_text()).items() if k not in free}
+        if theirs != {k: v for k, v in mine.items() if k not in free}:
             raise ConfigError(f"{out} holds a hill-climb with other settings ({settings}); choose another --out")
     atomic_write(settings, json.dumps(mine, indent=1).encode())
     opt = torch.optim.Adam(m.net.parameters(), lr=s.lr)
     done, seen, history = _resume(m, opt, out, objective)
+    if done == 0 and start:  # scored again after a kill before round 1: the same molecules, the same scores
+        best_of_file(start, objective, s.keep, seen, start_limit, s.seed, s.max_calls)
     for r in range(done + 1, s.rounds + 1):
+        if s.max_calls and objective.calls >= s.max_calls:
+            print(f"--max-calls {s.max_calls} reached after round {r - 1}", flush=True)
+            break
         torch.manual_seed(s.seed * 1_000_003 + r)  # dropout in fine-tuning
         g = torch.Generator().manual_seed(s.seed * 1_000_003 + r)
         with torch.no_grad():
             sampled = m.strings(m.recipe.sample(m.net.eval(), s.samples, s.temperature, g))
-        new = _score_new(m, objective, sampled, seen)
-        ranked = sorted((c for c, v in seen.items() if v is not None), key=lambda c: (-seen[c], c))
-        pool = ranked[:s.keep]
+        new = score_new(sampled, objective, seen, s.max_calls)
+        pool = ranked(seen)[:s.keep]
         if pool:
             loss = _fine_tune(m, opt, pool, s, r)
         else:  # a fresh prior with few samples can miss every time: say so, and sample again next round
@@ -139,11 +139,11 @@ def hillclimb(m: Model, objective: Objective, out: Path, s: Settings) -> list[di
 
 def write_outputs(out: Path, seen: dict[str, float | None], history: list[dict], name: str, x: str = "round") -> None:
     """best.csv (every scored molecule, best first), rounds.csv, score.png (per round), best.png (a grid)."""
-    ranked = sorted(((c, v) for c, v in seen.items() if v is not None), key=lambda cv: (-cv[1], cv[0]))
-    write_csv([{"smiles": c, "score": v} for c, v in ranked], out / "best.csv")
+    rows = [(c, seen[c]) for c in ranked(seen)]
+    write_csv([{"smiles": c, "score": v} for c, v in rows], out / "best.csv")
     write_csv(history, out / ("rounds.csv" if x == "round" else "progress.csv"))
-    if ranked:
-        write_grid([c for c, _ in ranked[:12]], [f"{v:.3f}" for _, v in ranked[:12]], out / "best.png")
+    if rows:
+        write_grid([c for c, _ in rows[:12]], [f"{v:.3f}" for _, v in rows[:12]], out / "best.png")
     plot(history, name, out / "score.png", x)
 
 

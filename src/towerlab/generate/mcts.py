@@ -21,6 +21,7 @@ from towerlab.chem import props
 from towerlab.chem.objectives import Objective
 from towerlab.errors import ConfigError
 from towerlab.generate.hillclimb import write_outputs
+from towerlab.generate.scoring import score_new
 from towerlab.generate.model import Model
 from towerlab.recipes import require
 
@@ -125,13 +126,9 @@ class Search:
 
     def _score(self, token_lists: list[list[int]]) -> list[float | None]:
         smiles = self.m.strings(torch.tensor([t + [0] * (self.max_len - len(t)) for t in token_lists]))
-        canon = [props.canonical(x) for x in smiles]
-        new = sorted({c for c in canon if c and c not in self.seen})
-        for c, v in zip(new, self.objective(new)):
-            self.seen[c] = v
-        self.molecules += len(canon)
-        self.objective.invalid += sum(c is None for c in canon)
-        return [self.seen[c] if c else None for c in canon]
+        score_new(smiles, self.objective, self.seen)  # each molecule scored once; invalid ones counted
+        self.molecules += len(smiles)
+        return [self.seen.get(c) if (c := props.canonical(x)) else None for x in smiles]
 
     def run(self) -> list[dict]:
         start = time.process_time()

@@ -38,10 +38,17 @@ def load(run_dir: str | Path, which: str = "best", needs: str = "generate", comm
     return Model(loaded.model, Vocab.load(Path(loaded.cfg.vocab_file)), loaded.cfg, run_dir, loaded.recipe)
 
 
-def _corpus(m: Model, why: str):
+def data_file(m: Model, why: str = "the hill-climb starts from its best molecules: restore it, name another with "
+                                   "--start FILE, or pass --start none") -> Path:
+    """The SMILES file the run trained on (its config stores it absolute); a missing one is one line saying why."""
     file = m.recipe.data_file(m.cfg)
     if not file.is_file():
         raise DataError(f"the run's data file {file} is not found, and {why}")
+    return file
+
+
+def _corpus(m: Model, why: str):
+    data_file(m, why)
     return m.recipe.prepared(m.cfg)
 
 
@@ -57,10 +64,6 @@ def held_out_smiles(m: Model) -> list[str]:
     """The run's validation molecules (never trained on): where optimisation seeds are drawn from."""
     return _corpus(m, "seeds are drawn from its held-out molecules: restore it, or give seed SMILES as a "
                       "file").val_smiles
-
-
-def canonical_set(smiles: list[str]) -> set[str]:
-    return {c for c in map(props.canonical, smiles) if c}
 
 
 @torch.no_grad()

@@ -1,0 +1,47 @@
+"""What every molecule optimiser shares: each molecule scored once (by canonical SMILES, a cache the optimiser and
+its outputs read), within an optional bound on objective calls, and a first pool taken from the best of a file."""
+
+from __future__ import annotations
+
+import random
+
+from towerlab.chem import props
+from towerlab.chem.objectives import Objective
+from towerlab.errors import DataError
+
+
+def score_new(smiles: list[str], objective: Objective, seen: dict[str, float | None], max_calls: int = 0) -> int:
+    """Score the canonical forms not seen before, in first-seen order, within max_calls objective calls in all
+    (0: no bound; the molecules past it stay unscored). Invalid SMILES are counted by the objective, never scored.
+    Returns how many were scored."""
+    canon = [props.canonical(s) for s in smiles]
+    objective.invalid += sum(c is None for c in canon)
+    new = [c for c in dict.fromkeys(c for c in canon if c) if c not in seen]
+    if max_calls:
+        new = new[:max(0, max_calls - objective.calls)]
+    for c, v in zip(new, objective(new)):
+        seen[c] = v
+    return len(new)
+
+
+def ranked(seen: dict[str, float | None], among: list[str] | None = None) -> list[str]:
+    """The scored molecules (of `among`, or all), best first; ties broken by SMILES so the order is reproducible."""
+    pool = seen if among is None else dict.fromkeys(among)
+    return sorted((c for c in pool if seen.get(c) is not None), key=lambda c: (-seen[c], c))
+
+
+def best_of_file(path: str, objective: Objective, n: int, seen: dict, limit: int = 0, seed: int = 0,
+                 max_calls: int = 0) -> list[str]:
+    """The n best molecules of a SMILES file by the objective (GuacaMol's baselines start from the top of their
+    training file), each scored once; `limit` > 0 scores a seeded draw of that many. A file without two valid
+    molecules is one line, never an empty pool."""
+    from towerlab.data import smiles as smiles_data
+
+    canon = sorted({c for c in map(props.canonical, smiles_data.read(path).smiles) if c})
+    if len(canon) < 2:
+        raise DataError(f"{path}: {len(canon)} valid molecule(s); give a SMILES file with at least 2 to start from")
+    if limit and len(canon) > limit:
+        canon = sorted(random.Random(seed).sample(canon, limit))
+    print(f"scoring the {len(canon)} molecules of {path} to start from the best {n}", flush=True)
+    score_new(canon, objective, seen, max_calls)
+    return ranked(seen, canon)[:n]

@@ -1,0 +1,91 @@
+"""The graph GA on real molecules: its operators give valid molecules, it starts from the objective's best of a
+file, a few generations raise the objective, --max-calls is never passed, and a SIGKILLed run resumes to the same
+output."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import run_cli
+from rdkit import Chem
+
+from towerlab.chem import objectives, props
+from towerlab.generate.graph_ga import Settings, crossover, graph_ga, mutate, starting_population
+from conftest import REAL_SMILES
+
+
+@pytest.fixture
+def zinc300(shared_data, tmp_path):
+    path = tmp_path / "zinc.txt"
+    path.write_text("\n".join((shared_data / "zinc250k_jtvae" / "test.txt").read_text().split()[:300]) + "\n")
+    return path
+
+
+def test_crossover_and_mutation_give_valid_molecules():
+    rng = random.Random(0)
+    mols = [props.mol(s) for s in REAL_SMILES]
+    kids = [crossover(rng.choice(mols), rng.choice(mols), rng) for _ in range(200)]
+    made = [k for k in kids if k is not None]
+    assert len(made) > 100
+    assert all(Chem.MolFromSmiles(Chem.MolToSmiles(k)) is not None and "." not in Chem.MolToSmiles(k) for k in made)
+    mutants = [mutate(rng.choice(mols), rng) for _ in range(300)]
+    changed = [m for m in mutants if m is not None]
+    assert len(changed) > 60 and all(Chem.MolFromSmiles(Chem.MolToSmiles(m)) is not None for m in changed)
+    assert len({Chem.MolToSmiles(m) for m in changed} - set(map(props.canonical, REAL_SMILES))) > 30  # new ones
+
+
+def test_the_first_population_is_the_objectives_best_of_the_file(tmp_path):
+    path = tmp_path / "start.smi"
+    path.write_text("\n".join([*REAL_SMILES, "C1CC"]) + "\n")  # one invalid line: skipped
+    objective, seen = objectives.get("qed"), {}
+    best = starting_population(str(path), objective, Settings(population=5), seen)
+    ranked = sorted((props.canonical(s) for s in REAL_SMILES), key=lambda c: -props.properties(c)["qed"])
+    assert best == ranked[:5] and objective.calls == len(set(ranked))
+
+
+def test_generations_raise_the_objective_within_the_call_budget(zinc300, tmp_path):
+    objective = objectives.get("logp")
+    s = Settings(population=30, offspring=60, generations=6, max_calls=400, seed=1)
+    history = graph_ga(objective, str(zinc300), tmp_path / "ga", s)
+    assert objective.calls <= 400 and history[-1]["scoring_calls"] <= 400
+    assert history[-1]["top10_mean"] > history[0]["top10_mean"] - 1e-9
+    assert history[-1]["mean_kept"] > history[0]["mean_kept"]
+    best = (tmp_path / "ga" / "best.csv").read_text().splitlines()
+    assert best[0] == "smiles,score" and len(best) - 1 <= 400
+
+
+def test_killed_mid_run_it_continues_to_the_same_molecules(zinc300, tmp_path):
+    args = ["chem", "graph-ga", "--objective", "qed", "--start", str(zinc300), "--population", "30", "--offspring",
+            "60", "--generations", "10"]
+    run_cli(*args, "--out", str(tmp_path / "whole"))
+    cmd = [sys.executable, "-m", "towerlab", *args, "--out", str(tmp_path / "cut")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state, deadline = tmp_path / "cut" / "state.json", time.time() + 120
+    while time.time() < deadline:
+        try:
+            if json.loads(state.read_text())["generation"] >= 2:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "best.csv").exists(), "it was stopped before the end"
+    out = run_cli(*args, "--out", str(tmp_path / "cut")).stdout
+    assert "resuming" in out
+    for name in ("progress.csv", "best.csv"):
+        assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text()
+    proc = run_cli(*args, "--offspring", "10", "--out", str(tmp_path / "cut"), check=False)
+    assert proc.returncode == 2 and "other settings" in proc.stderr
+
+
+def test_graph_ga_refuses_a_run_dir_and_other_actions_need_one(tmp_path):
+    proc = run_cli("chem", "graph-ga", str(tmp_path), "--objective", "qed", check=False)
+    assert proc.returncode == 2 and "uses no trained run" in proc.stderr
+    proc = run_cli("chem", "sample", check=False)
+    assert proc.returncode == 2 and "needs the trained run" in proc.stderr
