@@ -53,6 +53,12 @@ class SegDecNet(nn.Module):
         self.dec = nn.Sequential(nn.MaxPool2d(2), conv(features + 1, 8, 5), nn.MaxPool2d(2), conv(8, 16, 5),
                                  nn.MaxPool2d(2), conv(16, 32, 5))
         self.fc = nn.Linear(66, 1)  # global max and average of the 32 channels and of the mask
+        # The decision starts as the segmentation's own score (the mask's highest logit, input 64) and learns what
+        # to add to it: with a random start, the decision stage lost AP that the segmentation had (0.931 vs 0.976)
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            self.fc.weight[0, 64] = 1.0
+            self.fc.bias.zero_()
         self.stage = stage
         for part in self.frozen():
             part.requires_grad_(False)
@@ -188,8 +194,8 @@ def image_metrics(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, floa
            "best_f1_threshold": threshold}
     for name, th in (("0.5", 0.5), ("best_f1", threshold)):
         pred = scores >= th
-        out[f"fp@{name}"] = float((pred & (targets == 0)).sum())
-        out[f"fn@{name}"] = float((~pred & (targets == 1)).sum())
+        out[f"fp@{name}"] = int((pred & (targets == 0)).sum())
+        out[f"fn@{name}"] = int((~pred & (targets == 1)).sum())
     out["accuracy@0.5"] = float(((scores >= 0.5) == (targets == 1)).double().mean())
     return out
 
