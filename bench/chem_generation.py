@@ -94,8 +94,8 @@ class _HillClimber:
         objective = Objective(f"guacamol:{self.task}", on_smiles=scoring_function.score_list)
         out = OUT / "hillclimb" / self.task
         a = self.args
-        hillclimb(m, objective, out, Settings(a.rounds, a.samples, max(a.keep, number_molecules), a.epochs, a.batch_size,
-                                              a.lr, 1.0, a.seed))
+        s = Settings(a.rounds, a.samples, max(a.keep, number_molecules), a.epochs, a.batch_size, a.lr, 1.0, a.seed)
+        hillclimb(m, objective, out, s, start=str(gen.data_file(m)))  # as the baseline: from the training file's best
         self.calls = objective.calls
         best = [r["smiles"] for r in csv.DictReader(open(out / "best.csv"))]
         return best[:number_molecules]
@@ -131,10 +131,11 @@ def mcts(args) -> None:
     rows = []
     for seed in range(args.runs):
         obj = objectives.get("plogp")
-        history = run(m, obj, OUT / "mcts" / f"seed{seed}", Settings(args.budget, args.expand, args.rollouts, args.c,
-                                                                     1.0, seed))
+        history = run(m, obj, OUT / "mcts" / f"seed{seed}", Settings(budget=args.budget, expand=args.expand,
+                                                                     rollouts=args.rollouts, c=args.c, seed=seed))
         rows.append({"seed": seed, **history[-1], "invalid": obj.invalid})
-        print(f"seed {seed}: best {rows[-1]['best']:.3f} after {rows[-1]['molecules']} molecules "
+        print(f"seed {seed}: best {rows[-1]['best']:.3f} after {rows[-1]['molecules']} valid molecules "
+              f"({rows[-1]['completions']} completions, {rows[-1]['scoring_calls']} objective calls) "
               f"({rows[-1]['cpu_s']:.0f} s CPU)", flush=True)
     best = [r["best"] for r in rows]
     summary = {"mean": statistics.mean(best), "sd": statistics.stdev(best) if len(best) > 1 else 0.0,
@@ -203,8 +204,8 @@ def main() -> int:
     a.add_argument("run")
     a.add_argument("--runs", type=int, default=10)
     a.add_argument("--budget", type=int, default=5000)
-    a.add_argument("--expand", type=int, default=5)
-    a.add_argument("--rollouts", type=int, default=4)
+    a.add_argument("--expand", type=int, default=30)  # ChemTS: 30 draws, one rollout per new child
+    a.add_argument("--rollouts", type=int, default=1)
     a.add_argument("--c", type=float, default=1.0)
     a = sub.add_parser("autoencoders")
     a.add_argument("--steps", type=int, default=1500)

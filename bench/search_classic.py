@@ -2,6 +2,8 @@
 on MNIST (> 98% reported there) and CIFAR-10 (56% after 10 generations of 20 reported there).
 
     TOWERLAB_DATA=../shared/data python bench/search_classic.py [--datasets mnist cifar10] [--epochs 5] [--workers 2]
+    TOWERLAB_DATA=../shared/data python bench/search_classic.py --datasets mnist --full --epochs 30 --patience 3 \
+        [--algo tpe]      # the write-up's setting: all of MNIST, early stopping on the validation loss
 
 Runs `towerlab search mlp --space examples/mlp_space.yaml --population 20 --generations 10` once per dataset as a
 user would (trials as processes on the local executor), then prints the best accuracy per generation, the wall time
@@ -32,26 +34,34 @@ def main() -> int:
     p.add_argument("--population", type=int, default=20)
     p.add_argument("--generations", type=int, default=10)
     p.add_argument("--out", default="bench/out/search_classic")
+    p.add_argument("--full", action="store_true", help="MNIST: the complete 60,000 images ($TOWERLAB_DATA/mnist_full)")
+    p.add_argument("--patience", type=int, default=0, help="stop a trial after this many epochs without a better "
+                                                            "validation loss (the write-up's early stopping)")
+    p.add_argument("--algo", default="ga", choices=("ga", "tpe", "random"))
     args = p.parse_args()
     if not os.environ.get("TOWERLAB_DATA"):
         sys.exit("set TOWERLAB_DATA to the shared data folder (../shared/data)")
     report = {"command": " ".join(["python", *sys.argv]), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "epochs": args.epochs, "runs": {}}
     for ds in args.datasets:
-        out = Path(args.out) / ds
+        name = f"{ds}{'-full' if args.full else ''}-{args.algo}"
+        out = Path(args.out) / name
+        extra = ["--set", f"patience={args.patience}"] if args.patience else []
+        if args.full and ds == "mnist":
+            extra += ["--set", f"data={Path(os.environ['TOWERLAB_DATA']).resolve() / 'mnist_full'}"]
         t0 = time.time()
         subprocess.run([sys.executable, "-m", "towerlab", "search", "mlp", "--space", str(REPO / "examples/mlp_space.yaml"),
-                        "--population", str(args.population), "--generations", str(args.generations),
+                        "--algo", args.algo, "--population", str(args.population), "--generations", str(args.generations),
                         "--workers", str(args.workers), "--out", str(out), "--set", f"dataset={ds}",
-                        "--set", f"epochs={args.epochs}", "--set", "eval_every_epochs=1"],
+                        "--set", f"epochs={args.epochs}", "--set", "eval_every_epochs=1", *extra],
                        check=True, stdout=subprocess.DEVNULL)
         wall = time.time() - t0
         gens = json.loads((out / "generations.json").read_text())
         best = json.loads((out / "best.json").read_text())
         trials = len(list((out / "trials").glob("*")))
-        report["runs"][ds] = {"best": best, "generations": gens, "wall_s": wall, "trials": trials,
+        report["runs"][name] = {"best": best, "generations": gens, "wall_s": wall, "trials": trials,
                               "trials_per_hour": trials / wall * 3600}
-        print(f"{ds}: best accuracy {best['fitness']:.4f} ({best['genome']}); {trials} trials in {wall / 60:.1f} min "
+        print(f"{name}: best accuracy {best['fitness']:.4f} ({best['genome']}); {trials} trials in {wall / 60:.1f} min "
               f"({trials / wall * 3600:.0f} trials/hour)")
         print("  best per generation: " + " ".join(f"{g['best']:.4f}" for g in gens))
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -72,3 +72,14 @@ def rank_pid(run: Path, rank: int) -> int | None:
         if str(run).encode() in cmd and b"-u" in cmd and f"RANK={rank}".encode() in env:
             return int(pid)
     return None
+
+
+REAL_SMILES = [  # real molecules (the first rows of Tox21 and MOSES), for tiny fixture files
+    "CCOc1ccc2nc(S(N)(=O)=O)sc2c1", "CCN1C(=O)NC(c2ccccc2)C1=O", "CC[C@]1(O)C[C@H]2C[N@@](C1)CCc1c([nH]c3ccccc13)[C@@](C(=O)OC)(c1cc3c(cc1OC)N(C)[C@H]1[C@@](O)(C(=O)OC)[C@H](OC(C)=O)[C@]4(CC)C=CCN5CC[C@]31[C@@H]54)C2",
+    "CCCCCCCCCCOCC(O)CN", "CCCCCCCCCCCCCCCCCCCC", "CC(O)(P(=O)(O)O)P(=O)(O)O", "CC(C)(C)OOC(C)(C)CCC(C)(C)OOC(C)(C)C",
+    "O=C(O)Cc1cc(I)c(Oc2ccc(O)c(I)c2)c(I)c1", "OC[C@H](O)[C@@H](O)[C@H](O)CO", "CCCCCCCC/C=C\\CCCCCCCC(=O)OCC",
+    "CC1C2CCC(C2)C1CN(CCO)C(=O)c1ccc(Cl)cc1", "COc1ccc(-c2cc(=O)c3c(O)c(OC)c(OC)cc3o2)cc1O",
+    "CC(C)(C)c1ccc2occ(CC(=O)Nc3ccccc3F)c2c1", "C[C@@H]1CC(Nc2cncc(-c3nncn3C)c2)C[C@@H](C)C1",
+    "N#Cc1ccc(-c2ccc(O[C@@H](C(=O)N3CCCC3)c3ccccc3)cc2)cc1", "CCOC(=O)[C@@H]1CCCN(C(=O)c2nc(C(=O)OC)c[nH]2)C1",
+    "Clc1ccc(Br)cc1", "c1ccc2[nH]ccc2c1", "CC(=O)Oc1ccccc1C(=O)O", "CN1CCC[C@H]1c1cccnc1",
+]

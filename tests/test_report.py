@@ -46,3 +46,12 @@ def test_no_report_is_written_when_asked_not_to(tmp_path):
 def test_a_folder_that_is_neither_is_one_line(tmp_path):
     proc = run_cli("report", str(tmp_path), check=False)
     assert proc.returncode == 2 and "neither a run directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_grid_search_gets_its_report(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("units: {choices: [16, 32]}\n")
+    run_cli("search", "mlp", "--algo", "grid", "--space", str(space), "--workers", "2", "--out", str(tmp_path / "s"),
+            "--set", "dataset=digits", "--set", "epochs=1", env={"TOWERLAB_REPORT": "1"})
+    page = (tmp_path / "s" / "report.html").read_text()
+    assert "a grid search" in page and "Trials" in page and page.count("<tr>") >= 3

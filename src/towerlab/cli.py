@@ -476,16 +476,17 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--keep", type=POSITIVE, default=512, help="hillclimb: best molecules kept and fine-tuned on")
     g.add_argument("--epochs", type=POSITIVE, default=2, help="hillclimb: fine-tuning epochs per round")
     g.add_argument("--batch-size", type=POSITIVE, default=256, help="hillclimb: fine-tuning batch")
-    g.add_argument("--budget", type=POSITIVE, default=5000, help="mcts: molecules to evaluate")
-    g.add_argument("--expand", type=POSITIVE, default=5, help="mcts: children per expansion (most probable tokens)")
-    g.add_argument("--rollouts", type=POSITIVE, default=4, help="mcts: rollouts per new child")
+    g.add_argument("--budget", type=POSITIVE, default=5000, help="mcts: valid molecules to generate (ChemTS's count)")
+    g.add_argument("--expand", type=POSITIVE, default=30, help="mcts: next tokens drawn from the RNN per expansion; "
+                                                               "the distinct ones are candidate children (ChemTS: 30)")
+    g.add_argument("--rollouts", type=POSITIVE, default=1, help="mcts: completions per candidate child (ChemTS: 1)")
     g.add_argument("--c", type=_at_least(0.0), default=1.0, help="mcts: UCB exploration constant")
     g.add_argument("--start", help="hillclimb: SMILES file whose best --keep molecules seed the pool (default: the "
                                    "run's training file, as GuacaMol's baseline; `none`: no seeding); graph-ga: the "
                                    "first population is its best (default: $TOWERLAB_DATA/zinc250k_jtvae/valid.txt)")
     g.add_argument("--start-limit", type=_count(0), default=0, help="score a seeded draw of this many molecules "
                                                                        "of --start (0: all of them)")
-    g.add_argument("--max-calls", type=_count(0), default=0, help="hillclimb, graph-ga: bound on objective calls, "
+    g.add_argument("--max-calls", type=_count(0), default=0, help="hillclimb, mcts, graph-ga: bound on objective calls, "
                                                                   "never exceeded (0: none)")
     g = c.add_argument_group("graph-ga (Jensen 2019; GuacaMol's baseline settings by default)")
     g.add_argument("--population", type=POSITIVE, default=100, help="molecules kept per generation")

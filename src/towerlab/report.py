@@ -391,15 +391,17 @@ def search_report(path: Path) -> str:
     plt = _plt()
     from matplotlib.ticker import MaxNLocator
 
-    gens = json.loads((path / "generations.json").read_text())
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot([g["generation"] for g in gens], [g["best"] for g in gens], marker="o", label="best")
-    ax.plot([g["generation"] for g in gens], [g["mean"] for g in gens], marker="o", label="mean")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("generation")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fitness = _png(fig)
+    fitness = "<p>a grid search: every point of the grid, no generations</p>"
+    if (path / "generations.json").is_file():
+        gens = json.loads((path / "generations.json").read_text())
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.plot([g["generation"] for g in gens], [g["best"] for g in gens], marker="o", label="best")
+        ax.plot([g["generation"] for g in gens], [g["mean"] for g in gens], marker="o", label="mean")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("generation")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fitness = _png(fig)
     trials = list(csv.DictReader(open(path / "trials.csv"))) if (path / "trials.csv").is_file() else []
     links = {}
     for i, t in enumerate(trials):
@@ -476,7 +478,7 @@ def group_report(path: Path) -> str:
 def render(path: str | Path) -> str:
     """The report page of a run, search, jobs or ensemble folder, as text (the board keeps it in memory)."""
     path = Path(path)
-    if (path / "generations.json").is_file():
+    if (path / "generations.json").is_file() or (path / "best.json").is_file():  # GA, TPE, random; grid
         text = search_report(path)
     elif (path / "ensemble.json").is_file() or (path / "summary.json").is_file():
         text = group_report(path)

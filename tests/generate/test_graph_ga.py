@@ -11,12 +11,12 @@ import sys
 import time
 
 import pytest
-from helpers import run_cli
+from helpers import REAL_SMILES, run_cli
 from rdkit import Chem
 
 from towerlab.chem import objectives, props
-from towerlab.generate.graph_ga import Settings, crossover, graph_ga, mutate, starting_population
-from conftest import REAL_SMILES
+from towerlab.generate.graph_ga import Settings, crossover, graph_ga, mutate
+from towerlab.generate.scoring import best_of_file
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_the_first_population_is_the_objectives_best_of_the_file(tmp_path):
     path = tmp_path / "start.smi"
     path.write_text("\n".join([*REAL_SMILES, "C1CC"]) + "\n")  # one invalid line: skipped
     objective, seen = objectives.get("qed"), {}
-    best = starting_population(str(path), objective, Settings(population=5), seen)
+    best = best_of_file(str(path), objective, 5, seen)
     ranked = sorted((props.canonical(s) for s in REAL_SMILES), key=lambda c: -props.properties(c)["qed"])
     assert best == ranked[:5] and objective.calls == len(set(ranked))
 

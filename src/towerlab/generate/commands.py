@@ -108,11 +108,12 @@ def mcts(args) -> None:
     m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem mcts`")
     objective = objectives.get(args.objective)
     out = _folder(args, m, "mcts")
-    s = Settings(args.budget, args.expand, args.rollouts, args.c, 1.0 if args.temperature is None else args.temperature, args.seed)
+    s = Settings(budget=args.budget, expand=args.expand, rollouts=args.rollouts, c=args.c, seed=args.seed,
+                 temperature=1.0 if args.temperature is None else args.temperature, max_calls=args.max_calls)
     history = run(m, objective, out, s)
     last = history[-1] if history else {}
-    _print({**objective.counts(), "molecules": last.get("molecules", 0), "best": last.get("best"),
-            "cpu_s": last.get("cpu_s")})
+    _print({**objective.counts(), "molecules": last.get("molecules", 0), "completions": last.get("completions", 0),
+            "best": last.get("best"), "cpu_s": last.get("cpu_s")})
     grid = f"; grid: {out / 'best.png'}" if (out / "best.png").is_file() else "; no valid molecule yet, so no grid"
     print(f"best molecules: {out / 'best.csv'}; progress: {out / 'progress.csv'}, {out / 'score.png'}{grid}")
 

@@ -1,12 +1,14 @@
 """ChemTS (Yang et al. 2017): Monte Carlo tree search over SMILES prefixes, with a trained SMILES language model as
 the expansion and rollout policy.
 
-A node is a token prefix. Each iteration selects from the root by UCB1 down to a node not yet expanded; expands
-it with its most probable next tokens (the `expand` most probable, as ChemTS's threshold on the RNN's
-probabilities); completes each new child by sampling the model (all children of the node in one batch, `rollouts`
-each); scores every completed valid molecule with the objective and backs the reward up the path. The reward is
-ChemTS's squashed score s / (1 + |s|); an invalid completion rewards -1, an objective failure likewise (counted).
-The budget is the number of molecules scored."""
+As tsudalab/ChemTS runs it (mcts_logp_improved_version): a node is a token prefix. Each iteration selects from the
+root by UCB1 down to a node not yet expanded; draws `expand` (30) next tokens from the RNN and makes a candidate
+child of each distinct one; completes every candidate once by sampling the model (one batch); keeps only the
+candidates whose completion is a valid molecule, each backing its reward up the path. The reward is ChemTS's
+0.8 s / (1 + |0.8 s|); a node none of whose new candidates completes validly gets -1 (and after three such expansions
+it is closed). A node whose children are all finished molecules already scored is drawn from again, for children it
+does not have yet (ChemTS's tree would stop there; a small model's peaked distributions closed the whole tree early). SMILES are capped at 81 tokens, as ChemTS. The budget counts valid molecules, as ChemTS counts them;
+every completion (valid or not) and every objective call are counted and printed beside it."""
 
 from __future__ import annotations
 
@@ -43,20 +45,25 @@ class Node:
 
 @dataclass(frozen=True)
 class Settings:
-    budget: int = 5000
-    expand: int = 5
-    rollouts: int = 4
+    budget: int = 5000  # valid molecules
+    expand: int = 30  # next tokens drawn per expansion (ChemTS: 30; the distinct ones become candidates)
+    rollouts: int = 1  # completions per candidate (ChemTS: 1)
     c: float = 1.0
     temperature: float = 1.0
     seed: int = 0
+    max_tokens: int = 81  # ChemTS's cap on a SMILES
+    max_calls: int = 0  # bound on objective calls (0: none), never exceeded
 
     def validate(self) -> None:
-        if min(self.budget, self.expand, self.rollouts) <= 0 or self.c < 0 or self.temperature <= 0:
-            raise ConfigError("budget, expand and rollouts must be > 0, c >= 0, temperature > 0")
+        if min(self.budget, self.expand, self.rollouts, self.max_tokens) <= 0 or self.c < 0 or self.temperature <= 0 \
+                or self.max_calls < 0:
+            raise ConfigError("budget, expand, rollouts and max_tokens must be > 0, c >= 0, temperature > 0, "
+                              "max_calls >= 0")
 
 
 def squash(score: float | None) -> float:
-    return -1.0 if score is None else score / (1 + abs(score))
+    """ChemTS's reward: 0.8 s / (1 + |0.8 s|); -1 for no molecule."""
+    return -1.0 if score is None else 0.8 * score / (1 + abs(0.8 * score))
 
 
 class Search:
@@ -68,8 +75,10 @@ class Search:
         self.g = torch.Generator().manual_seed(s.seed)
         self.seen: dict[str, float | None] = {}
         self.history: list[dict] = []
-        self.max_len = m.vocab.max_len
-        self.molecules = 0  # completions evaluated, valid or not, new or seen before (ChemTS's count)
+        self.max_len = min(m.vocab.max_len, s.max_tokens)
+        self.molecules = 0  # valid completions, new or seen before (ChemTS's count; the budget)
+        self.completions = 0  # every completion, valid or not
+        self.failures: dict[int, int] = {}  # id(node) -> expansions that gave no valid child
 
     @torch.no_grad()
     def _state_after(self, prefixes: list[tuple[int, ...]]):
@@ -104,53 +113,72 @@ class Search:
         return out
 
     def _select(self) -> Node | None:
-        """UCB1 from the root to a node not yet expanded; None when the path ends in a node whose children are all
-        finished molecules already scored (that node is then closed too)."""
+        """UCB1 from the root down to a node to expand: one without children, or one whose children are all finished
+        molecules already scored (it is drawn from again, for children it does not have yet). None when the root
+        itself is closed."""
         node = self.root
         while node.children:
             open_ = [ch for ch in node.children if not (ch.terminal and ch.visits)]
             if not open_:
-                node.terminal = True
-                return None
+                return None if node.terminal else node
             node = max(open_, key=lambda ch: ch.ucb(self.s.c))
         return node
 
-    def _expand(self, node: Node) -> list[Node]:
+    def _candidates(self, node: Node) -> list[Node]:
+        """Children-to-be: the distinct tokens among `expand` draws from the RNN after the node's prefix, less the
+        children it has already."""
         if node.terminal or len(node.prefix) >= self.max_len:
             node.terminal = True
             return [node]
         logits, _ = self._state_after([node.prefix])
-        top = torch.topk(logits[0], min(self.s.expand, logits.shape[1])).indices.tolist()
-        node.children = [Node(node.prefix + (t,) if t else node.prefix, node, terminal=t == 0) for t in top]
-        return node.children
+        probs = torch.softmax(logits[0] / self.s.temperature, -1)
+        drawn = torch.multinomial(probs, self.s.expand, replacement=True, generator=self.g).tolist()
+        have = {(ch.prefix, ch.terminal) for ch in node.children}
+        fresh = [Node(node.prefix + (t,) if t else node.prefix, node, terminal=t == 0) for t in dict.fromkeys(drawn)]
+        return [ch for ch in fresh if (ch.prefix, ch.terminal) not in have]
 
-    def _score(self, token_lists: list[list[int]]) -> list[float | None]:
+    def _score(self, token_lists: list[list[int]]) -> list[tuple[bool, float | None]]:
+        """(is a molecule, its score or None) per completion; each molecule scored once, invalid ones counted."""
         smiles = self.m.strings(torch.tensor([t + [0] * (self.max_len - len(t)) for t in token_lists]))
-        score_new(smiles, self.objective, self.seen)  # each molecule scored once; invalid ones counted
-        self.molecules += len(smiles)
-        return [self.seen.get(c) if (c := props.canonical(x)) else None for x in smiles]
+        score_new(smiles, self.objective, self.seen, self.s.max_calls)
+        canon = [props.canonical(x) for x in smiles]
+        self.completions += len(smiles)
+        self.molecules += sum(c is not None for c in canon)
+        return [(c is not None, self.seen.get(c) if c else None) for c in canon]
 
     def run(self) -> list[dict]:
         start = time.process_time()
-        while self.molecules < self.s.budget and not self.root.terminal:
+        while self.molecules < self.s.budget and not self.root.terminal and not (
+                self.s.max_calls and self.objective.calls >= self.s.max_calls):
             leaf = self._select()
-            if leaf is None:
-                continue
-            children = self._expand(leaf)
-            todo = [ch for ch in children for _ in range(1 if ch.terminal else self.s.rollouts)]
-            by_len: dict[int, list[Node]] = {}
-            for ch in todo:
-                by_len.setdefault(len(ch.prefix), []).append(ch)
-            for group in by_len.values():
-                done = ([list(ch.prefix) for ch in group] if group[0].terminal and all(ch.terminal for ch in group)
-                        else self._rollout([ch.prefix for ch in group]))
-                for ch, value in zip(group, self._score(done)):
-                    self._backup(ch, squash(value))
+            if leaf is None:  # every branch closed: the model writes nothing new here
+                break
+            self._grow(leaf)
             scores = [v for v in self.seen.values() if v is not None]
             self.history.append({"molecules": self.molecules, "best": max(scores, default=None),
-                                 "distinct_valid": len(scores), "scoring_calls": self.objective.calls,
-                                 "cpu_s": time.process_time() - start})
+                                 "completions": self.completions, "distinct_valid": len(scores),
+                                 "scoring_calls": self.objective.calls, "cpu_s": time.process_time() - start})
         return self.history
+
+    def _grow(self, leaf: Node) -> None:
+        """Expand the leaf: its candidates completed in batches (one per prefix length), the valid ones kept."""
+        candidates = self._candidates(leaf)
+        if len(candidates) == 1 and candidates[0] is leaf:  # a finished molecule (or the length cap): its reward backs up again
+            self._backup(leaf, squash(self._score([list(leaf.prefix)])[0][1]))
+            return
+        kept: dict[int, Node] = {}
+        for group in _by_length(candidates):
+            todo = [ch for ch in group for _ in range(self.s.rollouts)]
+            done = [list(ch.prefix) for ch in todo] if group[0].terminal else self._rollout([ch.prefix for ch in todo])
+            for ch, (valid, value) in zip(todo, self._score(done)):
+                if valid:  # ChemTS keeps a child only when its rollout is a molecule
+                    kept[id(ch)] = ch
+                    self._backup(ch, squash(value))
+        leaf.children += list(kept.values())
+        if not kept:  # nothing new and valid below this prefix this time: less attractive, closed after three tries
+            self._backup(leaf, -1.0)
+            self.failures[id(leaf)] = self.failures.get(id(leaf), 0) + 1
+            leaf.terminal = self.failures[id(leaf)] >= 3
 
     @staticmethod
     def _backup(node: Node | None, reward: float) -> None:
@@ -158,6 +186,14 @@ class Search:
             node.visits += 1
             node.reward += reward
             node = node.parent
+
+
+def _by_length(nodes: list[Node]) -> list[list[Node]]:
+    """Finished molecules apart from open prefixes (a batch completes prefixes of one length)."""
+    groups: dict[tuple[bool, int], list[Node]] = {}
+    for n in nodes:
+        groups.setdefault((n.terminal, len(n.prefix)), []).append(n)
+    return list(groups.values())
 
 
 def mcts(m: Model, objective: Objective, out: Path, s: Settings) -> list[dict]:

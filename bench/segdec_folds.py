@@ -1,0 +1,99 @@
+"""SegDecNet on KolektorSDD: the paper's 3-fold cross-validation split by item (Tabernik et al. 2019), the
+segmentation stage then the decision stage on each fold, then a table of image-level AP / ROC AUC / errors per fold.
+
+    TOWERLAB_DATA=../shared/data python bench/segdec_folds.py [--epochs 10] [--dec-epochs 10] [-- extra train flags]
+
+Sizes are the paper's 1408x512 scaled like the data in ../shared/data (downscaled by 4): 352x128; a narrower
+15x15 layer (--feature-channels 256) for a CPU. The held-out fold is each run's validation split, so nothing is
+chosen on it: the schedule is fixed and every figure is the LAST checkpoint's. Each part's score is written to
+--samples/fold<k>.csv (`item,part,label,score`, label 1 = defective, item/part as named in the data folder), so the
+AP can be recomputed (sklearn.metrics.average_precision_score(label, score)). A finished fold is read back, a cut-off
+one continues (--auto-resume). Writes --out/summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+KEYS = ("ap", "auc", "fp@0.5", "fn@0.5", "fp@best_f1", "fn@best_f1", "dice")
+
+
+def train(out: Path, fold: int, args, extra: list[str]) -> float:
+    if (out / "dec" / "final_metrics.json").is_file():
+        return 0.0
+    cmd = [sys.executable, "-m", "towerlab", "train", "segdec", "--height", "352", "--width", "128",
+           "--feature-channels", "256", "--batch-size", "4", "--epochs", str(args.epochs), "--dec-epochs",
+           str(args.dec_epochs), "--eval-every-epochs", "5", "--fold", str(fold), "--out", str(out), "--auto-resume",
+           "--no-report", *extra]
+    print("$ " + " ".join(cmd[2:]), flush=True)
+    t0 = time.process_time()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.process_time() - t0
+
+
+def part_scores(run: Path) -> list[dict]:
+    """item, part, label and P(defect) of every part in the run's held-out fold, from its last checkpoint, in the
+    order the recipe reads them (its fold's items sorted, each item's parts sorted)."""
+    import torch
+
+    from towerlab import infer
+    from towerlab.data import defects
+    from towerlab.dist import Dist
+
+    loaded = infer.load(run, "last")
+    cfg = loaded.cfg
+    items = defects.items_of(Path(cfg.data), cfg.layout)
+    names = [(item, image.stem) for item in defects.folds(list(items), cfg.folds)[cfg.fold] for image, _ in items[item]]
+    scores, labels = [], []
+    with torch.no_grad():
+        for x, _, label in loaded.recipe.build_data(cfg, Dist()).val:
+            scores += loaded.recipe.predict(loaded.model, x)[:, 1].tolist()
+            labels += label.int().tolist()
+    return [{"item": i, "part": p, "label": y, "score": round(s, 6)} for (i, p), y, s in zip(names, labels, scores)]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=float, default=10.0, help="epochs of the segmentation stage")
+    p.add_argument("--dec-epochs", type=float, default=10.0, help="epochs of the decision stage")
+    p.add_argument("--out", default="bench/out/segdec_folds")
+    p.add_argument("--samples", default="docs/samples/segdec")
+    args, extra = p.parse_known_args()
+    extra = [a for a in extra if a != "--"]
+    if not os.environ.get("TOWERLAB_DATA"):
+        sys.exit("set TOWERLAB_DATA to the shared data folder (../shared/data)")
+    rows = []
+    for fold in range(3):
+        run = Path(args.out) / f"fold{fold}"
+        cpu = train(run, fold, args, extra)
+        seg = json.loads((run / "seg" / "final_metrics.json").read_text())
+        dec = json.loads((run / "dec" / "final_metrics.json").read_text())
+        scores = part_scores(run / "dec")
+        Path(args.samples).mkdir(parents=True, exist_ok=True)
+        with open(Path(args.samples) / f"fold{fold}.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, ["item", "part", "label", "score"])
+            w.writeheader()
+            w.writerows(scores)
+        rows.append({"fold": fold, **{k: dec[k] for k in KEYS}, "seg_stage_ap": seg["ap"], "parts": len(scores),
+                     "cpu_s_this_call": cpu, "wall_s": seg["wall_s"] + dec["wall_s"]})
+    mean = {"fold": "mean", **{k: statistics.mean(r[k] for r in rows) for k in (*KEYS, "seg_stage_ap", "wall_s")}}
+    print("| fold | AP | ROC AUC | FP@0.5 | FN@0.5 | FP@best F1 | FN@best F1 | Dice | AP after seg stage | parts | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in [*rows, mean]:
+        print(f"| {r['fold']} | " + " | ".join(f"{r[k]:.4g}" for k in (*KEYS, "seg_stage_ap"))
+              + f" | {r.get('parts', '')} | {r['wall_s']:.0f} |")
+    report = {"command": " ".join(["python", *sys.argv]), "rows": rows, "mean": mean}
+    (Path(args.out) / "summary.json").write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
