@@ -344,19 +344,18 @@ def _picture(t):
 
 
 def _molecules(path: Path) -> str:
-    from towerlab.chem import distribution, props
+    from towerlab.chem import props
     from towerlab.errors import DataError as _DataError
     from towerlab.generate import model as gen
 
     m = gen.load(path, "best")
     smiles = gen.sample(m, 200, seed=0)
     try:
-        training = gen.training_smiles(m)
+        training, known = gen.training_set(m)
     except _DataError as e:
-        training, note = [], f"<p>{html.escape(str(e))}</p>"
+        training, known, note = [], set(), f"<p>{html.escape(str(e))}</p>"
     else:
         note = ""
-    known = distribution.canonical_set(training, "canonicalising the training set (once; cached)")
     metrics = props.generation_metrics(smiles, known, k=len(smiles))
     valid = [s for s in smiles if props.mol(s) is not None]
     from rdkit.Chem import Draw

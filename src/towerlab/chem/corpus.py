@@ -7,6 +7,7 @@ again from any folder: novelty is computed against it, and a missing file is an 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
@@ -62,23 +63,23 @@ def _columns(table: smiles_data.SmilesTable, names: list[str]) -> dict[str, list
     return out
 
 
-def _parsed(table: smiles_data.SmilesTable) -> list[bool]:
-    """Whether RDKit parses each SMILES: one pass over a large file costs ~45 s (250k molecules), so the answers are
-    cached by the file's contents and the RDKit version, and every later read of the same file (eval, report,
-    sampling's novelty) is quick."""
+def _canonical_forms(table: smiles_data.SmilesTable) -> list[str]:
+    """Each SMILES's canonical form by this RDKit ("" where RDKit cannot parse it). One pass over a large file costs
+    ~1 min (250k molecules), so the forms are cached by the file's contents and the RDKit version: every later read
+    of the same file (eval, report, sampling's novelty) is quick, and novelty needs no second pass."""
     from rdkit import __version__ as rdkit_version
 
     if len(table.smiles) < 20_000:
-        return [props.mol(s) is not None for s in table.smiles]
-    cache = _cache_path(table.source, [f"parsed-by-rdkit-{rdkit_version}"])
+        return [props.canonical(s) or "" for s in table.smiles]
+    cache = _cache_path(table.source, [f"canonical-by-rdkit-{rdkit_version}"]).with_suffix(".json.gz")
     if cache.is_file():
-        flags = json.loads(cache.read_text())
-        if len(flags) == len(table.smiles):
-            return [bool(f) for f in flags]
-    flags = [props.mol(s) is not None for s in bar(table.smiles, f"checking {table.source.name} with RDKit", unit="mol")]
+        forms = json.loads(gzip.decompress(cache.read_bytes()))
+        if len(forms) == len(table.smiles):
+            return forms
+    forms = [props.canonical(s) or "" for s in bar(table.smiles, f"checking {table.source.name} with RDKit", unit="mol")]
     cache.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(cache, json.dumps([int(f) for f in flags]))
-    return flags
+    atomic_write(cache, gzip.compress(json.dumps(forms).encode()))
+    return forms
 
 
 @dataclass
@@ -91,12 +92,17 @@ class Prepared:
     std: torch.Tensor
     train_smiles: list[str]
     val_smiles: list[str]
+    canonical: dict[str, str]  # each valid SMILES of the files -> its canonical form (novelty without RDKit again)
+
+    def train_canonical(self) -> set[str]:
+        return {self.canonical[s] for s in self.train_smiles}
 
 
-def valid_molecules(table: smiles_data.SmilesTable, names: list[str]) -> tuple[list[str], torch.Tensor]:
-    """The SMILES RDKit parses and their property values; the others reported in one line."""
+def valid_molecules(table: smiles_data.SmilesTable, names: list[str]) -> tuple[list[str], torch.Tensor, dict]:
+    """The SMILES RDKit parses, their property values and canonical forms; the others reported in one line."""
     cols = _columns(table, names)
-    valid = _parsed(table)
+    forms = _canonical_forms(table)
+    valid = [bool(c) for c in forms]
     keep = [i for i, ok in enumerate(valid) if ok]
     bad = len(table.smiles) - len(keep)
     if bad:
@@ -106,7 +112,7 @@ def valid_molecules(table: smiles_data.SmilesTable, names: list[str]) -> tuple[l
         raise DataError(f"{table.source}: no valid SMILES (RDKit parsed none of {len(table.smiles)}); check the "
                         f"SMILES column")
     values = torch.tensor([[cols[n][i] for n in names] for i in keep], dtype=torch.float32).reshape(len(keep), len(names))
-    return [table.smiles[i] for i in keep], values
+    return [table.smiles[i] for i in keep], values, {table.smiles[i]: forms[i] for i in keep}
 
 
 def _split(path: str, smiles: list[str], values: torch.Tensor, val_fraction: float, seed: int):
@@ -122,9 +128,10 @@ def _split(path: str, smiles: list[str], values: torch.Tensor, val_fraction: flo
 
 def prepare(path: str, val_path: str, val_fraction: float, max_len: int, names: tuple[str, ...], seed: int,
             vocab_file: str, representation: str) -> Prepared:
-    smiles, values = valid_molecules(smiles_data.read(path), list(names))
+    smiles, values, canonical = valid_molecules(smiles_data.read(path), list(names))
     if val_path:
-        train, val = (smiles, values), valid_molecules(smiles_data.read(val_path), list(names))
+        *val, more = valid_molecules(smiles_data.read(val_path), list(names))
+        train, val, canonical = (smiles, values), tuple(val), {**canonical, **more}
     else:
         train, val = _split(path, smiles, values, val_fraction, seed)
     vocab = Vocab.load(Path(vocab_file)) if vocab_file else Vocab.build(train[0], max_len, representation)
@@ -141,7 +148,8 @@ def prepare(path: str, val_path: str, val_fraction: float, max_len: int, names: 
     (tr_tokens, tr_values, tr_smiles), (va_tokens, va_values, va_smiles) = splits
     binary = [bool(((col == 0) | (col == 1) | col.isnan()).all()) for col in tr_values.T]
     mean, std = _stats(tr_values, binary)
-    return Prepared(vocab, (tr_tokens, tr_values), (va_tokens, va_values), binary, mean, std, tr_smiles, va_smiles)
+    return Prepared(vocab, (tr_tokens, tr_values), (va_tokens, va_values), binary, mean, std, tr_smiles, va_smiles,
+                    canonical)
 
 
 def _stats(values: torch.Tensor, binary: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -100,9 +100,10 @@ def fcd(generated: list[str], reference: str | Path) -> float:
 
 
 def report(generated: list[str], training: list[str], k: int = 10_000, reference: str | None = None,
-           fcd_reference: str | None = None, kl: bool = False) -> dict[str, float]:
+           fcd_reference: str | None = None, kl: bool = False, train_canonical: set[str] | None = None) -> dict:
     """The generation metrics of `generated`, with the size of every set a figure was measured against."""
-    train = canonical_set(training, "canonicalising the training set (once; cached)")
+    train = train_canonical if train_canonical is not None else \
+        canonical_set(training, "canonicalising the training set (once; cached)")
     out = props.generation_metrics(generated, train, k=min(k, len(generated)))
     out["training_set_size"] = len(train)
     if reference:

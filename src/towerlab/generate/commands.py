@@ -35,8 +35,9 @@ def sample(args) -> None:
                                      str(Path(os.environ["TOWERLAB_DATA"]) / "moses" / "test.csv.gz"))
     if args.fcd and not fcd_ref:
         raise ConfigError("--fcd needs a reference set: --fcd-reference FILE (MOSES: its test.csv.gz) or TOWERLAB_DATA")
-    report = distribution.report(smiles, gen.training_smiles(m, args.train_data), k=10_000,
-                                 reference=args.reference, fcd_reference=fcd_ref if args.fcd else None, kl=args.kl)
+    training, known = gen.training_set(m, args.train_data)
+    report = distribution.report(smiles, training, k=10_000, reference=args.reference,
+                                 fcd_reference=fcd_ref if args.fcd else None, kl=args.kl, train_canonical=known)
     _print(report)
     _grid(rows, "qed", out.with_suffix(".png"))
     print(f"CSV: {out}")

@@ -60,6 +60,18 @@ def training_smiles(m: Model, path: str | None = None) -> list[str]:
     return _corpus(m, "novelty is measured against it: restore it, or name it with --train-data FILE").train_smiles
 
 
+def training_set(m: Model, path: str | None = None) -> tuple[list[str], set[str]]:
+    """(the training SMILES, their canonical forms): from `path` (canonicalised here), or from the run's corpus,
+    whose canonical forms were cached when the file was first read (no second RDKit pass over 245k molecules)."""
+    if path:
+        from towerlab.chem.distribution import canonical_set
+
+        smiles = smiles_data.read(path).smiles
+        return smiles, canonical_set(smiles, "canonicalising the training set (once; cached)")
+    corpus = _corpus(m, "novelty is measured against it: restore it, or name it with --train-data FILE")
+    return corpus.train_smiles, corpus.train_canonical()
+
+
 def held_out_smiles(m: Model) -> list[str]:
     """The run's validation molecules (never trained on): where optimisation seeds are drawn from."""
     return _corpus(m, "seeds are drawn from its held-out molecules: restore it, or give seed SMILES as a "
