@@ -58,7 +58,12 @@ class Browser:
     def wait(self, expression: str, timeout: float = 20.0):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            value = self.eval(expression)
+            try:
+                value = self.eval(expression)
+            except RuntimeError as e:  # asked while the page navigates (a click on a link): ask the new page again
+                if "navigated or closed" not in str(e) and "context" not in str(e).lower():
+                    raise
+                value = None
             if value:
                 return value
             time.sleep(0.1)
