@@ -45,3 +45,12 @@ def test_fsdp_matches_data_parallel(tmp_path):
     assert final["world_size"] == 2 and final["replica_max_abs_diff"] is None
     evaluated = json.loads(run_cli("eval", str(tmp_path / "fsdp"), "--checkpoint", "last").stdout)
     assert evaluated["accuracy"] == final["accuracy"]
+
+
+def test_two_processes_stop_together_at_the_target(tmp_path):
+    out = run_cli("train", "digits", "--procs", "2", "--epochs", "30", "--eval-every-steps", "5", "--stop-at", "0.5",
+                  "--out", str(tmp_path / "two")).stdout
+    final = json.loads((tmp_path / "two" / "final_metrics.json").read_text())
+    assert "stop-at" in final["stopped"] and final["step"] < 30 * 22 and final["accuracy"] >= 0.5
+    assert final["world_size"] == 2 and final["replica_max_abs_diff"] == 0.0  # both ranks stopped at the same step
+    assert "stopped at step" in out
