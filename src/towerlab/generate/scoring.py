@@ -4,10 +4,14 @@ its outputs read), within an optional bound on objective calls, and a first pool
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from towerlab.chem import props
 from towerlab.chem.objectives import Objective
 from towerlab.errors import DataError
+from towerlab.progress import bar
+
+CHUNK = 2000  # molecules scored per call when a whole file is scored: a progress bar, and GuacaMol's lists stay small
 
 
 def score_new(smiles: list[str], objective: Objective, seen: dict[str, float | None], max_calls: int = 0) -> int:
@@ -42,6 +46,9 @@ def best_of_file(path: str, objective: Objective, n: int, seen: dict, limit: int
         raise DataError(f"{path}: {len(canon)} valid molecule(s); give a SMILES file with at least 2 to start from")
     if limit and len(canon) > limit:
         canon = sorted(random.Random(seed).sample(canon, limit))
-    print(f"scoring the {len(canon)} molecules of {path} to start from the best {n}", flush=True)
-    score_new(canon, objective, seen, max_calls)
+    print(f"scoring the {len(canon)} molecules of {path} to start from the best {n} (--start-limit N scores a "
+          f"draw of N)", flush=True)
+    for i in bar(range(0, len(canon), CHUNK), f"scoring {Path(path).name}", total=-(-len(canon) // CHUNK),
+                 unit="chunk", min_total=2):
+        score_new(canon[i:i + CHUNK], objective, seen, max_calls)
     return ranked(seen, canon)[:n]
