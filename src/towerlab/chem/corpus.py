@@ -63,7 +63,7 @@ def _columns(table: smiles_data.SmilesTable, names: list[str]) -> dict[str, list
     return out
 
 
-def _canonical_forms(table: smiles_data.SmilesTable) -> list[str]:
+def canonical_forms(table: smiles_data.SmilesTable) -> list[str]:
     """Each SMILES's canonical form by this RDKit ("" where RDKit cannot parse it). One pass over a large file costs
     ~1 min (250k molecules), so the forms are cached by the file's contents and the RDKit version: every later read
     of the same file (eval, report, sampling's novelty) is quick, and novelty needs no second pass."""
@@ -101,7 +101,7 @@ class Prepared:
 def valid_molecules(table: smiles_data.SmilesTable, names: list[str]) -> tuple[list[str], torch.Tensor, dict]:
     """The SMILES RDKit parses, their property values and canonical forms; the others reported in one line."""
     cols = _columns(table, names)
-    forms = _canonical_forms(table)
+    forms = canonical_forms(table)
     valid = [bool(c) for c in forms]
     keep = [i for i, ok in enumerate(valid) if ok]
     bad = len(table.smiles) - len(keep)

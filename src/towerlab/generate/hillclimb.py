@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from towerlab import checkpoint
-from towerlab.chem import props
 from towerlab.chem.objectives import Objective
 from towerlab.chem.tokens import Skipped
 from towerlab.errors import CheckpointError, ConfigError
@@ -115,7 +114,9 @@ def hillclimb(m: Model, objective: Objective, out: Path, s: Settings, start: str
         g = torch.Generator().manual_seed(s.seed * 1_000_003 + r)
         with torch.no_grad():
             sampled = m.strings(m.recipe.sample(m.net.eval(), s.samples, s.temperature, g))
-        new = score_new(sampled, objective, seen, s.max_calls)
+        known = len(seen)
+        canon = score_new(sampled, objective, seen, s.max_calls)
+        new = len(seen) - known
         pool = ranked(seen)[:s.keep]
         if pool:
             loss = _fine_tune(m, opt, pool, s, r)
@@ -123,7 +124,7 @@ def hillclimb(m: Model, objective: Objective, out: Path, s: Settings, start: str
             loss = None
             print(f"round {r}: none of the {len(sampled)} samples is a valid molecule with a score; nothing to "
                   f"fine-tune on yet (more --samples helps)", flush=True)
-        valid = sum(props.mol(x) is not None for x in sampled) / len(sampled)
+        valid = sum(c is not None for c in canon) / len(sampled)
         history.append({"round": r, "best": seen[pool[0]] if pool else None,
                         "mean_kept": sum(seen[c] for c in pool) / len(pool) if pool else None,
                         "top10_mean": sum(seen[c] for c in pool[:10]) / len(pool[:10]) if pool else None,

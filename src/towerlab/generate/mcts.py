@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from towerlab.chem import props
 from towerlab.chem.objectives import Objective
 from towerlab.errors import ConfigError
 from towerlab.generate.hillclimb import write_outputs
@@ -140,8 +139,7 @@ class Search:
     def _score(self, token_lists: list[list[int]]) -> list[tuple[bool, float | None]]:
         """(is a molecule, its score or None) per completion; each molecule scored once, invalid ones counted."""
         smiles = self.m.strings(torch.tensor([t + [0] * (self.max_len - len(t)) for t in token_lists]))
-        score_new(smiles, self.objective, self.seen, self.s.max_calls)
-        canon = [props.canonical(x) for x in smiles]
+        canon = score_new(smiles, self.objective, self.seen, self.s.max_calls)
         self.completions += len(smiles)
         self.molecules += sum(c is not None for c in canon)
         return [(c is not None, self.seen.get(c) if c else None) for c in canon]

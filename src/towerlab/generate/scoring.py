@@ -14,10 +14,11 @@ from towerlab.progress import bar
 CHUNK = 2000  # molecules scored per call when a whole file is scored: a progress bar, and GuacaMol's lists stay small
 
 
-def score_new(smiles: list[str], objective: Objective, seen: dict[str, float | None], max_calls: int = 0) -> int:
+def score_new(smiles: list[str], objective: Objective, seen: dict[str, float | None],
+              max_calls: int = 0) -> list[str | None]:
     """Score the canonical forms not seen before, in first-seen order, within max_calls objective calls in all
     (0: no bound; the molecules past it stay unscored). Invalid SMILES are counted by the objective, never scored.
-    Returns how many were scored."""
+    Returns each SMILES's canonical form (None: not a molecule), so no caller runs RDKit over them again."""
     canon = [props.canonical(s) for s in smiles]
     objective.invalid += sum(c is None for c in canon)
     new = [c for c in dict.fromkeys(c for c in canon if c) if c not in seen]
@@ -25,7 +26,7 @@ def score_new(smiles: list[str], objective: Objective, seen: dict[str, float | N
         new = new[:max(0, max_calls - objective.calls)]
     for c, v in zip(new, objective(new)):
         seen[c] = v
-    return len(new)
+    return canon
 
 
 def ranked(seen: dict[str, float | None], among: list[str] | None = None) -> list[str]:
@@ -39,9 +40,11 @@ def best_of_file(path: str, objective: Objective, n: int, seen: dict, limit: int
     """The n best molecules of a SMILES file by the objective (GuacaMol's baselines start from the top of their
     training file), each scored once; `limit` > 0 scores a seeded draw of that many. A file without two valid
     molecules is one line, never an empty pool."""
+    from towerlab.chem.corpus import canonical_forms
     from towerlab.data import smiles as smiles_data
 
-    canon = sorted({c for c in map(props.canonical, smiles_data.read(path).smiles) if c})
+    # the forms the corpus reader caches by file content: a run's training file was canonicalised when it trained
+    canon = sorted({c for c in canonical_forms(smiles_data.read(path)) if c})
     if len(canon) < 2:
         raise DataError(f"{path}: {len(canon)} valid molecule(s); give a SMILES file with at least 2 to start from")
     if limit and len(canon) > limit:
