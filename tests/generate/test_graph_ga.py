@@ -89,3 +89,12 @@ def test_graph_ga_refuses_a_run_dir_and_other_actions_need_one(tmp_path):
     assert proc.returncode == 2 and "uses no trained run" in proc.stderr
     proc = run_cli("chem", "sample", check=False)
     assert proc.returncode == 2 and "needs the trained run" in proc.stderr
+
+
+def test_outputs_replace_a_planted_link_instead_of_writing_through_it(zinc300, tmp_path):
+    target = tmp_path / "victim.txt"
+    target.write_text("untouched\n")
+    (tmp_path / "ga").mkdir()
+    (tmp_path / "ga" / "best.csv").symlink_to(target)
+    graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "ga", Settings(population=10, offspring=10, generations=1))
+    assert target.read_text() == "untouched\n" and not (tmp_path / "ga" / "best.csv").is_symlink()

@@ -5,6 +5,7 @@ model's own opinion."""
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from towerlab.chem import props
 from towerlab.chem.tokens import Vocab
 from towerlab.data import smiles as smiles_data
 from towerlab.errors import DataError
+from towerlab.files import atomic_write
 from towerlab.recipes import require
 from towerlab.runs import RunRecord
 
@@ -107,10 +109,11 @@ def describe(smiles: str) -> dict:
 def write_csv(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for r in rows for k in r)) or ["smiles"]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, buf.getvalue())  # a link planted at best.csv is replaced, never written through
 
 
 def write_grid(smiles: list[str], legends: list[str], path: Path, per_row: int = 4) -> Path:
