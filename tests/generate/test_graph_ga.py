@@ -89,6 +89,8 @@ def test_graph_ga_refuses_a_run_dir_and_other_actions_need_one(tmp_path):
     assert proc.returncode == 2 and "uses no trained run" in proc.stderr
     proc = run_cli("chem", "sample", check=False)
     assert proc.returncode == 2 and "needs the trained run" in proc.stderr
+    proc = run_cli("chem", "graph-ga", "--objective", "qed", "--start", "x.smi", "--out", "/proc/nope", check=False)
+    assert proc.returncode == 2 and "--out" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_outputs_replace_a_planted_link_instead_of_writing_through_it(zinc300, tmp_path):

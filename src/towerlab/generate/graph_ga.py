@@ -22,7 +22,7 @@ from rdkit import Chem, RDLogger
 from towerlab.chem import props
 from towerlab.chem.objectives import Objective
 from towerlab.errors import ConfigError, DataError
-from towerlab.files import atomic_write
+from towerlab.files import atomic_write, make_dir
 from towerlab.generate.hillclimb import write_outputs
 from towerlab.generate.scoring import best_of_file, ranked, score_new
 
@@ -175,7 +175,7 @@ def _load(out: Path, mine: dict, objective: Objective) -> dict | None:
 def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_limit: int = 0) -> list[dict]:
     """Run (or continue) the graph GA into `out`, from the molecules of the SMILES file `start`."""
     s.validate()
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "the output folder (--out)")
     mine = {**asdict(s), "objective": objective.name, "start": str(Path(start).absolute()), "start_limit": start_limit}
     state = _load(out, mine, objective)
     if state is None:

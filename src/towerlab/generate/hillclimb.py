@@ -21,7 +21,7 @@ from towerlab import checkpoint
 from towerlab.chem.objectives import Objective
 from towerlab.chem.tokens import Skipped
 from towerlab.errors import CheckpointError, ConfigError
-from towerlab.files import atomic_write
+from towerlab.files import atomic_write, make_dir
 from towerlab.generate.model import Model, write_csv, write_grid
 from towerlab.generate.scoring import best_of_file, ranked, score_new
 from towerlab.recipes import require
@@ -92,7 +92,7 @@ def hillclimb(m: Model, objective: Objective, out: Path, s: Settings, start: str
     run's training file for GuacaMol's baseline), the pool begins as that file's best s.keep molecules."""
     require(m.recipe, "sequence", command="`towerlab chem hillclimb`")
     s.validate()
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "the output folder (--out)")
     settings = out / "settings.json"
     mine = {**asdict(s), "objective": objective.name, "run": str(m.run_dir.absolute()),
             "start": str(Path(start).absolute()) if start else "", "start_limit": start_limit}

@@ -21,6 +21,7 @@ import torch
 
 from towerlab.chem.objectives import Objective
 from towerlab.errors import ConfigError
+from towerlab.files import make_dir
 from towerlab.generate.hillclimb import write_outputs
 from towerlab.generate.scoring import score_new
 from towerlab.generate.model import Model
@@ -195,7 +196,7 @@ def _by_length(nodes: list[Node]) -> list[list[Node]]:
 
 
 def mcts(m: Model, objective: Objective, out: Path, s: Settings) -> list[dict]:
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "the output folder (--out)")
     search = Search(m, objective, s)
     history = search.run()
     write_outputs(out, search.seen, history, objective.name, x="molecules")
