@@ -183,3 +183,27 @@ def test_a_run_records_the_absolute_data_folder_it_read(tmp_path, mnist_dir, mon
     assert f"data: {tmp_path / 'data' / 'mnist'}" in saved
     monkeypatch.delenv("TOWERLAB_DATA")  # eval from elsewhere, later: the run knows where its data is
     assert "accuracy" in infer.evaluate(tmp_path / "run")
+
+
+def test_val_fraction_validates_on_held_out_training_items_and_scores_test_only_for_the_chosen_weights(tmp_path):
+    from towerlab.data.loader import hold_out
+
+    x, y = torch.arange(100).float()[:, None], torch.arange(100)
+    (tx, ty), (vx, vy) = hold_out((x, y), 0.2)
+    assert len(vx) == 20 and len(tx) == 80 and not set(vy.tolist()) & set(ty.tolist())
+    assert hold_out((x, y), 0.2)[1][1].tolist() == vy.tolist(), "the same split every time"
+    cfg = config.build(digits.Config, None, {"epochs": 3.0, "val_fraction": 0.25, "seed": 3})
+    m = fit(digits, cfg, out=tmp_path / "run")
+    full = fit(digits, config.build(digits.Config, None, {"epochs": 3.0, "seed": 3}), out=tmp_path / "plain")
+    test = m["best"]["test"]
+    assert set(test) >= {"accuracy", "loss"} and 0.5 < test["accuracy"] <= 1.0
+    assert m["accuracy"] != full["accuracy"], "validation is no longer the test split"
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert sum("val/accuracy" in r for r in rows) == 3  # the test split never enters the curves
+
+
+def test_val_fraction_must_leave_items_for_both_splits():
+    from towerlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="val_fraction"):
+        config.build(digits.Config, None, {"val_fraction": 1.0}).validate()

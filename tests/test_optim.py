@@ -44,3 +44,14 @@ def test_ema_follows_tensorflow_num_updates():
         model.weight.fill_(1.0)
         ema.update_parameters(model)  # n = 1: decay min(0.9999, 2/11)
     assert ema.module.weight.item() == pytest.approx(1 - 2 / 11)
+
+
+def test_lr_zero_means_the_optimizers_usual_rate():
+    from towerlab.optim import build_optimizer
+    from towerlab.recipes.configs import MlpConfig
+
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    rates = {o: build_optimizer([{"params": p}], MlpConfig(optimizer=o)).param_groups[0]["lr"]
+             for o in ("sgd", "adadelta", "adam", "nadam")}
+    assert rates == {"sgd": 0.01, "adadelta": 1.0, "adam": 1e-3, "nadam": 2e-3}
+    assert build_optimizer([{"params": p}], MlpConfig(optimizer="sgd", lr=0.5)).param_groups[0]["lr"] == 0.5

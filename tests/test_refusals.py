@@ -30,7 +30,7 @@ ARGS = {
     "board port": (["board", "{tmp}", "--port", "99999"], ["--port 99999"]),
     "sample temperature": (["chem", "sample", "{tmp}", "--temperature", "-1"], ["--temperature", ">= 0"]),
     "data export n 0": (["data", "export", "digits", "{tmp}/x", "--n", "0"], ["--n", "too small"]),
-    "train lr 0": (["train", "digits", "--lr", "0", "--out", "{tmp}/r"], ["lr=0.0 must be > 0"]),
+    "train lr -1": (["train", "digits", "--lr", "-1", "--out", "{tmp}/r"], ["lr=-1.0 must be >= 0"]),
     "train gpus -1": (["train", "digits", "--gpus", "-1", "--out", "{tmp}/r"], ["--gpus -1"]),
     "train gpus list": (["train", "digits", "--gpus", "1,2", "--out", "{tmp}/r"], ["--gpus 1,2", "torch sees 0"]),
     "search gpus 2": (["search", "mlp", "--space", "{space}", "--gpus", "2", "--out", "{tmp}/s"],

@@ -179,6 +179,9 @@ def _print_result(m: dict, write_report: bool = True) -> None:
     if "value" in best:
         print(f"best:  {best['metric']}={best['value']:.4g} at step {best['step']} (the best checkpoint: what "
               f"`towerlab eval` uses by default)")
+    if best.get("test"):
+        print("test:  " + "  ".join(f"{k}={v:.4g}" for k, v in best["test"].items())
+              + "  (the test split, scored with the best checkpoint's weights)")
     print(f"run directory: {m['run_dir']}")
     board = Path(sys.executable).parent / "tensorboard"  # the venv's, which a plain `tensorboard` may not be
     print(f"TensorBoard:   {board if board.is_file() else 'tensorboard'} --logdir {m['run_dir']}/tb")

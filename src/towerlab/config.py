@@ -40,7 +40,8 @@ class TrainConfig:
     accum_steps: int = opt(1, "split each process's slice into this many micro-batches (gradient accumulation)")
     # optimizer
     optimizer: str = opt("sgd", "optimizer", ("sgd", "rmsprop", "adam", "adamw", "adagrad", "adadelta", "adamax", "nadam"))
-    lr: float = opt(0.1, "peak learning rate")
+    lr: float = opt(0.1, "peak learning rate (0: the optimizer's usual one: sgd 0.01, adagrad 0.01, adadelta 1.0, "
+                         "adamax/nadam 2e-3, the others 1e-3)")
     momentum: float = opt(0.0, "momentum (sgd, rmsprop)")
     rms_decay: float = opt(0.9, "RMSProp moving-average decay (PyTorch's alpha)")
     beta1: float = opt(0.9, "Adam-family beta1")
@@ -66,6 +67,10 @@ class TrainConfig:
     ckpt_every_steps: int = opt(0, "if > 0, also checkpoint every this many steps (a checkpoint follows every evaluation)")
     keep_checkpoints: int = opt(3, "checkpoints kept on disk besides the best (an older one is what a damaged newest "
                                    "one falls back to)")
+    val_fraction: float = opt(0.0, "if > 0, validate on this fraction of the training items (the same items for "
+                                   "every seed), never trained on: early stopping and the best checkpoint are then "
+                                   "chosen without the test split, which is scored once per better validation "
+                                   "(final.json best.test)")
     eval_limit: int = opt(0, "if > 0, evaluate on the first this many validation items only (quick runs; the metrics "
                              "then carry eval_items)")
     log_every: int = opt(50, "log loss and throughput every this many steps")
@@ -104,16 +109,18 @@ class TrainConfig:
                 raise ConfigError(f"{f.name}={short(value)} is not allowed; choose one of {', '.join(choices)}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.name}={value!r} must be a finite number")
-        positive = ("batch_size", "accum_steps", "log_every", "keep_checkpoints", "lr")
+        positive = ("batch_size", "accum_steps", "log_every", "keep_checkpoints")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
-        for name in ("epochs", "max_steps", "weight_decay", "clip_grad", "warmup_steps", "ckpt_every_steps",
+        for name in ("lr", "epochs", "max_steps", "weight_decay", "clip_grad", "warmup_steps", "ckpt_every_steps",
                      "eval_limit", "tb_histograms", "stop_at", "patience"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
         if self.epochs == 0 and self.max_steps == 0:
             raise ConfigError("epochs=0 and max_steps=0: set one of them to a positive value")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction={self.val_fraction} must be in [0, 1)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1)")
 

@@ -61,6 +61,9 @@ class Trainer:
             perf.keep_freed_memory()
         self.data = recipe.build_data(cfg, dist)
         self.train_loader, self.val_loader = self.data.train, self.data.val
+        if cfg.val_fraction and self.data.test is None:
+            raise ConfigError(f"{recipe.NAME} has its own validation split and does not take --val-fraction; "
+                              f"leave it at 0")
         if cfg.eval_limit:
             self.val_loader = limited(self.val_loader, cfg.eval_limit)
         self.steps_per_epoch = len(self.train_loader)
@@ -171,6 +174,8 @@ class Trainer:
         better = not self.best or (value > self.best["value"] if mode == "max" else value < self.best["value"])
         if better and math.isfinite(value):
             self.best = {"metric": name, "value": value, "step": self.step}
+            if self.data.test is not None:  # the held-out test split, scored only for the weights validation chose
+                self.best["test"] = self._test(model)
         self.last_eval = metrics
         self.stopping.update(metrics)
         if self.dist.is_main:  # on the console too, as each evaluation happens (not only in the files)
@@ -184,6 +189,13 @@ class Trainer:
             if recipes.has(self.recipe, "examples"):  # a recipe that draws its outputs (segmentation overlays)
                 self.run.tb.add_images("val/examples", self.recipe.examples(model, self.val_loader), self.step)
         return metrics
+
+    def _test(self, model: nn.Module) -> dict[str, float]:
+        t0 = time.perf_counter()
+        with self.autocast():
+            metrics = self.recipe.evaluate(model, Progress(self.data.test, "test", self.dist), self.dist)
+        self.eval_seconds += time.perf_counter() - t0
+        return {k: v for k, v in metrics.items() if "/" not in k}
 
     @functools.cached_property
     def rate_name(self) -> str:

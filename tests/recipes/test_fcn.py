@@ -151,3 +151,10 @@ def test_bad_label_ends_training_with_one_line_naming_the_file(camvid_dir, tmp_p
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("towerlab: error: label ")
     assert "0001TP_000003.png has value 77" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_val_fraction_is_refused_where_the_recipe_has_its_own_validation_split(camvid_dir, tmp_path):
+    from towerlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="does not take --val-fraction"):
+        fit(get("fcn32s"), _cfg("fcn32s", camvid_dir, val_fraction=0.1), out=tmp_path / "run")

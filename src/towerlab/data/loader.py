@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 
 from towerlab.dist import Dist
+from towerlab.errors import ConfigError
 
 
 class TensorLoader:
@@ -153,16 +154,39 @@ class Data:
     train: TensorLoader
     val: TensorLoader
     meta: dict = field(default_factory=dict)
+    test: TensorLoader | None = None  # with --val-fraction: the recipe's own test split, scored at each better validation
+
+
+SPLIT_SEED = 20_190_101  # one held-out split for every run and seed: trials of a search compare on the same items
+
+
+def hold_out(train: tuple, fraction: float) -> tuple[tuple, tuple]:
+    """(the training items left, a validation split of `fraction` of them): a fixed random choice, so any seed, any
+    number of processes and any resume see the same split."""
+    n = len(train[0])
+    k = round(n * fraction)
+    if not 0 < k < n:
+        raise ConfigError(f"val_fraction={fraction} of {n} training items leaves {k} for validation and {n - k} for "
+                          f"training; choose a fraction that leaves both")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    keep, held = order[k:].sort().values, order[:k].sort().values
+    return tuple(t[keep] for t in train), tuple(t[held] for t in train)
 
 
 def tensor_data(cfg, dist: Dist, train: tuple, val: tuple, transform: Callable | None = None,
                 val_transform: Callable | None = None, **meta) -> Data:
     """The usual pair: a shuffled training loader and an evaluation loader over whole tensors, with the run's
-    batch size, seed, placement and memory layout."""
+    batch size, seed, placement and memory layout. With cfg.val_fraction, validation is a held-out part of the
+    training items and `val` becomes the test split."""
     options = {"on_device": cfg.data_on_device, "channels_last": cfg.channels_last}
+    evaluation = lambda items: TensorLoader(items, cfg.batch_size, dist, train=False,  # noqa: E731
+                                            transform=val_transform or transform, **options)
+    test = None
+    if getattr(cfg, "val_fraction", 0.0):
+        train, held = hold_out(train, cfg.val_fraction)
+        val, test = held, evaluation(val)
     return Data(TensorLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, transform=transform, **options),
-                TensorLoader(val, cfg.batch_size, dist, train=False, transform=val_transform or transform, **options),
-                meta)
+                evaluation(val), meta, test)
 
 
 def limited(loader: TensorLoader, n: int) -> TensorLoader:

@@ -62,7 +62,10 @@ def search(recipe_name: str, space_path: str, out: str | Path, executor: Executo
         best = searcher.run()
         _write_generations(out, searcher.history)
         plot_generations(searcher.history, out / "fitness.png", metric)
-    (out / "best.json").write_text(json.dumps({"recipe": recipe_name, "metric": metric, **best}, indent=1))
+    winner = TrialResult.read(out / "trials" / genome_key(best["genome"]))
+    test = ((winner.metrics.get("best") or {}).get("test") if winner else None) or {}
+    (out / "best.json").write_text(json.dumps({"recipe": recipe_name, "metric": metric, **best,
+                                               **({"test": test} if test else {})}, indent=1))
     save_yaml({**fixed, **best["genome"]}, out / "best.yaml")
     rows = write_trials(out, fixed, metric, [*(searcher.cache if searcher else {})] or
                         [p.name for p in sorted((out / "trials").glob("*"))])
@@ -77,15 +80,18 @@ def trial_row(folder: Path, fixed: dict, metric: str) -> dict | None:
         return None
     genes = {k: v for k, v in json.loads(spec.read_text())["overrides"].items() if k not in fixed}
     pruned, result = read_pruned(folder), TrialResult.read(folder)
+    test = None
     if pruned:
         status, value = "pruned", pruned["value"]
     elif result is not None:
-        best = (result.metrics.get("best") or {}).get("value", result.metrics.get(metric))
-        status, value = result.status, best if result.status == "ok" else None
+        best = result.metrics.get("best") or {}
+        status, value = result.status, best.get("value", result.metrics.get(metric)) if result.status == "ok" else None
+        test = (best.get("test") or {}).get(metric) if result.status == "ok" else None
     else:
         status, value = "unfinished", None
-    return {"trial": folder.name, **genes, metric: value, "status": status,
-            "seconds": round(result.seconds, 1) if result else None}
+    # with --set val_fraction=F the fitness is the held-out validation split's, and test_<metric> the test split's
+    return {"trial": folder.name, **genes, metric: value, **({f"test_{metric}": test} if test is not None else {}),
+            "status": status, "seconds": round(result.seconds, 1) if result else None}
 
 
 def write_trials(out: Path, fixed: dict, metric: str, keys: list[str]) -> list[dict]:
@@ -113,7 +119,7 @@ def write_hparams(out: Path, rows: list[dict], metric: str) -> None:
             if r[metric] is None:
                 continue
             genes = {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v) for k, v in r.items()
-                     if k not in ("trial", metric, "status", "seconds")}
+                     if k not in ("trial", metric, f"test_{metric}", "status", "seconds")}
             writer.add_hparams({**genes, "status": r["status"]}, {f"hparam/{metric}": r[metric]}, run_name=r["trial"])
 
 
