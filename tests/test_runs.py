@@ -39,3 +39,23 @@ def test_running_interrupted_and_failed(tmp_path):
 def test_not_a_run_directory_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="is not a run directory"):
         RunRecord.load(tmp_path)
+
+
+def test_only_the_records_know_the_files_of_a_folder_by_name():
+    """runs/ is the one place that names the files of a run, trial, search, jobs or ensemble folder: every other
+    module reads and writes them through its records (a string naming one elsewhere is a second reader)."""
+    import re
+    from pathlib import Path
+
+    import towerlab
+
+    names = ("config.yaml", "metrics.jsonl", "final_metrics.json", "status.json", "trial.json", "result.json",
+             "pruned.json", "search_state.json", "generations.json", "best.json", "trials.csv", "summary.json",
+             "ensemble.json", "log.txt")
+    pattern = re.compile(r"""["'/](%s)["']""" % "|".join(re.escape(n) for n in names))
+    src = Path(towerlab.__file__).parent
+    found = [f"{p.relative_to(src)}:{i}: {line.strip()}" for p in sorted(src.rglob("*.py"))
+             if p.parent.name != "runs" for i, line in enumerate(p.read_text().splitlines(), 1)
+             if pattern.search(line)]
+    assert not found, "\n".join(found)
+    assert pattern.search('x / "config.yaml"') and pattern.search("f'{d}/best.json'")  # the pattern does match

@@ -26,7 +26,7 @@ from urllib.parse import unquote
 
 from towerlab.errors import ConfigError, TowerlabError
 from towerlab.files import inside, link_leaving
-from towerlab.runs import RunRecord
+from towerlab.runs import FILES, RunRecord, changed
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>towerlab board: {root}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;font-size:.92em}}
@@ -67,24 +67,21 @@ tick(); setInterval(tick, {every_ms});
 </script></body></html>"""
 
 
-_LISTED = ("config.yaml", "status.json", "metrics.jsonl", "final_metrics.json")
-
-
 def find_runs(root: Path) -> list[dict]:
     """Every run directory under root (a folder with config.yaml and metrics or a status), as the board lists it."""
     rows = []
-    for config in sorted(root.rglob("config.yaml")):
-        run = config.parent
-        if not ((run / "status.json").is_file() or (run / "metrics.jsonl").is_file()):
+    config, status, metrics_file = FILES[:3]
+    for found in sorted(root.rglob(config)):
+        run = found.parent
+        if not ((run / status).is_file() or (run / metrics_file).is_file()):
             continue
-        if any(not inside(run / f, root) for f in _LISTED if (run / f).is_symlink()):
+        if any(not inside(run / f, root) for f in FILES if (run / f).is_symlink()):
             continue  # a link out of the board's folder is never read
         try:
             rec = RunRecord.load(run)
         except TowerlabError:
             continue  # a folder that only looks like a run
-        final = rec.final or {}
-        best = final.get("best") or {}
+        final, best = rec.final or {}, rec.best
         metrics = rec.metrics() if not final else []
         rows.append({"path": str(run.relative_to(root)), "recipe": rec.recipe, "status": rec.status,
                      "metric_name": best.get("metric", ""), "metric": best.get("value"),
@@ -185,8 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(403, html.escape(f"{leaving.relative_to(self.root)} is a link that leaves the board's "
                                                f"folder; the board does not follow it"))
         page = target / "report.html"
-        newest = max((f.stat().st_mtime for f in (target / "metrics.jsonl", target / "generations.json",
-                                                  target / "final_metrics.json") if f.is_file()), default=0)
+        newest = changed(target)
         if page.is_file() and not page.is_symlink() and page.stat().st_mtime >= newest:
             return self._send(200, page.read_text())
         cached = self.cache.get(target)

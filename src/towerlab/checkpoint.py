@@ -106,6 +106,11 @@ def folders(ckpt_dir: Path) -> list[Path]:
     return sorted(found, key=lambda d: (step_of(d), d.stat().st_mtime_ns), reverse=True)
 
 
+def of_run(run_dir: str | Path) -> list[Path]:
+    """A run directory's complete checkpoint folders, newest first: [] for a run that has none yet."""
+    return folders(Path(run_dir) / "checkpoints")
+
+
 def prune(ckpt_dir: Path, keep: int = 1, newest: Path | None = None) -> None:
     """Keep the newest `keep` checkpoints and those a pointer names; remove the rest, temporary folders of
     interrupted saves, and any checkpoint at or after the step of `newest` (a resumed run has just redone those

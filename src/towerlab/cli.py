@@ -322,16 +322,14 @@ def _report_group(out: Path, members: list[str]) -> None:
 
 def _report_search(out: Path, recipe: str) -> None:
     """Reports for the ten best finished trials (their rows in the search's table link to them), then the search's."""
-    import csv
+    from towerlab.runs import SearchFolder
 
     if os.environ.get("TOWERLAB_REPORT", "1") == "0":
         return
     metric, mode = recipes.get(recipe).MAIN_METRIC
-    with open(out / "trials.csv") as f:
-        done = [r for r in csv.DictReader(f) if r.get("status") == "ok" and r.get(metric)]
-    done.sort(key=lambda r: float(r[metric]), reverse=mode == "max")
-    for r in done[:10]:
-        _write_report(out / "trials" / r["trial"])
+    search = SearchFolder(out)
+    for key in search.ranked(metric, maximize=mode == "max")[:10]:
+        _write_report(search.trial(key).out)
     _write_report(out)
 
 
@@ -344,7 +342,9 @@ def cmd_ensemble(args) -> int:
     print(f"{'':10s}" + "".join(f"{k:>22s}" for k in keys))
     for name, m in [*report["members"].items(), ("ensemble", report["ensemble"])]:
         print(f"{name:10s}" + "".join(f"{m.get(k, float('nan')):22.4f}" for k in keys))
-    print(f"report: {Path(args.out) / 'ensemble.json'}")
+    from towerlab.runs.group import ENSEMBLE
+
+    print(f"report: {Path(args.out) / ENSEMBLE}")
     if not args.no_report:
         _report_group(Path(args.out), list(report["members"]))
     return 0

@@ -31,7 +31,7 @@ from towerlab.data.loader import limited
 from towerlab.errors import ConfigError, DivergedError, TowerlabError
 from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
 from towerlab.recipes.contract import Step
-from towerlab.runs import Run, default_dir, read_config
+from towerlab.runs import Run, RunRecord, default_dir
 from towerlab.watch import Watcher
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -427,7 +427,7 @@ def _plan(recipe, cfg: TrainConfig, dist: Dist, out: str | Path | None, resume: 
         if resume:
             folder = checkpoint.find(path)
             _check_resumable(folder, cfg, dist, allow_world_size_change)
-        elif checkpoint.folders(path / "checkpoints"):
+        elif checkpoint.of_run(path):
             raise ConfigError(f"{path} already holds a run; continue it with `towerlab train --resume {path}` "
                               f"or choose another --out")
         run.open(recipe.NAME, cfg, resume_step=checkpoint.step_of(folder) if folder else 0)
@@ -520,9 +520,8 @@ def fit_stages(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Pa
 def resume_config(run_dir: str | Path, overrides: dict | None = None):
     """(recipe, config) of a run directory with `overrides` applied; an override of a field that would change the
     steps already taken is refused in one line naming it."""
-    name, fields = read_config(run_dir)
-    recipe = recipes.get(name)
-    saved = merge(recipe.Config(), fields, f"{run_dir}/config.yaml")
+    record = RunRecord.load(run_dir)
+    recipe, saved = record.build_config()
     cfg = merge(saved, overrides or {}, "resume overrides")
     for f in dataclasses.fields(cfg):
         old, new = getattr(saved, f.name), getattr(cfg, f.name)

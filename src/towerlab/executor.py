@@ -19,38 +19,16 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
 from tqdm import tqdm
 
 from towerlab.errors import ConfigError
-from towerlab.runs import RunRecord, holder
-from towerlab.trial import TrialResult, TrialSpec
+from towerlab.runs import Result, Trial, holder
+from towerlab.runs.run import METRICS
 
-
-@dataclass
-class Trial:
-    name: str
-    recipe: str
-    overrides: dict
-    out: Path
-
-
-@dataclass
-class Result:
-    name: str
-    status: str  # ok, failed, pruned (stopped early by --prune), or done (finished by an earlier run)
-    device: str
-    seconds: float
-    metrics: dict = field(default_factory=dict)
-    error: str = ""
-
-    def fitness(self, metric: str) -> float | None:
-        """The run's best value of its main metric (None when the trial failed)."""
-        best = self.metrics.get("best") or {}
-        return best.get("value", self.metrics.get(metric)) if self.status in ("ok", "done", "pruned") else None
+__all__ = ["Executor", "LocalExecutor", "Result", "Trial"]  # Trial and Result: the records' (runs/trial.py)
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -66,8 +44,7 @@ SAFE_PATH = ("-P",)
 
 def command(trial: Trial, gpu: bool, python: str = sys.executable) -> list[str]:
     """The trial's command line (it continues its own checkpoints, if any); writes its trial.json."""
-    spec = TrialSpec(trial.name, trial.recipe, trial.overrides, gpu).write(trial.out)
-    return [python, *SAFE_PATH, "-m", "towerlab.trial", str(spec)]
+    return [python, *SAFE_PATH, "-m", "towerlab.trial", str(trial.write_spec(gpu))]
 
 
 def _die_with_parent(parent: int):
@@ -86,7 +63,7 @@ def spawn(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
                                 preexec_fn=_die_with_parent(os.getpid()))
 
 
-class Progress:
+class TrialProgress:
     """A bar over the trials and a line as each starts and ends (name, device, main metric, time)."""
 
     def __init__(self, total: int, done: int):
@@ -113,26 +90,17 @@ def trial_env(cuda_visible: str, threads: int) -> dict[str, str]:
     return env
 
 
-def _record(trial: Trial) -> RunRecord | None:
-    try:
-        return RunRecord.load(trial.out)
-    except ConfigError:  # not a run directory yet (the trial never got as far as writing its config)
-        return None
-
-
 def split_finished(trials: list[Trial]) -> tuple[dict[str, Result], list[Trial]]:
     """Trials finished by an earlier run (as results; a pruned one is never resumed) and the ones still to run."""
-    from towerlab.search.prune import read_pruned
-
     done, queue = {}, []
     for t in trials:
-        pruned = read_pruned(t.out)
+        pruned = t.pruned()
         if pruned is not None:
             done[t.name] = _pruned_result(t, pruned, "-", 0.0)
             continue
-        record = _record(t)
+        record = t.record()
         if record is not None and record.status == "done" and record.final:
-            done[t.name] = Result(t.name, "done", "-", 0.0, record.final)
+            done[t.name] = Result(t.name, "done", 0.0, record.final, device="-")
         else:
             queue.append(t)
     return done, queue
@@ -140,28 +108,25 @@ def split_finished(trials: list[Trial]) -> tuple[dict[str, Result], list[Trial]]
 
 def collect(trial: Trial, returncode: int, device: str, seconds: float) -> Result:
     """The trial's TrialResult; a trial that died before writing one (a signal, out of memory) failed."""
-    result = TrialResult.read(trial.out)
+    result = trial.result()
     if returncode == 0 and result is not None and result.status == "ok":
-        return Result(trial.name, "ok", device, seconds, result.metrics)
-    why = result.error if result is not None and result.error else _tail(trial.out / "log.txt")
-    return Result(trial.name, "failed", device, seconds, {}, f"exit {returncode}: {why}")
+        return Result(trial.name, "ok", seconds, result.metrics, device=device)
+    why = result.error if result is not None and result.error else _tail(trial.log)
+    return Result(trial.name, "failed", seconds, {}, f"exit {returncode}: {why}", device)
 
 
 def _pruned_result(trial: Trial, record: dict, device: str, seconds: float) -> Result:
     best = {"metric": record["metric"], "value": record["value"], "evaluation": record["evaluation"]}
-    return Result(trial.name, "pruned", device, seconds, {"best": best},
-                  f"pruned at evaluation {record['evaluation']}")
+    return Result(trial.name, "pruned", seconds, {"best": best}, f"pruned at evaluation {record['evaluation']}", device)
 
 
 def judge(trial: Trial, pruner, device: str, seconds: float) -> Result | None:
     """The pruned Result of a trial whose curve so far the pruner stops (pruned.json written), else None."""
-    from towerlab.search.prune import curve, write_pruned
-
-    values = curve(trial.out, pruner.metric)
+    values = trial.curve(pruner.metric)
     k = pruner.decide(values)
     if k is None:
         return None
-    return _pruned_result(trial, write_pruned(trial.out, pruner.metric, k, values[k - 1]), device, seconds)
+    return _pruned_result(trial, trial.write_pruned(pruner.metric, k, values[k - 1]), device, seconds)
 
 
 def _grew(path: Path, sizes: dict[Path, int]) -> bool:
@@ -185,7 +150,7 @@ class LocalExecutor:
 
     def _start(self, trial: Trial, device: str) -> subprocess.Popen:
         cmd = command(trial, gpu=device != "cpu")
-        return spawn(cmd, trial_env("" if device == "cpu" else device, self.threads), trial.out / "log.txt")
+        return spawn(cmd, trial_env("" if device == "cpu" else device, self.threads), trial.log)
 
     def run(self, trials: list[Trial], on_result=None, pruner=None) -> list[Result]:
         """Run every trial; results in the order of `trials`. Interrupted (Ctrl-C, SIGTERM), it stops its trials
@@ -197,7 +162,7 @@ class LocalExecutor:
                     results[t.name] = judge(t, pruner, "-", 0.0) or results[t.name]
         running: dict[int, tuple[subprocess.Popen, Trial, float]] = {}
         sizes: dict[Path, int] = {}  # metrics.jsonl sizes at the last look: a running trial is judged when it grows
-        progress = Progress(len(trials), len(results))
+        progress = TrialProgress(len(trials), len(results))
         try:
             while queue or running:
                 self._fill(queue, running, progress)
@@ -205,7 +170,7 @@ class LocalExecutor:
                     alive = proc.poll() is None
                     # a finished trial is judged on its whole curve too: whether the pruner caught it while running
                     # must not decide its result (that would depend on timing, and a resumed search would differ)
-                    grown = pruner is not None and (not alive or _grew(t.out / "metrics.jsonl", sizes))
+                    grown = pruner is not None and (not alive or _grew(t.out / METRICS, sizes))
                     r = judge(t, pruner, self.slots[slot], time.perf_counter() - t0) if grown else None
                     if r is None and alive:
                         continue
@@ -226,7 +191,7 @@ class LocalExecutor:
                 proc.wait()
         return [results[t.name] for t in trials]
 
-    def _fill(self, queue: list[Trial], running: dict, progress: Progress) -> None:
+    def _fill(self, queue: list[Trial], running: dict, progress: TrialProgress) -> None:
         """Start queued trials on free slots; a trial whose folder a live process still trains waits its turn."""
         for slot in range(len(self.slots)):
             if slot in running:
@@ -268,7 +233,7 @@ def _ray_trial(trial: Trial, gpu: bool, threads: int) -> tuple[int, str, float]:
     visible = ",".join(str(g) for g in ray.get_gpu_ids()) if gpu else ""
     cmd = command(trial, gpu, python=sys.executable)  # this node's Python
     t0 = time.perf_counter()
-    code = spawn(cmd, trial_env(visible, threads), trial.out / "log.txt").wait()
+    code = spawn(cmd, trial_env(visible, threads), trial.log).wait()
     return code, f"{socket.gethostname()}:{visible or 'cpu'}", time.perf_counter() - t0
 
 
@@ -301,7 +266,7 @@ class RayExecutor:
             raise ConfigError("--prune works with the local executor only (it watches each trial's metrics as it "
                               "trains); drop --prune or --executor ray")
         results, queue = split_finished(trials)
-        progress = Progress(len(trials), len(results))
+        progress = TrialProgress(len(trials), len(results))
         pending = {self.task.remote(t, self.gpu, self.cpus): t for t in queue}
         for t in queue:
             progress.started(t, "ray")
@@ -313,7 +278,7 @@ class RayExecutor:
             except self.ray.exceptions.RayError as e:  # the worker died (node lost, killed): the trial failed
                 code, device, seconds = -1, "ray", 0.0
                 t.out.mkdir(parents=True, exist_ok=True)
-                with open(t.out / "log.txt", "a") as log:
+                with open(t.log, "a") as log:
                     log.write(f"ray error: {_root_cause(e)}\n")  # a Ray error's text may start blank
             results[t.name] = r = collect(t, code, device, seconds)
             progress.ended(r)

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from towerlab import checkpoint
-from towerlab.config import merge
 from towerlab.data.images import fit_to, read_image
 from towerlab.dist import Dist, setup
 from towerlab.errors import DataError
@@ -29,9 +28,7 @@ def load(run_dir: str | Path, which: str = "last", device: torch.device | str = 
          **overrides) -> Loaded:
     """The run's model in eval mode, with the weights it evaluates with (the moving average if it keeps one), from
     the checkpoint `which` names, or from `folder` when given (a checkpoint the caller has verified)."""
-    record = RunRecord.load(run_dir)
-    recipe = get(record.recipe)
-    cfg = merge(merge(recipe.Config(), record.config, f"{run_dir}/config.yaml"), overrides, "command line")
+    recipe, cfg = RunRecord.load(run_dir).build_config(overrides)
     if has(recipe, "artifacts"):  # files beside the weights that the model is built from (a vocabulary)
         cfg = recipe.with_artifacts(cfg, Path(run_dir))
     folder = folder or checkpoint.find(Path(run_dir), which)

@@ -12,16 +12,14 @@ A failing job is recorded and the others go on; a re-run skips finished jobs and
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 from pathlib import Path
 
 from towerlab import recipes
 from towerlab.config import load_yaml
 from towerlab.errors import ConfigError
-from towerlab.runs import RunRecord
-from towerlab.executor import Executor, Result, Trial
+from towerlab.executor import Executor
+from towerlab.runs import GroupFolder, Result, RunRecord, Trial
 
 # names become folder names and links in reports: matched whole, so "javascript:x", "../x" and "a\n" never pass
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -65,12 +63,7 @@ def run(path: str | Path, out: str | Path, executor: Executor) -> list[dict]:
     out = Path(out)
     trials = load_jobs(path, out)
     rows = summary_rows(trials, executor.run(trials))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(rows, indent=2))
-    with open(out / "summary.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        w.writeheader()
-        w.writerows(rows)
+    GroupFolder(out).write_summary(rows)
     return rows
 
 
@@ -90,7 +83,7 @@ def ensemble(recipe_name: str, members: int, out: str | Path, executor: Executor
         raise ConfigError(f"ensemble members {', '.join(r.name for r in failed)} failed: "
                           f"{failed[0].error or 'see their log.txt'}")
     report = {"members": {t.name: _metrics_of(t) for t in trials}, "ensemble": evaluate_ensemble([t.out for t in trials])}
-    (out / "ensemble.json").write_text(json.dumps(report, indent=2))
+    GroupFolder(out).write_ensemble(report)
     return report
 
 

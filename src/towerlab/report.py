@@ -20,13 +20,12 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 
 from towerlab.errors import DataError
 from towerlab.files import atomic_write
 from towerlab.progress import bar
-from towerlab.runs import RunRecord
+from towerlab.runs import GroupFolder, RunRecord, SearchFolder, kind
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
@@ -385,14 +384,13 @@ def _molecules(path: Path) -> str:
 
 # -- a search --------------------------------------------------------------------------------------------------
 def search_report(path: Path) -> str:
-    import csv
-
     plt = _plt()
     from matplotlib.ticker import MaxNLocator
 
+    search = SearchFolder(path)
     fitness = "<p>a grid search: every point of the grid, no generations</p>"
-    if (path / "generations.json").is_file():
-        gens = json.loads((path / "generations.json").read_text())
+    gens = search.generations()
+    if gens:
         fig, ax = plt.subplots(figsize=(5, 3))
         ax.plot([g["generation"] for g in gens], [g["best"] for g in gens], marker="o", label="best")
         ax.plot([g["generation"] for g in gens], [g["mean"] for g in gens], marker="o", label="mean")
@@ -401,14 +399,13 @@ def search_report(path: Path) -> str:
         ax.legend()
         ax.grid(alpha=0.3)
         fitness = _png(fig)
-    trials = list(csv.DictReader(open(path / "trials.csv"))) if (path / "trials.csv").is_file() else []
+    trials = search.trials()
     links = {}
     for i, t in enumerate(trials):
-        run = path / "trials" / t["trial"]
-        if (run / "report.html").is_file():
+        if (search.trial(t["trial"]).out / "report.html").is_file():
             links[i] = f"trials/{t['trial']}/report.html"
     return _page(f"search: {path.name}", [
-        ("Best", _kv(json.loads((path / "best.json").read_text()))),
+        ("Best", _kv(search.best() or {})),
         ("Fitness per generation", fitness),
         ("Genes against fitness", _parallel(trials)),
         ("Trials", _table(trials, links=links))])
@@ -448,14 +445,9 @@ def _parallel(trials: list[dict]) -> str:
 def group_report(path: Path) -> str:
     """Members side by side: each one's final metrics (and the ensemble's, for an ensemble), a bar per member on
     every metric they share, links to the members' reports."""
-    if (path / "ensemble.json").is_file():
-        data = json.loads((path / "ensemble.json").read_text())
-        rows = [{"member": name, **m} for name, m in data["members"].items()]
-        rows.append({"member": "ensemble", **data["ensemble"]})
-        title, key = f"ensemble: {path.name}", "member"
-    else:
-        rows = json.loads((path / "summary.json").read_text())
-        title, key = f"jobs: {path.name}", "job"
+    group = GroupFolder(path)
+    key, rows = group.rows()
+    title = f"{group.kind}: {path.name}"
     links = {i: f"{r[key]}/report.html" for i, r in enumerate(rows) if (path / str(r[key]) / "report.html").is_file()}
     plt = _plt()
     figs = []
@@ -477,16 +469,11 @@ def group_report(path: Path) -> str:
 def render(path: str | Path) -> str:
     """The report page of a run, search, jobs or ensemble folder, as text (the board keeps it in memory)."""
     path = Path(path)
-    if (path / "generations.json").is_file() or (path / "best.json").is_file():  # GA, TPE, random; grid
-        text = search_report(path)
-    elif (path / "ensemble.json").is_file() or (path / "summary.json").is_file():
-        text = group_report(path)
-    elif (path / "config.yaml").is_file():
-        text = run_report(path)
-    else:
+    what = kind(path)
+    if what is None:
         raise DataError(f"{path} is neither a run directory (config.yaml) nor a search, jobs or ensemble folder; "
                         f"pass the folder `towerlab train`, `search`, `jobs run` or `ensemble` wrote")
-    return text
+    return {"search": search_report, "run": run_report}.get(what, group_report)(path)
 
 
 def write(path: str | Path) -> Path:

@@ -39,14 +39,14 @@ class Request:
 def continuing(req: Request) -> str | None:
     """The run directory this invocation continues: --resume, or --out when --auto-resume is given or torchrun
     restarted the processes, and the folder has checkpoints. None: a fresh run."""
-    from towerlab.checkpoint import folders
+    from towerlab.checkpoint import of_run
 
     if req.resume:
         return req.resume
     if req.auto_resume or dist.restart_count() > 0:
         if not req.out:
             raise TowerlabError("--auto-resume and restarts need --out DIR: the run they continue lives there")
-        if folders(Path(req.out) / "checkpoints"):
+        if of_run(req.out):
             return req.out
     return None
 
@@ -106,20 +106,28 @@ def _where_to_continue(run_dir: Path) -> None:
 def run_here(req: Request, run_dir: str | None, d: dist.Dist) -> dict:
     """Train in this process (one of several under the launcher); a collective that fails because another process
     died becomes one line naming this rank."""
-    from towerlab import engine  # after setup: importing the engine pulls in TensorBoard
-
     try:
-        if run_dir:
-            overrides = {**(config.load_yaml(req.config) if req.config else {}), **req.fields}
-            return engine.resume(run_dir, d, overrides, req.allow_world_size_change)
-        recipe = recipes.get(req.recipe)
-        return engine.fit_stages(recipe, config.build(recipe.Config, req.config, req.fields), d, out=req.out)
+        return fit_or_continue(req.recipe, req.fields, req.out, d, req.config, run_dir, req.allow_world_size_change)
     except RuntimeError as e:
         why = dist.peer_failure(e)
         if why is None:
             raise
         raise TowerlabError(f"rank {d.rank}: another process of the run stopped answering ({why}); "
                             f"continue with `towerlab train --resume {run_dir or req.out or 'RUN_DIR'}`") from None
+
+
+def fit_or_continue(recipe: str | None, fields: dict, out: str | Path | None, d: dist.Dist,
+                    config_file: str | None = None, run_dir: str | Path | None = None,
+                    allow_world_size_change: bool = False) -> dict:
+    """The one "start fresh or continue" (train and every trial): continue run_dir with the given fields as the
+    continuation's overrides, or train `recipe` afresh into out (in stages, for a recipe that has them)."""
+    from towerlab import engine  # after setup: importing the engine pulls in TensorBoard
+
+    if run_dir:
+        overrides = {**(config.load_yaml(config_file) if config_file else {}), **fields}
+        return engine.resume(run_dir, d, overrides, allow_world_size_change)
+    r = recipes.get(recipe)
+    return engine.fit_stages(r, config.build(r.Config, config_file, fields), d, out=out)
 
 
 def train(req: Request, report: Callable[[dict], None] = lambda metrics: None) -> int:

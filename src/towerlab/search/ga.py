@@ -10,14 +10,12 @@ exactly as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
 from typing import Callable
 
-from towerlab.files import atomic_write
-from towerlab.errors import ConfigError
+from towerlab.runs import SearchFolder
 from towerlab.search.space import Space, genome_key
 
 Fitness = Callable[[list[dict]], list[float | None]]  # a batch of genomes -> fitness (None: the trial failed)
@@ -41,8 +39,8 @@ def _state_from_json(data) -> tuple:
 
 class BatchSearch:
     """What every search that evaluates batches of genomes keeps: the fitness of every genome trained (`cache`),
-    the history of its batches, and the files written atomically after each batch: search_state.json (what a re-run
-    resumes from), generations.json and best.json."""
+    the history of its batches, and after each batch its state (what a re-run resumes from), the fitness per batch
+    and the best so far, written through the search folder's record (runs/search.py)."""
 
     algo = ""
     maximize: bool = True
@@ -68,22 +66,12 @@ class BatchSearch:
     def save(self) -> None:
         if self.out is None:
             return
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.out / "search_state.json", json.dumps({"algo": self.algo, **self.state()}).encode())
         rows = [{k: h[k] for k in ("generation", "best", "mean", "failed", "evaluated")} for h in self.history]
-        atomic_write(self.out / "generations.json", json.dumps(rows, indent=1).encode())
-        atomic_write(self.out / "best.json", json.dumps(self.best(), indent=1).encode())
+        SearchFolder(self.out).save_progress(self.algo, self.state(), rows, self.best())
 
     def saved_state(self) -> dict | None:
-        """search_state.json of an earlier run of this search, if any; one by another algorithm is refused."""
-        path = self.out / "search_state.json" if self.out else None
-        if path is None or not path.is_file():
-            return None
-        state = json.loads(path.read_text())
-        if state.get("algo", "ga") != self.algo:
-            raise ConfigError(f"{path} holds a search by {state.get('algo', 'ga')}; continue it with --algo "
-                              f"{state.get('algo', 'ga')}, or choose another --out")
-        return state
+        """The state an earlier run of this search saved, if any; one by another algorithm is refused."""
+        return SearchFolder(self.out).state(self.algo) if self.out else None
 
 
 class GeneticSearch(BatchSearch):

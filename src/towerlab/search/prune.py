@@ -14,10 +14,8 @@ as failed, and is never resumed.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
-from pathlib import Path
 
 from towerlab.errors import ConfigError
 
@@ -57,34 +55,3 @@ class Pruner:
             if self.prunes_at(k, value):
                 return k
         return None
-
-
-def curve(run_dir: Path, metric: str) -> list[float]:
-    """The trial's validation metric at each of its evaluations so far (cut at its pruning point, if pruned)."""
-    values = []
-    path = run_dir / "metrics.jsonl"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:  # a line being written
-                continue
-            if f"val/{metric}" in row:
-                values.append(float(row[f"val/{metric}"]))
-    pruned = read_pruned(run_dir)
-    return values[:pruned["evaluation"]] if pruned else values
-
-
-def read_pruned(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((run_dir / "pruned.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_pruned(run_dir: Path, metric: str, evaluation: int, value: float) -> dict:
-    from towerlab.files import atomic_write
-
-    record = {"metric": metric, "evaluation": evaluation, "value": value}
-    atomic_write(run_dir / "pruned.json", json.dumps(record).encode())
-    return record

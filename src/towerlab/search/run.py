@@ -3,24 +3,22 @@
     towerlab search mlp --space space.yaml --algo ga --population 20 --generations 10 --workers 2 --out runs/s1
     towerlab search cifar10 --space space.yaml --gpus 0,1,2,3 --set epochs=20      # fixed overrides for every trial
 
-The search folder holds trials/<genome key>/ (each a run directory), generations.json and .csv, fitness.png, best.json,
-best.yaml (the winning config, ready for `towerlab train RECIPE --config best.yaml`) and search_state.json
-(the checkpoint: rerun the same command to resume).
+The search folder (its files: runs/search.py) holds a trial folder per genome, the fitness per generation, the best
+genome and its config (best.yaml, ready for `towerlab train RECIPE --config best.yaml`) and the search's state:
+rerun the same command to resume.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 from towerlab import recipes
-from towerlab.config import save_yaml
-from towerlab.executor import Executor, Trial
+from towerlab.executor import Executor
+from towerlab.runs import SearchFolder, Trial
 from towerlab.search.ga import GeneticSearch, grid_search
-from towerlab.search.prune import Pruner, curve, read_pruned
+from towerlab.search.prune import Pruner
 from towerlab.search.space import Space, genome_key
-from towerlab.trial import TrialResult
 
 
 def search(recipe_name: str, space_path: str, out: str | Path, executor: Executor, algo: str = "ga",
@@ -30,18 +28,19 @@ def search(recipe_name: str, space_path: str, out: str | Path, executor: Executo
     space.check_fields(recipe.Config)
     metric, mode = recipe.MAIN_METRIC
     out, fixed = Path(out), fixed or {}
+    folder = SearchFolder(out)
     recipes.check_overrides(recipe_name, fixed, "--set")
     pruner = Pruner(prune, metric, maximize=mode == "max") if prune else None
     searcher = None
     seen: dict[str, float] = {}  # trial -> fitness, for the best-so-far line after each batch
 
     def fitness(genomes: list[dict]) -> list[float | None]:
-        trials = [Trial(genome_key(g), recipe_name, {**fixed, **g}, out / "trials" / genome_key(g)) for g in genomes]
+        trials = [folder.trial(genome_key(g), recipe_name, {**fixed, **g}) for g in genomes]
         if pruner:  # judged against the trials of earlier batches only, in the order they were evaluated
             done = searcher.cache if searcher is not None else {}
-            pruner.reference = [curve(out / "trials" / key, metric) for key in done]
+            pruner.reference = [folder.trial(key).curve(metric) for key in done]
         results = executor.run(trials, pruner=pruner)
-        write_trials(out, fixed, metric, [*(searcher.cache if searcher else {}), *(t.name for t in trials)])
+        write_trials(folder, fixed, metric, [*(searcher.cache if searcher else {}), *(t.name for t in trials)])
         scores = [r.fitness(metric) for r in results]
         seen.update({t.name: f for t, f in zip(trials, scores) if f is not None})
         if seen:
@@ -51,7 +50,6 @@ def search(recipe_name: str, space_path: str, out: str | Path, executor: Executo
 
     if algo == "grid":
         best = grid_search(space, fitness, points, maximize=mode == "max")
-        out.mkdir(parents=True, exist_ok=True)
     else:
         if algo in ("tpe", "random"):
             from towerlab.search.tpe import OptunaSearch
@@ -60,26 +58,23 @@ def search(recipe_name: str, space_path: str, out: str | Path, executor: Executo
         else:
             searcher = GeneticSearch(space, fitness, maximize=mode == "max", out=out, **ga)
         best = searcher.run()
-        _write_generations(out, searcher.history)
+        folder.write_generations_csv(searcher.history)
         plot_generations(searcher.history, out / "fitness.png", metric)
-    winner = TrialResult.read(out / "trials" / genome_key(best["genome"]))
+    winner = folder.trial(genome_key(best["genome"])).result()
     test = ((winner.metrics.get("best") or {}).get("test") if winner else None) or {}
-    (out / "best.json").write_text(json.dumps({"recipe": recipe_name, "metric": metric, **best,
-                                               **({"test": test} if test else {})}, indent=1))
-    save_yaml({**fixed, **best["genome"]}, out / "best.yaml")
-    rows = write_trials(out, fixed, metric, [*(searcher.cache if searcher else {})] or
-                        [p.name for p in sorted((out / "trials").glob("*"))])
+    folder.write_best({"recipe": recipe_name, "metric": metric, **best, **({"test": test} if test else {})},
+                      {**fixed, **best["genome"]})
+    rows = write_trials(folder, fixed, metric, [*(searcher.cache if searcher else {})] or folder.trial_keys())
     write_hparams(out, rows, metric)
     return best
 
 
-def trial_row(folder: Path, fixed: dict, metric: str) -> dict | None:
+def trial_row(trial: Trial | None, fixed: dict, metric: str) -> dict | None:
     """One line of trials.csv: the trial's genes, status (ok, failed, pruned), its metric and time."""
-    spec = folder / "trial.json"
-    if not spec.is_file():
+    if trial is None:
         return None
-    genes = {k: v for k, v in json.loads(spec.read_text())["overrides"].items() if k not in fixed}
-    pruned, result = read_pruned(folder), TrialResult.read(folder)
+    genes = {k: v for k, v in trial.overrides.items() if k not in fixed}
+    pruned, result = trial.pruned(), trial.result()
     test = None
     if pruned:
         status, value = "pruned", pruned["value"]
@@ -90,20 +85,15 @@ def trial_row(folder: Path, fixed: dict, metric: str) -> dict | None:
     else:
         status, value = "unfinished", None
     # with --set val_fraction=F the fitness is the held-out validation split's, and test_<metric> the test split's
-    return {"trial": folder.name, **genes, metric: value, **({f"test_{metric}": test} if test is not None else {}),
+    return {"trial": trial.name, **genes, metric: value, **({f"test_{metric}": test} if test is not None else {}),
             "status": status, "seconds": round(result.seconds, 1) if result else None}
 
 
-def write_trials(out: Path, fixed: dict, metric: str, keys: list[str]) -> list[dict]:
+def write_trials(folder: SearchFolder, fixed: dict, metric: str, keys: list[str]) -> list[dict]:
     """trials.csv: every trial of the search so far, in the order they were asked for."""
-    rows = [r for key in dict.fromkeys(keys) if (r := trial_row(out / "trials" / key, fixed, metric))]
+    rows = [r for key in dict.fromkeys(keys) if (r := trial_row(Trial.of_folder(folder.trial(key).out), fixed, metric))]
     if rows:
-        names = list(dict.fromkeys(k for r in rows for k in r))
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "trials.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=names)
-            w.writeheader()
-            w.writerows(rows)
+        folder.write_trials(rows)
     return rows
 
 
@@ -139,12 +129,3 @@ def plot_generations(history: list[dict], path: Path, metric: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def _write_generations(out: Path, history: list[dict]) -> None:
-    with open(out / "generations.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["generation", "best", "mean", "failed", "evaluated", "best_genome"])
-        for h in history:
-            w.writerow([h["generation"], h["best"], h["mean"], h["failed"], h["evaluated"],
-                        json.dumps(h["best_genome"], sort_keys=True)])

@@ -93,6 +93,6 @@ class OptunaSearch(BatchSearch):
         if state is None:
             return
         if state.get("seed") != self.seed:
-            raise ConfigError(f"{self.out / 'search_state.json'} holds a search with seed {state.get('seed')}; "
+            raise ConfigError(f"the search in {self.out} ran with seed {state.get('seed')}; "
                               f"continue it with --seed {state.get('seed')}, or choose another --out")
         self.cache, self.history = state["cache"], state["history"]

@@ -28,6 +28,10 @@ from towerlab.errors import ConfigError
 from towerlab.files import make_dir
 
 
+CONFIG, METRICS, FINAL, STATUS = "config.yaml", "metrics.jsonl", "final_metrics.json", "status.json"
+FILES = (CONFIG, STATUS, METRICS, FINAL)  # what the board reads of a run (a link among them leaving it is refused)
+
+
 def default_dir(recipe: str) -> Path:
     return Path("runs") / f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -53,9 +57,9 @@ class Run:
         self.tb = SummaryWriter(str(self.path / "tb"), purge_step=resume_step)
 
     def write_config(self, recipe: str, cfg) -> None:
-        tmp = self.path / ".config.yaml.tmp"
+        tmp = self.path / f".{CONFIG}.tmp"
         save_yaml({"recipe": recipe, **asdict(cfg)}, tmp)
-        os.replace(tmp, self.path / "config.yaml")  # a crash leaves the old config or the new, never half of one
+        os.replace(tmp, self.path / CONFIG)  # a crash leaves the old config or the new, never half of one
 
     def write_env(self, world_size: int, device, speed: dict | None = None) -> None:
         """env.json: where the run ran, and the speed settings it ran with (what --fast chose, when on)."""
@@ -67,14 +71,14 @@ class Run:
         (self.path / "env.json").write_text(json.dumps(env, indent=2))
 
     def log(self, step: int, values: dict[str, float]) -> None:
-        with open(self.path / "metrics.jsonl", "a") as f:
+        with open(self.path / METRICS, "a") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
         for k, v in values.items():
             if isinstance(v, (int, float)):
                 self.tb.add_scalar(k, v, step)
 
     def write_final(self, metrics: dict) -> None:
-        (self.path / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
+        (self.path / FINAL).write_text(json.dumps(metrics, indent=2))
         self.tb.flush()
         self.write_status("done")
 
@@ -82,9 +86,9 @@ class Run:
         """status.json, replaced atomically: running / done / failed / interrupted."""
         data = {"status": status, "pid": os.getpid(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 **({"error": error} if error else {})}
-        tmp = self.path / ".status.json.tmp"
+        tmp = self.path / f".{STATUS}.tmp"
         tmp.write_text(json.dumps(data))
-        os.replace(tmp, self.path / "status.json")
+        os.replace(tmp, self.path / STATUS)
 
     def close(self) -> None:
         if self.tb is not None:
@@ -96,12 +100,12 @@ class Run:
     def _truncate_metrics(self, step: int) -> None:
         """Keep the log lines up to the checkpoint being resumed; later ones are about to be redone. A line cut
         short by a kill is dropped too."""
-        path = self.path / "metrics.jsonl"
+        path = self.path / METRICS
         if path.is_file():
             steps = ((ln, _step(ln)) for ln in path.read_text().splitlines())
             lines = [ln for ln, at in steps if at is not None and at <= step]
             path.write_text("".join(ln + "\n" for ln in lines))
-        (self.path / "final_metrics.json").unlink(missing_ok=True)  # written again when the run finishes
+        (self.path / FINAL).unlink(missing_ok=True)  # written again when the run finishes
 
 
 def _step(line: str) -> int | None:
@@ -143,7 +147,7 @@ def holder(path: Path) -> int | None:
 
 def read_config(run_dir: str | Path) -> tuple[str, dict]:
     """(recipe name, config fields) of a run directory."""
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); pass the folder `towerlab train` wrote")
     data = load_yaml(path)
@@ -167,28 +171,57 @@ class RunRecord:
 
     @classmethod
     def load(cls, path: str | Path) -> "RunRecord":
-        from towerlab.checkpoint import folders, step_of
+        from towerlab.checkpoint import of_run, step_of
 
         path = Path(path)
         recipe, fields = read_config(path)
-        final = _json(path / "final_metrics.json")
-        status = _json(path / "status.json") or {}
+        final = _json(path / FINAL)
+        status = _json(path / STATUS) or {}
         state = status.get("status") or ("done" if final else "interrupted")
         if state == "running" and holder(path) is None:
             state = "interrupted"  # it said running, and the process that said so is gone
         return cls(path, recipe, fields, state, final, status.get("error", ""),
-                   [(step_of(d), d) for d in folders(path / "checkpoints")])
+                   [(step_of(d), d) for d in of_run(path)])
 
     def metrics(self) -> list[dict]:
-        """Every line of metrics.jsonl (a line cut short by a kill is skipped)."""
-        log = self.path / "metrics.jsonl"
-        lines = log.read_text().splitlines() if log.is_file() else []
-        return [json.loads(ln) for ln in lines if _step(ln) is not None]
+        return read_metrics(self.path)
+
+    @property
+    def best(self) -> dict:
+        """The best evaluation: {metric, value, step[, test]}; {} before the run is done."""
+        return (self.final or {}).get("best") or {}
 
     def main_metric(self) -> float | None:
         """The best value of the recipe's main metric (from the final metrics), None before the run is done."""
-        best = (self.final or {}).get("best") or {}
-        return best.get("value")
+        return self.best.get("value")
+
+    def build_config(self, overrides: dict | None = None, where: str = "command line"):
+        """(the recipe, its Config as this run was trained with `overrides` applied): what --resume, eval, predict
+        and export rebuild the run from."""
+        from towerlab import recipes
+        from towerlab.config import merge
+
+        recipe = recipes.get(self.recipe)
+        saved = merge(recipe.Config(), self.config, f"{self.path}/{CONFIG}")
+        return recipe, merge(saved, overrides or {}, where)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Every line of a run's metrics.jsonl so far (a line cut short by a kill, or being written, is skipped);
+    [] before the run has logged anything (no config needed: a search watches trials from their first line)."""
+    log = Path(path) / METRICS
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return [json.loads(ln) for ln in lines if _step(ln) is not None]
+
+
+def curve(path: Path, metric: str) -> list[float]:
+    """The run's validation `metric` at each of its evaluations so far."""
+    return [float(r[f"val/{metric}"]) for r in read_metrics(path) if f"val/{metric}" in r]
+
+
+def newest_change(path: Path) -> float:
+    """When the run's log or result last changed (0: never): whether a cached page of it is stale."""
+    return max((f.stat().st_mtime for f in (Path(path) / METRICS, Path(path) / FINAL) if f.is_file()), default=0)
 
 
 def _json(path: Path) -> dict | None:
