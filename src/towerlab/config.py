@@ -25,6 +25,11 @@ def opt(default: Any, help: str, choices: tuple | None = None) -> Any:
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
+# the keys of strategy.STRATEGIES, listed here because this module imports no torch (`--help` stays quick);
+# strategy.py refuses to import when the two disagree
+STRATEGY_NAMES = ("ddp", "fsdp", "pipeline")
+
+
 @dataclass
 class TrainConfig:
     """Engine settings shared by every recipe. Recipes override the defaults they publish."""
@@ -88,7 +93,7 @@ class TrainConfig:
     sync_bn: bool = opt(False, "SyncBatchNorm across processes")
     strategy: str = opt("ddp", "how the model uses the devices: ddp (a replica per process), fsdp (sharded across the "
                                "processes: parameters, gradients, optimizer state) or pipeline (one process, the model "
-                               "cut into stages on --pipeline-devices)", ("ddp", "fsdp", "pipeline"))
+                               "cut into stages on --pipeline-devices)", STRATEGY_NAMES)
     pipeline_devices: str = opt("", "with strategy=pipeline: a device per stage, e.g. cuda:0,cuda:1 (default: every "
                                     "visible GPU; two CPU stages without one)")
     pipeline_chunks: int = opt(4, "with strategy=pipeline: micro-batches per batch (more keeps the stages busier)")

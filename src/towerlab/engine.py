@@ -16,7 +16,6 @@ import functools
 import math
 import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -30,11 +29,10 @@ from towerlab.dist import (Dist, all_gather, all_reduce_extremes, all_reduce_sum
 from towerlab.data.loader import limited
 from towerlab.errors import ConfigError, DivergedError, TowerlabError
 from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
+from towerlab.precision import Precision
 from towerlab.recipes.contract import Step
 from towerlab.runs import Run, RunRecord, default_dir
 from towerlab.watch import Watcher
-
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _default_decay(model: nn.Module) -> list[str]:
@@ -56,6 +54,7 @@ class Trainer:
 
     def __init__(self, recipe, cfg: TrainConfig, dist: Dist, run: Run | None):
         self.recipe, self.cfg, self.dist, self.run = recipe, cfg, dist, run
+        self.can = frozenset(recipes.capabilities(recipe))  # what the recipe provides, asked once
         _set_determinism(cfg, dist.device)
         if dist.device.type == "cpu":  # no page faults per step (perf.py): the same math, measured 1.2x on mnist
             perf.keep_freed_memory()
@@ -77,14 +76,13 @@ class Trainer:
         self.ema = ema_model(self.raw, cfg.ema_decay) if cfg.ema_decay else None
         if self.ema is not None:  # keep the update counter on the host: no device sync per step
             self.ema.n_averaged = self.ema.n_averaged.cpu()
-        decay = set((recipe.decay_params if recipes.has(recipe, "param_groups") else _default_decay)(self.raw))
+        decay = set((recipe.decay_params if "param_groups" in self.can else _default_decay)(self.raw))
         groups = param_groups(self.raw, decay, cfg.weight_decay)
-        self.opt = recipe.build_optimizer(cfg, groups) if recipes.has(recipe, "optimizer") else build_optimizer(groups, cfg)
+        self.opt = recipe.build_optimizer(cfg, groups) if "optimizer" in self.can else build_optimizer(groups, cfg)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch, self.total_steps))
-        self.scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.precision == "fp16")
+        self.precision = Precision(cfg.precision, dist.device)
         self.step, self.best, self.last_eval = 0, {}, {}
         self.stopping = Stopping(cfg, recipe.MAIN_METRIC)
-        self.own_step = recipes.has(recipe, "train_step")  # asked once: train_step runs every step
         self.watch = Watcher(self.raw, cfg.tb_histograms, run.tb if run else None, self.strategy.sharded) \
             if cfg.tb_histograms else None
         self.eval_seconds = 0.0  # time spent evaluating: never counted as training throughput
@@ -115,8 +113,7 @@ class Trainer:
         return raw, model
 
     def autocast(self):
-        dtype = _DTYPES.get(self.cfg.precision)
-        return torch.autocast(self.dist.device.type, dtype=dtype) if dtype else nullcontext()
+        return self.precision.autocast()
 
     # -- one optimizer step ---------------------------------------------------------------------
     def train_step(self, batch: tuple[torch.Tensor, ...]) -> None:
@@ -125,7 +122,7 @@ class Trainer:
         watching = self.watch is not None and self.watch.due(self.step)  # off its steps: not even a hook
         if watching:
             self.watch.begin()
-        if self.own_step:  # the recipe's own step (several optimizers, a closure, ...)
+        if "train_step" in self.can:  # the recipe's own step (several optimizers, a closure, ...)
             with self.autocast():
                 self._add_logs(self.recipe.train_step(self.model, batch, where, self.opt), 1)
         else:
@@ -150,13 +147,9 @@ class Trainer:
             with self.strategy.no_sync(last):
                 with self.autocast():
                     loss, logs = self.recipe.loss(self.model, mb, where)
-                self.scaler.scale(loss / len(micro)).backward()
+                self.precision.backward(loss / len(micro))
             self._add_logs({"loss": loss, **logs}, len(micro))
-        if self.cfg.clip_grad:
-            self.scaler.unscale_(self.opt)
-            nn.utils.clip_grad_norm_(self.raw.parameters(), self.cfg.clip_grad)
-        self.scaler.step(self.opt)
-        self.scaler.update()
+        self.precision.step(self.opt, self.raw.parameters(), self.cfg.clip_grad)
 
     # -- evaluation, logging, checkpoints -------------------------------------------------------
     @torch.no_grad()
@@ -186,7 +179,7 @@ class Trainer:
             self.run.log(self.step, {"epoch": self.step / self.steps_per_epoch, "wall_s": round(wall, 3),
                                      "train_s": round(wall - self.eval_seconds - self.ckpt_seconds, 3),
                                      **{f"val/{k}": v for k, v in metrics.items()}})
-            if recipes.has(self.recipe, "examples"):  # a recipe that draws its outputs (segmentation overlays)
+            if "examples" in self.can:  # a recipe that draws its outputs (segmentation overlays)
                 self.run.tb.add_images("val/examples", self.recipe.examples(model, self.val_loader), self.step)
         return metrics
 
@@ -200,7 +193,7 @@ class Trainer:
     @functools.cached_property
     def rate_name(self) -> str:
         """What the throughput counts: molecules for the recipes that read SMILES, images for the others."""
-        molecules = any(recipes.has(self.recipe, c) for c in ("generate", "autoencode", "sequence"))
+        molecules = bool(self.can & {"generate", "autoencode", "sequence"})
         return "mol_s" if molecules else "img_s"
 
     def log_train(self, bar: tqdm, images_per_s: float) -> None:
@@ -228,7 +221,7 @@ class Trainer:
         epoch, position = divmod(self.step, self.steps_per_epoch)
         return weights, {"step": self.step, "data": {"epoch": epoch, "position": position},
                 "world_size": self.dist.world_size, "optimizer": optimizer, "scheduler": self.sched.state_dict(),
-                "scaler": self.scaler.state_dict(), "best": self.best, "rng": rng,
+                "scaler": self.precision.state_dict(), "best": self.best, "rng": rng,
                 "ema_n": self.ema.n_averaged.clone() if self.ema is not None else torch.zeros(()),
                 "stopping": self.stopping.state()}
 
@@ -254,7 +247,7 @@ class Trainer:
             self.ema.module.load_state_dict(checkpoint.load_weights(folder, "ema"))
             self.ema.n_averaged.copy_(state["ema_n"])
         self.sched.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        self.precision.load_state_dict(state["scaler"])
         self.step, self.best = state["step"], state["best"]
         self.stopping.load(state.get("stopping"))
         if self.step > self.total_steps:
@@ -288,13 +281,11 @@ class Trainer:
             return self.cfg.eval_every_steps
         return max(1, round(self.cfg.eval_every_epochs * self.steps_per_epoch)) if self.cfg.eval_every_epochs else 0
 
-    def after_step(self, bar: tqdm, clock: list[float]) -> None:
+    def after_step(self, bar: tqdm, window: "Window") -> None:
         cfg, step = self.cfg, self.step
         if step % cfg.log_every == 0 or step == self.total_steps:
-            # clock = [start time, start step] of the current timing window, which evaluation restarts
-            now = time.perf_counter()
-            self.log_train(bar, (step - clock[1]) * cfg.batch_size / max(now - clock[0], 1e-9))
-            clock[:] = [time.perf_counter(), step]
+            self.log_train(bar, window.rate(step, cfg.batch_size))
+            window.restart(step)
         interval = self.eval_interval
         evaluated = step == self.total_steps or (interval and step % interval == 0)
         if evaluated:
@@ -303,7 +294,7 @@ class Trainer:
             t0 = time.perf_counter()
             self.save(improved=self.best.get("step") != before)
             self.ckpt_seconds += time.perf_counter() - t0
-            clock[:] = [time.perf_counter(), step]  # evaluation time is not training throughput
+            window.restart(step)  # evaluation time is not training throughput
         elif cfg.ckpt_every_steps and step % cfg.ckpt_every_steps == 0:
             self.save(improved=False)
 
@@ -319,7 +310,7 @@ class Trainer:
                f"process(es), {torch.get_num_threads()} CPU threads each", dist=self.dist)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.is_main, unit="step",
                    dynamic_ncols=True, desc=self.recipe.NAME)
-        start, start_step, clock = time.perf_counter(), self.step, [time.perf_counter(), self.step]
+        start, start_step, window = time.perf_counter(), self.step, Window(self.step)
         self.started = start
         while self.step < self.total_steps and not self.stopping.reason:  # (a resumed run may have stopped already)
             epoch, position = divmod(self.step, self.steps_per_epoch)
@@ -330,7 +321,7 @@ class Trainer:
                 self.train_step(batch)
                 self.step += 1
                 bar.update(1)
-                self.after_step(bar, clock)
+                self.after_step(bar, window)
                 if self.step >= self.total_steps or self.stopping.reason:
                     break
         bar.close()
@@ -345,6 +336,20 @@ class Trainer:
                 "wall_s": wall, "eval_s": self.eval_seconds, "world_size": self.dist.world_size,
                 **({"stopped": self.stopping.reason} if self.stopping.reason else {}),
                 "replica_max_abs_diff": self.replica_spread()}
+
+
+class Window:
+    """The current timing window of the throughput shown in the log: restarted at each log line and evaluation."""
+
+    def __init__(self, step: int):
+        self.restart(step)
+
+    def restart(self, step: int) -> None:
+        self.started, self.step = time.perf_counter(), step
+
+    def rate(self, step: int, batch_size: int) -> float:
+        """Items per second since the window began."""
+        return (step - self.step) * batch_size / max(time.perf_counter() - self.started, 1e-9)
 
 
 class Stopping:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from towerlab.config import STRATEGY_NAMES
 from towerlab.dist import Dist, print0
 from towerlab.errors import ConfigError
 
@@ -159,6 +160,8 @@ class PipelineStrategy(Strategy):
 
 
 STRATEGIES = {"ddp": DDPStrategy, "fsdp": FSDPStrategy, "pipeline": PipelineStrategy}
+if tuple(STRATEGIES) != STRATEGY_NAMES:  # the --strategy choices (config.py) must name exactly these
+    raise ImportError(f"config.STRATEGY_NAMES {STRATEGY_NAMES} and strategy.STRATEGIES {tuple(STRATEGIES)} disagree")
 
 
 def choose(cfg, dist: Dist) -> Strategy:

@@ -24,6 +24,7 @@ from towerlab.errors import CheckpointError, ConfigError
 from towerlab.files import atomic_write, make_dir
 from towerlab.generate.model import Model, write_csv, write_grid
 from towerlab.generate.scoring import best_of_file, ranked, score_new
+from towerlab.precision import Precision
 from towerlab.recipes import require
 from towerlab.recipes.contract import Step
 
@@ -60,13 +61,14 @@ def _fine_tune(m: Model, opt: torch.optim.Optimizer, pool: list[str], s: Setting
     g = torch.Generator().manual_seed(s.seed * 1_000_003 + round_)
     net, losses = m.net.train(), []  # 0-d tensors, read once at the end: no host sync per step on a GPU
     total = s.epochs * math.ceil(len(tokens) / s.batch_size)
+    precision = Precision("fp32", _device(net))  # the prior's own precision: the Trainer's step, fp32
     for epoch in range(s.epochs):
         for idx in torch.randperm(len(tokens), generator=g).split(s.batch_size):
-            loss, _ = m.recipe.loss(net, (tokens[idx].to(_device(net)),), Step(len(losses), total, epoch))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), s.clip)
-            opt.step()
+            with precision.autocast():
+                loss, _ = m.recipe.loss(net, (tokens[idx].to(_device(net)),), Step(len(losses), total, epoch))
+            precision.backward(loss)
+            precision.step(opt, net.parameters(), s.clip)
             losses.append(loss.detach())
     m.net.eval()
     return float(torch.stack(losses).double().mean()) if losses else 0.0

@@ -10,15 +10,18 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Callable
 
 from towerlab.errors import ConfigError
+from towerlab.recipes.configs import (ChemaaeConfig, ChemvaeConfig, Cifar10Config, DigitsConfig, MlpConfig, MnistConfig,
+                                      SegdecConfig, SmilesLstmConfig, fcn_config)
 
 
 @dataclass(frozen=True)
 class Entry:
     name: str
     module: str  # towerlab.recipes.<module>
-    config: str  # its Config in recipes/configs.py (torch-free), or a factory taking params
+    config: Callable  # its Config class from recipes/configs.py (torch-free), or a factory of one taking params
     summary: str
     capabilities: tuple[str, ...]
     params: dict = field(default_factory=dict)  # a family member's parameters, passed to module.variant()
@@ -26,28 +29,28 @@ class Entry:
 
 _FCN = ("segment", "predict_files", "examples")
 ENTRIES = (
-    Entry("mnist", "mnist", "MnistConfig", "the classic multi-GPU MNIST ConvNet (3 conv blocks, fc 2400) with RMSProp, on the MNIST "
+    Entry("mnist", "mnist", MnistConfig, "the classic multi-GPU MNIST ConvNet (3 conv blocks, fc 2400) with RMSProp, on the MNIST "
                             "IDX files", ("classify",)),
-    Entry("cifar10", "cifar10", "Cifar10Config", "the TensorFlow CIFAR-10 tutorial CNN (conv-pool-LRN x2, fc 384-192), trained as the "
+    Entry("cifar10", "cifar10", Cifar10Config, "the TensorFlow CIFAR-10 tutorial CNN (conv-pool-LRN x2, fc 384-192), trained as the "
                                 "tutorial does", ("classify", "param_groups")),
-    Entry("digits", "digits", "DigitsConfig", "the MNIST ConvNet on scikit-learn's bundled 8x8 handwritten digits (real data, no "
+    Entry("digits", "digits", DigitsConfig, "the MNIST ConvNet on scikit-learn's bundled 8x8 handwritten digits (real data, no "
                               "download)", ("classify",)),
-    Entry("mlp", "mlp", "MlpConfig", "a multilayer perceptron on MNIST or the digits scans, the classic target of the genetic "
+    Entry("mlp", "mlp", MlpConfig, "a multilayer perceptron on MNIST or the digits scans, the classic target of the genetic "
                         "search", ("classify",)),
-    Entry("fcn32s", "fcn", "fcn_config", "FCN-32s semantic segmentation (VGG16 backbone; one 32x upsampling of the fc7 scores); "
+    Entry("fcn32s", "fcn", fcn_config, "FCN-32s semantic segmentation (VGG16 backbone; one 32x upsampling of the fc7 scores); "
                            "ADE20K, VOC or CamVid", _FCN, {"stride": 32}),
-    Entry("fcn16s", "fcn", "fcn_config", "FCN-16s semantic segmentation (VGG16 backbone; 2x upsampled scores fused with pool4's, "
+    Entry("fcn16s", "fcn", fcn_config, "FCN-16s semantic segmentation (VGG16 backbone; 2x upsampled scores fused with pool4's, "
                            "then 16x); ADE20K, VOC or CamVid", _FCN, {"stride": 16}),
-    Entry("fcn8s", "fcn", "fcn_config", "FCN-8s semantic segmentation (VGG16 backbone; fused again with pool3's, then 8x); ADE20K, "
+    Entry("fcn8s", "fcn", fcn_config, "FCN-8s semantic segmentation (VGG16 backbone; fused again with pool3's, then 8x); ADE20K, "
                           "VOC or CamVid", _FCN, {"stride": 8}),
-    Entry("segdec", "segdec", "SegdecConfig", "SegDecNet surface-defect detection (segmentation net + decision net, two-stage), on "
+    Entry("segdec", "segdec", SegdecConfig, "SegDecNet surface-defect detection (segmentation net + decision net, two-stage), on "
                               "KolektorSDD", ("classify", "predict_files", "examples", "stages", "heatmap")),
-    Entry("chemvae", "chemvae", "ChemvaeConfig", "a SMILES variational autoencoder with a property head (Gomez-Bombarelli et al. "
+    Entry("chemvae", "chemvae", ChemvaeConfig, "a SMILES variational autoencoder with a property head (Gomez-Bombarelli et al. "
                                 "2018), RDKit for chemistry", ("generate", "autoencode", "artifacts")),
-    Entry("chemaae", "chemaae", "ChemaaeConfig", "the adversarial autoencoder for SMILES (druGAN; Blaschke et al. 2018): "
+    Entry("chemaae", "chemaae", ChemaaeConfig, "the adversarial autoencoder for SMILES (druGAN; Blaschke et al. 2018): "
                                 "chemvae's encoder and decoder, a discriminator on the codes", ("generate", "autoencode",
                                                                                                 "artifacts")),
-    Entry("smiles-lstm", "smiles_lstm", "SmilesLstmConfig", "a SMILES LSTM language model (Segler et al. 2018; GuacaMol's "
+    Entry("smiles-lstm", "smiles_lstm", SmilesLstmConfig, "a SMILES LSTM language model (Segler et al. 2018; GuacaMol's "
                                         "baseline): sampling, hill-climb MLE, ChemTS tree search", ("generate", "sequence",
                                                                                                     "artifacts")),
 )
@@ -80,11 +83,8 @@ def capabilities(recipe_or_name) -> tuple[str, ...]:
 
 def config_class(name: str) -> type:
     """The Config of a registered recipe, without importing the recipe (nor torch): what `--help` lists."""
-    from towerlab.recipes import configs
-
     entry = _entry(name)
-    found = getattr(configs, entry.config)
-    return found(**entry.params) if entry.params else found
+    return entry.config(**entry.params) if entry.params else entry.config
 
 
 def has(recipe_or_name, capability: str) -> bool:
