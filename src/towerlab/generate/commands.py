@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import fields
 from pathlib import Path
 
 from towerlab.errors import ConfigError
@@ -72,17 +73,22 @@ def optimize(args) -> None:
     out = Path(args.out) if args.out else m.run_dir / "optimize.csv"
     seeds = (gen.read_smiles(args.input, "optimize")[:args.n_seeds] if args.input
              else latent.draw_seeds(gen.held_out_smiles(m), args.n_seeds, args.seed))
-    found = latent.optimize(m, seeds, args.property, args.steps, args.lr or 0.05)
+    found = latent.optimize(m, seeds, args.property, args.steps, args.lr)
     gen.write_csv(found, out)
     _grid(found, args.property, out.with_suffix(".png"))
     _print(latent.optimisation_report(m, found, seeds, args.property, args.steps, args.seed))
     print(f"{len(found)} valid molecules improve {args.property} over their seed (RDKit-computed); CSV: {out}")
 
 
-def _folder(args, m: gen.Model, kind: str) -> Path:
+def _settings(cls, args):
+    """The optimiser's settings: its defaults (generate/settings.py), the flags given on top."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
+
+
+def _folder(args, parent: Path, kind: str, seed: int) -> Path:
     if args.out:
         return Path(args.out)
-    return m.run_dir / f"{kind}-{re.sub(r'[^A-Za-z0-9._-]+', '_', args.objective)}-seed{args.seed}"
+    return parent / f"{kind}-{re.sub(r'[^A-Za-z0-9._-]+', '_', args.objective)}-seed{seed}"
 
 
 def hillclimb(args) -> None:
@@ -91,10 +97,8 @@ def hillclimb(args) -> None:
 
     m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem hillclimb`")
     objective = objectives.get(args.objective)
-    out = _folder(args, m, "hillclimb")
-    s = Settings(rounds=args.rounds, samples=args.samples, keep=args.keep, epochs=args.epochs,
-                 batch_size=args.batch_size, lr=args.lr or 1e-3, seed=args.seed, max_calls=args.max_calls,
-                 temperature=1.0 if args.temperature is None else args.temperature)
+    s = _settings(Settings, args)
+    out = _folder(args, m.run_dir, "hillclimb", s.seed)
     start = "" if args.start == "none" else (args.start or str(gen.data_file(m)))
     history = run(m, objective, out, s, start, args.start_limit)
     _print({**objective.counts(), "rounds": len(history), "best": history[-1]["best"] if history else None})
@@ -108,9 +112,8 @@ def mcts(args) -> None:
 
     m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem mcts`")
     objective = objectives.get(args.objective)
-    out = _folder(args, m, "mcts")
-    s = Settings(budget=args.budget, expand=args.expand, rollouts=args.rollouts, c=args.c, seed=args.seed,
-                 temperature=1.0 if args.temperature is None else args.temperature, max_calls=args.max_calls)
+    s = _settings(Settings, args)
+    out = _folder(args, m.run_dir, "mcts", s.seed)
     history = run(m, objective, out, s)
     last = history[-1] if history else {}
     _print({**objective.counts(), "molecules": last.get("molecules", 0), "completions": last.get("completions", 0),
@@ -131,10 +134,8 @@ def graph_ga(args) -> None:
     if not start:
         raise ConfigError("graph-ga needs molecules to start from: --start FILE (SMILES), or set TOWERLAB_DATA")
     objective = objectives.get(args.objective)
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", args.objective)
-    out = Path(args.out) if args.out else Path("runs") / f"graph-ga-{name}-seed{args.seed}"
-    s = Settings(population=args.population, offspring=args.offspring, generations=args.generations,
-                 mutation_rate=args.mutation_rate, max_calls=args.max_calls, seed=args.seed)
+    s = _settings(Settings, args)
+    out = _folder(args, Path("runs"), "graph-ga", s.seed)
     history = run(objective, start, out, s, args.start_limit)
     _print({**objective.counts(), "generations": len(history), "best": history[-1]["best"] if history else None})
     print(f"best molecules: {out / 'best.csv'}; per generation: {out / 'progress.csv'}, {out / 'score.png'}; "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from rdkit import Chem, RDLogger
@@ -24,6 +24,7 @@ from towerlab.chem.objectives import Objective
 from towerlab.errors import ConfigError, DataError
 from towerlab.files import atomic_write, make_dir
 from towerlab.generate.hillclimb import write_outputs
+from towerlab.generate.settings import GraphGaSettings as Settings
 from towerlab.generate.scoring import best_of_file, ranked, score_new
 
 RDLogger.DisableLog("rdApp.*")  # the operators try edits RDKit refuses; each refusal is a dropped child, not news
@@ -31,24 +32,6 @@ ELEMENTS = (6, 6, 6, 6, 7, 7, 8, 8, 9, 16, 17)  # what an added atom is: carbon 
 CUT = Chem.MolFromSmarts("[*]-;!@[*]")  # a single bond outside any ring: where crossover cuts
 
 
-@dataclass(frozen=True)
-class Settings:
-    # guacamol_baselines graph_ga defaults: population 100, offspring 200, mutation rate 0.01, 1000 generations
-    population: int = 100
-    offspring: int = 200
-    generations: int = 1000
-    mutation_rate: float = 0.01
-    max_calls: int = 0  # 0: no bound besides the generations
-    seed: int = 0
-
-    def validate(self) -> None:
-        if min(self.population, self.offspring, self.generations) <= 0 or self.max_calls < 0:
-            raise ConfigError("population, offspring and generations must be > 0, max_calls >= 0")
-        if not 0 <= self.mutation_rate <= 1:
-            raise ConfigError(f"mutation_rate={self.mutation_rate} must be in [0, 1]")
-
-
-# -- operators -------------------------------------------------------------------------------------------------
 def _fragments(m: Chem.Mol, rng: random.Random) -> tuple[Chem.Mol, Chem.Mol] | None:
     """The molecule cut at one random acyclic single bond: two fragments, each with a dummy atom where it was cut."""
     bonds = m.GetSubstructMatches(CUT)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -23,32 +23,11 @@ from towerlab.chem.tokens import Skipped
 from towerlab.errors import CheckpointError, ConfigError
 from towerlab.files import atomic_write, make_dir
 from towerlab.generate.model import Model, write_csv, write_grid
+from towerlab.generate.settings import HillclimbSettings as Settings
 from towerlab.generate.scoring import best_of_file, ranked, score_new
 from towerlab.precision import Precision
 from towerlab.recipes import require
 from towerlab.recipes.contract import Step
-
-
-@dataclass(frozen=True)
-class Settings:
-    # guacamol_baselines smiles_lstm_hc defaults: 20 rounds, 1024 sampled, 512 kept, 2 epochs at batch 256, Adam
-    # lr 1e-3, gradients clipped to norm 1.0; the pool seeded with the best molecules of the training file
-    rounds: int = 20
-    samples: int = 1024
-    keep: int = 512
-    epochs: int = 2
-    batch_size: int = 256
-    lr: float = 1e-3
-    temperature: float = 1.0
-    seed: int = 0
-    clip: float = 1.0
-    max_calls: int = 0  # bound on objective calls (0: none); the rounds end when it is reached
-
-    def validate(self) -> None:
-        if min(self.rounds, self.samples, self.keep, self.epochs, self.batch_size) <= 0 or self.max_calls < 0:
-            raise ConfigError("rounds, samples, keep, epochs and batch_size must be > 0, max_calls >= 0")
-        if self.lr <= 0 or self.temperature <= 0:
-            raise ConfigError("lr and temperature must be > 0")
 
 
 def _device(net: torch.nn.Module) -> torch.device:

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from towerlab.chem.objectives import Objective
-from towerlab.errors import ConfigError
 from towerlab.files import make_dir
 from towerlab.generate.hillclimb import write_outputs
+from towerlab.generate.settings import MctsSettings as Settings
 from towerlab.generate.scoring import score_new
 from towerlab.generate.model import Model
 from towerlab.recipes import require
@@ -41,24 +41,6 @@ class Node:
         if self.visits == 0:
             return math.inf
         return self.reward / self.visits + c * math.sqrt(2 * math.log(self.parent.visits) / self.visits)
-
-
-@dataclass(frozen=True)
-class Settings:
-    budget: int = 5000  # valid molecules
-    expand: int = 30  # next tokens drawn per expansion (ChemTS: 30; the distinct ones become candidates)
-    rollouts: int = 1  # completions per candidate (ChemTS: 1)
-    c: float = 1.0
-    temperature: float = 1.0
-    seed: int = 0
-    max_tokens: int = 81  # ChemTS's cap on a SMILES
-    max_calls: int = 0  # bound on objective calls (0: none), never exceeded
-
-    def validate(self) -> None:
-        if min(self.budget, self.expand, self.rollouts, self.max_tokens) <= 0 or self.c < 0 or self.temperature <= 0 \
-                or self.max_calls < 0:
-            raise ConfigError("budget, expand, rollouts and max_tokens must be > 0, c >= 0, temperature > 0, "
-                              "max_calls >= 0")
 
 
 def squash(score: float | None) -> float:

@@ -1,0 +1,71 @@
+"""The settings of the molecule optimisers (hill-climb, ChemTS tree search, graph GA), with their help text: one
+definition that the optimisers read and `towerlab chem ACTION --help` lists (this module imports no torch or RDKit,
+so the help stays quick)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from towerlab.config import opt
+from towerlab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class HillclimbSettings:
+    # guacamol_baselines smiles_lstm_hc defaults: 20 rounds, 1024 sampled, 512 kept, 2 epochs at batch 256, Adam
+    # lr 1e-3, gradients clipped to norm 1.0; the pool seeded with the best molecules of the training file
+    rounds: int = opt(20, "rounds of sample, score, keep the best, fine-tune")
+    samples: int = opt(1024, "molecules sampled per round")
+    keep: int = opt(512, "best molecules kept (the pool) and fine-tuned on")
+    epochs: int = opt(2, "fine-tuning epochs per round")
+    batch_size: int = opt(256, "fine-tuning batch")
+    lr: float = opt(1e-3, "fine-tuning learning rate (Adam)")
+    temperature: float = opt(1.0, "sampling temperature")
+    seed: int = opt(0, "random seed (sampling, fine-tuning order)")
+    clip: float = opt(1.0, "fine-tuning gradient norm clip")
+    max_calls: int = opt(0, "bound on objective calls, never exceeded; the rounds end when it is reached (0: none)")
+
+    def validate(self) -> None:
+        if min(self.rounds, self.samples, self.keep, self.epochs, self.batch_size) <= 0 or self.max_calls < 0:
+            raise ConfigError("rounds, samples, keep, epochs and batch_size must be > 0, max_calls >= 0")
+        if self.lr <= 0 or self.temperature <= 0:
+            raise ConfigError("lr and temperature must be > 0")
+
+
+@dataclass(frozen=True)
+class MctsSettings:
+    budget: int = opt(5000, "valid molecules to generate (ChemTS's count)")
+    expand: int = opt(30, "next tokens drawn from the RNN per expansion; the distinct ones are candidate children "
+                          "(ChemTS: 30)")
+    rollouts: int = opt(1, "completions per candidate child (ChemTS: 1)")
+    c: float = opt(1.0, "UCB exploration constant")
+    temperature: float = opt(1.0, "sampling temperature")
+    seed: int = opt(0, "random seed")
+    max_tokens: int = opt(81, "longest SMILES a completion may reach (ChemTS's cap)")
+    max_calls: int = opt(0, "bound on objective calls, never exceeded (0: none)")
+
+    def validate(self) -> None:
+        if min(self.budget, self.expand, self.rollouts, self.max_tokens) <= 0 or self.c < 0 or self.temperature <= 0 \
+                or self.max_calls < 0:
+            raise ConfigError("budget, expand, rollouts and max_tokens must be > 0, c >= 0, temperature > 0, "
+                              "max_calls >= 0")
+
+
+@dataclass(frozen=True)
+class GraphGaSettings:
+    # guacamol_baselines graph_ga defaults: population 100, offspring 200, mutation rate 0.01, 1000 generations
+    population: int = opt(100, "molecules kept per generation")
+    offspring: int = opt(200, "children per generation")
+    generations: int = opt(1000, "generations")
+    mutation_rate: float = opt(0.01, "share of children mutated")
+    max_calls: int = opt(0, "bound on objective calls, never exceeded (0: no bound besides the generations)")
+    seed: int = opt(0, "random seed")
+
+    def validate(self) -> None:
+        if min(self.population, self.offspring, self.generations) <= 0 or self.max_calls < 0:
+            raise ConfigError("population, offspring and generations must be > 0, max_calls >= 0")
+        if not 0 <= self.mutation_rate <= 1:
+            raise ConfigError(f"mutation_rate={self.mutation_rate} must be in [0, 1]")
+
+
+# -- operators -------------------------------------------------------------------------------------------------
