@@ -47,7 +47,7 @@ from towerlab.recipes import mnist as mnist_recipe  # noqa: E402
 from towerlab.serve import settings as settings_mod  # noqa: E402
 from towerlab.export import export  # noqa: E402
 from towerlab.serve.onnx_scorer import OnnxScorer  # noqa: E402
-from towerlab.serve.scorer import Scorer  # noqa: E402
+from towerlab.serve.scorer import TorchScorer as Scorer  # noqa: E402
 from towerlab.serve.worker import Service  # noqa: E402
 
 

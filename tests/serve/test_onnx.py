@@ -33,7 +33,7 @@ def test_onnx_grades_as_pytorch_does_without_torch(tmp_path, model_run, onnx_mod
     assert len(out) == 151 and out[500]["status"] == "error"
 
     from towerlab.serve.payload import to_image, to_matrix
-    from towerlab.serve.scorer import Scorer
+    from towerlab.serve.scorer import TorchScorer as Scorer
     from towerlab.serve.settings import load
 
     source = load(cfg).sources[0]

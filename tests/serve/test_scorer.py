@@ -7,7 +7,7 @@ from towerlab import config
 from towerlab.engine import fit
 from towerlab.errors import ConfigError
 from towerlab.recipes import get
-from towerlab.serve.scorer import Scorer
+from towerlab.serve.scorer import TorchScorer as Scorer
 
 
 def test_segdec_run_grades_rows(kolektor_dir, tmp_path):

@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any, Hashable, Protocol
 
 import numpy as np
 
@@ -28,6 +28,26 @@ class Version:
     sha256: str
     model: Any
     key: Hashable = None  # what the watcher compares to notice a newer one
+
+
+class Scorer(Protocol):
+    """What the service grades with, whichever engine runs the model (a backend of serve/run.py builds one)."""
+
+    run_id: str  # names the model in every outcome row
+    current: Version  # the model in service
+    class_names: list[str]
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]: ...
+
+    def score(self, images: list[np.ndarray]) -> list[dict]:
+        """One outcome per image (class, probability, every class's probability; a heat map where drawn)."""
+
+    def swap(self) -> bool:
+        """Between batches: put a newer verified model in service; True when one took over."""
 
 
 class Reloading:

@@ -2,27 +2,49 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 from towerlab.errors import ConfigError
 from towerlab.serve import settings as settings_mod
+from towerlab.serve.model import Scorer
 from towerlab.serve.worker import Service, install_signal_handlers, setup_logging
 
 
-def scorer(settings):
-    """An exported .onnx file runs on ONNX Runtime (no torch imported); a run directory on PyTorch."""
-    if settings.model.endswith(".onnx"):
-        from towerlab.serve.onnx_scorer import OnnxScorer
+def _onnx(settings) -> Scorer:
+    from towerlab.serve.onnx_scorer import OnnxScorer
 
-        return OnnxScorer(settings.model, settings.reload, settings.reload_check_s)
+    return OnnxScorer(settings.model, settings.reload, settings.reload_check_s)
+
+
+def _pytorch(settings) -> Scorer:
     try:
-        from towerlab.serve.scorer import Scorer
+        from towerlab.serve.scorer import TorchScorer
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] not in ("torch", "towerlab"):
             raise
         raise ConfigError(f"model: {settings.model} is a run directory, which needs PyTorch, and this program has "
                           f"ONNX Runtime only: export the run with `towerlab export {settings.model} --format onnx` "
                           f"and set model: to the .onnx file") from None
-    return Scorer(settings.model, settings.checkpoint, settings.reload, settings.reload_check_s,
-                  heatmaps=settings.image_dir is not None)
+    return TorchScorer(settings.model, settings.checkpoint, settings.reload, settings.reload_check_s,
+                       heatmaps=settings.image_dir is not None)
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    takes: Callable[[str], bool]  # whether it serves this `model:` (a path)
+    build: Callable[..., Scorer]  # settings -> a Scorer
+
+
+# the first that takes the model builds its scorer: an exported .onnx file runs on ONNX Runtime (no torch imported),
+# anything else is a run directory, on PyTorch. A new engine is one more entry, before the catch-all.
+BACKENDS = (Backend("onnxruntime", lambda model: model.endswith(".onnx"), _onnx),
+            Backend("pytorch", lambda model: True, _pytorch))
+
+
+def scorer(settings) -> Scorer:
+    return next(b for b in BACKENDS if b.takes(settings.model)).build(settings)
 
 
 def install_triggers(config_path: str) -> list[str]:

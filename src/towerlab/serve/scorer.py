@@ -16,7 +16,7 @@ from towerlab.recipes import has, require
 from towerlab.serve.model import Reloading, Version, log, outcomes
 
 
-class Scorer(Reloading):
+class TorchScorer(Reloading):
     def __init__(self, run_dir: str | Path, which: str = "last", reload: bool = False, check_s: float = 2.0,
                  heatmaps: bool = False):
         """heatmaps: also return, for a recipe that has them (segdec), where in each image its grade comes from,

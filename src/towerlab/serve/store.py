@@ -26,18 +26,12 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import (BigInteger, Column, DateTime, Float, Integer, MetaData, String, Table, Text, UniqueConstraint,
                         and_, column, create_engine, delete, exists, func, insert, or_, select, table, text, update)
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from towerlab.serve import dialects
 from towerlab.serve.settings import Source
 
-
-_DDL_LOCK = 0x746F7765726C6162 >> 2  # any fixed bigint: "towerlab"; all towerlab services share it
-
-# dialects whose INSERT has ON CONFLICT DO NOTHING
-_UPSERT_INSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
 @dataclass
@@ -81,7 +75,7 @@ class Store:
 
             raise ConfigError(f"database URL {redact(url)}: {str(e).splitlines()[0]}; write "
                               f"dialect+driver://user:password@host/db, e.g. postgresql+psycopg://...") from None
-        self.dialect = self.engine.dialect.name
+        self.dialect = dialects.of(self.engine.dialect.name)  # what differs between databases: dialects.py
         md = MetaData()
         schema, name = _split(outcome_table)
         self.outcome = Table(
@@ -117,8 +111,7 @@ class Store:
         for attempt in range(3):
             try:
                 with self.engine.begin() as conn:
-                    if self.dialect == "postgresql":
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DDL_LOCK})
+                    self.dialect.lock_ddl(conn)
                     self.metadata.create_all(conn)
                 return
             except DBAPIError:
@@ -149,8 +142,7 @@ class Store:
 
     def _integer_keys(self, key):
         """Rows whose key is an integer: NULL never is, and SQLite stores text or 1.5 in an INTEGER column as is."""
-        cond = key.isnot(None)
-        return and_(cond, func.typeof(key) == "integer") if self.dialect == "sqlite" else cond
+        return self.dialect.integer_keys(key)
 
     def unusable_keys(self, conn: Connection, src: Source) -> tuple[int, object]:
         """How many rows of the source have a key that is not an integer (NULL, text, 1.5), and one such key."""
@@ -195,18 +187,8 @@ class Store:
 
     def horizon(self, conn: Connection) -> Horizon | None:
         """PostgreSQL: the open transactions (but this one) and the snapshot bounds, now; None elsewhere."""
-        if self.dialect != "postgresql":
-            return None
-        snap = conn.execute(text(f"SELECT {self._snapshot_fn(conn)}()::text")).scalar()
-        xmin, xmax, _ = snap.split(":")
-        open_ = conn.execute(text("SELECT virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND granted "
-                                  "AND pid <> pg_backend_pid()")).scalars()
-        return Horizon(set(open_), int(xmin), int(xmax))
-
-    def _snapshot_fn(self, conn: Connection) -> str:
-        # 64-bit transaction ids (epoch-extended): pg_current_snapshot from PostgreSQL 13, txid_current_snapshot before
-        version = conn.dialect.server_version_info or (13,)
-        return "pg_current_snapshot" if version >= (13,) else "txid_current_snapshot"
+        snap = self.dialect.snapshot(conn)
+        return Horizon(*snap) if snap else None
 
     def closable(self, conn: Connection, src: Source, gaps: list[Gap]) -> list[Gap]:
         """The gaps nothing can fill any more, decided *before* the read that will be their last: on PostgreSQL every
@@ -249,11 +231,7 @@ class Store:
         t = self._source(src, src.status_column)
         key = t.c[src.key_column]
         q = select(t).where(t.c[src.status_column] == src.pending_value, self._integer_keys(key)).order_by(key).limit(limit)
-        if self.dialect == "postgresql":
-            q = q.with_for_update(skip_locked=True)
-        elif self.dialect == "mssql":
-            q = q.with_hint(t, "WITH (UPDLOCK, READPAST, ROWLOCK)")
-        return [dict(r._mapping) for r in conn.execute(q)]
+        return [dict(r._mapping) for r in conn.execute(self.dialect.claim_lock(q, t))]
 
     def waiting_in_gaps(self, conn: Connection, src: Source) -> int:
         g = self.gap
@@ -276,7 +254,7 @@ class Store:
             now = datetime.now(timezone.utc)
             blank = {c.name: None for c in self.outcome.columns if c.name != "id"}
             rows = [{**blank, **o, "source": src.name, "scored_at": now} for o in outcomes]
-            conn.execute(self._insert_new(), rows)
+            conn.execute(self.dialect.insert_new(self.outcome), rows)
         keys = [o["row_key"] for o in outcomes]
         if src.mode == "claim" and keys:
             t = self._source(src, src.status_column)
@@ -284,11 +262,6 @@ class Store:
         elif keys:
             self._record_gaps(conn, src, self.watermark(conn, src), keys)
             self._advance(conn, src, max(keys))
-
-    def _insert_new(self):
-        if self.dialect in _UPSERT_INSERT:
-            return _UPSERT_INSERT[self.dialect](self.outcome).on_conflict_do_nothing(index_elements=["source", "row_key"])
-        return insert(self.outcome)  # elsewhere the anti-join and the unique constraint guard duplicates
 
     def _advance(self, conn: Connection, src: Source, key: int) -> None:
         now = datetime.now(timezone.utc)

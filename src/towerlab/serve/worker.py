@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from towerlab.errors import ConfigError, TowerlabError
 from towerlab.files import atomic_write
-from towerlab.serve.model import Reloading
+from towerlab.serve.model import Scorer
 from towerlab.serve.payload import RowError, to_image, to_matrix
 from towerlab.serve.settings import ServeSettings, Source
 from towerlab.serve.store import Store, redact
@@ -45,7 +45,7 @@ class SourceState:
 @dataclass
 class Service:
     settings: ServeSettings
-    scorer: Reloading  # serve/scorer.py (PyTorch) or serve/onnx_scorer.py (ONNX Runtime)
+    scorer: Scorer  # built by a backend of serve/run.py: PyTorch (scorer.py) or ONNX Runtime (onnx_scorer.py)
     metrics: object | None = None  # http.Metrics, when --http is on
     stop: threading.Event = field(default_factory=threading.Event)
     heartbeat: float = field(default_factory=time.monotonic)
@@ -92,9 +92,9 @@ class Service:
             wanted = [st for st in self.sources if st.src.notify and st.src.database == name]
             if not wanted:
                 continue
-            if store.dialect != "postgresql":
+            if not store.dialect.notify:
                 raise ServeError(f"source {wanted[0].src.name}: notify: true needs PostgreSQL; database {name!r} is "
-                                 f"{store.dialect}: remove notify")
+                                 f"{store.dialect.name}: remove notify")
             with store.engine.connect() as conn:
                 for st in wanted:
                     if not notify.installed(conn, st.src.table):
