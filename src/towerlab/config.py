@@ -294,18 +294,20 @@ def _record_data_folder(cfg: Any) -> None:
         cfg.data = str((Path(root).expanduser() / default).absolute())
 
 
-def build(cls: type, yaml_file: str | None, cli_values: dict) -> Any:
-    """Recipe defaults < YAML file < CLI flags, validated; the data folder made explicit and absolute."""
+def build(cls: type, yaml_file: str | None, cli_values: dict, file_values: dict | None = None) -> Any:
+    """Recipe defaults < YAML file < CLI flags, validated; the data folder made explicit and absolute. file_values:
+    the YAML file's content when the caller has read it already (it is read once per command)."""
     cfg = cls()
-    if yaml_file:
-        cfg = merge(cfg, load_yaml(yaml_file), str(yaml_file))
+    from_file = file_values if file_values is not None else load_yaml(yaml_file) if yaml_file else {}
+    if from_file:
+        cfg = merge(cfg, from_file, str(yaml_file or "the config file"))
     cfg = merge(cfg, cli_values, "command line")
     _record_data_folder(cfg)
     _absolute_paths(cfg)
     if cfg.fast:  # torch-free: the field names only
         from towerlab.perf import FAST_FIELDS
 
-        given = [k.replace("-", "_") for k in [*cli_values, *(load_yaml(yaml_file) if yaml_file else {})]]
+        given = [k.replace("-", "_") for k in [*cli_values, *from_file]]
         mixed = sorted(set(FAST_FIELDS) & set(given))
         if mixed:
             raise ConfigError(f"--fast chooses {', '.join(FAST_FIELDS)} for the device; drop --fast, or drop "

@@ -22,16 +22,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from towerlab import checkpoint, errors, perf, recipes, strategy
+from towerlab import checkpoint, perf, recipes, strategy
 from towerlab.config import TrainConfig, merge
-from towerlab.dist import (Dist, all_gather, all_reduce_extremes, all_reduce_sum, barrier, broadcast_object, print0,
+from towerlab.dist import (Dist, all_gather, all_reduce_extremes, all_reduce_sum, barrier, print0,
                            peer_failure, restart_count, setup)
 from towerlab.data.loader import limited
-from towerlab.errors import ConfigError, DivergedError, TowerlabError
+from towerlab.errors import ConfigError, DivergedError
 from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
 from towerlab.precision import Precision
 from towerlab.recipes.contract import Step
-from towerlab.runs import Run, RunRecord, default_dir
+from towerlab.runs import Run, RunRecord
+from towerlab.runs.opening import open_run, run_dir_of
 from towerlab.watch import Watcher
 
 
@@ -410,59 +411,6 @@ class Progress:
                         disable=quiet, dynamic_ncols=True)
 
 
-def _check_resumable(folder: Path, cfg: TrainConfig, dist: Dist, allow_world_size_change: bool) -> None:
-    """Refuse a continuation that cannot be exact before anything in the run directory is touched."""
-    saved = checkpoint.folder_world_size(folder)
-    if saved != dist.world_size and not allow_world_size_change:
-        raise ConfigError(f"the run was trained on {saved} process(es), this is {dist.world_size}: resume with "
-                          f"--procs {saved} (the default), or pass --allow-world-size-change to continue on "
-                          f"{dist.world_size} (not bit-exact: dropout and augmentation draw differently)")
-    if cfg.max_steps and cfg.max_steps < checkpoint.step_of(folder):
-        raise ConfigError(f"the run has taken {checkpoint.step_of(folder)} steps already, more than max_steps="
-                          f"{cfg.max_steps}; raise --max-steps")
-
-
-def _plan(recipe, cfg: TrainConfig, dist: Dist, out: str | Path | None, resume: bool,
-          allow_world_size_change: bool) -> tuple[Run, Path | None]:
-    """Rank 0: lock the run directory, then (Run, the checkpoint to continue from, if resuming)."""
-    path = Path(out) if out else default_dir(recipe.NAME)
-    run = Run(path)  # takes the directory's lock: a second process training it is refused here
-    try:
-        folder = None
-        if resume:
-            folder = checkpoint.find(path)
-            _check_resumable(folder, cfg, dist, allow_world_size_change)
-        elif checkpoint.of_run(path):
-            raise ConfigError(f"{path} already holds a run; continue it with `towerlab train --resume {path}` "
-                              f"or choose another --out")
-        run.open(recipe.NAME, cfg, resume_step=checkpoint.step_of(folder) if folder else 0)
-        return run, folder
-    except BaseException:
-        run.close()
-        raise
-
-
-def _open_run(recipe, cfg: TrainConfig, dist: Dist, out: str | Path | None, resume: bool,
-              allow_world_size_change: bool = False, speed: TrainConfig | None = None) -> tuple[Run | None, Path | None]:
-    """(rank 0's Run or None, the checkpoint folder to resume from). Rank 0 decides and every rank gets the same
-    answer or the same error, so a refusal never leaves a process waiting in a collective until it times out."""
-    run, folder, answer = None, None, None
-    if dist.is_main:
-        try:
-            run, folder = _plan(recipe, cfg, dist, out, resume, allow_world_size_change)
-            answer = ("ok", str(folder) if folder else None)
-        except TowerlabError as e:
-            answer = ("error", type(e).__name__, str(e))
-            if not dist.distributed:
-                raise
-    answer = broadcast_object(answer, dist)
-    if answer[0] == "error":
-        raise getattr(errors, answer[1], TowerlabError)(answer[2], all_ranks=True)
-    if run:  # the speed settings that run, which config.yaml of a --fast run does not hold (it says fast: true)
-        run.write_env(dist.world_size, dist.device, {f: getattr(speed or cfg, f) for f in perf.FAST_FIELDS})
-    return run, Path(answer[1]) if answer[1] else None
-
-
 def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | None = None,
         resume: bool = False, allow_world_size_change: bool = False) -> dict:
     """Train `recipe` with `cfg`; write the run directory `out`; return the final metrics.
@@ -475,7 +423,8 @@ def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | No
     cfg.validate()
     # config.yaml keeps the settings as given (`fast: true`), chosen again for the device on resume; env.json what ran
     fast, chosen = perf.apply_fast(cfg, dist.device)
-    run, folder = _open_run(recipe, cfg, dist, out, resume, allow_world_size_change, speed=fast)
+    out = run_dir_of(recipe.NAME, out, dist)
+    run, folder = open_run(recipe.NAME, cfg, dist, out, resume, allow_world_size_change, speed=fast)
     cfg = fast
     try:
         if chosen:
@@ -511,7 +460,7 @@ def fit_stages(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Pa
     if len(plan) == 1:
         return fit(recipe, plan[0][1], dist, out)
     dist = dist or setup()
-    base = Path(out) if out else broadcast_object(default_dir(recipe.NAME) if dist.is_main else None, dist)
+    base = run_dir_of(recipe.NAME, out, dist)
     previous, metrics = None, {}
     for name, stage_cfg in plan:
         if previous:

@@ -10,6 +10,7 @@ restarted processes continue from the newest checkpoint by themselves.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -35,6 +36,11 @@ class Request:
     allow_world_size_change: bool = False
     fields: dict = field(default_factory=dict)  # config fields given on the command line
 
+    @functools.cached_property
+    def file_fields(self) -> dict:
+        """The --config YAML file's fields, read once for the whole command."""
+        return config.load_yaml(self.config) if self.config else {}
+
 
 def continuing(req: Request) -> str | None:
     """The run directory this invocation continues: --resume, or --out when --auto-resume is given or torchrun
@@ -59,7 +65,7 @@ def strategy_name(req: Request) -> str | None:
         return req.fields["strategy"]
     if req.resume:
         return read_config(req.resume)[1].get("strategy")
-    return config.load_yaml(req.config).get("strategy") if req.config else None
+    return req.file_fields.get("strategy")
 
 
 def processes(req: Request, run_dir: str | None) -> int:
@@ -107,7 +113,8 @@ def run_here(req: Request, run_dir: str | None, d: dist.Dist) -> dict:
     """Train in this process (one of several under the launcher); a collective that fails because another process
     died becomes one line naming this rank."""
     try:
-        return fit_or_continue(req.recipe, req.fields, req.out, d, req.config, run_dir, req.allow_world_size_change)
+        return fit_or_continue(req.recipe, req.fields, req.out, d, req.config, run_dir, req.allow_world_size_change,
+                               req.file_fields)
     except RuntimeError as e:
         why = dist.peer_failure(e)
         if why is None:
@@ -118,16 +125,18 @@ def run_here(req: Request, run_dir: str | None, d: dist.Dist) -> dict:
 
 def fit_or_continue(recipe: str | None, fields: dict, out: str | Path | None, d: dist.Dist,
                     config_file: str | None = None, run_dir: str | Path | None = None,
-                    allow_world_size_change: bool = False) -> dict:
+                    allow_world_size_change: bool = False, file_fields: dict | None = None) -> dict:
     """The one "start fresh or continue" (train and every trial): continue run_dir with the given fields as the
     continuation's overrides, or train `recipe` afresh into out (in stages, for a recipe that has them)."""
     from towerlab import engine  # after setup: importing the engine pulls in TensorBoard
 
     if run_dir:
-        overrides = {**(config.load_yaml(config_file) if config_file else {}), **fields}
+        if file_fields is None:
+            file_fields = config.load_yaml(config_file) if config_file else {}
+        overrides = {**file_fields, **fields}
         return engine.resume(run_dir, d, overrides, allow_world_size_change)
     r = recipes.get(recipe)
-    return engine.fit_stages(r, config.build(r.Config, config_file, fields), d, out=out)
+    return engine.fit_stages(r, config.build(r.Config, config_file, fields, file_fields), d, out=out)
 
 
 def train(req: Request, report: Callable[[dict], None] = lambda metrics: None) -> int:

@@ -1,0 +1,59 @@
+"""The house's one rule, checked on the code: imports point down the layers of docs/architecture.md, never up
+(function-local imports included). A module may import its own layer or any below it."""
+
+import ast
+from pathlib import Path
+
+import towerlab
+
+# lowest first; a name is a module or a package (everything under it)
+LAYERS = (
+    ("primitives", ("errors", "files", "dist", "perf", "precision", "progress", "plots", "optim", "metrics",
+                    "pipeline", "watch", "config")),
+    ("formats", ("data", "chem", "checkpoint")),
+    ("recipes", ("strategy", "recipes")),
+    ("training", ("runs", "engine", "infer")),
+    ("runs at work", ("train", "trial", "executor", "export")),
+    ("what uses runs", ("jobs", "search", "generate", "report", "serve")),
+    ("command line", ("board", "cli", "__main__")),
+)
+SRC = Path(towerlab.__file__).parent
+
+
+def _layer(module: str) -> int:
+    name = module.removeprefix("towerlab.").split(".")[0]
+    for i, (_, names) in enumerate(LAYERS):
+        if name in names:
+            return i
+    raise AssertionError(f"towerlab.{name} is in no layer: add it to LAYERS and to docs/architecture.md")
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("towerlab"):
+            # `from towerlab import x`: a module x, or a name of the package itself (which any layer may use)
+            names = [f"towerlab.{a.name}" for a in node.names if (SRC / a.name).is_dir() or
+                     (SRC / f"{a.name}.py").is_file()] if node.module == "towerlab" else [node.module]
+            found.update(names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("towerlab"))
+    return found
+
+
+def test_no_module_imports_one_above_it():
+    upward = []
+    for path in sorted(SRC.rglob("*.py")):
+        module = ".".join(("towerlab", *path.relative_to(SRC).with_suffix("").parts))
+        if module == "towerlab.__init__":
+            continue
+        mine = _layer(module)
+        upward += [f"{module} ({LAYERS[mine][0]}) imports {dep} ({LAYERS[_layer(dep)][0]})"
+                   for dep in sorted(_imports(path)) if dep != "towerlab" and _layer(dep) > mine]
+    assert not upward, "\n".join(upward)
+
+
+def test_the_check_sees_an_upward_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from towerlab.cli import main\n")
+    assert _imports(bad) == {"towerlab.cli"} and _layer("towerlab.cli") > _layer("towerlab.engine")
