@@ -35,3 +35,16 @@ def test_what_each_refuses_in_one_line():
 
 def test_processes_for_a_number_of_gpus():
     assert [strategy.processes(s, 4) for s in ("ddp", "fsdp", "pipeline", None)] == [4, 4, 1, 4]
+
+
+def test_every_strategy_is_a_choice_of_the_flag_and_has_what_the_engine_calls():
+    """docs/architecture.md "Adding a strategy": a Strategy subclass in STRATEGIES, its name in
+    config.STRATEGY_NAMES (which --strategy offers); the engine calls only Strategy's methods."""
+    from towerlab.config import TrainConfig, field_meta
+    from towerlab.strategy import STRATEGIES, Strategy
+
+    assert tuple(STRATEGIES) == field_meta(TrainConfig, "strategy")["choices"]
+    calls = ("place", "wrap", "no_sync", "full_state", "load_full_state", "eval_model", "processes", "check")
+    for name, cls in STRATEGIES.items():
+        assert issubclass(cls, Strategy), name
+        assert all(callable(getattr(cls, c, None)) for c in calls), name
