@@ -105,6 +105,10 @@ class TrainConfig:
         report and --resume find the same files without $TOWERLAB_DATA."""
         return ""
 
+    def discover(self) -> None:
+        """What the data folder says about the run, filled in by config.build and recorded in config.yaml (an image
+        folder's class names); nothing for most recipes."""
+
     def validate(self) -> None:
         """Raise ConfigError naming the first bad value."""
         for f in dataclasses.fields(self):
@@ -303,6 +307,7 @@ def build(cls: type, yaml_file: str | None, cli_values: dict, file_values: dict 
         cfg = merge(cfg, from_file, str(yaml_file or "the config file"))
     cfg = merge(cfg, cli_values, "command line")
     _record_data_folder(cfg)
+    cfg.discover()
     _absolute_paths(cfg)
     if cfg.fast:  # torch-free: the field names only
         from towerlab.perf import FAST_FIELDS

@@ -61,7 +61,7 @@ class Trainer:
             perf.keep_freed_memory()
         self.data = recipe.build_data(cfg, dist)
         self.train_loader, self.val_loader = self.data.train, self.data.val
-        if cfg.val_fraction and self.data.test is None:
+        if cfg.val_fraction and not self.data.held_out:
             raise ConfigError(f"{recipe.NAME} has its own validation split and does not take --val-fraction; "
                               f"leave it at 0")
         if cfg.eval_limit:

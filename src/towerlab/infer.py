@@ -80,6 +80,68 @@ def predict(run_dir: str | Path, paths: list[str], which: str = "last", out_dir:
              "probabilities": {n: round(float(v), 6) for n, v in zip(names, row)}} for p, row in zip(paths, probs)]
 
 
+def predict_folder(run_dir: str | Path, root: str | Path, out_csv: str | Path, which: str = "last",
+                   out_dir: str | None = None, batch_size: int = 64) -> dict:
+    """Every image under `root` (recursively, sorted) through the run's model, one CSV row each: the file (relative to
+    root), the class and its probability, every class's probability; for a recipe with outputs of its own (defect
+    overlays, label maps) the files it wrote. Images are resized to the model's input, as training on an image
+    folder does. An unreadable file is one line and is skipped; the count is returned with the rows written."""
+    import csv
+    import io
+    import sys
+
+    from towerlab.data import folder
+    from towerlab.files import atomic_write
+    from towerlab.progress import bar
+
+    root = Path(root)
+    files = folder.image_files(root)
+    if not files:
+        raise DataError(f"{root} holds no images ({', '.join(folder.SUFFIXES)}); pass a folder of images")
+    run = load(run_dir, which)
+    rows, skipped = [], []
+    for start in bar(range(0, len(files), batch_size), "predicting", total=-(-len(files) // batch_size),
+                     unit="batch", min_total=20):
+        good, found = _predict_batch(run, files[start:start + batch_size], out_dir)
+        rows += good
+        skipped += found
+    for _, why in skipped:
+        print(f"towerlab: skipped: {why}", file=sys.stderr)
+    for r in rows:
+        r["file"] = str(Path(r["file"]).relative_to(root))
+    flat = [{k: v for k, v in r.items() if k != "probabilities"} | {f"p_{n}": v for n, v in
+            r.get("probabilities", {}).items()} for r in rows]
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for r in flat for k in r)) or ["file"])
+    w.writeheader()
+    w.writerows(flat)
+    atomic_write(out_csv, text.getvalue())
+    return {"rows": len(rows), "skipped": len(skipped), "csv": str(out_csv)}
+
+
+def _predict_batch(run: Loaded, paths: list[Path], out_dir: str | None) -> tuple[list[dict], list[tuple[Path, str]]]:
+    """(a row per readable file, (file, why) per file that is not)."""
+    readable, skipped = [], []
+    c, h, w = run.recipe.input_shape(run.cfg)
+    images = []
+    for p in paths:
+        try:
+            images.append(read_image(p, c, (h, w)))
+            readable.append(p)
+        except DataError as e:  # it names the file and what is wrong with it
+            skipped.append((p, str(e)))
+    if not readable:
+        return [], skipped
+    if has(run.recipe, "predict_files"):
+        return run.recipe.predict_files(run.model, run.cfg, [str(p) for p in readable], out_dir), skipped
+    names = run.recipe.class_names(run.cfg)
+    with torch.no_grad():
+        probs = run.recipe.predict(run.model, run.recipe.prepare(run.cfg, torch.stack(images)))
+    return [{"file": str(p), "class": names[int(row.argmax())], "probability": round(float(row.max()), 6),
+             "probabilities": {n: round(float(v), 6) for n, v in zip(names, row)}}
+            for p, row in zip(readable, probs)], skipped
+
+
 def export_validation(recipe_name: str, out: str | Path, n: int, data: str = "") -> list[Path]:
     """The first n validation images of a recipe's dataset as PNG files (named by class where there is one)."""
     from towerlab.config import build

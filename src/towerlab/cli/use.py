@@ -47,11 +47,13 @@ def add_predict(sub) -> None:
     s = sub.add_parser("predict", help="classify image files (or label their pixels) with a trained run")
     s.add_argument("run_dir")
     add_checkpoint(s, "last")
-    s.add_argument("files", nargs="+", help="image files (PNG, JPEG, ...)")
+    s.add_argument("files", nargs="+", help="image files (PNG, JPEG, ...), or one folder: every image under it, one "
+                                            "CSV row each (resized to the model's input, as training on a folder)")
     s.add_argument("--top", type=POSITIVE, default=3, help="probabilities shown per file")
     s.add_argument("--out-dir", help="where segmentation and defect recipes write their PNGs (default: beside each "
                                      "input)")
     s.add_argument("--json", action="store_true", help="one JSON object per file")
+    s.add_argument("--out", help="a folder's results: the CSV to write (default: RUN_DIR/predict-<folder>.csv)")
     s.add_argument("--resize", action="store_true", help="resize images of another size to the model's input "
                                                          "(otherwise refused)")
     s.set_defaults(func=cmd_predict)
@@ -60,6 +62,11 @@ def add_predict(sub) -> None:
 def cmd_predict(args) -> int:
     from towerlab import infer
 
+    if len(args.files) == 1 and Path(args.files[0]).is_dir():
+        out = args.out or str(Path(args.run_dir) / f"predict-{Path(args.files[0]).resolve().name}.csv")
+        done = infer.predict_folder(args.run_dir, args.files[0], out, args.checkpoint, args.out_dir)
+        print(f"{done['rows']} images predicted, {done['skipped']} skipped (unreadable); CSV: {done['csv']}")
+        return 0
     results = infer.predict(args.run_dir, args.files, args.checkpoint, args.out_dir, args.resize)
     for r in results:
         if args.json:

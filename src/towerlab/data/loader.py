@@ -155,6 +155,7 @@ class Data:
     val: TensorLoader
     meta: dict = field(default_factory=dict)
     test: TensorLoader | None = None  # with --val-fraction: the recipe's own test split, scored at each better validation
+    held_out: bool = False  # validation is a held-out part of the training items (--val-fraction)
 
 
 SPLIT_SEED = 20_190_101  # one held-out split for every run and seed: trials of a search compare on the same items
@@ -173,7 +174,7 @@ def hold_out(train: tuple, fraction: float) -> tuple[tuple, tuple]:
     return tuple(t[keep] for t in train), tuple(t[held] for t in train)
 
 
-def tensor_data(cfg, dist: Dist, train: tuple, val: tuple, transform: Callable | None = None,
+def tensor_data(cfg, dist: Dist, train: tuple, val: tuple | None, transform: Callable | None = None,
                 val_transform: Callable | None = None, **meta) -> Data:
     """The usual pair: a shuffled training loader and an evaluation loader over whole tensors, with the run's
     batch size, seed, placement and memory layout. With cfg.val_fraction, validation is a held-out part of the
@@ -184,9 +185,11 @@ def tensor_data(cfg, dist: Dist, train: tuple, val: tuple, transform: Callable |
     test = None
     if getattr(cfg, "val_fraction", 0.0):
         train, held = hold_out(train, cfg.val_fraction)
-        val, test = held, evaluation(val)
+        val, test = held, evaluation(val) if val is not None else None  # (a folder of class folders has no test)
+    elif val is None:
+        raise ConfigError("this data has no validation split: pass --val-fraction F to hold out a part of it")
     return Data(TensorLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, transform=transform, **options),
-                evaluation(val), meta, test)
+                evaluation(val), meta, test, held_out=bool(getattr(cfg, "val_fraction", 0.0)))
 
 
 def limited(loader: TensorLoader, n: int) -> TensorLoader:

@@ -12,7 +12,7 @@ from towerlab.data import resolve_dir
 from towerlab.data.augment import (center_crop, per_image_standardization, random_brightness, random_contrast,
                                    random_crop, random_flip)
 from towerlab.data.loader import Data, tensor_data
-from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
+from towerlab.recipes.classify import MAIN_METRIC, evaluate, folder_splits, loss, predict  # noqa: F401
 from towerlab.recipes.configs import Cifar10Config
 
 NAME = "cifar10"
@@ -67,7 +67,7 @@ class TutorialCNN(nn.Module):
 
 
 def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
-    return TutorialCNN()
+    return TutorialCNN(len(class_names(cfg)))
 
 
 def decay_params(model: nn.Module) -> list[str]:
@@ -88,13 +88,17 @@ def eval_transform(x: torch.Tensor, y: torch.Tensor):
 
 
 def build_data(cfg: Config, dist) -> Data:
-    root = resolve_dir(cfg.data, "cifar10")
-    train, test = cifar_data.load_split(root, "train"), cifar_data.load_split(root, "test")
+    found = folder_splits(cfg, INPUT_SHAPE)  # an image folder: resized to the tutorial's 32x32, then cropped
+    if found:
+        train, test = found
+    else:
+        root = resolve_dir(cfg.data, "cifar10")
+        train, test = cifar_data.load_split(root, "train"), cifar_data.load_split(root, "test")
     return tensor_data(cfg, dist, train, test, train_transform(cfg), eval_transform)
 
 
 def class_names(cfg: Config) -> list[str]:
-    return list(cifar_data.CLASSES)
+    return cfg.class_list() or list(cifar_data.CLASSES)
 
 
 def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,18 @@ from towerlab.metrics import ConfusionMatrix
 MAIN_METRIC = ("accuracy", "max")
 
 
+def folder_splits(cfg, shape: tuple[int, int, int]) -> tuple[tuple, tuple | None] | None:
+    """An image folder's (training, validation or None) images at `shape` with their labels; None when the run
+    reads a benchmark's own format (cfg.classes is empty)."""
+    if not cfg.classes:
+        return None
+    from towerlab.data import folder
+
+    train_pairs, val_pairs = folder.items(cfg.data, cfg.class_list())
+    train = folder.load(train_pairs, shape, "training")
+    return train, folder.load(val_pairs, shape, "validation") if val_pairs is not None else None
+
+
 def loss(model, batch, step=None):
     x, y = batch
     logits = model(x)

@@ -18,7 +18,49 @@ SMILES_LSTM_DEFAULT_FILE = "moses/train.csv.gz"  # under $TOWERLAB_DATA: 250,000
 
 
 @dataclass
-class MnistConfig(TrainConfig):
+class ImageFolderConfig(TrainConfig):
+    """A classifier that also reads your own images: --data DIR with a folder per class (data/folder.py)."""
+
+    classes: str = opt("", "class names in label order, comma-separated: read from an image folder's class folders "
+                           "(sorted, as ImageFolder) when the run starts and kept with it; empty for the benchmark "
+                           "formats")
+    image_size: str = opt("", "HxW the images of an image folder are resized to (default: the recipe's input size)")
+
+    def discover(self) -> None:
+        from towerlab.data import folder
+
+        if not self.data or folder.layout(self.data) is None:
+            return
+        found = ",".join(folder.classes(self.data))
+        if self.classes and self.classes != found:
+            raise ConfigError(f"classes={self.classes} but the image folder {self.data} has {found}; drop --classes "
+                              f"(it is read from the folder) or pass the folder the run was trained on")
+        self.classes = found
+        if folder.layout(self.data) == "flat" and not self.val_fraction:
+            raise ConfigError(f"{self.data} holds class folders but no train/ and val/: pass --val-fraction F (e.g. "
+                              f"0.1) to validate on a fixed part of the images, or split them into train/ and val/")
+
+    def class_list(self) -> list[str]:
+        return self.classes.split(",") if self.classes else []
+
+    def size(self) -> tuple[int, int] | None:
+        """image_size as (H, W), or None for the recipe's own."""
+        if not self.image_size:
+            return None
+        h, sep, w = self.image_size.lower().partition("x")
+        if not (sep and h.isdigit() and w.isdigit() and int(h) > 0 and int(w) > 0):
+            raise ConfigError(f"image_size={self.image_size!r}: write HEIGHTxWIDTH, e.g. 64x64")
+        return int(h), int(w)
+
+    def validate(self) -> None:
+        super().validate()
+        self.size()
+        if self.classes and len(self.class_list()) < 2:
+            raise ConfigError(f"classes={self.classes}: a classifier needs at least 2 classes (class folders)")
+
+
+@dataclass
+class MnistConfig(ImageFolderConfig):
     # RMSProp, lr 1e-3, decay 0.9, batch 128: the classic multi-GPU MNIST example's settings. Measured on the
     # complete MNIST (docs/results.md): its constant lr for 10 epochs ends at 99.29%; shifts of up to 2 pixels and a
     # cosine decay over 12 epochs end at 99.5%, so those are the defaults.
@@ -55,9 +97,12 @@ class DigitsConfig(MnistConfig):
     def default_data(self) -> str:
         return ""  # scikit-learn's bundled scans
 
+    def discover(self) -> None:
+        """scikit-learn's scans only: an image folder is for mnist, mlp or cifar10."""
+
 
 @dataclass
-class MlpConfig(TrainConfig):
+class MlpConfig(ImageFolderConfig):
     # The genes of the classic "evolve a neural network" search: layers, units, activation, optimizer; each optimizer
     # at its usual learning rate (lr 0), as the write-up's Keras defaults had it.
     optimizer: str = "adam"
@@ -77,7 +122,7 @@ class MlpConfig(TrainConfig):
 
 
 @dataclass
-class Cifar10Config(TrainConfig):
+class Cifar10Config(ImageFolderConfig):
     # Defaults of tensorflow/models tutorials/image/cifar10 (cifar10.py, cifar10_train.py):
     # plain SGD, lr 0.1 decayed x0.1 (staircase) every 350 epochs, weight decay 0.004 on the two
     # fully connected layers, batch 128, evaluation with a 0.9999 moving average of the weights.
@@ -95,6 +140,12 @@ class Cifar10Config(TrainConfig):
     max_brightness: float = opt(63.0, "random brightness: max delta on the 0..255 scale")
     contrast_lower: float = opt(0.2, "random contrast: lowest factor")
     contrast_upper: float = opt(1.8, "random contrast: highest factor")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.image_size:
+            raise ConfigError(f"image_size={self.image_size}: the tutorial's network takes 24x24 crops of 32x32 "
+                              f"images, which an image folder's images are resized to; leave image_size empty")
 
     def default_data(self) -> str:
         return "cifar10"

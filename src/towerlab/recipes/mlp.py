@@ -11,7 +11,7 @@ from towerlab.data import digits as digits_data
 from towerlab.data import mnist as mnist_data
 from towerlab.data import resolve_dir
 from towerlab.data.loader import Data, tensor_data
-from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
+from towerlab.recipes.classify import MAIN_METRIC, evaluate, folder_splits, loss, predict  # noqa: F401
 from towerlab.recipes.mnist import CLASSES, prepare, transform  # noqa: F401
 from towerlab.recipes.configs import MlpConfig
 
@@ -24,15 +24,18 @@ Config = MlpConfig  # in recipes/configs.py, which imports no torch: a quick --h
 
 
 def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
-    c, h, w = SHAPES[cfg.dataset]
+    c, h, w = input_shape(cfg)
     layers, width = [nn.Flatten()], c * h * w
     for _ in range(cfg.hidden_layers):
         layers += [nn.Linear(width, cfg.units), ACTIVATIONS[cfg.activation](), nn.Dropout(cfg.dropout)]
         width = cfg.units
-    return nn.Sequential(*layers, nn.Linear(width, 10))
+    return nn.Sequential(*layers, nn.Linear(width, len(class_names(cfg))))
 
 
 def build_data(cfg: Config, dist) -> Data:
+    found = folder_splits(cfg, input_shape(cfg))
+    if found:  # an image folder, read at the size and channels of `dataset`'s images (or --image-size)
+        return tensor_data(cfg, dist, *found, transform)
     if cfg.dataset == "digits":
         train, test = digits_data.load_split("train"), digits_data.load_split("test")
     elif cfg.dataset == "cifar10":
@@ -45,8 +48,9 @@ def build_data(cfg: Config, dist) -> Data:
 
 
 def class_names(cfg: Config) -> list[str]:
-    return list(cifar_data.CLASSES) if cfg.dataset == "cifar10" else CLASSES
+    return cfg.class_list() or (list(cifar_data.CLASSES) if cfg.dataset == "cifar10" else CLASSES)
 
 
 def input_shape(cfg: Config) -> tuple[int, int, int]:
-    return SHAPES[cfg.dataset]
+    size = cfg.size()
+    return (SHAPES[cfg.dataset][0], *size) if size else SHAPES[cfg.dataset]

@@ -10,7 +10,7 @@ from towerlab.data import mnist as mnist_data
 from towerlab.data import resolve_dir
 from towerlab.data.augment import random_shift, to_float
 from towerlab.data.loader import Data, tensor_data
-from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
+from towerlab.recipes.classify import MAIN_METRIC, evaluate, folder_splits, loss, predict  # noqa: F401
 from towerlab.recipes.configs import MnistConfig
 
 NAME = "mnist"
@@ -49,7 +49,7 @@ class ConvNet(nn.Module):
 
 
 def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
-    return ConvNet((1, 28, 28), 10, cfg.hidden, cfg.dropout_conv, cfg.dropout_fc)
+    return ConvNet(input_shape(cfg), len(class_names(cfg)), cfg.hidden, cfg.dropout_conv, cfg.dropout_fc)
 
 
 def transform(x: torch.Tensor, y: torch.Tensor):
@@ -57,9 +57,12 @@ def transform(x: torch.Tensor, y: torch.Tensor):
 
 
 def build_data(cfg: Config, dist) -> Data:
-    root = resolve_dir(cfg.data, "mnist")
-    train = mnist_data.load_split(root, "train")
-    test = mnist_data.load_split(root, "test")
+    found = folder_splits(cfg, input_shape(cfg))
+    if found:
+        train, test = found
+    else:
+        root = resolve_dir(cfg.data, "mnist")
+        train, test = mnist_data.load_split(root, "train"), mnist_data.load_split(root, "test")
 
     def train_transform(x: torch.Tensor, y: torch.Tensor):
         return random_shift(to_float(x), cfg.shift), y
@@ -68,7 +71,7 @@ def build_data(cfg: Config, dist) -> Data:
 
 
 def class_names(cfg: Config) -> list[str]:
-    return CLASSES
+    return cfg.class_list() or CLASSES
 
 
 def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
@@ -77,4 +80,5 @@ def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
 
 
 def input_shape(cfg: Config) -> tuple[int, int, int]:
-    return INPUT_SHAPE
+    size = cfg.size()
+    return (INPUT_SHAPE[0], *size) if size else INPUT_SHAPE
