@@ -202,3 +202,57 @@ def _sha_runs(db) -> list[str]:
     with db.engine.connect() as c:
         shas = list(c.execute(text("SELECT model_sha256 FROM towerlab_outcome ORDER BY id")).scalars())
     return [s for i, s in enumerate(shas) if i == 0 or shas[i - 1] != s]
+
+
+def image_payloads(db_url: str, cfg_url: str, tmp_path, model_run) -> None:
+    """PNG/JPEG bytes in a binary column and file paths under a root: decoded to the model's channels, graded once;
+    a corrupt image, a path leaving the root and an image of another size are error outcomes naming what is wrong."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, Table, Text
+
+    engine = create_engine(db_url)
+    md = MetaData()
+    photos = Table("photos", md, Column("id", BigInteger, primary_key=True), Column("label", Integer),
+                   Column("png", LargeBinary), Column("path", Text))
+    with engine.begin() as c:
+        for t in ("photos", "towerlab_outcome", "towerlab_state", "towerlab_gap"):
+            c.execute(text(f"DROP TABLE IF EXISTS {t}"))
+    md.create_all(engine)
+    d, root = load_digits(), tmp_path / "pictures"
+    (root / "line").mkdir(parents=True)
+    rows = []
+    for i in range(60):
+        im = Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8))
+        im = im.convert("RGB") if i % 3 == 0 else im  # colour files for a grey model: converted
+        buf = io.BytesIO()
+        im.save(buf, format="PNG" if i % 2 else "JPEG", quality=95)
+        (root / "line" / f"{i}.png").write_bytes(buf.getvalue())
+        rows.append({"id": i + 1, "label": int(d.target[i]), "png": buf.getvalue(), "path": f"line/{i}.png"})
+    (tmp_path / "secret.png").write_bytes(rows[0]["png"])
+    big = io.BytesIO()
+    Image.new("L", (16, 16)).save(big, format="PNG")
+    rows += [{"id": 100, "label": 0, "png": b"\x89PNG not really", "path": "line/missing.png"},
+             {"id": 101, "label": 0, "png": big.getvalue(), "path": "../secret.png"}]
+    with engine.begin() as c:
+        c.execute(photos.insert(), rows)
+    for kind, column in (("image", "png"), ("path", "path")):
+        cfg = write_config(tmp_path / f"{kind}.yaml", cfg_url, model_run, name=f"photos_{kind}", table="photos",
+                           payload={"kind": kind, "column": column, **({"root": str(root)} if kind == "path" else {})})
+        for _ in range(2):  # the second pass grades nothing again
+            proc = run_serve(cfg, "--once")
+            assert proc.returncode == 0, proc.stderr
+        with engine.connect() as c:
+            out = {r.row_key: r for r in c.execute(text(
+                "SELECT o.row_key, o.status, o.class_name, o.error, p.label FROM towerlab_outcome o JOIN photos p "
+                "ON p.id = o.row_key WHERE o.source = :s ORDER BY o.row_key"), {"s": f"photos_{kind}"})}
+        assert sorted(out) == [*range(1, 61), 100, 101]
+        ok = [r for r in out.values() if r.status == "ok"]
+        assert len(ok) == 60 and sum(r.class_name == str(r.label) for r in ok) / 60 > 0.8
+        if kind == "image":
+            assert "not a readable image" in out[100].error and "16x16 but the model takes 8x8" in out[101].error
+        else:
+            assert "no file 'line/missing.png'" in out[100].error and "leaves the root folder" in out[101].error

@@ -222,3 +222,7 @@ def test_install_trigger_without_notify_sources_is_one_line(db_cfg):
 def _has_table(db, name: str) -> bool:
     with db.engine.connect() as c:
         return c.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar()
+
+
+def test_image_bytes_and_paths(tmp_path, model_run, postgres):
+    dbcases.image_payloads(postgres.resolved_url(), postgres.url, tmp_path, model_run)

@@ -69,3 +69,8 @@ def test_a_gap_that_never_fills_is_given_up_by_name(tmp_path, model_run, digit_r
 def test_hot_model_swap_under_load(db_cfg, digit_rows, tmp_path, model_run):
     db, _, url = db_cfg
     dbcases.hot_swap_under_load(db, tmp_path, url, model_run, digit_rows)
+
+
+def test_image_bytes_and_paths(tmp_path, model_run):
+    url = f"sqlite:///{tmp_path / 'factory.db'}"
+    dbcases.image_payloads(url, url, tmp_path, model_run)

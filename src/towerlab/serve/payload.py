@@ -1,4 +1,5 @@
-"""One database row -> an HxW matrix -> a normalised uint8 image. A bad row raises RowError with the reason."""
+"""One database row -> a uint8 image: a matrix of numbers normalised (columns, text, blob), or an image file decoded
+(PNG/JPEG bytes in the row, or a path under a root folder). A bad row raises RowError with the reason."""
 
 from __future__ import annotations
 
@@ -72,3 +73,44 @@ def to_image(m: np.ndarray, norm: Normalize) -> np.ndarray:
         m = (m - norm.offset) / norm.scale
     m = np.clip(m, 0.0, 1.0)
     return np.rint(m * 255.0).astype(np.uint8)[None]
+
+
+def to_picture(row: dict, p: Payload, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+    """uint8 [channels, H, W] from the row's image bytes or file path, resized to size=(H, W) when given."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    value = row[p.column]
+    if p.kind == "image":
+        if not isinstance(value, (bytes, bytearray, memoryview)) or not len(value):
+            raise RowError(f"column {p.column}: expected PNG or JPEG bytes, got "
+                           f"{type(value).__name__ if not isinstance(value, (bytes, bytearray, memoryview)) else 'none'}")
+        source, name = io.BytesIO(bytes(value)), f"column {p.column}"
+    else:
+        source = name = _under_root(value, p)
+    try:
+        with Image.open(source) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            if size is not None and im.size != (size[1], size[0]):
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise RowError(f"{name}: not a readable image ({type(e).__name__}: {str(e)[:120]})") from None
+    return arr[None].copy() if channels == 1 else arr.transpose(2, 0, 1).copy()
+
+
+def _under_root(value, p: Payload):
+    """The file a path payload names, only inside p.root (links followed before the check)."""
+    from pathlib import Path
+
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise RowError(f"column {p.column}: expected a file path, got {value!r}"[:200])
+    root = Path(p.root).resolve()
+    path = (root / value).resolve()
+    if not path.is_relative_to(root):
+        raise RowError(f"column {p.column}: path {value!r} leaves the root folder {p.root}; only files under it are "
+                       f"read"[:300])
+    if not path.is_file():
+        raise RowError(f"column {p.column}: no file {value!r} under {p.root}"[:300])
+    return path

@@ -52,12 +52,15 @@ class _Strict(BaseModel):
 
 
 class Payload(_Strict):
-    kind: Literal["columns", "text", "blob"]
+    kind: Literal["columns", "text", "blob", "image", "path"]
     columns: list[str] = Field(default_factory=list, description="kind=columns: height*width numeric columns, row-major")
-    column: str | None = Field(None, description="kind=text|blob: the column holding the values")
+    column: str | None = Field(None, description="kind=text|blob|image|path: the column holding the values, the "
+                                                 "PNG/JPEG bytes (a BLOB or bytea) or the image file's path")
     delimiter: str = Field(",", min_length=1)
-    height: int = Field(gt=0)
-    width: int = Field(gt=0)
+    height: int | None = Field(None, gt=0, description="kind=columns|text|blob: rows of the matrix")
+    width: int | None = Field(None, gt=0, description="kind=columns|text|blob: columns of the matrix")
+    root: str | None = Field(None, description="kind=path: the folder the paths are read under; a path that leaves "
+                                               "it (.., an absolute path elsewhere, a link out) is an error outcome")
     resize: bool = Field(False, description="resize a payload whose height x width differs from the model's input "
                                             "(otherwise such a row is an error outcome naming both sizes)")
 
@@ -71,12 +74,21 @@ class Payload(_Strict):
     def _ident(cls, v: str | None) -> str | None:
         return identifier(v) if v is not None else v
 
+    @property
+    def pictures(self) -> bool:
+        """Image files (bytes or paths), decoded at their own size and channels; else a matrix of numbers."""
+        return self.kind in ("image", "path")
+
     @model_validator(mode="after")
     def _shape(self) -> "Payload":
+        if not self.pictures and (self.height is None or self.width is None):
+            raise ValueError(f"kind={self.kind} needs height and width: the matrix the values fill")
         if self.kind == "columns" and len(self.columns) != self.height * self.width:
             raise ValueError(f"kind=columns needs height*width = {self.height * self.width} columns, got {len(self.columns)}")
         if self.kind != "columns" and not self.column:
             raise ValueError(f"kind={self.kind} needs 'column': the column that holds the values")
+        if self.kind == "path" and not (self.root and Path(self.root).is_dir()):
+            raise ValueError(f"kind=path needs 'root': an existing folder the paths are read under (got {self.root!r})")
         return self
 
     def sql_columns(self) -> list[str]:

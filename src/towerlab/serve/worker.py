@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from towerlab.errors import ConfigError, TowerlabError
 from towerlab.files import atomic_write
 from towerlab.serve.model import Scorer
-from towerlab.serve.payload import RowError, to_image, to_matrix
+from towerlab.serve.payload import RowError, to_image, to_matrix, to_picture
 from towerlab.serve.settings import ServeSettings, Source
 from towerlab.serve.store import Store, redact
 
@@ -176,15 +176,10 @@ class Service:
         if self.scorer.swap():
             self.show_model()
         images, good, outcomes = [], [], []
-        want = tuple(self.scorer.input_shape[-2:])
         for row in rows:
             key = row[src.key_column]  # an integer: the read takes no other
             try:
-                m = to_matrix(row, src.payload)
-                if m.shape != want and not src.payload.resize:
-                    raise RowError(f"payload is {m.shape[0]}x{m.shape[1]} but the model takes {want[0]}x{want[1]}; "
-                                   f"send {want[0]}x{want[1]} values or set payload.resize: true")
-                images.append(to_image(m, src.normalize))
+                images.append(self.decode(row, src))
                 good.append(key)
             except RowError as e:
                 outcomes.append({"row_key": key, "status": "error", "error": str(e),
@@ -195,6 +190,20 @@ class Service:
                 outcomes.append({"row_key": key, **result, "image_path": self.save_image(src, key, image, drawn)})
         return sorted(outcomes, key=lambda o: o["row_key"])
 
+    def decode(self, row: dict, src: Source) -> np.ndarray:
+        """uint8 [C,H,W] at the model's input size (a payload of another size is refused unless resize is on)."""
+        c, h, w = self.scorer.input_shape
+        p = src.payload
+        if p.pictures:
+            image = to_picture(row, p, c, (h, w) if p.resize else None)
+        else:
+            image = to_image(to_matrix(row, p), src.normalize)
+        if image.shape[-2:] != (h, w) and not p.resize:
+            what = "values" if not p.pictures else "pixels"
+            raise RowError(f"payload is {image.shape[-2]}x{image.shape[-1]} but the model takes {h}x{w}; send {h}x{w} "
+                           f"{what} or set payload.resize: true")
+        return image
+
     def save_image(self, src: Source, key: int, image: np.ndarray, drawn: np.ndarray | None = None) -> str | None:
         """Atomically (temp file + rename) write image_dir/<source>/<key>.png, and <key>_defect.png (the model's heat
         map in red over the image, uint8 [H,W,3]) when the scorer drew one; a retry rewrites the same files."""
@@ -203,7 +212,7 @@ class Service:
         folder = Path(self.settings.image_dir) / src.name
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{key}.png"
-        _write_png(image[0], path)
+        _write_png(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0), path)
         if drawn is not None:
             _write_png(drawn, folder / f"{key}_defect.png")
         return str(path)
