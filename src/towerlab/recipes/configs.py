@@ -163,7 +163,8 @@ class FcnConfig(TrainConfig):
     batch_size: int = 20
     epochs: float = 50.0
     log_every: int = 10
-    dataset: str = opt("camvid", "on-disk layout of --data", ("camvid", "ade20k", "voc"))
+    dataset: str = opt("camvid", "on-disk layout of --data (folder: your own images/, masks/ and classes.csv)",
+                       ("camvid", "ade20k", "voc", "folder"))
     train_split: str = opt("", "training split (default: the dataset's: train, or training for ade20k)")
     val_split: str = opt("", "evaluation split (default: val, or validation for ade20k)")
     crop_height: int = opt(0, "training crop height in pixels (0: the whole padded batch)")
@@ -193,6 +194,9 @@ class FcnConfig(TrainConfig):
             raise ConfigError("set both crop_height and crop_width (> 0), or neither")
         if self.backbone_weights and (self.width != 1.0 or self.fc_channels != 4096):
             raise ConfigError("--backbone-weights needs the VGG16 shape: --width 1.0 --fc-channels 4096")
+        if self.dataset == "folder" and not self.data:
+            raise ConfigError("--dataset folder needs --data DIR holding images/<split>/, masks/<split>/ and "
+                              "classes.csv")
 
 
 @dataclass

@@ -167,12 +167,13 @@ def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
 
 # -- data ----------------------------------------------------------------------------------------------------
 def _spec(cfg: Config) -> seg.Spec:
-    root = resolve_dir(cfg.data, FOLDERS[cfg.dataset]) if cfg.dataset == "ade20k" else None  # class names file
+    # the class names: ADE20K's objectInfo150.txt, a folder's classes.csv
+    root = resolve_dir(cfg.data, FOLDERS.get(cfg.dataset, cfg.dataset)) if cfg.dataset in ("ade20k", "folder") else None
     return seg.spec(cfg.dataset, root)
 
 
 def build_data(cfg: Config, dist: Dist) -> Data:
-    root = resolve_dir(cfg.data, FOLDERS[cfg.dataset])
+    root = resolve_dir(cfg.data, FOLDERS.get(cfg.dataset, cfg.dataset))
     s = seg.spec(cfg.dataset, root)
     train = seg.load_split(cfg.dataset, root, cfg.train_split or s.train_split)
     val = seg.load_split(cfg.dataset, root, cfg.val_split or s.val_split)
