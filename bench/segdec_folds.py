@@ -51,7 +51,7 @@ def part_scores(run: Path) -> list[dict]:
     loaded = infer.load(run, "last")
     cfg = loaded.cfg
     items = defects.items_of(Path(cfg.data), cfg.layout)
-    names = [(item, image.stem) for item in defects.folds(list(items), cfg.folds)[cfg.fold] for image, _ in items[item]]
+    names = [(item, image.stem) for item in defects.folds(list(items), cfg.folds)[cfg.fold] for image, *_ in items[item]]
     scores, labels = [], []
     with torch.no_grad():
         for x, _, label in loaded.recipe.build_data(cfg, Dist()).val:

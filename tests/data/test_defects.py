@@ -1,5 +1,9 @@
 """Surface-defect layouts: KolektorSDD (fixture and the real subset) and the generic images/ + masks/ layout."""
 
+import json
+import math
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -64,3 +68,47 @@ def test_real_kolektor_subset(shared_data):
     images, masks, labels = defects.load(root, "kolektor", list(items), items, 1, (320, 128))
     assert int(labels.sum()) == 52 and images.dtype == torch.uint8
     assert (masks.flatten(1).amax(1) == labels).all()
+
+
+def _kolektor_as_ok_defect(shared, root: Path, per_class: int = 6) -> Path:
+    """Real KolektorSDD parts in anomalib's Folder layout: ok/, defect/, masks/ for every other defective part."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    ok = defect = 0
+    for image in sorted((shared / "kolektorsdd").glob("kos*/Part*.jpg")):
+        label = image.with_name(f"{image.stem}_label.bmp")
+        bad = np.asarray(Image.open(label)).max() > 0
+        if (defect if bad else ok) >= per_class:
+            continue
+        name = f"{image.parent.name}_{image.stem}"
+        (root / ("defect" if bad else "ok")).mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, root / ("defect" if bad else "ok") / f"{name}.jpg")
+        if bad and defect % 2 == 0:
+            (root / "masks").mkdir(exist_ok=True)
+            shutil.copy(label, root / "masks" / f"{name}.bmp")
+        defect, ok = defect + bad, ok + (not bad)
+    return root
+
+
+def test_ok_and_defect_folders_label_by_folder_and_train_masks_only_where_drawn(shared_data, tmp_path):
+    from helpers import run_cli
+
+    root = _kolektor_as_ok_defect(shared_data, tmp_path / "parts")
+    items = defects.generic_items(root)
+    images, masks, labels = defects.load(root, "generic", sorted(items), items, 1, (64, 32))
+    assert labels.sum() == 6 and len(labels) == 12
+    unknown = (masks == defects.UNKNOWN).flatten(1).all(1)
+    assert unknown.sum() == 3 and bool((labels[unknown] == 1).all())  # defective without a mask: label only
+    assert bool((masks[labels == 0] == 0).all())
+    run = tmp_path / "run"
+    run_cli("train", "segdec", "--layout", "generic", "--data", str(root), "--stage", "joint", "--height", "128",
+            "--width", "64", "--max-steps", "4", "--batch-size", "2", "--out", str(run), "--no-report")
+    rows = [json.loads(line) for line in open(run / "metrics.jsonl") if "loss" in line]
+    assert rows and all(math.isfinite(r["loss"]) for r in rows if "loss" in r)
+    (root / "masks" / f"{sorted((root / 'ok').glob('*.jpg'))[0].stem}.bmp").write_bytes(b"BM")  # a mask for an ok part
+    proc = run_cli("train", "segdec", "--layout", "generic", "--data", str(root), "--max-steps", "1", "--out",
+                   str(tmp_path / "r2"), check=False)
+    assert proc.returncode == 2 and "belongs to no image" in proc.stderr and "Traceback" not in proc.stderr

@@ -2,9 +2,12 @@
 
     kolektor  KolektorSDD: kos01..kos50/PartN.jpg with PartN_label.bmp (palette or grayscale; any value > 0 is
               a defect); an item (kosNN folder) is one commutator, so folds split by folder, as Tabernik et al. do
-    generic   images/<stem>.png|jpg|bmp and masks/<stem>.png|bmp; an image without a mask is defect-free
+    generic   images/<stem>.png|jpg|bmp and masks/<stem>.png|bmp; an image without a mask is defect-free;
+              or, as anomalib's Folder: ok/ (defect-free images) and defect/ (defective ones), with masks/<stem>.png
+              for the defective images that have one; a defective image without a mask trains the decision only
 
-Images come back as uint8 [N,C,H,W], masks as uint8 [N,1,H,W] in {0,1}, labels as float [N] (1 = defective).
+Images come back as uint8 [N,C,H,W], masks as uint8 [N,1,H,W] in {0,1} (UNKNOWN where a defective image has no
+mask: its pixels are never counted), labels as float [N] (1 = defective).
 Masks are resized with max-pooling when shrinking, so a thin scratch never disappears.
 """
 
@@ -20,6 +23,7 @@ from towerlab.data.images import fit_to, read_image, read_label
 from towerlab.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+UNKNOWN = 255  # a mask pixel nobody labelled: a defective image without its mask
 
 
 def kolektor_items(root: Path) -> dict[str, list[tuple[Path, Path | None]]]:
@@ -41,8 +45,10 @@ def kolektor_items(root: Path) -> dict[str, list[tuple[Path, Path | None]]]:
     return items
 
 
-def generic_items(root: Path) -> dict[str, list[tuple[Path, Path | None]]]:
-    """{image stem: [(image, mask or None)]}: each image is its own item."""
+def generic_items(root: Path) -> dict[str, list[tuple]]:
+    """{image stem: [(image, mask or None[, label])]}: each image is its own item."""
+    if (root / "ok").is_dir() or (root / "defect").is_dir():
+        return folder_items(root)
     images_dir, masks_dir = root / "images", root / "masks"
     if not images_dir.is_dir():
         raise DataError(f"no images/ folder in {root}; the generic layout is images/<stem>.png and masks/<stem>.png")
@@ -50,6 +56,28 @@ def generic_items(root: Path) -> dict[str, list[tuple[Path, Path | None]]]:
     items = {p.stem: [(p, masks.get(p.stem))] for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     if not items:
         raise DataError(f"no images in {images_dir} (PNG, JPEG, BMP or TIFF)")
+    return items
+
+
+def folder_items(root: Path) -> dict[str, list[tuple]]:
+    """ok/ and defect/ (anomalib's Folder): the label from the folder, a mask from masks/<stem> where there is one."""
+    from towerlab.data.folder import image_files
+
+    masks = {p.stem: p for p in image_files(root / "masks")} if (root / "masks").is_dir() else {}
+    items = {}
+    for label, sub in ((0, "ok"), (1, "defect")):
+        found = image_files(root / sub) if (root / sub).is_dir() else []
+        if not found:
+            raise DataError(f"no images in {root / sub}; the ok/defect layout needs defect-free images in ok/ and "
+                            f"defective ones in defect/")
+        for p in found:
+            if p.stem in items:
+                raise DataError(f"{p}: the name {p.stem} is used twice; masks are matched by name, so rename one")
+            items[p.stem] = [(p, masks.get(p.stem) if label else None, label)]
+    stray = [m for stem, m in masks.items() if stem not in items or items[stem][0][2] == 0]
+    if stray:
+        raise DataError(f"mask {stray[0]} belongs to no image in {root / 'defect'}; masks are for defective images, "
+                        f"matched by name")
     return items
 
 
@@ -64,16 +92,16 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 [1,H,W] {0,1} -> [1,h,w]: a cell is a defect if any pixel it covers is (max-pool when shrinking)."""
     m = mask[None].float()
     if m.shape[-2] >= size[0] and m.shape[-1] >= size[1]:
-        m = F.adaptive_max_pool2d(m, size)
+        m = F.adaptive_max_pool2d(m, size)  # (an UNKNOWN mask stays UNKNOWN: it is UNKNOWN everywhere)
     else:
         m = F.interpolate(m, size=size, mode="nearest")
     return m[0].to(torch.uint8)
 
 
-def read_pair(image_path: Path, mask_path: Path | None, channels: int, size: tuple[int, int]):
+def read_pair(image_path: Path, mask_path: Path | None, channels: int, size: tuple[int, int], label: int | None = None):
     image = read_image(image_path, channels)
-    if mask_path is None:
-        mask = torch.zeros(1, *image.shape[1:], dtype=torch.uint8)
+    if mask_path is None:  # defect-free, or defective with no mask drawn (UNKNOWN: only its label trains)
+        mask = torch.full((1, *image.shape[1:]), UNKNOWN if label == 1 else 0, dtype=torch.uint8)
     else:
         raw = read_label(mask_path)
         if tuple(raw.shape) != tuple(image.shape[1:]):
@@ -85,16 +113,16 @@ def read_pair(image_path: Path, mask_path: Path | None, channels: int, size: tup
 
 def load(root: Path, layout: str, names: list[str], items: dict, channels: int, size: tuple[int, int]):
     """The pairs of the named items -> (images, masks, labels)."""
-    images, masks = [], []
+    images, masks, labels = [], [], []
     for name in names:
-        for image_path, mask_path in items[name]:
-            image, mask = read_pair(image_path, mask_path, channels, size)
+        for image_path, mask_path, *label in items[name]:
+            image, mask = read_pair(image_path, mask_path, channels, size, *label)
             images.append(image)
             masks.append(mask)
+            labels.append(float(label[0]) if label else float(mask.amax() > 0))
     if not images:
         raise DataError(f"no images in the chosen fold of {root}")
-    masks_t = torch.stack(masks)
-    return torch.stack(images), masks_t, masks_t.flatten(1).amax(1).float()
+    return torch.stack(images), torch.stack(masks), torch.tensor(labels)
 
 
 def items_of(root: Path, layout: str) -> dict[str, list[tuple[Path, Path | None]]]:

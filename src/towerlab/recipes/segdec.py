@@ -162,7 +162,9 @@ def loss(model, batch, step=None):
     mask_logits, decision = model(x)
     target = F.adaptive_max_pool2d(mask, mask_logits.shape[-2:])  # a defect anywhere in a cell makes it positive
     stage = unwrap(model, SegDecNet).stage
-    seg_loss = F.binary_cross_entropy_with_logits(mask_logits.float(), target)
+    known = (target <= 1).float()  # a defective image without a mask (UNKNOWN) trains the decision only
+    seg_loss = F.binary_cross_entropy_with_logits(mask_logits.float(), target.clamp(max=1), weight=known,
+                                                  reduction="sum") / known.sum().clamp_min(1)
     dec_loss = F.binary_cross_entropy_with_logits(decision.float(), label)
     total = {"seg": seg_loss, "dec": dec_loss, "joint": seg_loss + dec_loss}[stage]
     return total, {"seg_loss": seg_loss.detach(), "dec_loss": dec_loss.detach()}
@@ -178,8 +180,9 @@ def evaluate(model, loader, dist: Dist) -> dict[str, float]:
         mask_logits, decision = net(x)
         scores.append(net.score(mask_logits, decision))
         targets.append(label)
-        pred = mask_logits.float() > 0
-        truth = F.adaptive_max_pool2d(mask, mask_logits.shape[-2:]) > 0.5
+        cells = F.adaptive_max_pool2d(mask, mask_logits.shape[-2:])
+        known = cells <= 1  # pixels of an image without a mask count nowhere
+        pred, truth = (mask_logits.float() > 0) & known, (cells > 0.5) & known
         pix += torch.stack([(pred & truth).sum(), pred.sum(), truth.sum()]).double()
     s = all_gather_rows(torch.cat(scores) if scores else torch.zeros(0, device=dist.device), dist)
     t = all_gather_rows(torch.cat(targets) if targets else torch.zeros(0, device=dist.device), dist)
