@@ -52,7 +52,9 @@ def metadata(run_dir: Path, loaded: infer.Loaded, folder: Path) -> dict[str, str
     return {"towerlab.kind": kind, "towerlab.recipe": recipe.NAME, "towerlab.run": run_dir.resolve().name,
             "towerlab.step": str(checkpoint.step_of(folder)),
             "towerlab.weights_sha256": checkpoint.recorded_sha256(loaded.weights),
-            "towerlab.classes": json.dumps(list(recipe.class_names(cfg))), "towerlab.input_shape": json.dumps(shape)}
+            "towerlab.classes": json.dumps(list(recipe.class_names(cfg))), "towerlab.input_shape": json.dumps(shape),
+            # a two-class run's operating threshold (infer.load made it explicit): the ONNX service decides at it
+            **({"towerlab.threshold": repr(cfg.threshold)} if getattr(cfg, "threshold", 0) else {})}
 
 
 def export(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None, which: str = "last") -> dict:

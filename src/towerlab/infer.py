@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +29,26 @@ def load(run_dir: str | Path, which: str = "last", device: torch.device | str = 
          **overrides) -> Loaded:
     """The run's model in eval mode, with the weights it evaluates with (the moving average if it keeps one), from
     the checkpoint `which` names, or from `folder` when given (a checkpoint the caller has verified)."""
-    recipe, cfg = RunRecord.load(run_dir).build_config(overrides)
+    record = RunRecord.load(run_dir)
+    recipe, cfg = record.build_config(overrides)
     if has(recipe, "artifacts"):  # files beside the weights that the model is built from (a vocabulary)
         cfg = recipe.with_artifacts(cfg, Path(run_dir))
     folder = folder or checkpoint.find(Path(run_dir), which)
+    cfg = _with_threshold(cfg, record, checkpoint.step_of(folder))
     kind = "ema" if (folder / "ema.safetensors").is_file() else "model"
     model = recipe.build_model(cfg)
     checkpoint.load_into(model, checkpoint.load_weights(folder, kind), folder / f"{kind}.safetensors")
     return Loaded(recipe, cfg, model.to(device).eval(), folder / f"{kind}.safetensors")
+
+
+def _with_threshold(cfg, record: RunRecord, step: int):
+    """A two-class recipe's operating threshold made explicit: the one set (--threshold), else the best-F1 point
+    its validation recorded at this checkpoint's step (0.5 when it recorded none): what predict, serve and export
+    decide at."""
+    if not hasattr(cfg, "threshold") or cfg.threshold > 0:
+        return cfg
+    found = record.validation_at(step).get("best_f1_threshold")
+    return dataclasses.replace(cfg, threshold=float(found) if found and 0 < found < 1 else 0.5)
 
 
 def evaluate(run_dir: str | Path, which: str = "last", dist: Dist | None = None, folder: Path | None = None,
@@ -72,10 +85,11 @@ def predict(run_dir: str | Path, paths: list[str], which: str = "last", out_dir:
     if not has(name, "predict_files"):
         require(name, "classify", command="classifying image files")
     run = load(run_dir, which)
-    if has(run.recipe, "predict_files"):
-        return run.recipe.predict_files(run.model, run.cfg, paths, out_dir)
-    names = run.recipe.class_names(run.cfg)
-    probs = run.recipe.predict(run.model, load_inputs(run.recipe, run.cfg, paths, resize))
+    with torch.no_grad():
+        if has(run.recipe, "predict_files"):
+            return run.recipe.predict_files(run.model, run.cfg, paths, out_dir)
+        names = run.recipe.class_names(run.cfg)
+        probs = run.recipe.predict(run.model, load_inputs(run.recipe, run.cfg, paths, resize))
     return [{"file": str(p), "class": names[int(row.argmax())], "probability": float(row.max()),
              "probabilities": {n: round(float(v), 6) for n, v in zip(names, row)}} for p, row in zip(paths, probs)]
 
@@ -132,10 +146,10 @@ def _predict_batch(run: Loaded, paths: list[Path], out_dir: str | None) -> tuple
             skipped.append((p, str(e)))
     if not readable:
         return [], skipped
-    if has(run.recipe, "predict_files"):
-        return run.recipe.predict_files(run.model, run.cfg, [str(p) for p in readable], out_dir), skipped
     names = run.recipe.class_names(run.cfg)
     with torch.no_grad():
+        if has(run.recipe, "predict_files"):
+            return run.recipe.predict_files(run.model, run.cfg, [str(p) for p in readable], out_dir), skipped
         probs = run.recipe.predict(run.model, run.recipe.prepare(run.cfg, torch.stack(images)))
     return [{"file": str(p), "class": names[int(row.argmax())], "probability": round(float(row.max()), 6),
              "probabilities": {n: round(float(v), 6) for n, v in zip(names, row)}}

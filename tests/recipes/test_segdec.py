@@ -94,3 +94,25 @@ def test_cli_predict_prints_probability_and_writes_the_overlay(kolektor_dir, tmp
     assert result["class"] in ("ok", "defect") and 0 <= result["probability"] <= 1
     with Image.open(result["overlay_png"]) as im:
         assert im.size == (32, 80) and im.mode == "RGB"
+
+
+def test_the_operating_threshold_is_the_validation_best_f1_point_and_travels_to_predict_export_and_serve(
+        kolektor_dir, tmp_path):
+    from towerlab import infer
+    from towerlab.export import export
+    from towerlab.runs import RunRecord
+    from towerlab.serve.onnx_scorer import OnnxScorer
+
+    run = tmp_path / "run"
+    fit(get("segdec"), _cfg(kolektor_dir, stage="joint", max_steps=6, eval_every_steps=3), out=run)
+    loaded = infer.load(run, "last")
+    recorded = RunRecord.load(run).validation_at(6)["best_f1_threshold"]
+    assert loaded.cfg.threshold == pytest.approx(recorded) and 0 < loaded.cfg.threshold < 1
+    image = sorted(kolektor_dir.glob("kos*/Part*.jpg"))[0]
+    row = infer.predict(run, [str(image)], "last", str(tmp_path / "out"))[0]
+    assert row["threshold"] == loaded.cfg.threshold
+    assert row["class"] == ("defect" if row["probability"] >= row["threshold"] else "ok")
+    set_by_hand = infer.load(run, "last", threshold=0.9).cfg.threshold
+    assert set_by_hand == 0.9
+    done = export(run, "onnx", tmp_path / "m.onnx")
+    assert OnnxScorer(done["path"]).threshold == pytest.approx(loaded.cfg.threshold)

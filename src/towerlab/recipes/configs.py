@@ -222,6 +222,9 @@ class SegdecConfig(TrainConfig):
     dilate: int = opt(0, "dilate masks with a square of this size before training (0: off; the follow-up paper's)")
     balanced: bool = opt(True, "each epoch: every defect-free image once and as many defective ones")
     flip: bool = opt(True, "random left-right and up-down mirroring of image and mask")
+    threshold: float = opt(0.0, "operating threshold on the defect probability: a part at or above it is a defect "
+                                "(0: the best-F1 point of the validation split at the checkpoint used, recorded with "
+                                "each evaluation)")
 
     def default_data(self) -> str:
         return "kolektorsdd"

@@ -232,7 +232,9 @@ def predict_files(model, cfg: Config, paths: list[str], out_dir: str | None) -> 
         folder.mkdir(parents=True, exist_ok=True)
         overlay_png = folder / f"{path.stem}_defect.png"
         write_image(red_overlay(image, heat), overlay_png)
-        results.append({"file": str(path), "class": CLASSES[int(p >= 0.5)], "probability": p,
+        threshold = cfg.threshold or 0.5  # infer.load resolves 0 to the run's best-F1 point
+        results.append({"file": str(path), "class": CLASSES[int(p >= threshold)], "probability": p,
+                        "threshold": threshold,
                         "overlay_png": str(overlay_png)})
     return results
 

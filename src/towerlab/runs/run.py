@@ -191,6 +191,11 @@ class RunRecord:
         """The best evaluation: {metric, value, step[, test]}; {} before the run is done."""
         return (self.final or {}).get("best") or {}
 
+    def validation_at(self, step: int) -> dict:
+        """The validation metrics logged at `step` (a checkpoint's step), without the val/ prefix; {} if none."""
+        rows = [r for r in self.metrics() if r["step"] == step and any(k.startswith("val/") for k in r)]
+        return {k.removeprefix("val/"): v for k, v in rows[-1].items() if k.startswith("val/")} if rows else {}
+
     def main_metric(self) -> float | None:
         """The best value of the recipe's main metric (from the final metrics), None before the run is done."""
         return self.best.get("value")

@@ -112,11 +112,13 @@ class Reloading:
         return True
 
 
-def outcomes(probs: np.ndarray, class_names: list[str], run_id: str, sha256: str) -> list[dict]:
-    """[N, classes] probabilities -> outcome fields (class, its probability, all of them as JSON)."""
+def outcomes(probs: np.ndarray, class_names: list[str], run_id: str, sha256: str,
+             threshold: float | None = None) -> list[dict]:
+    """[N, classes] probabilities -> outcome fields (class, its probability, all of them as JSON). With a threshold
+    (a two-class run's operating point) the class is the second one when its probability reaches it."""
     out = []
     for row in probs.tolist():
-        k = int(np.argmax(row))
+        k = int(row[1] >= threshold) if threshold and len(row) == 2 else int(np.argmax(row))
         out.append({"status": "ok", "class_index": k, "class_name": class_names[k], "probability": row[k],
                     "probabilities": json.dumps(dict(zip(class_names, [round(p, 6) for p in row]))),
                     "model_run": run_id, "model_sha256": sha256})

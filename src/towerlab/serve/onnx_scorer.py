@@ -27,6 +27,7 @@ class OnnxScorer(Reloading):
         meta = current.model.get_modelmeta().custom_metadata_map
         self.run_id, self.class_names = meta["towerlab.run"], json.loads(meta["towerlab.classes"])
         self.input_shape = tuple(json.loads(meta["towerlab.input_shape"]))
+        self.threshold = float(meta["towerlab.threshold"]) if meta.get("towerlab.threshold") else None
         super().__init__(current, reload, check_s)
 
     def candidate(self) -> tuple[int, int] | None:
@@ -57,4 +58,4 @@ class OnnxScorer(Reloading):
     def score(self, images: list[np.ndarray]) -> list[dict]:
         batch = fit_to(np.stack(images), self.input_shape)
         probs = self.current.model.run(None, {"images": batch})[0]
-        return outcomes(probs, self.class_names, self.run_id, self.sha256)
+        return outcomes(probs, self.class_names, self.run_id, self.sha256, self.threshold)

@@ -64,7 +64,8 @@ class TorchScorer(Reloading):
         recipe, cfg = loaded.recipe, loaded.cfg
         batch = fit_to(torch.from_numpy(np.stack(images)), recipe.input_shape(cfg))
         x = recipe.prepare(cfg, batch)
-        out = outcomes(recipe.predict(loaded.model, x).float().numpy(), self.class_names, self.run_id, self.sha256)
+        out = outcomes(recipe.predict(loaded.model, x).float().numpy(), self.class_names, self.run_id, self.sha256,
+                       getattr(cfg, "threshold", None))
         if self.heatmaps and has(recipe, "heatmap"):  # the heat in red over the image the model saw
             for o, image, heat in zip(out, batch, recipe.heatmaps(loaded.model, x)):
                 o["overlay"] = red_overlay(image, heat).permute(1, 2, 0).numpy()  # the worker writes it, then drops it
