@@ -41,3 +41,32 @@ def test_missing_and_corrupt_files(tmp_path):
     (tmp_path / "x.csv.gz").write_bytes(b"not gzip")
     with pytest.raises(DataError, match="not a valid gzip file"):
         smiles.read(tmp_path / "x.csv.gz")
+
+
+def test_csv_tsv_sdf_and_smi_with_names_read_the_same_molecules(shared_data, tmp_path):
+    """The same real Tox21 rows as CSV, TSV, SDF (written and read by RDKit) and .smi with names."""
+    from rdkit import Chem
+
+    rows = (shared_data / "tox21" / "tox21.csv").read_text().splitlines()[:41]
+    header = rows[0].split(",")
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "t.tsv").write_text("\n".join(r.replace(",", "\t") for r in rows) + "\n")
+    base = smiles.read(tmp_path / "t.csv")
+    assert smiles.read(tmp_path / "t.tsv").columns == base.columns  # (a missing value is the one math.nan object)
+    si = header.index("smiles")
+    (tmp_path / "t.smi").write_text("".join(f"{r.split(',')[si]} mol{i}\n" for i, r in enumerate(rows[1:])))
+    assert smiles.read(tmp_path / "t.smi").smiles == base.smiles and smiles.read(tmp_path / "t.smi").columns == {}
+    with Chem.SDWriter(str(tmp_path / "t.sdf")) as w:
+        for s_, ar in zip(base.smiles, base.columns["NR-AR"]):
+            m = Chem.MolFromSmiles(s_)
+            m.SetProp("_Name", "x")
+            m.SetProp("compound", "a name, not a number")
+            if not math.isnan(ar):
+                m.SetProp("NR-AR", str(ar))
+            w.write(m)
+    with open(tmp_path / "t.sdf", "a") as f:
+        f.write("not a molblock\n$$$$\n")
+    sdf = smiles.read(tmp_path / "t.sdf")
+    assert [Chem.CanonSmiles(s_) for s_ in base.smiles] == sdf.smiles and list(sdf.columns) == ["NR-AR"]
+    same = [a == b or (math.isnan(a) and math.isnan(b)) for a, b in zip(sdf.columns["NR-AR"], base.columns["NR-AR"])]
+    assert all(same)

@@ -1,8 +1,11 @@
 """SMILES files -> lists of SMILES and property columns.
 
     CSV (.csv or .csv.gz) with a header holding a SMILES column (any case): Tox21, MOSES. Other numeric columns are
-    properties; an empty cell is a missing value (Tox21's 12 assays have many).
-    Text (.txt, .smi, .gz of those): one SMILES per line, optionally followed by whitespace and a number (ZINC / JT-VAE).
+    properties; an empty cell is a missing value (Tox21's 12 assays have many). TSV (.tsv, .tsv.gz) the same.
+    Text (.txt, .smi, .gz of those): one SMILES per line, optionally followed by whitespace and a number (ZINC / JT-VAE)
+    or a name (a .smi file's title, ignored); a first line `smiles ...` is a header.
+    SDF (.sdf, .sdf.gz): RDKit's reader; each record's SMILES (RDKit's canonical form) and its numeric data fields
+    as properties; a record RDKit cannot read is counted and said, not fatal.
 
 Invalid SMILES (RDKit cannot parse them) are counted and reported, not fatal.
 """
@@ -50,8 +53,8 @@ def _number(value: str, path: Path, column: str, line: int) -> float:
         raise DataError(f"{path} line {line}: column {column!r} holds {value!r}, not a number") from None
 
 
-def read_csv(path: Path, text: str) -> SmilesTable:
-    reader = csv.reader(io.StringIO(text))
+def read_csv(path: Path, text: str, delimiter: str = ",") -> SmilesTable:
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = next(reader, None)
     if not header:
         raise DataError(f"{path} is empty; it needs a header line with a SMILES column and one molecule per line")
@@ -78,18 +81,63 @@ def read_csv(path: Path, text: str) -> SmilesTable:
 
 def read_lines(path: Path, text: str) -> SmilesTable:
     smiles, scores = [], []
-    for line in text.splitlines():
+    for i, line in enumerate(text.splitlines()):
         parts = line.split()
-        if parts:
-            smiles.append(parts[0])
-            scores.append(float(parts[1]) if len(parts) > 1 else math.nan)
+        if not parts or (i == 0 and parts[0].lower() == "smiles"):
+            continue
+        smiles.append(parts[0])
+        scores.append(_maybe_number(parts[1]) if len(parts) > 1 else math.nan)
     if not smiles:
         raise DataError(f"{path} is empty; it needs one SMILES per line")
     return SmilesTable(smiles, {"score": scores} if any(not math.isnan(s) for s in scores) else {}, path)
 
 
+def _maybe_number(text: str) -> float:
+    """The number after a SMILES (a score), or nan when it is a name."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def read_sdf(path: Path) -> SmilesTable:
+    """An SD file through RDKit: SMILES and the numeric data fields of the readable records."""
+    import sys
+
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DataError(f"{path} is not a valid gzip file ({e}); download it again") from None
+    smiles, fields, unreadable = [], [], 0
+    for mol in Chem.ForwardSDMolSupplier(io.BytesIO(raw)):
+        if mol is None:
+            unreadable += 1
+            continue
+        smiles.append(Chem.MolToSmiles(mol))
+        fields.append({k: _maybe_number(str(v)) for k, v in mol.GetPropsAsDict().items()})
+    if not smiles:
+        raise DataError(f"{path} holds no molecule RDKit can read (an SD file: molblocks separated by $$$$)")
+    if unreadable:
+        print(f"towerlab: {path}: {unreadable} SD records RDKit cannot read were skipped", file=sys.stderr)
+    # numeric fields are properties (a record without one: a missing value); text fields (names, ids) are not
+    names = [n for n in dict.fromkeys(k for f in fields for k in f) if any(not math.isnan(f.get(n, math.nan))
+                                                                            for f in fields)]
+    return SmilesTable(smiles, {n: [f.get(n, math.nan) for f in fields] for n in names}, path)
+
+
 def read(path: str | Path) -> SmilesTable:
     path = Path(path)
-    text = _text(path)
     stem = path.name[:-3] if path.name.endswith(".gz") else path.name
+    if stem.endswith(".sdf"):
+        if not path.is_file():
+            raise DataError(f"SD file {path} not found")
+        return read_sdf(path)
+    text = _text(path)
+    if stem.endswith(".tsv"):
+        return read_csv(path, text, "\t")
     return read_csv(path, text) if stem.endswith(".csv") else read_lines(path, text)
