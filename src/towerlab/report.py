@@ -187,7 +187,27 @@ def run_report(path: Path) -> str:
         sections.append(("Molecules", _molecules(path)))
     sections.append(("Checkpoints", _checkpoints(rec)))
     sections.append(("Config", _kv(rec.config)))
+    if rec.env().get("provenance"):
+        sections.append(("What produced it", _provenance(rec.env()["provenance"])))
     return _page(f"{rec.recipe}: {path.name}", sections)
+
+
+def _provenance(p: dict) -> str:
+    """The run's provenance record: the code, the command, versions, environment, data; the packages folded away."""
+    def code(g: dict | None) -> str:
+        return "not a git checkout" if not g else g["commit"] + (f" + uncommitted changes (diff SHA-256 "
+                                                                 f"{g['diff_sha256'][:16]})" if g["dirty"] else "")
+    data = p.get("data") or {}
+    shown = {"command": " ".join(p.get("command", [])), "working directory": p.get("cwd"), "code": code(p.get("git")),
+             "towerlab": f"{p.get('towerlab')} ({code(p.get('towerlab_git'))})", "host": p.get("host"),
+             "platform": p.get("platform"),
+             **{k: p.get(k) for k in ("python", "torch", "cuda", "cudnn", "nccl")},
+             **{f"${k}": v for k, v in (p.get("environment") or {}).items()},
+             "data": f"{data.get('path')}: {data.get('files')} files, {data.get('bytes')} bytes, SHA-256 "
+                     f"{str(data.get('sha256'))[:16]}" if data.get("sha256") else data.get("path", "none")}
+    packages = "<details><summary>{} packages (pip freeze)</summary><pre>{}</pre></details>".format(
+        len(p.get("packages", [])), html.escape("\n".join(p.get("packages", []))))
+    return _kv(shown) + packages
 
 
 def _classification(path: Path, final: dict) -> str:

@@ -4,6 +4,7 @@ backend grades real rows in SQLite exactly once; a database dialect is found by 
 not named falls back to plain SQL."""
 
 import hashlib
+import json
 
 import numpy as np
 
@@ -57,6 +58,8 @@ def test_a_new_backend_grades_rows_exactly_once(tmp_path, monkeypatch, digit_row
     Service(settings, run.scorer(settings)).run(once=True)  # a second pass grades nothing again
     got = db.outcomes()
     dbcases.assert_each_graded_once(db, range(120))
+    started = json.loads((tmp_path / "images" / "env.json").read_text())  # what produced the service
+    assert started["command"] and "packages" in started and started["python"]
     right = sum(o["class_name"] == str(o["label"]) for o in got)
     assert right / len(got) > 0.8 and {o["model_sha256"] for o in got} == {scorer.sha256}
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 from towerlab.config import load_yaml, save_yaml
 from towerlab.errors import ConfigError
-from towerlab.files import make_dir
+from towerlab.files import atomic_write, make_dir
 
 
-CONFIG, METRICS, FINAL, STATUS = "config.yaml", "metrics.jsonl", "final_metrics.json", "status.json"
+CONFIG, METRICS, FINAL, STATUS, ENV = "config.yaml", "metrics.jsonl", "final_metrics.json", "status.json", "env.json"
 FILES = (CONFIG, STATUS, METRICS, FINAL)  # what the board reads of a run (a link among them leaving it is refused)
 
 
@@ -61,14 +61,18 @@ class Run:
         save_yaml({"recipe": recipe, **asdict(cfg)}, tmp)
         os.replace(tmp, self.path / CONFIG)  # a crash leaves the old config or the new, never half of one
 
-    def write_env(self, world_size: int, device, speed: dict | None = None) -> None:
-        """env.json: where the run ran, and the speed settings it ran with (what --fast chose, when on)."""
+    def write_env(self, world_size: int, device, speed: dict | None = None, data: str = "") -> None:
+        """env.json: where the run ran, the speed settings it ran with (what --fast chose, when on), and what
+        produced it (provenance.py: code, packages, versions, command line, environment, the data's SHA-256)."""
         import torch
+
+        from towerlab import provenance
 
         env = {"torch": torch.__version__, "python": platform.python_version(), "world_size": world_size,
                "device": str(device), "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-               "started": time.strftime("%Y-%m-%dT%H:%M:%S"), **({"speed": speed} if speed else {})}
-        (self.path / "env.json").write_text(json.dumps(env, indent=2))
+               "started": time.strftime("%Y-%m-%dT%H:%M:%S"), **({"speed": speed} if speed else {}),
+               "provenance": provenance.record(data or None)}
+        atomic_write(self.path / ENV, json.dumps(env, indent=2), sync=False)
 
     def log(self, step: int, values: dict[str, float]) -> None:
         with open(self.path / METRICS, "a") as f:
@@ -185,6 +189,10 @@ class RunRecord:
 
     def metrics(self) -> list[dict]:
         return read_metrics(self.path)
+
+    def env(self) -> dict:
+        """env.json: where and with what the run last started ({} if it never got that far)."""
+        return _json(self.path / ENV) or {}
 
     @property
     def best(self) -> dict:

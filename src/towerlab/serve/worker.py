@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from towerlab.errors import ConfigError, TowerlabError
 from towerlab.files import atomic_write
 from towerlab.serve.model import Scorer
+from towerlab.runs.run import ENV  # the same name as a run's record, for the service's
 from towerlab.serve.payload import RowError, to_image, to_matrix, to_picture
 from towerlab.serve.settings import ServeSettings, Source
 from towerlab.serve.store import Store, redact
@@ -77,11 +78,23 @@ class Service:
                 why = st.store.check_source(conn, st.src)
             if why:  # a configuration mistake: one line and exit code 2, not "unreachable; retrying" forever
                 raise ConfigError(f"source {st.src.name} (database {st.src.database!r}): {why}")
+        produced = self.record_start()
         log.info("started", extra={"fields": {"model_run": self.scorer.run_id, "model_sha256": self.scorer.sha256,
                                               "model_step": self.scorer.current.step,
-                                              "sources": [s.src.name for s in self.sources]}})
+                                              "sources": [s.src.name for s in self.sources],
+                                              "git": produced["git"], "command": produced["command"]}})
         self.show_model()
         self.listen()
+
+    def record_start(self) -> dict:
+        """What produced this service (provenance.py), into image_dir/env.json when there is an image_dir."""
+        from towerlab import provenance
+
+        produced = provenance.record()
+        if self.settings.image_dir:
+            Path(self.settings.image_dir).mkdir(parents=True, exist_ok=True)
+            atomic_write(Path(self.settings.image_dir) / ENV, json.dumps(produced, indent=2), sync=False)
+        return produced
 
     def listen(self) -> None:
         """A LISTEN thread per PostgreSQL database with `notify: true` sources (notify.py); a source whose trigger
