@@ -66,6 +66,10 @@ class TrainConfig:
     stop_at: float = opt(0.0, "if > 0, stop once the validation main metric reaches this value (time to accuracy)")
     patience: int = opt(0, "if > 0, stop after this many evaluations without a better validation loss (early "
                            "stopping; the recipe's main metric where it reports no loss)")
+    # preemption (preempt.py): a signal makes every rank checkpoint at the next step and the command exit with 3
+    preempt_signals: str = opt("SIGTERM,SIGUSR1", "signals that stop the run with a checkpoint at the next step, "
+                                                  "to be continued with --resume (empty: none)")
+    requeue: bool = opt(False, "under SLURM, after that checkpoint: `scontrol requeue $SLURM_JOB_ID`")
     # evaluation, logging, checkpoints
     eval_every_epochs: float = opt(1.0, "evaluate every this many epochs (0: only at the end)")
     eval_every_steps: int = opt(0, "if > 0, evaluate every this many steps instead")
@@ -128,6 +132,12 @@ class TrainConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
         if self.epochs == 0 and self.max_steps == 0:
             raise ConfigError("epochs=0 and max_steps=0: set one of them to a positive value")
+        import signal as _signal
+
+        unknown = [n for n in self.preempt_signals.split(",") if n.strip() and not
+                   isinstance(getattr(_signal, n.strip().upper(), None), _signal.Signals)]
+        if unknown:
+            raise ConfigError(f"preempt_signals: {unknown[0]!r} is not a signal name; write e.g. SIGTERM,SIGUSR1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction={self.val_fraction} must be in [0, 1)")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -95,6 +95,13 @@ def all_reduce_sum(t: torch.Tensor, dist: Dist) -> torch.Tensor:
     return t
 
 
+def all_reduce_max(t: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """In-place maximum across ranks (no-op in one process)."""
+    if dist.distributed:
+        tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return t
+
+
 def all_reduce_extremes(t: torch.Tensor, dist: Dist) -> tuple[torch.Tensor, torch.Tensor]:
     """(elementwise max, elementwise min) of t across ranks."""
     hi, lo = t.clone(), t.clone()
@@ -165,13 +172,21 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=max_restarts,
                           monitor_interval=0.5)
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    from towerlab.errors import EXIT_PREEMPTED
+
     try:
         elastic_launch(config, sys.executable)("-P", "-u", "-m", "towerlab", *argv)  # -P: not the cwd's modules
         return 0
+    except SignalException as e:  # this launcher was signalled: its processes got the signal too and checkpointed
+        print(f"towerlab: stopped: {e.sigval.name}; the processes checkpointed at their next step; continue with "
+              f"`towerlab train --resume RUN_DIR`", file=sys.stderr, flush=True)
+        return EXIT_PREEMPTED
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()
-        if failure.exitcode == 2:  # a user error: the process said what it was
-            return 2
+        if failure.exitcode in (2, EXIT_PREEMPTED):  # a user error, or a signal: the process said what it was
+            return failure.exitcode
         how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with code {failure.exitcode}"
         after = f" after {max_restarts} restart(s)" if max_restarts else ""
         print(f"towerlab: error: process rank {rank} {how}{after}; the other processes were stopped",

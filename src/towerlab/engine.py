@@ -30,6 +30,9 @@ from towerlab.data.loader import limited
 from towerlab.errors import ConfigError, DivergedError
 from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
 from towerlab.precision import Precision
+from towerlab import preempt
+from towerlab.errors import Preempted
+from towerlab.preempt import Preemption
 from towerlab.recipes.contract import Step
 from towerlab.runs import Run, RunRecord
 from towerlab.runs.opening import open_run, run_dir_of
@@ -83,6 +86,7 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch, self.total_steps))
         self.precision = Precision(cfg.precision, dist.device)
         self.step, self.best, self.last_eval = 0, {}, {}
+        self.checkpointed = -1  # the step of the newest checkpoint this process wrote or resumed from
         self.stopping = Stopping(cfg, recipe.MAIN_METRIC)
         self.watch = Watcher(self.raw, cfg.tb_histograms, run.tb if run else None, self.strategy.sharded) \
             if cfg.tb_histograms else None
@@ -227,6 +231,7 @@ class Trainer:
                 "stopping": self.stopping.state()}
 
     def save(self, improved: bool) -> None:
+        self.checkpointed = self.step
         model, state = self.state()  # a collective: every rank takes part
         if self.dist.is_main:
             weights = {"model": model}
@@ -250,6 +255,7 @@ class Trainer:
         self.sched.load_state_dict(state["scheduler"])
         self.precision.load_state_dict(state["scaler"])
         self.step, self.best = state["step"], state["best"]
+        self.checkpointed = self.step
         self.stopping.load(state.get("stopping"))
         if self.step > self.total_steps:
             raise ConfigError(f"the run has taken {self.step} steps already, more than the {self.total_steps} asked "
@@ -299,6 +305,17 @@ class Trainer:
         elif cfg.ckpt_every_steps and step % cfg.ckpt_every_steps == 0:
             self.save(improved=False)
 
+    def stop_if_preempted(self, preemption: Preemption, bar: tqdm) -> None:
+        """A signal on any rank: every rank checkpoints this step and the run ends as preempted (--resume goes on)."""
+        name = preemption.requested()
+        if not name:
+            return
+        if self.checkpointed != self.step:
+            self.save(improved=False)
+        bar.close()
+        raise Preempted(f"{name} at step {self.step} of {self.total_steps}: checkpoint saved; continue with "
+                        f"`towerlab train --resume {self.run.path if self.run else 'RUN_DIR'}`", all_ranks=True)
+
     def log_inputs(self, batch: tuple[torch.Tensor, ...]) -> None:
         x = batch[0]
         if self.run and x.ndim == 4 and x.shape[1] in (1, 3):
@@ -313,18 +330,23 @@ class Trainer:
                    dynamic_ncols=True, desc=self.recipe.NAME)
         start, start_step, window = time.perf_counter(), self.step, Window(self.step)
         self.started = start
-        while self.step < self.total_steps and not self.stopping.reason:  # (a resumed run may have stopped already)
-            epoch, position = divmod(self.step, self.steps_per_epoch)
-            self.train_loader.set_epoch(epoch, position)
-            for batch in self.train_loader:
-                if self.step == 0:
-                    self.log_inputs(batch)
-                self.train_step(batch)
-                self.step += 1
-                bar.update(1)
-                self.after_step(bar, window)
-                if self.step >= self.total_steps or self.stopping.reason:
-                    break
+        preemption = Preemption(self.cfg.preempt_signals, self.dist)
+        try:
+            while self.step < self.total_steps and not self.stopping.reason:  # (a resumed run may have stopped)
+                epoch, position = divmod(self.step, self.steps_per_epoch)
+                self.train_loader.set_epoch(epoch, position)
+                for batch in self.train_loader:
+                    if self.step == 0:
+                        self.log_inputs(batch)
+                    self.train_step(batch)
+                    self.step += 1
+                    bar.update(1)
+                    self.after_step(bar, window)
+                    if self.step >= self.total_steps or self.stopping.reason:
+                        break
+                    self.stop_if_preempted(preemption, bar)
+        finally:
+            preemption.restore()
         bar.close()
         if self.stopping.reason:
             print0(f"stopped at step {self.step}: {self.stopping.reason}", dist=self.dist)
@@ -390,6 +412,7 @@ class Stopping:
 # Fields a resumed run may change: none of them alters a step already taken. Anything else (the learning rate, the
 # batch, the model) would make the continuation a different run: start one from these weights with --init-from.
 RESUMABLE = ("epochs", "max_steps", "eval_every_epochs", "eval_every_steps", "eval_limit", "ckpt_every_steps",
+             "preempt_signals", "requeue",
              "keep_checkpoints", "log_every", "tb_histograms", "data", "stop_at", "patience")
 
 
@@ -442,6 +465,13 @@ def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | No
     except KeyboardInterrupt:
         if run:
             run.write_status("interrupted")
+        raise
+    except Preempted as e:
+        if run:
+            run.write_status("preempted", str(e))
+            done = preempt.requeue() if cfg.requeue else None
+            if done:
+                print0(f"requeued: {done}", dist=dist)
         raise
     except Exception as e:
         if run:  # a collective broken by another process's death leaves a run to resume, not a failed one

@@ -12,6 +12,13 @@ class TowerlabError(Exception):
         self.all_ranks = all_ranks
 
 
+EXIT_PREEMPTED = 3  # the exit code of a run stopped by a signal with a checkpoint to resume from (README, preempt.py)
+
+
+class Preempted(TowerlabError):
+    """A signal stopped the run at a step boundary, checkpointed on every rank: `--resume` continues it."""
+
+
 # extra -> the modules it installs (top-level import names): what a missing import means to the user
 EXTRAS = {"chem": ("rdkit", "selfies"), "serve": ("sqlalchemy", "pydantic", "prometheus_client"),
           "postgres": ("psycopg",), "search": ("matplotlib",), "ray": ("ray",),

@@ -26,7 +26,7 @@ def run(trial: Trial, gpu: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from towerlab.errors import TowerlabError, missing_extra
+    from towerlab.errors import EXIT_PREEMPTED, Preempted, TowerlabError, missing_extra
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         metrics = run(trial, gpu)
         result, code = Result(trial.name, "ok", time.perf_counter() - t0, metrics), 0
+    except Preempted as e:  # stopped by a signal with a checkpoint: no result, so a re-run continues it
+        print(f"towerlab: stopped: {e}", file=sys.stderr, flush=True)
+        os._exit(EXIT_PREEMPTED)
     except (TowerlabError, ModuleNotFoundError) as e:
         why = missing_extra(e) if isinstance(e, ModuleNotFoundError) else str(e)
         if why is None:

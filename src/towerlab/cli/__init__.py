@@ -24,7 +24,7 @@ from towerlab import __version__
 from towerlab.cli import chem, group, serve, train, use
 from towerlab.cli.args import Parser, parse_gpus
 from towerlab.cli.train import cmd_train
-from towerlab.errors import TowerlabError, missing_extra
+from towerlab.errors import EXIT_PREEMPTED, Preempted, TowerlabError, missing_extra
 
 __all__ = ["cmd_train", "main", "parse_gpus"]
 
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except TowerlabError as e:
         if not (e.all_ranks and os.environ.get("RANK", "0") != "0"):  # an error every process raised: said once
-            print(f"towerlab: error: {e}", file=sys.stderr)
-        return 2
+            print(f"towerlab: {'stopped' if isinstance(e, Preempted) else 'error'}: {e}", file=sys.stderr)
+        return EXIT_PREEMPTED if isinstance(e, Preempted) else 2
     except ModuleNotFoundError as e:
         why = missing_extra(e)
         if why is None:

@@ -6,7 +6,8 @@
   final_metrics.json   the metrics at the end of training
   tb/                  TensorBoard event files
   checkpoints/         see checkpoint.py
-  status.json          running (with the pid), done, failed (with the error) or interrupted (Ctrl-C)
+  status.json          running (with the pid), done, failed (with the error), interrupted (Ctrl-C) or preempted (a
+                       signal: checkpointed at a step boundary, to be resumed)
   .lock                held (flock) by the process training the run, with its pid: a second one is refused
 
 RunRecord.load(dir) reads all of it back: what every command downstream of training reads runs through. A run
@@ -158,7 +159,7 @@ def read_config(run_dir: str | Path) -> tuple[str, dict]:
     return data.pop("recipe"), data
 
 
-STATUSES = ("running", "done", "failed", "interrupted")
+STATUSES = ("running", "done", "failed", "interrupted", "preempted")
 
 
 @dataclass

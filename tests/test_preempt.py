@@ -1,0 +1,106 @@
+"""Preemption with real signals to real processes: SIGTERM or SIGUSR1 (as SLURM sends them) makes every rank
+checkpoint at the next step boundary and the command exit with 3; --resume then ends bit-identical to a run that
+was never stopped. Under SLURM, --requeue calls `scontrol requeue` (a recorder on PATH stands in for scontrol)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import rank_pid
+from safetensors.torch import load_file
+
+from towerlab import checkpoint
+from towerlab.runs import RunRecord
+
+STEPS = 300
+
+
+def _train(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "towerlab", "train", "digits", "--gpus", "0", "--out", str(out), "--max-steps",
+            str(STEPS), "--eval-every-steps", "100", "--ema-decay", "0.99", "--deterministic", "--log-every", "5",
+            "--no-report", *extra]
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **extra}
+
+
+def _logged_step(run: Path) -> int:
+    try:
+        return max(json.loads(line)["step"] for line in open(run / "metrics.jsonl"))
+    except (OSError, ValueError):
+        return -1
+
+
+def _signal_when_running(run: Path, proc: subprocess.Popen, send) -> None:
+    deadline = time.time() + 120
+    while _logged_step(run) < 20 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before the signal"
+    send()
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    for name in ("model", "ema"):
+        x, y = load_file(checkpoint.find(a) / f"{name}.safetensors"), load_file(checkpoint.find(b) / f"{name}.safetensors")
+        assert all(torch.equal(x[k], y[k]) for k in x), name
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    root = tmp_path_factory.mktemp("preempt")
+    for procs in (1, 2):
+        subprocess.run(_train(root / f"straight{procs}", "--procs", str(procs)), check=True, capture_output=True,
+                       env=_env(), timeout=300)
+    return root
+
+
+def _resume_and_compare(run: Path, reference: Path) -> None:
+    record = RunRecord.load(run)
+    assert record.status == "preempted" and 0 < record.checkpoints[0][0] < STEPS
+    done = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
+                          capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _same_weights(reference, run)
+
+
+def test_sigterm_checkpoints_at_the_next_step_and_resume_is_exact(tmp_path, straight):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_train(run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    _signal_when_running(run, proc, lambda: proc.send_signal(signal.SIGTERM))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err[-2000:]
+    assert "stopped: SIGTERM at step" in err and "Traceback" not in err
+    _resume_and_compare(run, straight / "straight1")
+
+
+def test_a_signal_to_one_rank_stops_both_at_the_same_step(tmp_path, straight):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_train(run, "--procs", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env())
+    _signal_when_running(run, proc, lambda: os.kill(rank_pid(run, 1), signal.SIGUSR1))  # rank 1 only
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err[-2000:]
+    assert "SIGUSR1 at step" in err and "Traceback" not in err
+    _resume_and_compare(run, straight / "straight2")
+
+
+def test_requeue_under_slurm_calls_scontrol_after_the_checkpoint(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")  # a recorder in scontrol's place
+    (bin_dir / "scontrol").chmod(0o755)
+    run = tmp_path / "run"
+    env = _env(PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID="4242")
+    proc = subprocess.Popen(_train(run, "--requeue"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _signal_when_running(run, proc, lambda: proc.send_signal(signal.SIGTERM))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3 and calls.read_text().split() == ["requeue", "4242"], err[-2000:]
+    assert "requeued: scontrol requeue 4242" in out + err
