@@ -104,3 +104,27 @@ def test_requeue_under_slurm_calls_scontrol_after_the_checkpoint(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3 and calls.read_text().split() == ["requeue", "4242"], err[-2000:]
     assert "requeued: scontrol requeue 4242" in out + err
+
+
+def test_srun_style_tasks_train_together_without_torchrun(tmp_path):
+    """Two processes started the way srun starts tasks (SLURM_PROCID, SLURM_LOCALID, SLURM_STEP_NUM_TASKS, the
+    node list), no torchrun: they find each other, train one run of world size 2, and both exit 0."""
+    import socket
+
+    from towerlab.dist import first_node
+
+    assert first_node("gpu[03-05,09],cpu1") == "gpu03" and first_node("node7") == "node7"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    procs = [subprocess.Popen([sys.executable, "-m", "towerlab", "train", "digits", "--gpus", "0", "--max-steps", "12",
+                               "--out", str(run), "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=_env(SLURM_PROCID=str(r), SLURM_LOCALID=str(r), SLURM_STEP_NUM_TASKS="2",
+                                                  SLURM_JOB_NODELIST="localhost", SLURM_JOB_ID="7",
+                                                  MASTER_PORT=str(port)))
+             for r in range(2)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-1500:] + outs[1][1][-1500:]
+    final = json.loads((run / "final_metrics.json").read_text())
+    assert final["world_size"] == 2 and final["replica_max_abs_diff"] == 0.0

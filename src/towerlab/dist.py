@@ -35,7 +35,32 @@ class Dist:
 
 
 def under_launcher() -> bool:
+    from_slurm()
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def from_slurm() -> None:
+    """`srun towerlab train ...` without torchrun: SLURM's task variables become torchrun's (RANK, LOCAL_RANK,
+    WORLD_SIZE), MASTER_ADDR the first node of the job (unless set), MASTER_PORT 29500 + the job id mod 1000
+    (unless set). Only inside an srun step of several tasks (SLURM_STEP_NUM_TASKS): a batch script that calls
+    towerlab directly is one process, whatever its allocation."""
+    env = os.environ
+    if "RANK" in env or int(env.get("SLURM_STEP_NUM_TASKS", "1") or 1) < 2 or "SLURM_PROCID" not in env:
+        return
+    env["RANK"], env["WORLD_SIZE"] = env["SLURM_PROCID"], env["SLURM_STEP_NUM_TASKS"]
+    env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+    env.setdefault("MASTER_ADDR", first_node(env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or
+                                             "127.0.0.1"))
+    env.setdefault("MASTER_PORT", str(29500 + int(env.get("SLURM_JOB_ID", "0") or 0) % 1000))
+
+
+def first_node(nodelist: str) -> str:
+    """The first host of a SLURM node list: "gpu[03-05,09],cpu1" -> "gpu03"."""
+    head = nodelist.split(",")[0] if "[" not in nodelist.split(",")[0] else nodelist[:nodelist.index("]") + 1]
+    if "[" not in head:
+        return head
+    prefix, ranges = head.split("[", 1)
+    return prefix + ranges.rstrip("]").split(",")[0].split("-")[0]
 
 
 def restart_count() -> int:
