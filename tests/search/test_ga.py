@@ -121,3 +121,28 @@ def test_failed_trials_rank_last_and_are_cached_once():
 def test_grid_search_finds_the_optimum_with_every_combination():
     result = grid_search(Space.from_dict(MLP_SPACE), synthetic)
     assert result["genome"] == OPTIMUM and result["evaluations"] == 672
+
+
+def test_the_ga_mirrors_each_generation_into_an_optuna_storage(tmp_path):
+    """--storage with --algo ga: every genome of every generation is a trial of the study, its generation an
+    attribute; a second mirror on the same storage (a resumed search) adds nothing twice."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from towerlab.runs import SearchFolder
+    from towerlab.search.storage import StudyMirror
+
+    space = Space.from_dict(MLP_SPACE)
+    fitness = lambda genomes: [g["hidden_layers"] / 4 + g["units"] / 2048 for g in genomes]  # noqa: E731
+    spec = f"journal:{tmp_path / 's.journal'}"
+    search = GeneticSearch(space, fitness, population=6, generations=3, seed=1, out=tmp_path / "s")
+    mirror = StudyMirror(spec, "s", space, True, "accuracy", SearchFolder(tmp_path / "s"))
+    search.on_batch = mirror.record_batch
+    best = search.run()
+    again = StudyMirror(spec, "s", space, True, "accuracy", SearchFolder(tmp_path / "s"))
+    for h in search.history:
+        again.record_batch(h["generation"], [p["genome"] for p in h["population"]], [p["fitness"] for p in h["population"]])
+    study = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(tmp_path / "s.journal"))))
+    assert len(study.trials) == 18 and sorted({t.user_attrs["generation"] for t in study.trials}) == [0, 1, 2]
+    assert study.best_value == best["fitness"]

@@ -17,6 +17,7 @@ SPACE = {"lr": {"logfloat": [1.0e-5, 0.3]}, "units": {"choices": [16, 64]}}
 
 def _args(space, out):
     return ["search", "mlp", "--space", str(space), "--algo", "tpe", "--prune", "asha", "--population", "4",
+            "--storage", f"journal:{out.parent / (out.name + '.journal')}",
             "--generations", "2", "--workers", "2", "--out", str(out), "--set", "dataset=digits", "--set", "epochs=3",
             "--set", "eval_every_epochs=1", "--set", "ckpt_every_steps=5", "--set", "deterministic=true"]
 
@@ -57,3 +58,22 @@ def test_tpe_with_pruning_survives_a_sigkill_and_ends_the_same(tmp_path):
     assert states[0] == states[1]
     assert [(r["trial"], r["status"], r["accuracy"]) for r in _rows(cut)] == \
         [(r["trial"], r["status"], r["accuracy"]) for r in rows]
+    # the Optuna storage optuna-dashboard reads: each trial once, even after the kill, with its curve and state
+    studies = [_study(tmp_path / f"{name}.journal", name) for name in ("whole", "cut")]
+    assert studies[0] == studies[1] and len(studies[0]) == 8
+    for r in rows:
+        _, state, value, curve, _ = next(t for t in studies[0] if t[0][1] == r["trial"])
+        assert state == ("PRUNED" if r["status"] == "pruned" else "COMPLETE") and value == float(r["accuracy"])
+        assert curve and (curve[-1] == value or state == "COMPLETE")  # a pruned trial's curve ends where it stopped
+
+
+def _study(path, name):
+    """(key, state, value, intermediate values, generation) of every trial, read back by Optuna itself."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))
+    return sorted(((t.user_attrs["towerlab_key"], t.user_attrs["trial_folder"].split("/")[-1]), t.state.name, t.value,
+                   [t.intermediate_values[k] for k in sorted(t.intermediate_values)], t.user_attrs["generation"])
+                  for t in study.trials)

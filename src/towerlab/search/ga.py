@@ -45,6 +45,7 @@ class BatchSearch:
     algo = ""
     maximize: bool = True
     out: Path | None = None
+    on_batch: Callable[[int, list[dict], list[float | None]], None] | None = None  # after each batch (a mirror)
 
     def record(self, generation: int, genomes: list[dict], scores: list[float | None]) -> None:
         scored = list(zip(genomes, scores))
@@ -54,6 +55,8 @@ class BatchSearch:
                              "mean": sum(finite) / len(finite) if finite else None,
                              "failed": len(scores) - len(finite), "evaluated": len(self.cache),
                              "population": [{"genome": g, "fitness": f} for g, f in scored]})
+        if self.on_batch:
+            self.on_batch(generation, genomes, scores)
 
     def best(self) -> dict:
         scored = [(h["best_genome"], h["best"]) for h in self.history]

@@ -22,7 +22,8 @@ from towerlab.search.space import Space, genome_key
 
 
 def search(recipe_name: str, space_path: str, out: str | Path, executor: Executor, algo: str = "ga",
-           fixed: dict | None = None, points: int = 4, prune: str | None = None, **ga) -> dict:
+           fixed: dict | None = None, points: int = 4, prune: str | None = None, storage: str | None = None,
+           **ga) -> dict:
     recipe = recipes.get(recipe_name)
     space = Space.load(space_path)
     space.check_fields(recipe.Config)
@@ -48,8 +49,17 @@ def search(recipe_name: str, space_path: str, out: str | Path, executor: Executo
             print(f"best so far: {metric}={seen[name]:.4g} ({name}; {len(seen)} trials finished)", flush=True)
         return scores
 
+    mirror = None
+    if storage:
+        from towerlab.search.storage import StudyMirror
+
+        mirror = StudyMirror(storage, out.resolve().name, space, mode == "max", metric, folder)
     if algo == "grid":
         best = grid_search(space, fitness, points, maximize=mode == "max")
+        if mirror:
+            genomes = space.grid(points)
+            mirror.record_batch(0, genomes, [folder.trial(genome_key(g)).result().fitness(metric)
+                                             if folder.trial(genome_key(g)).result() else None for g in genomes])
     else:
         if algo in ("tpe", "random"):
             from towerlab.search.tpe import OptunaSearch
@@ -57,6 +67,7 @@ def search(recipe_name: str, space_path: str, out: str | Path, executor: Executo
             searcher = OptunaSearch(space, fitness, sampler=algo, maximize=mode == "max", out=out, **ga)
         else:
             searcher = GeneticSearch(space, fitness, maximize=mode == "max", out=out, **ga)
+        searcher.on_batch = mirror.record_batch if mirror else None
         best = searcher.run()
         folder.write_generations_csv(searcher.history)
         plot_generations(searcher.history, out / "fitness.png", metric)
