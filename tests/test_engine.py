@@ -207,3 +207,13 @@ def test_val_fraction_must_leave_items_for_both_splits():
 
     with pytest.raises(ConfigError, match="val_fraction"):
         config.build(digits.Config, None, {"val_fraction": 1.0}).validate()
+
+
+def test_system_metrics_are_logged_beside_the_loss_and_can_be_turned_off(tmp_path):
+    fit(digits, config.build(digits.Config, None, {"max_steps": 10, "log_every": 5}), out=tmp_path / "on")
+    rows = [json.loads(line) for line in open(tmp_path / "on" / "metrics.jsonl") if "train/loss" in line]
+    assert rows and all(r["sys/rss_mb"] > 50 and 0 <= r["sys/cpu_percent"] < 100 * (os.cpu_count() or 1) + 50
+                        for r in rows)
+    fit(digits, config.build(digits.Config, None, {"max_steps": 10, "log_every": 5, "system_metrics": False}),
+        out=tmp_path / "off")
+    assert not any("sys/" in line for line in open(tmp_path / "off" / "metrics.jsonl"))

@@ -90,6 +90,7 @@ class Trainer:
         self.stopping = Stopping(cfg, recipe.MAIN_METRIC)
         self.watch = Watcher(self.raw, cfg.tb_histograms, run.tb if run else None, self.strategy.sharded) \
             if cfg.tb_histograms else None
+        self.system = perf.SystemMetrics(dist.device) if cfg.system_metrics and dist.is_main else None
         self.eval_seconds = 0.0  # time spent evaluating: never counted as training throughput
         self.ckpt_seconds = 0.0  # time spent writing the checkpoints that follow evaluations
         self.started = time.perf_counter()  # this process's training loop began (train() sets it again)
@@ -212,7 +213,8 @@ class Trainer:
         bar.set_postfix(loss=f"{loss:.4f}", **terms, lr=f"{lr:.3g}", **{self.rate_name: f"{images_per_s:,.0f}"})
         if self.run:
             self.run.log(self.step, {**{f"train/{n}": v for n, v in means.items()}, "train/lr": lr,
-                                     "train/images_per_s": images_per_s})
+                                     "train/images_per_s": images_per_s,
+                                     **(self.system.read() if self.system else {})})
         if not math.isfinite(loss):
             raise DivergedError(f"training loss became {loss} at step {self.step}; lower --lr or set --clip-grad "
                                 f"(the last checkpoint is kept)")
@@ -412,7 +414,7 @@ class Stopping:
 # Fields a resumed run may change: none of them alters a step already taken. Anything else (the learning rate, the
 # batch, the model) would make the continuation a different run: start one from these weights with --init-from.
 RESUMABLE = ("epochs", "max_steps", "eval_every_epochs", "eval_every_steps", "eval_limit", "ckpt_every_steps",
-             "preempt_signals", "requeue",
+             "preempt_signals", "requeue", "system_metrics",
              "keep_checkpoints", "log_every", "tb_histograms", "data", "stop_at", "patience")
 
 

@@ -74,3 +74,43 @@ def apply_fast(cfg, device):
         return cfg, ""
     settings, reasons = fast_settings(device)
     return dataclasses.replace(cfg, **settings), f"--fast on {device.type}: {', '.join(reasons)}"
+
+
+class SystemMetrics:
+    """Host and device figures beside the loss, read at each log line: this process's resident memory and CPU use
+    since the last line, and on a GPU its memory allocated / reserved / peak and utilisation (where NVML answers).
+    Reading them costs microseconds (bench/system_metrics.py measures the run with and without)."""
+
+    def __init__(self, device):
+        import time
+
+        self.device, self._clock = device, time
+        self._last = (time.perf_counter(), time.process_time())
+
+    def read(self) -> dict[str, float]:
+        import torch
+
+        now = (self._clock.perf_counter(), self._clock.process_time())
+        wall, cpu = now[0] - self._last[0], now[1] - self._last[1]
+        self._last = now
+        out = {"sys/rss_mb": _rss_bytes() / 2**20, "sys/cpu_percent": 100.0 * cpu / max(wall, 1e-9)}
+        if self.device.type == "cuda":
+            out.update({"sys/gpu_allocated_mb": torch.cuda.memory_allocated(self.device) / 2**20,
+                        "sys/gpu_reserved_mb": torch.cuda.memory_reserved(self.device) / 2**20,
+                        "sys/gpu_peak_mb": torch.cuda.max_memory_allocated(self.device) / 2**20})
+            try:
+                out["sys/gpu_utilization"] = float(torch.cuda.utilization(self.device))
+            except Exception:  # noqa: BLE001 -- no NVML (pynvml) here: the memory figures stand alone
+                pass
+        return out
+
+
+def _rss_bytes() -> int:
+    """Resident memory now (Linux: /proc/self/statm), else the peak (resource)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
