@@ -1,8 +1,9 @@
-"""The cost of logging system metrics (host memory and CPU, GPU memory and utilisation) beside the loss: the same
-digits run with and without them, alternating, median of --repeats, at --log-every 1 (the worst case: a read every
+"""The cost of logging system metrics (host memory and CPU, GPU memory and utilisation) and of MLflow tracking (a
+real `mlflow server` on 127.0.0.1) beside the loss: the same digits run without either, with system metrics, and
+with MLflow too, alternating, median of --repeats, at --log-every 10 and at 1 (the worst case: a request every
 step). Prints a table and writes bench/out/system_metrics.json.
 
-    python bench/system_metrics.py [--steps 400] [--repeats 5]
+    python bench/system_metrics.py [--steps 400] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -21,28 +22,55 @@ from pathlib import Path
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
+    import socket
+    import subprocess
+
     from towerlab import config
     from towerlab.engine import fit
     from towerlab.recipes import digits
 
-    times = {True: [], False: []}
     work = Path(tempfile.mkdtemp(prefix="towerlab-sys-"))
-    for i in range(args.repeats):
-        for on in (False, True):
-            cfg = config.build(digits.Config, None, {"max_steps": args.steps, "log_every": 1, "eval_every_epochs": 0.0,
-                                                     "system_metrics": on})
-            t0 = time.perf_counter()
-            fit(digits, cfg, out=work / f"{on}-{i}")
-            times[on].append(time.perf_counter() - t0)
-    off, on = statistics.median(times[False]), statistics.median(times[True])
-    print(f"{'digits, log every step':30s} {'without s':>10s} {'with s':>10s} {'ratio':>6s}")
-    print(f"{'':30s} {off:10.2f} {on:10.2f} {on / off:6.3f}")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port",
+                               str(port), "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}",
+                               "--default-artifact-root", str(work / "artifacts"), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.3)
+    setups = {"plain": {"system_metrics": False}, "system metrics": {},
+              "system metrics + MLflow": {"mlflow": f"http://127.0.0.1:{port}"}}
+    rows, report = [], {}
+    try:
+        for every in (10, 1):
+            times = {name: [] for name in setups}
+            for i in range(args.repeats):
+                for name, extra in setups.items():
+                    cfg = config.build(digits.Config, None, {"max_steps": args.steps, "log_every": every,
+                                                             "eval_every_epochs": 0.0, **extra})
+                    t0 = time.perf_counter()
+                    fit(digits, cfg, out=work / f"{every}-{name}-{i}")
+                    times[name].append(time.perf_counter() - t0)
+            base = statistics.median(times["plain"])
+            for name in setups:
+                rows.append((f"log every {every}", name, statistics.median(times[name]), statistics.median(times[name]) / base))
+            report[f"log_every_{every}"] = times
+    finally:
+        os.killpg(server.pid, 9)
+    print(f"{'digits, ' + str(args.steps) + ' steps':22s} {'setup':26s} {'seconds':>8s} {'ratio':>6s}")
+    for every, name, sec, ratio in rows:
+        print(f"{every:22s} {name:26s} {sec:8.2f} {ratio:6.3f}")
     Path("bench/out").mkdir(parents=True, exist_ok=True)
     Path("bench/out/system_metrics.json").write_text(json.dumps(
         {"command": " ".join(["python", *sys.argv]), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-         "steps": args.steps, "without_s": times[False], "with_s": times[True], "ratio": on / off}, indent=1))
+         "steps": args.steps, "seconds": report, "table": rows}, indent=1))
     return 0
 
 

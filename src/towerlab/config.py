@@ -83,6 +83,9 @@ class TrainConfig:
     eval_limit: int = opt(0, "if > 0, evaluate on the first this many validation items only (quick runs; the metrics "
                              "then carry eval_items)")
     log_every: int = opt(50, "log loss and throughput every this many steps")
+    mlflow: str = opt("", "MLflow tracking URI (default: $MLFLOW_TRACKING_URI; neither: no tracking)")
+    mlflow_experiment: str = opt("", "MLflow experiment (default: the recipe's name)")
+    mlflow_log_model: bool = opt(False, "at the end, also upload the run's model exported as ONNX to MLflow")
     system_metrics: bool = opt(True, "log host memory and CPU use (and on a GPU its memory and utilisation) beside "
                                      "the loss")
     tb_histograms: int = opt(0, "if > 0, every this many steps write per-layer activation, gradient and weight "

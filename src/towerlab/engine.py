@@ -414,7 +414,7 @@ class Stopping:
 # Fields a resumed run may change: none of them alters a step already taken. Anything else (the learning rate, the
 # batch, the model) would make the continuation a different run: start one from these weights with --init-from.
 RESUMABLE = ("epochs", "max_steps", "eval_every_epochs", "eval_every_steps", "eval_limit", "ckpt_every_steps",
-             "preempt_signals", "requeue", "system_metrics",
+             "preempt_signals", "requeue", "system_metrics", "mlflow", "mlflow_experiment", "mlflow_log_model",
              "keep_checkpoints", "log_every", "tb_histograms", "data", "stop_at", "patience")
 
 

@@ -111,3 +111,23 @@ def print_result(m: dict, report: bool = True) -> None:
     print(f"TensorBoard:   {board if board.is_file() else 'tensorboard'} --logdir {m['run_dir']}/tb")
     if report:
         write_report(m["run_dir"])
+    upload_to_tracking(m["run_dir"])
+
+
+def upload_to_tracking(run_dir) -> None:
+    """With MLflow tracking on: the report (and with --mlflow-log-model the model as ONNX) as the run's artifacts."""
+    from towerlab.runs import RunRecord
+
+    rec = RunRecord.load(run_dir)
+    where = rec.tracking()
+    if not where:
+        return
+    from towerlab import tracking
+
+    tracker = tracking.Tracker(where["uri"], "")
+    tracker.run_id = where["run_id"]
+    tracker.artifact(Path(run_dir) / "report.html")
+    if rec.config.get("mlflow_log_model"):
+        from towerlab.export import export
+
+        tracker.artifact(Path(export(run_dir, "onnx")["path"]))

@@ -30,6 +30,7 @@ from towerlab.files import atomic_write, make_dir
 
 
 CONFIG, METRICS, FINAL, STATUS, ENV = "config.yaml", "metrics.jsonl", "final_metrics.json", "status.json", "env.json"
+TRACKING = "tracking.json"  # the MLflow run this run logs to: a resumed run continues it
 FILES = (CONFIG, STATUS, METRICS, FINAL)  # what the board reads of a run (a link among them leaving it is refused)
 
 
@@ -48,6 +49,7 @@ class Run:
         self.path = make_dir(path, "the run directory (--out)")
         self._lock = acquire_lock(self.path)
         self.tb = None
+        self.tracker = None  # tracking.Tracker when MLflow tracking is on
 
     def open(self, recipe: str, cfg, resume_step: int = 0) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imported here: it is slow to import
@@ -62,7 +64,7 @@ class Run:
         save_yaml({"recipe": recipe, **asdict(cfg)}, tmp)
         os.replace(tmp, self.path / CONFIG)  # a crash leaves the old config or the new, never half of one
 
-    def write_env(self, world_size: int, device, speed: dict | None = None, data: str = "") -> None:
+    def write_env(self, world_size: int, device, speed: dict | None = None, data: str = "") -> dict:
         """env.json: where the run ran, the speed settings it ran with (what --fast chose, when on), and what
         produced it (provenance.py: code, packages, versions, command line, environment, the data's SHA-256)."""
         import torch
@@ -74,10 +76,27 @@ class Run:
                "started": time.strftime("%Y-%m-%dT%H:%M:%S"), **({"speed": speed} if speed else {}),
                "provenance": provenance.record(data or None)}
         atomic_write(self.path / ENV, json.dumps(env, indent=2), sync=False)
+        return env
+
+    def start_tracking(self, recipe: str, cfg, world_size: int, git: dict | None) -> None:
+        """MLflow, when a tracking URI is given or set (tracking.py); the run's id kept for a resume."""
+        from towerlab import tracking
+
+        uri = tracking.uri_of(cfg)
+        if not uri:
+            return
+        self.tracker = tracking.Tracker(uri, cfg.mlflow_experiment or recipe)
+        known = (_json(self.path / TRACKING) or {}).get("run_id")
+        run_id = self.tracker.start(known, self.path.resolve().name, asdict(cfg),
+                                    tracking.tags_for(recipe, cfg, world_size, git))
+        if run_id and run_id != known:
+            atomic_write(self.path / TRACKING, json.dumps({"uri": uri, "run_id": run_id}), sync=False)
 
     def log(self, step: int, values: dict[str, float]) -> None:
         with open(self.path / METRICS, "a") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
+        if self.tracker:
+            self.tracker.log(step, values)
         for k, v in values.items():
             if isinstance(v, (int, float)):
                 self.tb.add_scalar(k, v, step)
@@ -86,6 +105,8 @@ class Run:
         (self.path / FINAL).write_text(json.dumps(metrics, indent=2))
         self.tb.flush()
         self.write_status("done")
+        if self.tracker:
+            self.tracker.finish({k: v for k, v in metrics.items() if "/" not in k})
 
     def write_status(self, status: str, error: str = "") -> None:
         """status.json, replaced atomically: running / done / failed / interrupted."""
@@ -94,6 +115,8 @@ class Run:
         tmp = self.path / f".{STATUS}.tmp"
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.path / STATUS)
+        if self.tracker and status == "failed":  # interrupted and preempted runs continue the same MLflow run
+            self.tracker.finish({}, "FAILED")
 
     def close(self) -> None:
         if self.tb is not None:
@@ -194,6 +217,10 @@ class RunRecord:
     def env(self) -> dict:
         """env.json: where and with what the run last started ({} if it never got that far)."""
         return _json(self.path / ENV) or {}
+
+    def tracking(self) -> dict:
+        """{uri, run_id} of the MLflow run it logs to; {} without tracking."""
+        return _json(self.path / TRACKING) or {}
 
     @property
     def best(self) -> dict:

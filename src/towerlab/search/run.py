@@ -11,6 +11,7 @@ rerun the same command to resume.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from towerlab import recipes
@@ -49,6 +50,7 @@ def search(recipe_name: str, space_path: str, out: str | Path, executor: Executo
             print(f"best so far: {metric}={seen[name]:.4g} ({name}; {len(seen)} trials finished)", flush=True)
         return scores
 
+    parent = _tracking_parent(fixed, folder, recipe_name)
     mirror = None
     if storage:
         from towerlab.search.storage import StudyMirror
@@ -77,7 +79,29 @@ def search(recipe_name: str, space_path: str, out: str | Path, executor: Executo
                       {**fixed, **best["genome"]})
     rows = write_trials(folder, fixed, metric, [*(searcher.cache if searcher else {})] or folder.trial_keys())
     write_hparams(out, rows, metric)
+    if parent:
+        parent.artifact(folder.trials_table)
+        parent.finish({f"best_{metric}": best["fitness"]} if best.get("fitness") is not None else {})
     return best
+
+
+def _tracking_parent(fixed: dict, folder: SearchFolder, recipe: str):
+    """With MLflow tracking on, the search's own MLflow run (the same one when the search is resumed), whose child
+    runs its trials are: told to them through the environment the executor passes on."""
+    from towerlab import tracking
+
+    uri = fixed.get("mlflow") or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri:
+        return None
+    parent = tracking.Tracker(uri, fixed.get("mlflow_experiment") or recipe)
+    known = folder.tracking().get("run_id")
+    run_id = parent.start(known, f"search {folder.path.resolve().name}", {**fixed, "search": str(folder.path)},
+                          {"towerlab.kind": "search", "towerlab.recipe": recipe})
+    if run_id:
+        if run_id != known:
+            folder.write_tracking(uri, run_id)
+        os.environ[tracking.PARENT_ENV] = run_id
+    return parent
 
 
 def trial_row(trial: Trial | None, fixed: dict, metric: str) -> dict | None:

@@ -1,0 +1,104 @@
+"""MLflow tracking against a real `mlflow server` on 127.0.0.1 (SQLite backend store, local artifact root), read back
+with MlflowClient: a run's config, metrics, tags and report; a search's trials as child runs; a server that goes
+away mid-run costs a warning, never the run."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import run_cli
+
+mlflow = pytest.importorskip("mlflow", reason="the mlflow extra: pip install 'towerlab[mlflow]'")
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(root: Path, port: int) -> subprocess.Popen:
+    root.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port",
+                             str(port), "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                             "--default-artifact-root", str(root / "artifacts"), "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("mlflow server did not start")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _port()
+    proc = _start(tmp_path_factory.mktemp("mlflow"), port)
+    yield f"http://127.0.0.1:{port}"
+    _stop(proc)
+
+
+def test_a_run_logs_config_metrics_tags_and_its_report(server, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    run = tmp_path / "run"
+    run_cli("train", "digits", "--max-steps", "20", "--log-every", "5", "--eval-every-steps", "10", "--out", str(run),
+            "--mlflow", server, "--mlflow-experiment", "towerlab-test", env={"TOWERLAB_REPORT": "1"})
+    client = MlflowClient(server)
+    found = client.search_runs([client.get_experiment_by_name("towerlab-test").experiment_id])
+    assert len(found) == 1
+    r = found[0]
+    assert r.data.params["lr"] == "0.001" and r.data.tags["towerlab.recipe"] == "digits"
+    assert r.data.tags["towerlab.world_size"] == "1" and r.info.status == "FINISHED"
+    losses = client.get_metric_history(r.info.run_id, "train/loss")
+    assert [m.step for m in losses] == [5, 10, 15, 20]
+    assert len(client.get_metric_history(r.info.run_id, "val/accuracy")) == 2
+    assert "final/accuracy" in r.data.metrics and "sys/rss_mb" in r.data.metrics
+    assert "report.html" in [a.path for a in client.list_artifacts(r.info.run_id)]
+
+
+def test_search_trials_are_child_runs(server, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"units": {"choices": [16, 32]}}))
+    run_cli("search", "mlp", "--space", str(space), "--algo", "grid", "--out", str(tmp_path / "s"), "--no-report",
+            "--set", "dataset=digits", "--set", "max_steps=5", "--set", f"mlflow={server}",
+            "--set", "mlflow_experiment=towerlab-search")
+    client = MlflowClient(server)
+    runs = client.search_runs([client.get_experiment_by_name("towerlab-search").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("towerlab.kind") == "search"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == 2 and "final/best_accuracy" in parents[0].data.metrics
+
+
+def test_a_server_that_goes_away_costs_a_warning_not_the_run(tmp_path):
+    port = _port()
+    proc = _start(tmp_path / "gone", port)
+    run = tmp_path / "run"
+    train = subprocess.Popen([sys.executable, "-m", "towerlab", "train", "digits", "--max-steps", "400",
+                              "--log-every", "5", "--out", str(run), "--no-report", "--mlflow",
+                              f"http://127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").is_file() and time.time() < deadline:
+        time.sleep(0.1)
+    _stop(proc)  # the server dies while the run logs to it
+    out, err = train.communicate(timeout=300)
+    assert train.returncode == 0, err[-2000:]
+    assert err.count("towerlab: warning: MLflow at") == 1 and "Traceback" not in err
