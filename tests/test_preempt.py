@@ -18,12 +18,12 @@ from safetensors.torch import load_file
 from towerlab import checkpoint
 from towerlab.runs import RunRecord
 
-STEPS = 300
+STEPS = 120
 
 
 def _train(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "towerlab", "train", "digits", "--gpus", "0", "--out", str(out), "--max-steps",
-            str(STEPS), "--eval-every-steps", "100", "--ema-decay", "0.99", "--deterministic", "--log-every", "5",
+            str(STEPS), "--eval-every-steps", "50", "--ema-decay", "0.99", "--deterministic", "--log-every", "5",
             "--no-report", *extra]
 
 
@@ -40,7 +40,7 @@ def _logged_step(run: Path) -> int:
 
 def _signal_when_running(run: Path, proc: subprocess.Popen, send) -> None:
     deadline = time.time() + 120
-    while _logged_step(run) < 20 and proc.poll() is None and time.time() < deadline:
+    while _logged_step(run) < 10 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before the signal"
     send()

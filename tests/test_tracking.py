@@ -45,12 +45,17 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+SERVERS: dict[str, subprocess.Popen] = {}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     port = _port()
-    proc = _start(tmp_path_factory.mktemp("mlflow"), port)
-    yield f"http://127.0.0.1:{port}"
-    _stop(proc)
+    url = f"http://127.0.0.1:{port}"
+    SERVERS[url] = _start(tmp_path_factory.mktemp("mlflow"), port)
+    yield url
+    if SERVERS[url].poll() is None:
+        _stop(SERVERS[url])
 
 
 def test_a_run_logs_config_metrics_tags_and_its_report(server, tmp_path):
@@ -87,18 +92,17 @@ def test_search_trials_are_child_runs(server, tmp_path):
     assert len(parents) == 1 and len(children) == 2 and "final/best_accuracy" in parents[0].data.metrics
 
 
-def test_a_server_that_goes_away_costs_a_warning_not_the_run(tmp_path):
-    port = _port()
-    proc = _start(tmp_path / "gone", port)
+def test_a_server_that_goes_away_costs_a_warning_not_the_run(server, tmp_path):
+    """Last in this module: it stops the module's server."""
     run = tmp_path / "run"
-    train = subprocess.Popen([sys.executable, "-m", "towerlab", "train", "digits", "--max-steps", "400",
-                              "--log-every", "5", "--out", str(run), "--no-report", "--mlflow",
-                              f"http://127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    train = subprocess.Popen([sys.executable, "-m", "towerlab", "train", "digits", "--max-steps", "200",
+                              "--log-every", "5", "--out", str(run), "--no-report", "--mlflow", server],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 120
     while not (run / "metrics.jsonl").is_file() and time.time() < deadline:
         time.sleep(0.1)
-    _stop(proc)  # the server dies while the run logs to it
+    _stop(SERVERS[server])  # the server dies while the run logs to it
     out, err = train.communicate(timeout=300)
     assert train.returncode == 0, err[-2000:]
     assert err.count("towerlab: warning: MLflow at") == 1 and "Traceback" not in err
