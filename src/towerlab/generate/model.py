@@ -22,12 +22,15 @@ from towerlab.runs import RunRecord
 
 
 @dataclass
-class Model:
-    net: torch.nn.Module
-    vocab: Vocab
-    cfg: object
-    run_dir: Path
-    recipe: object
+class Model(infer.Loaded):
+    """A loaded run (infer.Loaded: recipe, cfg, model, weights) that generates molecules: with its vocabulary."""
+
+    vocab: Vocab | None = None
+    run_dir: Path | None = None
+
+    @property
+    def net(self) -> torch.nn.Module:
+        return self.model
 
     def strings(self, tokens: torch.Tensor) -> list[str]:
         return self.vocab.decode(tokens.cpu())
@@ -37,7 +40,8 @@ def load(run_dir: str | Path, which: str = "best", needs: str = "generate", comm
     run_dir = Path(run_dir)
     require(RunRecord.load(run_dir).recipe, needs, command=f"{command} ({run_dir})")
     loaded = infer.load(run_dir, which)
-    return Model(loaded.model, Vocab.load(Path(loaded.cfg.vocab_file)), loaded.cfg, run_dir, loaded.recipe)
+    return Model(loaded.recipe, loaded.cfg, loaded.model, loaded.weights, Vocab.load(Path(loaded.cfg.vocab_file)),
+                 run_dir)
 
 
 def data_file(m: Model, why: str = "the hill-climb starts from its best molecules: restore it, name another with "
