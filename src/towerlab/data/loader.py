@@ -175,21 +175,22 @@ def hold_out(train: tuple, fraction: float) -> tuple[tuple, tuple]:
 
 
 def tensor_data(cfg, dist: Dist, train: tuple, val: tuple | None, transform: Callable | None = None,
-                val_transform: Callable | None = None, **meta) -> Data:
+                val_transform: Callable | None = None, held_out: bool = False, **meta) -> Data:
     """The usual pair: a shuffled training loader and an evaluation loader over whole tensors, with the run's
     batch size, seed, placement and memory layout. With cfg.val_fraction, validation is a held-out part of the
-    training items and `val` becomes the test split."""
+    training items and `val` becomes the test split. held_out: the recipe has held its validation split out of the
+    data already, by cfg.val_fraction (the molecule corpus does): nothing is held out again."""
     options = {"on_device": cfg.data_on_device, "channels_last": cfg.channels_last}
     evaluation = lambda items: TensorLoader(items, cfg.batch_size, dist, train=False,  # noqa: E731
                                             transform=val_transform or transform, **options)
     test = None
-    if getattr(cfg, "val_fraction", 0.0):
+    if getattr(cfg, "val_fraction", 0.0) and not held_out:
         train, held = hold_out(train, cfg.val_fraction)
         val, test = held, evaluation(val) if val is not None else None  # (a folder of class folders has no test)
     elif val is None:
         raise ConfigError("this data has no validation split: pass --val-fraction F to hold out a part of it")
     return Data(TensorLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, transform=transform, **options),
-                evaluation(val), meta, test, held_out=bool(getattr(cfg, "val_fraction", 0.0)))
+                evaluation(val), meta, test, held_out=held_out or bool(getattr(cfg, "val_fraction", 0.0)))
 
 
 def limited(loader: TensorLoader, n: int) -> TensorLoader:

@@ -42,7 +42,7 @@ def prepared(cfg: Config) -> corpus.Prepared:
 
 def build_data(cfg: Config, dist: Dist) -> Data:
     p = prepared(cfg)
-    return tensor_data(cfg, dist, p.train[:1], p.val[:1], vocab=p.vocab)
+    return tensor_data(cfg, dist, p.train[:1], p.val[:1], held_out=True, vocab=p.vocab)
 
 
 save_artifacts, with_artifacts = corpus.save_vocab, corpus.with_vocab  # vocab.json beside the weights
