@@ -50,18 +50,24 @@ def packages() -> list[str]:
 
 
 def versions() -> dict:
-    try:
-        import torch
-    except ImportError:  # the ONNX Runtime service program has no torch
-        import onnxruntime
+    """python, torch, CUDA, cuDNN, NCCL (and ONNX Runtime where installed). torch is asked only when the process has
+    imported it already: the ONNX Runtime service must run without loading it."""
+    from importlib.metadata import PackageNotFoundError, version
 
-        return {"python": platform.python_version(), "torch": None, "onnxruntime": onnxruntime.__version__}
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
-    cuda = torch.cuda.is_available()
-    nccl = torch.cuda.nccl.version() if cuda and hasattr(torch.cuda, "nccl") else None
-    return {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if cuda else None,
-            "nccl": ".".join(map(str, nccl)) if isinstance(nccl, tuple) else nccl}
+    out = {"python": platform.python_version(), "torch": installed("torch"), "onnxruntime": installed("onnxruntime")}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        cuda = torch.cuda.is_available()
+        nccl = torch.cuda.nccl.version() if cuda and hasattr(torch.cuda, "nccl") else None
+        out.update(torch=torch.__version__, cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version() if cuda else None,
+                   nccl=".".join(map(str, nccl)) if isinstance(nccl, tuple) else nccl)
+    return out
 
 
 def _cache_file() -> Path:
