@@ -98,11 +98,20 @@ class SystemMetrics:
             out.update({"sys/gpu_allocated_mb": torch.cuda.memory_allocated(self.device) / 2**20,
                         "sys/gpu_reserved_mb": torch.cuda.memory_reserved(self.device) / 2**20,
                         "sys/gpu_peak_mb": torch.cuda.max_memory_allocated(self.device) / 2**20})
-            try:
-                out["sys/gpu_utilization"] = float(torch.cuda.utilization(self.device))
-            except Exception:  # noqa: BLE001 -- no NVML (pynvml) here: the memory figures stand alone
-                pass
+            utilization = _gpu_utilization(self.device)
+            if utilization is not None:
+                out["sys/gpu_utilization"] = utilization
         return out
+
+
+def _gpu_utilization(device) -> float | None:
+    """The GPU's busy percentage from NVML, or None where NVML (pynvml) does not answer: the memory figures stand."""
+    import torch
+
+    try:
+        return float(torch.cuda.utilization(device))
+    except Exception:  # noqa: BLE001 -- torch raises ModuleNotFoundError, RuntimeError or pynvml's own errors
+        return None
 
 
 def _rss_bytes() -> int:

@@ -86,10 +86,20 @@ def file_sha256(path: Path, cache: dict) -> str:
     return cache[key]
 
 
-def data_record(path: str | Path) -> dict | None:
-    """Sizes and SHA-256 of a data file, or of every file under a data folder (summarised past MAX_LISTED)."""
+def _save_cache(cache: dict) -> bool:
+    """Keep the hashes for the next run; an unwritable cache folder only means hashing again next time."""
     from towerlab.files import atomic_write
 
+    try:
+        _cache_file().parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(_cache_file(), json.dumps(cache), sync=False)
+        return True
+    except OSError:
+        return False
+
+
+def data_record(path: str | Path) -> dict | None:
+    """Sizes and SHA-256 of a data file, or of every file under a data folder (summarised past MAX_LISTED)."""
     path = Path(path)
     if not path.exists():
         return None
@@ -101,11 +111,7 @@ def data_record(path: str | Path) -> dict | None:
                                                  not any(part.startswith(".") for part in p.relative_to(path).parts))
     rows = [(str(p.relative_to(path)) if p != path else p.name, p.stat().st_size, file_sha256(p, cache))
             for p in files]
-    try:
-        _cache_file().parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(_cache_file(), json.dumps(cache), sync=False)
-    except OSError:
-        pass
+    _save_cache(cache)
     record = {"path": str(path.resolve()), "files": len(rows), "bytes": sum(r[1] for r in rows),
               "sha256": hashlib.sha256("".join(f"{n}\0{h}\n" for n, _, h in rows).encode()).hexdigest()}
     if len(rows) <= MAX_LISTED:
