@@ -29,15 +29,22 @@ class SmilesTable:
     source: Path
 
 
-def _text(path: Path) -> str:
+def _bytes(path: Path) -> bytes:
+    """The file's content, gunzipped when it ends in .gz."""
     if not path.is_file():
-        raise DataError(f"SMILES file {path} not found; pass a CSV with a SMILES column or a .txt with one per line")
+        raise DataError(f"SMILES file {path} not found; pass a CSV with a SMILES column, a .txt with one per line "
+                        f"or an SD file")
     raw = path.read_bytes()
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as e:
             raise DataError(f"{path} is not a valid gzip file ({e}); download it again") from None
+    return raw
+
+
+def _text(path: Path) -> str:
+    raw = _bytes(path)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -107,14 +114,8 @@ def read_sdf(path: Path) -> SmilesTable:
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise DataError(f"{path} is not a valid gzip file ({e}); download it again") from None
     smiles, fields, unreadable = [], [], 0
-    for mol in Chem.ForwardSDMolSupplier(io.BytesIO(raw)):
+    for mol in Chem.ForwardSDMolSupplier(io.BytesIO(_bytes(path))):
         if mol is None:
             unreadable += 1
             continue
@@ -134,8 +135,6 @@ def read(path: str | Path) -> SmilesTable:
     path = Path(path)
     stem = path.name[:-3] if path.name.endswith(".gz") else path.name
     if stem.endswith(".sdf"):
-        if not path.is_file():
-            raise DataError(f"SD file {path} not found")
         return read_sdf(path)
     text = _text(path)
     if stem.endswith(".tsv"):
