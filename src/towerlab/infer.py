@@ -135,9 +135,10 @@ def predict_folder(run_dir: str | Path, root: str | Path, out_csv: str | Path, w
 
 def _predict_batch(run: Loaded, paths: list[Path], out_dir: str | None) -> tuple[list[dict], list[tuple[Path, str]]]:
     """(a row per readable file, (file, why) per file that is not)."""
-    readable, skipped = [], []
+    if has(run.recipe, "predict_files"):  # label maps, defect overlays: the recipe reads each file at its own size
+        return _predict_files(run, paths, out_dir)
+    readable, skipped, images = [], [], []
     c, h, w = run.recipe.input_shape(run.cfg)
-    images = []
     for p in paths:
         try:
             images.append(read_image(p, c, (h, w)))
@@ -148,12 +149,21 @@ def _predict_batch(run: Loaded, paths: list[Path], out_dir: str | None) -> tuple
         return [], skipped
     names = run.recipe.class_names(run.cfg)
     with torch.no_grad():
-        if has(run.recipe, "predict_files"):
-            return run.recipe.predict_files(run.model, run.cfg, [str(p) for p in readable], out_dir), skipped
         probs = run.recipe.predict(run.model, run.recipe.prepare(run.cfg, torch.stack(images)))
     return [{"file": str(p), "class": names[int(row.argmax())], "probability": round(float(row.max()), 6),
              "probabilities": {n: round(float(v), 6) for n, v in zip(names, row)}}
             for p, row in zip(readable, probs)], skipped
+
+
+def _predict_files(run: Loaded, paths: list[Path], out_dir: str | None) -> tuple[list[dict], list[tuple[Path, str]]]:
+    rows, skipped = [], []
+    with torch.no_grad():
+        for p in paths:
+            try:
+                rows += run.recipe.predict_files(run.model, run.cfg, [str(p)], out_dir)
+            except DataError as e:
+                skipped.append((p, str(e)))
+    return rows, skipped
 
 
 def export_validation(recipe_name: str, out: str | Path, n: int, data: str = "") -> list[Path]:

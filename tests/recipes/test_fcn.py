@@ -158,3 +158,17 @@ def test_val_fraction_is_refused_where_the_recipe_has_its_own_validation_split(c
 
     with pytest.raises(ConfigError, match="does not take --val-fraction"):
         fit(get("fcn32s"), _cfg("fcn32s", camvid_dir, val_fraction=0.1), out=tmp_path / "run")
+
+
+def test_predicting_a_folder_writes_label_maps_and_skips_what_does_not_decode(camvid_dir, tmp_path):
+    """A segmentation run has no fixed input size: each file is read at its own (no input_shape asked)."""
+    import csv
+
+    from towerlab import infer
+
+    fit(get("fcn32s"), _cfg("fcn32s", camvid_dir, max_steps=1), out=tmp_path / "run")
+    (camvid_dir / "val" / "broken.png").write_bytes(b"not a png")
+    done = infer.predict_folder(tmp_path / "run", camvid_dir / "val", tmp_path / "p.csv", out_dir=str(tmp_path / "o"))
+    assert done["rows"] == 3 and done["skipped"] == 1
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert len(rows) == 3 and all((tmp_path / "o").glob("*_label.png"))
