@@ -42,3 +42,26 @@ def test_normalisations():
     assert to_image(m, Normalize(kind="minmax")).tolist() == [[[0, 64], [128, 255]]]
     assert to_image(m, Normalize(kind="fixed", offset=2, scale=4)).tolist() == [[[0, 128], [255, 255]]]
     assert to_image(np.full((2, 2), 5.0, np.float32), Normalize(kind="minmax")).max() == 0  # constant: no division by 0
+
+
+def test_an_image_row_claiming_a_huge_size_is_refused_before_decoding():
+    """Small PNGs whose headers claim 8,000 x 8,000 and 20,000 x 20,000 pixels: error outcomes, nothing allocated."""
+    import io
+    import struct
+    import zlib
+
+    from towerlab.serve.payload import RowError, to_picture
+    from towerlab.serve.settings import Payload
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    def png(side):
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+    with pytest.raises(RowError, match="8000x8000 image"):
+        to_picture({"png": png(8000)}, Payload(kind="image", column="png"), 1, None)
+    with pytest.raises(RowError, match="does not decode it"):  # past Pillow's own limit
+        to_picture({"png": png(20_000)}, Payload(kind="image", column="png"), 1, None)
+    assert len(io.BytesIO(png(20_000)).getvalue()) < 100

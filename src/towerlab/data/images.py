@@ -23,7 +23,7 @@ def read_image(path: str | Path, channels: int, size: tuple[int, int] | None = N
             if size is not None and im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"image {path} cannot be decoded ({e.__class__.__name__}: {e}); "
                         f"replace it with a valid PNG or JPEG") from None
     t = torch.from_numpy(arr.copy())

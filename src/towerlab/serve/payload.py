@@ -11,6 +11,7 @@ from towerlab.serve.settings import Normalize, Payload
 
 
 _F32_MAX = float(np.finfo(np.float32).max)
+MAX_PIXELS = 40_000_000  # an image row larger than this (e.g. 6,300 x 6,300) is an error outcome, never decoded
 
 
 class RowError(ValueError):
@@ -90,11 +91,16 @@ def to_picture(row: dict, p: Payload, channels: int, size: tuple[int, int] | Non
     else:
         source = name = _under_root(value, p)
     try:
-        with Image.open(source) as im:
+        with Image.open(source) as im:  # reads the header only: the size is known before any pixel is decoded
+            if im.width * im.height > MAX_PIXELS:
+                raise RowError(f"{name}: a {im.width}x{im.height} image; the service decodes at most {MAX_PIXELS:,} "
+                               f"pixels per row (a few bytes of PNG can claim gigabytes)")
             im = im.convert("L" if channels == 1 else "RGB")
             if size is not None and im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
+    except Image.DecompressionBombError:  # Pillow's own limit, above ours: the same refusal
+        raise RowError(f"{name}: an image of more than {MAX_PIXELS:,} pixels; the service does not decode it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise RowError(f"{name}: not a readable image ({type(e).__name__}: {str(e)[:120]})") from None
     return arr[None].copy() if channels == 1 else arr.transpose(2, 0, 1).copy()
