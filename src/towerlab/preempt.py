@@ -36,6 +36,8 @@ class Preemption:
 
     def requested(self) -> str | None:
         """The signal's name when this or any other rank got one; collective when there are several ranks."""
+        if not self.signals:  # --preempt-signals "": nothing to ask the other ranks (every rank has the same config)
+            return None
         got = self.received
         if self.dist.distributed:
             got = int(all_reduce_max(torch.tensor([got], dtype=torch.int64, device=self.dist.device), self.dist)[0])
