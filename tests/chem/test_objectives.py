@@ -55,3 +55,31 @@ def test_guacamol_benchmarks_score_through_the_package():
     assert obj([celecoxib, "CCO"])[0] == pytest.approx(1.0) and obj([celecoxib, "CCO"])[1] < 0.1
     with pytest.raises(ConfigError, match="no goal-directed v2 benchmark 'tastiness'"):
         objectives.get("guacamol:tastiness")
+
+
+def test_pmo_tasks_by_their_pmo_names():
+    pytest.importorskip("guacamol", reason="the optional guacamol extra (README: Molecules)")
+    from towerlab.chem import guacamol_adapter
+
+    tasks = guacamol_adapter.pmo_offline()
+    assert len(tasks) == 20 and list(tasks) == sorted(tasks)  # PMO's 23 less drd2, gsk3b, jnk3
+    aspirin = "CC(=O)Oc1ccccc1C(=O)O"
+    assert objectives.get("guacamol:qed")([aspirin])[0] == pytest.approx(QED.qed(props.mol(aspirin)))
+    # C7H8N2O2 (PMO's isomer task outside GuacaMol v2): an exact isomer scores 1, aspirin (C9H8O4) less
+    isomer = objectives.get("guacamol:isomers_c7h8n2o2")
+    exact, other = isomer(["Cc1ccc([N+](=O)[O-])cc1N", aspirin])
+    assert exact == pytest.approx(1.0) and other < 0.5
+    assert tasks["median1"] is guacamol_adapter.goal_directed_v2()["medianmolecules1"]
+
+
+def test_plogp_z_is_standardised_by_zincs_own_statistics(shared_data):
+    # the constants are ZINC 250k's means and sds, so over ZINC molecules each term, and their sum, averages ~0
+    zinc = (shared_data / "zinc250k_jtvae" / "test.txt").read_text().split()[:2000]
+    z, raw = objectives.get("plogp-z"), objectives.get("plogp")
+    zs, raws = z(zinc), raw(zinc)
+    assert abs(sum(zs) / len(zs)) < 0.15 and abs(sum(raws) / len(raws)) > 0.3
+    # a linear map of the same three terms: without a long ring, z = logp/sd_logp - sa/sd_sa + constant
+    (lm, ls), (sm, ss), (rm, rs) = objectives.ZINC_STATS.values()
+    m = props.mol("CCCCCCCCc1ccccc1")
+    expected = (Crippen.MolLogP(m) - lm) / ls - (props.sa_score(m) - sm) / ss + rm / rs
+    assert z(["CCCCCCCCc1ccccc1"])[0] == pytest.approx(expected)

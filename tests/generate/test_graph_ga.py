@@ -2,6 +2,7 @@
 file, a few generations raise the objective, --max-calls is never passed, and a SIGKILLed run resumes to the same
 output."""
 
+import csv
 import json
 import os
 import random
@@ -16,7 +17,7 @@ from rdkit import Chem
 
 from towerlab.chem import objectives, props
 from towerlab.generate.graph_ga import Settings, crossover, graph_ga, mutate
-from towerlab.generate.scoring import best_of_file
+from towerlab.generate.scoring import auc_top, best_of_file
 
 
 @pytest.fixture
@@ -57,6 +58,14 @@ def test_generations_raise_the_objective_within_the_call_budget(zinc300, tmp_pat
     assert history[-1]["mean_kept"] > history[0]["mean_kept"]
     best = (tmp_path / "ga" / "best.csv").read_text().splitlines()
     assert best[0] == "smiles,score" and len(best) - 1 <= 400
+    # calls.csv: the same molecules in the order the objective saw them; summary.json: PMO's area at the budget
+    calls = list(csv.DictReader(open(tmp_path / "ga" / "calls.csv")))
+    assert [int(r["call"]) for r in calls] == list(range(1, objective.calls + 1))
+    assert {r["smiles"] for r in calls} == {line.split(",")[0] for line in best[1:]}
+    summary = json.loads((tmp_path / "ga" / "summary.json").read_text())
+    assert summary["budget"] == 400 and summary["scoring_calls"] == objective.calls
+    assert summary["auc_top10"] == pytest.approx(auc_top([float(r["score"]) for r in calls], 10, 400))
+    assert 0 < summary["auc_top10"] < summary["top10_mean"]
 
 
 def test_killed_mid_run_it_continues_to_the_same_molecules(zinc300, tmp_path):

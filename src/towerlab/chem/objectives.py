@@ -3,10 +3,12 @@
     qed                      drug-likeness (Bickerton et al. 2012)
     plogp                    penalized logP: Crippen logP - SA score - long-ring penalty (max ring size - 6, if
                              positive), unnormalised, as ChemTS (Yang et al. 2017) and JT-VAE define it
+    plogp-z                  the same three terms each standardised by ZINC 250k's mean and sd, then summed: the
+                             scale ChemTS optimises and its tables (and Jensen 2019's) report
     logp                     Crippen logP
     similarity:SMILES        Tanimoto similarity (Morgan r=2, 2048 bits) to the given molecule
     guacamol:NAME            a GuacaMol goal-directed v2 benchmark's scoring function (celecoxib_rediscovery,
-                             osimertinib_mpo, ...)
+                             osimertinib_mpo, ...), or a PMO task by PMO's name (median1, isomers_c7h8n2o2, qed)
     package.module:function  your own: SMILES -> float
 
 An invalid SMILES scores nothing (None) and is counted as invalid; a molecule on which the objective raises is
@@ -31,6 +33,20 @@ def penalized_logp(m) -> float:
     return Crippen.MolLogP(m) - props.sa_score(m) - max(max(rings, default=0) - 6, 0)
 
 
+# mean and sd of logP, SA score and the long-ring penalty over ZINC 250k (250k_rndm_zinc_drugs_clean), the constants
+# JT-VAE and ChemTS standardise penalized logP with
+ZINC_STATS = {"logp": (2.4570953396190123, 1.434324401111988), "sa": (3.0525811293166134, 0.8335207024513095),
+              "ring": (0.0485696876403053, 0.2860212110245455)}
+
+
+def penalized_logp_z(m) -> float:
+    """Penalized logP on ChemTS's scale: each term standardised by ZINC 250k's statistics (ZINC_STATS)."""
+    rings = [len(r) for r in m.GetRingInfo().AtomRings()]
+    terms = {"logp": Crippen.MolLogP(m), "sa": props.sa_score(m), "ring": max(max(rings, default=0) - 6, 0)}
+    z = {k: (v - ZINC_STATS[k][0]) / ZINC_STATS[k][1] for k, v in terms.items()}
+    return z["logp"] - z["sa"] - z["ring"]
+
+
 def _similarity(target: str) -> Callable:
     ref = props.mol(target)
     if ref is None:
@@ -47,7 +63,8 @@ def _user(spec: str) -> Callable:
         fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"objective {spec!r}: cannot load {name} from {module} ({e}); write package.module:function "
-                          f"(on PYTHONPATH) or one of qed, plogp, logp, similarity:SMILES, guacamol:NAME") from None
+                          f"(on PYTHONPATH) or one of qed, plogp, plogp-z, logp, similarity:SMILES, "
+                          f"guacamol:NAME") from None
     if not callable(fn):
         raise ConfigError(f"objective {spec!r} is not a function")
     return lambda m: fn(props.Chem.MolToSmiles(m))
@@ -125,6 +142,8 @@ def get(spec: str) -> Objective:
         return Objective(spec, on_mol=QED.qed)
     if spec == "plogp":
         return Objective(spec, on_mol=penalized_logp)
+    if spec == "plogp-z":
+        return Objective(spec, on_mol=penalized_logp_z)
     if spec == "logp":
         return Objective(spec, on_mol=Crippen.MolLogP)
     kind, sep, arg = spec.partition(":")
@@ -136,5 +155,5 @@ def get(spec: str) -> Objective:
         return Objective(spec, on_smiles=benchmark(arg).objective.score_list)
     if sep and arg:
         return Objective(spec, on_mol=_user(spec))
-    raise ConfigError(f"unknown objective {spec!r}; use qed, plogp, logp, similarity:SMILES, guacamol:NAME or "
-                      f"package.module:function")
+    raise ConfigError(f"unknown objective {spec!r}; use qed, plogp, plogp-z, logp, similarity:SMILES, "
+                      f"guacamol:NAME or package.module:function")

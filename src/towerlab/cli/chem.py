@@ -9,8 +9,8 @@ from towerlab import config
 from towerlab.cli.args import POSITIVE, add_checkpoint, at_least, count
 from towerlab.generate import settings
 
-OBJECTIVE = ("qed, plogp, logp, similarity:SMILES, guacamol:NAME (a goal-directed v2 benchmark) or "
-             "package.module:function")
+OBJECTIVE = ("qed, plogp, plogp-z (ChemTS's scale), logp, similarity:SMILES, guacamol:NAME (a goal-directed v2 "
+             "benchmark or a PMO task) or package.module:function")
 
 
 def add(sub) -> None:

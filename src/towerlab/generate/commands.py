@@ -91,6 +91,12 @@ def _folder(args, parent: Path, kind: str, seed: int) -> Path:
     return parent / f"{kind}-{re.sub(r'[^A-Za-z0-9._-]+', '_', args.objective)}-seed{seed}"
 
 
+def _auc(out: Path) -> dict:
+    """PMO's sample-efficiency figure from the optimiser's summary.json (generate/scoring.summary)."""
+    s = json.loads((out / "summary.json").read_text())
+    return {"auc_top10": s["auc_top10"], "auc_budget": s["budget"]}
+
+
 def hillclimb(args) -> None:
     from towerlab.chem import objectives
     from towerlab.generate.hillclimb import Settings, hillclimb as run
@@ -101,7 +107,8 @@ def hillclimb(args) -> None:
     out = _folder(args, m.run_dir, "hillclimb", s.seed)
     start = "" if args.start == "none" else (args.start or str(gen.data_file(m)))
     history = run(m, objective, out, s, start, args.start_limit)
-    _print({**objective.counts(), "rounds": len(history), "best": history[-1]["best"] if history else None})
+    _print({**objective.counts(), "rounds": len(history), "best": history[-1]["best"] if history else None,
+            **_auc(out)})
     print(f"best molecules: {out / 'best.csv'}; per round: {out / 'rounds.csv'}, {out / 'score.png'}; "
           f"grid: {out / 'best.png'}")
 
@@ -117,7 +124,7 @@ def mcts(args) -> None:
     history = run(m, objective, out, s)
     last = history[-1] if history else {}
     _print({**objective.counts(), "molecules": last.get("molecules", 0), "completions": last.get("completions", 0),
-            "best": last.get("best"), "cpu_s": last.get("cpu_s")})
+            "best": last.get("best"), "cpu_s": last.get("cpu_s"), **_auc(out)})
     grid = f"; grid: {out / 'best.png'}" if (out / "best.png").is_file() else "; no valid molecule yet, so no grid"
     print(f"best molecules: {out / 'best.csv'}; progress: {out / 'progress.csv'}, {out / 'score.png'}{grid}")
 
@@ -137,7 +144,8 @@ def graph_ga(args) -> None:
     s = _settings(Settings, args)
     out = _folder(args, Path("runs"), "graph-ga", s.seed)
     history = run(objective, start, out, s, args.start_limit)
-    _print({**objective.counts(), "generations": len(history), "best": history[-1]["best"] if history else None})
+    _print({**objective.counts(), "generations": len(history), "best": history[-1]["best"] if history else None,
+            **_auc(out)})
     print(f"best molecules: {out / 'best.csv'}; per generation: {out / 'progress.csv'}, {out / 'score.png'}; "
           f"grid: {out / 'best.png'}")
 

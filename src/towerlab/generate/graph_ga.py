@@ -186,5 +186,5 @@ def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_lim
         state = {"generation": gen, "population": population, "seen": seen, "history": history,
                  "max_atoms": state["max_atoms"], "settings": mine, "objective": objective.state()}
         atomic_write(out / "state.json", json.dumps(state).encode())
-    write_outputs(out, seen, history, objective.name, x="generation")
+    write_outputs(out, seen, history, objective.name, x="generation", max_calls=s.max_calls)
     return history

@@ -24,7 +24,7 @@ from towerlab.errors import CheckpointError, ConfigError
 from towerlab.files import atomic_write, make_dir
 from towerlab.generate.model import Model, write_csv, write_grid
 from towerlab.generate.settings import HillclimbSettings as Settings
-from towerlab.generate.scoring import best_of_file, ranked, score_new
+from towerlab.generate.scoring import best_of_file, ranked, score_new, summary
 from towerlab.precision import Precision
 from towerlab.recipes import require
 from towerlab.recipes.contract import Step
@@ -115,18 +115,25 @@ def hillclimb(m: Model, objective: Objective, out: Path, s: Settings, start: str
         checkpoint.save(out / "checkpoints", r, {"model": m.net.state_dict()},
                         {"optimizer": opt.state_dict(), "round": r, "seen": json.dumps(seen),
                          "history": json.dumps(history), "objective": json.dumps(objective.state())}, ["last"])
-    write_outputs(out, seen, history, objective.name)
+    write_outputs(out, seen, history, objective.name, max_calls=s.max_calls)
     return history
 
 
-def write_outputs(out: Path, seen: dict[str, float | None], history: list[dict], name: str, x: str = "round") -> None:
-    """best.csv (every scored molecule, best first), rounds.csv, score.png (per round), best.png (a grid)."""
+def write_outputs(out: Path, seen: dict[str, float | None], history: list[dict], name: str, x: str = "round",
+                  max_calls: int = 0) -> dict:
+    """best.csv (every scored molecule, best first), calls.csv (the same in the order they were scored: the
+    objective's calls), rounds.csv, score.png (per round), best.png (a grid), and
+    summary.json (calls, best, top-10 and top-100 means, PMO's area under the top-10 curve); returns the summary."""
     rows = [(c, seen[c]) for c in ranked(seen)]
+    result = {"objective": name, **summary(seen, max_calls)}
+    atomic_write(out / "summary.json", json.dumps(result, indent=1).encode())
     write_csv([{"smiles": c, "score": v} for c, v in rows], out / "best.csv")
+    write_csv([{"call": i, "smiles": c, "score": v} for i, (c, v) in enumerate(seen.items(), 1)], out / "calls.csv")
     write_csv(history, out / ("rounds.csv" if x == "round" else "progress.csv"))
     if rows:
         write_grid([c for c, _ in rows[:12]], [f"{v:.3f}" for _, v in rows[:12]], out / "best.png")
     plot(history, name, out / "score.png", x)
+    return result
 
 
 def plot(history: list[dict], name: str, path: Path, x: str = "round") -> None:

@@ -181,5 +181,5 @@ def mcts(m: Model, objective: Objective, out: Path, s: Settings) -> list[dict]:
     make_dir(out, "the output folder (--out)")
     search = Search(m, objective, s)
     history = search.run()
-    write_outputs(out, search.seen, history, objective.name, x="molecules")
+    write_outputs(out, search.seen, history, objective.name, x="molecules", max_calls=s.max_calls)
     return history

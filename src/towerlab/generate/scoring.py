@@ -55,3 +55,39 @@ def best_of_file(path: str, objective: Objective, n: int, seen: dict, limit: int
                  unit="chunk", min_total=2):
         score_new(canon[i:i + CHUNK], objective, seen, max_calls)
     return ranked(seen, canon)[:n]
+
+
+def auc_top(scores: list[float | None], k: int = 10, budget: int = 0, every: int = 100) -> float:
+    """PMO's main metric (Gao et al. 2022, "Sample efficiency matters"): the area under the curve of the mean of
+    the k best scores found so far against the number of oracle calls, divided by the budget, so 1.0 means a
+    perfect molecule found on the first call. `scores` are in call order, one per call (None, a failed call,
+    counts as 0, as PMO scores what it cannot score). The curve is read every `every` calls and at the last call,
+    joined by straight lines from 0 at call 0; a run that ends before the budget keeps its last value to the end
+    (PMO's rule for a finished run); calls past the budget are not counted."""
+    import heapq
+
+    budget = budget or len(scores)
+    scores = [0.0 if v is None else float(v) for v in scores[:budget]]
+    top: list[float] = []  # the k best so far, a min-heap
+    area, last_x, last_y = 0.0, 0, 0.0
+    for i, v in enumerate(scores, 1):
+        if len(top) < k:
+            heapq.heappush(top, v)
+        elif v > top[0]:
+            heapq.heapreplace(top, v)
+        if i % every == 0 or i == len(scores):
+            y = sum(top) / len(top)
+            area += (i - last_x) * (y + last_y) / 2
+            last_x, last_y = i, y
+    area += (budget - last_x) * last_y
+    return area / budget if budget else 0.0
+
+
+def summary(seen: dict[str, float | None], max_calls: int = 0) -> dict:
+    """What a finished optimisation reached: calls, the best, the means of the 1/10/100 best, and PMO's area under
+    the top-10 curve at the budget (`max_calls`, or the calls made when there was none). `seen` is in call order."""
+    best = [seen[c] for c in ranked(seen)]
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {"scoring_calls": len(seen), "best": best[0] if best else None, "top10_mean": mean(best[:10]),
+            "top100_mean": mean(best[:100]), "budget": max_calls or len(seen),
+            "auc_top10": auc_top(list(seen.values()), 10, max_calls or len(seen))}

@@ -1,0 +1,363 @@
+"""Goal-directed molecule design against the published figures, task by task. Never part of `make test`.
+
+    TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo graph-ga [--seeds 0 1 2] [--tasks qed median1]
+    TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo hillclimb --run PRIOR_RUN
+    TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo mcts --run PRIOR_RUN
+    TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol graph-ga --max-calls 30000
+    TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol hillclimb --run PRIOR_RUN --max-calls 30000
+    TOWERLAB_DATA=../shared/data python bench/mol_design.py plogp mcts --run ZINC_PRIOR_RUN [--runs 10 --budget 5000]
+    TOWERLAB_DATA=../shared/data python bench/mol_design.py plogp graph-ga --budget 1000
+    TOWERLAB_DATA=../shared/data python bench/mol_design.py corpus      # writes bench/out/design/broad.smi
+
+pmo: the 20 PMO tasks that run offline (Gao et al. 2022, "Sample efficiency matters"; drd2, gsk3b and jnk3 need
+classifier files), 10,000 oracle calls each; per task the area under the top-10 curve (PMO's main metric,
+towerlab.generate.scoring.auc_top) beside PMO's published means for REINVENT, Graph GA and SMILES LSTM-HC. The
+graph GA runs with PMO's tuned settings (population 120, offspring 70, mutation rate 0.067, the first population
+120 random ZINC molecules, all counted as calls); hill-climb with its defaults (GuacaMol's baseline) from the prior
+alone, as PMO ran it.
+plogp: penalized logP as ChemTS and Jensen 2019 measured it: 10 runs, each run's best on ChemTS's scale (plogp-z,
+what both optimise) and on the raw scale; ChemTS counts 5,000 valid molecules, Jensen's GA 1,000 (population 20,
+20 children per generation, mutation rate 1%, the first population 20 random molecules of the first 1,000 of ZINC).
+guacamol: the 20 GuacaMol goal-directed v2 benchmarks, each scored by GuacaMol's own assess_model with the
+optimiser as the generator; per task the score, the oracle calls and CPU seconds, beside Brown et al. 2019 Table 2.
+The first population: the best molecules of a scored draw of --start-limit molecules of the broad corpus (the
+baselines score all of ChEMBL, which is not here).
+
+Every task is resumable: a finished one (result.json in its folder) is skipped on a re-run, a half-done one
+continues where the optimiser's own checkpoint stopped (graph GA: by generation, hill-climb: by round). The
+molecules behind every figure are written under docs/samples/: guacamol/<method>/<benchmark>.smi (what GuacaMol
+scored), plogp/<method>/run<k>.csv (each run's 100 best, both scales), pmo/<method>/seed<k>/<task>.csv
+(call,smiles,score of every molecule that was ever among the ten best, with
+the total calls: enough to rescore each molecule and recompute the curve). Tables print; JSON in bench/out/design/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+OUT = Path("bench/out/design")
+SAMPLES = Path("docs/samples")
+DATA = Path(os.environ.get("TOWERLAB_DATA", "../shared/data"))
+ZINC = DATA / "zinc250k_jtvae" / "valid.txt"
+
+# Gao et al. 2022 (PMO), Table 3 (AUC top-10 at 10,000 calls, mean of 5 runs), as reproduced in Lee et al. 2024
+# (f-RAG) Table 1 and its appendix table: REINVENT, Graph GA, SMILES LSTM-HC.
+PMO_PUBLISHED = {
+    "albuterol_similarity": (0.882, 0.838, 0.719), "amlodipine_mpo": (0.635, 0.661, 0.593),
+    "celecoxib_rediscovery": (0.710, 0.630, 0.380), "deco_hop": (0.666, 0.619, 0.826),
+    "fexofenadine_mpo": (0.784, 0.760, 0.725), "isomers_c7h8n2o2": (0.852, 0.862, 0.485),
+    "isomers_c9h10n2o2pf2cl": (0.642, 0.719, 0.342), "median1": (0.356, 0.294, 0.255),
+    "median2": (0.276, 0.273, 0.248), "mestranol_similarity": (0.618, 0.579, 0.526),
+    "osimertinib_mpo": (0.837, 0.831, 0.796), "perindopril_mpo": (0.537, 0.538, 0.489),
+    "qed": (0.941, 0.940, 0.939), "ranolazine_mpo": (0.760, 0.728, 0.714), "scaffold_hop": (0.560, 0.517, 0.533),
+    "sitagliptin_mpo": (0.021, 0.433, 0.066), "thiothixene_rediscovery": (0.534, 0.479, 0.438),
+    "troglitazone_rediscovery": (0.441, 0.390, 0.354), "valsartan_smarts": (0.178, 0.000, 0.000),
+    "zaleplon_mpo": (0.358, 0.346, 0.206)}
+# Brown et al. 2019 (GuacaMol), Table 2: Graph GA and SMILES LSTM per v2 benchmark.
+GUACAMOL_PUBLISHED = {
+    "Celecoxib rediscovery": (1.000, 1.000), "Troglitazone rediscovery": (1.000, 1.000),
+    "Thiothixene rediscovery": (1.000, 1.000), "Aripiprazole similarity": (1.000, 1.000),
+    "Albuterol similarity": (1.000, 1.000), "Mestranol similarity": (1.000, 1.000), "C11H24": (0.971, 0.993),
+    "C9H10N2O2PF2Cl": (0.982, 0.879), "Median molecules 1": (0.406, 0.438), "Median molecules 2": (0.432, 0.422),
+    "Osimertinib MPO": (0.953, 0.907), "Fexofenadine MPO": (0.998, 0.959), "Ranolazine MPO": (0.920, 0.855),
+    "Perindopril MPO": (0.792, 0.808), "Amlodipine MPO": (0.894, 0.894), "Sitagliptin MPO": (0.891, 0.545),
+    "Zaleplon MPO": (0.754, 0.669), "Valsartan SMARTS": (0.990, 0.978), "Deco Hop": (1.000, 0.996),
+    "Scaffold Hop": (1.000, 0.998)}
+
+
+def machine() -> str:
+    import torch
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+# -- the broad corpus -------------------------------------------------------------------------------------------
+def corpus(_args=None) -> Path:
+    """MOSES train + ZINC (valid, test) + Tox21, canonical and deduplicated, one SMILES per line; mixtures (a '.'
+    in the SMILES: salts, counter-ions) are left out. Written once."""
+    path = OUT / "broad.smi"
+    if path.is_file():
+        return path
+    from towerlab.chem.corpus import canonical_forms
+    from towerlab.data import smiles as smiles_data
+
+    files = [DATA / "moses" / "train.csv.gz", DATA / "zinc250k_jtvae" / "valid.txt",
+             DATA / "zinc250k_jtvae" / "test.txt", DATA / "tox21" / "tox21.csv"]
+    forms: set[str] = set()
+    for f in files:
+        got = {c for c in canonical_forms(smiles_data.read(f)) if c and "." not in c}
+        print(f"{f}: {len(got)} molecules")
+        forms |= got
+    OUT.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(sorted(forms)) + "\n")
+    print(f"wrote {path}: {len(forms)} molecules")
+    return path
+
+
+# -- one optimiser on one objective -----------------------------------------------------------------------------
+def optimise(method: str, objective, out: Path, args, start: str, start_limit: int, max_calls: int, seed: int) -> None:
+    if method == "graph-ga":
+        from towerlab.generate.graph_ga import Settings, graph_ga
+
+        pmo = args.bench == "pmo"  # PMO's tuned settings; GuacaMol's baseline's otherwise (the defaults)
+        s = Settings(population=120 if pmo else 100, offspring=70 if pmo else 200,
+                     mutation_rate=0.067 if pmo else 0.01, generations=100_000, max_calls=max_calls, seed=seed)
+        graph_ga(objective, start, out, s, start_limit)
+    elif method in ("hillclimb", "mcts"):
+        from towerlab.generate import model as gen
+
+        m = gen.load(args.run)
+        if method == "hillclimb":
+            from towerlab.generate.hillclimb import Settings, hillclimb
+
+            hillclimb(m, objective, out, Settings(rounds=100_000, max_calls=max_calls, seed=seed), start, start_limit)
+        else:
+            from towerlab.generate.mcts import Settings, mcts
+
+            mcts(m, objective, out, Settings(budget=10 ** 9, max_calls=max_calls, seed=seed))
+    else:
+        raise SystemExit(f"unknown method {method!r}")
+
+
+def task(folder: Path, run) -> dict:
+    """Run one task unless its result.json exists; the result with CPU and wall seconds of this process's part."""
+    done = folder / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    resumed = any(folder.iterdir())
+    t0, cpu0 = time.time(), time.process_time()
+    result = run()
+    result.update(wall_s=time.time() - t0, cpu_s=time.process_time() - cpu0, resumed=resumed)
+    done.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _entrants(seen: dict, k: int = 10) -> list[dict]:
+    """Every molecule that was among the k best when it was scored, with its call number: the top-k curve."""
+    import heapq
+
+    top, rows = [], []
+    for call, (smiles, v) in enumerate(seen.items(), 1):
+        v = 0.0 if v is None else v
+        if len(top) < k or v > top[0]:
+            (heapq.heappush if len(top) < k else heapq.heapreplace)(top, v)
+            rows.append({"call": call, "smiles": smiles, "score": v})
+    return rows
+
+
+def _seen(out: Path) -> dict:
+    """The optimiser's scores in call order (its calls.csv)."""
+    return {r["smiles"]: float(r["score"]) if r["score"] else None for r in csv.DictReader(open(out / "calls.csv"))}
+
+
+# -- PMO --------------------------------------------------------------------------------------------------------
+def pmo(args) -> None:
+    from towerlab.chem import guacamol_adapter, objectives
+
+    rows = []
+    for seed in args.seeds:
+        for name in guacamol_adapter.pmo_offline():
+            if args.tasks and name not in args.tasks:
+                continue
+            folder = OUT / "pmo" / args.method / f"calls{args.max_calls}" / f"seed{seed}" / name
+
+            def run(name=name, folder=folder, seed=seed) -> dict:
+                obj = objectives.get(f"guacamol:{name}")
+                start, limit = (str(ZINC), 120) if args.method == "graph-ga" else ("", 0)
+                optimise(args.method, obj, folder / "run", args, start, limit, args.max_calls, seed)
+                seen = _seen(folder / "run")
+                from towerlab.generate.scoring import summary
+
+                sample = SAMPLES / "pmo" / args.method / f"seed{seed}" / f"{name}.csv"
+                sample.parent.mkdir(parents=True, exist_ok=True)
+                with open(sample, "w", newline="") as f:
+                    w = csv.DictWriter(f, ["call", "smiles", "score"])
+                    w.writeheader()
+                    w.writerows(_entrants(seen))
+                    f.write(f"# total calls {len(seen)}; budget {args.max_calls}\n")
+                return {"task": name, "seed": seed, **summary(seen, args.max_calls), **obj.counts()}
+
+            r = task(folder, run)
+            rows.append(r)
+            ref = PMO_PUBLISHED[name]
+            print(f"| {name} | {seed} | {r['auc_top10']:.3f} | {r['top10_mean']:.3f} | {r['scoring_calls']} | "
+                  f"{r['cpu_s']:.0f} | {ref[0]:.3f} | {ref[1]:.3f} | {ref[2]:.3f} |", flush=True)
+    by_task: dict[str, list[float]] = {}
+    for r in rows:
+        by_task.setdefault(r["task"], []).append(r["auc_top10"])
+    total = sum(statistics.mean(v) for v in by_task.values())
+    published = [sum(PMO_PUBLISHED[t][i] for t in by_task) for i in range(3)]
+    print(f"| sum ({len(by_task)} tasks, mean over seeds) | | {total:.3f} | | | {sum(r['cpu_s'] for r in rows):.0f} | "
+          f"{published[0]:.3f} | {published[1]:.3f} | {published[2]:.3f} |")
+    report = {"bench": "pmo", "method": args.method, "max_calls": args.max_calls, "seeds": args.seeds,
+              "tasks": rows, "sum_auc_top10": total, "published_sums": dict(zip(("REINVENT", "Graph GA",
+                                                                                   "SMILES LSTM-HC"), published))}
+    _save(f"pmo-{args.method}", report)
+
+
+# -- penalized logP (ChemTS's protocol) ---------------------------------------------------------------------------
+CHEMTS_PUBLISHED = "ChemTS (Yang et al. 2017, as tabulated by Jensen 2019 Table 1): 4.9 +- 0.5 at ~5,000 molecules"
+JENSEN_PUBLISHED = ("GB-GA (Jensen 2019, Chem. Sci. 10:3567, Table 1): 7.4 +- 0.9 (mutation rate 1%), 6.8 +- 0.7 "
+                    "(50%), 1,000 molecules per run, 10 runs")
+
+
+def plogp(args) -> None:
+    """10 runs on ChemTS's scale (plogp-z, what ChemTS optimises); each run's best on both scales."""
+    from towerlab.chem import objectives
+
+    raw = objectives.get("plogp")
+    first = OUT / "zinc_first1000.smi"  # Jensen's first mating pool: 20 random molecules of the first 1,000 of ZINC
+    if not first.is_file():
+        OUT.mkdir(parents=True, exist_ok=True)
+        first.write_text("\n".join(ZINC.read_text().split()[:1000]) + "\n")
+    rows = []
+    for k in range(args.runs):
+        folder = OUT / "plogp" / args.method / f"budget{args.budget}" / f"run{k}"
+
+        def run(k=k, folder=folder) -> dict:
+            obj = objectives.get("plogp-z")
+            if args.method == "graph-ga":
+                from towerlab.generate.graph_ga import Settings, graph_ga
+
+                s = Settings(population=20, offspring=20, mutation_rate=0.01, generations=100_000,
+                             max_calls=args.budget, seed=k)
+                graph_ga(obj, str(first), folder / "run", s, start_limit=20)
+            else:
+                from towerlab.generate import model as gen
+                from towerlab.generate.mcts import Settings, mcts
+
+                mcts(gen.load(args.run), obj, folder / "run", Settings(budget=args.budget, seed=k))
+            seen = {c: v for c, v in _seen(folder / "run").items() if v is not None}
+            both = sorted(({"smiles": c, "plogp_z": v, "plogp": r} for (c, v), r in zip(seen.items(), raw(list(seen)))),
+                          key=lambda r: -r["plogp_z"])
+            sample = SAMPLES / "plogp" / args.method / f"run{k}.csv"
+            sample.parent.mkdir(parents=True, exist_ok=True)
+            with open(sample, "w", newline="") as f:
+                w = csv.DictWriter(f, ["smiles", "plogp_z", "plogp"])
+                w.writeheader()
+                w.writerows(both[:100])
+            summary = json.loads((folder / "run" / "summary.json").read_text())
+            progress = folder / "run" / ("progress.csv")
+            last = list(csv.DictReader(open(progress)))[-1] if progress.is_file() else {}
+            return {"run": k, "best_z": both[0]["plogp_z"], "best_raw": max(r["plogp"] for r in both),
+                    "raw_of_best_z": both[0]["plogp"], "best_smiles": both[0]["smiles"],
+                    "scoring_calls": summary["scoring_calls"], "molecules": int(last.get("molecules", 0) or 0)
+                    or summary["scoring_calls"], **obj.counts()}
+
+        r = task(folder, run)
+        rows.append(r)
+        print(f"run {k}: best {r['best_z']:.2f} (ChemTS scale), {r['best_raw']:.2f} (raw); {r['molecules']} "
+              f"molecules, {r['scoring_calls']} objective calls, {r['cpu_s']:.0f} s CPU", flush=True)
+    stat = {}
+    for key in ("best_z", "best_raw"):
+        v = [r[key] for r in rows]
+        stat[key] = (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, max(v))
+    print("| method | best per run, ChemTS scale (mean +- sd) | best of all | raw scale (mean +- sd) | molecules per run |"
+          " CPU s per run |")
+    print("|---|---|---|---|---|---|")
+    print(f"| towerlab {args.method} | {stat['best_z'][0]:.2f} +- {stat['best_z'][1]:.2f} | {stat['best_z'][2]:.2f} | "
+          f"{stat['best_raw'][0]:.2f} +- {stat['best_raw'][1]:.2f} | "
+          f"{statistics.mean(r['molecules'] for r in rows):.0f} | {statistics.mean(r['cpu_s'] for r in rows):.0f} |")
+    print(CHEMTS_PUBLISHED)
+    print(JENSEN_PUBLISHED)
+    _save(f"plogp-{args.method}-{args.budget}", {"bench": "plogp", "method": args.method, "budget": args.budget,
+                                                 "run_dir": args.run, "runs": rows, "stats": stat})
+
+
+# -- GuacaMol ---------------------------------------------------------------------------------------------------
+class _Generator:
+    """GuacaMol's GoalDirectedGenerator: one towerlab optimiser, fresh per benchmark, its molecules kept."""
+
+    def __init__(self, args, name: str, folder: Path):
+        self.args, self.name, self.folder, self.counts = args, name, folder, {}
+
+    def generate_optimized_molecules(self, scoring_function, number_molecules, starting_population=None):
+        from towerlab.chem.objectives import Objective
+
+        a = self.args
+        obj = Objective(f"guacamol:{self.name}", on_smiles=scoring_function.score_list)
+        start = "" if a.method == "mcts" else str(corpus())
+        optimise(a.method, obj, self.folder / "run", a, start, a.start_limit, a.max_calls, a.seed)
+        best = [r["smiles"] for r in csv.DictReader(open(self.folder / "run" / "best.csv"))][:number_molecules]
+        self.counts = obj.counts()
+        path = SAMPLES / "guacamol" / a.method / f"{self.name}.smi"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(best) + "\n")
+        return best
+
+
+def guacamol(args) -> None:
+    from towerlab.chem import guacamol_adapter
+
+    rows = []
+    for key, bench in guacamol_adapter.goal_directed_v2().items():
+        if args.tasks and key not in args.tasks and bench.name not in args.tasks:
+            continue
+        folder = OUT / "guacamol" / args.method / f"calls{args.max_calls}" / bench.name.replace(" ", "_")
+
+        def run(bench=bench, folder=folder) -> dict:
+            gen = _Generator(args, bench.name, folder)
+            result = bench.assess_model(gen)
+            summary = json.loads((folder / "run" / "summary.json").read_text())
+            return {"task": bench.name, "score": result.score, "scoring_calls": summary["scoring_calls"],
+                    **gen.counts}
+
+        r = task(folder, run)
+        rows.append(r)
+        ref = GUACAMOL_PUBLISHED[r["task"]]
+        print(f"| {r['task']} | {r['score']:.3f} | {r['scoring_calls']} | {r['cpu_s']:.0f} | {ref[0]:.3f} | "
+              f"{ref[1]:.3f} |", flush=True)
+    total = sum(r["score"] for r in rows)
+    print(f"| total ({len(rows)} tasks) | {total:.2f} | {sum(r['scoring_calls'] for r in rows)} | "
+          f"{sum(r['cpu_s'] for r in rows):.0f} | {sum(GUACAMOL_PUBLISHED[r['task']][0] for r in rows):.2f} | "
+          f"{sum(GUACAMOL_PUBLISHED[r['task']][1] for r in rows):.2f} |")
+    _save(f"guacamol-{args.method}", {"bench": "guacamol", "method": args.method, "max_calls": args.max_calls,
+                                      "start_limit": args.start_limit, "tasks": rows, "total": total})
+
+
+def _save(name: str, report: dict) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    report = {"command": " ".join(["python", *sys.argv]), "machine": machine(), **report}
+    (OUT / f"{name}.json").write_text(json.dumps(report, indent=1))
+    print(f"wrote {OUT / f'{name}.json'}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="bench", required=True)
+    sub.add_parser("corpus")
+    a = sub.add_parser("plogp")
+    a.add_argument("method", choices=["graph-ga", "mcts"])
+    a.add_argument("--run", help="the smiles-lstm prior (mcts; ChemTS's was trained on ZINC)")
+    a.add_argument("--runs", type=int, default=10)
+    a.add_argument("--budget", type=int, default=5000, help="mcts: valid molecules (ChemTS's count); graph-ga: calls")
+    for name, calls in (("pmo", 10_000), ("guacamol", 30_000)):
+        a = sub.add_parser(name)
+        a.add_argument("method", choices=["graph-ga", "hillclimb", "mcts"])
+        a.add_argument("--run", help="the smiles-lstm prior (hillclimb, mcts)")
+        a.add_argument("--tasks", nargs="*", help="task names (default: all)")
+        a.add_argument("--max-calls", type=int, default=calls)
+        if name == "pmo":
+            a.add_argument("--seeds", type=int, nargs="*", default=[0])
+        else:
+            a.add_argument("--seed", type=int, default=0)
+            a.add_argument("--start-limit", type=int, default=10_000,
+                           help="molecules of the broad corpus scored for the first population")
+    args = p.parse_args()
+    if args.bench != "corpus" and args.method != "graph-ga" and not args.run:
+        p.error(f"{args.method} needs --run PRIOR_RUN (a smiles-lstm run)")
+    {"corpus": corpus, "plogp": plogp, "pmo": pmo, "guacamol": guacamol}[args.bench](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
