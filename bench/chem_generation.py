@@ -1,21 +1,15 @@
 """Molecule generation against the published figures (CPU budgets, stated). Never part of `make test`.
 
     TOWERLAB_DATA=../shared/data python bench/chem_generation.py prior RUN [--n 10000]
-    TOWERLAB_DATA=../shared/data python bench/chem_generation.py hillclimb RUN [--rounds 5 --samples 256 --keep 128]
-    TOWERLAB_DATA=../shared/data python bench/chem_generation.py mcts RUN [--runs 10 --budget 5000]
     TOWERLAB_DATA=../shared/data python bench/chem_generation.py autoencoders [--steps 1500]
 
 prior: 10,000 molecules of a smiles-lstm run: validity, unique@10k, novelty (against the run's training split and
 against the MOSES train file, sizes printed), FCD against the MOSES test set (fcd_torch), GuacaMol's KL score;
 beside MOSES's CharRNN / VAE / AAE (molecularsets/moses README). The samples are kept as CSV.
-hillclimb: the 20 GuacaMol goal-directed v2 benchmarks, each scored by GuacaMol's own assess_model with towerlab's
-hill-climb as the generator (from the prior, fresh per task); per task the score and the scoring calls spent;
-beside Brown et al. 2019 Table 2 (SMILES LSTM 17.34 total, Graph GA 17.98) at their budget (20 rounds of 8192).
-mcts: ChemTS on penalized logP, `--runs` seeds: best per run, mean +- sd, molecules evaluated, CPU time; beside
-Yang et al. 2017 as tabulated by Jensen 2019 (4.9 +- 0.5 at ~5,000 molecules; 5.6 +- 0.5 at ~20,000).
 autoencoders: AE (chemvae, beta 0), VAE, VAE + property head and AAE (chemaae), one encoder and decoder, the same
 ZINC data, steps, batch and learning rate: reconstruction of held-out molecules, prior samples' validity,
 uniqueness, novelty and FCD. Writes bench/out/chem/<what>.json.
+The optimisers (hill-climb, ChemTS, the graph GA) are measured by bench/mol_design.py.
 """
 
 from __future__ import annotations
@@ -24,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -77,76 +70,6 @@ def prior(args) -> None:
     _save("prior", {"run": args.run, "n": args.n, "metrics": r, "samples": str(OUT / "prior_samples.csv")})
 
 
-class _HillClimber:
-    """GuacaMol's GoalDirectedGenerator: towerlab's hill-climb from the prior, fresh for each benchmark."""
-
-    def __init__(self, args, task: str):
-        self.args, self.task, self.calls = args, task, 0
-
-    def generate_optimized_molecules(self, scoring_function, number_molecules, starting_population=None):
-        import csv
-
-        from towerlab.chem.objectives import Objective
-        from towerlab.generate import model as gen
-        from towerlab.generate.hillclimb import Settings, hillclimb
-
-        m = gen.load(self.args.run)
-        objective = Objective(f"guacamol:{self.task}", on_smiles=scoring_function.score_list)
-        out = OUT / "hillclimb" / self.task
-        a = self.args
-        s = Settings(a.rounds, a.samples, max(a.keep, number_molecules), a.epochs, a.batch_size, a.lr, 1.0, a.seed)
-        hillclimb(m, objective, out, s, start=str(gen.data_file(m)))  # as the baseline: from the training file's best
-        self.calls = objective.calls
-        best = [r["smiles"] for r in csv.DictReader(open(out / "best.csv"))]
-        return best[:number_molecules]
-
-
-def hillclimb(args) -> None:
-    from towerlab.chem import guacamol_adapter
-
-    rows, total = [], 0.0
-    for key, bench in guacamol_adapter.goal_directed_v2().items():
-        if args.tasks and key not in args.tasks:
-            continue
-        gen = _HillClimber(args, key)
-        t0, cpu0 = time.time(), time.process_time()
-        result = bench.assess_model(gen)
-        rows.append({"task": bench.name, "score": result.score, "scoring_calls": gen.calls,
-                     "wall_s": time.time() - t0, "cpu_s": time.process_time() - cpu0})
-        total += result.score
-        print(f"| {bench.name} | {result.score:.3f} | {gen.calls} | {rows[-1]['cpu_s']:.0f} |", flush=True)
-    print(f"| total ({len(rows)} tasks) | {total:.2f} | {sum(r['scoring_calls'] for r in rows)} | "
-          f"{sum(r['cpu_s'] for r in rows):.0f} |")
-    _save("hillclimb", {"run": args.run, "rounds": args.rounds, "samples": args.samples, "keep": args.keep,
-                        "epochs": args.epochs, "tasks": rows, "total": total,
-                        "reference": "Brown et al. 2019 Table 2: SMILES LSTM 17.34, Graph GA 17.98 (20 tasks)"})
-
-
-def mcts(args) -> None:
-    from towerlab.chem import objectives
-    from towerlab.generate import model as gen
-    from towerlab.generate.mcts import Settings, mcts as run
-
-    m = gen.load(args.run)
-    rows = []
-    for seed in range(args.runs):
-        obj = objectives.get("plogp")
-        history = run(m, obj, OUT / "mcts" / f"seed{seed}", Settings(budget=args.budget, expand=args.expand,
-                                                                     rollouts=args.rollouts, c=args.c, seed=seed))
-        rows.append({"seed": seed, **history[-1], "invalid": obj.invalid})
-        print(f"seed {seed}: best {rows[-1]['best']:.3f} after {rows[-1]['molecules']} valid molecules "
-              f"({rows[-1]['completions']} completions, {rows[-1]['scoring_calls']} objective calls) "
-              f"({rows[-1]['cpu_s']:.0f} s CPU)", flush=True)
-    best = [r["best"] for r in rows]
-    summary = {"mean": statistics.mean(best), "sd": statistics.stdev(best) if len(best) > 1 else 0.0,
-               "max": max(best), "molecules": statistics.mean(r["molecules"] for r in rows),
-               "cpu_s": statistics.mean(r["cpu_s"] for r in rows)}
-    print(f"| towerlab mcts (plogp) | {summary['mean']:.2f} +- {summary['sd']:.2f} | {summary['max']:.2f} | "
-          f"{summary['molecules']:.0f} | {summary['cpu_s']:.0f} s |")
-    print("| ChemTS (Yang et al. 2017, via Jensen 2019) | 4.9 +- 0.5 | - | ~5,000 | - |")
-    _save("mcts", {"run": args.run, "budget": args.budget, "runs": rows, "summary": summary})
-
-
 AUTOENCODERS = {"AE": ("chemvae", ["--beta", "0", "--properties", ""]),
                 "VAE": ("chemvae", ["--properties", ""]),
                 "VAE + property head": ("chemvae", ["--properties", "qed,logp"]),
@@ -190,23 +113,6 @@ def main() -> int:
     a.add_argument("run")
     a.add_argument("--n", type=int, default=10_000)
     a.add_argument("--seed", type=int, default=0)
-    a = sub.add_parser("hillclimb")
-    a.add_argument("run")
-    a.add_argument("--tasks", nargs="*", help="GuacaMol keys (default: all 20)")
-    a.add_argument("--rounds", type=int, default=5)
-    a.add_argument("--samples", type=int, default=256)
-    a.add_argument("--keep", type=int, default=128)
-    a.add_argument("--epochs", type=int, default=1)
-    a.add_argument("--batch-size", type=int, default=64)
-    a.add_argument("--lr", type=float, default=5e-4)
-    a.add_argument("--seed", type=int, default=0)
-    a = sub.add_parser("mcts")
-    a.add_argument("run")
-    a.add_argument("--runs", type=int, default=10)
-    a.add_argument("--budget", type=int, default=5000)
-    a.add_argument("--expand", type=int, default=30)  # ChemTS: 30 draws, one rollout per new child
-    a.add_argument("--rollouts", type=int, default=1)
-    a.add_argument("--c", type=float, default=1.0)
     a = sub.add_parser("autoencoders")
     a.add_argument("--steps", type=int, default=1500)
     a.add_argument("--batch-size", type=int, default=64)
@@ -215,7 +121,7 @@ def main() -> int:
     a.add_argument("--max-len", type=int, default=100)
     a.add_argument("--gru-hidden", type=int, default=256, help="(Gomez-Bombarelli: 488; 256 to fit a CPU budget)")
     args = p.parse_args()
-    {"prior": prior, "hillclimb": hillclimb, "mcts": mcts, "autoencoders": autoencoders}[args.what](args)
+    {"prior": prior, "autoencoders": autoencoders}[args.what](args)
     return 0
 
 

@@ -3,6 +3,7 @@
 import sys
 
 import pytest
+from helpers import REAL_SMILES
 from rdkit.Chem import QED, Crippen
 
 from towerlab.chem import objectives, props
@@ -83,3 +84,17 @@ def test_plogp_z_is_standardised_by_zincs_own_statistics(shared_data):
     m = props.mol("CCCCCCCCc1ccccc1")
     expected = (Crippen.MolLogP(m) - lm) / ls - (props.sa_score(m) - sm) / ss + rm / rs
     assert z(["CCCCCCCCc1ccccc1"])[0] == pytest.approx(expected)
+
+
+def test_scoring_in_forked_processes_gives_what_one_process_gives(tmp_path, monkeypatch):
+    (tmp_path / "picky.py").write_text(
+        "def score(smiles):\n    if 'N' in smiles:\n        raise RuntimeError('no nitrogen please')\n    return len(smiles)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    smiles = [*REAL_SMILES, "C1CC", "CCO", "CCN", "not a molecule"] * 4
+    for spec in ("similarity:c1ccccc1O", "picky:score"):  # a lambda inside: it is inherited, never pickled
+        one, two = objectives.get(spec), objectives.get(spec)
+        two.workers = 2
+        assert two(smiles) == one(smiles) and two._pool is not None
+        assert two.counts() == one.counts() and one.counts()["invalid"] == 8
+    assert one.counts()["failed"] > 4 and len(two.counts()["failed_examples"]) == 3
+    sys.modules.pop("picky", None)

@@ -85,9 +85,10 @@ def test_killed_mid_run_it_continues_to_the_same_molecules(zinc300, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "cut" / "best.csv").exists(), "it was stopped before the end"
-    out = run_cli(*args, "--out", str(tmp_path / "cut")).stdout
-    assert "resuming" in out
-    for name in ("progress.csv", "best.csv"):
+    # continued with its scoring in two forked processes: the same molecules and scores as one process gave
+    out = run_cli(*args, "--score-workers", "2", "--out", str(tmp_path / "cut")).stdout
+    assert "resuming" in out and '"auc_top10"' in out
+    for name in ("progress.csv", "best.csv", "calls.csv", "summary.json"):
         assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text()
     proc = run_cli(*args, "--offspring", "10", "--out", str(tmp_path / "cut"), check=False)
     assert proc.returncode == 2 and "other settings" in proc.stderr

@@ -85,6 +85,8 @@ def _optimiser(actions, name: str, help: str, cls, run: bool = True):
     p = _action(actions, name, help, run, out="the folder (default: RUN_DIR/<action>-<objective>-seed<N>; graph-ga: "
                                               "runs/graph-ga-<objective>-seed<N>); rerun to continue it")
     p.add_argument("--objective", default="qed", help=OBJECTIVE)
+    p.add_argument("--score-workers", type=count(0), default=1, help="score molecules in this many processes (0: one "
+                   "per CPU core); for slow objectives; the same scores and molecules as one")
     _from_settings(p, cls)
     return p
 

@@ -91,6 +91,14 @@ def _folder(args, parent: Path, kind: str, seed: int) -> Path:
     return parent / f"{kind}-{re.sub(r'[^A-Za-z0-9._-]+', '_', args.objective)}-seed{seed}"
 
 
+def _objective(args):
+    from towerlab.chem import objectives
+
+    objective = objectives.get(args.objective)
+    objective.workers = args.score_workers or os.cpu_count() or 1
+    return objective
+
+
 def _auc(out: Path) -> dict:
     """PMO's sample-efficiency figure from the optimiser's summary.json (generate/scoring.summary)."""
     s = json.loads((out / "summary.json").read_text())
@@ -98,11 +106,10 @@ def _auc(out: Path) -> dict:
 
 
 def hillclimb(args) -> None:
-    from towerlab.chem import objectives
     from towerlab.generate.hillclimb import Settings, hillclimb as run
 
     m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem hillclimb`")
-    objective = objectives.get(args.objective)
+    objective = _objective(args)
     s = _settings(Settings, args)
     out = _folder(args, m.run_dir, "hillclimb", s.seed)
     start = "" if args.start == "none" else (args.start or str(gen.data_file(m)))
@@ -114,11 +121,10 @@ def hillclimb(args) -> None:
 
 
 def mcts(args) -> None:
-    from towerlab.chem import objectives
     from towerlab.generate.mcts import Settings, mcts as run
 
     m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem mcts`")
-    objective = objectives.get(args.objective)
+    objective = _objective(args)
     s = _settings(Settings, args)
     out = _folder(args, m.run_dir, "mcts", s.seed)
     history = run(m, objective, out, s)
@@ -130,7 +136,6 @@ def mcts(args) -> None:
 
 
 def graph_ga(args) -> None:
-    from towerlab.chem import objectives
     from towerlab.generate.graph_ga import Settings, graph_ga as run
 
     if args.run_dir:
@@ -140,7 +145,7 @@ def graph_ga(args) -> None:
                            str(Path(os.environ["TOWERLAB_DATA"]) / "zinc250k_jtvae" / "valid.txt"))
     if not start:
         raise ConfigError("graph-ga needs molecules to start from: --start FILE (SMILES), or set TOWERLAB_DATA")
-    objective = objectives.get(args.objective)
+    objective = _objective(args)
     s = _settings(Settings, args)
     out = _folder(args, Path("runs"), "graph-ga", s.seed)
     history = run(objective, start, out, s, args.start_limit)
