@@ -6,7 +6,8 @@
 prior: 10,000 molecules of a smiles-lstm run: validity, unique@10k, novelty (against the run's training split and
 against the MOSES train file, sizes printed), FCD against the MOSES test set (fcd_torch), GuacaMol's KL score;
 beside MOSES's CharRNN / VAE / AAE (molecularsets/moses README). The samples are kept as CSV.
-autoencoders: AE (chemvae, beta 0), VAE, VAE + property head and AAE (chemaae), one encoder and decoder, the same
+autoencoders: AE (chemvae, beta 0), VAE, VAE + property head and AAE (chemaae, both training schemes: joint, and
+alternating as MOSES trains it), one encoder and decoder, the same
 ZINC data, steps, batch and learning rate: reconstruction of held-out molecules, prior samples' validity,
 uniqueness, novelty and FCD. Writes bench/out/chem/<what>.json.
 The optimisers (hill-climb, ChemTS, the graph GA) are measured by bench/mol_design.py.
@@ -73,7 +74,8 @@ def prior(args) -> None:
 AUTOENCODERS = {"AE": ("chemvae", ["--beta", "0", "--properties", ""]),
                 "VAE": ("chemvae", ["--properties", ""]),
                 "VAE + property head": ("chemvae", ["--properties", "qed,logp"]),
-                "AAE": ("chemaae", [])}
+                "AAE": ("chemaae", []),
+                "AAE, MOSES scheme": ("chemaae", ["--scheme", "moses"])}
 
 
 def autoencoders(args) -> None:
@@ -86,7 +88,7 @@ def autoencoders(args) -> None:
     held_out = (DATA / "zinc250k_jtvae" / "test.txt").read_text().split()[:500]
     rows = {}
     for name, (recipe, extra) in AUTOENCODERS.items():
-        run = OUT / "autoencoders" / name.replace(" ", "_").replace("+", "plus")
+        run = OUT / "autoencoders" / name.replace(" ", "_").replace("+", "plus").replace(",", "")
         if not (run / "final_metrics.json").is_file():
             t0 = time.time()
             warmup = ["--kl-warmup-steps", str(args.steps // 2)] if recipe == "chemvae" else []

@@ -49,7 +49,7 @@ ENTRIES = (
                                 "2018), RDKit for chemistry", ("generate", "autoencode", "artifacts")),
     Entry("chemaae", "chemaae", ChemaaeConfig, "the adversarial autoencoder for SMILES (druGAN; Blaschke et al. 2018): "
                                 "chemvae's encoder and decoder, a discriminator on the codes", ("generate", "autoencode",
-                                                                                                "artifacts")),
+                                                                                                "artifacts", "train_step")),
     Entry("smiles-lstm", "smiles_lstm", SmilesLstmConfig, "a SMILES LSTM language model (Segler et al. 2018; GuacaMol's "
                                         "baseline): sampling, hill-climb MLE, ChemTS tree search", ("generate", "sequence",
                                                                                                     "artifacts")),

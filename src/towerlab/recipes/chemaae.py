@@ -4,10 +4,14 @@ samples of the prior N(0, I). Three losses: reconstruction (the decoder's cross-
 prior, fake = code) and generator (the encoder fooling the discriminator), which pulls the codes onto the prior
 so that decoding prior samples writes molecules.
 
-All three are computed in one forward pass and one backward: the discriminator's loss sees the code detached
+Two training schemes (`--scheme`), each one backward per step, so DDP averages gradients as for any recipe:
+joint: all three computed in one forward pass and one backward: the discriminator's loss sees the code detached
 (it trains only the discriminator), the generator's loss sees the discriminator through detached parameters
-(it trains only the encoder). One optimizer step then updates both players, and DDP averages every gradient in
-its one backward as for any recipe.
+(it trains only the encoder), weighted adaptively; one optimizer step then updates both players.
+moses: as the MOSES AAE trains it (molecularsets/moses, AAETrainer): steps alternate between the autoencoder
+(encoder and decoder: reconstruction per real token, the padding masked out, plus the generator loss) and the
+discriminator. The players' parameters are disjoint and Adam keeps its state per parameter, so one Adam whose
+step sees only the current player's gradients (the other's are dropped before it) is the two Adams of MOSES.
 
     towerlab train chemaae --data zinc.txt
     towerlab chem sample RUN --n 1000
@@ -58,7 +62,7 @@ class ChemAAE(nn.Module):
     def __init__(self, cfg: Config, vocab: int):
         super().__init__()
         self.vocab, self.padded = vocab, -(-vocab // 4) * 4
-        self.adversarial_weight = cfg.adversarial_weight
+        self.adversarial_weight, self.scheme, self.clip = cfg.adversarial_weight, cfg.scheme, cfg.clip_grad
         self.encoder = (Conv2dEncoder if cfg.encoder == "conv2d" else Conv1dEncoder)(cfg.max_len, self.padded)
         self.code = nn.Linear(self.encoder.out, cfg.latent)
         self.decoder = (ConvDecoder(cfg.latent, cfg.max_len, self.padded) if cfg.decoder == "conv"
@@ -103,6 +107,12 @@ def _losses(out: dict, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
             "generator": bce(g_code, torch.ones_like(g_code))}
 
 
+def _real_tokens(tokens: torch.Tensor) -> torch.Tensor:
+    """True at each molecule's tokens and its end token (the first 0); False on the padding after it."""
+    ended = (tokens == 0).cumsum(1)
+    return (ended == 0) | ((ended == 1) & (tokens == 0))
+
+
 def adaptive_weight(recon: torch.Tensor, generator: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """||d recon / d z|| / ||d generator / d z|| (VQGAN's adaptive weight, Esser et al. 2021), a constant: the
     encoder gets as strong a push towards the prior as towards reconstruction. One optimizer sees the sum of both
@@ -125,6 +135,36 @@ def loss(model, batch, step: Step):
     total = recon + adaptive_weight(recon, parts["generator"], out["z"]) * net.adversarial_weight * parts["generator"] \
         + parts["discriminator"]
     return total, {k: v.detach() for k, v in parts.items()}
+
+
+def train_step(model, batch, step: Step, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """One optimizer step of the configured scheme (module docstring)."""
+    tokens = batch[0]
+    net = unwrap(model, ChemAAE)
+    optimizer.zero_grad(set_to_none=True)
+    if net.scheme == "joint":
+        total, logs = loss(model, batch, step)
+        total.backward()
+    else:
+        out = model(tokens)
+        parts = _losses(out, tokens)
+        autoencoder_turn = step.step % 2 == 0
+        if autoencoder_turn:
+            per_token = F.cross_entropy(out["logits"].float().transpose(1, 2), tokens, reduction="none")
+            total = per_token[_real_tokens(tokens)].mean() + parts["generator"]
+        else:
+            total = parts["discriminator"]
+        # every parameter in the graph (a zero term), so that DDP's one all-reduce covers them all; the other
+        # player's gradients are then dropped, so the step moves only this player's parameters
+        (total + 0.0 * (out["logits"].sum() + out["d_prior"].sum())).backward()
+        resting = net.discriminator if autoencoder_turn else nn.ModuleList([net.encoder, net.code, net.decoder])
+        for p in resting.parameters():
+            p.grad = None
+        logs = {k: v.detach() for k, v in parts.items()}
+    if net.clip > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.grad is not None], net.clip)
+    optimizer.step()
+    return {"loss": total.detach(), **logs}
 
 
 @torch.no_grad()

@@ -314,9 +314,15 @@ class ChemaaeConfig(SmilesCorpusConfig):
     gru_hidden: int = opt(488, "GRU decoder width")
     discriminator_hidden: int = opt(256, "width of the discriminator's two hidden layers")
     adversarial_weight: float = opt(1.0, "weight of the generator (encoder-fools-discriminator) loss")
+    scheme: str = opt("joint", "joint: the three losses in one backward and one step (the generator's weighted "
+                               "adaptively); moses: as the MOSES AAE, steps alternate between the autoencoder "
+                               "(reconstruction per real token + generator loss) and the discriminator",
+                      ("joint", "moses"))
 
     def validate(self) -> None:
         super().validate()
+        if self.accum_steps != 1 or self.precision == "fp16":
+            raise ConfigError("chemaae takes its own training step: accum_steps must be 1 and precision fp32 or bf16")
         if self.max_len < 8 or self.max_len % 4:
             raise ConfigError(f"max_len={self.max_len} must be a multiple of 4, at least 8")
         if self.latent <= 0 or self.discriminator_hidden <= 0 or self.adversarial_weight < 0:
