@@ -110,3 +110,12 @@ def test_outputs_replace_a_planted_link_instead_of_writing_through_it(zinc300, t
     (tmp_path / "ga" / "best.csv").symlink_to(target)
     graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "ga", Settings(population=10, offspring=10, generations=1))
     assert target.read_text() == "untouched\n" and not (tmp_path / "ga" / "best.csv").is_symlink()
+
+
+def test_it_stops_when_the_population_stops_changing(zinc300, tmp_path):
+    # a flat objective (every molecule scores 1): the population's scores never change, so the run stops after
+    # --patience generations instead of running all 50 (GuacaMol's baseline compares the scores)
+    flat = objectives.Objective("flat", on_mol=lambda m: 1.0)
+    history = graph_ga(flat, str(zinc300), tmp_path / "ga", Settings(population=5, offspring=10, generations=50,
+                                                                     patience=3, seed=0))
+    assert len(history) == 3

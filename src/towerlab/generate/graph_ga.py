@@ -6,7 +6,8 @@ insert, delete or change an atom; change a bond order; close or open a ring). Ev
 every molecule it scores is valid; children larger than the population's size range are dropped.
 
 Resumable generation by generation: after each one the population, every score so far, the history and the
-objective's counts go into state.json (written atomically). Each generation's randomness comes from (seed,
+objective's counts go into state.json (written atomically). As GuacaMol's baseline, it stops early when the
+population's scores have not changed for --patience generations. Each generation's randomness comes from (seed,
 generation), so a run stopped at any moment and started again continues to the same molecules. Each molecule is
 scored once (by canonical SMILES), and --max-calls bounds the objective calls, never exceeded."""
 
@@ -147,8 +148,9 @@ def _load(out: Path, mine: dict, objective: Objective) -> dict | None:
         state = json.loads(state_file.read_text())
     except (OSError, ValueError) as e:
         raise DataError(f"{state_file} is damaged ({type(e).__name__}); delete {out} to start the search again") from None
-    theirs = {k: v for k, v in state["settings"].items() if k not in ("generations", "max_calls")}
-    if theirs != {k: v for k, v in mine.items() if k not in ("generations", "max_calls")}:
+    free = ("generations", "max_calls", "patience")  # a search may be given more time
+    theirs = {k: v for k, v in state["settings"].items() if k not in free}
+    if theirs != {k: v for k, v in mine.items() if k not in free}:
         raise ConfigError(f"{out} holds a graph GA with other settings ({state_file}); choose another --out")
     objective.restore(state["objective"])
     print(f"resuming {out} after generation {state['generation']}")
@@ -168,22 +170,29 @@ def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_lim
                  "max_atoms": _size_limit(population), "settings": mine, "objective": objective.state()}
         atomic_write(out / "state.json", json.dumps(state).encode())  # the starting scores are never paid twice
     seen, population, history = state["seen"], state["population"], state["history"]
+    stale = state.get("stale", 0)  # generations in a row that left the population's scores as they were
     for gen in range(state["generation"] + 1, s.generations + 1):
         if s.max_calls and objective.calls >= s.max_calls:
             print(f"--max-calls {s.max_calls} reached after generation {gen - 1}")
+            break
+        if s.patience and stale >= s.patience:
+            print(f"the population's scores have not changed for {stale} generations (--patience {s.patience}): "
+                  f"stopped after generation {gen - 1}")
             break
         rng = random.Random(s.seed * 1_000_003 + gen)
         pool = [(c, seen[c]) for c in population]
         children = [c for c in (child(pool, rng, s.mutation_rate, state["max_atoms"]) for _ in range(s.offspring)) if c]
         before = objective.calls
         score_new(children, objective, seen, s.max_calls)
+        scores_before = [seen[c] for c in population]
         population = ranked(seen, population + children)[:s.population]
+        stale = stale + 1 if [seen[c] for c in population] == scores_before else 0  # GuacaMol's test: the scores
         top = [seen[c] for c in population]
         history.append({"generation": gen, "best": top[0], "top10_mean": sum(top[:10]) / len(top[:10]),
                         "mean_kept": sum(top) / len(top), "children": len(children),
                         "new_molecules": objective.calls - before, "scoring_calls": objective.calls})
         print(json.dumps(history[-1]), flush=True)
-        state = {"generation": gen, "population": population, "seen": seen, "history": history,
+        state = {"generation": gen, "population": population, "seen": seen, "history": history, "stale": stale,
                  "max_atoms": state["max_atoms"], "settings": mine, "objective": objective.state()}
         atomic_write(out / "state.json", json.dumps(state).encode())
     write_outputs(out, seen, history, objective.name, x="generation", max_calls=s.max_calls)

@@ -59,11 +59,13 @@ class GraphGaSettings:
     generations: int = opt(1000, "generations")
     mutation_rate: float = opt(0.01, "share of children mutated")
     max_calls: int = opt(0, "bound on objective calls, never exceeded (0: no bound besides the generations)")
+    patience: int = opt(5, "stop when the population's scores have not changed for this many generations "
+                           "(GuacaMol's baseline: 5; 0: never)")
     seed: int = opt(0, "random seed")
 
     def validate(self) -> None:
-        if min(self.population, self.offspring, self.generations) <= 0 or self.max_calls < 0:
-            raise ConfigError("population, offspring and generations must be > 0, max_calls >= 0")
+        if min(self.population, self.offspring, self.generations) <= 0 or min(self.max_calls, self.patience) < 0:
+            raise ConfigError("population, offspring and generations must be > 0, max_calls and patience >= 0")
         if not 0 <= self.mutation_rate <= 1:
             raise ConfigError(f"mutation_rate={self.mutation_rate} must be in [0, 1]")
 
