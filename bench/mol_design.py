@@ -196,13 +196,24 @@ def pmo(args) -> None:
             ref = PMO_PUBLISHED[name]
             print(f"| {name} | {seed} | {r['auc_top10']:.3f} | {r['top10_mean']:.3f} | {r['scoring_calls']} | "
                   f"{r['cpu_s']:.0f} | {ref[0]:.3f} | {ref[1]:.3f} | {ref[2]:.3f} |", flush=True)
-    by_task: dict[str, list[float]] = {}
+    by_task: dict[str, list[dict]] = {}
     for r in rows:
-        by_task.setdefault(r["task"], []).append(r["auc_top10"])
-    total = sum(statistics.mean(v) for v in by_task.values())
+        by_task.setdefault(r["task"], []).append(r)
+    print(f"\n| task | towerlab {args.method}: AUC top-10 (mean +- sd of {len(args.seeds)}) | top-10 mean at the end | "
+          f"CPU s per run | REINVENT | Graph GA | SMILES LSTM-HC |")
+    print("|---|---|---|---|---|---|---|")
+    for name, runs in by_task.items():
+        auc = [r["auc_top10"] for r in runs]
+        sd = statistics.stdev(auc) if len(auc) > 1 else 0.0
+        ref = PMO_PUBLISHED[name]
+        top10, cpu = (statistics.mean(r[k] for r in runs) for k in ("top10_mean", "cpu_s"))
+        print(f"| {name} | {statistics.mean(auc):.3f} +- {sd:.3f} | {top10:.3f} | {cpu:.0f} | "
+              f"{ref[0]:.3f} | {ref[1]:.3f} | {ref[2]:.3f} |")
+    total = sum(statistics.mean(r["auc_top10"] for r in v) for v in by_task.values())
     published = [sum(PMO_PUBLISHED[t][i] for t in by_task) for i in range(3)]
-    print(f"| sum ({len(by_task)} tasks, mean over seeds) | | {total:.3f} | | | {sum(r['cpu_s'] for r in rows):.0f} | "
-          f"{published[0]:.3f} | {published[1]:.3f} | {published[2]:.3f} |")
+    cpu_per_seed = sum(r["cpu_s"] for r in rows) / len(args.seeds)
+    print(f"| **sum ({len(by_task)} tasks)** | **{total:.3f}** | | {cpu_per_seed:.0f} "
+          f"| {published[0]:.3f} | {published[1]:.3f} | {published[2]:.3f} |")
     report = {"bench": "pmo", "method": args.method, "max_calls": args.max_calls, "seeds": args.seeds,
               "tasks": rows, "sum_auc_top10": total, "published_sums": dict(zip(("REINVENT", "Graph GA",
                                                                                    "SMILES LSTM-HC"), published))}
