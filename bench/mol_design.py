@@ -265,7 +265,7 @@ def plogp(args) -> None:
                 w = csv.DictWriter(f, ["smiles", "plogp_z", "plogp"])
                 w.writeheader()
                 w.writerows(both[:100])
-            summary = json.loads((folder / "run" / "summary.json").read_text())
+            summary = json.loads((folder / "run" / "outcome.json").read_text())
             progress = folder / "run" / ("progress.csv")
             last = list(csv.DictReader(open(progress)))[-1] if progress.is_file() else {}
             made = int(last["molecules"]) if "molecules" in last else 20 + 20 * int(last.get("generation", 0))
@@ -327,7 +327,7 @@ def guacamol(args) -> None:
         def run(bench=bench, folder=folder) -> dict:
             gen = _Generator(args, bench.name, folder)
             result = bench.assess_model(gen)
-            summary = json.loads((folder / "run" / "summary.json").read_text())
+            summary = json.loads((folder / "run" / "outcome.json").read_text())
             return {"task": bench.name, "score": result.score, "scoring_calls": summary["scoring_calls"],
                     **gen.counts}
 

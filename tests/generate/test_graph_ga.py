@@ -58,11 +58,11 @@ def test_generations_raise_the_objective_within_the_call_budget(zinc300, tmp_pat
     assert history[-1]["mean_kept"] > history[0]["mean_kept"]
     best = (tmp_path / "ga" / "best.csv").read_text().splitlines()
     assert best[0] == "smiles,score" and len(best) - 1 <= 400
-    # calls.csv: the same molecules in the order the objective saw them; summary.json: PMO's area at the budget
+    # calls.csv: the same molecules in the order the objective saw them; outcome.json: PMO's area at the budget
     calls = list(csv.DictReader(open(tmp_path / "ga" / "calls.csv")))
     assert [int(r["call"]) for r in calls] == list(range(1, objective.calls + 1))
     assert {r["smiles"] for r in calls} == {line.split(",")[0] for line in best[1:]}
-    summary = json.loads((tmp_path / "ga" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "ga" / "outcome.json").read_text())
     assert summary["budget"] == 400 and summary["scoring_calls"] == objective.calls
     assert summary["auc_top10"] == pytest.approx(auc_top([float(r["score"]) for r in calls], 10, 400))
     assert 0 < summary["auc_top10"] < summary["top10_mean"]
@@ -88,7 +88,7 @@ def test_killed_mid_run_it_continues_to_the_same_molecules(zinc300, tmp_path):
     # continued with its scoring in two forked processes: the same molecules and scores as one process gave
     out = run_cli(*args, "--score-workers", "2", "--out", str(tmp_path / "cut")).stdout
     assert "resuming" in out and '"auc_top10"' in out
-    for name in ("progress.csv", "best.csv", "calls.csv", "summary.json"):
+    for name in ("progress.csv", "best.csv", "calls.csv", "outcome.json"):
         assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text()
     proc = run_cli(*args, "--offspring", "10", "--out", str(tmp_path / "cut"), check=False)
     assert proc.returncode == 2 and "other settings" in proc.stderr

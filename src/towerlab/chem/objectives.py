@@ -17,6 +17,7 @@ molecule broke a scoring function."""
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import math
 import multiprocessing as mp
@@ -104,9 +105,10 @@ class Objective:
 
     def _parallel(self, smiles: list[str]) -> list[float | None]:
         global _FORKED
-        if self._pool is None:  # forked once, with this objective as it is now; closed when the process exits
+        if self._pool is None:  # forked once, with this objective as it is now
             _FORKED = self
             self._pool = mp.get_context("fork").Pool(self.workers)
+            atexit.register(self._pool.terminate)  # before the interpreter tears down what the pool needs
         size = -(-len(smiles) // (4 * self.workers))  # a few chunks per process: uneven molecules even out
         out: list[float | None] = []
         for values, invalid, failed, errors in self._pool.map(_score_in_worker, [smiles[i:i + size] for i in

@@ -100,8 +100,8 @@ def _objective(args):
 
 
 def _auc(out: Path) -> dict:
-    """PMO's sample-efficiency figure from the optimiser's summary.json (generate/scoring.summary)."""
-    s = json.loads((out / "summary.json").read_text())
+    """PMO's sample-efficiency figure from the optimiser's outcome.json (generate/scoring.summary)."""
+    s = json.loads((out / "outcome.json").read_text())
     return {"auc_top10": s["auc_top10"], "auc_budget": s["budget"]}
 
 

@@ -123,10 +123,10 @@ def write_outputs(out: Path, seen: dict[str, float | None], history: list[dict],
                   max_calls: int = 0) -> dict:
     """best.csv (every scored molecule, best first), calls.csv (the same in the order they were scored: the
     objective's calls), rounds.csv, score.png (per round), best.png (a grid), and
-    summary.json (calls, best, top-10 and top-100 means, PMO's area under the top-10 curve); returns the summary."""
+    outcome.json (calls, best, top-10 and top-100 means, PMO's area under the top-10 curve); returns the summary."""
     rows = [(c, seen[c]) for c in ranked(seen)]
     result = {"objective": name, **summary(seen, max_calls)}
-    atomic_write(out / "summary.json", json.dumps(result, indent=1).encode())
+    atomic_write(out / "outcome.json", json.dumps(result, indent=1).encode())
     write_csv([{"smiles": c, "score": v} for c, v in rows], out / "best.csv")
     write_csv([{"call": i, "smiles": c, "score": v} for i, (c, v) in enumerate(seen.items(), 1)], out / "calls.csv")
     write_csv(history, out / ("rounds.csv" if x == "round" else "progress.csv"))
