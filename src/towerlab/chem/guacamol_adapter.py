@@ -69,11 +69,11 @@ def benchmark(name: str):
     table = goal_directed_v2()
     if _key(name) in table:
         return table[_key(name)]
-    if name in PMO_FROM_V2 or name in ("isomers_c7h8n2o2", "qed"):
-        return pmo_offline()[name]
+    pmo = pmo_offline()
+    if name in pmo:
+        return pmo[name]
     raise ConfigError(f"GuacaMol has no goal-directed v2 benchmark {name!r}; choose one of: "
-                      f"{', '.join(b.name for b in table.values())} (or a PMO task name: "
-                      f"{', '.join(PMO_FROM_V2)}, isomers_c7h8n2o2, qed)")
+                      f"{', '.join(b.name for b in table.values())} (or a PMO task name: {', '.join(pmo)})")
 
 
 class _Replay:

@@ -30,9 +30,15 @@ from towerlab.chem import props
 from towerlab.errors import ConfigError
 
 
-def penalized_logp(m) -> float:
+def _plogp_terms(m) -> dict[str, float]:
+    """Penalized logP's three terms: Crippen logP, SA score, and the long-ring penalty (largest ring - 6, if > 0)."""
     rings = [len(r) for r in m.GetRingInfo().AtomRings()]
-    return Crippen.MolLogP(m) - props.sa_score(m) - max(max(rings, default=0) - 6, 0)
+    return {"logp": Crippen.MolLogP(m), "sa": props.sa_score(m), "ring": max(max(rings, default=0) - 6, 0)}
+
+
+def penalized_logp(m) -> float:
+    t = _plogp_terms(m)
+    return t["logp"] - t["sa"] - t["ring"]
 
 
 # mean and sd of logP, SA score and the long-ring penalty over ZINC 250k (250k_rndm_zinc_drugs_clean), the constants
@@ -43,9 +49,7 @@ ZINC_STATS = {"logp": (2.4570953396190123, 1.434324401111988), "sa": (3.05258112
 
 def penalized_logp_z(m) -> float:
     """Penalized logP on ChemTS's scale: each term standardised by ZINC 250k's statistics (ZINC_STATS)."""
-    rings = [len(r) for r in m.GetRingInfo().AtomRings()]
-    terms = {"logp": Crippen.MolLogP(m), "sa": props.sa_score(m), "ring": max(max(rings, default=0) - 6, 0)}
-    z = {k: (v - ZINC_STATS[k][0]) / ZINC_STATS[k][1] for k, v in terms.items()}
+    z = {k: (v - ZINC_STATS[k][0]) / ZINC_STATS[k][1] for k, v in _plogp_terms(m).items()}
     return z["logp"] - z["sa"] - z["ring"]
 
 
