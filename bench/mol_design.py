@@ -63,6 +63,11 @@ PMO_PUBLISHED = {
     "sitagliptin_mpo": (0.021, 0.433, 0.066), "thiothixene_rediscovery": (0.534, 0.479, 0.438),
     "troglitazone_rediscovery": (0.441, 0.390, 0.354), "valsartan_smarts": (0.178, 0.000, 0.000),
     "zaleplon_mpo": (0.358, 0.346, 0.206)}
+# The graph GA's two published settings: GuacaMol's baseline (it stops when the population has not changed for 5
+# generations) and PMO's tuned ones (PMO runs go on to the budget: it stops a run whose top 100 stalls and extends
+# its curve flat, and going on can only add)
+GA_SETTINGS = {"guacamol": dict(population=100, offspring=200, mutation_rate=0.01, patience=5),
+               "pmo": dict(population=120, offspring=70, mutation_rate=0.067, patience=0)}
 # Brown et al. 2019 (GuacaMol), Table 2: Graph GA and SMILES LSTM per v2 benchmark.
 GUACAMOL_PUBLISHED = {
     "Celecoxib rediscovery": (1.000, 1.000), "Troglitazone rediscovery": (1.000, 1.000),
@@ -109,12 +114,9 @@ def optimise(method: str, objective, out: Path, args, start: str, start_limit: i
     if method == "graph-ga":
         from towerlab.generate.graph_ga import Settings, graph_ga
 
-        pmo = args.bench == "pmo"  # PMO's tuned settings; GuacaMol's baseline's otherwise (the defaults)
-        # PMO's runs go on to the budget (PMO stops one whose top 100 stalls and extends its curve flat; going on can
-        # only add); GuacaMol's baseline stops when the population has not changed for 5 generations
-        s = Settings(population=120 if pmo else 100, offspring=70 if pmo else 200,
-                     mutation_rate=0.067 if pmo else 0.01, generations=100_000, max_calls=max_calls,
-                     patience=0 if pmo else 5, seed=seed)
+        ga = GA_SETTINGS[getattr(args, "ga", None) or ("pmo" if args.bench == "pmo" else "guacamol")]
+        patience = ga["patience"] if getattr(args, "patience", None) is None else args.patience
+        s = Settings(**{**ga, "patience": patience}, generations=10 ** 6, max_calls=max_calls, seed=seed)
         graph_ga(objective, start, out, s, start_limit)
     elif method in ("hillclimb", "mcts"):
         from towerlab.generate import model as gen
@@ -315,6 +317,14 @@ class _Generator:
         return best
 
 
+def _variant(args) -> str:
+    """The folder a guacamol run's tasks go in: its budget, and its GA settings where they are not the default."""
+    tag = f"calls{args.max_calls}"
+    if args.method == "graph-ga" and (args.ga != "guacamol" or args.patience is not None):
+        tag += f"-{args.ga}" + ("" if args.patience is None else f"-patience{args.patience}")
+    return tag + ("" if args.start_limit == 10_000 else f"-start{args.start_limit}")
+
+
 def guacamol(args) -> None:
     from towerlab.chem import guacamol_adapter
 
@@ -322,7 +332,7 @@ def guacamol(args) -> None:
     for key, bench in guacamol_adapter.goal_directed_v2().items():
         if args.tasks and key not in args.tasks and bench.name not in args.tasks:
             continue
-        folder = OUT / "guacamol" / args.method / f"calls{args.max_calls}" / bench.name.replace(" ", "_")
+        folder = OUT / "guacamol" / args.method / _variant(args) / bench.name.replace(" ", "_")
 
         def run(bench=bench, folder=folder) -> dict:
             gen = _Generator(args, bench.name, folder)
@@ -340,8 +350,9 @@ def guacamol(args) -> None:
     print(f"| total ({len(rows)} tasks) | {total:.2f} | {sum(r['scoring_calls'] for r in rows)} | "
           f"{sum(r['cpu_s'] for r in rows):.0f} | {sum(GUACAMOL_PUBLISHED[r['task']][0] for r in rows):.2f} | "
           f"{sum(GUACAMOL_PUBLISHED[r['task']][1] for r in rows):.2f} |")
-    _save(f"guacamol-{args.method}", {"bench": "guacamol", "method": args.method, "max_calls": args.max_calls,
-                                      "start_limit": args.start_limit, "tasks": rows, "total": total})
+    _save(f"guacamol-{args.method}-{_variant(args)}", {
+        "bench": "guacamol", "method": args.method, "max_calls": args.max_calls, "start_limit": args.start_limit,
+        "ga": args.ga, "patience": args.patience, "tasks": rows, "total": total})
 
 
 def _save(name: str, report: dict) -> None:
@@ -372,7 +383,11 @@ def main() -> int:
         else:
             a.add_argument("--seed", type=int, default=0)
             a.add_argument("--start-limit", type=int, default=10_000,
-                           help="molecules of the broad corpus scored for the first population")
+                           help="molecules of the broad corpus scored for the first population (0: all)")
+            a.add_argument("--ga", choices=sorted(GA_SETTINGS), default="guacamol",
+                           help="graph-ga: GuacaMol's baseline settings or PMO's tuned ones")
+            a.add_argument("--patience", type=int, help="graph-ga: stop after this many generations without change "
+                           "(0: never; default: the settings' own, GuacaMol 5, PMO 0)")
     args = p.parse_args()
     if args.bench != "corpus" and args.method != "graph-ga" and not args.run:
         p.error(f"{args.method} needs --run PRIOR_RUN (a smiles-lstm run)")

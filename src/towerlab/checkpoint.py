@@ -271,10 +271,10 @@ def run_weights(run_dir: Path, which: str = "best") -> dict[str, torch.Tensor]:
     return load_weights(folder, "ema" if (folder / "ema.safetensors").is_file() else "model")
 
 
-def init_from(model: torch.nn.Module, run_dir: Path) -> tuple[list[str], list[str]]:
-    """Copy every tensor of another run's best weights whose name and shape match (staged training:
+def init_from(model: torch.nn.Module, run_dir: Path, which: str = "best") -> tuple[list[str], list[str]]:
+    """Copy every tensor of another run's best (or last) weights whose name and shape match (staged training:
     FCN-16s from FCN-32s). Returns (copied, left as initialised). Nothing matching is an error."""
-    theirs = run_weights(run_dir, "best")
+    theirs = run_weights(run_dir, which)
     own = model.state_dict()
     copied = [k for k, v in own.items() if k in theirs and theirs[k].shape == v.shape]
     if not copied:

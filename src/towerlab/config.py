@@ -38,6 +38,9 @@ class TrainConfig:
     data: str = opt("", "dataset folder (default: $TOWERLAB_DATA/<dataset>)")
     seed: int = opt(0, "random seed (model init, data order, augmentation)")
     init_from: str = opt("", "start from the best weights of this run directory (tensors matched by name and shape)")
+    init_checkpoint: str = opt("best", "which weights of --init-from: its best by the validation metric, or its last "
+                                       "(when the validation split is a test split, as in cross-validation)",
+                               ("best", "last"))
     # how long
     epochs: float = opt(10.0, "training length in passes over the training set")
     max_steps: int = opt(0, "if > 0, train exactly this many optimizer steps (overrides epochs)")

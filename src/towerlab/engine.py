@@ -105,9 +105,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the same initial weights in every process
         raw = self.recipe.build_model(cfg, self.data)
         if cfg.init_from:
-            copied, fresh = checkpoint.init_from(raw, Path(cfg.init_from))
+            copied, fresh = checkpoint.init_from(raw, Path(cfg.init_from), cfg.init_checkpoint)
             named = f": {', '.join(fresh[:8])}{' ...' if len(fresh) > 8 else ''}" if fresh else ""
-            print0(f"init from {cfg.init_from}: {len(copied)} tensors copied, {len(fresh)} new{named}", dist=dist)
+            print0(f"init from {cfg.init_from} ({cfg.init_checkpoint}): {len(copied)} tensors copied, {len(fresh)} new{named}", dist=dist)
         raw = self.strategy.place(raw)
         if cfg.channels_last:
             raw = raw.to(memory_format=torch.channels_last)

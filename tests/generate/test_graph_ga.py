@@ -16,7 +16,7 @@ from helpers import REAL_SMILES, run_cli
 from rdkit import Chem
 
 from towerlab.chem import objectives, props
-from towerlab.generate.graph_ga import Settings, crossover, graph_ga, mutate
+from towerlab.generate.graph_ga import Settings, _join, _kekule, _ring_fragments, crossover, graph_ga, mutate
 from towerlab.generate.scoring import auc_top, best_of_file
 
 
@@ -38,6 +38,19 @@ def test_crossover_and_mutation_give_valid_molecules():
     changed = [m for m in mutants if m is not None]
     assert len(changed) > 60 and all(Chem.MolFromSmiles(Chem.MolToSmiles(m)) is not None for m in changed)
     assert len({Chem.MolToSmiles(m) for m in changed} - set(map(props.canonical, REAL_SMILES))) > 30  # new ones
+
+
+def test_ring_crossover_closes_half_a_ring_with_half_of_anothers():
+    rng = random.Random(1)
+    a, b = _kekule(props.mol("c1ccc2ccccc2c1CCO")), _kekule(props.mol("C1CCN(C(=O)c2ccncc2)CC1"))
+    kids = set()
+    for _ in range(100):
+        fa, fb = _ring_fragments(a, rng), _ring_fragments(b, rng)
+        if fa and fb and (kid := _join(rng.choice(fa), rng.choice(fb), rng)) is not None:
+            kids.add(Chem.MolToSmiles(kid))
+    assert len(kids) > 5 and not kids & {props.canonical("c1ccc2ccccc2c1CCO"), props.canonical("C1CCN(C(=O)c2ccncc2)CC1")}
+    # every child is a valid single molecule that still has a ring: the halves were closed into one
+    assert all((m := Chem.MolFromSmiles(k)) is not None and "." not in k and m.GetRingInfo().NumRings() for k in kids)
 
 
 def test_the_first_population_is_the_objectives_best_of_the_file(tmp_path):

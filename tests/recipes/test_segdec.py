@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import run_cli
 
-from towerlab import config
+from towerlab import checkpoint, config
 from towerlab.data.loader import BalancedLoader
 from towerlab.dist import Dist
 from towerlab.engine import fit, fit_stages
@@ -63,6 +63,12 @@ def test_seg_then_dec_in_one_command(kolektor_dir, tmp_path):
     dec_cfg = (tmp_path / "run" / "dec" / "config.yaml").read_text()
     assert "stage: seg\n" in seg_cfg and "stage: dec\n" in dec_cfg and f"init_from: {tmp_path}/run/seg" in dec_cfg
     assert m["run_dir"] == str(tmp_path / "run" / "dec") and 0 <= m["ap"] <= 1
+    # the validation split is the held-out fold, so the dec stage starts from the seg stage's LAST weights (its
+    # best ones were chosen on the test split); frozen, they are the dec run's segmentation exactly
+    assert "init_checkpoint: last\n" in dec_cfg
+    seg_last = checkpoint.run_weights(tmp_path / "run" / "seg", "last")
+    dec_last = checkpoint.run_weights(tmp_path / "run" / "dec", "last")
+    assert all(torch.equal(seg_last[k], dec_last[k]) for k in seg_last if k.startswith(("seg.", "mask.")))
 
 
 def test_balanced_loader_draws_both_classes_equally():

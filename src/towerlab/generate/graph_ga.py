@@ -1,9 +1,10 @@
 """A graph-based genetic algorithm for molecules (after Jensen 2019, "A graph-based genetic algorithm and generative
 model/Monte Carlo tree search for the exploration of chemical space"; GuacaMol's strongest baseline). It needs no
 trained model: a population of molecules, parents drawn in proportion to their scores, crossover that joins a
-fragment of one parent to a fragment of the other at a cut acyclic bond, and mutations that edit the graph (append,
-insert, delete or change an atom; change a bond order; close or open a ring). Every child is sanitized by RDKit, so
-every molecule it scores is valid; children larger than the population's size range are dropped.
+fragment of one parent to a fragment of the other (cut at an acyclic bond, or half of a ring to half of another's
+ring, half the time each), and mutations that edit the graph (append, insert, delete or change an atom; change a
+bond order; close or open a ring). Every child is sanitized by RDKit, so every molecule it scores is valid; a child
+larger than a size drawn for it from Jensen's distribution (39 +- 3.5 heavy atoms) is dropped.
 
 Resumable generation by generation: after each one the population, every score so far, the history and the
 objective's counts go into state.json (written atomically). As GuacaMol's baseline, it stops early when the
@@ -29,35 +30,83 @@ from towerlab.generate.settings import GraphGaSettings as Settings
 from towerlab.generate.scoring import best_of_file, ranked, score_new
 
 RDLogger.DisableLog("rdApp.*")  # the operators try edits RDKit refuses; each refusal is a dropped child, not news
+# A child must have more than MIN_ATOMS heavy atoms and fewer than a size drawn from N(SIZE) for it: Jensen's rule,
+# with the mean and spread GuacaMol's baseline uses; it keeps a score that grows with size (logP) from growing chains
+MIN_ATOMS, SIZE = 5, (39.15, 3.50)
 ELEMENTS = (6, 6, 6, 6, 7, 7, 8, 8, 9, 16, 17)  # what an added atom is: carbon most often, as in organic molecules
-CUT = Chem.MolFromSmarts("[*]-;!@[*]")  # a single bond outside any ring: where crossover cuts
+CUT = Chem.MolFromSmarts("[*]-;!@[*]")  # a single bond outside any ring: where chain crossover cuts
+# where ring crossover cuts: two bonds of one ring (atom pairs of the match), as in Jensen's crossover
+RING_CUTS = ((Chem.MolFromSmarts("[R]@[R]@[R]@[R]"), ((0, 1), (2, 3))),
+             (Chem.MolFromSmarts("[R]@[R;!D2]@[R]"), ((0, 1), (1, 2))))
 
 
-def _fragments(m: Chem.Mol, rng: random.Random) -> tuple[Chem.Mol, Chem.Mol] | None:
-    """The molecule cut at one random acyclic single bond: two fragments, each with a dummy atom where it was cut."""
-    bonds = m.GetSubstructMatches(CUT)
-    if not bonds:
-        return None
-    a, b = rng.choice(bonds)
-    cut = Chem.FragmentOnBonds(m, [m.GetBondBetweenAtoms(a, b).GetIdx()], addDummies=True, dummyLabels=[(1, 1)])
+def _kekule(m: Chem.Mol) -> Chem.RWMol:
+    """An editable copy with explicit single/double bonds: a fragment cut out of an aromatic ring keeps them."""
+    w = Chem.RWMol(Chem.Mol(m))
+    Chem.Kekulize(w, clearAromaticFlags=True)
+    return w
+
+
+def _cut(m: Chem.Mol, bonds: list[int]) -> tuple[Chem.Mol, Chem.Mol] | None:
+    """m cut at these bonds into exactly two fragments, each with a dummy atom labelled k where the k-th bond was."""
+    labels = [(k + 1, k + 1) for k in range(len(bonds))]
+    cut = Chem.FragmentOnBonds(m, bonds, addDummies=True, dummyLabels=labels)
     parts = Chem.GetMolFrags(cut, asMols=True, sanitizeFrags=False)
     return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
-def crossover(a: Chem.Mol, b: Chem.Mol, rng: random.Random) -> Chem.Mol | None:
-    """A fragment of a joined to a fragment of b where each was cut (their dummy atoms removed, one bond made)."""
-    fa, fb = _fragments(a, rng), _fragments(b, rng)
-    if fa is None or fb is None:
+def _chain_fragments(m: Chem.Mol, rng: random.Random) -> tuple[Chem.Mol, Chem.Mol] | None:
+    """Cut at one random acyclic single bond."""
+    bonds = m.GetSubstructMatches(CUT)
+    if not bonds:
         return None
-    combo = Chem.RWMol(Chem.CombineMols(rng.choice(fa), rng.choice(fb)))
-    dummies = [at.GetIdx() for at in combo.GetAtoms() if at.GetAtomicNum() == 0]
-    if len(dummies) != 2:
+    a, b = rng.choice(bonds)
+    return _cut(m, [m.GetBondBetweenAtoms(a, b).GetIdx()])
+
+
+def _ring_fragments(m: Chem.Mol, rng: random.Random) -> tuple[Chem.Mol, Chem.Mol] | None:
+    """Cut at two bonds of one ring (two bonds apart, or adjacent at a branching ring atom, as Jensen's
+    crossover does): each fragment carries half a ring, to be closed with half of another molecule's."""
+    pattern, (p, q) = rng.choice(RING_CUTS)
+    matches = m.GetSubstructMatches(pattern)
+    if not matches:
         return None
-    ends = [combo.GetAtomWithIdx(d).GetNeighbors()[0].GetIdx() for d in dummies]
-    combo.AddBond(ends[0], ends[1], Chem.BondType.SINGLE)
-    for d in sorted(dummies, reverse=True):
+    match = rng.choice(matches)
+    return _cut(m, [m.GetBondBetweenAtoms(match[i], match[j]).GetIdx() for i, j in (p, q)])
+
+
+def _join(fa: Chem.Mol, fb: Chem.Mol, rng: random.Random) -> Chem.Mol | None:
+    """Bond fa to fb where each was cut: the atom beside fa's dummy k to the atom beside fb's dummy k, for every
+    label k; a ring's new bonds single or double at random (RDKit's sanitizing keeps what valences allow)."""
+    combo = Chem.RWMol(Chem.CombineMols(fa, fb))
+    split = fa.GetNumAtoms()
+    dummies = {}
+    for atom in combo.GetAtoms():
+        if atom.GetAtomicNum() == 0:
+            dummies.setdefault(atom.GetIsotope(), []).append(atom.GetIdx())
+    if not dummies or any(len(d) != 2 or (d[0] < split) == (d[1] < split) for d in dummies.values()):
+        return None
+    orders = (Chem.BondType.SINGLE,) if len(dummies) == 1 else (Chem.BondType.SINGLE, Chem.BondType.DOUBLE)
+    for pair in dummies.values():
+        ends = [combo.GetAtomWithIdx(d).GetNeighbors()[0].GetIdx() for d in pair]
+        if ends[0] == ends[1] or combo.GetBondBetweenAtoms(*ends) is not None:
+            return None
+        combo.AddBond(ends[0], ends[1], rng.choice(orders))
+    for d in sorted((d for pair in dummies.values() for d in pair), reverse=True):
         combo.RemoveAtom(d)
     return _sanitized(combo)
+
+
+def crossover(a: Chem.Mol, b: Chem.Mol, rng: random.Random) -> Chem.Mol | None:
+    """Half the time a ring crossover, else a chain one (Jensen's split): a fragment of a joined to a fragment of b
+    cut the same way; up to ten tries for a valid child."""
+    cutter = _ring_fragments if rng.random() < 0.5 else _chain_fragments
+    ka, kb = _kekule(a), _kekule(b)
+    for _ in range(10):
+        fa, fb = cutter(ka, rng), cutter(kb, rng)
+        if fa is not None and fb is not None and (kid := _join(rng.choice(fa), rng.choice(fb), rng)) is not None:
+            return kid
+    return None
 
 
 def _sanitized(m: Chem.RWMol) -> Chem.Mol | None:
@@ -80,8 +129,7 @@ def _free(m: Chem.Mol, need: int = 1) -> list[int]:
 
 def mutate(m: Chem.Mol, rng: random.Random) -> Chem.Mol | None:
     """One random graph edit; None when RDKit refuses the result."""
-    w = Chem.RWMol(Chem.Mol(m))
-    Chem.Kekulize(w, clearAromaticFlags=True)
+    w = _kekule(m)
     kind = rng.choice(("append", "insert", "delete", "change_atom", "bond_order", "close_ring", "open_ring"))
     atoms = list(range(w.GetNumAtoms()))
     if kind == "append" and (free := _free(m)):
@@ -115,31 +163,23 @@ def mutate(m: Chem.Mol, rng: random.Random) -> Chem.Mol | None:
     return _sanitized(w)
 
 
-def child(pool: list[tuple[str, float]], rng: random.Random, rate: float, max_atoms: int) -> str | None:
-    """Two parents drawn in proportion to their scores (shifted to be positive), crossed, maybe mutated: the
-    child's canonical SMILES, or None when no valid child came out."""
+def child(pool: list[tuple[str, float]], rng: random.Random, rate: float) -> str | None:
+    """Two parents drawn in proportion to their scores (shifted to be positive), crossed, maybe mutated (up to ten
+    tries for a valid mutant, as Jensen's): the child's canonical SMILES, or None when no valid child came out or
+    it is larger than a size drawn for it (Jensen's rule)."""
     weights = [v for _, v in pool]
     low = min(weights)
     weights = [v - low + 1e-6 for v in weights]
     a, b = (props.mol(s) for s, _ in rng.choices(pool, weights=weights, k=2))
     kid = crossover(a, b, rng)
     if kid is not None and rng.random() < rate:
-        kid = mutate(kid, rng)
-    if kid is None or kid.GetNumHeavyAtoms() > max_atoms:
+        kid = next((m for m in (mutate(kid, rng) for _ in range(10)) if m is not None), None)
+    if kid is None or not MIN_ATOMS < kid.GetNumHeavyAtoms() < rng.gauss(*SIZE):
         return None
     return Chem.MolToSmiles(kid)
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
-def _size_limit(population: list[str]) -> int:
-    """Children may grow to the starting population's mean heavy-atom count plus three standard deviations."""
-    import statistics
-
-    sizes = [props.mol(c).GetNumHeavyAtoms() for c in population]
-    spread = statistics.pstdev(sizes) if len(sizes) > 1 else 0.0
-    return max(10, round(statistics.mean(sizes) + 3 * spread))
-
-
 def _load(out: Path, mine: dict, objective: Objective) -> dict | None:
     state_file = out / "state.json"
     if not state_file.is_file():
@@ -167,7 +207,7 @@ def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_lim
         seen: dict[str, float | None] = {}
         population = best_of_file(start, objective, s.population, seen, start_limit, s.seed, s.max_calls)
         state = {"generation": 0, "population": population, "seen": seen, "history": [],
-                 "max_atoms": _size_limit(population), "settings": mine, "objective": objective.state()}
+                 "settings": mine, "objective": objective.state()}
         atomic_write(out / "state.json", json.dumps(state).encode())  # the starting scores are never paid twice
     seen, population, history = state["seen"], state["population"], state["history"]
     stale = state.get("stale", 0)  # generations in a row that left the population's scores as they were
@@ -181,7 +221,7 @@ def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_lim
             break
         rng = random.Random(s.seed * 1_000_003 + gen)
         pool = [(c, seen[c]) for c in population]
-        children = [c for c in (child(pool, rng, s.mutation_rate, state["max_atoms"]) for _ in range(s.offspring)) if c]
+        children = [c for c in (child(pool, rng, s.mutation_rate) for _ in range(s.offspring)) if c]
         before = objective.calls
         score_new(children, objective, seen, s.max_calls)
         scores_before = [seen[c] for c in population]
@@ -193,7 +233,7 @@ def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_lim
                         "new_molecules": objective.calls - before, "scoring_calls": objective.calls})
         print(json.dumps(history[-1]), flush=True)
         state = {"generation": gen, "population": population, "seen": seen, "history": history, "stale": stale,
-                 "max_atoms": state["max_atoms"], "settings": mine, "objective": objective.state()}
+                 "settings": mine, "objective": objective.state()}
         atomic_write(out / "state.json", json.dumps(state).encode())
     write_outputs(out, seen, history, objective.name, x="generation", max_calls=s.max_calls)
     return history

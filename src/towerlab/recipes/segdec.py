@@ -93,10 +93,11 @@ def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
 
 
 def stages(cfg: Config) -> list[tuple[str, Config]]:
-    """seg+dec is two runs in sequence (run_dir/seg, then run_dir/dec started from its best weights)."""
+    """seg+dec is two runs in sequence (run_dir/seg, then run_dir/dec started from its last weights: the validation
+    split is the held-out fold, so the seg stage's best-by-validation weights would be chosen on the test split)."""
     if cfg.stage != "seg+dec":
         return [("", cfg)]
-    dec = replace(cfg, stage="dec", epochs=cfg.dec_epochs or cfg.epochs)
+    dec = replace(cfg, stage="dec", epochs=cfg.dec_epochs or cfg.epochs, init_checkpoint="last")
     return [("seg", replace(cfg, stage="seg")), ("dec", dec)]
 
 
