@@ -150,15 +150,10 @@ def task(folder: Path, run) -> dict:
 
 def _entrants(seen: dict, k: int = 10) -> list[dict]:
     """Every molecule that was among the k best when it was scored, with its call number: the top-k curve."""
-    import heapq
+    from towerlab.generate.scoring import top_k_walk
 
-    top, rows = [], []
-    for call, (smiles, v) in enumerate(seen.items(), 1):
-        v = 0.0 if v is None else v
-        if len(top) < k or v > top[0]:
-            (heapq.heappush if len(top) < k else heapq.heapreplace)(top, v)
-            rows.append({"call": call, "smiles": smiles, "score": v})
-    return rows
+    walk = top_k_walk(list(seen.values()), k)
+    return [{"call": i, "smiles": smiles, "score": v} for smiles, (i, v, entered, _) in zip(seen, walk) if entered]
 
 
 def _seen(out: Path) -> dict:

@@ -57,6 +57,23 @@ def best_of_file(path: str, objective: Objective, n: int, seen: dict, limit: int
     return ranked(seen, canon)[:n]
 
 
+def top_k_walk(scores: list[float | None], k: int = 10):
+    """For each call in order: (call number, its score, whether it entered the k best so far, the mean of the k best
+    so far). A failed call (None) scores 0. The walk behind PMO's curve (auc_top) and behind the list of molecules
+    that were ever among the k best (what a reader needs to redraw the curve)."""
+    import heapq
+
+    top: list[float] = []  # the k best so far, a min-heap
+    for i, v in enumerate(scores, 1):
+        v = 0.0 if v is None else float(v)
+        entered = len(top) < k or v > top[0]
+        if len(top) < k:
+            heapq.heappush(top, v)
+        elif entered:
+            heapq.heapreplace(top, v)
+        yield i, v, entered, sum(top) / len(top)
+
+
 def auc_top(scores: list[float | None], k: int = 10, budget: int = 0, every: int = 100) -> float:
     """PMO's main metric (Gao et al. 2022, "Sample efficiency matters"): the area under the curve of the mean of
     the k best scores found so far against the number of oracle calls, divided by the budget, so 1.0 means a
@@ -64,19 +81,10 @@ def auc_top(scores: list[float | None], k: int = 10, budget: int = 0, every: int
     counts as 0, as PMO scores what it cannot score). The curve is read every `every` calls and at the last call,
     joined by straight lines from 0 at call 0; a run that ends before the budget keeps its last value to the end
     (PMO's rule for a finished run); calls past the budget are not counted."""
-    import heapq
-
     budget = budget or len(scores)
-    scores = [0.0 if v is None else float(v) for v in scores[:budget]]
-    top: list[float] = []  # the k best so far, a min-heap
-    area, last_x, last_y = 0.0, 0, 0.0
-    for i, v in enumerate(scores, 1):
-        if len(top) < k:
-            heapq.heappush(top, v)
-        elif v > top[0]:
-            heapq.heapreplace(top, v)
-        if i % every == 0 or i == len(scores):
-            y = sum(top) / len(top)
+    area, last_x, last_y, n = 0.0, 0, 0.0, min(len(scores), budget)
+    for i, _, _, y in top_k_walk(scores[:budget], k):
+        if i % every == 0 or i == n:
             area += (i - last_x) * (y + last_y) / 2
             last_x, last_y = i, y
     area += (budget - last_x) * last_y
