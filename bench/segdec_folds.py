@@ -1,7 +1,7 @@
 """SegDecNet on KolektorSDD: the paper's 3-fold cross-validation split by item (Tabernik et al. 2019), the
 segmentation stage then the decision stage on each fold, then a table of image-level AP / ROC AUC / errors per fold.
 
-    TOWERLAB_DATA=../shared/data python bench/segdec_folds.py [--epochs 10] [--dec-epochs 10] [-- extra train flags]
+    TOWERLAB_DATA=../shared/data python bench/segdec_folds.py [--epochs 30] [--dec-epochs 4] [-- extra train flags]
 
 Sizes are the paper's 1408x512 scaled like the data in ../shared/data (downscaled by 4): 352x128; a narrower
 15x15 layer (--feature-channels 256) for a CPU. The held-out fold is each run's validation split, so nothing is
@@ -62,11 +62,13 @@ def part_scores(run: Path) -> list[dict]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=float, default=10.0, help="epochs of the segmentation stage")
-    p.add_argument("--dec-epochs", type=float, default=10.0, help="epochs of the decision stage")
-    p.add_argument("--out", default="bench/out/segdec_folds")
+    p.add_argument("--epochs", type=float, default=30.0, help="epochs of the segmentation stage (the recipe's default)")
+    p.add_argument("--dec-epochs", type=float, default=4.0, help="epochs of the decision stage")
+    p.add_argument("--out", default="", help="default: bench/out/segdec_folds/seg<E>-dec<D> (a finished fold is read "
+                   "back, so each schedule has its own folder)")
     p.add_argument("--samples", default="docs/samples/segdec")
     args, extra = p.parse_known_args()
+    args.out = args.out or f"bench/out/segdec_folds/seg{args.epochs:g}-dec{args.dec_epochs:g}"
     extra = [a for a in extra if a != "--"]
     if not os.environ.get("TOWERLAB_DATA"):
         sys.exit("set TOWERLAB_DATA to the shared data folder (../shared/data)")
