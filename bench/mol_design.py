@@ -3,7 +3,7 @@
     TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo graph-ga [--seeds 0 1 2] [--tasks qed median1]
     TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo hillclimb --run PRIOR_RUN
     TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo mcts --run PRIOR_RUN
-    TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol graph-ga --max-calls 30000
+    TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol graph-ga --ga pmo --max-calls 40000 [--patience N]
     TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol hillclimb --run PRIOR_RUN --max-calls 30000
     TOWERLAB_DATA=../shared/data python bench/mol_design.py plogp mcts --run ZINC_PRIOR_RUN [--runs 10 --budget 5000]
     TOWERLAB_DATA=../shared/data python bench/mol_design.py plogp graph-ga --budget 1000

@@ -58,7 +58,9 @@ def test_dec_stage_needs_a_segmentation_run(kolektor_dir):
 
 
 def test_seg_then_dec_in_one_command(kolektor_dir, tmp_path):
-    m = fit_stages(get("segdec"), _cfg(kolektor_dir, epochs=1, dec_epochs=2), out=tmp_path / "run")
+    # evaluated every step at a high lr, the seg stage's best (step 1) and last (step 2) weights differ
+    m = fit_stages(get("segdec"), _cfg(kolektor_dir, epochs=1, dec_epochs=2, eval_every_steps=1, lr=0.1),
+                   out=tmp_path / "run")
     seg_cfg = (tmp_path / "run" / "seg" / "config.yaml").read_text()
     dec_cfg = (tmp_path / "run" / "dec" / "config.yaml").read_text()
     assert "stage: seg\n" in seg_cfg and "stage: dec\n" in dec_cfg and f"init_from: {tmp_path}/run/seg" in dec_cfg
@@ -67,8 +69,11 @@ def test_seg_then_dec_in_one_command(kolektor_dir, tmp_path):
     # best ones were chosen on the test split); frozen, they are the dec run's segmentation exactly
     assert "init_checkpoint: last\n" in dec_cfg
     seg_last = checkpoint.run_weights(tmp_path / "run" / "seg", "last")
+    seg_best = checkpoint.run_weights(tmp_path / "run" / "seg", "best")
     dec_last = checkpoint.run_weights(tmp_path / "run" / "dec", "last")
-    assert all(torch.equal(seg_last[k], dec_last[k]) for k in seg_last if k.startswith(("seg.", "mask.")))
+    frozen = [k for k in seg_last if k.startswith(("seg.", "mask.")) and seg_last[k].is_floating_point()]
+    assert frozen and all(torch.equal(seg_last[k], dec_last[k]) for k in frozen)
+    assert not all(torch.equal(seg_best[k], dec_last[k]) for k in frozen)  # so it is not the best that was taken
 
 
 def test_balanced_loader_draws_both_classes_equally():

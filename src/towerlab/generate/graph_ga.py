@@ -33,6 +33,9 @@ RDLogger.DisableLog("rdApp.*")  # the operators try edits RDKit refuses; each re
 # A child must have more than MIN_ATOMS heavy atoms and fewer than a size drawn from N(SIZE) for it: Jensen's rule,
 # with the mean and spread GuacaMol's baseline uses; it keeps a score that grows with size (logP) from growing chains
 MIN_ATOMS, SIZE = 5, (39.15, 3.50)
+# Recorded in state.json: a run begun with other operators (before the ring crossover: none recorded) is not
+# continued by these, which would not make the molecules it would have made
+OPERATORS = "jensen"
 ELEMENTS = (6, 6, 6, 6, 7, 7, 8, 8, 9, 16, 17)  # what an added atom is: carbon most often, as in organic molecules
 CUT = Chem.MolFromSmarts("[*]-;!@[*]")  # a single bond outside any ring: where chain crossover cuts
 # where ring crossover cuts: two bonds of one ring (atom pairs of the match), as in Jensen's crossover
@@ -201,7 +204,8 @@ def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_lim
     """Run (or continue) the graph GA into `out`, from the molecules of the SMILES file `start`."""
     s.validate()
     make_dir(out, "the output folder (--out)")
-    mine = {**asdict(s), "objective": objective.name, "start": str(Path(start).absolute()), "start_limit": start_limit}
+    mine = {**asdict(s), "objective": objective.name, "start": str(Path(start).absolute()), "start_limit": start_limit,
+            "operators": OPERATORS}
     state = _load(out, mine, objective)
     if state is None:
         seen: dict[str, float | None] = {}
