@@ -36,7 +36,7 @@ demo: $(STAMP)
 	echo "   TensorBoard:   $(VENV)/bin/tensorboard --logdir $$run/tb"
 
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q --durations=15 -n auto --maxprocesses 4 --dist loadgroup
 
 bench: $(STAMP)
 	$(PY) bench/throughput.py

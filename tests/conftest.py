@@ -156,10 +156,18 @@ def _private_cache(tmp_path_factory):
         os.environ["XDG_CACHE_HOME"] = old
 
 
+SHARED_BUILDS = ("lstm_run", "every_kind")  # session fixtures that train real models (~20 s and ~60 s)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `gpu` run where torch sees a CUDA device (the lent GPU: pytest -m gpu) and skip elsewhere."""
+    """Tests marked `gpu` run where torch sees a CUDA device (the lent GPU: pytest -m gpu) and skip elsewhere.
+    Under pytest-xdist (`make test` runs two workers, --dist loadgroup) every test that needs one of the trained
+    session fixtures goes to one worker, so each is built once instead of once per worker."""
     import torch
 
+    for item in items:
+        if any(name in item.fixturenames for name in SHARED_BUILDS):
+            item.add_marker(pytest.mark.xdist_group("trained-generators"))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (on a GPU machine: pytest -m gpu)")
