@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -64,12 +65,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=float, default=30.0, help="epochs of the segmentation stage (the recipe's default)")
     p.add_argument("--dec-epochs", type=float, default=4.0, help="epochs of the decision stage")
-    p.add_argument("--out", default="", help="default: bench/out/segdec_folds/seg<E>-dec<D> (a finished fold is read "
-                   "back, so each schedule has its own folder)")
+    p.add_argument("--out", default="", help="default: bench/out/segdec_folds/seg<E>-dec<D>[-<extra flags>] (a "
+                   "finished fold is read back, so each schedule has its own folder)")
     p.add_argument("--samples", default="docs/samples/segdec")
     args, extra = p.parse_known_args()
-    args.out = args.out or f"bench/out/segdec_folds/seg{args.epochs:g}-dec{args.dec_epochs:g}"
     extra = [a for a in extra if a != "--"]
+    # the folder names every setting that changes the runs: a finished fold is read back, never another schedule's
+    flags = "".join("-" + re.sub(r"[^A-Za-z0-9.]+", "", a) for a in extra)
+    args.out = args.out or f"bench/out/segdec_folds/seg{args.epochs:g}-dec{args.dec_epochs:g}{flags}"
     if not os.environ.get("TOWERLAB_DATA"):
         sys.exit("set TOWERLAB_DATA to the shared data folder (../shared/data)")
     rows = []
