@@ -6,8 +6,15 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
-import pytest
+# Under pytest-xdist (`make test`) each worker, and every process its tests start, takes its share of the cores:
+# torch otherwise runs as many threads as there are cores in every worker, and the workers' threads spin against
+# each other (a third of the CPU time went to the kernel with two workers of two threads on two cores).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 from helpers import REAL_SMILES, REPO, cifar_records, missing, run_cli, write_cifar_python_batch, write_idx  # noqa: F401
 
 
@@ -161,13 +168,15 @@ SHARED_BUILDS = ("lstm_run", "every_kind")  # session fixtures that train real m
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked `gpu` run where torch sees a CUDA device (the lent GPU: pytest -m gpu) and skip elsewhere.
-    Under pytest-xdist (`make test` runs two workers, --dist loadgroup) every test that needs one of the trained
-    session fixtures goes to one worker, so each is built once instead of once per worker."""
+    Under pytest-xdist (`make test`: --dist loadgroup) a module's tests stay on one worker, so its module fixtures
+    are built once, and the modules that need one of the trained session fixtures share one worker, so those are
+    trained once instead of once per worker."""
     import torch
 
+    shared = {item.path for item in items if any(name in item.fixturenames for name in SHARED_BUILDS)}
     for item in items:
-        if any(name in item.fixturenames for name in SHARED_BUILDS):
-            item.add_marker(pytest.mark.xdist_group("trained-generators"))
+        group = "trained-generators" if item.path in shared else str(item.path.relative_to(config.rootpath))
+        item.add_marker(pytest.mark.xdist_group(group))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (on a GPU machine: pytest -m gpu)")
