@@ -17,6 +17,7 @@ full-data figures. Writes bench/out/search_classic.json.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -62,16 +63,22 @@ def main() -> int:
                         "--workers", str(args.workers), "--out", str(out), "--set", f"dataset={ds}",
                         "--set", f"epochs={args.epochs}", "--set", "eval_every_epochs=1", *extra],
                        check=True, stdout=subprocess.DEVNULL)
-        wall = time.time() - t0
+        # a search cut off and run again continues: its wall time is the sum of the sittings, kept beside it
+        sittings = out / "bench_wall.json"
+        wall = time.time() - t0 + (json.loads(sittings.read_text())["wall_s"] if sittings.is_file() else 0.0)
+        sittings.write_text(json.dumps({"wall_s": wall}))
         gens = json.loads((out / "generations.json").read_text())
         best = json.loads((out / "best.json").read_text())
         trials = len(list((out / "trials").glob("*")))
+        with open(out / "trials.csv") as f:  # each trial's own time: the rate without idle slots at generation ends
+            slot_hours = sum(float(r["seconds"]) for r in csv.DictReader(f)) / 3600 / args.workers
         report["runs"][name] = {"best": best, "generations": gens, "wall_s": wall, "trials": trials,
-                              "trials_per_hour": trials / wall * 3600}
+                              "trials_per_hour": trials / wall * 3600, "trials_per_slot_hour": trials / slot_hours}
         where = "validation" if args.val_fraction else "test"
         test = f", test accuracy {best['test']['accuracy']:.4f}" if "test" in best else ""
         print(f"{name}: best {where} accuracy {best['fitness']:.4f}{test} ({best['genome']}); {trials} trials in "
-              f"{wall / 60:.1f} min ({trials / wall * 3600:.0f} trials/hour)")
+              f"{wall / 60:.1f} min ({trials / wall * 3600:.0f} trials/hour; {trials / slot_hours:.0f} from the "
+              f"trials' own times over {args.workers} slots)")
         if args.samples:
             import shutil
             Path(args.samples).mkdir(parents=True, exist_ok=True)

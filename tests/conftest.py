@@ -166,6 +166,7 @@ def _private_cache(tmp_path_factory):
 SHARED_BUILDS = ("lstm_run", "every_kind")  # session fixtures that train real models (~20 s and ~60 s)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
     """Tests marked `gpu` run where torch sees a CUDA device (the lent GPU: pytest -m gpu) and skip elsewhere.
     Under pytest-xdist (`make test`: --dist loadgroup) a module's tests stay on one worker, so its module fixtures
