@@ -8,7 +8,7 @@ from pathlib import Path
 
 # Under pytest-xdist (`make test`) each worker, and every process its tests start, takes its share of the cores:
 # torch otherwise runs as many threads as there are cores in every worker, and the workers' threads spin against
-# each other (a third of the CPU time went to the kernel with two workers of two threads on two cores).
+# each other (two workers of two threads on two cores doubled the suite's CPU time, 39.9 against 20.1 minutes).
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
