@@ -57,16 +57,21 @@ def main() -> int:
         extra += ["--set", f"val_fraction={args.val_fraction}"] if args.val_fraction else []
         if args.full and ds == "mnist":
             extra += ["--set", f"data={Path(os.environ['TOWERLAB_DATA']).resolve() / 'mnist_full'}"]
-        t0 = time.time()
-        subprocess.run([sys.executable, "-m", "towerlab", "search", "mlp", "--space", str(REPO / "examples/mlp_space.yaml"),
-                        "--algo", args.algo, "--population", str(args.population), "--generations", str(args.generations),
-                        "--workers", str(args.workers), "--out", str(out), "--set", f"dataset={ds}",
-                        "--set", f"epochs={args.epochs}", "--set", "eval_every_epochs=1", *extra],
-                       check=True, stdout=subprocess.DEVNULL)
         # a search cut off and run again continues: its wall time is the sum of the sittings, kept beside it
         sittings = out / "bench_wall.json"
-        wall = time.time() - t0 + (json.loads(sittings.read_text())["wall_s"] if sittings.is_file() else 0.0)
-        sittings.write_text(json.dumps({"wall_s": wall}))
+        before = json.loads(sittings.read_text())["wall_s"] if sittings.is_file() else 0.0
+        t0 = time.time()
+        try:
+            subprocess.run([sys.executable, "-m", "towerlab", "search", "mlp", "--space",
+                            str(REPO / "examples/mlp_space.yaml"),
+                            "--algo", args.algo, "--population", str(args.population), "--generations",
+                            str(args.generations), "--workers", str(args.workers), "--out", str(out), "--set",
+                            f"dataset={ds}", "--set", f"epochs={args.epochs}", "--set", "eval_every_epochs=1", *extra],
+                           check=True, stdout=subprocess.DEVNULL)
+        finally:  # a sitting cut off counts too
+            wall = before + time.time() - t0
+            out.mkdir(parents=True, exist_ok=True)
+            sittings.write_text(json.dumps({"wall_s": wall}))
         gens = json.loads((out / "generations.json").read_text())
         best = json.loads((out / "best.json").read_text())
         trials = len(list((out / "trials").glob("*")))
