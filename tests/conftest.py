@@ -171,16 +171,13 @@ def pytest_collection_modifyitems(config, items):
     """Tests marked `gpu` run where torch sees a CUDA device (the lent GPU: pytest -m gpu) and skip elsewhere.
     Under pytest-xdist (`make test`: --dist loadgroup) a module's tests stay on one worker, so its module fixtures
     are built once, and the modules that need one of the trained session fixtures share one worker, so those are
-    trained once instead of once per worker; those modules run first."""
+    trained once instead of once per worker."""
     import torch
 
     shared = {item.path for item in items if any(name in item.fixturenames for name in SHARED_BUILDS)}
     for item in items:
         group = "trained-generators" if item.path in shared else str(item.path.relative_to(config.rootpath))
         item.add_marker(pytest.mark.xdist_group(group))
-    # the shared group first (xdist hands out groups in collection order): its few minutes start at once rather
-    # than at the end, where the other worker would wait for them idle
-    items.sort(key=lambda item: item.path not in shared)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (on a GPU machine: pytest -m gpu)")
