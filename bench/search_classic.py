@@ -74,9 +74,11 @@ def main() -> int:
             sittings.write_text(json.dumps({"wall_s": wall}))
         gens = json.loads((out / "generations.json").read_text())
         best = json.loads((out / "best.json").read_text())
-        trials = len(list((out / "trials").glob("*")))
-        with open(out / "trials.csv") as f:  # each trial's own time: the rate without idle slots at generation ends
-            slot_hours = sum(float(r["seconds"] or 0) for r in csv.DictReader(f)) / 3600 / args.workers
+        with open(out / "trials.csv") as f:
+            rows = list(csv.DictReader(f))
+        trials = len(rows)
+        # each trial's own time: the rate without idle slots at generation ends
+        slot_hours = sum(float(r["seconds"] or 0) for r in rows) / 3600 / args.workers
         report["runs"][name] = {"best": best, "generations": gens, "wall_s": wall, "trials": trials,
                               "trials_per_hour": trials / wall * 3600, "trials_per_slot_hour": trials / slot_hours}
         where = "validation" if args.val_fraction else "test"

@@ -176,7 +176,7 @@ def pytest_collection_modifyitems(config, items):
 
     shared = {item.path for item in items if any(name in item.fixturenames for name in SHARED_BUILDS)}
     for item in items:
-        group = "trained-generators" if item.path in shared else str(item.path.relative_to(config.rootpath))
+        group = "trained-generators" if item.path in shared else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
     if torch.cuda.is_available():
         return
