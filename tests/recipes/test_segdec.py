@@ -38,6 +38,27 @@ def test_forward_backward_trains_only_its_part(stage):
     assert all(g is None for g in (seg_grads if stage == "dec" else dec_grads if stage == "seg" else []))
 
 
+def test_seg_pos_weight_weights_only_the_defective_cells():
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 64, 64)
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[0, 0, 8:10, 16:40] = 1  # a thin crack: 3 of the 64 cells of the 1/8 grid
+    label = torch.tensor([1.0, 0.0])
+    plain = segdec.SegDecNet(1, 16, "seg").eval()
+    weighted = segdec.SegDecNet(1, 16, "seg", pos_weight=10.0).eval()
+    weighted.load_state_dict(plain.state_dict())
+    logits = plain(x)[0].detach()
+    cells = torch.nn.functional.adaptive_max_pool2d(mask, logits.shape[-2:])
+    pos, neg = torch.nn.functional.softplus(-logits), torch.nn.functional.softplus(logits)  # -log p, -log (1-p)
+    n = cells.numel()
+    assert segdec.loss(plain, (x, mask, label))[0].item() == pytest.approx(
+        float((cells * pos + (1 - cells) * neg).sum() / n), rel=1e-5)
+    assert segdec.loss(weighted, (x, mask, label))[0].item() == pytest.approx(
+        float((10 * cells * pos + (1 - cells) * neg).sum() / n), rel=1e-5)
+    with pytest.raises(ConfigError, match="seg_pos_weight=0"):
+        config.build(segdec.Config, None, {"seg_pos_weight": 0})
+
+
 def test_dec_stage_leaves_the_segmentation_net_unchanged(kolektor_dir, tmp_path):
     fit(get("segdec"), _cfg(kolektor_dir, stage="seg", max_steps=3), out=tmp_path / "seg")
     before = segdec.SegDecNet(1, 16)

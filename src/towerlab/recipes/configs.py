@@ -220,6 +220,8 @@ class SegdecConfig(TrainConfig):
     channels: int = opt(1, "1 = grayscale, 3 = RGB")
     feature_channels: int = opt(1024, "channels of the 15x15 feature layer (1024 in the paper)")
     dilate: int = opt(0, "dilate masks with a square of this size before training (0: off; the follow-up paper's)")
+    seg_pos_weight: float = opt(1.0, "weight of a defective cell in the segmentation loss (a hairline crack covers "
+                                     "few cells; the follow-up paper weights the defect's pixels up)")
     balanced: bool = opt(True, "each epoch: every defect-free image once and as many defective ones")
     flip: bool = opt(True, "random left-right and up-down mirroring of image and mask")
     threshold: float = opt(0.0, "operating threshold on the defect probability: a part at or above it is a defect "
@@ -240,6 +242,8 @@ class SegdecConfig(TrainConfig):
                               "RUN_DIR of a seg run (or use --stage seg+dec)")
         if self.channels not in (1, 3):
             raise ConfigError(f"channels={self.channels} must be 1 or 3")
+        if not self.seg_pos_weight > 0:
+            raise ConfigError(f"seg_pos_weight={self.seg_pos_weight} must be > 0 (1: every cell alike)")
 
 
 @dataclass

@@ -42,8 +42,9 @@ def conv(cin: int, cout: int, k: int) -> nn.Sequential:
 class SegDecNet(nn.Module):
     """forward(x) -> (mask logits [N,1,H/8,W/8], decision logit [N])."""
 
-    def __init__(self, channels: int = 1, features: int = 1024, stage: str = "joint"):
+    def __init__(self, channels: int = 1, features: int = 1024, stage: str = "joint", pos_weight: float = 1.0):
         super().__init__()
+        self.pos_weight = pos_weight  # the segmentation loss's weight on a defective cell (a setting, not a weight)
         pool = nn.MaxPool2d(2)
         self.seg = nn.Sequential(conv(channels, 32, 5), conv(32, 32, 5), pool,
                                  conv(32, 64, 5), conv(64, 64, 5), conv(64, 64, 5), pool,
@@ -89,7 +90,7 @@ class SegDecNet(nn.Module):
 
 def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
     stage = "seg" if cfg.stage == "seg+dec" else cfg.stage
-    return SegDecNet(cfg.channels, cfg.feature_channels, stage)
+    return SegDecNet(cfg.channels, cfg.feature_channels, stage, cfg.seg_pos_weight)
 
 
 def stages(cfg: Config) -> list[tuple[str, Config]]:
@@ -162,12 +163,14 @@ def loss(model, batch, step=None):
     x, mask, label = batch
     mask_logits, decision = model(x)
     target = F.adaptive_max_pool2d(mask, mask_logits.shape[-2:])  # a defect anywhere in a cell makes it positive
-    stage = unwrap(model, SegDecNet).stage
+    net = unwrap(model, SegDecNet)
     known = (target <= 1).float()  # a defective image without a mask (UNKNOWN) trains the decision only
+    # defective cells weighted up (pos_weight), the mean still over every known cell: at 1.0 the plain mean
     seg_loss = F.binary_cross_entropy_with_logits(mask_logits.float(), target.clamp(max=1), weight=known,
+                                                  pos_weight=mask_logits.new_tensor(net.pos_weight, dtype=torch.float),
                                                   reduction="sum") / known.sum().clamp_min(1)
     dec_loss = F.binary_cross_entropy_with_logits(decision.float(), label)
-    total = {"seg": seg_loss, "dec": dec_loss, "joint": seg_loss + dec_loss}[stage]
+    total = {"seg": seg_loss, "dec": dec_loss, "joint": seg_loss + dec_loss}[net.stage]
     return total, {"seg_loss": seg_loss.detach(), "dec_loss": dec_loss.detach()}
 
 
