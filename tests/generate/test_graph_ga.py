@@ -16,7 +16,7 @@ from helpers import REAL_SMILES, run_cli
 from rdkit import Chem
 
 from towerlab.chem import objectives, props
-from towerlab.generate.graph_ga import Settings, _join, _kekule, _ring_fragments, crossover, graph_ga, mutate
+from towerlab.generate.graph_ga import Settings, _join, _Parent, _ring_fragments, crossover, graph_ga, mutate
 from towerlab.generate.scoring import auc_top, best_of_file
 
 
@@ -42,7 +42,7 @@ def test_crossover_and_mutation_give_valid_molecules():
 
 def test_ring_crossover_closes_half_a_ring_with_half_of_anothers():
     rng = random.Random(1)
-    a, b = _kekule(props.mol("c1ccc2ccccc2c1CCO")), _kekule(props.mol("C1CCN(C(=O)c2ccncc2)CC1"))
+    a, b = _Parent(props.mol("c1ccc2ccccc2c1CCO")), _Parent(props.mol("C1CCN(C(=O)c2ccncc2)CC1"))
     kids = set()
     for _ in range(100):
         fa, fb = _ring_fragments(a, rng), _ring_fragments(b, rng)

@@ -58,20 +58,34 @@ def _cut(m: Chem.Mol, bonds: list[int]) -> tuple[Chem.Mol, Chem.Mol] | None:
     return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
-def _chain_fragments(m: Chem.Mol, rng: random.Random) -> tuple[Chem.Mol, Chem.Mol] | None:
+class _Parent:
+    """A parent kekulized once, with each cut pattern's matches found once for all of crossover's tries."""
+
+    def __init__(self, m: Chem.Mol):
+        self.mol = _kekule(m)
+        self._matches: dict[int, tuple] = {}
+
+    def matches(self, pattern: Chem.Mol) -> tuple:
+        key = id(pattern)  # the patterns are the module's constants
+        if key not in self._matches:
+            self._matches[key] = self.mol.GetSubstructMatches(pattern)
+        return self._matches[key]
+
+
+def _chain_fragments(p: _Parent, rng: random.Random) -> tuple[Chem.Mol, Chem.Mol] | None:
     """Cut at one random acyclic single bond."""
-    bonds = m.GetSubstructMatches(CUT)
+    m, bonds = p.mol, p.matches(CUT)
     if not bonds:
         return None
     a, b = rng.choice(bonds)
     return _cut(m, [m.GetBondBetweenAtoms(a, b).GetIdx()])
 
 
-def _ring_fragments(m: Chem.Mol, rng: random.Random) -> tuple[Chem.Mol, Chem.Mol] | None:
+def _ring_fragments(parent: _Parent, rng: random.Random) -> tuple[Chem.Mol, Chem.Mol] | None:
     """Cut at two bonds of one ring (two bonds apart, or adjacent at a branching ring atom, as Jensen's
     crossover does): each fragment carries half a ring, to be closed with half of another molecule's."""
     pattern, (p, q) = rng.choice(RING_CUTS)
-    matches = m.GetSubstructMatches(pattern)
+    m, matches = parent.mol, parent.matches(pattern)
     if not matches:
         return None
     match = rng.choice(matches)
@@ -104,7 +118,7 @@ def crossover(a: Chem.Mol, b: Chem.Mol, rng: random.Random) -> Chem.Mol | None:
     """Half the time a ring crossover, else a chain one (Jensen's split): a fragment of a joined to a fragment of b
     cut the same way; up to ten tries for a valid child."""
     cutter = _ring_fragments if rng.random() < 0.5 else _chain_fragments
-    ka, kb = _kekule(a), _kekule(b)
+    ka, kb = _Parent(a), _Parent(b)
     for _ in range(10):
         fa, fb = cutter(ka, rng), cutter(kb, rng)
         if fa is not None and fb is not None and (kid := _join(rng.choice(fa), rng.choice(fb), rng)) is not None:
