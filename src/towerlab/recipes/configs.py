@@ -203,9 +203,11 @@ class FcnConfig(TrainConfig):
 class SegdecConfig(TrainConfig):
     # Tabernik et al.: plain SGD without momentum, one image per step, the segmentation net trained first and the
     # decision net then trained on top of it with the segmentation frozen; KolektorSDD images at 1408x512.
-    # The learning rate is this recipe's choice on the KolektorSDD subset (docs/results.md), not a published value.
+    # The learning rate and the momentum are this recipe's choice on the KolektorSDD subset, not published values:
+    # with momentum 0.9 the 3-fold mean AP went from 0.980 to 0.995 (docs/results.md)
     optimizer: str = "sgd"
     lr: float = 0.01
+    momentum: float = 0.9
     batch_size: int = 1
     epochs: float = 30.0
     log_every: int = 20
