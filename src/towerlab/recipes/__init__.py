@@ -52,7 +52,8 @@ ENTRIES = (
                                                                                                 "artifacts", "train_step")),
     Entry("smiles-lstm", "smiles_lstm", SmilesLstmConfig, "a SMILES LSTM language model (Segler et al. 2018; GuacaMol's "
                                         "baseline): sampling, hill-climb MLE, ChemTS tree search", ("generate", "sequence",
-                                                                                                    "artifacts")),
+                                                                                                    "artifacts",
+                                                                                                    "ragged_batches")),
 )
 REGISTRY: dict[str, Entry] = {e.name: e for e in ENTRIES}
 

@@ -17,6 +17,7 @@ Nothing in the engine discovers a hook with hasattr.
     generate        Generator         `chem sample`
     autoencode      Autoencoder       `chem encode`, `chem decode`, `chem optimize`
     sequence        SequenceModel     `chem hillclimb`, `chem mcts`
+    ragged_batches  RaggedBatches     the engine: leaves the host allocator as it is (perf.keep_freed_memory)
 
 A recipe that is not in the registry (one of your own, passed to engine.fit) declares its capabilities in a
 module-level CAPABILITIES tuple.
@@ -182,6 +183,15 @@ class SequenceModel(Protocol):
         """Logits [N, V] of the token after `last` [N], and the state after it (the first `last` is 0)."""
 
 
+@runtime_checkable
+class RaggedBatches(Protocol):
+    """A declaration, no hook: the tensors of a training step change shape from step to step (a SMILES batch is cut
+    to its longest molecule). Keeping freed memory in the process (perf.keep_freed_memory) then fragments the heap:
+    measured on a 3 x 512 LSTM at batch 128, resident memory grew from 2.4 to 4.3 GB in 100 steps of random length
+    and on (7.7 GB after 800 steps of the broad-corpus prior), against 0.65-0.79 GB flat with glibc's own
+    thresholds, for a step ~15% slower; at one fixed length it stayed at 2.0 GB."""
+
+
 CAPABILITIES: dict[str, tuple[type, str]] = {  # name -> (protocol, what a recipe that has it can do)
     "classify": (ImageClassifier, "classify whole images"),
     "segment": (PixelClassifier, "label the pixels of images"),
@@ -196,4 +206,5 @@ CAPABILITIES: dict[str, tuple[type, str]] = {  # name -> (protocol, what a recip
     "generate": (Generator, "generate molecules"),
     "autoencode": (Autoencoder, "encode molecules to a latent space and decode them"),
     "sequence": (SequenceModel, "write molecules token by token (hill-climb, tree search)"),
+    "ragged_batches": (RaggedBatches, "train on batches whose shapes change every step"),
 }
