@@ -44,7 +44,9 @@ class SegDecNet(nn.Module):
 
     def __init__(self, channels: int = 1, features: int = 1024, stage: str = "joint", pos_weight: float = 1.0):
         super().__init__()
-        self.pos_weight = pos_weight  # the segmentation loss's weight on a defective cell (a setting, not a weight)
+        # the segmentation loss's weight on a defective cell: a buffer so that it lives on the model's device (no
+        # tensor made and copied to the device every step), not persistent (a setting, not in checkpoints)
+        self.register_buffer("pos_weight", torch.tensor(float(pos_weight)), persistent=False)
         pool = nn.MaxPool2d(2)
         self.seg = nn.Sequential(conv(channels, 32, 5), conv(32, 32, 5), pool,
                                  conv(32, 64, 5), conv(64, 64, 5), conv(64, 64, 5), pool,
@@ -167,7 +169,7 @@ def loss(model, batch, step=None):
     known = (target <= 1).float()  # a defective image without a mask (UNKNOWN) trains the decision only
     # defective cells weighted up (pos_weight), the mean still over every known cell: at 1.0 the plain mean
     seg_loss = F.binary_cross_entropy_with_logits(mask_logits.float(), target.clamp(max=1), weight=known,
-                                                  pos_weight=mask_logits.new_tensor(net.pos_weight, dtype=torch.float),
+                                                  pos_weight=net.pos_weight.float(),
                                                   reduction="sum") / known.sum().clamp_min(1)
     dec_loss = F.binary_cross_entropy_with_logits(decision.float(), label)
     total = {"seg": seg_loss, "dec": dec_loss, "joint": seg_loss + dec_loss}[net.stage]
