@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 import pytest
 from helpers import REAL_SMILES, run_cli
 from rdkit import Chem
 
 from towerlab.chem import objectives, props
+from towerlab.errors import ConfigError
 from towerlab.generate.graph_ga import Settings, _join, _Parent, _ring_fragments, crossover, graph_ga, mutate
 from towerlab.generate.scoring import auc_top, best_of_file
 
@@ -132,3 +134,60 @@ def test_it_stops_when_the_population_stops_changing(zinc300, tmp_path):
     history = graph_ga(flat, str(zinc300), tmp_path / "ga", Settings(population=5, offspring=10, generations=50,
                                                                      patience=3, seed=0))
     assert len(history) == 3
+
+
+class _Stopped(Exception):
+    pass
+
+
+def test_a_start_cut_off_while_scoring_goes_on_from_its_last_chunk(zinc300, tmp_path, monkeypatch):
+    # the first population scored from a large file can take tens of minutes: each chunk goes to the journal as it
+    # is scored, and a run stopped in the middle pays only for the rest, to the same molecules and counts
+    from towerlab.generate import scoring
+
+    monkeypatch.setattr(scoring, "CHUNK", 50)
+    s = Settings(population=20, offspring=20, generations=3, seed=2)
+    whole = objectives.get("logp")
+    graph_ga(whole, str(zinc300), tmp_path / "whole", s)
+
+    cut, real = objectives.get("logp"), objectives.get("logp").on_mol
+    calls = {"n": 0}
+
+    def stop_at_the_fourth_chunk(m):
+        calls["n"] += 1
+        if calls["n"] > 170:
+            raise _Stopped
+        return real(m)
+
+    cut.on_mol = stop_at_the_fourth_chunk
+    cut._guarded = lambda score, mols, smiles: [score(i) for i in range(len(mols))]  # let the stop through
+    with pytest.raises(_Stopped):
+        graph_ga(cut, str(zinc300), tmp_path / "cut", s)
+    assert not (tmp_path / "cut" / "state.json").exists()
+    journal = tmp_path / "cut" / "scored.jsonl"
+    assert len(journal.read_text().splitlines()) == 150  # three whole chunks
+    with open(journal, "ab") as f:
+        f.write(b'["CCO", 0.')  # a line cut by the kill: not a score
+    with pytest.raises(ConfigError, match="other settings"):  # the journal serves only the search that wrote it
+        graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "cut", s)
+
+    again = objectives.get("logp")
+    graph_ga(again, str(zinc300), tmp_path / "cut", s)
+    assert again.calls == whole.calls  # the 150 journaled scores counted once, not paid again
+    for name in ("progress.csv", "best.csv", "calls.csv", "outcome.json", "scored.jsonl"):
+        assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text()
+
+
+def test_a_run_begun_before_the_journal_continues(zinc300, tmp_path):
+    # state.json used to hold every score: such a run moves them to the journal and goes on to the same molecules
+    s = Settings(population=20, offspring=20, generations=4, seed=3)
+    graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "whole", s)
+    graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "old", Settings(**{**asdict(s), "generations": 2}))
+    state = json.loads((tmp_path / "old" / "state.json").read_text())
+    journal = tmp_path / "old" / "scored.jsonl"
+    state["seen"] = dict(json.loads(line) for line in journal.read_text().splitlines()[:state.pop("scored")])
+    (tmp_path / "old" / "state.json").write_text(json.dumps(state))
+    journal.unlink()
+    graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "old", s)
+    for name in ("progress.csv", "calls.csv", "scored.jsonl"):
+        assert (tmp_path / "old" / name).read_text() == (tmp_path / "whole" / name).read_text()

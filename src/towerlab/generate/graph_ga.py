@@ -6,11 +6,13 @@ ring, half the time each), and mutations that edit the graph (append, insert, de
 bond order; close or open a ring). Every child is sanitized by RDKit, so every molecule it scores is valid; a child
 larger than a size drawn for it from Jensen's distribution (39 +- 3.5 heavy atoms) is dropped.
 
-Resumable generation by generation: after each one the population, every score so far, the history and the
-objective's counts go into state.json (written atomically). As GuacaMol's baseline, it stops early when the
-population's scores have not changed for --patience generations. Each generation's randomness comes from (seed,
-generation), so a run stopped at any moment and started again continues to the same molecules. Each molecule is
-scored once (by canonical SMILES), and --max-calls bounds the objective calls, never exceeded."""
+Resumable generation by generation: every score is appended to scored.jsonl as it is made, and after each
+generation the population, the history, the objective's counts and how many scores are the run's own go into
+state.json (written atomically; a start scored from a large file resumes chunk by chunk). As GuacaMol's
+baseline, it stops early when the population's scores have not changed for --patience generations. Each
+generation's randomness comes from (seed, generation), so a run stopped at any moment and started again continues
+to the same molecules. Each molecule is scored once (by canonical SMILES), and --max-calls bounds the objective
+calls, never exceeded."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from towerlab.errors import ConfigError, DataError
 from towerlab.files import atomic_write, make_dir
 from towerlab.generate.hillclimb import write_outputs
 from towerlab.generate.settings import GraphGaSettings as Settings
-from towerlab.generate.scoring import best_of_file, ranked, score_new
+from towerlab.generate.scoring import Journal, best_of_file, ranked, score_new
 
 RDLogger.DisableLog("rdApp.*")  # the operators try edits RDKit refuses; each refusal is a dropped child, not news
 # A child must have more than MIN_ATOMS heavy atoms and fewer than a size drawn from N(SIZE) for it: Jensen's rule,
@@ -197,6 +199,14 @@ def child(pool: list[tuple[str, float]], rng: random.Random, rate: float) -> str
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
+JOURNAL = "scored.jsonl"  # every score in call order (scoring.Journal)
+
+
+def _fixed(settings: dict) -> dict:
+    """What makes a search the same search: all but its budget (it may be given more time)."""
+    return {k: v for k, v in settings.items() if k not in ("generations", "max_calls", "patience")}
+
+
 def _load(out: Path, mine: dict, objective: Objective) -> dict | None:
     state_file = out / "state.json"
     if not state_file.is_file():
@@ -205,13 +215,32 @@ def _load(out: Path, mine: dict, objective: Objective) -> dict | None:
         state = json.loads(state_file.read_text())
     except (OSError, ValueError) as e:
         raise DataError(f"{state_file} is damaged ({type(e).__name__}); delete {out} to start the search again") from None
-    free = ("generations", "max_calls", "patience")  # a search may be given more time
-    theirs = {k: v for k, v in state["settings"].items() if k not in free}
-    if theirs != {k: v for k, v in mine.items() if k not in free}:
+    if _fixed(state["settings"]) != _fixed(mine):
         raise ConfigError(f"{out} holds a graph GA with other settings ({state_file}); choose another --out")
     objective.restore(state["objective"])
+    journal = Journal(out / JOURNAL)
+    if "seen" in state:  # a run begun before the journal kept every score in state.json: moved to the journal
+        journal.read(0)
+        journal.append(state["seen"], list(state["seen"]))
+    else:
+        state["seen"] = journal.read(state["scored"])
     print(f"resuming {out} after generation {state['generation']}")
     return state
+
+
+def _save(out: Path, state: dict, settings: dict, objective: Objective) -> None:
+    """The generation's checkpoint: the scores stay in the journal (already on disk), their count goes here."""
+    small = {k: v for k, v in state.items() if k != "seen"}
+    small.update(scored=len(state["seen"]), settings=settings, objective=objective.state())
+    atomic_write(out / "state.json", json.dumps(small).encode())
+
+
+def _same_start(out: Path, mine: dict) -> None:
+    """Scores journaled by a start that was cut off are reused only by the same search (the same objective)."""
+    marker = out / "start.json"
+    if (out / JOURNAL).is_file() and (not marker.is_file() or _fixed(json.loads(marker.read_text())) != _fixed(mine)):
+        raise ConfigError(f"{out} holds the start of a graph GA with other settings ({marker}); choose another --out")
+    atomic_write(marker, json.dumps(mine).encode())
 
 
 def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_limit: int = 0) -> list[dict]:
@@ -220,13 +249,13 @@ def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_lim
     make_dir(out, "the output folder (--out)")
     mine = {**asdict(s), "objective": objective.name, "start": str(Path(start).absolute()), "start_limit": start_limit,
             "operators": OPERATORS}
-    state = _load(out, mine, objective)
+    state, journal = _load(out, mine, objective), Journal(out / JOURNAL)
     if state is None:
+        _same_start(out, mine)
         seen: dict[str, float | None] = {}
-        population = best_of_file(start, objective, s.population, seen, start_limit, s.seed, s.max_calls)
-        state = {"generation": 0, "population": population, "seen": seen, "history": [],
-                 "settings": mine, "objective": objective.state()}
-        atomic_write(out / "state.json", json.dumps(state).encode())  # the starting scores are never paid twice
+        population = best_of_file(start, objective, s.population, seen, start_limit, s.seed, s.max_calls, journal)
+        state = {"generation": 0, "population": population, "seen": seen, "history": []}
+        _save(out, state, mine, objective)  # the starting scores are never paid twice
     seen, population, history = state["seen"], state["population"], state["history"]
     stale = state.get("stale", 0)  # generations in a row that left the population's scores as they were
     for gen in range(state["generation"] + 1, s.generations + 1):
@@ -240,8 +269,9 @@ def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_lim
         rng = random.Random(s.seed * 1_000_003 + gen)
         pool = [(c, seen[c]) for c in population]
         children = [c for c in (child(pool, rng, s.mutation_rate) for _ in range(s.offspring)) if c]
-        before = objective.calls
+        before, known = objective.calls, len(seen)
         score_new(children, objective, seen, s.max_calls)
+        journal.append(seen, list(seen)[known:])
         scores_before = [seen[c] for c in population]
         population = ranked(seen, population + children)[:s.population]
         stale = stale + 1 if [seen[c] for c in population] == scores_before else 0  # GuacaMol's test: the scores
@@ -250,8 +280,7 @@ def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_lim
                         "mean_kept": sum(top) / len(top), "children": len(children),
                         "new_molecules": objective.calls - before, "scoring_calls": objective.calls})
         print(json.dumps(history[-1]), flush=True)
-        state = {"generation": gen, "population": population, "seen": seen, "history": history, "stale": stale,
-                 "settings": mine, "objective": objective.state()}
-        atomic_write(out / "state.json", json.dumps(state).encode())
+        state = {"generation": gen, "population": population, "seen": seen, "history": history, "stale": stale}
+        _save(out, state, mine, objective)
     write_outputs(out, seen, history, objective.name, x="generation", max_calls=s.max_calls)
     return history

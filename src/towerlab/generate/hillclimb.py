@@ -24,7 +24,7 @@ from towerlab.errors import CheckpointError, ConfigError
 from towerlab.files import atomic_write, make_dir
 from towerlab.generate.model import Model, write_csv, write_grid
 from towerlab.generate.settings import HillclimbSettings as Settings
-from towerlab.generate.scoring import best_of_file, ranked, score_new, summary
+from towerlab.generate.scoring import Journal, best_of_file, ranked, score_new, summary
 from towerlab.precision import Precision
 from towerlab.recipes import require
 from towerlab.recipes.contract import Step
@@ -85,8 +85,9 @@ def hillclimb(m: Model, objective: Objective, out: Path, s: Settings, start: str
     atomic_write(settings, json.dumps(mine, indent=1).encode())
     opt = torch.optim.Adam(m.net.parameters(), lr=s.lr)
     done, seen, history = _resume(m, opt, out, objective)
-    if done == 0 and start:  # scored again after a kill before round 1: the same molecules, the same scores
-        best_of_file(start, objective, s.keep, seen, start_limit, s.seed, s.max_calls)
+    if done == 0 and start:  # after a kill before round 1, the journal's chunks are read back, the rest scored
+        journal = Journal(out / "start.jsonl")
+        best_of_file(start, objective, s.keep, seen, start_limit, s.seed, s.max_calls, journal)
     for r in range(done + 1, s.rounds + 1):
         if s.max_calls and objective.calls >= s.max_calls:
             print(f"--max-calls {s.max_calls} reached after round {r - 1}", flush=True)

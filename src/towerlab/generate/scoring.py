@@ -1,8 +1,11 @@
 """What every molecule optimiser shares: each molecule scored once (by canonical SMILES, a cache the optimiser and
-its outputs read), within an optional bound on objective calls, and a first pool taken from the best of a file."""
+its outputs read), within an optional bound on objective calls, a first pool taken from the best of a file, and a
+journal of every score so that a long search saves only what is new."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
 from pathlib import Path
 
@@ -35,11 +38,58 @@ def ranked(seen: dict[str, float | None], among: list[str] | None = None) -> lis
     return sorted((c for c in pool if seen.get(c) is not None), key=lambda c: (-seen[c], c))
 
 
+class Journal:
+    """Every scored molecule, appended as it is scored: one JSON line [canonical SMILES, score or null], in call
+    order. A search's checkpoint then records only how many lines are its own (the scores of a 300k-molecule start
+    are 17 MB of JSON: rewritten every generation they would cost more than the generation), and a first pool
+    scored from a large file (minutes to tens of minutes) continues after a kill from its last chunk."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def read(self, n: int | None = None) -> dict[str, float | None]:
+        """The first n entries (all whole lines when None; a line cut by a kill is not one), and the file cut to
+        exactly them: lines past a checkpoint belong to work that is done again, to the same scores."""
+        seen: dict[str, float | None] = {}
+        if self.path.is_file():
+            with open(self.path, "rb") as f:
+                for line in f:
+                    if (n is not None and len(seen) >= n) or not line.endswith(b"\n"):
+                        break
+                    try:
+                        smiles, value = json.loads(line)
+                    except ValueError:
+                        break
+                    seen[smiles] = value
+        if n is not None and len(seen) < n:
+            raise DataError(f"{self.path} holds {len(seen)} scores where its search's checkpoint counts {n}; delete "
+                            f"{self.path.parent} to start the search again")
+        self._cut(seen)
+        return seen
+
+    def _cut(self, seen: dict) -> None:
+        size = sum(len(json.dumps([c, v]).encode()) + 1 for c, v in seen.items())
+        if self.path.is_file() and self.path.stat().st_size != size:
+            os.truncate(self.path, size)
+
+    def append(self, seen: dict[str, float | None], keys: list[str]) -> None:
+        """Add these entries of `seen` (flushed to disk before a checkpoint may count them). Never through a link
+        planted at the path."""
+        if not keys:
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"".join(json.dumps([c, seen[c]]).encode() + b"\n" for c in keys))
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def best_of_file(path: str, objective: Objective, n: int, seen: dict, limit: int = 0, seed: int = 0,
-                 max_calls: int = 0) -> list[str]:
+                 max_calls: int = 0, journal: Journal | None = None) -> list[str]:
     """The n best molecules of a SMILES file by the objective (GuacaMol's baselines start from the top of their
-    training file), each scored once; `limit` > 0 scores a seeded draw of that many. A file without two valid
-    molecules is one line, never an empty pool."""
+    training file), each scored once; `limit` > 0 scores a seeded draw of that many. With a journal, each chunk's
+    scores are appended as they come and a start cut off by a kill continues after its last whole chunk (`seen`
+    must then begin empty). A file without two valid molecules is one line, never an empty pool."""
     from towerlab.chem.corpus import canonical_forms
     from towerlab.data import smiles as smiles_data
 
@@ -49,11 +99,19 @@ def best_of_file(path: str, objective: Objective, n: int, seen: dict, limit: int
         raise DataError(f"{path}: {len(canon)} valid molecule(s); give a SMILES file with at least 2 to start from")
     if limit and len(canon) > limit:
         canon = sorted(random.Random(seed).sample(canon, limit))
+    if journal is not None and (done := journal.read()):  # the calls already paid for: counted, not made again
+        seen.update(done)
+        objective.calls += len(done)
+        objective.failed += sum(v is None for v in done.values())
+        print(f"{len(done)} of them scored before the run was stopped ({journal.path})", flush=True)
     print(f"scoring the {len(canon)} molecules of {path} to start from the best {n} (--start-limit N scores a "
           f"draw of N)", flush=True)
     for i in bar(range(0, len(canon), CHUNK), f"scoring {Path(path).name}", total=-(-len(canon) // CHUNK),
                  unit="chunk", min_total=2):
+        known = len(seen)
         score_new(canon[i:i + CHUNK], objective, seen, max_calls)
+        if journal is not None:
+            journal.append(seen, list(seen)[known:])
     return ranked(seen, canon)[:n]
 
 
