@@ -18,10 +18,16 @@ half=$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))
 ( export OMP_NUM_THREADS=$half
   run fcn16s "$out/fcn16s" --init-from "$out/fcn32s"
   run fcn8s "$out/fcn8s" --init-from "$out/fcn16s" ) &
+staged=$!
 ( export OMP_NUM_THREADS=$half
   run fcn32s "$out/fcn32s_x2" --init-from "$out/fcn32s"
   run fcn32s "$out/fcn32s_x3" --init-from "$out/fcn32s_x2" ) &
-wait %1 && wait %2
+control=$!
+# both chains are waited for, whichever fails first: the script never exits with a chain still training
+failed=0
+wait $staged || failed=$?
+wait $control || failed=$?
+[ "$failed" -eq 0 ] || { echo "fcn_stages: a chain failed (exit $failed); rerun to continue the unfinished runs" >&2; exit "$failed"; }
 python - "$out" <<'PY'
 import json, sys
 from pathlib import Path
