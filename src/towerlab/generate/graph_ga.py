@@ -65,13 +65,13 @@ class _Parent:
 
     def __init__(self, m: Chem.Mol):
         self.mol = _kekule(m)
-        self._matches: dict[int, tuple] = {}
+        self._matches: dict[Chem.Mol, tuple] = {}
 
     def matches(self, pattern: Chem.Mol) -> tuple:
-        key = id(pattern)  # the patterns are the module's constants
-        if key not in self._matches:
-            self._matches[key] = self.mol.GetSubstructMatches(pattern)
-        return self._matches[key]
+        # keyed by the pattern object (hashed by identity, and kept alive by the key, so a key is never reused)
+        if pattern not in self._matches:
+            self._matches[pattern] = self.mol.GetSubstructMatches(pattern)
+        return self._matches[pattern]
 
 
 def _chain_fragments(p: _Parent, rng: random.Random) -> tuple[Chem.Mol, Chem.Mol] | None:
