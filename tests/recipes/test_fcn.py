@@ -4,6 +4,7 @@ import json
 import math
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,8 @@ from torch import nn
 from towerlab import checkpoint, config
 from towerlab.engine import fit
 from towerlab.errors import CheckpointError, ConfigError
+from towerlab.data.images import read_label
+from towerlab.data.segmentation import CAMVID_CLASSES, CAMVID_PALETTE
 from towerlab.recipes import fcn, get
 
 SMALL = {"width": 0.125, "fc_channels": 32}
@@ -132,9 +135,14 @@ def test_cli_predict_writes_label_and_overlay_pngs(camvid_dir, tmp_path):
     image = camvid_dir / "val" / "0001TP_000001.png"
     out = run_cli("predict", str(tmp_path / "run"), str(image), "--out-dir", str(tmp_path / "pred"), "--json").stdout
     result = json.loads(out.splitlines()[-1])
-    for key in ("label_png", "overlay_png"):
-        with Image.open(result[key]) as im:
-            assert im.size == (41, 31) and im.mode == "RGB"
+    with Image.open(result["overlay_png"]) as im:
+        assert im.size == (41, 31) and im.mode == "RGB"
+    # the label map holds class indices (rescorable, trainable on) and shows the classes' colours
+    label = read_label(result["label_png"])
+    assert tuple(label.shape) == (31, 41) and int(label.max()) < len(CAMVID_CLASSES)
+    with Image.open(result["label_png"]) as im:
+        colours = np.asarray(im.convert("RGB"))
+    assert (colours == np.array(CAMVID_PALETTE, dtype=np.uint8)[label.numpy()]).all()
     assert abs(sum(result["classes"].values()) - 1) < 0.05 or len(result["classes"]) == 5
 
 

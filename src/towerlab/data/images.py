@@ -67,6 +67,14 @@ def write_image(image: torch.Tensor, path: str | Path) -> None:
     Image.fromarray(arr).save(path)
 
 
+def write_label(label: torch.Tensor, palette: list[tuple[int, int, int]], path: str | Path) -> None:
+    """[H,W] class indices -> a palette PNG, as VOC's annotations: a viewer shows the classes' colours, and reading
+    it (read_label, PIL, numpy) gives back the class indices, so a prediction can be rescored or trained on."""
+    im = Image.fromarray(label.to(torch.uint8).cpu().numpy(), mode="P")
+    im.putpalette([v for rgb in palette for v in rgb])
+    im.save(path)
+
+
 def export_samples(images, labels, class_names: list[str], out: str | Path, n: int) -> list[Path]:
     """Write the first n images as <index>_<class>.png (<index>.png when the label is a map); returns the paths."""
     out = Path(out)

@@ -21,7 +21,7 @@ from towerlab import checkpoint
 from towerlab.data import resolve_dir
 from towerlab.data import segmentation as seg
 from towerlab.data.augment import normalize, paired_scale_crop_flip
-from towerlab.data.images import read_image, write_image
+from towerlab.data.images import read_image, write_image, write_label
 from towerlab.data.loader import Data, PaddedLoader
 from towerlab.dist import Dist, all_reduce_sum
 from towerlab.errors import ConfigError
@@ -246,7 +246,8 @@ def predict(model, inputs: torch.Tensor) -> torch.Tensor:
 
 
 def predict_files(model, cfg: Config, paths: list[str], out_dir: str | None) -> list[dict]:
-    """For each image: <stem>_label.png (class colours) and <stem>_overlay.png, beside it or in out_dir."""
+    """For each image: <stem>_label.png (class indices in a palette PNG: the classes' colours in a viewer) and
+    <stem>_overlay.png, beside it or in out_dir."""
     s = _spec(cfg)
     results = []
     for path in map(Path, paths):
@@ -256,7 +257,7 @@ def predict_files(model, cfg: Config, paths: list[str], out_dir: str | None) -> 
         folder = Path(out_dir) if out_dir else path.parent
         folder.mkdir(parents=True, exist_ok=True)
         label_png, overlay_png = folder / f"{path.stem}_label.png", folder / f"{path.stem}_overlay.png"
-        write_image(colours, label_png)
+        write_label(label, s.palette, label_png)
         write_image(seg.overlay(image, colours), overlay_png)
         counts = torch.bincount(label.flatten(), minlength=len(s.classes)).double() / label.numel()
         top = counts.argsort(descending=True)[:5]
