@@ -67,7 +67,8 @@ def rescore(samples: Path, annotations: Path) -> list[dict]:
         own = samples / run / "final_metrics.json"
         rows.append({"run": run, "images": len(maps), **{k: round(float(v), 4) for k, v in figures(conf).items()},
                      "towerlab_mean_iou": round(json.loads(own.read_text())["mean_iou"], 4) if own.is_file() else None})
-    print("| run | images | pixel acc | mean acc | mean IU | f.w. IU | mean IU by towerlab eval |\n|---|---|---|---|---|---|---|")
+    print("| run | images | pixel acc | mean acc | mean IU | f.w. IU | mean IU by towerlab eval |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['run']} | {r['images']} | {r['pixel_accuracy']:.4f} | {r['mean_class_accuracy']:.4f} | "
               f"{r['mean_iou']:.4f} | {r['fw_iou']:.4f} | {r['towerlab_mean_iou']} |")
