@@ -4,7 +4,8 @@
     TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo hillclimb --run PRIOR_RUN
     TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo mcts --run PRIOR_RUN
     TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol graph-ga --ga pmo --max-calls 40000 [--patience N]
-    TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol graph-ga --ga pmo --max-calls 30000 --start-limit 0 --free-start
+    TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol graph-ga --ga pmo --max-calls 30000 \
+        --start-limit 0 --free-start        # the whole broad corpus scored for the start, outside the budget
     TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol hillclimb --run PRIOR_RUN --max-calls 30000
     TOWERLAB_DATA=../shared/data python bench/mol_design.py plogp mcts --run ZINC_PRIOR_RUN [--runs 10 --budget 5000]
     TOWERLAB_DATA=../shared/data python bench/mol_design.py plogp graph-ga --budget 1000
@@ -292,6 +293,23 @@ def plogp(args) -> None:
 
 
 # -- GuacaMol ---------------------------------------------------------------------------------------------------
+def submitted(ranked, n: int) -> list[str]:
+    """The n best molecules as GuacaMol will count them: assess_model strips stereocentres, removes duplicates and
+    pads the list with zeros, so stereoisomers of one molecule are one entry; the best-ranked of each is submitted
+    (a search that keeps stereo, as the graph GA carries its parents', would otherwise hand in fewer distinct ones)."""
+    from guacamol.utils.chemistry import canonicalize
+
+    out, keys = [], set()
+    for smiles in ranked:
+        key = canonicalize(smiles, include_stereocenters=False)
+        if key and key not in keys:
+            keys.add(key)
+            out.append(smiles)
+            if len(out) == n:
+                break
+    return out
+
+
 class _Generator:
     """GuacaMol's GoalDirectedGenerator: one towerlab optimiser, fresh per benchmark, its molecules kept."""
 
@@ -304,35 +322,46 @@ class _Generator:
         a = self.args
         obj = Objective(f"guacamol:{self.name}", on_smiles=scoring_function.score_list)
         start = "" if a.method == "mcts" else str(corpus())
-        calls = a.max_calls + (self.start_size() if a.free_start else 0)
+        calls = a.max_calls + (_start_size(a) if a.free_start else 0)
         optimise(a.method, obj, self.folder / "run", a, start, a.start_limit, calls, a.seed)
-        best = [r["smiles"] for r in csv.DictReader(open(self.folder / "run" / "best.csv"))][:number_molecules]
-        self.counts, self.number = obj.counts(), number_molecules
-        path = SAMPLES / "guacamol" / a.method / f"{self.name}.smi"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(best) + "\n")
-        return best
+        self.counts = obj.counts()
+        return submitted((r["smiles"] for r in csv.DictReader(open(self.folder / "run" / "best.csv"))),
+                         number_molecules)
 
 
-    def start_size(self) -> int:
-        """The molecules scored for the first population: the corpus (canonical, deduplicated) or a draw of it."""
-        if self.args.method == "mcts":
-            return 0
-        n = sum(1 for _ in open(corpus()))
-        return min(n, self.args.start_limit) if self.args.start_limit else n
+class _Fixed:
+    """A GuacaMol generator that hands in a list already made."""
 
-    def best_of_start(self, bench) -> float:
-        """GuacaMol's score of the start's best molecules alone, before any search (its "best of dataset")."""
-        n = self.start_size()
-        rows = list(csv.DictReader(open(self.folder / "run" / "calls.csv")))[:n]
-        best = sorted((r for r in rows if r["score"]), key=lambda r: (-float(r["score"]), r["smiles"]))
-        picked = [r["smiles"] for r in best[:self.number]]
+    def __init__(self, smiles: list[str]):
+        self.smiles = smiles
 
-        class Fixed:
-            def generate_optimized_molecules(self, scoring_function, number_molecules, starting_population=None):
-                return picked
+    def generate_optimized_molecules(self, scoring_function, number_molecules, starting_population=None):
+        return self.smiles
 
-        return bench.assess_model(Fixed()).score
+
+def _start_size(args) -> int:
+    """The molecules scored for the first population: the corpus (canonical, deduplicated) or a draw of it."""
+    if args.method == "mcts":
+        return 0
+    n = sum(1 for _ in open(corpus()))
+    return min(n, args.start_limit) if args.start_limit else n
+
+
+def _picked(args, bench, folder: Path) -> dict:
+    """What a finished search hands in (written to docs/samples) and GuacaMol's score for it, beside the score of
+    the start's best alone, before any search (GuacaMol's "best of dataset" for this start)."""
+    n = max(bench.contribution_specification.top_counts)
+    best = submitted((r["smiles"] for r in csv.DictReader(open(folder / "run" / "best.csv"))), n)
+    path = SAMPLES / "guacamol" / (args.samples or args.method) / f"{bench.name}.smi"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(best) + "\n")
+    out = {"score": bench.assess_model(_Fixed(best)).score, "start_calls": _start_size(args),
+           "submitted": "the best distinct without stereo (GuacaMol's own dedup)", "best_of_start": None}
+    if out["start_calls"]:
+        rows = list(csv.DictReader(open(folder / "run" / "calls.csv")))[:out["start_calls"]]
+        rows = sorted((r for r in rows if r["score"]), key=lambda r: (-float(r["score"]), r["smiles"]))
+        out["best_of_start"] = bench.assess_model(_Fixed(submitted((r["smiles"] for r in rows), n))).score
+    return out
 
 
 def _variant(args) -> str:
@@ -359,10 +388,16 @@ def guacamol(args) -> None:
             gen = _Generator(args, bench.name, folder)
             result = bench.assess_model(gen)
             summary = json.loads((folder / "run" / "outcome.json").read_text())
+            picked = _picked(args, bench, folder)
+            if abs(picked["score"] - result.score) > 1e-9:  # the hand-in is GuacaMol's: the same list, the same score
+                raise SystemExit(f"{bench.name}: {picked['score']} rescored against {result.score} by assess_model")
             return {"task": bench.name, "score": result.score, "scoring_calls": summary["scoring_calls"],
-                    "start_calls": gen.start_size(), "best_of_start": gen.best_of_start(bench), **gen.counts}
+                    **picked, **gen.counts}
 
         r = task(folder, run)
+        if "submitted" not in r:  # finished before the hand-in counted stereoisomers as GuacaMol does: picked again
+            r = {**r, "score_as_first_handed_in": r["score"], **_picked(args, bench, folder)}
+            (folder / "result.json").write_text(json.dumps(r, indent=1))
         rows.append(r)
         ref = GUACAMOL_PUBLISHED[r["task"]]
         start = r.get("best_of_start")
@@ -413,6 +448,8 @@ def main() -> int:
                            help="graph-ga: GuacaMol's baseline settings or PMO's tuned ones")
             a.add_argument("--patience", type=int, help="graph-ga: stop after this many generations without change "
                            "(0: never; default: the settings' own, GuacaMol 5, PMO 0)")
+            a.add_argument("--samples", help="the folder under docs/samples/guacamol for what GuacaMol scored "
+                           "(default: the method's name)")
             a.add_argument("--free-start", action="store_true",
                            help="the first population's scoring is not counted in --max-calls (GuacaMol's baselines "
                            "score all of ChEMBL outside their budget); --max-calls is then the search's own calls")
