@@ -42,6 +42,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -137,15 +138,36 @@ def optimise(method: str, objective, out: Path, args, start: str, start_limit: i
 
 
 def task(folder: Path, run) -> dict:
-    """Run one task unless its result.json exists; the result with CPU and wall seconds of this process's part."""
+    """Run one task unless its result.json exists; the result with its CPU and wall seconds over every sitting (a
+    sitting's running totals go to clock.json every 20 s, so a task stopped and continued counts what it spent
+    before the stop, to within 20 s)."""
     done = folder / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     resumed = any(folder.iterdir())
+    clock = folder / "clock.json"
+    before = json.loads(clock.read_text()) if clock.is_file() else {"cpu_s": 0.0, "wall_s": 0.0, "sittings": 0}
     t0, cpu0 = time.time(), time.process_time()
-    result = run()
-    result.update(wall_s=time.time() - t0, cpu_s=time.process_time() - cpu0, resumed=resumed)
+
+    def spent() -> dict:
+        return {"cpu_s": before["cpu_s"] + time.process_time() - cpu0, "wall_s": before["wall_s"] + time.time() - t0,
+                "sittings": before["sittings"] + 1}
+
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(20):
+            clock.write_text(json.dumps(spent()))
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        result = run()
+    finally:
+        stop.set()
+        ticker.join()
+    result.update(**spent(), resumed=resumed)
     done.write_text(json.dumps(result, indent=1))
     return result
 
