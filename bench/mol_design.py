@@ -5,11 +5,12 @@
     TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo mcts --run PRIOR_RUN
     TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol graph-ga --ga pmo --max-calls 40000 [--patience N]
     TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol graph-ga --ga pmo --max-calls 30000 \
-        --start-limit 0 --free-start        # the whole broad corpus scored for the start, outside the budget
+        --start-limit 0 --free-start --holdout-filter   # all the corpus but GuacaMol's holdout, outside the budget
     TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol hillclimb --run PRIOR_RUN --max-calls 30000
     TOWERLAB_DATA=../shared/data python bench/mol_design.py plogp mcts --run ZINC_PRIOR_RUN [--runs 10 --budget 5000]
     TOWERLAB_DATA=../shared/data python bench/mol_design.py plogp graph-ga --budget 1000
     TOWERLAB_DATA=../shared/data python bench/mol_design.py corpus      # writes bench/out/design/broad.smi
+    TOWERLAB_DATA=../shared/data python bench/mol_design.py holdout-filtered   # broad-guacamol.smi (GuacaMol's filter)
 
 pmo: the 20 PMO tasks that run offline (Gao et al. 2022, "Sample efficiency matters"; drd2, gsk3b and jnk3 need
 classifier files), 10,000 oracle calls each; per task the area under the top-10 curve (PMO's main metric,
@@ -109,6 +110,39 @@ def corpus(_args=None) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(sorted(forms)) + "\n")
     print(f"wrote {path}: {len(forms)} molecules")
+    return path
+
+
+def holdout_filtered(_args=None) -> Path:
+    """The broad corpus as GuacaMol filtered ChEMBL for its benchmarks (guacamol/data/get_data.py): without its ten
+    holdout molecules (the rediscovery and similarity targets and the drugs behind three MPO tasks) and without
+    every molecule whose ECFP4 (radius 2, 4,096 bits) Tanimoto similarity to one of them is above 0.323. Without
+    it the start would hold the targets themselves (six are Tox21 compounds) and a rediscovery would be a lookup.
+    GuacaMol's own holdout file, fingerprints and threshold; written once."""
+    path = OUT / "broad-guacamol.smi"
+    if path.is_file():
+        return path
+    from rdkit import DataStructs
+
+    from towerlab.chem import guacamol_adapter
+
+    guacamol_adapter.guacamol()  # provides SciPy's removed histogram before guacamol is imported
+    from guacamol.data import get_data
+    from guacamol.utils.chemistry import canonicalize_list, get_fingerprints_from_smileslist
+
+    raw = Path(get_data.__file__).with_name("holdout_set_gcm_v1.smiles").read_text().split("\n")
+    holdout = canonicalize_list([line.split(" ")[0] for line in raw if line.strip()], False)
+    holdout_fps = get_fingerprints_from_smileslist(holdout)
+    molecules = corpus().read_text().split()
+    kept = []
+    for i in range(0, len(molecules), 10_000):
+        chunk = molecules[i:i + 10_000]
+        for smiles, fp in zip(chunk, get_fingerprints_from_smileslist(chunk)):
+            if max(DataStructs.BulkTanimotoSimilarity(fp, holdout_fps)) <= get_data.TANIMOTO_CUTOFF:
+                kept.append(smiles)
+    path.write_text("\n".join(kept) + "\n")
+    print(f"wrote {path}: {len(kept)} of the {len(molecules)} molecules of {corpus()} (GuacaMol's holdout filter: "
+          f"{len(holdout)} holdout molecules, ECFP4 Tanimoto > {get_data.TANIMOTO_CUTOFF} removed)")
     return path
 
 
@@ -343,7 +377,7 @@ class _Generator:
 
         a = self.args
         obj = Objective(f"guacamol:{self.name}", on_smiles=scoring_function.score_list)
-        start = "" if a.method == "mcts" else str(corpus())
+        start = "" if a.method == "mcts" else str(_start_file(a))
         calls = a.max_calls + (_start_size(a) if a.free_start else 0)
         optimise(a.method, obj, self.folder / "run", a, start, a.start_limit, calls, a.seed)
         self.counts = obj.counts()
@@ -361,11 +395,15 @@ class _Fixed:
         return self.smiles
 
 
+def _start_file(args) -> Path:
+    return holdout_filtered() if args.holdout_filter else corpus()
+
+
 def _start_size(args) -> int:
     """The molecules scored for the first population: the corpus (canonical, deduplicated) or a draw of it."""
     if args.method == "mcts":
         return 0
-    n = sum(1 for _ in open(corpus()))
+    n = sum(1 for _ in open(_start_file(args)))
     return min(n, args.start_limit) if args.start_limit else n
 
 
@@ -392,7 +430,8 @@ def _variant(args) -> str:
     if args.method == "graph-ga" and (args.ga != "guacamol" or args.patience is not None):
         tag += f"-{args.ga}" + ("" if args.patience is None else f"-patience{args.patience}")
     return (tag + ("" if args.start_limit == 10_000 else f"-start{args.start_limit}")
-            + ("-freestart" if getattr(args, "free_start", False) else ""))
+            + ("-freestart" if getattr(args, "free_start", False) else "")
+            + ("-holdout-filtered" if getattr(args, "holdout_filter", False) else ""))
 
 
 def guacamol(args) -> None:
@@ -434,7 +473,8 @@ def guacamol(args) -> None:
           f"{sum(GUACAMOL_PUBLISHED[r['task']][1] for r in rows):.2f} |")
     _save(f"guacamol-{args.method}-{_variant(args)}", {
         "bench": "guacamol", "method": args.method, "max_calls": args.max_calls, "start_limit": args.start_limit,
-        "ga": args.ga, "patience": args.patience, "free_start": args.free_start, "tasks": rows, "total": total})
+        "ga": args.ga, "patience": args.patience, "free_start": args.free_start,
+        "holdout_filter": args.holdout_filter, "start": str(_start_file(args)), "tasks": rows, "total": total})
 
 
 def _save(name: str, report: dict) -> None:
@@ -448,6 +488,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="bench", required=True)
     sub.add_parser("corpus")
+    sub.add_parser("holdout-filtered")
     a = sub.add_parser("plogp")
     a.add_argument("method", choices=["graph-ga", "mcts"])
     a.add_argument("--run", help="the smiles-lstm prior (mcts; ChemTS's was trained on ZINC)")
@@ -472,13 +513,18 @@ def main() -> int:
                            "(0: never; default: the settings' own, GuacaMol 5, PMO 0)")
             a.add_argument("--samples", help="the folder under docs/samples/guacamol for what GuacaMol scored "
                            "(default: the method's name)")
+            a.add_argument("--holdout-filter", action="store_true",
+                           help="start from the broad corpus filtered as GuacaMol filtered ChEMBL: without its ten "
+                           "holdout molecules and anything of ECFP4 similarity > 0.323 to them (the benchmarks' own "
+                           "protocol; otherwise the rediscovery targets are in the start)")
             a.add_argument("--free-start", action="store_true",
                            help="the first population's scoring is not counted in --max-calls (GuacaMol's baselines "
                            "score all of ChEMBL outside their budget); --max-calls is then the search's own calls")
     args = p.parse_args()
-    if args.bench != "corpus" and args.method != "graph-ga" and not args.run:
+    if args.bench not in ("corpus", "holdout-filtered") and args.method != "graph-ga" and not args.run:
         p.error(f"{args.method} needs --run PRIOR_RUN (a smiles-lstm run)")
-    {"corpus": corpus, "plogp": plogp, "pmo": pmo, "guacamol": guacamol}[args.bench](args)
+    {"corpus": corpus, "holdout-filtered": holdout_filtered, "plogp": plogp, "pmo": pmo,
+     "guacamol": guacamol}[args.bench](args)
     return 0
 
 
