@@ -98,3 +98,18 @@ def test_scoring_in_forked_processes_gives_what_one_process_gives(tmp_path, monk
         assert two.counts() == one.counts() and one.counts()["invalid"] == 8
     assert one.counts()["failed"] > 4 and len(two.counts()["failed_examples"]) == 3
     sys.modules.pop("picky", None)
+
+
+def test_closing_an_objective_stops_its_scoring_processes():
+    import multiprocessing as mp
+
+    others = set(mp.active_children())  # other tests' pools, if any, are not this objective's
+    with objectives.get("qed") as obj:
+        obj.workers = 2
+        first = obj(REAL_SMILES * 4)
+        assert len(set(mp.active_children()) - others) == 2
+    assert obj._pool is None and not set(mp.active_children()) - others
+    obj.workers = 2
+    assert obj(REAL_SMILES * 4) == first and obj._pool is not None  # forked again when asked to score again
+    obj.close()
+    assert not set(mp.active_children()) - others

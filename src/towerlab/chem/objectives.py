@@ -124,6 +124,20 @@ class Objective:
         self.calls += len(smiles)
         return out
 
+    def close(self) -> None:
+        """Stop the forked scoring processes now rather than at exit (a program that scores many objectives in turn
+        would otherwise keep every pool); a later parallel call forks them again."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self) -> "Objective":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def serial(self, smiles: list[str]) -> list[float | None]:
         """The scores computed in this process."""
         self.calls += len(smiles)
