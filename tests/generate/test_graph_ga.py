@@ -179,15 +179,20 @@ def test_a_start_cut_off_while_scoring_goes_on_from_its_last_chunk(zinc300, tmp_
 
 
 def test_a_run_begun_before_the_journal_continues(zinc300, tmp_path):
-    # state.json used to hold every score: such a run moves them to the journal and goes on to the same molecules
+    # state.json used to hold every score and the history: such a run moves them to their journals and goes on to
+    # the same molecules
     s = Settings(population=20, offspring=20, generations=4, seed=3)
     graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "whole", s)
     graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "old", Settings(**{**asdict(s), "generations": 2}))
     state = json.loads((tmp_path / "old" / "state.json").read_text())
     journal = tmp_path / "old" / "scored.jsonl"
     state["seen"] = dict(json.loads(line) for line in journal.read_text().splitlines()[:state.pop("scored")])
+    history = tmp_path / "old" / "history.jsonl"
+    state["history"] = [json.loads(line) for line in history.read_text().splitlines()]
+    assert len(state["history"]) == state["generation"] == 2
     (tmp_path / "old" / "state.json").write_text(json.dumps(state))
     journal.unlink()
+    history.unlink()
     graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "old", s)
-    for name in ("progress.csv", "calls.csv", "scored.jsonl"):
+    for name in ("progress.csv", "calls.csv", "scored.jsonl", "history.jsonl"):
         assert (tmp_path / "old" / name).read_text() == (tmp_path / "whole" / name).read_text()

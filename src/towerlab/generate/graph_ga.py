@@ -6,13 +6,13 @@ ring, half the time each), and mutations that edit the graph (append, insert, de
 bond order; close or open a ring). Every child is sanitized by RDKit, so every molecule it scores is valid; a child
 larger than a size drawn for it from Jensen's distribution (39 +- 3.5 heavy atoms) is dropped.
 
-Resumable generation by generation: every score is appended to scored.jsonl as it is made, and after each
-generation the population, the history, the objective's counts and how many scores are the run's own go into
-state.json (written atomically; a start scored from a large file resumes chunk by chunk). As GuacaMol's
-baseline, it stops early when the population's scores have not changed for --patience generations. Each
-generation's randomness comes from (seed, generation), so a run stopped at any moment and started again continues
-to the same molecules. Each molecule is scored once (by canonical SMILES), and --max-calls bounds the objective
-calls, never exceeded."""
+Resumable generation by generation: every score is appended to scored.jsonl as it is made and each generation's
+summary to history.jsonl, and after each generation the population, the objective's counts and how many lines of
+each are the run's own go into state.json (written atomically; a start scored from a large file resumes chunk by
+chunk). As GuacaMol's baseline, it stops early when the population's scores have not changed for --patience
+generations. Each generation's randomness comes from (seed, generation), so a run stopped at any moment and
+started again continues to the same molecules. Each molecule is scored once (by canonical SMILES), and --max-calls
+bounds the objective calls, never exceeded."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from towerlab.errors import ConfigError, DataError
 from towerlab.files import atomic_write, make_dir
 from towerlab.generate.hillclimb import write_outputs
 from towerlab.generate.settings import GraphGaSettings as Settings
-from towerlab.generate.scoring import Journal, best_of_file, ranked, score_new
+from towerlab.generate.scoring import Journal, JsonLines, best_of_file, ranked, score_new
 
 RDLogger.DisableLog("rdApp.*")  # the operators try edits RDKit refuses; each refusal is a dropped child, not news
 # A child must have more than MIN_ATOMS heavy atoms and fewer than a size drawn from N(SIZE) for it: Jensen's rule,
@@ -200,6 +200,7 @@ def child(pool: list[tuple[str, float]], rng: random.Random, rate: float) -> str
 
 # -- the run ---------------------------------------------------------------------------------------------------
 JOURNAL = "scored.jsonl"  # every score in call order (scoring.Journal)
+HISTORY = "history.jsonl"  # one line a generation
 
 
 def _fixed(settings: dict) -> dict:
@@ -218,19 +219,25 @@ def _load(out: Path, mine: dict, objective: Objective) -> dict | None:
     if _fixed(state["settings"]) != _fixed(mine):
         raise ConfigError(f"{out} holds a graph GA with other settings ({state_file}); choose another --out")
     objective.restore(state["objective"])
-    journal = Journal(out / JOURNAL)
+    journal, history = Journal(out / JOURNAL), JsonLines(out / HISTORY)
     if "seen" in state:  # a run begun before the journal kept every score in state.json: moved to the journal
         journal.read(0)
         journal.append(state["seen"], list(state["seen"]))
     else:
         state["seen"] = journal.read(state["scored"])
+    if "history" in state:  # and its history: moved to history.jsonl
+        history.items(0)
+        history.add(state["history"])
+    else:
+        state["history"] = history.items(state["generation"])
     print(f"resuming {out} after generation {state['generation']}")
     return state
 
 
 def _save(out: Path, state: dict, settings: dict, objective: Objective) -> None:
-    """The generation's checkpoint: the scores stay in the journal (already on disk), their count goes here."""
-    small = {k: v for k, v in state.items() if k != "seen"}
+    """The generation's checkpoint: the scores and the history stay in their journals (already on disk), how many
+    lines of each are the run's goes here (the history has one a generation)."""
+    small = {k: v for k, v in state.items() if k not in ("seen", "history")}
     small.update(scored=len(state["seen"]), settings=settings, objective=objective.state())
     atomic_write(out / "state.json", json.dumps(small).encode())
 
@@ -280,6 +287,7 @@ def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_lim
                         "mean_kept": sum(top) / len(top), "children": len(children),
                         "new_molecules": objective.calls - before, "scoring_calls": objective.calls})
         print(json.dumps(history[-1]), flush=True)
+        JsonLines(out / HISTORY).add(history[-1:])
         state = {"generation": gen, "population": population, "seen": seen, "history": history, "stale": stale}
         _save(out, state, mine, objective)
     write_outputs(out, seen, history, objective.name, x="generation", max_calls=s.max_calls)

@@ -38,50 +38,56 @@ def ranked(seen: dict[str, float | None], among: list[str] | None = None) -> lis
     return sorted((c for c in pool if seen.get(c) is not None), key=lambda c: (-seen[c], c))
 
 
-class Journal:
-    """Every scored molecule, appended as it is scored: one JSON line [canonical SMILES, score or null], in call
-    order. A search's checkpoint then records only how many lines are its own (the scores of a 300k-molecule start
-    are 17 MB of JSON: rewritten every generation they would cost more than the generation), and a first pool
-    scored from a large file (minutes to tens of minutes) continues after a kill from its last chunk."""
+class JsonLines:
+    """An append-only file of JSON lines, one item a line, whose owner's checkpoint records only how many lines are
+    its own: a long search then checkpoints in constant time (rewritten every generation, 300k scores are 17 MB of
+    JSON and 10,000 generations of history a few MB: the checkpoint would cost more than the generation)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
 
-    def read(self, n: int | None = None) -> dict[str, float | None]:
-        """The first n entries (all whole lines when None; a line cut by a kill is not one), and the file cut to
-        exactly them: lines past a checkpoint belong to work that is done again, to the same scores."""
-        seen: dict[str, float | None] = {}
+    def items(self, n: int | None = None) -> list:
+        """The first n items (all whole lines when None; a line cut by a kill is not one), and the file cut to
+        exactly them: lines past a checkpoint belong to work that is done again, to the same items."""
+        items, size = [], 0
         if self.path.is_file():
             with open(self.path, "rb") as f:
                 for line in f:
-                    if (n is not None and len(seen) >= n) or not line.endswith(b"\n"):
+                    if (n is not None and len(items) >= n) or not line.endswith(b"\n"):
                         break
                     try:
-                        smiles, value = json.loads(line)
+                        items.append(json.loads(line))
                     except ValueError:
                         break
-                    seen[smiles] = value
-        if n is not None and len(seen) < n:
-            raise DataError(f"{self.path} holds {len(seen)} scores where its search's checkpoint counts {n}; delete "
-                            f"{self.path.parent} to start the search again")
-        self._cut(seen)
-        return seen
-
-    def _cut(self, seen: dict) -> None:
-        size = sum(len(json.dumps([c, v]).encode()) + 1 for c, v in seen.items())
+                    size += len(line)
+        if n is not None and len(items) < n:
+            raise DataError(f"{self.path} holds {len(items)} entries where its search's checkpoint counts {n}; "
+                            f"delete {self.path.parent} to start the search again")
         if self.path.is_file() and self.path.stat().st_size != size:
             os.truncate(self.path, size)
+        return items
 
-    def append(self, seen: dict[str, float | None], keys: list[str]) -> None:
-        """Add these entries of `seen` (flushed to disk before a checkpoint may count them). Never through a link
-        planted at the path."""
-        if not keys:
+    def add(self, items: list) -> None:
+        """Append these items, flushed to disk before a checkpoint may count them; never through a link planted
+        at the path."""
+        if not items:
             return
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         with os.fdopen(fd, "wb") as f:
-            f.write(b"".join(json.dumps([c, seen[c]]).encode() + b"\n" for c in keys))
+            f.write(b"".join(json.dumps(item).encode() + b"\n" for item in items))
             f.flush()
             os.fsync(f.fileno())
+
+
+class Journal(JsonLines):
+    """Every scored molecule, appended as it is scored: one line [canonical SMILES, score or null], in call order;
+    a first pool scored from a large file (minutes to tens of minutes) continues after a kill from its last chunk."""
+
+    def read(self, n: int | None = None) -> dict[str, float | None]:
+        return {smiles: value for smiles, value in self.items(n)}
+
+    def append(self, seen: dict[str, float | None], keys: list[str]) -> None:
+        self.add([[c, seen[c]] for c in keys])
 
 
 def best_of_file(path: str, objective: Objective, n: int, seen: dict, limit: int = 0, seed: int = 0,
