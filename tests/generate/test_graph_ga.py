@@ -196,3 +196,15 @@ def test_a_run_begun_before_the_journal_continues(zinc300, tmp_path):
     graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "old", s)
     for name in ("progress.csv", "calls.csv", "scored.jsonl", "history.jsonl"):
         assert (tmp_path / "old" / name).read_text() == (tmp_path / "whole" / name).read_text()
+
+
+def test_a_journal_planted_as_a_link_is_refused_not_cut(tmp_path):
+    from towerlab.errors import DataError
+    from towerlab.generate.scoring import Journal
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not json\n")
+    (tmp_path / "scored.jsonl").symlink_to(victim)
+    with pytest.raises(DataError, match="is a link"):
+        Journal(tmp_path / "scored.jsonl").read()
+    assert victim.read_text() == "not json\n"

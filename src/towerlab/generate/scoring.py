@@ -50,6 +50,8 @@ class JsonLines:
         """The first n items (all whole lines when None; a line cut by a kill is not one), and the file cut to
         exactly them: lines past a checkpoint belong to work that is done again, to the same items."""
         items, size = [], 0
+        if self.path.is_symlink():  # it is cut to its whole lines below: never a file a planted link points at
+            raise DataError(f"{self.path} is a link; a search's journal must be its own file (delete the link)")
         if self.path.is_file():
             with open(self.path, "rb") as f:
                 for line in f:
