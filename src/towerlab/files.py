@@ -5,8 +5,10 @@ Torch-free: the board, reports and the service's image writer use it as well as 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 from towerlab.errors import ConfigError
@@ -76,3 +78,50 @@ def make_dir(path: str | Path, what: str) -> Path:
         raise ConfigError(f"{what} {path} cannot be written ({e.strerror or type(e).__name__}); choose a folder you "
                           f"can write to") from None
     return path
+
+
+def acquire_lock(path: Path, doing: str = "trained") -> int:
+    """Hold path/.lock for as long as this process lives (the kernel lets go when it dies, however it dies): a
+    second process that would work in the same folder (a run being trained, a search being continued) is refused
+    in one line naming the holder. O_NOFOLLOW: a link planted at .lock would have its target cut to our pid."""
+    try:
+        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        raise ConfigError(f"{path / '.lock'} cannot be taken ({e.strerror or type(e).__name__}; a link is refused); "
+                          f"delete it, then run again") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"{path} is being {doing} by process {holder(path) or '?'}; wait for it to finish or stop "
+                          f"it, then run again") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+@contextmanager
+def held(path: Path, doing: str):
+    """The folder's lock for the duration of a with block (a search's output folder: see acquire_lock)."""
+    fd = acquire_lock(path, doing)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def holder(path: Path) -> int | None:
+    """The pid of the live process that holds the folder's lock, or None when nobody does (or .lock is no file)."""
+    lock = Path(path) / ".lock"
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    finally:
+        os.close(fd)

@@ -208,3 +208,33 @@ def test_a_journal_planted_as_a_link_is_refused_not_cut(tmp_path):
     with pytest.raises(DataError, match="is a link"):
         Journal(tmp_path / "scored.jsonl").read()
     assert victim.read_text() == "not json\n"
+
+
+def test_a_second_process_in_a_searched_folder_is_refused(zinc300, tmp_path):
+    from towerlab.files import holder
+
+    args = ["chem", "graph-ga", "--objective", "qed", "--start", str(zinc300), "--population", "10", "--offspring",
+            "10", "--generations", "100000", "--out", str(tmp_path / "ga")]
+    first = subprocess.Popen([sys.executable, "-m", "towerlab", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while holder(tmp_path / "ga") != first.pid and time.time() < deadline:
+            time.sleep(0.02)
+        proc = run_cli(*args, check=False)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert f"is being searched by process {first.pid}" in proc.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert holder(tmp_path / "ga") is None  # the kernel let go with the process: a re-run continues
+
+
+def test_a_lock_planted_as_a_link_is_refused_not_written_through(zinc300, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched\n")
+    (tmp_path / "ga").mkdir()
+    (tmp_path / "ga" / ".lock").symlink_to(victim)
+    with pytest.raises(ConfigError, match="cannot be taken"):
+        graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "ga", Settings(population=10, offspring=10))
+    assert victim.read_text() == "untouched\n"

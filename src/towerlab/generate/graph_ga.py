@@ -26,7 +26,7 @@ from rdkit import Chem, RDLogger
 from towerlab.chem import props
 from towerlab.chem.objectives import Objective
 from towerlab.errors import ConfigError, DataError
-from towerlab.files import atomic_write, make_dir
+from towerlab.files import atomic_write, held, make_dir
 from towerlab.generate.hillclimb import write_outputs
 from towerlab.generate.settings import GraphGaSettings as Settings
 from towerlab.generate.scoring import Journal, JsonLines, best_of_file, ranked, score_new
@@ -251,9 +251,14 @@ def _same_start(out: Path, mine: dict) -> None:
 
 
 def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_limit: int = 0) -> list[dict]:
-    """Run (or continue) the graph GA into `out`, from the molecules of the SMILES file `start`."""
+    """Run (or continue) the graph GA into `out`, from the molecules of the SMILES file `start`. A second process
+    in the same folder is refused while the first lives (both would append to one journal)."""
     s.validate()
-    make_dir(out, "the output folder (--out)")
+    with held(make_dir(out, "the output folder (--out)"), "searched"):
+        return _search(objective, start, out, s, start_limit)
+
+
+def _search(objective: Objective, start: str, out: Path, s: Settings, start_limit: int) -> list[dict]:
     mine = {**asdict(s), "objective": objective.name, "start": str(Path(start).absolute()), "start_limit": start_limit,
             "operators": OPERATORS}
     state, journal = _load(out, mine, objective), Journal(out / JOURNAL)

@@ -21,7 +21,7 @@ from towerlab import checkpoint
 from towerlab.chem.objectives import Objective
 from towerlab.chem.tokens import Skipped
 from towerlab.errors import CheckpointError, ConfigError
-from towerlab.files import atomic_write, make_dir
+from towerlab.files import atomic_write, held, make_dir
 from towerlab.generate.model import Model, write_csv, write_grid
 from towerlab.generate.settings import HillclimbSettings as Settings
 from towerlab.generate.scoring import Journal, best_of_file, ranked, score_new, summary
@@ -70,10 +70,15 @@ def _resume(m: Model, opt, out: Path, objective: Objective) -> tuple[int, dict, 
 
 def hillclimb(m: Model, objective: Objective, out: Path, s: Settings, start: str = "", start_limit: int = 0) -> list[dict]:
     """Run (or continue) the hill-climb into `out`; returns the per-round history. With `start` (a SMILES file, the
-    run's training file for GuacaMol's baseline), the pool begins as that file's best s.keep molecules."""
+    run's training file for GuacaMol's baseline), the pool begins as that file's best s.keep molecules. A second
+    process in the same folder is refused while the first lives."""
     require(m.recipe, "sequence", command="`towerlab chem hillclimb`")
     s.validate()
-    make_dir(out, "the output folder (--out)")
+    with held(make_dir(out, "the output folder (--out)"), "searched"):
+        return _climb(m, objective, out, s, start, start_limit)
+
+
+def _climb(m: Model, objective: Objective, out: Path, s: Settings, start: str, start_limit: int) -> list[dict]:
     settings = out / "settings.json"
     mine = {**asdict(s), "objective": objective.name, "run": str(m.run_dir.absolute()),
             "start": str(Path(start).absolute()) if start else "", "start_limit": start_limit}

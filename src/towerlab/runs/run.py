@@ -16,7 +16,6 @@ whose status.json says running while no process holds its lock was killed: its s
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import platform
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from towerlab.config import load_yaml, save_yaml
 from towerlab.errors import ConfigError
-from towerlab.files import atomic_write, make_dir
+from towerlab.files import acquire_lock, atomic_write, holder, make_dir
 
 
 CONFIG, METRICS, FINAL, STATUS, ENV = "config.yaml", "metrics.jsonl", "final_metrics.json", "status.json", "env.json"
@@ -141,36 +140,6 @@ def _step(line: str) -> int | None:
         return json.loads(line)["step"]
     except (ValueError, KeyError, TypeError):
         return None
-
-
-def acquire_lock(path: Path) -> int:
-    """Hold path/.lock for as long as this process lives (the kernel lets go when it dies, however it dies)."""
-    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ConfigError(f"{path} is being trained by process {holder(path) or '?'}; wait for it to finish or stop "
-                          f"it, then run again") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
-
-
-def holder(path: Path) -> int | None:
-    """The pid of the live process that holds the run directory's lock, or None when nobody does."""
-    lock = Path(path) / ".lock"
-    if not lock.is_file():
-        return None
-    fd = os.open(lock, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return None
-    except BlockingIOError:
-        text = lock.read_text().strip()
-        return int(text) if text.isdigit() else -1
-    finally:
-        os.close(fd)
 
 
 def read_config(run_dir: str | Path) -> tuple[str, dict]:
