@@ -222,7 +222,7 @@ def _load(out: Path, mine: dict, objective: Objective) -> dict | None:
     journal, history = Journal(out / JOURNAL), JsonLines(out / HISTORY)
     if "seen" in state:  # a run begun before the journal kept every score in state.json: moved to the journal
         journal.read(0)
-        journal.append(state["seen"], list(state["seen"]))
+        journal.append(state["seen"], 0)
     else:
         state["seen"] = journal.read(state["scored"])
     if "history" in state:  # and its history: moved to history.jsonl
@@ -283,7 +283,7 @@ def _search(objective: Objective, start: str, out: Path, s: Settings, start_limi
         children = [c for c in (child(pool, rng, s.mutation_rate) for _ in range(s.offspring)) if c]
         before, known = objective.calls, len(seen)
         score_new(children, objective, seen, s.max_calls)
-        journal.append(seen, list(seen)[known:])
+        journal.append(seen, known)
         scores_before = [seen[c] for c in population]
         population = ranked(seen, population + children)[:s.population]
         stale = stale + 1 if [seen[c] for c in population] == scores_before else 0  # GuacaMol's test: the scores

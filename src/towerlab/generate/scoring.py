@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from itertools import islice
 from pathlib import Path
 
 from towerlab.chem import props
@@ -88,8 +89,11 @@ class Journal(JsonLines):
     def read(self, n: int | None = None) -> dict[str, float | None]:
         return {smiles: value for smiles, value in self.items(n)}
 
-    def append(self, seen: dict[str, float | None], keys: list[str]) -> None:
-        self.add([[c, seen[c]] for c in keys])
+    def append(self, seen: dict[str, float | None], known: int) -> None:
+        """Journal the scores added to `seen` after its first `known` (read from its end: a dict keeps insertion
+        order, and slicing all of it would cost O(every score) per generation)."""
+        new = list(islice(reversed(seen), len(seen) - known))
+        self.add([[c, seen[c]] for c in reversed(new)])
 
 
 def best_of_file(path: str, objective: Objective, n: int, seen: dict, limit: int = 0, seed: int = 0,
@@ -119,7 +123,7 @@ def best_of_file(path: str, objective: Objective, n: int, seen: dict, limit: int
         known = len(seen)
         score_new(canon[i:i + CHUNK], objective, seen, max_calls)
         if journal is not None:
-            journal.append(seen, list(seen)[known:])
+            journal.append(seen, known)
     return ranked(seen, canon)[:n]
 
 
