@@ -178,6 +178,27 @@ def test_a_start_cut_off_while_scoring_goes_on_from_its_last_chunk(zinc300, tmp_
         assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text()
 
 
+def test_a_start_sigkilled_while_scoring_continues_to_the_same_run(shared_data, tmp_path):
+    # the same promise as above with a real kill: a process SIGKILLed between two chunks of its start (three chunks
+    # of 2,000 ZINC molecules) is continued by a second process to the files an uninterrupted run writes
+    args = ["chem", "graph-ga", "--objective", "qed", "--start", str(shared_data / "zinc250k_jtvae" / "valid.txt"),
+            "--start-limit", "6000", "--population", "20", "--offspring", "20", "--generations", "2"]
+    cmd = [sys.executable, "-m", "towerlab", *args, "--out", str(tmp_path / "cut")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    journal, deadline = tmp_path / "cut" / "scored.jsonl", time.time() + 120
+    while time.time() < deadline and not (journal.is_file() and journal.stat().st_size):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    lines = len(journal.read_text().splitlines())
+    assert not (tmp_path / "cut" / "state.json").exists() and 2000 <= lines < 6000, lines
+    out = run_cli(*args, "--out", str(tmp_path / "cut")).stdout
+    assert f"{lines} of them scored before the run was stopped" in out
+    run_cli(*args, "--out", str(tmp_path / "whole"))
+    for name in ("progress.csv", "best.csv", "calls.csv", "outcome.json", "scored.jsonl"):
+        assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text()
+
+
 def test_a_run_begun_before_the_journal_continues(zinc300, tmp_path):
     # state.json used to hold every score and the history: such a run moves them to their journals and goes on to
     # the same molecules
