@@ -283,6 +283,13 @@ JENSEN_PUBLISHED = ("GB-GA (Jensen 2019, Chem. Sci. 10:3567, Table 1): 7.4 +- 0.
                     "(50%), 1,000 molecules per run, 10 runs")
 
 
+def _prior_tag(args) -> str:
+    """mcts runs from a prior other than ChemTS's (the ZINC one, bench/out/design/zinc-prior) go in their own
+    folders and samples, named by the prior's run folder."""
+    name = Path(args.run).name if args.method == "mcts" and args.run else "zinc-prior"
+    return "" if name == "zinc-prior" else f"-{name}"
+
+
 def plogp(args) -> None:
     """10 runs on ChemTS's scale (plogp-z, what ChemTS optimises); each run's best on both scales."""
     from towerlab.chem import objectives
@@ -294,7 +301,7 @@ def plogp(args) -> None:
         first.write_text("\n".join(ZINC.read_text().split()[:1000]) + "\n")
     rows = []
     for k in range(args.runs):
-        folder = OUT / "plogp" / args.method / f"budget{args.budget}" / f"run{k}"
+        folder = OUT / "plogp" / args.method / f"budget{args.budget}{_prior_tag(args)}" / f"run{k}"
 
         def run(k=k, folder=folder) -> dict:
             obj = objectives.get("plogp-z")
@@ -315,7 +322,7 @@ def plogp(args) -> None:
             both = sorted(({"smiles": c, "plogp_z": v, "plogp": r} for (c, v), r in zip(seen.items(), raw(list(seen)))),
                           key=lambda r: -r["plogp_z"])
             # ChemTS's budget (5,000) under the method's name; another budget beside it (graph-ga-1000: Jensen's)
-            kind = args.method + ("" if args.budget == 5000 else f"-{args.budget}")
+            kind = args.method + ("" if args.budget == 5000 else f"-{args.budget}") + _prior_tag(args)
             sample = SAMPLES / "plogp" / kind / f"run{k}.csv"
             sample.parent.mkdir(parents=True, exist_ok=True)
             with open(sample, "w", newline="") as f:
@@ -346,7 +353,7 @@ def plogp(args) -> None:
           f"{statistics.mean(r['molecules'] for r in rows):.0f} | {statistics.mean(r['cpu_s'] for r in rows):.0f} |")
     print(CHEMTS_PUBLISHED)
     print(JENSEN_PUBLISHED)
-    _save(f"plogp-{args.method}-{args.budget}", {"bench": "plogp", "method": args.method, "budget": args.budget,
+    _save(f"plogp-{args.method}-{args.budget}{_prior_tag(args)}", {"bench": "plogp", "method": args.method, "budget": args.budget,
                                                  "run_dir": args.run, "runs": rows, "stats": stat})
 
 
