@@ -222,6 +222,19 @@ def _seen(out: Path) -> dict:
 
 
 # -- PMO --------------------------------------------------------------------------------------------------------
+def _pmo_sample(args, name: str, seed: int, folder: Path) -> None:
+    """The molecules behind a task's curve, written from its run folder on every pass (a task read back writes the
+    same file): what is committed can always be made again from bench/out."""
+    seen = _seen(folder / "run")
+    sample = SAMPLES / "pmo" / args.method / f"seed{seed}" / f"{name}.csv"
+    sample.parent.mkdir(parents=True, exist_ok=True)
+    with open(sample, "w", newline="") as f:
+        w = csv.DictWriter(f, ["call", "smiles", "score"])
+        w.writeheader()
+        w.writerows(_entrants(seen))
+        f.write(f"# total calls {len(seen)}; budget {args.max_calls}\n")
+
+
 def pmo(args) -> None:
     from towerlab.chem import guacamol_adapter, objectives
 
@@ -236,19 +249,12 @@ def pmo(args) -> None:
                 obj = objectives.get(f"guacamol:{name}")
                 start, limit = (str(ZINC), 120) if args.method == "graph-ga" else ("", 0)
                 optimise(args.method, obj, folder / "run", args, start, limit, args.max_calls, seed)
-                seen = _seen(folder / "run")
                 from towerlab.generate.scoring import summary
 
-                sample = SAMPLES / "pmo" / args.method / f"seed{seed}" / f"{name}.csv"
-                sample.parent.mkdir(parents=True, exist_ok=True)
-                with open(sample, "w", newline="") as f:
-                    w = csv.DictWriter(f, ["call", "smiles", "score"])
-                    w.writeheader()
-                    w.writerows(_entrants(seen))
-                    f.write(f"# total calls {len(seen)}; budget {args.max_calls}\n")
-                return {"task": name, "seed": seed, **summary(seen, args.max_calls), **obj.counts()}
+                return {"task": name, "seed": seed, **summary(_seen(folder / "run"), args.max_calls), **obj.counts()}
 
             r = task(folder, run)
+            _pmo_sample(args, name, seed, folder)
             rows.append(r)
             ref = PMO_PUBLISHED[name]
             print(f"| {name} | {seed} | {r['auc_top10']:.3f} | {r['top10_mean']:.3f} | {r['scoring_calls']} | "
