@@ -359,8 +359,9 @@ def plogp(args) -> None:
           f"{statistics.mean(r['molecules'] for r in rows):.0f} | {statistics.mean(r['cpu_s'] for r in rows):.0f} |")
     print(CHEMTS_PUBLISHED)
     print(JENSEN_PUBLISHED)
-    _save(f"plogp-{args.method}-{args.budget}{_prior_tag(args)}", {"bench": "plogp", "method": args.method, "budget": args.budget,
-                                                 "run_dir": args.run, "runs": rows, "stats": stat})
+    _save(f"plogp-{args.method}-{args.budget}{_prior_tag(args)}", {
+        "bench": "plogp", "method": args.method, "budget": args.budget, "run_dir": args.run, "runs": rows,
+        "stats": stat})
 
 
 # -- GuacaMol ---------------------------------------------------------------------------------------------------
@@ -392,11 +393,11 @@ class _Generator:
 
         a = self.args
         obj = Objective(f"guacamol:{self.name}", on_smiles=scoring_function.score_list)
-        start = "" if a.method == "mcts" else str(_start_file(a))
-        calls = a.max_calls + (_start_size(a) if a.free_start else 0)
+        start, size = ("", 0) if a.method == "mcts" else (str(_start_file(a)), _start_size(a))
+        calls = a.max_calls + (size if a.free_start else 0)
         if a.start_scores:
             _reuse_start(Path(a.start_scores) / self.folder.name / "run", self.folder / "run", start, a.start_limit,
-                         obj.name)
+                         size, obj.name)
         optimise(a.method, obj, self.folder / "run", a, start, a.start_limit, calls, a.seed)
         self.counts = obj.counts()
         return submitted((r["smiles"] for r in csv.DictReader(open(self.folder / "run" / "best.csv"))),
@@ -413,18 +414,21 @@ class _Fixed:
         return self.smiles
 
 
-def _reuse_start(source: Path, run: Path, start: str, start_limit: int, objective: str) -> None:
+def _reuse_start(source: Path, run: Path, start: str, start_limit: int, n: int, objective: str) -> None:
     """Give the hill-climb's start journal the scores another search of this task (the graph GA's) already paid
     for on the same start file: the same objective on the same molecules gives the same scores, so the first pool
     is read back instead of scored again (~2.5 CPU hours over the 20 tasks). Counted as calls all the same."""
     mine = run / "start.jsonl"
     if mine.exists() or (run / "checkpoints").exists():
         return
+    missing = [n for n in ("start.json", "scored.jsonl") if not (source / n).is_file() or (source / n).is_symlink()]
+    if missing:
+        raise SystemExit(f"--start-scores: {source} holds no graph GA start (start.json, scored.jsonl); give the "
+                         f"folder of a guacamol graph-ga run of this start, or leave it out")
     marker = json.loads((source / "start.json").read_text())
     theirs = (marker["objective"], marker["start"], marker["start_limit"])
     if theirs != (objective, str(Path(start).absolute()), start_limit):
         raise SystemExit(f"--start-scores {source}: its start was {theirs}, not this task's; leave it out")
-    n = sum(1 for _ in open(start))
     with open(source / "scored.jsonl") as f:
         lines = [line for _, line in zip(range(n), f)]
     if len(lines) < n:

@@ -5,6 +5,7 @@ Torch-free: the board, reports and the service's image writer use it as well as 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import uuid
@@ -87,8 +88,8 @@ def acquire_lock(path: Path, doing: str = "trained") -> int:
     try:
         fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as e:
-        raise ConfigError(f"{path / '.lock'} cannot be taken ({e.strerror or type(e).__name__}; a link is refused); "
-                          f"delete it, then run again") from None
+        why = "it is a link" if e.errno == errno.ELOOP else e.strerror or type(e).__name__
+        raise ConfigError(f"{path / '.lock'} cannot be taken ({why}); delete it, then run again") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

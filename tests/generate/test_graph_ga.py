@@ -237,7 +237,8 @@ def test_a_second_process_in_a_searched_folder_is_refused(zinc300, tmp_path):
     from towerlab.files import holder
 
     args = ["chem", "graph-ga", "--objective", "qed", "--start", str(zinc300), "--population", "10", "--offspring",
-            "10", "--generations", "100000", "--out", str(tmp_path / "ga")]
+            "10", "--generations", "100000", "--patience", "0", "--out", str(tmp_path / "ga")]
+    # --patience 0: the first must still be searching when the second comes (it would stop on a stalled population)
     first = subprocess.Popen([sys.executable, "-m", "towerlab", *args], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
     try:
