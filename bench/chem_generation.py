@@ -84,7 +84,8 @@ def autoencoders(args) -> None:
     common = ["--data", str(DATA / "zinc250k_jtvae" / "valid.txt"), "--max-steps", str(args.steps), "--batch-size",
               str(args.batch_size), "--lr", str(args.lr), "--max-len", str(args.max_len), "--encoder", "conv1d",
               "--latent", "56", "--gru-hidden", str(args.gru_hidden),
-              "--eval-every-steps", str(args.steps), "--eval-limit", "1000"]
+              "--eval-every-steps", str(args.steps), "--eval-limit", "1000",
+              "--auto-resume"]  # a model cut off mid-training continues from its last checkpoint on a re-run
     held_out = (DATA / "zinc250k_jtvae" / "test.txt").read_text().split()[:500]
     rows = {}
     for name, (recipe, extra) in AUTOENCODERS.items():
