@@ -262,3 +262,10 @@ def test_a_lock_planted_as_a_link_is_refused_not_written_through(zinc300, tmp_pa
     with pytest.raises(ConfigError, match="cannot be taken"):
         graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "ga", Settings(population=10, offspring=10))
     assert victim.read_text() == "untouched\n"
+
+
+def test_the_graph_ga_command_starts_without_torch():
+    """It trains nothing, so it loads no torch (1.5 s a start): the command's module and the GA import without it."""
+    code = ("import sys; from towerlab.cli import main; import towerlab.generate.commands, towerlab.generate.graph_ga; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

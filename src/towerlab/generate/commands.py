@@ -9,7 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from towerlab.errors import ConfigError
-from towerlab.generate import model as gen
+from towerlab.generate.outputs import write_csv, write_grid
 
 
 def _print(report: dict) -> None:
@@ -19,11 +19,12 @@ def _print(report: dict) -> None:
 def _grid(rows: list[dict], key: str, path: Path) -> None:
     valid = [r for r in rows if r.get("valid", True) and r["smiles"]][:12]
     if valid:
-        gen.write_grid([r["smiles"] for r in valid], [f"{key}={r[key]:.3f}" if key in r else "" for r in valid], path)
+        write_grid([r["smiles"] for r in valid], [f"{key}={r[key]:.3f}" if key in r else "" for r in valid], path)
         print(f"grid: {path}")
 
 
 def sample(args) -> None:
+    from towerlab.generate import model as gen  # torch: only the actions that load a run
     from towerlab.chem import distribution
 
     m = gen.load(args.run_dir, args.checkpoint)
@@ -31,7 +32,7 @@ def sample(args) -> None:
     temperature = 1.0 if args.sample_tokens else args.temperature
     smiles = gen.sample(m, args.n, args.seed, temperature)
     rows = [gen.describe(s) for s in smiles]
-    gen.write_csv(rows, out)
+    write_csv(rows, out)
     fcd_ref = args.fcd_reference or (os.environ.get("TOWERLAB_DATA", "") and
                                      str(Path(os.environ["TOWERLAB_DATA"]) / "moses" / "test.csv.gz"))
     if args.fcd and not fcd_ref:
@@ -45,28 +46,31 @@ def sample(args) -> None:
 
 
 def encode(args) -> None:
+    from towerlab.generate import model as gen  # torch: only the actions that load a run
     from towerlab.generate import latent
 
     m = gen.load(args.run_dir, args.checkpoint, "autoencode", "`towerlab chem encode`")
     out = Path(args.out) if args.out else m.run_dir / "encode.csv"
     rows, report = latent.encode_file(m, gen.read_smiles(args.input, "encode"))
-    gen.write_csv(rows, out)
+    write_csv(rows, out)
     _print(report)
     print(f"CSV: {out}")
 
 
 def decode(args) -> None:
+    from towerlab.generate import model as gen  # torch: only the actions that load a run
     from towerlab.generate import latent
 
     m = gen.load(args.run_dir, args.checkpoint, "autoencode", "`towerlab chem decode`")
     out = Path(args.out) if args.out else m.run_dir / "decode.csv"
     rows = latent.decode_file(m, args.input or "")
-    gen.write_csv(rows, out)
+    write_csv(rows, out)
     print(f"{sum(r['valid'] for r in rows)} of {len(rows)} decoded SMILES are valid molecules")
     print(f"CSV: {out}")
 
 
 def optimize(args) -> None:
+    from towerlab.generate import model as gen  # torch: only the actions that load a run
     from towerlab.generate import latent
 
     m = gen.load(args.run_dir, args.checkpoint, "autoencode", "`towerlab chem optimize`")
@@ -74,7 +78,7 @@ def optimize(args) -> None:
     seeds = (gen.read_smiles(args.input, "optimize")[:args.n_seeds] if args.input
              else latent.draw_seeds(gen.held_out_smiles(m), args.n_seeds, args.seed))
     found = latent.optimize(m, seeds, args.property, args.steps, args.lr)
-    gen.write_csv(found, out)
+    write_csv(found, out)
     _grid(found, args.property, out.with_suffix(".png"))
     _print(latent.optimisation_report(m, found, seeds, args.property, args.steps, args.seed))
     print(f"{len(found)} valid molecules improve {args.property} over their seed (RDKit-computed); CSV: {out}")
@@ -106,6 +110,7 @@ def _auc(out: Path) -> dict:
 
 
 def hillclimb(args) -> None:
+    from towerlab.generate import model as gen  # torch: only the actions that load a run
     from towerlab.generate.hillclimb import Settings, hillclimb as run
 
     m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem hillclimb`")
@@ -121,6 +126,7 @@ def hillclimb(args) -> None:
 
 
 def mcts(args) -> None:
+    from towerlab.generate import model as gen  # torch: only the actions that load a run
     from towerlab.generate.mcts import Settings, mcts as run
 
     m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem mcts`")

@@ -27,7 +27,7 @@ from towerlab.chem import props
 from towerlab.chem.objectives import Objective
 from towerlab.errors import ConfigError, DataError
 from towerlab.files import atomic_write, held, make_dir
-from towerlab.generate.hillclimb import write_outputs
+from towerlab.generate.outputs import write_outputs
 from towerlab.generate.settings import GraphGaSettings as Settings
 from towerlab.generate.scoring import Journal, JsonLines, best_of_file, ranked, score_new
 

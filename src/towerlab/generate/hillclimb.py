@@ -22,9 +22,10 @@ from towerlab.chem.objectives import Objective
 from towerlab.chem.tokens import Skipped
 from towerlab.errors import CheckpointError, ConfigError
 from towerlab.files import atomic_write, held, make_dir
-from towerlab.generate.model import Model, write_csv, write_grid
+from towerlab.generate.model import Model
+from towerlab.generate.outputs import write_outputs
 from towerlab.generate.settings import HillclimbSettings as Settings
-from towerlab.generate.scoring import Journal, best_of_file, ranked, score_new, summary
+from towerlab.generate.scoring import Journal, best_of_file, ranked, score_new
 from towerlab.precision import Precision
 from towerlab.recipes import require
 from towerlab.recipes.contract import Step
@@ -123,42 +124,3 @@ def _climb(m: Model, objective: Objective, out: Path, s: Settings, start: str, s
                          "history": json.dumps(history), "objective": json.dumps(objective.state())}, ["last"])
     write_outputs(out, seen, history, objective.name, max_calls=s.max_calls)
     return history
-
-
-def write_outputs(out: Path, seen: dict[str, float | None], history: list[dict], name: str, x: str = "round",
-                  max_calls: int = 0) -> dict:
-    """best.csv (every scored molecule, best first), calls.csv (the same in the order they were scored: the
-    objective's calls), rounds.csv, score.png (per round), best.png (a grid), and
-    outcome.json (calls, best, top-10 and top-100 means, PMO's area under the top-10 curve); returns the summary."""
-    rows = [(c, seen[c]) for c in ranked(seen)]
-    result = {"objective": name, **summary(seen, max_calls)}
-    atomic_write(out / "outcome.json", json.dumps(result, indent=1).encode())
-    write_csv([{"smiles": c, "score": v} for c, v in rows], out / "best.csv")
-    write_csv([{"call": i, "smiles": c, "score": v} for i, (c, v) in enumerate(seen.items(), 1)], out / "calls.csv")
-    write_csv(history, out / ("rounds.csv" if x == "round" else "progress.csv"))
-    if rows:
-        write_grid([c for c, _ in rows[:12]], [f"{v:.3f}" for _, v in rows[:12]], out / "best.png")
-    plot(history, name, out / "score.png", x)
-    return result
-
-
-def plot(history: list[dict], name: str, path: Path, x: str = "round") -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    from towerlab.plots import pyplot
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    xs = [h[x] for h in history]
-    for key, label in (("best", "best"), ("top10_mean", "top-10 mean"), ("mean_kept", "mean of kept")):
-        if history and key in history[0]:
-            ys = [float("nan") if h[key] is None else h[key] for h in history]  # a round with nothing: a gap
-            ax.plot(xs, ys, marker="o" if len(xs) < 40 else None, label=label)
-    ax.set_xlabel(x.replace("_", " "))
-    ax.set_ylabel(name)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

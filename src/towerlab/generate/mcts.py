@@ -21,7 +21,7 @@ import torch
 
 from towerlab.chem.objectives import Objective
 from towerlab.files import make_dir
-from towerlab.generate.hillclimb import write_outputs
+from towerlab.generate.outputs import write_outputs
 from towerlab.generate.settings import MctsSettings as Settings
 from towerlab.generate.scoring import score_new
 from towerlab.generate.model import Model

@@ -4,8 +4,6 @@ model's own opinion."""
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +14,6 @@ from towerlab.chem import props
 from towerlab.chem.tokens import Vocab
 from towerlab.data import smiles as smiles_data
 from towerlab.errors import DataError
-from towerlab.files import atomic_write
 from towerlab.recipes import require
 from towerlab.runs import RunRecord
 
@@ -108,28 +105,6 @@ def describe(smiles: str) -> dict:
     """A CSV row for one generated SMILES: validity, canonical form and properties, as RDKit sees them."""
     p = props.properties(smiles)
     return {"smiles": smiles, "valid": p is not None, "canonical": props.canonical(smiles) or "", **(p or {})}
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    keys = list(dict.fromkeys(k for r in rows for k in r)) or ["smiles"]
-    buf = io.StringIO(newline="")
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write(path, buf.getvalue())  # a link planted at best.csv is replaced, never written through
-
-
-def write_grid(smiles: list[str], legends: list[str], path: Path, per_row: int = 4) -> Path:
-    """A PNG grid of molecule drawings (RDKit); invalid SMILES are left out."""
-    from rdkit.Chem import Draw
-
-    pairs = [(props.mol(s), label) for s, label in zip(smiles, legends) if props.mol(s) is not None]
-    image = Draw.MolsToGridImage([p[0] for p in pairs], molsPerRow=per_row, subImgSize=(250, 200),
-                                 legends=[p[1] for p in pairs])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(str(path))
-    return path
 
 
 def read_smiles(path: str | None, what: str = "encode|optimize") -> list[str]:
