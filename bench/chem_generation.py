@@ -9,13 +9,15 @@ beside MOSES's CharRNN / VAE / AAE (molecularsets/moses README). The samples are
 autoencoders: AE (chemvae, beta 0), VAE, VAE + property head and AAE (chemaae, both training schemes: joint, and
 alternating as MOSES trains it), one encoder and decoder, the same
 ZINC data, steps, batch and learning rate: reconstruction of held-out molecules, prior samples' validity,
-uniqueness, novelty and FCD. Writes bench/out/chem/<what>.json.
+uniqueness, novelty and FCD. Writes bench/out/chem/<what>.json, and every decoded sample
+to docs/samples/autoencoders_<steps>steps.csv.
 The optimisers (hill-climb, ChemTS, the graph GA) are measured by bench/mol_design.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 OUT = Path("bench/out/chem")
+SAMPLES = Path("docs/samples")
 DATA = Path(os.environ.get("TOWERLAB_DATA", "../shared/data"))
 MOSES_TEST = DATA / "moses" / "test.csv.gz"
 MOSES_TRAIN = DATA / "moses" / "train.csv.gz"
@@ -79,6 +82,19 @@ AUTOENCODERS = {"AE": ("chemvae", ["--beta", "0", "--properties", ""]),
                 "AAE, MOSES scheme": ("chemaae", ["--scheme", "moses"])}
 
 
+def _hand_in(steps: int, rows: dict) -> None:
+    """Every prior sample behind the table, as decoded (RDKit recomputes validity, uniqueness and the rest)."""
+    path = SAMPLES / f"autoencoders_{steps}steps.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "smiles"])
+        for name, row in rows.items():
+            with open(row["samples"], newline="") as g:
+                w.writerows([name, r["smiles"]] for r in csv.DictReader(g))
+    print(f"samples: {path}")
+
+
 def autoencoders(args) -> None:
     from towerlab.generate import latent, model as gen
     from towerlab.generate.outputs import write_csv
@@ -110,10 +126,12 @@ def autoencoders(args) -> None:
         accuracy = next(v for k, v in final.items() if k.split("/")[-1] == "recon_token_accuracy")  # val/...
         rows[name] = {"token_accuracy_held_out": accuracy,
                       "reconstruction_same_molecule": recon["same_molecule"], **r,
-                      "train_s": float((run / "bench_train_s.txt").read_text())}
+                      "train_s": float((run / "bench_train_s.txt").read_text()),
+                      "samples": str(run / "bench_samples.csv")}
         print(f"| {name} | {rows[name]['token_accuracy_held_out']:.3f} | {recon['same_molecule']:.3f} | "
               f"{r['validity']:.3f} | {r[f'unique@{args.n}']:.3f} | {r['novelty']:.3f} | {r['fcd']:.2f} | "
               f"{r['kl_score']:.3f} |", flush=True)
+    _hand_in(args.steps, rows)
     _save("autoencoders", {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "n": args.n,
                            "models": rows})
 
