@@ -98,7 +98,7 @@ def corpus(_args=None) -> Path:
     path = OUT / "broad.smi"
     if path.is_file():
         return path
-    from towerlab.chem.corpus import canonical_forms
+    from towerlab.chem.file_cache import canonical_forms
     from towerlab.data import smiles as smiles_data
 
     files = [DATA / "moses" / "train.csv.gz", DATA / "zinc250k_jtvae" / "valid.txt",

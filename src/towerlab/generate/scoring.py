@@ -102,7 +102,7 @@ def best_of_file(path: str, objective: Objective, n: int, seen: dict, limit: int
     training file), each scored once; `limit` > 0 scores a seeded draw of that many. With a journal, each chunk's
     scores are appended as they come and a start cut off by a kill continues after its last whole chunk (`seen`
     must then begin empty). A file without two valid molecules is one line, never an empty pool."""
-    from towerlab.chem.corpus import canonical_forms
+    from towerlab.chem.file_cache import canonical_forms
     from towerlab.data import smiles as smiles_data
 
     # the forms the corpus reader caches by file content: a run's training file was canonicalised when it trained
