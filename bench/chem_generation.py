@@ -1,7 +1,7 @@
 """Molecule generation against the published figures (CPU budgets, stated). Never part of `make test`.
 
     TOWERLAB_DATA=../shared/data python bench/chem_generation.py prior RUN [--n 10000]
-    TOWERLAB_DATA=../shared/data python bench/chem_generation.py autoencoders [--steps 1500]
+    TOWERLAB_DATA=../shared/data python bench/chem_generation.py autoencoders [--steps 1500] [--models NAME ...]
 
 prior: 10,000 molecules of a smiles-lstm run: validity, unique@10k, novelty (against the run's training split and
 against the MOSES train file, sizes printed), FCD against the MOSES test set (fcd_torch), GuacaMol's KL score;
@@ -82,16 +82,15 @@ AUTOENCODERS = {"AE": ("chemvae", ["--beta", "0", "--properties", ""]),
                 "AAE, MOSES scheme": ("chemaae", ["--scheme", "moses"])}
 
 
-def _hand_in(steps: int, rows: dict) -> None:
+def _hand_in(steps: int, decoded: dict[str, list[str]]) -> None:
     """Every prior sample behind the table, as decoded (RDKit recomputes validity, uniqueness and the rest)."""
     path = SAMPLES / f"autoencoders_{steps}steps.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "smiles"])
-        for name, row in rows.items():
-            with open(row["samples"], newline="") as g:
-                w.writerows([name, r["smiles"]] for r in csv.DictReader(g))
+        for name, smiles in decoded.items():
+            w.writerows([name, s] for s in smiles)
     print(f"samples: {path}")
 
 
@@ -105,7 +104,7 @@ def autoencoders(args) -> None:
               "--eval-every-steps", str(args.steps), "--eval-limit", "1000",
               "--auto-resume"]  # a model cut off mid-training continues from its last checkpoint on a re-run
     held_out = (DATA / "zinc250k_jtvae" / "test.txt").read_text().split()[:500]
-    rows = {}
+    rows, decoded = {}, {}
     print("| model | token accuracy (held out) | same molecule back (test.txt) | validity | unique | novelty | "
           "FCD/MOSES test | KL score |\n|---|---|---|---|---|---|---|---|")
     for name in args.models:
@@ -119,7 +118,7 @@ def autoencoders(args) -> None:
             (run / "bench_train_s.txt").write_text(f"{time.time() - t0:.1f}")
         m = gen.load(run)
         _, recon = latent.encode_file(m, held_out)
-        smiles = gen.sample(m, args.n, seed=0)
+        smiles = decoded[name] = gen.sample(m, args.n, seed=0)
         write_csv([gen.describe(s) for s in smiles], run / "bench_samples.csv")
         r = _metrics(smiles, gen.training_smiles(m), reference=False)
         final = json.loads((run / "final_metrics.json").read_text())
@@ -131,7 +130,7 @@ def autoencoders(args) -> None:
         print(f"| {name} | {rows[name]['token_accuracy_held_out']:.3f} | {recon['same_molecule']:.3f} | "
               f"{r['validity']:.3f} | {r[f'unique@{args.n}']:.3f} | {r['novelty']:.3f} | {r['fcd']:.2f} | "
               f"{r['kl_score']:.3f} |", flush=True)
-    _hand_in(args.steps, rows)
+    _hand_in(args.steps, decoded)
     _save("autoencoders", {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "n": args.n,
                            "models": rows})
 

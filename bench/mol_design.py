@@ -421,7 +421,7 @@ def _reuse_start(source: Path, run: Path, start: str, start_limit: int, n: int, 
     mine = run / "start.jsonl"
     if mine.exists() or (run / "checkpoints").exists():
         return
-    missing = [n for n in ("start.json", "scored.jsonl") if not (source / n).is_file() or (source / n).is_symlink()]
+    missing = [f for f in ("start.json", "scored.jsonl") if not (source / f).is_file() or (source / f).is_symlink()]
     if missing:
         raise SystemExit(f"--start-scores: {source} holds no graph GA start (start.json, scored.jsonl); give the "
                          f"folder of a guacamol graph-ga run of this start, or leave it out")

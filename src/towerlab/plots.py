@@ -11,3 +11,16 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save(fig, path, dpi: int = 100) -> None:
+    """Write fig as a PNG at path and close it. Rendered in memory, then renamed into place (files.atomic_write): a
+    link planted at score.png in a search's folder is replaced, never written through."""
+    import io
+
+    from towerlab.files import atomic_write
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    atomic_write(path, buf.getvalue(), sync=False)
+    pyplot().close(fig)

@@ -122,9 +122,13 @@ def test_outputs_replace_a_planted_link_instead_of_writing_through_it(zinc300, t
     target = tmp_path / "victim.txt"
     target.write_text("untouched\n")
     (tmp_path / "ga").mkdir()
-    (tmp_path / "ga" / "best.csv").symlink_to(target)
+    for name in ("best.csv", "best.png", "score.png"):  # the figures too: rendered in memory, renamed into place
+        (tmp_path / "ga" / name).symlink_to(target)
     graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "ga", Settings(population=10, offspring=10, generations=1))
     assert target.read_text() == "untouched\n" and not (tmp_path / "ga" / "best.csv").is_symlink()
+    for name in ("best.png", "score.png"):
+        assert not (tmp_path / "ga" / name).is_symlink()
+        assert (tmp_path / "ga" / name).read_bytes().startswith(b"\x89PNG")
 
 
 def test_it_stops_when_the_population_stops_changing(zinc300, tmp_path):
@@ -273,5 +277,6 @@ def test_the_graph_ga_command_runs_without_torch(tmp_path):
             f"rc = main(['chem', 'graph-ga', '--objective', 'qed', '--start', {str(start)!r}, '--max-calls', '60', "
             f"'--out', {str(tmp_path / 'ga')!r}]); "
             "assert rc == 0 and 'torch' not in sys.modules, ('torch was imported', rc)")
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "ga" / "best.csv").is_file()

@@ -146,3 +146,15 @@ def test_the_ga_mirrors_each_generation_into_an_optuna_storage(tmp_path):
     study = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(tmp_path / "s.journal"))))
     assert len(study.trials) == 18 and sorted({t.user_attrs["generation"] for t in study.trials}) == [0, 1, 2]
     assert study.best_value == best["fitness"]
+
+
+def test_the_fitness_plot_replaces_a_planted_link_instead_of_writing_through_it(tmp_path):
+    from towerlab.search.run import plot_generations
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched\n")
+    (tmp_path / "fitness.png").symlink_to(victim)
+    plot_generations([{"generation": 0, "best": 0.9, "mean": 0.5}, {"generation": 1, "best": 0.95, "mean": 0.7}],
+                     tmp_path / "fitness.png", "accuracy")
+    assert victim.read_text() == "untouched\n" and not (tmp_path / "fitness.png").is_symlink()
+    assert (tmp_path / "fitness.png").read_bytes().startswith(b"\x89PNG")

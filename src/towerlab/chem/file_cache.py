@@ -40,7 +40,7 @@ def columns(table: smiles_data.SmilesTable, names: list[str]) -> dict[str, list[
                                                       unit="mol")]
             values = {n: [r[n] if r else math.nan for r in rows] for n in computed}
             cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(values))
+            atomic_write(cache, json.dumps(values))  # as canonical_forms: a planted link is replaced
             out.update(values)
     return out
 

@@ -31,9 +31,10 @@ def write_grid(smiles: list[str], legends: list[str], path: Path, per_row: int =
     image = Draw.MolsToGridImage([p[0] for p in pairs], molsPerRow=per_row, subImgSize=(250, 200),
                                  legends=[p[1] for p in pairs])
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(str(path))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    atomic_write(path, buf.getvalue(), sync=False)  # a link planted at best.png is replaced, never written through
     return path
-
 
 
 def write_outputs(out: Path, seen: dict[str, float | None], history: list[dict], name: str, x: str = "round",
@@ -56,7 +57,7 @@ def write_outputs(out: Path, seen: dict[str, float | None], history: list[dict],
 def plot(history: list[dict], name: str, path: Path, x: str = "round") -> None:
     from matplotlib.ticker import MaxNLocator
 
-    from towerlab.plots import pyplot
+    from towerlab.plots import pyplot, save
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -71,5 +72,4 @@ def plot(history: list[dict], name: str, path: Path, x: str = "round") -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)

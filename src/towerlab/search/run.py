@@ -150,7 +150,7 @@ def write_hparams(out: Path, rows: list[dict], metric: str) -> None:
 
 def plot_generations(history: list[dict], path: Path, metric: str) -> None:
     """fitness.png: the best and the mean fitness of each generation."""
-    from towerlab.plots import pyplot
+    from towerlab.plots import pyplot, save
 
     plt = pyplot()
     gens = [h["generation"] for h in history]
@@ -162,5 +162,4 @@ def plot_generations(history: list[dict], path: Path, metric: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
