@@ -28,7 +28,8 @@ class Browser:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         port_file = profile / "DevToolsActivePort"
         deadline = time.time() + 30
-        while not port_file.is_file() and time.time() < deadline:
+        # Chromium creates the file, then writes the port into it: wait for the content, not the name
+        while not (port_file.is_file() and port_file.read_text().strip()) and time.time() < deadline:
             time.sleep(0.1)
         port = int(port_file.read_text().split()[0])
         pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
