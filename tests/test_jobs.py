@@ -61,7 +61,7 @@ def test_genetic_search_over_the_mlp_runs_trials_resumes_and_survives_a_sigkill(
 
     def args(out):
         return ["search", "mlp", "--space", str(tmp_path / "space.yaml"), "--population", "4", "--generations", "2",
-                "--workers", "2", "--out", str(out), "--set", "dataset=digits", "--set", "max_steps=400",
+                "--workers", "2", "--out", str(out), "--set", "dataset=digits", "--set", "max_steps=120",
                 "--set", "ckpt_every_steps=5", "--set", "eval_every_epochs=0", "--set", "deterministic=true"]
 
     proc = run_cli(*args(tmp_path / "s"))
@@ -88,12 +88,15 @@ def test_genetic_search_over_the_mlp_runs_trials_resumes_and_survives_a_sigkill(
     while not _mid_trial(k) and time.time() < deadline and search.poll() is None:
         time.sleep(0.01)
     assert search.poll() is None, "the search ended before it could be killed"
+    unfinished = {t.name for t in (k / "trials").glob("*") if not (t / "final_metrics.json").exists()}
     os.kill(search.pid, signal.SIGKILL)
     search.wait()
-    deadline = time.time() + 1.5  # a trial has hundreds of steps left: an orphan would still be training
+    deadline = time.time() + 1.5
     while _trial_processes(k / "trials") and time.time() < deadline:
         time.sleep(0.05)
     assert _trial_processes(k / "trials") == [], "trial processes outlived their search"
+    # an orphan that trained on to its end (on a fast machine, within the wait) would have left its final metrics
+    assert not [t for t in unfinished if (k / "trials" / t / "final_metrics.json").exists()], "a trial outlived it"
     run_cli(*args(k))
     state = [json.loads((d / "search_state.json").read_text()) for d in (tmp_path / "s", k)]
     assert state[0]["cache"] == state[1]["cache"] and state[0]["history"] == state[1]["history"]
