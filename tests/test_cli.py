@@ -62,6 +62,24 @@ print(sorted(m for m in ("torch", "numpy", "rdkit", "sqlalchemy") if m in sys.mo
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
+def test_a_bad_value_is_refused_before_torch_starts(tmp_path):
+    """A fresh run's bad value and a jobs file's bad job end in their one line without importing torch (2 s)."""
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("jobs:\n  - {name: ok, recipe: mlp}\n  - {name: 'a b', recipe: mlp}\n")
+    code = f"""
+import contextlib, io, sys
+from towerlab.cli import main
+for argv in (["train", "digits", "--lr", "-1"], ["train", "fcn8s", "--width", "-2"], ["jobs", "run", {str(jobs)!r}]):
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        print(main(argv), err.getvalue().strip().splitlines())
+print("torch" in sys.modules)
+"""
+    lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert lines[-1] == "False", lines
+    assert ["must be >= 0" in lines[0], "must be > 0" in lines[1], "not a plain folder name" in lines[2]] == [True] * 3
+    assert all(line.startswith("2 [") and line.count("towerlab: error") == 1 for line in lines[:3]), lines
+
+
 def test_gpus_means_the_same_everywhere():
     assert parse_gpus("0") == [] and parse_gpus("2") == [0, 1] and parse_gpus("1,3") == [1, 3]
     assert parse_gpus("none") == [] and parse_gpus("4,") == [4]

@@ -34,7 +34,7 @@ def load_jobs(path: str | Path, out: Path) -> list[Trial]:
     for i, job in enumerate(jobs):
         if not isinstance(job, dict) or "recipe" not in job:
             raise ConfigError(f"{path}: job {i + 1} needs at least `recipe:`")
-        recipes.get(job["recipe"])  # an unknown recipe fails here, before anything runs
+        recipes.config_class(job["recipe"])  # an unknown recipe fails here, before anything runs (and before torch)
         name = str(job.get("name") or f"{job['recipe']}-{i + 1}")
         if not NAME.fullmatch(name):
             raise ConfigError(f"{path}: job {i + 1}: name {name!r} is not a plain folder name (letters, digits, . _ -, "
