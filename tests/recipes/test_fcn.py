@@ -42,6 +42,18 @@ def test_upsampling_starts_as_exact_bilinear_interpolation(factor):
     assert not layer.weight.requires_grad
 
 
+def test_the_fixed_upsampling_is_the_full_transposed_convolution_per_channel():
+    """The fixed layers compute channel by channel (groups=C); the same output as the full layer, same state dict."""
+    torch.manual_seed(0)
+    for factor in (8, 16, 32):
+        layer = fcn.upsample(150, factor, learn=False)
+        x = torch.randn(2, 150, 5, 6)
+        assert torch.allclose(layer(x), F.conv_transpose2d(x, layer.weight, None, factor), atol=1e-5)
+        assert layer.state_dict()["weight"].shape == (150, 150, 2 * factor, 2 * factor)
+    model = fcn.FCN(150, 8, width=0.125, fc=16)
+    assert type(model.upscore8) is fcn.FixedUpsample and type(model.upscore2) is torch.nn.ConvTranspose2d
+
+
 def torchvision_vgg16_state_dict() -> OrderedDict:
     """The key names and shapes of torchvision.models.vgg16().state_dict(), with random values."""
     sd, cin, i = OrderedDict(), 3, 0
