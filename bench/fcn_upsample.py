@@ -23,7 +23,6 @@ import torch.nn.functional as F
 
 from towerlab.recipes import fcn
 
-# where each fixed layer's input comes from: the score map at 1/factor of the padded input (conv1_1 pads by 100)
 FACTORS = {32: "FCN-32s", 16: "FCN-16s", 8: "FCN-8s"}
 CLASSES = {"CamVid": 11, "VOC": 21, "ADE20K": 150}
 
@@ -59,7 +58,7 @@ def main() -> None:
     for dataset, classes in CLASSES.items():
         for factor, net in FACTORS.items():
             layer = fcn.upsample(classes, factor, learn=False)
-            side = (args.size + 200) // factor + 1
+            side = (args.size + 200) // factor + 1  # the score map: 1/factor of the input conv1_1 padded by 100
             x = torch.randn(1, classes, side, side)
             ref_s, ref = timed(full(layer), x, args.repeats)
             ours_s, ours = timed(layer, x, args.repeats)
