@@ -6,6 +6,7 @@ a search trial's start after torch's own."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 from pathlib import Path
@@ -23,18 +24,28 @@ _N_VAL = 360
 def _file() -> Path:
     """scikit-learn's digits.csv.gz, found without running scikit-learn's import."""
     spec = importlib.util.find_spec("sklearn")
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz" if spec else None
-    if path is None or not path.is_file():
+    if spec is None:
         raise DataError("the digits dataset ships with scikit-learn, which is not installed here; "
                         "fix: pip install scikit-learn")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    if not path.is_file():
+        raise DataError(f"{path} (the digits scans scikit-learn ships) is missing; fix: pip install --force-reinstall "
+                        f"scikit-learn")
     return path
 
 
-def load_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """(images float64 [1797,8,8] in 0..16, labels int64 [1797]): the rows of load_digits(), in its order."""
+@functools.cache
+def _table() -> np.ndarray:
+    """The file's rows, parsed once a process (the train and the test split both come from it)."""
     with gzip.open(_file(), "rt") as f:
-        table = np.loadtxt(f, delimiter=",")
-    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+        return np.loadtxt(f, delimiter=",")
+
+
+def load_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(images float64 [1797,8,8] in 0..16, labels int64 [1797]): the rows of load_digits(), in its order; copies,
+    so a caller's changes never reach the parsed table."""
+    table = _table()
+    return table[:, :-1].reshape(-1, 8, 8).copy(), table[:, -1].astype(np.int64)
 
 
 def load_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
