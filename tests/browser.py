@@ -22,21 +22,41 @@ class Browser:
             missing("no chromium here (apt-get install chromium)", "TOWERLAB_REQUIRE_BROWSER")
         import websocket
 
-        self.proc = subprocess.Popen([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                                      "--remote-debugging-port=0", f"--user-data-dir={profile}",
-                                      "--window-size=1280,900", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.time() + 30
-        # Chromium creates the file, then writes the port into it: wait for the content, not the name
-        while not (port_file.is_file() and port_file.read_text().strip()) and time.time() < deadline:
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
+        port = None
+        for attempt in range(2):  # one more launch: under a loaded suite Chromium once never wrote its port
+            port = self._launch(exe, profile, attempt)
+            if port:
+                break
+        if not port:
+            log = (profile.parent / "chromium.log").read_text(errors="replace")[-2000:]
+            raise AssertionError(f"Chromium wrote no DevTools port in two launches (exit {self.proc.poll()}):\n{log}")
         pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
         page = next(p for p in pages if p["type"] == "page")
         self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True)
         self.next_id = 0
         self.call("Page.enable")
+
+    def _launch(self, exe: str, profile: Path, attempt: int) -> int | None:
+        """Start Chromium on profile; its DevTools port, or None if it exited or wrote none within 60 s."""
+        port_file = profile / "DevToolsActivePort"
+        port_file.unlink(missing_ok=True)
+        with open(profile.parent / "chromium.log", "a") as log:
+            log.write(f"-- launch {attempt + 1}\n")
+            log.flush()
+            self.proc = subprocess.Popen([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                          "--remote-debugging-port=0", f"--user-data-dir={profile}",
+                                          "--window-size=1280,900", "about:blank"],
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.time() + 60
+        # Chromium creates the file, then writes the port into it: wait for the content, not the name
+        while time.time() < deadline and self.proc.poll() is None:
+            text = port_file.read_text() if port_file.is_file() else ""
+            if text.strip():
+                return int(text.split()[0])
+            time.sleep(0.1)
+        self.proc.kill()
+        self.proc.wait()
+        return None
 
     def call(self, method: str, **params) -> dict:
         self.next_id += 1
