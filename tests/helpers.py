@@ -49,15 +49,90 @@ def write_cifar_python_batch(path: Path, n: int, seed: int) -> tuple[np.ndarray,
 
 
 def run_cli(*args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m towerlab ARGS` in a fresh process, as a user would run it."""
+            timeout: float = 300, fresh: bool = False) -> subprocess.CompletedProcess:
+    """`towerlab ARGS` in a process of its own, as a user would run it: its own pid, environment, working folder,
+    exit code and output. By default the process is forked from a warm interpreter (`_warm`) instead of starting
+    Python afresh; `fresh=True` runs `python -m towerlab` from scratch, for a test about what a command imports."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "towerlab", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    if fresh:
+        proc = subprocess.run([sys.executable, "-m", "towerlab", *args], cwd=cwd, env=full_env,
+                              capture_output=True, text=True, timeout=timeout)
+    else:
+        proc = _warm_run(list(args), cwd, full_env, timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"towerlab {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
 
+
+# -- the warm interpreter ---------------------------------------------------------------------------------------
+# A fresh `python -m towerlab train ...` spends ~3 CPU s before its first step: 1.5 s importing torch and 1.3 s in
+# torch._dynamo (every torch optimizer's constructor imports it), and a test starts a few hundred such processes:
+# a third of the suite's CPU time. The standard library's forkserver imports these modules once per test worker,
+# before any thread or computation starts, and forks each command from it. What the preload holds is only imported
+# code: the towerlab modules read their environment and files when a command runs, never at import (the child sets
+# its own environment and folder before `main` runs), so a forked command behaves as a fresh one.
+_PRELOAD = ["torch", "torch._dynamo", "towerlab.cli", "towerlab.train", "torch.utils.tensorboard", "matplotlib.pyplot"]
+_context = None
+
+
+def _warm():
+    global _context
+    if _context is None:
+        import multiprocessing
+
+        _context = multiprocessing.get_context("forkserver")
+        _context.set_forkserver_preload(_PRELOAD)
+    return _context
+
+
+def _warm_run(argv: list[str], cwd: Path | None, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="towerlab-cli-") as tmp:
+        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        proc = _warm().Process(target=_command, args=(argv, str(cwd or os.getcwd()), env, str(out), str(err)))
+        proc.start()
+        proc.join(timeout)
+        if proc.exitcode is None:
+            proc.kill()
+            proc.join()
+            raise subprocess.TimeoutExpired(["towerlab", *argv], timeout, out.read_text(), err.read_text())
+        return subprocess.CompletedProcess(["towerlab", *argv], proc.exitcode, out.read_text(errors="replace"),
+                                           err.read_text(errors="replace"))
+
+
+def _command(argv: list[str], cwd: str, env: dict, out: str, err: str) -> None:
+    """In the forked process: become `python -m towerlab ARGV` (environment, folder, argv, stdout and stderr as
+    O_APPEND files that the command's own children inherit), run it, run its exit handlers, leave with its code."""
+    import atexit
+    import io
+
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    for fd, path in ((1, out), (2, err)):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(target, fd)
+        os.close(target)
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
+    import runpy
+
+    sys.argv = ["towerlab", *argv]  # run_module puts the path of towerlab/__main__.py first, as `python -m` does
+    try:
+        runpy.run_module("towerlab", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, (int, type(None))):
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    atexit._run_exitfuncs()
+    os._exit(code)
 
 
 def rank_pid(run: Path, rank: int) -> int | None:

@@ -30,8 +30,10 @@ def serve_cmd(cfg: Path, *args: str) -> list[str]:
 
 
 def run_serve(cfg: Path, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(serve_cmd(cfg, *args), capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    """`towerlab serve CFG ARGS` to its end, in a process of its own (forked warm, as tests/helpers.run_cli)."""
+    from helpers import run_cli  # here, not at the top: bench/serve.py imports this module without tests/ on its path
+
+    return run_cli("serve", str(cfg), *args, env=env, timeout=timeout, check=False)
 
 
 def wait_for(predicate, timeout: float = 60, what: str = "condition"):
