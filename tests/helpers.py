@@ -54,7 +54,7 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = True, env: dict |
     exit code and output. By default the process is forked from a warm interpreter (`_warm`) instead of starting
     Python afresh; `fresh=True` runs `python -m towerlab` from scratch, for a test about what a command imports."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    if fresh:
+    if fresh or _starts_python_otherwise(full_env):
         proc = subprocess.run([sys.executable, "-m", "towerlab", *args], cwd=cwd, env=full_env,
                               capture_output=True, text=True, timeout=timeout)
     else:
@@ -73,6 +73,15 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = True, env: dict |
 # its own environment and folder before `main` runs), so a forked command behaves as a fresh one.
 _PRELOAD = ["torch", "torch._dynamo", "towerlab.cli", "towerlab.train", "torch.utils.tensorboard", "matplotlib.pyplot"]
 _context = None
+
+
+def _starts_python_otherwise(env: dict) -> bool:
+    """Whether ENV sets a variable that Python reads as it starts (PYTHONPATH, PYTHONHASHSEED, ...) other than the
+    test worker's: a warm fork has started already, so such a command runs fresh. (The hash seed is the warm
+    interpreter's in every fork: a test comparing two runs for equality runs one of them fresh, so that a result
+    that hangs on set order would still differ between them.)"""
+    return any(env.get(k) != os.environ.get(k) for k in {*env, *os.environ}
+               if k.startswith("PYTHON") and k != "PYTHONUNBUFFERED")
 
 
 def _warm():

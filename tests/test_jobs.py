@@ -64,7 +64,7 @@ def test_genetic_search_over_the_mlp_runs_trials_resumes_and_survives_a_sigkill(
                 "--workers", "2", "--out", str(out), "--set", "dataset=digits", "--set", "max_steps=120",
                 "--set", "ckpt_every_steps=5", "--set", "eval_every_epochs=0", "--set", "deterministic=true"]
 
-    proc = run_cli(*args(tmp_path / "s"))
+    proc = run_cli(*args(tmp_path / "s"), fresh=True)  # fresh: another hash seed than the resumed search's
     assert "start  " in proc.stdout and " ok     " in proc.stdout  # a line as each trial starts and ends
     best = json.loads((tmp_path / "s" / "best.json").read_text())
     assert best["metric"] == "accuracy" and 0 < best["fitness"] <= 1

@@ -86,7 +86,7 @@ def test_generations_raise_the_objective_within_the_call_budget(zinc300, tmp_pat
 def test_killed_mid_run_it_continues_to_the_same_molecules(zinc300, tmp_path):
     args = ["chem", "graph-ga", "--objective", "qed", "--start", str(zinc300), "--population", "30", "--offspring",
             "60", "--generations", "10"]
-    run_cli(*args, "--out", str(tmp_path / "whole"))
+    run_cli(*args, "--out", str(tmp_path / "whole"), fresh=True)  # fresh: another hash seed than the resumed run's
     cmd = [sys.executable, "-m", "towerlab", *args, "--out", str(tmp_path / "cut")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     state, deadline = tmp_path / "cut" / "state.json", time.time() + 120
@@ -200,7 +200,7 @@ def test_a_start_sigkilled_while_scoring_continues_to_the_same_run(shared_data, 
     assert not (tmp_path / "cut" / "state.json").exists() and 2000 <= lines < 4500, lines
     out = run_cli(*args, "--out", str(tmp_path / "cut")).stdout
     assert f"{lines} of them scored before the run was stopped" in out
-    run_cli(*args, "--out", str(tmp_path / "whole"))
+    run_cli(*args, "--out", str(tmp_path / "whole"), fresh=True)  # fresh: another hash seed than the resumed run's
     for name in ("progress.csv", "best.csv", "calls.csv", "outcome.json", "scored.jsonl"):
         assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text()
 

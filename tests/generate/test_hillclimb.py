@@ -38,7 +38,7 @@ def test_a_round_on_qed_raises_the_mean_qed_of_what_the_model_writes(lstm_run, t
 
 
 def test_killed_mid_search_it_continues_to_the_same_molecules(lstm_run, tmp_path):
-    run_cli("chem", "hillclimb", str(lstm_run), *FAST, "--out", str(tmp_path / "whole"))
+    run_cli("chem", "hillclimb", str(lstm_run), *FAST, "--out", str(tmp_path / "whole"), fresh=True)  # own hash seed
     cmd = [sys.executable, "-m", "towerlab", "chem", "hillclimb", str(lstm_run), *FAST, "--out", str(tmp_path / "cut")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120

@@ -31,7 +31,7 @@ def test_tpe_with_pruning_survives_a_sigkill_and_ends_the_same(tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     whole = tmp_path / "whole"
-    run_cli(*_args(space, whole))
+    run_cli(*_args(space, whole), fresh=True)  # fresh: another hash seed than the resumed search's
     rows = _rows(whole)
     assert len(rows) == 8 and {r["status"] for r in rows} <= {"ok", "pruned"}
     pruned = [r for r in rows if r["status"] == "pruned"]
