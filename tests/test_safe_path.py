@@ -28,7 +28,8 @@ def _markers(folder):
 
 def test_a_two_process_relaunch_imports_nothing_from_the_working_folder(planted):
     proc = run_cli("train", "digits", "--gpus", "0", "--procs", "2", "--max-steps", "4", "--eval-every-steps", "4",
-                   "--out", str(planted / "run"), cwd=planted, env={"TOWERLAB_REPORT": "0"}, check=False)
+                   "--out", str(planted / "run"), cwd=planted, env={"TOWERLAB_REPORT": "0"}, check=False,
+                   fresh=True)  # fresh: this is about how a process starts
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _markers(planted) == []
 
@@ -36,7 +37,8 @@ def test_a_two_process_relaunch_imports_nothing_from_the_working_folder(planted)
 def test_a_jobs_trial_imports_nothing_from_the_working_folder(planted):
     (planted / "jobs.yaml").write_text("jobs:\n  - {name: a, recipe: digits, overrides: {max_steps: 2, "
                                        "eval_every_steps: 2}}\n")
-    proc = run_cli("jobs", "run", "jobs.yaml", "--out", str(planted / "out"), "--no-report", cwd=planted, check=False)
+    proc = run_cli("jobs", "run", "jobs.yaml", "--out", str(planted / "out"), "--no-report", cwd=planted, check=False,
+                   fresh=True)
     assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-2000:]
     assert _markers(planted) == []
 
