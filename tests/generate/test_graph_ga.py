@@ -205,6 +205,21 @@ def test_a_start_sigkilled_while_scoring_continues_to_the_same_run(shared_data, 
         assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text()
 
 
+def test_the_same_start_file_by_another_path_continues_the_search(zinc300, tmp_path, capsys):
+    # a run resumed from another folder, or through a link, names its start file differently: the same search
+    s = Settings(population=10, offspring=10, generations=1, seed=0)
+    graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "ga", s)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.smi").symlink_to(zinc300)
+    for k, start in enumerate((tmp_path / "link.smi", tmp_path / "sub" / ".." / "link.smi"), start=2):
+        graph_ga(objectives.get("qed"), str(start), tmp_path / "ga", Settings(**{**asdict(s), "generations": k}))
+        assert f"resuming {tmp_path / 'ga'} after generation {k - 1}" in capsys.readouterr().out
+    other = tmp_path / "other.smi"
+    other.write_text(zinc300.read_text())  # the same molecules in another file: another search
+    with pytest.raises(ConfigError, match=r"other settings \(start: "):
+        graph_ga(objectives.get("qed"), str(other), tmp_path / "ga", Settings(**{**asdict(s), "generations": 4}))
+
+
 def test_a_run_begun_before_the_journal_continues(zinc300, tmp_path):
     # state.json used to hold every score and the history: such a run moves them to their journals and goes on to
     # the same molecules

@@ -29,6 +29,7 @@ from towerlab.errors import ConfigError, DataError
 from towerlab.files import atomic_write, held, make_dir
 from towerlab.generate.outputs import write_outputs
 from towerlab.generate.settings import GraphGaSettings as Settings
+from towerlab.generate.settings import other_settings
 from towerlab.generate.scoring import Journal, JsonLines, best_of_file, ranked, score_new
 
 RDLogger.DisableLog("rdApp.*")  # the operators try edits RDKit refuses; each refusal is a dropped child, not news
@@ -203,9 +204,10 @@ JOURNAL = "scored.jsonl"  # every score in call order (scoring.Journal)
 HISTORY = "history.jsonl"  # one line a generation
 
 
-def _fixed(settings: dict) -> dict:
-    """What makes a search the same search: all but its budget (it may be given more time)."""
-    return {k: v for k, v in settings.items() if k not in ("generations", "max_calls", "patience")}
+def _differ(theirs: dict, mine: dict) -> str:
+    """What makes a search the same search: all but its budget (it may be given more time). '' when the same,
+    else the settings that differ, for the refusal."""
+    return ", ".join(other_settings(theirs, mine, free=("generations", "max_calls", "patience")))
 
 
 def _load(out: Path, mine: dict, objective: Objective) -> dict | None:
@@ -216,8 +218,8 @@ def _load(out: Path, mine: dict, objective: Objective) -> dict | None:
         state = json.loads(state_file.read_text())
     except (OSError, ValueError) as e:
         raise DataError(f"{state_file} is damaged ({type(e).__name__}); delete {out} to start the search again") from None
-    if _fixed(state["settings"]) != _fixed(mine):
-        raise ConfigError(f"{out} holds a graph GA with other settings ({state_file}); choose another --out")
+    if differ := _differ(state["settings"], mine):
+        raise ConfigError(f"{out} holds a graph GA with other settings ({differ}: {state_file}); choose another --out")
     objective.restore(state["objective"])
     journal, history = Journal(out / JOURNAL), JsonLines(out / HISTORY)
     if "seen" in state:  # a run begun before the journal kept every score in state.json: moved to the journal
@@ -245,8 +247,10 @@ def _save(out: Path, state: dict, settings: dict, objective: Objective) -> None:
 def _same_start(out: Path, mine: dict) -> None:
     """Scores journaled by a start that was cut off are reused only by the same search (the same objective)."""
     marker = out / "start.json"
-    if (out / JOURNAL).is_file() and (not marker.is_file() or _fixed(json.loads(marker.read_text())) != _fixed(mine)):
-        raise ConfigError(f"{out} holds the start of a graph GA with other settings ({marker}); choose another --out")
+    differ = _differ(json.loads(marker.read_text()), mine) if marker.is_file() else "not recorded"
+    if (out / JOURNAL).is_file() and differ:
+        raise ConfigError(f"{out} holds the start of a graph GA with other settings ({differ}: {marker}); "
+                          "choose another --out")
     atomic_write(marker, json.dumps(mine).encode())
 
 

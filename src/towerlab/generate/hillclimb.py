@@ -25,6 +25,7 @@ from towerlab.files import atomic_write, held, make_dir
 from towerlab.generate.model import Model
 from towerlab.generate.outputs import write_outputs
 from towerlab.generate.settings import HillclimbSettings as Settings
+from towerlab.generate.settings import other_settings
 from towerlab.generate.scoring import Journal, best_of_file, ranked, score_new
 from towerlab.precision import Precision
 from towerlab.recipes import require
@@ -84,10 +85,10 @@ def _climb(m: Model, objective: Objective, out: Path, s: Settings, start: str, s
     mine = {**asdict(s), "objective": objective.name, "run": str(m.run_dir.absolute()),
             "start": str(Path(start).absolute()) if start else "", "start_limit": start_limit}
     if settings.is_file():  # the same search continued (more --rounds allowed), never another one mixed in
-        free = ("rounds", "max_calls")  # a search may be given more rounds or calls
-        theirs = {k: v for k, v in json.loads(settings.read_text()).items() if k not in free}
-        if theirs != {k: v for k, v in mine.items() if k not in free}:
-            raise ConfigError(f"{out} holds a hill-climb with other settings ({settings}); choose another --out")
+        # a search may be given more rounds or calls
+        if differ := ", ".join(other_settings(json.loads(settings.read_text()), mine, free=("rounds", "max_calls"))):
+            raise ConfigError(f"{out} holds a hill-climb with other settings ({differ}: {settings}); "
+                              "choose another --out")
     atomic_write(settings, json.dumps(mine, indent=1).encode())
     opt = torch.optim.Adam(m.net.parameters(), lr=s.lr)
     done, seen, history = _resume(m, opt, out, objective)

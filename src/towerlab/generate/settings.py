@@ -4,6 +4,7 @@ so the help stays quick)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from towerlab.config import opt
@@ -71,3 +72,13 @@ class GraphGaSettings:
 
 
 # -- operators -------------------------------------------------------------------------------------------------
+
+
+def other_settings(theirs: dict, mine: dict, free: tuple[str, ...]) -> list[str]:
+    """The settings in which a folder's recorded search (THEIRS) and a command's (MINE) differ, all but the FREE
+    keys (a budget, which may grow); empty: the same search. The files they name (`run`, `start`) are compared as
+    files: a relative path, an absolute one with `..` in it or a link to the same file is the same search."""
+    def value(d: dict, k: str):
+        v = d.get(k)
+        return os.path.realpath(v) if k in ("run", "start") and v else v
+    return sorted(k for k in {*theirs, *mine} - set(free) if value(theirs, k) != value(mine, k))
