@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import pickle
@@ -54,7 +55,7 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = True, env: dict |
     exit code and output. By default the process is forked from a warm interpreter (`_warm`) instead of starting
     Python afresh; `fresh=True` runs `python -m towerlab` from scratch, for a test about what a command imports."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    if fresh or _starts_python_otherwise(full_env):
+    if fresh or _starts_python_otherwise(full_env) or _cuda():
         proc = subprocess.run([sys.executable, "-m", "towerlab", *args], cwd=cwd, env=full_env,
                               capture_output=True, text=True, timeout=timeout)
     else:
@@ -82,6 +83,15 @@ def _starts_python_otherwise(env: dict) -> bool:
     that hangs on set order would still differ between them.)"""
     return any(env.get(k) != os.environ.get(k) for k in {*env, *os.environ}
                if k.startswith("PYTHON") and k != "PYTHONUNBUFFERED")
+
+
+@functools.cache
+def _cuda() -> bool:
+    """A machine with a CUDA device starts every command fresh: whether an import in the warm interpreter touches
+    CUDA (a child forked after that cannot use it) is not something this CPU-only suite can check."""
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _warm():
