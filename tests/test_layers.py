@@ -57,3 +57,30 @@ def test_the_check_sees_an_upward_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from towerlab.cli import main\n")
     assert _imports(bad) == {"towerlab.cli"} and _layer("towerlab.cli") > _layer("towerlab.engine")
+
+
+def _runs_at_import(tree: ast.Module):
+    """The statements a module runs as it is imported: its top level and its class bodies, not its functions."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(node, ast.ClassDef):
+            todo.extend(node.body)
+            continue
+        yield node
+
+
+def test_no_module_reads_the_environment_as_it_is_imported():
+    # a module that did would hold its importer's environment, not the command's: the tests' warm interpreter
+    # (tests/helpers.run_cli) imports towerlab once and forks every command from it; a long-lived process that
+    # imports towerlab, then changes os.environ, would meet the same stale value
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        for stmt in _runs_at_import(ast.parse(path.read_text())):
+            for node in ast.walk(stmt):
+                name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+                if name in ("environ", "getenv"):
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert found == [], f"read at import: {found}"
