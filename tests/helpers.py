@@ -134,7 +134,7 @@ def _command(argv: list[str], cwd: str, env: dict, out: str, err: str) -> None:
         os.dup2(target, fd)
         os.close(target)
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
-    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), errors="backslashreplace", write_through=True)
     import runpy
 
     sys.argv = ["towerlab", *argv]  # run_module puts the path of towerlab/__main__.py first, as `python -m` does

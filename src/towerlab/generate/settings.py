@@ -71,7 +71,7 @@ class GraphGaSettings:
             raise ConfigError(f"mutation_rate={self.mutation_rate} must be in [0, 1]")
 
 
-# -- operators -------------------------------------------------------------------------------------------------
+# -- a search continued in its folder --------------------------------------------------------------------------
 
 
 def other_settings(theirs: dict, mine: dict, free: tuple[str, ...]) -> list[str]:
