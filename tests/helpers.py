@@ -76,13 +76,19 @@ _PRELOAD = ["torch", "torch._dynamo", "towerlab.cli", "towerlab.train", "torch.u
 _context = None
 
 
+def _python_env(env) -> dict:
+    return {k: v for k, v in env.items() if k.startswith("PYTHON") and k != "PYTHONUNBUFFERED"}
+
+
+_STARTED_WITH = _python_env(os.environ)  # as this worker started, before a test could change os.environ
+
+
 def _starts_python_otherwise(env: dict) -> bool:
     """Whether ENV sets a variable that Python reads as it starts (PYTHONPATH, PYTHONHASHSEED, ...) other than the
     test worker's: a warm fork has started already, so such a command runs fresh. (The hash seed is the warm
     interpreter's in every fork: a test comparing two runs for equality runs one of them fresh, so that a result
     that hangs on set order would still differ between them.)"""
-    return any(env.get(k) != os.environ.get(k) for k in {*env, *os.environ}
-               if k.startswith("PYTHON") and k != "PYTHONUNBUFFERED")
+    return _python_env(env) != _STARTED_WITH
 
 
 @functools.cache
@@ -99,8 +105,20 @@ def _warm():
     if _context is None:
         import multiprocessing
 
+        from multiprocessing import forkserver
+
         _context = multiprocessing.get_context("forkserver")
         _context.set_forkserver_preload(_PRELOAD)
+        now = _python_env(os.environ)  # the forkserver starts with the worker's own PYTHON* variables
+        for k in now:
+            del os.environ[k]
+        os.environ.update(_STARTED_WITH)
+        try:
+            forkserver.ensure_running()
+        finally:
+            for k in _STARTED_WITH:
+                del os.environ[k]
+            os.environ.update(now)
     return _context
 
 
