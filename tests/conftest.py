@@ -15,7 +15,7 @@ if _WORKERS > 1:
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from helpers import REAL_SMILES, REPO, cifar_records, missing, run_cli, write_cifar_python_batch, write_idx  # noqa: F401
+from helpers import REAL_SMILES, REPO, cifar_records, missing, run_cli, write_cifar_python_batch, write_idx, zinc_file  # noqa: F401,E501
 
 
 @pytest.fixture
@@ -184,13 +184,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-
-def zinc_file(shared_data: Path, folder: Path, n: int) -> Path:
-    """The first n molecules of the real ZINC test split, one SMILES a line."""
-    path = folder / "zinc.txt"
-    path.write_text("\n".join((shared_data / "zinc250k_jtvae" / "test.txt").read_text().split()[:n]) + "\n")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,8 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = True, env: dict |
 # before any thread or computation starts, and forks each command from it. What the preload holds is only imported
 # code: the towerlab modules read their environment and files when a command runs, never at import (the child sets
 # its own environment and folder before `main` runs), so a forked command behaves as a fresh one.
-_PRELOAD = ["torch", "torch._dynamo", "towerlab.cli", "towerlab.train", "torch.utils.tensorboard", "matplotlib.pyplot"]
+_PRELOAD = ["torch", "torch._dynamo", "towerlab.cli", "towerlab.train", "torch.utils.tensorboard", "matplotlib.pyplot",
+            "rdkit.Chem", "towerlab.serve.worker"]  # the chem commands (RDKit 0.4 s), serve (SQLAlchemy 0.3 s)
 _context = None
 
 
@@ -184,6 +185,15 @@ def rank_pid(run: Path, rank: int) -> int | None:
         if str(run).encode() in cmd and b"-u" in cmd and f"RANK={rank}".encode() in env:
             return int(pid)
     return None
+
+
+def zinc_file(shared_data: Path, folder: Path, n: int) -> Path:
+    """The first n molecules of the real ZINC test split, one SMILES a line. (Here, not in conftest.py: a test
+    module that imports from `conftest` gets whichever conftest.py pytest put on the path first, tests/serve's
+    when a run names that folder first.)"""
+    path = folder / "zinc.txt"
+    path.write_text("\n".join((shared_data / "zinc250k_jtvae" / "test.txt").read_text().split()[:n]) + "\n")
+    return path
 
 
 REAL_SMILES = [  # real molecules (the first rows of Tox21 and MOSES), for tiny fixture files

@@ -5,8 +5,7 @@ import json
 import shutil
 
 import pytest
-from conftest import zinc_file
-from helpers import run_cli
+from helpers import run_cli, zinc_file
 
 from towerlab import config
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import zinc_file
+from helpers import zinc_file
 from helpers import run_cli
 
 from towerlab import config
