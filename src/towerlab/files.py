@@ -6,6 +6,7 @@ Torch-free: the board, reports and the service's image writer use it as well as 
 from __future__ import annotations
 
 import errno
+import io
 import fcntl
 import os
 import uuid
@@ -45,6 +46,15 @@ def atomic_write(path: str | Path, data: bytes | str, sync: bool = True) -> Path
     if sync:
         fsync_dir(path.parent)
     return path
+
+
+def write_png(image, path: str | Path) -> Path:
+    """A PIL image (anything with PIL's `save(file, format=)`) as a PNG at path, through atomic_write: a link planted
+    at path is replaced, not written through, and a reader never sees half a file. Not synced: a picture is
+    redrawn, not a record to lose. PIL is the caller's (this module imports none of it)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return atomic_write(path, buf.getvalue(), sync=False)
 
 
 def inside(path: str | Path, root: str | Path) -> bool:

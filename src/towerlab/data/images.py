@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from towerlab.errors import DataError
-from towerlab.files import atomic_write, make_dir
+from towerlab.files import make_dir, write_png
 
 
 def read_image(path: str | Path, channels: int, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -65,7 +64,7 @@ def write_image(image: torch.Tensor, path: str | Path) -> None:
     """uint8 [C,H,W] (C = 1 or 3) -> PNG."""
     arr = image.cpu().numpy()
     arr = arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
-    _save_png(Image.fromarray(arr), path)
+    write_png(Image.fromarray(arr), path)
 
 
 def write_label(label: torch.Tensor, palette: list[tuple[int, int, int]], path: str | Path) -> None:
@@ -73,15 +72,7 @@ def write_label(label: torch.Tensor, palette: list[tuple[int, int, int]], path: 
     it (read_label, PIL, numpy) gives back the class indices, so a prediction can be rescored or trained on."""
     im = Image.fromarray(label.to(torch.uint8).cpu().numpy(), mode="P")
     im.putpalette([v for rgb in palette for v in rgb])
-    _save_png(im, path)
-
-
-def _save_png(im: Image.Image, path: str | Path) -> None:
-    """Through files.atomic_write: a link planted at path (in a shared output folder) is replaced, not written
-    through, and a reader never sees half a PNG."""
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    atomic_write(path, buf.getvalue(), sync=False)
+    write_png(im, path)
 
 
 def export_samples(images, labels, class_names: list[str], out: str | Path, n: int) -> list[Path]:

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from towerlab.chem import props
-from towerlab.files import atomic_write
+from towerlab.files import atomic_write, write_png
 from towerlab.generate.scoring import ranked, summary
 
 
@@ -31,10 +31,7 @@ def write_grid(smiles: list[str], legends: list[str], path: Path, per_row: int =
     image = Draw.MolsToGridImage([p[0] for p in pairs], molsPerRow=per_row, subImgSize=(250, 200),
                                  legends=[p[1] for p in pairs])
     path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    atomic_write(path, buf.getvalue(), sync=False)  # a link planted at best.png is replaced, never written through
-    return path
+    return write_png(image, path)  # a link planted at best.png is replaced, never written through
 
 
 def write_outputs(out: Path, seen: dict[str, float | None], history: list[dict], name: str, x: str = "round",

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from towerlab.errors import ConfigError, TowerlabError
-from towerlab.files import atomic_write
+from towerlab.files import atomic_write, write_png
 from towerlab.serve.model import Scorer
 from towerlab.runs.run import ENV  # the same name as a run's record, for the service's
 from towerlab.serve.payload import RowError, to_image, to_matrix, to_picture
@@ -285,13 +285,9 @@ class Service:
 
 
 def _write_png(array: np.ndarray, path: Path) -> None:
-    import io
-
     from PIL import Image
 
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    atomic_write(path, buf.getvalue(), sync=False)  # temp + rename; a planted link is replaced, not written through
+    write_png(Image.fromarray(array), path)  # temp + rename; a planted link is replaced, not written through
 
 
 def install_signal_handlers(service: Service) -> None:
