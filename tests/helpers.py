@@ -1,15 +1,23 @@
-"""Helpers shared by the tests: data in the real on-disk formats, the CLI in a fresh process."""
+"""Helpers shared by the tests: data in the real on-disk formats, the CLI in a process of its own."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import gzip
+import io
+import multiprocessing
 import os
 import pickle
+import runpy
 import struct
 import subprocess
 import sys
+import tempfile
+import traceback
+from multiprocessing import forkserver
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -104,28 +112,16 @@ def _cuda() -> bool:
 def _warm():
     global _context
     if _context is None:
-        import multiprocessing
-
-        from multiprocessing import forkserver
-
         _context = multiprocessing.get_context("forkserver")
         _context.set_forkserver_preload(_PRELOAD)
-        now = _python_env(os.environ)  # the forkserver starts with the worker's own PYTHON* variables
-        for k in now:
-            del os.environ[k]
-        os.environ.update(_STARTED_WITH)
-        try:
+        # the forkserver starts with the worker's PYTHON* variables as they were, whatever a test has set since
+        as_started = {**{k: v for k, v in os.environ.items() if k not in _python_env(os.environ)}, **_STARTED_WITH}
+        with mock.patch.dict(os.environ, as_started, clear=True):
             forkserver.ensure_running()
-        finally:
-            for k in _STARTED_WITH:
-                del os.environ[k]
-            os.environ.update(now)
     return _context
 
 
 def _warm_run(argv: list[str], cwd: Path | None, env: dict, timeout: float) -> subprocess.CompletedProcess:
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="towerlab-cli-") as tmp:
         out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
         proc = _warm().Process(target=_command, args=(argv, str(cwd or os.getcwd()), env, str(out), str(err)))
@@ -142,9 +138,6 @@ def _warm_run(argv: list[str], cwd: Path | None, env: dict, timeout: float) -> s
 def _command(argv: list[str], cwd: str, env: dict, out: str, err: str) -> None:
     """In the forked process: become `python -m towerlab ARGV` (environment, folder, argv, stdout and stderr as
     O_APPEND files that the command's own children inherit), run it, run its exit handlers, leave with its code."""
-    import atexit
-    import io
-
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
@@ -154,19 +147,17 @@ def _command(argv: list[str], cwd: str, env: dict, out: str, err: str) -> None:
         os.close(target)
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
     sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), errors="backslashreplace", write_through=True)
-    import runpy
-
     sys.argv = ["towerlab", *argv]  # run_module puts the path of towerlab/__main__.py first, as `python -m` does
     try:
         runpy.run_module("towerlab", run_name="__main__", alter_sys=True)
         code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        if not isinstance(e.code, (int, type(None))):
+    except SystemExit as e:  # as the interpreter treats it: None is 0, an int the code, anything else printed, 1
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
             print(e.code, file=sys.stderr)
+            code = 1
     except BaseException:
-        import traceback
-
         traceback.print_exc()
         code = 1
     atexit._run_exitfuncs()
