@@ -25,3 +25,22 @@ def test_loading_digits_does_not_import_scikit_learn():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas', 'scipy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+def test_a_missing_scikit_learn_or_digits_file_is_one_line_naming_the_fix(tmp_path, monkeypatch):
+    import importlib.machinery
+    import importlib.util
+
+    import pytest
+
+    from towerlab.data import digits
+    from towerlab.errors import DataError
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError, match="pip install scikit-learn"):
+        digits._file()
+    spec = importlib.machinery.ModuleSpec("sklearn", None, is_package=True)
+    spec.submodule_search_locations = [str(tmp_path)]  # an install whose data folder is gone
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
+    with pytest.raises(DataError, match=f"{tmp_path}/datasets/data/digits.csv.gz .* is missing; fix: pip install"):
+        digits._file()
