@@ -78,6 +78,27 @@ def late_rows_are_still_graded(db, cfg, digit_rows):
     assert_each_graded_once(db, range(1, 40))
 
 
+def regrade_errors_once(db, cfg, digit_rows):
+    """`--regrade errors` after the cause is fixed: each error outcome is replaced by the row's new grade, in place,
+    once; a second pass changes nothing; rows still bad stay errors (issue 43)."""
+    good = rows(digit_rows, 1, 12)
+    db.insert([(i, label, "1,2,x" if i % 3 == 0 else v) for i, label, v in good])  # ids 3, 6, 9, 12 are bad
+    assert run_serve(cfg, "--once").returncode == 0
+    assert [o["row_key"] for o in db.outcomes() if o["status"] == "error"] == [3, 6, 9, 12]
+    with db.engine.begin() as c:  # the data is mended for 3, 6 and 9; 12 stays bad
+        for i, _, v in good[2:9:3]:
+            c.execute(text("UPDATE measurements SET vals = :v WHERE id = :i"), {"v": v, "i": i})
+    for _ in range(2):
+        proc = run_serve(cfg, "--once", "--regrade", "errors")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert_each_graded_once(db, range(1, 13))
+        assert [o["row_key"] for o in db.outcomes() if o["status"] == "error"] == [12]
+    regraded = [json.loads(ln) for ln in proc.stderr.splitlines() if '"regraded"' in ln]
+    assert regraded[0]["rows"] == 1 and regraded[0]["ok"] == 0  # the second pass met only row 12
+    with db.engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM towerlab_outcome")).scalar() == 12
+
+
 def sigkill_between_scoring_and_commit(db, cfg, digit_rows, tmp_path):
     db.insert(rows(digit_rows, 1, 100))
     marker = tmp_path / "holding"
@@ -253,6 +274,6 @@ def image_payloads(db_url: str, cfg_url: str, tmp_path, model_run) -> None:
         ok = [r for r in out.values() if r.status == "ok"]
         assert len(ok) == 60 and sum(r.class_name == str(r.label) for r in ok) / 60 > 0.8
         if kind == "image":
-            assert "not a readable image" in out[100].error and "16x16 but the model takes 8x8" in out[101].error
+            assert "not a PNG, JPEG, BMP, TIFF or WebP image" in out[100].error and "16x16 but the model takes 8x8" in out[101].error
         else:
             assert "no file 'line/missing.png'" in out[100].error and "leaves the root folder" in out[101].error

@@ -21,6 +21,15 @@ def _one_line(proc, *fragments):
         assert f in lines[0], (f, lines[0])
 
 
+def _stops(proc, *fragments):
+    """A running service that stops on a mistake: exit 2, no traceback, its last line says why."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    last = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1]
+    assert "Traceback" not in proc.stderr and last.startswith("towerlab: error: "), proc.stderr[-2000:]
+    for f in fragments:
+        assert f in last, (f, last)
+
+
 @pytest.fixture
 def sqlite(tmp_path, model_run):
     url = f"sqlite:///{tmp_path / 'factory.db'}"
@@ -69,18 +78,164 @@ def test_a_missing_table_or_column_is_a_config_error_not_an_outage(sqlite, tmp_p
     _one_line(run_serve(cfg, timeout=60), fragment)
 
 
-def test_a_payload_of_another_shape_is_an_error_outcome_naming_both(sqlite, tmp_path, model_run, digit_rows):
+def test_a_payload_of_another_shape_is_refused_at_start_naming_both(sqlite, tmp_path, model_run, digit_rows):
+    """A height/width that the model does not take would make every row an error and use the table up: refused in
+    one line before a row is read (issue 43); with resize: true the rows are resized and graded."""
     db, url = sqlite
     db.insert(dbcases.rows(digit_rows, 1, 3))
     cfg = write_config(tmp_path / "serve.yaml", url, model_run,
                        payload={"kind": "text", "column": "vals", "height": 4, "width": 16})
-    assert run_serve(cfg, "--once", timeout=60).returncode == 0
-    out = db.outcomes()
-    assert [o["status"] for o in out] == ["error"] * 3 and "payload is 4x16 but the model takes 8x8" in out[0]["error"]
+    _one_line(run_serve(cfg, "--once", timeout=60), "payload is 4x16 values but the model takes 8x8", "resize: true")
+    assert db.outcomes() == []
     resized = write_config(tmp_path / "serve2.yaml", url, model_run, name="line2",
                            payload={"kind": "text", "column": "vals", "height": 4, "width": 16, "resize": True})
     assert run_serve(resized, "--once", timeout=60).returncode == 0
     assert sum(o["status"] == "ok" for o in db.outcomes()) == 3  # asked for: resized and graded
+
+
+@pytest.mark.parametrize("declared,payload,fragment", [
+    ("TEXT", {"kind": "image", "column": "vals"}, "cannot hold a payload of kind image: it needs binary"),
+    ("BLOB", {"kind": "text", "column": "vals", "height": 8, "width": 8}, "cannot hold a payload of kind text"),
+    ("TIMESTAMP", {"kind": "blob", "column": "vals", "height": 8, "width": 8}, "kind blob"),
+])
+def test_a_column_whose_type_cannot_hold_the_payload_is_refused_at_start(sqlite, tmp_path, model_run, declared,
+                                                                        payload, fragment):
+    db, url = sqlite
+    with db.engine.begin() as c:
+        c.execute(text("DROP TABLE measurements"))
+        c.execute(text(f"CREATE TABLE measurements (id INTEGER PRIMARY KEY, vals {declared})"))
+        c.execute(text("INSERT INTO measurements (id, vals) VALUES (1, 'x'), (2, 'y')"))
+    _one_line(run_serve(write_config(tmp_path / "serve.yaml", url, model_run, payload=payload), "--once", timeout=60),
+              f"column measurements.vals is {declared}", fragment)
+    assert db.outcomes() == []
+
+
+def test_a_first_batch_failing_the_same_way_stops_before_a_row_is_used_up(sqlite, tmp_path, model_run, digit_rows):
+    """A mistake no start-up check can see (here the delimiter): every row of the first batch fails alike. The service
+    stops with one line and writes nothing; fixed, it grades every row; --accept-errors grades them as errors."""
+    db, url = sqlite
+    db.insert(dbcases.rows(digit_rows, 1, 10))
+    wrong = write_config(tmp_path / "wrong.yaml", url, model_run,
+                         payload={"kind": "text", "column": "vals", "delimiter": ";", "height": 8, "width": 8})
+    for args in (("--once",), ()):  # the daemon too: it must not sit there consuming the table
+        _stops(run_serve(wrong, *args, timeout=60), "all 10 rows of its first batch failed the same way",
+                  "expected 64 values (8x8), got 1", "--accept-errors")
+        assert db.outcomes() == []
+    right = write_config(tmp_path / "right.yaml", url, model_run)
+    assert run_serve(right, "--once", timeout=60).returncode == 0
+    assert [o["status"] for o in db.outcomes()] == ["ok"] * 10
+    # a proven source goes on past rows that fail alike: they are bad rows now, not a bad config
+    db.insert([(11, 0, "1,2"), (12, 0, "3,4")])
+    assert run_serve(right, "--once", timeout=60).returncode == 0
+    assert [o["status"] for o in db.outcomes()][10:] == ["error", "error"]
+    other = write_config(tmp_path / "accept.yaml", url, model_run, name="line2",
+                         payload={"kind": "text", "column": "vals", "delimiter": ";", "height": 8, "width": 8})
+    assert run_serve(other, "--once", "--accept-errors", timeout=60).returncode == 0
+    with db.engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM towerlab_outcome WHERE source = 'line2' AND status = 'error'"
+                              )).scalar() == 12
+
+
+def test_a_new_outcome_table_beside_the_old_state_is_refused(sqlite, tmp_path, model_run, digit_rows):
+    """The state table's watermark belongs to the outcome table it was written with: a new outcome_table would
+    silently skip every row below it."""
+    db, url = sqlite
+    db.insert(dbcases.rows(digit_rows, 1, 5))
+    assert run_serve(write_config(tmp_path / "serve.yaml", url, model_run), "--once", timeout=60).returncode == 0
+    cfg = write_config(tmp_path / "serve.yaml", url, model_run)
+    moved = yaml.safe_load(cfg.read_text()) | {"outcome_table": "grades_v2"}
+    cfg.write_text(yaml.safe_dump(moved))
+    _one_line(run_serve(cfg, "--once", timeout=60), "state table towerlab_state says its rows up to id 5 are graded",
+              "outcome table grades_v2 holds no outcome of it")
+    own = moved | {"state_table": "grades_v2_state", "gap_table": "grades_v2_gap"}
+    cfg.write_text(yaml.safe_dump(own))
+    assert run_serve(cfg, "--once", timeout=60).returncode == 0
+    with db.engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM grades_v2")).scalar() == 5
+
+
+def _tiff_with_a_rational_strip_offset() -> bytes:
+    """A real 390-byte TIFF (found by fuzzing) whose StripOffsets tag is typed RATIONAL: Pillow's decoder raises
+    TypeError, which no image reader expects."""
+    import io
+    import struct
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.arange(64, dtype=np.int32).reshape(8, 8)).save(buf, format="TIFF")
+    data = bytearray(buf.getvalue())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for i in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):
+        at = ifd + 2 + 12 * i
+        if struct.unpack("<H", data[at:at + 2])[0] == 273:
+            data[at + 2:at + 4] = struct.pack("<H", 5)
+    return bytes(data)
+
+
+def _hostile_pictures() -> dict[str, bytes]:
+    import struct
+
+    return {
+        "tiff_typeerror": _tiff_with_a_rational_strip_offset(),
+        # a DDS header Pillow's DDS plugin answers with NotImplementedError; EPS would start Ghostscript
+        "dds": b"DDS " + struct.pack("<7I", 124, 0x1007, 8, 8, 0, 0, 0) + b"\0" * 44
+               + struct.pack("<2I4s5I", 32, 4, b"ATI9", 0, 0, 0, 0, 0) + b"\0" * 20 + b"\xff" * 64,
+        "eps": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto 8 8 lineto stroke\n%%EOF\n",
+    }
+
+
+def test_no_row_stops_the_service(sqlite, tmp_path, model_run):
+    """Bytes that make a decoder raise what nobody expects, formats off the allow-list, a path too long for the file
+    system and a loop of links: each is that row's error outcome; the good rows of the same batches are graded and
+    committed, --once ends with 0, and a second run grades nothing again (issue 43)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    db, url = sqlite
+    digits, root = load_digits(), tmp_path / "pictures"
+    root.mkdir()
+    good = {}
+    for i in range(6):
+        buf = io.BytesIO()
+        Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).save(buf, format="PNG")
+        good[i] = buf.getvalue()
+        (root / f"{i}.png").write_bytes(buf.getvalue())
+    (root / "loop").symlink_to(root / "loop")
+    bad = _hostile_pictures()
+    for name, data in bad.items():
+        (root / f"{name}.img").write_bytes(data)
+    with db.engine.begin() as c:
+        c.execute(text("CREATE TABLE photos (id INTEGER PRIMARY KEY, png BLOB, path TEXT)"))
+        rows = [(1, good[0], "0.png"), (2, bad["tiff_typeerror"], "tiff_typeerror.img"), (3, good[1], "1.png"),
+                (4, bad["dds"], "dds.img"), (5, bad["eps"], "eps.img"), (6, good[2], "x" * 5000),
+                (7, good[3], "loop/a.png"), (8, good[4], "4.png")]
+        c.execute(text("INSERT INTO photos (id, png, path) VALUES (:i, :b, :p)"),
+                  [{"i": i, "b": b, "p": p} for i, b, p in rows])
+    for kind, column in (("image", "png"), ("path", "path")):
+        cfg = write_config(tmp_path / f"{kind}.yaml", url, model_run, name=kind, table="photos", batch_size=8,
+                           payload={"kind": kind, "column": column, **({"root": str(root)} if kind == "path" else {})})
+        for _ in range(2):
+            proc = run_serve(cfg, "--once", timeout=60)
+            assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        with db.engine.connect() as c:
+            out = {r.row_key: r for r in c.execute(text("SELECT row_key, status, error FROM towerlab_outcome WHERE "
+                                                        "source = :s"), {"s": kind})}
+        assert sorted(out) == list(range(1, 9))
+        errors = {k: o.error for k, o in out.items() if o.status == "error"}
+        assert all("_io.BytesIO" not in e and len(e) < 400 for e in errors.values()), errors
+        if kind == "image":
+            assert sorted(errors) == [2, 4, 5], errors
+            assert "TypeError" in errors[2] and "not a PNG, JPEG, BMP, TIFF or WebP image" in errors[4]
+            assert "not a PNG, JPEG, BMP, TIFF or WebP image" in errors[5]
+        else:
+            assert sorted(errors) == [2, 4, 5, 6, 7], errors
+            assert "cannot be followed" in errors[6] and "5,000 characters" in errors[6]
+            assert "cannot be followed" in errors[7] or "no file" in errors[7]
 
 
 @pytest.mark.parametrize("mistake,fragment", [

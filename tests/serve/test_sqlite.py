@@ -20,6 +20,11 @@ def test_once_grades_everything_once(db_cfg, digit_rows, model_run):
     dbcases.once_grades_everything_once(db, cfg, digit_rows, model_run)
 
 
+def test_regrade_errors_replaces_each_error_once(db_cfg, digit_rows):
+    db, cfg, _ = db_cfg
+    dbcases.regrade_errors_once(db, cfg, digit_rows)
+
+
 def test_late_rows_are_still_graded(db_cfg, digit_rows):
     db, cfg, _ = db_cfg
     dbcases.late_rows_are_still_graded(db, cfg, digit_rows)

@@ -14,6 +14,5 @@ def add(sub) -> None:
 def cmd_serve(args) -> int:
     from towerlab.serve.run import serve
 
-    serve(args.config, once=args.once, http_port=args.http, http_host=args.http_host,
-          install_trigger=args.install_trigger)
+    serve(args.config, **options.values(args))
     return 0

@@ -6,27 +6,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from towerlab.errors import DataError
 from towerlab.files import make_dir, write_png
+from towerlab.imagefile import FORMAT_NAMES, BadImage, decode, opened
 
 
 def read_image(path: str | Path, channels: int, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """uint8 [C,H,W] with C = 1 (grayscale) or 3 (RGB), resized to size=(H, W) if given."""
+    """uint8 [C,H,W] with C = 1 (grayscale) or 3 (RGB), resized to size=(H, W) if given (imagefile's formats and
+    pixel cap; whatever the decoder raises is one line naming the file)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"image {path} not found; pass an existing PNG or JPEG file")
+        raise DataError(f"image {path} not found; pass an existing {FORMAT_NAMES} file")
     try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            if size is not None and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"image {path} cannot be decoded ({e.__class__.__name__}: {e}); "
-                        f"replace it with a valid PNG or JPEG") from None
-    t = torch.from_numpy(arr.copy())
+        arr = decode(path, "L" if channels == 1 else "RGB", size)
+    except BadImage as e:
+        raise DataError(f"image {path}: {e}; replace or remove the file") from None
+    t = torch.from_numpy(arr)
     return t.unsqueeze(0) if channels == 1 else t.permute(2, 0, 1).contiguous()
 
 
@@ -36,13 +33,13 @@ def read_label(path: str | Path) -> torch.Tensor:
     if not path.is_file():
         raise DataError(f"label {path} not found; every image needs its label file (see the dataset layout in the README)")
     try:
-        with Image.open(path) as im:
+        with opened(path) as im:
             if im.mode not in ("P", "L", "1", "I;16", "I"):
                 raise DataError(f"label {path} is a {im.mode} image; labels must hold class indices "
                                 f"(a palette or 8-bit grayscale PNG), not colours")
             arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"label {path} cannot be decoded ({e.__class__.__name__}: {e}); replace the file") from None
+    except BadImage as e:
+        raise DataError(f"label {path}: {e}; replace the file") from None
     if arr.max(initial=0) > 255:
         raise DataError(f"label {path} has index {int(arr.max())} > 255; labels must be 8-bit class indices")
     return torch.from_numpy(arr.astype(np.uint8))

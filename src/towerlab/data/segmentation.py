@@ -195,13 +195,14 @@ def folder_ids(path: Path, table: Table) -> torch.Tensor:
     """A folder dataset's mask (class values, or colours) -> output indices with IGNORE; a value or colour that
     classes.csv does not list is one line naming the file and the value."""
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
+
+    from towerlab.imagefile import BadImage, opened
 
     try:
-        with Image.open(path) as im:
+        with opened(path) as im:
             arr = np.asarray(im.convert("RGB") if table.colour else im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"mask {path} cannot be decoded ({type(e).__name__}: {e}); replace the file") from None
+    except BadImage as e:
+        raise DataError(f"mask {path}: {e}; replace the file") from None
     if table.colour:
         if arr.ndim != 3:
             raise DataError(f"mask {path} is not a colour image, but classes.csv gives colours")

@@ -18,8 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from towerlab.serve.run import serve
 
-        serve(args.config, once=args.once, http_port=args.http, http_host=args.http_host,
-              install_trigger=args.install_trigger)
+        serve(args.config, **options.values(args))
     except TowerlabError as e:
         print(f"towerlab: error: {e}", file=sys.stderr)
         return 2

@@ -11,7 +11,6 @@ from towerlab.serve.settings import Normalize, Payload
 
 
 _F32_MAX = float(np.finfo(np.float32).max)
-MAX_PIXELS = 40_000_000  # an image row larger than this (e.g. 6,300 x 6,300) is an error outcome, never decoded
 
 
 class RowError(ValueError):
@@ -77,46 +76,104 @@ def to_image(m: np.ndarray, norm: Normalize) -> np.ndarray:
 
 
 def to_picture(row: dict, p: Payload, channels: int, size: tuple[int, int] | None) -> np.ndarray:
-    """uint8 [channels, H, W] from the row's image bytes or file path, resized to size=(H, W) when given."""
+    """uint8 [channels, H, W] from the row's image bytes or file path, resized to size=(H, W) when given. Only the
+    formats of imagefile.FORMATS are decoded, at most imagefile.max_pixels() pixels, checked on the header."""
     import io
 
-    from PIL import Image, UnidentifiedImageError
+    from towerlab.imagefile import FORMAT_NAMES, BadImage, decode
 
     value = row[p.column]
     if p.kind == "image":
         if not isinstance(value, (bytes, bytearray, memoryview)) or not len(value):
-            raise RowError(f"column {p.column}: expected PNG or JPEG bytes, got "
-                           f"{type(value).__name__ if not isinstance(value, (bytes, bytearray, memoryview)) else 'none'}")
+            got = "empty bytes" if isinstance(value, (bytes, bytearray, memoryview)) else type(value).__name__
+            raise RowError(f"column {p.column}: expected the bytes of a {FORMAT_NAMES} image, got {got}")
         source, name = io.BytesIO(bytes(value)), f"column {p.column}"
     else:
-        source = name = _under_root(value, p)
+        source = _under_root(value, p)
+        name = f"column {p.column}: file {_shown(value)}"
     try:
-        with Image.open(source) as im:  # reads the header only: the size is known before any pixel is decoded
-            if im.width * im.height > MAX_PIXELS:
-                raise RowError(f"{name}: a {im.width}x{im.height} image; the service decodes at most {MAX_PIXELS:,} "
-                               f"pixels per row (a few bytes of PNG can claim gigabytes)")
-            im = im.convert("L" if channels == 1 else "RGB")
-            if size is not None and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except Image.DecompressionBombError:  # Pillow's own limit, above ours: the same refusal
-        raise RowError(f"{name}: an image of more than {MAX_PIXELS:,} pixels; the service does not decode it") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise RowError(f"{name}: not a readable image ({type(e).__name__}: {str(e)[:120]})") from None
+        arr = decode(source, "L" if channels == 1 else "RGB", size)
+    except BadImage as e:
+        raise RowError(f"{name}: {e}") from None
     return arr[None].copy() if channels == 1 else arr.transpose(2, 0, 1).copy()
 
 
+def _shown(value, limit: int = 80) -> str:
+    """A row's value as the error quotes it: its repr, shortened in the middle when long (a 5,000-character path
+    must not become a 5,000-character outcome, and the message's own words must survive)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]} ({len(str(value)):,} characters)"
+
+
 def _under_root(value, p: Payload):
-    """The file a path payload names, only inside p.root (links followed before the check)."""
+    """The file a path payload names, only inside p.root (links followed before the check). Whatever the file system
+    says of the path (too long, a loop of links, no permission) is this row's error."""
     from pathlib import Path
 
     if not isinstance(value, str) or not value.strip() or "\x00" in value:
-        raise RowError(f"column {p.column}: expected a file path, got {value!r}"[:200])
-    root = Path(p.root).resolve()
-    path = (root / value).resolve()
-    if not path.is_relative_to(root):
-        raise RowError(f"column {p.column}: path {value!r} leaves the root folder {p.root}; only files under it are "
-                       f"read"[:300])
-    if not path.is_file():
-        raise RowError(f"column {p.column}: no file {value!r} under {p.root}"[:300])
+        raise RowError(f"column {p.column}: expected a file path, got {_shown(value)}")
+    try:
+        root = Path(p.root).resolve()
+        path = (root / value).resolve()
+        inside = path.is_relative_to(root)
+        found = inside and path.is_file()
+    except (OSError, RuntimeError) as e:  # ENAMETOOLONG, ELOOP; Python 3.11's resolve() raises RuntimeError on a loop
+        from towerlab.imagefile import reason
+
+        raise RowError(f"column {p.column}: path {_shown(value)} cannot be followed ({reason(e)})") from None
+    if not inside:
+        raise RowError(f"column {p.column}: path {_shown(value)} leaves the root folder {p.root}; only files under it "
+                       f"are read")
+    if not found:
+        raise RowError(f"column {p.column}: no file {_shown(value)} under {p.root}")
     return path
+
+
+# -- what can be checked before the first row: the columns' declared types and the model's input size ----------
+# what each kind needs of its column(s), and the families of SQL types that can never hold it
+_NEEDS = {"image": "binary (BLOB, bytea, VARBINARY): the image file's bytes",
+          "blob": "binary (BLOB, bytea, VARBINARY): float32 values, little-endian",
+          "text": "text (TEXT, VARCHAR): delimited numbers", "path": "text (TEXT, VARCHAR): a file path under root",
+          "columns": "numeric (INTEGER, REAL, NUMERIC, DOUBLE)"}
+
+
+def _family(sql_type) -> str | None:
+    """binary, text, numeric, or None for a type that is none of them (or unknown: SQLite's untyped columns)."""
+    from sqlalchemy import types
+
+    if isinstance(sql_type, types._Binary):
+        return "binary"
+    if isinstance(sql_type, types.String):
+        return "text"
+    if isinstance(sql_type, (types.Integer, types.Numeric, types.Boolean)):
+        return "numeric"
+    if isinstance(sql_type, (types.Date, types.DateTime, types.Time, types.Interval)):
+        return "time"
+    return None
+
+
+def column_type_mismatch(p: Payload, column: str, sql_type) -> str | None:
+    """Why a column of this declared type cannot hold the payload kind (every row would be an error), or None. Only a
+    type of another known family is refused: an untyped or unknown one is given the benefit of the doubt."""
+    family = _family(sql_type)
+    wanted = _NEEDS[p.kind].split(" ")[0]
+    if family is None or family == wanted:
+        return None
+    return f"which cannot hold a payload of kind {p.kind}: it needs {_NEEDS[p.kind]}; fix payload.kind or column"
+
+
+def size_mismatch(p: Payload, input_shape: tuple[int, int, int]) -> str | None:
+    """Why a matrix payload's height x width cannot be graded by a model taking input_shape (C, H, W), or None."""
+    _, h, w = input_shape
+    if p.pictures or p.resize or (p.height, p.width) == (h, w):
+        return None
+    return (f"payload is {p.height}x{p.width} values but the model takes {h}x{w}; set payload height: {h} and "
+            f"width: {w}, or payload.resize: true to resize every row")
+
+
+def failure_kind(error: str) -> str:
+    """An error outcome's text with what differs from row to row (quoted values, numbers) taken out: two rows that
+    failed for the same reason have the same failure kind."""
+    import re
+
+    return re.sub(r"\d+", "#", re.sub(r"'[^']*'|\"[^\"]*\"", "'?'", error))

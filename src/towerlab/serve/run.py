@@ -76,7 +76,7 @@ def install_triggers(config_path: str) -> list[str]:
 
 
 def serve(config_path: str, once: bool = False, http_port: int | None = None, http_host: str = "127.0.0.1",
-          install_trigger: bool = False) -> None:
+          install_trigger: bool = False, regrade: str | None = None, accept_errors: bool = False) -> None:
     if install_trigger:
         for line in install_triggers(config_path):
             print(f"created {line}")
@@ -87,7 +87,7 @@ def serve(config_path: str, once: bool = False, http_port: int | None = None, ht
     if http_port is not None:
         from towerlab.serve.http import Metrics
         metrics = Metrics()
-    service = Service(settings, scorer(settings), metrics)
+    service = Service(settings, scorer(settings), metrics, accept_errors=accept_errors, regrade=regrade)
     install_signal_handlers(service)
     server = None
     if http_port is not None:

@@ -138,7 +138,54 @@ class Store:
         if not isinstance(key_type, IntegerType):
             return (f"key column {src.table}.{src.key_column} is {key_type}; the service tracks rows by an integer "
                     f"key (an id from a sequence or identity column): point key_column at one")
+        from towerlab.serve.payload import column_type_mismatch
+
+        for c in src.payload.sql_columns():
+            why = column_type_mismatch(src.payload, c, types[c.lower()])
+            if why:
+                return f"column {src.table}.{c} is {types[c.lower()]}, {why}"
         return None
+
+    def orphaned_watermark(self, conn: Connection, src: Source) -> int | None:
+        """The watermark the state table holds for src while the outcome table holds no outcome of it: the state of
+        another outcome table (a new outcome_table beside an old state_table), which would skip every row below it."""
+        wm = self.watermark(conn, src)
+        if wm is None:
+            return None
+        o = self.outcome.c
+        return None if conn.execute(select(o.id).where(o.source == src.name).limit(1)).first() else wm
+
+    def has_graded_ok(self, conn: Connection, src: Source) -> bool:
+        o = self.outcome.c
+        return conn.execute(select(o.id).where(o.source == src.name, o.status == "ok").limit(1)).first() is not None
+
+    # -- grading error rows again (`serve --regrade errors`) --------------------------------------------
+    def error_outcomes(self, conn: Connection, src: Source, after: int, upto: int, limit: int) -> list[tuple[int, int]]:
+        """(outcome id, row key) of src's error outcomes with after < id <= upto, in id order."""
+        o = self.outcome.c
+        q = (select(o.id, o.row_key).where(o.source == src.name, o.status == "error", o.id > after, o.id <= upto)
+             .order_by(o.id).limit(limit))
+        return [(r.id, r.row_key) for r in conn.execute(q)]
+
+    def last_outcome_id(self, conn: Connection) -> int:
+        return conn.execute(select(func.coalesce(func.max(self.outcome.c.id), 0))).scalar()
+
+    def rows_by_key(self, conn: Connection, src: Source, keys: list[int]) -> list[dict]:
+        t = self._source(src)
+        key = t.c[src.key_column]
+        return [dict(r._mapping) for r in conn.execute(select(t).where(key.in_(keys)).order_by(key))]
+
+    def replace_errors(self, conn: Connection, src: Source, outcomes: list[dict]) -> int:
+        """Each outcome in place of its row's error outcome; a row graded meanwhile (no longer an error) is left
+        alone, so a row is graded ok exactly once however many regrades run. Returns the rows replaced."""
+        o = self.outcome
+        now, done = datetime.now(timezone.utc), 0
+        fields = [c.name for c in o.columns if c.name not in ("id", "source", "row_key")]
+        for out in outcomes:
+            values = {f: out.get(f) for f in fields} | {"scored_at": now}
+            done += conn.execute(update(o).where(o.c.source == src.name, o.c.row_key == out["row_key"],
+                                                 o.c.status == "error").values(values)).rowcount
+        return done
 
     def _integer_keys(self, key):
         """Rows whose key is an integer: NULL never is, and SQLite stores text or 1.5 in an INTEGER column as is."""

@@ -19,7 +19,7 @@ from towerlab.errors import ConfigError, TowerlabError
 from towerlab.files import atomic_write, write_png
 from towerlab.serve.model import Scorer
 from towerlab.runs.run import ENV  # the same name as a run's record, for the service's
-from towerlab.serve.payload import RowError, to_image, to_matrix, to_picture
+from towerlab.serve.payload import RowError, failure_kind, size_mismatch, to_image, to_matrix, to_picture
 from towerlab.serve.settings import ServeSettings, Source
 from towerlab.serve.store import Store, redact
 
@@ -41,6 +41,7 @@ class SourceState:
     failures: int = 0
     idle: bool = False  # the last poll found nothing to do
     unusable: int = 0  # rows whose key is not an integer, as last reported
+    proven: bool = False  # a row of this source has graded ok (or --accept-errors): its config is not the problem
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Service:
     settings: ServeSettings
     scorer: Scorer  # built by a backend of serve/run.py: PyTorch (scorer.py) or ONNX Runtime (onnx_scorer.py)
     metrics: object | None = None  # http.Metrics, when --http is on
+    accept_errors: bool = False  # grade on even when every row of a first batch fails the same way
+    regrade: str | None = None  # "errors": grade the error outcomes' rows again at start
     stop: threading.Event = field(default_factory=threading.Event)
     heartbeat: float = field(default_factory=time.monotonic)
 
@@ -59,7 +62,12 @@ class Service:
         self.listeners: list = []
 
     def start(self) -> None:
-        """Check every database and create the outcome/state tables; fail fast with a clear line."""
+        """Check the config against the model, every database and source; create the outcome/state tables; fail fast
+        with one clear line."""
+        for st in self.sources:  # before any database is touched: the model alone says it
+            why = size_mismatch(st.src.payload, self.scorer.input_shape)
+            if why:
+                raise ConfigError(f"source {st.src.name}: {why}")
         for name, store in self.stores.items():
             where = f"database {name!r} at {redact(str(store.engine.url))}"
             try:
@@ -78,6 +86,7 @@ class Service:
                 why = st.store.check_source(conn, st.src)
             if why:  # a configuration mistake: one line and exit code 2, not "unreachable; retrying" forever
                 raise ConfigError(f"source {st.src.name} (database {st.src.database!r}): {why}")
+            self.check_state(st)
         produced = self.record_start()
         log.info("started", extra={"fields": {"model_run": self.scorer.run_id, "model_sha256": self.scorer.sha256,
                                               "model_step": self.scorer.current.step,
@@ -85,6 +94,19 @@ class Service:
                                               "git": produced["git"], "command": produced["command"]}})
         self.show_model()
         self.listen()
+
+    def check_state(self, st: SourceState) -> None:
+        """The state table must belong to this outcome table; and whether the source has graded a row ok before."""
+        s = self.settings
+        with st.store.engine.connect() as conn:
+            orphan = st.store.orphaned_watermark(conn, st.src) if st.src.mode == "watermark" else None
+            st.proven = self.accept_errors or st.store.has_graded_ok(conn, st.src)
+        if orphan is not None:
+            raise ConfigError(f"source {st.src.name}: state table {s.state_table} says its rows up to id {orphan} are "
+                              f"graded, but outcome table {s.outcome_table} holds no outcome of it (a new outcome_table "
+                              f"beside the old state_table?): give it a state_table and gap_table of its own, or delete "
+                              f"the source's row from {s.state_table} and {s.gap_table} to grade the whole table into "
+                              f"{s.outcome_table}")
 
     def record_start(self) -> dict:
         """What produced this service (provenance.py), into image_dir/env.json when there is an image_dir."""
@@ -159,12 +181,25 @@ class Service:
                 if started - st.first_seen < src.max_wait_s:
                     return 0  # the batch closes on size or on max_wait_s, whichever comes first
             outcomes = self.grade(src, rows)
+            self.check_first_batch(st, outcomes)  # raises before anything is written
             _test_hold_before_commit()
             store.write(conn, src, outcomes)
             self._close_gaps(conn, st, closable)
         st.first_seen = None
         self.observe(src, outcomes, time.monotonic() - started)
         return len(outcomes)
+
+    def check_first_batch(self, st: SourceState, outcomes: list[dict]) -> None:
+        """Until a source grades its first row ok, a batch whose every row (two or more) failed the same way is a
+        wrong config (a payload kind, a column, a size), not bad rows: stop before it is written, so that no row is
+        used up; the batch is graded again once the config is fixed (or started with --accept-errors)."""
+        if st.proven or any(o["status"] == "ok" for o in outcomes):
+            st.proven = True
+            return
+        if len(outcomes) >= 2 and len({failure_kind(o["error"]) for o in outcomes}) == 1:
+            raise ServeError(f"source {st.src.name}: all {len(outcomes)} rows of its first batch failed the same way "
+                             f"({outcomes[0]['error']}); nothing was written. Fix the config and start again; if these "
+                             f"rows really are bad, start with --accept-errors")
 
     def _report_unusable(self, conn, st: SourceState) -> None:
         """Rows whose key is NULL, text or a fraction can never be graded exactly once (the outcome table and the
@@ -194,8 +229,9 @@ class Service:
             try:
                 images.append(self.decode(row, src))
                 good.append(key)
-            except RowError as e:
-                outcomes.append({"row_key": key, "status": "error", "error": str(e),
+            except Exception as e:  # noqa: BLE001 -- whatever turning this row into an input raised is this row's
+                # error (a decoder's NotImplementedError, a path too long); only the database and the model stop us
+                outcomes.append({"row_key": key, "status": "error", "error": _row_error(e),
                                  "model_run": self.scorer.run_id, "model_sha256": self.scorer.sha256})
         if images:
             for key, image, result in zip(good, images, self.scorer.score(images)):
@@ -268,6 +304,10 @@ class Service:
     def run(self, once: bool = False) -> None:
         """Poll until stopped; with once=True, until every source has nothing left to grade."""
         self.start()
+        if self.regrade == "errors":
+            from towerlab.serve.regrade import regrade_errors
+
+            regrade_errors(self)
         while not self.stop.is_set():
             now = time.monotonic()
             self.heartbeat = now
@@ -282,6 +322,17 @@ class Service:
                 self.wake.wait(max(0.0, min(st.due for st in self.sources) - time.monotonic()))
                 self.wake.clear()
         log.info("stopped", extra={"fields": {}})
+
+
+def _row_error(e: Exception) -> str:
+    """The outcome's error text: a RowError says it already; anything else is named by its type and first line."""
+    if isinstance(e, RowError):
+        return str(e)
+    from towerlab.imagefile import reason
+
+    log.warning("a row's payload raised an unexpected error; graded as an error outcome",
+                extra={"fields": {"error": reason(e)}})
+    return f"payload could not be read ({reason(e)})"
 
 
 def _write_png(array: np.ndarray, path: Path) -> None:
