@@ -69,15 +69,17 @@ def test_a_bad_value_is_refused_before_torch_starts(tmp_path):
     code = f"""
 import contextlib, io, sys
 from towerlab.cli import main
-for argv in (["train", "digits", "--lr", "-1"], ["train", "fcn8s", "--width", "-2"], ["jobs", "run", {str(jobs)!r}]):
+for argv in (["train", "digits", "--lr", "-1"], ["train", "fcn8s", "--width", "-2"], ["jobs", "run", {str(jobs)!r}],
+             ["train", "digits", "--eval-every-steps", "-1"]):
     with contextlib.redirect_stderr(io.StringIO()) as err:
         print(main(argv), err.getvalue().strip().splitlines())
 print("torch" in sys.modules)
 """
     lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert lines[-1] == "False", lines
-    assert ["must be >= 0" in lines[0], "must be > 0" in lines[1], "not a plain folder name" in lines[2]] == [True] * 3
-    assert all(line.startswith("2 [") and line.count("towerlab: error") == 1 for line in lines[:3]), lines
+    assert ["must be >= 0" in lines[0], "must be > 0" in lines[1], "not a plain folder name" in lines[2],
+            "eval_every_steps=-1 must be >= 0" in lines[3]] == [True] * 4, lines
+    assert all(line.startswith("2 [") and line.count("towerlab: error") == 1 for line in lines[:4]), lines
 
 
 def test_gpus_means_the_same_everywhere():

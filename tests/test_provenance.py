@@ -22,13 +22,15 @@ def test_a_run_records_the_commit_dirty_tree_command_environment_and_data(tmp_pa
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
     (repo / "notes.txt").write_text("changed\n")  # uncommitted: the record must say so
-    env = {"TOWERLAB_EXAMPLE": "1", "OMP_NUM_THREADS": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env = {"TOWERLAB_MAX_PIXELS": "50000000", "TOWERLAB_DB_PASSWORD": "s3cret", "OMP_NUM_THREADS": "1",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
     run_cli("train", "mlp", "--data", str(mnist_dir), "--max-steps", "2", "--batch-size", "16", "--out", str(tmp_path / "run"),
             "--no-report", cwd=repo, env=env)
     p = json.loads((tmp_path / "run" / "env.json").read_text())["provenance"]
     assert p["git"]["commit"] == git("rev-parse", "HEAD").strip() and p["git"]["dirty"] is True
     assert p["command"][1:3] == ["train", "mlp"] and "--max-steps" in p["command"]
-    assert p["environment"]["TOWERLAB_EXAMPLE"] == "1" and p["environment"]["OMP_NUM_THREADS"] == "1"
+    assert p["environment"]["TOWERLAB_MAX_PIXELS"] == "50000000" and p["environment"]["OMP_NUM_THREADS"] == "1"
+    assert "TOWERLAB_DB_PASSWORD" not in p["environment"]  # only variables known to be harmless (issue 43)
     assert any(x.lower().startswith("torch==") for x in p["packages"]) and p["torch"]
     files = {f["file"]: f for f in p["data"]["listing"]}
     some = sorted(mnist_dir.glob("*"))[0]

@@ -92,6 +92,35 @@ def test_search_trials_are_child_runs(server, tmp_path):
     assert len(parents) == 1 and len(children) == 2 and "final/best_accuracy" in parents[0].data.metrics
 
 
+def _files_holding(folder: Path, secret: str) -> list[str]:
+    return [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+def test_no_password_reaches_a_file_the_output_or_mlflow(server, tmp_path):
+    """A password inside MLFLOW_TRACKING_URI and a TOWERLAB_* secret in the environment: the run trains and logs to
+    MLflow, and neither appears in its folder (config, env.json, tracking.json, report.html), its output, or MLflow's
+    params; --mlflow with a password in it is refused in one line (issue 43)."""
+    from mlflow.tracking import MlflowClient
+
+    secret = "hunter2-xyzzy"
+    with_password = server.replace("http://", f"http://grader:{secret}@")
+    run = tmp_path / "run"
+    proc = run_cli("train", "digits", "--max-steps", "10", "--eval-every-steps", "10", "--out", str(run),
+                   "--mlflow-experiment", "towerlab-secrets",
+                   env={"MLFLOW_TRACKING_URI": with_password, "TOWERLAB_DB_PASSWORD": secret,
+                        "TOWERLAB_REPORT": "1"})
+    assert secret not in proc.stdout + proc.stderr
+    assert _files_holding(run, secret) == []
+    assert (run / "report.html").is_file() and "127.0.0.1" in (run / "tracking.json").read_text()
+    client = MlflowClient(server)
+    r = client.search_runs([client.get_experiment_by_name("towerlab-secrets").experiment_id])[0]
+    assert r.info.status == "FINISHED" and not [k for k, v in r.data.params.items() if secret in v]
+    refused = run_cli("train", "digits", "--max-steps", "2", "--out", str(tmp_path / "refused"),
+                      "--mlflow", with_password, check=False)
+    assert refused.returncode == 2 and secret not in refused.stderr and "MLFLOW_TRACKING_PASSWORD" in refused.stderr
+    assert not (tmp_path / "refused").exists()
+
+
 def test_a_server_that_goes_away_costs_a_warning_not_the_run(server, tmp_path):
     """Last in this module: it stops the module's server."""
     run = tmp_path / "run"

@@ -134,10 +134,18 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
-        for name in ("lr", "epochs", "max_steps", "weight_decay", "clip_grad", "warmup_steps", "ckpt_every_steps",
-                     "eval_limit", "tb_histograms", "stop_at", "patience"):
+        for name in ("epochs", "max_steps", "weight_decay", "clip_grad", "warmup_steps", "ckpt_every_steps",
+                     "eval_limit", "tb_histograms", "stop_at", "patience", "eval_every_steps", "eval_every_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
+        if self.lr < 0:  # 0 is documented: the optimizer's usual rate
+            raise ConfigError(f"lr={self.lr} must be >= 0 (0: the optimizer's usual rate)")
+        from towerlab import secrets
+
+        if secrets.has_password(self.mlflow):  # config.yaml, MLflow's params and the report would hold it
+            raise ConfigError(f"mlflow={secrets.mask_url(self.mlflow)}: the URI holds a password; give it without, "
+                              f"and the credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                              f"(MLflow reads them from the environment)")
         if self.epochs == 0 and self.max_steps == 0:
             raise ConfigError("epochs=0 and max_steps=0: set one of them to a positive value")
         import signal as _signal

@@ -18,10 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-# variables that change what a run computes or where it runs
-WATCHED = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED",
-           "NCCL_DEBUG", "NCCL_SOCKET_IFNAME", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "SLURM_JOB_ID",
-           "SLURM_PROCID", "SLURM_NTASKS", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE")
+from towerlab import secrets
+
 MAX_LISTED = 200  # a data folder with more files is summarised: count, total size, one digest over the file hashes
 
 
@@ -125,11 +123,11 @@ def record(data: str | Path | None = None) -> dict:
 
     here = Path.cwd()
     source = Path(towerlab.__file__).resolve().parent
-    out = {"command": [Path(sys.argv[0]).name, *sys.argv[1:]], "cwd": str(here), "host": socket.gethostname(),
+    out = {"command": [Path(sys.argv[0]).name, *(secrets.mask(a) for a in sys.argv[1:])], "cwd": str(here), "host": socket.gethostname(),
            "platform": platform.platform(), "cpu_count": os.cpu_count(), "towerlab": towerlab.__version__,
            "git": git_state(here), "towerlab_git": git_state(source) if (source.parents[1] / ".git").exists() else None,
            **versions(),
-           "environment": {k: v for k, v in sorted(os.environ.items()) if k in WATCHED or k.startswith("TOWERLAB_")},
+           "environment": secrets.environment(os.environ),  # only variables known to be harmless, URLs masked
            "packages": packages()}
     try:
         out["data"] = data_record(data) if data else None

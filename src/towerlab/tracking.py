@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from towerlab import secrets
+
 MAX_PENDING = 50_000  # metric values kept while the server is away; older ones are dropped past this
 PARENT_ENV = "TOWERLAB_MLFLOW_PARENT"
 
@@ -31,9 +33,12 @@ class Tracker:
         # fail fast instead of MLflow's minutes of retries: a tracking server never holds up training
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+        if secrets.has_password(uri):  # MLflow prints "View run ... at <the URI>" with the password in it
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         from mlflow.tracking import MlflowClient
 
-        self.client, self.uri, self.experiment = MlflowClient(tracking_uri=uri), uri, experiment
+        self.client, self.experiment = MlflowClient(tracking_uri=uri), experiment
+        self.uri = secrets.mask_url(uri)  # what is printed and written; the client alone holds the credentials
         self.run_id: str | None = None
         self.pending: list = []
         self.down = False
@@ -44,7 +49,7 @@ class Tracker:
             out = fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 -- any failure of the server or the client library
             if not self.down:
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                first = secrets.mask((str(e).strip().splitlines() or [type(e).__name__])[0])[:200]
                 print(f"towerlab: warning: MLflow at {self.uri}: {what} failed ({first}); training goes on, the "
                       f"metrics wait and are sent when it answers again", file=sys.stderr, flush=True)
             self.down = True

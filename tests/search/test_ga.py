@@ -158,3 +158,33 @@ def test_the_fitness_plot_replaces_a_planted_link_instead_of_writing_through_it(
                      tmp_path / "fitness.png", "accuracy")
     assert victim.read_text() == "untouched\n" and not (tmp_path / "fitness.png").is_symlink()
     assert (tmp_path / "fitness.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_storage_refuses_what_would_lose_or_leak_trials(tmp_path):
+    """Issue 43: a second search folder whose study name is taken is refused (its trials used to be dropped as
+    'already there'); a journal that is a link, a garbage line in the journal and a database password each end in
+    one line, the password masked."""
+    import pytest
+
+    from towerlab.errors import ConfigError
+    from towerlab.runs import SearchFolder
+    from towerlab.search.storage import StudyMirror
+
+    space = Space.from_dict(MLP_SPACE)
+    spec = f"journal:{tmp_path / 's.journal'}"
+    StudyMirror(spec, "exp", space, True, "accuracy", SearchFolder(tmp_path / "a" / "exp"))
+    StudyMirror(spec, "exp", space, True, "accuracy", SearchFolder(tmp_path / "a" / "exp"))  # itself: resumes
+    with pytest.raises(ConfigError, match="already holds the trials of another search .*--study"):
+        StudyMirror(spec, "exp", space, True, "accuracy", SearchFolder(tmp_path / "b" / "exp"))
+    (tmp_path / "link.journal").symlink_to(tmp_path / "s.journal")
+    with pytest.raises(ConfigError, match="is a symbolic link"):
+        StudyMirror(f"journal:{tmp_path / 'link.journal'}", "x", space, True, "accuracy", SearchFolder(tmp_path / "x"))
+    mirror = StudyMirror(spec, "exp2", space, True, "accuracy", SearchFolder(tmp_path / "c"))
+    with open(tmp_path / "s.journal", "a") as f:
+        f.write("this is not a journal line\n")
+    with pytest.raises(ConfigError, match="cannot add the finished trials .*fix the storage and resume"):
+        mirror.record_batch(0, [space.grid(2)[0]], [0.5])
+    with pytest.raises(ConfigError) as refused:
+        StudyMirror("postgresql+psycopg://grader:hunter2@127.0.0.1:1/none", "y", space, True, "accuracy",
+                    SearchFolder(tmp_path / "y"))
+    assert "hunter2" not in str(refused.value) and "grader:***@127.0.0.1" in str(refused.value)

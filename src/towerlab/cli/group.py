@@ -91,6 +91,8 @@ def add_search(sub) -> None:
     s.add_argument("--storage", metavar="journal:PATH|URL", help="also keep every finished trial in this Optuna "
                                                                  "storage (journal:PATH, sqlite:///FILE, "
                                                                  "postgresql://...), for optuna-dashboard")
+    s.add_argument("--study", help="the study's name in --storage (default: the --out folder's name); a study that "
+                                   "holds another search's trials is refused")
     add_set(s, "every trial (fixed)")
     add_devices(s)
     s.set_defaults(func=cmd_search)
@@ -102,7 +104,7 @@ def cmd_search(args) -> int:
     ga = {"population": args.population, "generations": args.generations, "retain": args.retain,
           "random_select": args.random_select, "mutate": args.mutate, "seed": args.seed}
     best = search(args.recipe, args.space, args.out, executor(args), args.algo, overrides(args.set), args.points,
-                  args.prune, args.storage, **ga)
+                  args.prune, args.storage, study=args.study, **ga)
     print(json.dumps(best, indent=1))
     print(f"best config: {Path(args.out) / 'best.yaml'}")
     if not args.no_report and os.environ.get("TOWERLAB_REPORT", "1") != "0":

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from towerlab.config import load_yaml, save_yaml
 from towerlab.errors import ConfigError
+from towerlab import secrets
 from towerlab.files import acquire_lock, atomic_write, holder, make_dir
 
 
@@ -89,7 +90,7 @@ class Run:
         run_id = self.tracker.start(known, self.path.resolve().name, asdict(cfg),
                                     tracking.tags_for(recipe, cfg, world_size, git))
         if run_id and run_id != known:
-            atomic_write(self.path / TRACKING, json.dumps({"uri": uri, "run_id": run_id}), sync=False)
+            atomic_write(self.path / TRACKING, json.dumps({"uri": secrets.mask_url(uri), "run_id": run_id}), sync=False)
 
     def log(self, step: int, values: dict[str, float]) -> None:
         with open(self.path / METRICS, "a") as f:

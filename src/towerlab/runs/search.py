@@ -18,6 +18,7 @@ from pathlib import Path
 
 from towerlab.config import save_yaml
 from towerlab.errors import ConfigError
+from towerlab import secrets
 from towerlab.files import atomic_write
 from towerlab.runs.run import TRACKING, _json
 from towerlab.runs.trial import Trial
@@ -106,7 +107,7 @@ class SearchFolder:
 
     def write_tracking(self, uri: str, run_id: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path / TRACKING, json.dumps({"uri": uri, "run_id": run_id}).encode())
+        atomic_write(self.path / TRACKING, json.dumps({"uri": secrets.mask_url(uri), "run_id": run_id}).encode())
 
     def ranked(self, metric: str, maximize: bool) -> list[str]:
         """The finished trials' keys, best first."""

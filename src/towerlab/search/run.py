@@ -24,7 +24,7 @@ from towerlab.search.space import Space, genome_key
 
 def search(recipe_name: str, space_path: str, out: str | Path, executor: Executor, algo: str = "ga",
            fixed: dict | None = None, points: int = 4, prune: str | None = None, storage: str | None = None,
-           **ga) -> dict:
+           study: str | None = None, **ga) -> dict:
     recipe = recipes.get(recipe_name)
     space = Space.load(space_path)
     space.check_fields(recipe.Config)
@@ -55,7 +55,7 @@ def search(recipe_name: str, space_path: str, out: str | Path, executor: Executo
     if storage:
         from towerlab.search.storage import StudyMirror
 
-        mirror = StudyMirror(storage, out.resolve().name, space, mode == "max", metric, folder)
+        mirror = StudyMirror(storage, study or out.resolve().name, space, mode == "max", metric, folder)
     if algo == "grid":
         best = grid_search(space, fitness, points, maximize=mode == "max")
         if mirror:

@@ -10,8 +10,10 @@ search adds only what the storage lacks.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
+from towerlab import secrets
 from towerlab.errors import ConfigError
 from towerlab.runs import SearchFolder
 from towerlab.search.space import Space, genome_key
@@ -27,6 +29,8 @@ def open_storage(spec: str):
         path = Path(spec.removeprefix("journal:")).expanduser()
         if not path.parent.is_dir():
             raise ConfigError(f"--storage {spec}: folder {path.parent} does not exist; create it or choose another")
+        if path.is_symlink():  # appending through a link writes wherever it points
+            raise ConfigError(f"--storage {spec}: {path} is a symbolic link; give the journal file's own path")
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     if "://" in spec:
         return spec  # sqlite:///study.db, postgresql://user@host/db: Optuna opens it
@@ -38,18 +42,43 @@ class StudyMirror:
         optuna = _optuna()
         self.optuna, self.metric, self.folder = optuna, metric, folder
         self.dists = distributions(space)  # a space Optuna cannot express is refused here, before any training
-        try:
+        self.spec = secrets.mask(spec)  # what error lines show: never the database password
+        with self._said("cannot open the study"):
             self.study = optuna.create_study(storage=open_storage(spec), study_name=name, load_if_exists=True,
                                              direction="maximize" if maximize else "minimize")
-        except Exception as e:  # noqa: BLE001 -- an unreachable database, a bad URL: one line naming it
-            if isinstance(e, ConfigError):
-                raise
-            raise ConfigError(f"--storage {spec}: cannot open the study ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200]})") from None
-        self.study.set_user_attr("metric", metric)
-        self.added = {t.user_attrs.get("towerlab_key") for t in self.study.get_trials(deepcopy=False)}
+            self._claim(name, folder)
+            self.study.set_user_attr("metric", metric)
+            self.added = {t.user_attrs.get("towerlab_key") for t in self.study.get_trials(deepcopy=False)}
+
+    def _claim(self, name: str, folder: SearchFolder) -> None:
+        """A study mirrors one search folder: another search that would share its name (its --out folder's final
+        name) is refused, not merged into it (its trials would be dropped as already there)."""
+        mine = str(folder.path.resolve())
+        owner = self.study.user_attrs.get("towerlab_folder")
+        if owner is None and self.study.get_trials(deepcopy=False):
+            owner = "(not a towerlab search)"
+        if owner not in (None, mine):
+            raise ConfigError(f"--storage {self.spec}: study {name!r} already holds the trials of another search "
+                              f"({owner}); give this search another --study name")
+        self.study.set_user_attr("towerlab_folder", mine)
+
+    @contextmanager
+    def _said(self, what: str):
+        """Any failure of the storage (an unreachable database, a damaged journal line) is one line naming it."""
+        try:
+            yield
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001 -- whatever Optuna or its storage raised
+            first = secrets.mask(str(e).strip().splitlines()[0][:200]) if str(e).strip() else ""
+            raise ConfigError(f"--storage {self.spec}: {what} ({type(e).__name__}{': ' + first if first else ''}); "
+                              f"the search folder keeps every trial: fix the storage and resume") from None
 
     def record_batch(self, generation: int, genomes: list[dict], scores: list[float | None]) -> None:
+        with self._said("cannot add the finished trials"):
+            self._record(generation, genomes, scores)
+
+    def _record(self, generation: int, genomes: list[dict], scores: list[float | None]) -> None:
         State = self.optuna.trial.TrialState
         for place, (genome, value) in enumerate(zip(genomes, scores)):
             key = f"{generation}:{place}"
