@@ -123,3 +123,17 @@ def test_a_missing_extra_is_one_line_naming_the_install(blocked, argv, extra):
     code = f"import sys; sys.modules[{blocked!r}] = None\nfrom towerlab.cli import main\nsys.exit(main({argv!r}))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     _one_line_error(proc, f"needs {blocked}, from the {extra} extra: pip install 'towerlab[{extra}]'")
+
+
+def test_eval_says_when_it_falls_back_past_a_damaged_or_unnamed_checkpoint(tmp_path):
+    """Issue 43: predict and --resume warned, eval fell back in silence."""
+    run = tmp_path / "run"
+    run_cli("train", "digits", "--max-steps", "4", "--ckpt-every-steps", "2", "--eval-every-steps", "0",
+            "--eval-every-epochs", "0", "--out", str(run), "--no-report")
+    newest = max((run / "checkpoints").glob("step-00000004*"))
+    (newest / "model.safetensors").write_bytes(b"damaged")
+    proc = run_cli("eval", str(run), "--checkpoint", "last")
+    assert "warning" in proc.stderr and f"{newest.name} is damaged" in proc.stderr and "using step-00000002" in proc.stderr
+    (run / "checkpoints" / "last.json").unlink()
+    proc = run_cli("eval", str(run), "--checkpoint", "last")
+    assert "checkpoints/last.json is missing; using step-00000002" in proc.stderr

@@ -133,10 +133,13 @@ def load_weights(folder: Path, name: str = "model") -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path} not found; the run directory has no {name} weights")
     try:
-        return st_load(path.read_bytes())
+        tensors = st_load(path.read_bytes())
     except Exception as e:  # noqa: BLE001 - any decoding failure: a truncated or overwritten file
         raise CheckpointError(f"{path} is damaged ({type(e).__name__}); delete its folder to fall back to an older "
                               f"checkpoint, or retrain") from None
+    # safetensors hands the tensors back in the order of a hash map seeded per process: ranks that scatter them in
+    # that order (FSDP's set_state_dict) would disagree on every collective. Sorted, every process agrees.
+    return dict(sorted(tensors.items()))
 
 
 def load_state(folder: Path) -> dict:
@@ -147,7 +150,10 @@ def load_state(folder: Path) -> dict:
         raise CheckpointError(f"{path} not found; the checkpoint is incomplete") from None
     except Exception as e:
         if "Weights only load failed" in str(e) or "Unsupported global" in str(e):
-            raise  # something other than plain tensors and containers: it is never loaded
+            # something other than plain tensors and containers: refused, never loaded (one line, not a traceback)
+            raise CheckpointError(f"{path} holds objects other than tensors and plain containers, which towerlab never "
+                                  f"unpickles (torch.load weights_only refused it); delete its folder to fall back "
+                                  f"to an older checkpoint, or retrain") from None
         raise CheckpointError(f"{path} is damaged ({type(e).__name__}); delete its folder to fall back to an "
                               f"older checkpoint, or retrain") from None
 
@@ -280,6 +286,15 @@ def init_from(model: torch.nn.Module, run_dir: Path, which: str = "best") -> tup
     if not copied:
         raise CheckpointError(f"no weights of {run_dir} match this model by name and shape; "
                               f"--init-from needs a run of a related recipe")
+    # a staged recipe (FCN-16s from FCN-32s, SegDec's decision stage) shares names and shapes and adds tensors of its
+    # own; the same names in other shapes are a network of another width, which would train afresh in silence
+    reshaped = [k for k in own if k in theirs and theirs[k].shape != own[k].shape]
+    if len(reshaped) > len(copied):
+        k = reshaped[0]
+        raise CheckpointError(f"--init-from {run_dir}: only {len(copied)} of the {len(copied) + len(reshaped)} tensors "
+                              f"both networks name have the same shape ({k}: {tuple(theirs[k].shape)} there, "
+                              f"{tuple(own[k].shape)} here): the runs differ in size; give this run the earlier run's "
+                              f"settings (its config.yaml) or start without --init-from")
     with torch.no_grad():
         for k in copied:
             own[k].copy_(theirs[k])

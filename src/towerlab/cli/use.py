@@ -35,7 +35,7 @@ def cmd_eval(args) -> int:
 
     overrides = {"data": args.data} if args.data else {}
     RunRecord.load(args.run_dir)  # "not a run directory" before "no checkpoint"
-    folder = find(Path(args.run_dir), args.checkpoint, quiet=True)  # verified once, named below
+    folder = find(Path(args.run_dir), args.checkpoint)  # verified once (a fallback is said), named below
     metrics = infer.evaluate(args.run_dir, args.checkpoint, folder=folder, **overrides)
     print(json.dumps({**metrics, "checkpoint": args.checkpoint, "checkpoint_step": step_of(folder)}, indent=2))
     print(f"evaluated the {args.checkpoint} checkpoint ({folder.name}, step {step_of(folder)})"
