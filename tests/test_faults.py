@@ -151,3 +151,34 @@ def test_a_split_model_resumes_bitwise_equal_after_a_killed_rank_and_on_another_
                               capture_output=True, text=True, env=_env(), timeout=300)
         assert more.returncode == 0, more.stderr[-3000:]
         assert json.loads((run / "final_metrics.json").read_text())["step"] == steps
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
+def test_the_ranks_die_with_their_launcher_and_the_run_resumes_bitwise_equal(tmp_path, straight):
+    """Issue 43: SIGKILL of the `towerlab train --procs 2` process alone (the OOM killer, a scheduler) left both ranks
+    training for minutes under pid 1, holding the run's lock. Now they get SIGTERM from the kernel, checkpoint at
+    their next step and end; --resume continues to the uninterrupted run's weights."""
+    run = tmp_path / "orphaned"
+    proc = subprocess.Popen(_train(run, "--procs", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=_env())
+    deadline = time.time() + 180
+    while _last_step(run) < 12 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    ranks = [_worker(run, 0), _worker(run, 1)]
+    os.kill(proc.pid, signal.SIGKILL)  # the launcher alone
+    proc.wait()
+    gone = time.time() + 60  # a failure's time-out only: they end at their next step
+    while time.time() < gone and any(map(_running, ranks)):
+        time.sleep(0.05)
+    assert not any(map(_running, ranks)), "a rank outlived its launcher"
+    assert _last_step(run) < STEPS  # stopped, not finished
+    resumed = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
+                             capture_output=True, text=True, env=_env(), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _same_weights(straight, run)

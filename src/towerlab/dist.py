@@ -6,9 +6,11 @@ process group, with no flags needed. NCCL drives GPUs; gloo drives CPU processes
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
+import signal
 import sys
 import uuid
 from dataclasses import dataclass
@@ -68,6 +70,20 @@ def restart_count() -> int:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
 
 
+LAUNCHER_ENV = "TOWERLAB_LAUNCHER_PID"  # set by `launch` for its processes: they die with it
+
+
+def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
+    """Linux: this process gets `sig` when its parent dies, however it dies (SIGKILLed by the OOM killer or a
+    scheduler included); if the parent is gone already, it exits now. SIGTERM: a training process checkpoints at
+    its next step (preempt.py) and ends, so the run can be resumed."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(sig))  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
 def setup(use_gpu: bool | None = None, timeout_s: float | None = None) -> Dist:
     """Dist from torchrun's environment (or a single process); joins the process group if needed.
 
@@ -78,6 +94,8 @@ def setup(use_gpu: bool | None = None, timeout_s: float | None = None) -> Dist:
     cuda = torch.cuda.is_available() if use_gpu is None else (use_gpu and torch.cuda.is_available())
     if not under_launcher():
         return Dist(device=torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu"))
+    if os.environ.get(LAUNCHER_ENV, "").isdigit():  # started by `towerlab train --procs N`, not by a user's torchrun
+        die_with_parent(int(os.environ[LAUNCHER_ENV]))
     rank, local_rank, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
     if cuda:
         device = torch.device("cuda", local_rank % torch.cuda.device_count())
@@ -194,6 +212,7 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
     # Restarted processes that share the agent's rendezvous store can read the previous attempt's addresses and
     # hang connecting to dead peers (pytorch/pytorch#135712): give each attempt a store of its own.
     os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    os.environ[LAUNCHER_ENV] = str(os.getpid())  # the processes below are this one's children: they die with it
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=max_restarts,
                           monitor_interval=0.5)

@@ -12,7 +12,6 @@ trial folders must be on a file system every node sees (the usual shared home or
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -24,6 +23,7 @@ from typing import Callable, Protocol
 
 from tqdm import tqdm
 
+from towerlab.dist import die_with_parent
 from towerlab.errors import ConfigError
 from towerlab.runs import Result, Trial, holder
 from towerlab.runs.run import METRICS
@@ -49,12 +49,7 @@ def command(trial: Trial, gpu: bool, python: str = sys.executable) -> list[str]:
 
 def _die_with_parent(parent: int):
     """preexec_fn: the child gets SIGTERM when its parent dies, however it dies (a SIGKILLed search included)."""
-    def arm() -> None:
-        if sys.platform.startswith("linux"):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-            if os.getppid() != parent:  # the parent died before the signal was armed
-                os._exit(1)
-    return arm
+    return lambda: die_with_parent(parent)
 
 
 def spawn(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
