@@ -196,3 +196,43 @@ REAL_SMILES = [  # real molecules (the first rows of Tox21 and MOSES), for tiny 
     "N#Cc1ccc(-c2ccc(O[C@@H](C(=O)N3CCCC3)c3ccccc3)cc2)cc1", "CCOC(=O)[C@@H]1CCCN(C(=O)c2nc(C(=O)OC)c[nH]2)C1",
     "Clc1ccc(Br)cc1", "c1ccc2[nH]ccc2c1", "CC(=O)Oc1ccccc1C(=O)O", "CN1CCC[C@H]1c1cccnc1",
 ]
+
+
+def tiff_with_a_rational_strip_offset() -> bytes:
+    """A real 390-byte TIFF (found by fuzzing) whose StripOffsets tag is typed RATIONAL: Pillow's decoder raises
+    TypeError, which no image reader expects."""
+    import io
+    import struct
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.arange(64, dtype=np.int32).reshape(8, 8)).save(buf, format="TIFF")
+    data = bytearray(buf.getvalue())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for i in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):
+        at = ifd + 2 + 12 * i
+        if struct.unpack("<H", data[at:at + 2])[0] == 273:
+            data[at + 2:at + 4] = struct.pack("<H", 5)
+    return bytes(data)
+
+
+def hostile_pictures() -> dict[str, bytes]:
+    """Small real files that no image reader may let through: a decoder's unexpected exception, formats off the
+    allow-list (DDS: NotImplementedError; EPS: Ghostscript), a PNG whose header claims 13,000 x 13,000 pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return {
+        "tiff_typeerror": tiff_with_a_rational_strip_offset(),
+        # a DDS header Pillow's DDS plugin answers with NotImplementedError; EPS would start Ghostscript
+        "dds": b"DDS " + struct.pack("<7I", 124, 0x1007, 8, 8, 0, 0, 0) + b"\0" * 44
+               + struct.pack("<2I4s5I", 32, 4, b"ATI9", 0, 0, 0, 0, 0) + b"\0" * 20 + b"\xff" * 64,
+        "eps": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto 8 8 lineto stroke\n%%EOF\n",
+        "bomb": b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 13000, 13000, 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"\0" * 13001 * 8)) + chunk(b"IEND", b""),
+    }

@@ -41,3 +41,26 @@ def test_a_run_records_the_commit_dirty_tree_command_environment_and_data(tmp_pa
     html = run_cli("report", str(tmp_path / "run"), env=env).stdout
     page = (tmp_path / "run" / "report.html").read_text()
     assert "What produced it" in page and p["git"]["commit"] in page and "uncommitted changes" in page and html
+
+
+def test_a_class_folder_that_is_a_link_is_in_the_data_hash(tmp_path):
+    """Issue 43: training followed a linked class folder, the data record did not: its images changed nothing."""
+    from towerlab.provenance import data_record
+
+    elsewhere = tmp_path / "elsewhere" / "cats"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "a.png").write_bytes(b"one")
+    data = tmp_path / "data"
+    (data / "dogs").mkdir(parents=True)
+    (data / "dogs" / "b.png").write_bytes(b"two")
+    (data / "cats").symlink_to(elsewhere)
+    (data / "dogs" / "loop").symlink_to(data)  # a loop of links ends
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    import os
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, env):
+        first = data_record(data)
+        assert [f["file"] for f in first["listing"]] == ["cats/a.png", "dogs/b.png"]
+        (elsewhere / "a.png").write_bytes(b"changed")
+        assert data_record(data)["sha256"] != first["sha256"]

@@ -54,7 +54,34 @@ def write_png(image, path: str | Path) -> Path:
     redrawn, not a record to lose. PIL is the caller's (this module imports none of it)."""
     buf = io.BytesIO()
     image.save(buf, format="PNG")
-    return atomic_write(path, buf.getvalue(), sync=False)
+    return atomic_write(path, _signed(buf.getvalue()), sync=False)
+
+
+# every PNG towerlab writes says so (a tEXt chunk "Software: towerlab"), so that an output it would write again can
+# be told from a user's own file of the same name, which it must never overwrite
+_SIGNATURE = b"Software\0towerlab"
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _signed(png: bytes) -> bytes:
+    ihdr_end = 8 + 8 + 13 + 4  # signature, then IHDR's length, type, 13 bytes of data and CRC
+    return png[:ihdr_end] + _chunk(b"tEXt", _SIGNATURE) + png[ihdr_end:]
+
+
+def written_by_towerlab(path: str | Path) -> bool:
+    """Whether the file at path is a PNG that towerlab wrote (its signature chunk follows the header)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8 + 25 + 12 + len(_SIGNATURE))
+    except OSError:
+        return False
+    return head.startswith(b"\x89PNG\r\n\x1a\n") and head[33:].startswith(_chunk(b"tEXt", _SIGNATURE)[:8 + len(_SIGNATURE)])
 
 
 def inside(path: str | Path, root: str | Path) -> bool:
@@ -136,3 +163,31 @@ def holder(path: Path) -> int | None:
         return int(text) if text.isdigit() else -1
     finally:
         os.close(fd)
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A text cell as a spreadsheet will not run it: text starting with = + - @ (or a tab, a carriage return) gets a
+    leading ' (OWASP's CSV injection advice), so a file named '=HYPERLINK(...).png' stays a name. Numbers pass."""
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
+
+
+def walk_files(root: str | Path) -> list[Path]:
+    """Every file under root, links to folders followed (a class folder may be a link to where the images live:
+    what training reads, the data hash must cover), each real folder once (a loop of links ends), hidden names
+    skipped; sorted by path."""
+    root = Path(root)
+    found, seen = [], set()
+    for here, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(here) / f for f in files if not f.startswith(".") and os.path.isfile(os.path.join(here, f))]
+    return sorted(found)

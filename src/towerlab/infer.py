@@ -105,10 +105,13 @@ def predict_folder(run_dir: str | Path, root: str | Path, out_csv: str | Path, w
     import sys
 
     from towerlab.data import folder
-    from towerlab.files import atomic_write
+    from towerlab.files import atomic_write, csv_cell, inside
     from towerlab.progress import bar
 
     root = Path(root)
+    if out_dir and inside(out_dir, root):  # its pictures would be graded as inputs on the next run
+        raise DataError(f"--out-dir {out_dir} is inside {root}, the folder being read: the outputs would become "
+                        f"inputs; write them elsewhere (the default is a folder beside the CSV)")
     files = folder.image_files(root)
     if not files:
         raise DataError(f"{root} holds no images ({', '.join(folder.SUFFIXES)}); pass a folder of images")
@@ -123,8 +126,8 @@ def predict_folder(run_dir: str | Path, root: str | Path, out_csv: str | Path, w
         print(f"towerlab: skipped: {why}", file=sys.stderr)
     for r in rows:
         r["file"] = str(Path(r["file"]).relative_to(root))
-    flat = [{k: v for k, v in r.items() if k != "probabilities"} | {f"p_{n}": v for n, v in
-            r.get("probabilities", {}).items()} for r in rows]
+    flat = [{csv_cell(k): csv_cell(v) for k, v in r.items() if k != "probabilities"} |
+            {csv_cell(f"p_{n}"): v for n, v in r.get("probabilities", {}).items()} for r in rows]
     text = io.StringIO()
     w = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for r in flat for k in r)) or ["file"])
     w.writeheader()

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from towerlab import secrets
+from towerlab.files import walk_files
 
 MAX_LISTED = 200  # a data folder with more files is summarised: count, total size, one digest over the file hashes
 
@@ -105,8 +106,7 @@ def data_record(path: str | Path) -> dict | None:
         cache = json.loads(_cache_file().read_text())
     except (OSError, ValueError):
         cache = {}
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and
-                                                 not any(part.startswith(".") for part in p.relative_to(path).parts))
+    files = [path] if path.is_file() else walk_files(path)  # linked folders too: what training reads
     rows = [(str(p.relative_to(path)) if p != path else p.name, p.stat().st_size, file_sha256(p, cache))
             for p in files]
     _save_cache(cache)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import run_cli
+from helpers import hostile_pictures, run_cli
 
 NAMES = {0: "zero", 1: "one", 2: "two"}
 
@@ -47,8 +47,11 @@ def test_a_class_folder_trains_evaluates_and_predicts_by_class_name(tmp_path):
     ev = json.loads(run_cli("eval", str(run)).stdout)
     assert ev["accuracy"] > 0.8  # 30 validation images of three digits
     (data / "val" / "one" / "broken.jpg").write_text("not a JPEG")
+    (data / "val" / "one" / "odd.tif").write_bytes(hostile_pictures()["tiff_typeerror"])  # issue 43: no CSV at all
+    (data / "val" / "one" / "bomb.png").write_bytes(hostile_pictures()["bomb"])
     proc = run_cli("predict", str(run), str(data / "val"), "--checkpoint", "best", "--out", str(tmp_path / "p.csv"))
-    assert "30 images predicted, 1 skipped" in proc.stdout and "broken.jpg" in proc.stderr
+    assert "30 images predicted, 3 skipped" in proc.stdout and "broken.jpg" in proc.stderr
+    assert "odd.tif: cannot be decoded (TypeError" in proc.stderr and "bomb.png: a 13000x13000 image" in proc.stderr
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert [r["file"] for r in rows] == sorted(r["file"] for r in rows) and len(rows) == 30
     assert set(rows[0]) == {"file", "class", "probability", "p_one", "p_two", "p_zero"}
@@ -74,6 +77,8 @@ def test_a_flat_class_folder_validates_on_a_held_out_part(tmp_path):
     ("stray", "is not among the training classes"),
     ("corrupt", "cannot be decoded"),
     ("no_val", "no validation folder"),
+    ("typeerror", "cannot be decoded (TypeError"),  # issue 43: a decoder's unexpected exception was a traceback
+    ("bomb", "a 13000x13000 image: more than the 40,000,000 pixels towerlab decodes"),  # 1.5 GB once decoded
 ])
 def test_a_bad_folder_is_one_line_naming_it(tmp_path, damage, said):
     data = write_folder(tmp_path / "d", per_class=4, val=2)
@@ -84,6 +89,9 @@ def test_a_bad_folder_is_one_line_naming_it(tmp_path, damage, said):
         Image.new("L", (8, 8)).save(data / "val" / "nine" / "x.png")
     elif damage == "corrupt":
         (data / "train" / "one" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    elif damage in ("typeerror", "bomb"):
+        name = {"typeerror": "tiff_typeerror", "bomb": "bomb"}[damage]
+        (data / "train" / "one" / f"{damage}.tif").write_bytes(hostile_pictures()[name])
     else:
         for f in (data / "val").rglob("*"):
             f.unlink() if f.is_file() else None
@@ -93,3 +101,19 @@ def test_a_bad_folder_is_one_line_naming_it(tmp_path, damage, said):
     proc = run_cli("train", "mnist", "--data", str(data), "--max-steps", "1", "--out", str(tmp_path / "r"), check=False)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and said in lines[-1] and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_file_name_is_never_a_formula_in_the_predictions_csv(tmp_path):
+    """Issue 43: a cell starting with = + - @ is a formula to Excel (OWASP: CSV injection); it gets a leading '."""
+    data = write_folder(tmp_path / "digits", per_class=8, val=2)
+    run = tmp_path / "run"
+    run_cli("train", "mnist", "--data", str(data), "--max-steps", "2", "--batch-size", "8", "--out", str(run),
+            "--no-report")
+    flat = tmp_path / "incoming"
+    flat.mkdir()
+    source = sorted((data / "val" / "one").glob("*.png"))[0]
+    for name in ("=HYPERLINK(1).png", "+1.png", "@x.png", "plain.png"):
+        (flat / name).write_bytes(source.read_bytes())
+    run_cli("predict", str(run), str(flat), "--out", str(tmp_path / "p.csv"))
+    files = [r["file"] for r in csv.DictReader(open(tmp_path / "p.csv"))]
+    assert sorted(files) == ["'+1.png", "'=HYPERLINK(1).png", "'@x.png", "plain.png"]

@@ -49,6 +49,11 @@ def test_colour_label_and_size_mismatch_are_clear_errors(camvid_dir):
     path.unlink()
     with pytest.raises(DataError, match="0001TP_000002.png not found"):
         seg.load_split("camvid", camvid_dir, "train")
+    from helpers import hostile_pictures
+
+    path.write_bytes(hostile_pictures()["bomb"])  # issue 43: a label that is a decompression bomb
+    with pytest.raises(DataError, match="0001TP_000002.png: a 13000x13000 image"):
+        seg.load_split("camvid", camvid_dir, "train")
 
 
 def test_unknown_split_is_a_clear_error(camvid_dir):
@@ -173,6 +178,12 @@ def test_a_bad_segmentation_folder_is_one_line(shared_data, tmp_path):
     Image.new("L", (120, 90), 77).save(mask)  # 77 is no class value
     proc = run_cli(*args, check=False)
     assert proc.returncode == 2 and "value 77, which classes.csv does not list" in proc.stderr and str(mask) in proc.stderr
+    from helpers import hostile_pictures
+
+    mask.write_bytes(hostile_pictures()["bomb"])  # issue 43: a mask claiming 13,000 x 13,000 pixels was a traceback
+    proc = run_cli(*args, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "a 13000x13000 image" in proc.stderr
+    assert str(mask) in proc.stderr
     mask.unlink()
     proc = run_cli(*args, check=False)
     assert proc.returncode == 2 and "has no mask" in proc.stderr and "Traceback" not in proc.stderr

@@ -126,6 +126,26 @@ def test_cli_predict_prints_probability_and_writes_the_overlay(kolektor_dir, tmp
     assert result["class"] in ("ok", "defect") and 0 <= result["probability"] <= 1
     with Image.open(result["overlay_png"]) as im:
         assert im.size == (32, 80) and im.mode == "RGB"
+    # issue 43: predict on a folder wrote <name>_defect.png into the folder it reads (overwriting a user's own file,
+    # and grading its own outputs on the next run); the outputs now go beside the CSV, and no file of the user's
+    # is ever overwritten
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i, name in enumerate(("Part1.jpg", "Part2.jpg")):
+        (folder / name).write_bytes((kolektor_dir / "kos01" / f"Part{i}.jpg").read_bytes())
+    Image.new("RGB", (8, 8), "blue").save(folder / "Part1_defect.png")  # the user's own file, named like an output
+    mine = (folder / "Part1_defect.png").read_bytes()
+    for _ in range(2):  # a rerun replaces its own outputs and reads none of them
+        proc = run_cli("predict", str(tmp_path / "run"), str(folder))
+        assert "3 images predicted, 0 skipped" in proc.stdout, proc.stdout + proc.stderr  # the user's PNG too
+    assert (folder / "Part1_defect.png").read_bytes() == mine and sorted(p.name for p in folder.iterdir()) == \
+        ["Part1.jpg", "Part1_defect.png", "Part2.jpg"]
+    assert (tmp_path / "run" / "predict-parts" / "Part2_defect.png").is_file()
+    refused = run_cli("predict", str(tmp_path / "run"), str(folder), "--out-dir", str(folder / "o"), check=False)
+    assert refused.returncode == 2 and "the outputs would become inputs" in refused.stderr
+    single = run_cli("predict", str(tmp_path / "run"), str(folder / "Part1.jpg"), check=False)
+    assert single.returncode == 2 and "Part1_defect.png exists and was not written by towerlab" in single.stderr
+    assert (folder / "Part1_defect.png").read_bytes() == mine
 
 
 def test_the_operating_threshold_is_the_validation_best_f1_point_and_travels_to_predict_export_and_serve(

@@ -10,6 +10,7 @@ import yaml
 from sqlalchemy import create_engine, text
 
 import dbcases
+from helpers import hostile_pictures
 from serve_helpers import run_serve, write_config
 
 
@@ -154,38 +155,6 @@ def test_a_new_outcome_table_beside_the_old_state_is_refused(sqlite, tmp_path, m
         assert c.execute(text("SELECT count(*) FROM grades_v2")).scalar() == 5
 
 
-def _tiff_with_a_rational_strip_offset() -> bytes:
-    """A real 390-byte TIFF (found by fuzzing) whose StripOffsets tag is typed RATIONAL: Pillow's decoder raises
-    TypeError, which no image reader expects."""
-    import io
-    import struct
-
-    import numpy as np
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.arange(64, dtype=np.int32).reshape(8, 8)).save(buf, format="TIFF")
-    data = bytearray(buf.getvalue())
-    ifd = struct.unpack("<I", data[4:8])[0]
-    for i in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):
-        at = ifd + 2 + 12 * i
-        if struct.unpack("<H", data[at:at + 2])[0] == 273:
-            data[at + 2:at + 4] = struct.pack("<H", 5)
-    return bytes(data)
-
-
-def _hostile_pictures() -> dict[str, bytes]:
-    import struct
-
-    return {
-        "tiff_typeerror": _tiff_with_a_rational_strip_offset(),
-        # a DDS header Pillow's DDS plugin answers with NotImplementedError; EPS would start Ghostscript
-        "dds": b"DDS " + struct.pack("<7I", 124, 0x1007, 8, 8, 0, 0, 0) + b"\0" * 44
-               + struct.pack("<2I4s5I", 32, 4, b"ATI9", 0, 0, 0, 0, 0) + b"\0" * 20 + b"\xff" * 64,
-        "eps": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto 8 8 lineto stroke\n%%EOF\n",
-    }
-
-
 def test_no_row_stops_the_service(sqlite, tmp_path, model_run):
     """Bytes that make a decoder raise what nobody expects, formats off the allow-list, a path too long for the file
     system and a loop of links: each is that row's error outcome; the good rows of the same batches are graded and
@@ -206,7 +175,7 @@ def test_no_row_stops_the_service(sqlite, tmp_path, model_run):
         good[i] = buf.getvalue()
         (root / f"{i}.png").write_bytes(buf.getvalue())
     (root / "loop").symlink_to(root / "loop")
-    bad = _hostile_pictures()
+    bad = hostile_pictures()
     for name, data in bad.items():
         (root / f"{name}.img").write_bytes(data)
     with db.engine.begin() as c:

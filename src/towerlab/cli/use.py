@@ -51,7 +51,8 @@ def add_predict(sub) -> None:
                                             "CSV row each (resized to the model's input, as training on a folder)")
     s.add_argument("--top", type=POSITIVE, default=3, help="probabilities shown per file")
     s.add_argument("--out-dir", help="where segmentation and defect recipes write their PNGs (default: beside each "
-                                     "input)")
+                                     "input file; for a folder, a folder beside the CSV); a file towerlab did not "
+                                     "write is never overwritten")
     s.add_argument("--json", action="store_true", help="one JSON object per file")
     s.add_argument("--out", help="a folder's results: the CSV to write (default: RUN_DIR/predict-<folder>.csv)")
     s.add_argument("--resize", action="store_true", help="resize images of another size to the model's input "
@@ -64,7 +65,9 @@ def cmd_predict(args) -> int:
 
     if len(args.files) == 1 and Path(args.files[0]).is_dir():
         out = args.out or str(Path(args.run_dir) / f"predict-{Path(args.files[0]).resolve().name}.csv")
-        done = infer.predict_folder(args.run_dir, args.files[0], out, args.checkpoint, args.out_dir)
+        # a folder's pictures (overlays, label maps) go beside the CSV, never among the images they came from
+        out_dir = args.out_dir or str(Path(out).with_suffix(""))
+        done = infer.predict_folder(args.run_dir, args.files[0], out, args.checkpoint, out_dir)
         print(f"{done['rows']} images predicted, {done['skipped']} skipped (unreadable); CSV: {done['csv']}")
         return 0
     results = infer.predict(args.run_dir, args.files, args.checkpoint, args.out_dir, args.resize)

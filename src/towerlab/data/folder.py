@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from towerlab.errors import DataError
+from towerlab.files import walk_files
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VAL_NAMES = ("val", "valid", "test")
@@ -21,9 +22,7 @@ VAL_NAMES = ("val", "valid", "test")
 
 def image_files(folder: str | Path) -> list[Path]:
     """Every image file under folder, recursively, in sorted order (hidden folders skipped)."""
-    folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return [p for p in walk_files(folder) if p.suffix.lower() in SUFFIXES]  # links followed, as the data hash
 
 
 _images = image_files

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from towerlab.errors import DataError
-from towerlab.files import make_dir, write_png
+from towerlab.files import make_dir, write_png, written_by_towerlab
 from towerlab.imagefile import FORMAT_NAMES, BadImage, decode, opened
 
 
@@ -55,6 +55,15 @@ def fit_to(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
                                                  align_corners=False)
         images = images.round().clamp(0, 255)
     return images.to(torch.uint8).contiguous()
+
+
+def check_output(path: Path) -> Path:
+    """path, when predict may write its output there: nothing is there, or a PNG towerlab wrote before (a rerun).
+    A file of the user's is never overwritten: this image is refused with one line naming it."""
+    if path.is_symlink() or (path.exists() and not written_by_towerlab(path)):
+        raise DataError(f"{path} exists and was not written by towerlab; it is not overwritten: move it, or write the "
+                        f"outputs elsewhere with --out-dir")
+    return path
 
 
 def write_image(image: torch.Tensor, path: str | Path) -> None:

@@ -21,7 +21,7 @@ from towerlab import checkpoint
 from towerlab.data import resolve_dir
 from towerlab.data import segmentation as seg
 from towerlab.data.augment import normalize, paired_scale_crop_flip
-from towerlab.data.images import read_image, write_image, write_label
+from towerlab.data.images import check_output, read_image, write_image, write_label
 from towerlab.data.loader import Data, PaddedLoader
 from towerlab.dist import Dist, all_reduce_sum
 from towerlab.errors import ConfigError
@@ -270,7 +270,8 @@ def predict_files(model, cfg: Config, paths: list[str], out_dir: str | None) -> 
         colours = seg.colorize(label, s.palette)
         folder = Path(out_dir) if out_dir else path.parent
         folder.mkdir(parents=True, exist_ok=True)
-        label_png, overlay_png = folder / f"{path.stem}_label.png", folder / f"{path.stem}_overlay.png"
+        label_png = check_output(folder / f"{path.stem}_label.png")
+        overlay_png = check_output(folder / f"{path.stem}_overlay.png")
         write_label(label, s.palette, label_png)
         write_image(seg.overlay(image, colours), overlay_png)
         counts = torch.bincount(label.flatten(), minlength=len(s.classes)).double() / label.numel()

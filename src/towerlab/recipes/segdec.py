@@ -19,7 +19,7 @@ from torch import nn
 from towerlab import metrics as M
 from towerlab.data import defects, resolve_dir
 from towerlab.data.augment import per_image_standardization, to_float
-from towerlab.data.images import fit_to, read_image, write_image
+from towerlab.data.images import check_output, fit_to, read_image, write_image
 from towerlab.data.loader import BalancedLoader, Data, TensorLoader
 from towerlab.data.segmentation import red_overlay
 from towerlab.dist import Dist, all_gather_rows, all_reduce_sum
@@ -236,7 +236,7 @@ def predict_files(model, cfg: Config, paths: list[str], out_dir: str | None) -> 
         heat = F.interpolate(mask_logits.float().sigmoid(), size=image.shape[1:], mode="bilinear")[0, 0]
         folder = Path(out_dir) if out_dir else path.parent
         folder.mkdir(parents=True, exist_ok=True)
-        overlay_png = folder / f"{path.stem}_defect.png"
+        overlay_png = check_output(folder / f"{path.stem}_defect.png")
         write_image(red_overlay(image, heat), overlay_png)
         threshold = cfg.threshold or 0.5  # infer.load resolves 0 to the run's best-F1 point
         results.append({"file": str(path), "class": CLASSES[int(p >= threshold)], "probability": p,
