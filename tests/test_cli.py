@@ -99,6 +99,9 @@ def _one_line_error(proc, *fragments):
 def test_errors_are_one_clear_line(tmp_path):
     _one_line_error(run_cli("train", "mnist", "--data", str(tmp_path / "nope"), check=False, cwd=tmp_path), "nope", "does not exist")
     _one_line_error(run_cli("train", "nosuch", check=False), "unknown recipe 'nosuch'")
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(b"")  # issue 43: a file, named as the folder
+    _one_line_error(run_cli("train", "mnist", "--data", str(tmp_path / "t10k-labels-idx1-ubyte.gz"), check=False),
+                    "is a file; pass the folder that holds the mnist data")
     _one_line_error(run_cli("train", "digits", "--batch-size", "-3", check=False), "batch_size=-3")
     _one_line_error(run_cli("train", "digits", "--precision", "fp64", check=False), "fp64")
     _one_line_error(run_cli("eval", str(tmp_path), check=False), "not a run directory")

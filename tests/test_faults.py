@@ -113,7 +113,8 @@ def test_torchrun_restarts_a_killed_worker_and_the_run_finishes_bitwise_equal(tm
 def test_resuming_on_another_world_size_is_refused_before_anything_changes(straight):
     before = {p: p.read_bytes() for p in (straight / "metrics.jsonl", straight / "final_metrics.json")}
     proc = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(straight), "--procs", "1",
-                           "--gpus", "0"], capture_output=True, text=True, env=_env(), timeout=120)
+                           "--gpus", "0", "--max-steps", str(STEPS + 30)],  # more to train: a finished run is a no-op
+                          capture_output=True, text=True, env=_env(), timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "towerlab: error: the run was trained on 2 process(es), this is 1: resume with --procs 2 (the default), or "

@@ -8,7 +8,7 @@ import towerlab
 
 # lowest first; a name is a module or a package (everything under it)
 LAYERS = (
-    ("primitives", ("errors", "files", "imagefile", "secrets", "dist", "perf", "precision", "progress", "plots", "optim", "metrics", "provenance", "tracking", "preempt",
+    ("primitives", ("errors", "files", "imagefile", "secrets", "lifetime", "dist", "perf", "precision", "progress", "plots", "optim", "metrics", "provenance", "tracking", "preempt",
                     "pipeline", "watch", "config")),
     ("formats", ("data", "chem", "checkpoint")),
     ("recipes", ("strategy", "recipes")),

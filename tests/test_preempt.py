@@ -128,3 +128,33 @@ def test_srun_style_tasks_train_together_without_torchrun(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-1500:] + outs[1][1][-1500:]
     final = json.loads((run / "final_metrics.json").read_text())
     assert final["world_size"] == 2 and final["replica_max_abs_diff"] == 0.0
+
+
+def test_sigterm_before_the_first_step_leaves_a_run_that_resume_continues(tmp_path, straight):
+    """Issue 43: a SIGTERM while the run read its data left status `running`, exit 143 and a folder --resume refused.
+    The handlers are in place from the moment the run folder exists: the run stops at its first step boundary with
+    a checkpoint (step 0 when nothing was trained), exit 3, and --resume ends bit-identical."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_train(run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    deadline = time.time() + 120
+    while not (run / "config.yaml").is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err[-2000:]
+    record = RunRecord.load(run)
+    assert record.status == "preempted" and record.checkpoints and record.checkpoints[0][0] < STEPS
+    done = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
+                          capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _same_weights(straight / "straight1", run)
+
+
+def test_a_finished_run_resumed_is_a_no_op_that_says_so(tmp_path, straight):
+    """Issue 43: it rewrote final_metrics.json (wall 0.03 s, 0 images/s) and logged a duplicate row."""
+    run = straight / "straight1"
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    done = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
+                          capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0 and f"finished at step {STEPS}; nothing to do" in done.stdout, done.stderr[-2000:]
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name in before} == before

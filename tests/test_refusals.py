@@ -106,3 +106,17 @@ def test_a_photo_of_another_size_is_refused_unless_resize_is_asked(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (500, 1250, 3), dtype=np.uint8)).save(photo)
     _one_line(run_cli("predict", str(run), str(photo), check=False), "1250x500 pixels", "8x8", "--resize")
     assert "photo.jpg:" in run_cli("predict", str(run), str(photo), "--resize").stdout
+
+
+@pytest.mark.parametrize("args, said", [
+    (["train", "mnist", "--data", "{empty}"], "MNIST file"),
+    (["train", "digits", "--init-from", "{empty}"], "has no best checkpoint"),
+])
+def test_a_start_refused_while_the_run_is_built_leaves_no_run_folder(tmp_path, args, said):
+    """Issue 43: each refused start left a `failed` run folder that the board then listed."""
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "runs" / "r"
+    proc = run_cli(*[a.format(empty=tmp_path / "empty") for a in args], "--max-steps", "2", "--out", str(out),
+                   check=False)
+    assert proc.returncode == 2 and said.lower() in proc.stderr.lower() and "Traceback" not in proc.stderr, proc.stderr
+    assert not out.exists()

@@ -2,6 +2,7 @@
 and test_pipeline)."""
 
 import pytest
+import torch
 
 from towerlab import config, strategy
 from towerlab.dist import Dist
@@ -25,8 +26,9 @@ def test_chosen_from_the_config_and_the_processes(name, dist, expected):
 def test_what_each_refuses_in_one_line():
     with pytest.raises(ConfigError, match="ema_decay with strategy=fsdp"):
         strategy.choose(_cfg(strategy="fsdp", ema_decay=0.9), TWO)
-    with pytest.raises(ConfigError, match="ema_decay with strategy=pipeline"):
-        strategy.choose(_cfg(strategy="pipeline", ema_decay=0.9), ONE)
+    with pytest.raises(ConfigError, match="ema_decay=0.9 with strategy=pipeline"):  # once the model is known to split
+        strategy.choose(_cfg(strategy="pipeline", ema_decay=0.9), ONE).wrap(
+            torch.nn.Sequential(*(torch.nn.Linear(2, 2) for _ in range(4))))
     with pytest.raises(ConfigError, match="runs in one process"):
         strategy.choose(_cfg(strategy="pipeline"), TWO)
     with pytest.raises(ConfigError, match="compile off"):

@@ -6,11 +6,9 @@ process group, with no flags needed. NCCL drives GPUs; gloo drives CPU processes
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import re
-import signal
 import sys
 import uuid
 from dataclasses import dataclass
@@ -18,6 +16,8 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as tdist
+
+from towerlab.lifetime import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -71,17 +71,6 @@ def restart_count() -> int:
 
 
 LAUNCHER_ENV = "TOWERLAB_LAUNCHER_PID"  # set by `launch` for its processes: they die with it
-
-
-def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
-    """Linux: this process gets `sig` when its parent dies, however it dies (SIGKILLed by the OOM killer or a
-    scheduler included); if the parent is gone already, it exits now. SIGTERM: a training process checkpoints at
-    its next step (preempt.py) and ends, so the run can be resumed."""
-    if not sys.platform.startswith("linux"):
-        return
-    ctypes.CDLL(None, use_errno=True).prctl(1, int(sig))  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
 
 
 def setup(use_gpu: bool | None = None, timeout_s: float | None = None) -> Dist:

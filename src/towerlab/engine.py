@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from towerlab.config import TrainConfig, merge
 from towerlab.dist import (Dist, all_gather, all_reduce_extremes, all_reduce_sum, barrier, print0,
                            peer_failure, restart_count, setup)
 from towerlab.data.loader import limited
-from towerlab.errors import ConfigError, DivergedError
+from towerlab.errors import ConfigError, DivergedError, TowerlabError
 from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
 from towerlab.precision import Precision
 from towerlab import preempt
@@ -327,31 +328,30 @@ class Trainer:
             lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
             self.run.tb.add_images("inputs", ((x - lo) / (hi - lo).clamp_min(1e-8)).cpu(), self.step)
 
-    def train(self) -> dict:
+    def train(self, preemption: Preemption) -> dict:
         print0(f"{self.recipe.NAME}: {self.total_steps} steps on {self.dist.device} x {self.dist.world_size} "
                f"process(es), {torch.get_num_threads()} CPU threads each", dist=self.dist)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.is_main, unit="step",
                    dynamic_ncols=True, desc=self.recipe.NAME)
         start, start_step, window = time.perf_counter(), self.step, Window(self.step)
         self.started = start
-        preemption = Preemption(self.cfg.preempt_signals, self.dist)
-        try:
-            while self.step < self.total_steps and not self.stopping.reason:  # (a resumed run may have stopped)
-                epoch, position = divmod(self.step, self.steps_per_epoch)
-                self.train_loader.set_epoch(epoch, position)
-                for batch in self.train_loader:
-                    if self.step == 0:
-                        self.log_inputs(batch)
-                    self.train_step(batch)
-                    self.step += 1
-                    bar.update(1)
-                    self.after_step(bar, window)
-                    if self.step >= self.total_steps or self.stopping.reason:
-                        break
-                    self.stop_if_preempted(preemption, bar)
-        finally:
-            preemption.restore()
+        if self.step < self.total_steps:
+            self.stop_if_preempted(preemption, bar)  # signalled while the data was read: a step-0 checkpoint
+        while self.step < self.total_steps and not self.stopping.reason:  # (a resumed run may have stopped)
+            epoch, position = divmod(self.step, self.steps_per_epoch)
+            self.train_loader.set_epoch(epoch, position)
+            for batch in self.train_loader:
+                if self.step == 0:
+                    self.log_inputs(batch)
+                self.train_step(batch)
+                self.step += 1
+                bar.update(1)
+                self.after_step(bar, window)
+                if self.step >= self.total_steps or self.stopping.reason:
+                    break
+                self.stop_if_preempted(preemption, bar)
         bar.close()
+        signalled = preemption.requested()  # during the last step: the run is complete, what follows is skipped
         if self.stopping.reason:
             print0(f"stopped at step {self.step}: {self.stopping.reason}", dist=self.dist)
         if not self.last_eval:  # resumed at the very end: nothing was evaluated in this process
@@ -362,6 +362,7 @@ class Trainer:
                 "best": self.best, "images_per_s": (self.step - start_step) * self.cfg.batch_size / training,
                 "wall_s": wall, "eval_s": self.eval_seconds, "world_size": self.dist.world_size,
                 **({"stopped": self.stopping.reason} if self.stopping.reason else {}),
+                **({"signal": signalled} if signalled else {}),
                 "replica_max_abs_diff": self.replica_spread()}
 
 
@@ -451,9 +452,14 @@ def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | No
     # config.yaml keeps the settings as given (`fast: true`), chosen again for the device on resume; env.json what ran
     fast, chosen = perf.apply_fast(cfg, dist.device)
     out = run_dir_of(recipe.NAME, out, dist)
-    run, folder = open_run(recipe.NAME, cfg, dist, out, resume, allow_world_size_change, speed=fast)
-    cfg = fast
+    # from here on a signal is a request to stop at the next step boundary (the first one included: a run signalled
+    # while it reads its data stops with a step-0 checkpoint that --resume continues), never a kill mid-write
+    preemption = Preemption(cfg.preempt_signals, dist)
+    run, folder, trainer = None, None, None
+    made = not resume and not Path(out).exists()  # a refused start removes the folder it made (the board lists none)
     try:
+        run, folder = open_run(recipe.NAME, cfg, dist, out, resume, allow_world_size_change, speed=fast)
+        cfg = fast
         if chosen:
             print0(chosen, dist=dist)
         trainer = Trainer(recipe, cfg, dist, run)
@@ -461,7 +467,7 @@ def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | No
             recipe.save_artifacts(cfg, trainer.data, run.path)
         if folder:
             trainer.load(folder)
-        metrics = trainer.train()
+        metrics = trainer.train(preemption)
         if run:
             metrics["run_dir"] = str(run.path)
             run.write_final(metrics)
@@ -478,11 +484,16 @@ def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | No
                 print0(f"requeued: {done}", dist=dist)
         raise
     except Exception as e:
+        if run and made and isinstance(e, TowerlabError) and (trainer is None or trainer.step == 0):
+            run.close()  # refused before a step was taken: a user's mistake, said in one line; no folder stays
+            shutil.rmtree(run.path, ignore_errors=True)
+            run = None
         if run:  # a collective broken by another process's death leaves a run to resume, not a failed one
             status = "interrupted" if isinstance(e, RuntimeError) and peer_failure(e) else "failed"
             run.write_status(status, (str(e).strip().splitlines() or [type(e).__name__])[0][:500])
         raise
     finally:
+        preemption.restore()
         if run:
             run.close()
 
@@ -526,4 +537,11 @@ def resume(run_dir: str | Path, dist: Dist | None = None, overrides: dict | None
     """Continue the run in run_dir from its newest checkpoint (config read from its config.yaml, `overrides`
     applied to the fields listed in RESUMABLE; the new values are written back to config.yaml)."""
     recipe, cfg = resume_config(run_dir, overrides)
+    record = RunRecord.load(run_dir)
+    saved = record.build_config()[1]
+    if record.status == "done" and (cfg.max_steps, cfg.epochs) == (saved.max_steps, saved.epochs):
+        # nothing to train: no file is rewritten (final_metrics.json, metrics.jsonl keep what the run wrote)
+        print0(f"{run_dir} finished at step {record.final.get('step')}; nothing to do (raise --max-steps or "
+               f"--epochs to train it on)", dist=dist)
+        return {**record.final, "run_dir": str(run_dir), "unchanged": True}
     return fit(recipe, cfg, dist, out=run_dir, resume=True, allow_world_size_change=allow_world_size_change)

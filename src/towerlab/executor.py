@@ -23,7 +23,7 @@ from typing import Callable, Protocol
 
 from tqdm import tqdm
 
-from towerlab.dist import die_with_parent
+from towerlab.lifetime import die_with_parent
 from towerlab.errors import ConfigError
 from towerlab.runs import Result, Trial, holder
 from towerlab.runs.run import METRICS

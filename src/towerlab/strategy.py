@@ -139,9 +139,6 @@ class PipelineStrategy(Strategy):
         if self.dist.distributed:
             raise ConfigError("strategy=pipeline runs in one process over several devices; launch one process "
                               "(no --procs / torchrun) and name the devices with --pipeline-devices")
-        if self.cfg.ema_decay:
-            raise ConfigError("ema_decay with strategy=pipeline is not supported: the average would be a full copy "
-                              "on one device; set --ema-decay 0 or use --strategy ddp")
         if self.cfg.compile or self.cfg.pipeline_chunks <= 0:
             raise ConfigError("strategy=pipeline needs pipeline_chunks > 0 and compile off")
 
@@ -152,6 +149,11 @@ class PipelineStrategy(Strategy):
         from towerlab.pipeline import Pipeline, devices_from
 
         pipe = Pipeline(raw, devices_from(self.cfg.pipeline_devices), self.cfg.pipeline_chunks)
+        # said after the model is known to split: a model that cannot be pipelined at all is the first thing to say
+        # (cifar10's default moving average used to be refused first, then its network)
+        if self.cfg.ema_decay:
+            raise ConfigError(f"ema_decay={self.cfg.ema_decay} with strategy=pipeline is not supported: the average "
+                              f"would be a full copy on one device; set --ema-decay 0 or use --strategy ddp")
         print0(f"pipeline: {pipe.describe()}", dist=self.dist)
         return pipe
 

@@ -137,7 +137,7 @@ def test_it_stops_when_the_population_stops_changing(zinc300, tmp_path):
     flat = objectives.Objective("flat", on_mol=lambda m: 1.0)
     history = graph_ga(flat, str(zinc300), tmp_path / "ga", Settings(population=5, offspring=10, generations=50,
                                                                      patience=3, seed=0))
-    assert len(history) == 3
+    assert [h["generation"] for h in history] == [0, 1, 2, 3]  # the start, then three unchanged generations
 
 
 class _Stopped(Exception):
@@ -231,7 +231,8 @@ def test_a_run_begun_before_the_journal_continues(zinc300, tmp_path):
     state["seen"] = dict(json.loads(line) for line in journal.read_text().splitlines()[:state.pop("scored")])
     history = tmp_path / "old" / "history.jsonl"
     state["history"] = [json.loads(line) for line in history.read_text().splitlines()]
-    assert len(state["history"]) == state["generation"] == 2
+    assert len(state["history"]) == state["generation"] + 1 == 3  # the start is generation 0
+    del state["history_lines"]  # as such a run's state.json had none
     (tmp_path / "old" / "state.json").write_text(json.dumps(state))
     journal.unlink()
     history.unlink()
@@ -295,3 +296,14 @@ def test_the_graph_ga_command_runs_without_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "ga" / "best.csv").is_file()
+
+
+def test_a_start_that_uses_the_whole_budget_still_names_its_best(zinc300, tmp_path):
+    """Issue 43: it printed best: null and wrote a progress.csv with a header only; generation 0 is the start."""
+    proc = run_cli("chem", "graph-ga", "--objective", "qed", "--start", str(zinc300), "--max-calls", "50",
+                   "--out", str(tmp_path / "ga"))
+    best = float(next(csv.DictReader(open(tmp_path / "ga" / "best.csv")))["score"])
+    assert '"best": null' not in proc.stdout and f'"best": {best}' in proc.stdout.replace("\n", " ")
+    rows = list(csv.DictReader(open(tmp_path / "ga" / "progress.csv")))
+    assert [r["generation"] for r in rows] == ["0"] and float(rows[0]["best"]) == best
+    assert "--max-calls 50 reached after generation 0" in proc.stdout

@@ -34,6 +34,12 @@ def test_the_search_finds_the_rewarded_molecule(tmp_path):
     assert best[0]["smiles"] == target and float(best[0]["score"]) == 1.0
     assert 150 <= history[-1]["molecules"] <= 150 + 10  # the budget in valid molecules, give or take the last expansion
     assert (tmp_path / "mcts" / "score.png").is_file() and (tmp_path / "mcts" / "progress.csv").is_file()
+    assert json.loads((tmp_path / "mcts" / "outcome.json").read_text())["stopped"] == "--budget 150 reached"
+    # issue 43: a search that ended before --budget said nothing of why
+    fresh = Objective("toy", on_mol=lambda mol: 0.0)
+    history = mcts(m, fresh, tmp_path / "calls", Settings(budget=100_000, expand=10, seed=0, max_calls=5))
+    stopped = json.loads((tmp_path / "calls" / "outcome.json").read_text())["stopped"]
+    assert history[-1]["molecules"] < 100_000 and stopped == "--max-calls 5 reached before --budget 100000"
 
 
 def test_the_same_seed_walks_the_same_tree(tmp_path):

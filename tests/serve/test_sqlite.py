@@ -50,7 +50,15 @@ def test_unreachable_database_at_startup(tmp_path, model_run):
     proc = run_serve(cfg, "--once")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "database 'default'" in lines[0] and "unreachable" in lines[0]
+    # issue 43: a file, not a server: "check that the server runs" sent users the wrong way
+    assert len(lines) == 1 and "database 'default'" in lines[0] and "the SQLite file cannot be opened" in lines[0]
+    assert "folder exists and is writable" in lines[0] and "server" not in lines[0]
+
+
+def test_a_model_path_that_is_not_there_is_said_as_such(tmp_path, model_run):
+    cfg = write_config(tmp_path / "serve.yaml", f"sqlite:///{tmp_path / 'f.db'}", tmp_path / "no-such-run")
+    proc = run_serve(cfg, "--once")
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and "train it first" not in proc.stderr
 
 
 def test_a_gap_that_never_fills_is_given_up_by_name(tmp_path, model_run, digit_rows):

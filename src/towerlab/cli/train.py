@@ -113,6 +113,12 @@ def print_result(m: dict, report: bool = True) -> None:
     print(f"run directory: {m['run_dir']}")
     board = Path(sys.executable).parent / "tensorboard"  # the venv's, which a plain `tensorboard` may not be
     print(f"TensorBoard:   {board if board.is_file() else 'tensorboard'} --logdir {m['run_dir']}/tb")
+    if m.get("unchanged"):  # a finished run resumed with nothing more to train: its report and artifacts stand
+        return
+    if m.get("signal"):  # a signal came during the last step: the run is complete; the report waits for a command
+        print(f"{m['signal']} during the last step: the run is complete; report skipped (`towerlab report "
+              f"{m['run_dir']}` writes it)")
+        return
     if report:
         write_report(m["run_dir"])
     upload_to_tracking(m["run_dir"])

@@ -155,8 +155,8 @@ def graph_ga(args) -> None:
     s = _settings(Settings, args)
     out = _folder(args, Path("runs"), "graph-ga", s.seed)
     history = run(objective, start, out, s, args.start_limit)
-    _print({**objective.counts(), "generations": len(history), "best": history[-1]["best"] if history else None,
-            **_auc(out)})
+    last = history[-1] if history else {}  # (a folder from before generation 0 was recorded may have none)
+    _print({**objective.counts(), "generations": last.get("generation", 0), "best": last.get("best"), **_auc(out)})
     print(f"best molecules: {out / 'best.csv'}; per generation: {out / 'progress.csv'}, {out / 'score.png'}; "
           f"grid: {out / 'best.png'}")
 

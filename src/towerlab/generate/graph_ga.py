@@ -231,16 +231,18 @@ def _load(out: Path, mine: dict, objective: Objective) -> dict | None:
         history.items(0)
         history.add(state["history"])
     else:
-        state["history"] = history.items(state["generation"])
+        # one line a generation, and one for the start (generation 0) in runs begun since it is recorded
+        state["history"] = history.items(state.get("history_lines", state["generation"]))
     print(f"resuming {out} after generation {state['generation']}")
     return state
 
 
 def _save(out: Path, state: dict, settings: dict, objective: Objective) -> None:
     """The generation's checkpoint: the scores and the history stay in their journals (already on disk), how many
-    lines of each are the run's goes here (the history has one a generation)."""
+    lines of each are the run's goes here."""
     small = {k: v for k, v in state.items() if k not in ("seen", "history")}
-    small.update(scored=len(state["seen"]), settings=settings, objective=objective.state())
+    small.update(scored=len(state["seen"]), history_lines=len(state["history"]), settings=settings,
+                 objective=objective.state())
     atomic_write(out / "state.json", json.dumps(small).encode())
 
 
@@ -252,6 +254,15 @@ def _same_start(out: Path, mine: dict) -> None:
         raise ConfigError(f"{out} holds the start of a graph GA with other settings ({differ}: {marker}); "
                           "choose another --out")
     atomic_write(marker, json.dumps(mine).encode())
+
+
+def _generation(gen: int, top: list[float | None], children: int, new: int, calls: int) -> dict:
+    """One line of progress.csv: the kept population's scores (best first) after generation `gen`."""
+    kept = [v for v in top if v is not None]
+    return {"generation": gen, "best": kept[0] if kept else None,
+            "top10_mean": sum(kept[:10]) / len(kept[:10]) if kept else None,
+            "mean_kept": sum(kept) / len(kept) if kept else None, "children": children, "new_molecules": new,
+            "scoring_calls": calls}
 
 
 def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_limit: int = 0) -> list[dict]:
@@ -270,7 +281,10 @@ def _search(objective: Objective, start: str, out: Path, s: Settings, start_limi
         _same_start(out, mine)
         seen: dict[str, float | None] = {}
         population = best_of_file(start, objective, s.population, seen, start_limit, s.seed, s.max_calls, journal)
-        state = {"generation": 0, "population": population, "seen": seen, "history": []}
+        # generation 0 is the start: its best is the run's best when the start uses the whole budget
+        state = {"generation": 0, "population": population, "seen": seen,
+                 "history": [_generation(0, [seen[c] for c in population], 0, objective.calls, objective.calls)]}
+        JsonLines(out / HISTORY).add(state["history"])
         _save(out, state, mine, objective)  # the starting scores are never paid twice
     seen, population, history = state["seen"], state["population"], state["history"]
     stale = state.get("stale", 0)  # generations in a row that left the population's scores as they were
@@ -291,10 +305,8 @@ def _search(objective: Objective, start: str, out: Path, s: Settings, start_limi
         scores_before = [seen[c] for c in population]
         population = ranked(seen, population + children)[:s.population]
         stale = stale + 1 if [seen[c] for c in population] == scores_before else 0  # GuacaMol's test: the scores
-        top = [seen[c] for c in population]
-        history.append({"generation": gen, "best": top[0], "top10_mean": sum(top[:10]) / len(top[:10]),
-                        "mean_kept": sum(top) / len(top), "children": len(children),
-                        "new_molecules": objective.calls - before, "scoring_calls": objective.calls})
+        history.append(_generation(gen, [seen[c] for c in population], len(children), objective.calls - before,
+                                   objective.calls))
         print(json.dumps(history[-1]), flush=True)
         JsonLines(out / HISTORY).add(history[-1:])
         state = {"generation": gen, "population": population, "seen": seen, "history": history, "stale": stale}

@@ -12,6 +12,7 @@ every completion (valid or not) and every objective call are counted and printed
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 from towerlab.chem.objectives import Objective
-from towerlab.files import make_dir
+from towerlab.files import atomic_write, make_dir
 from towerlab.generate.outputs import write_outputs
 from towerlab.generate.settings import MctsSettings as Settings
 from towerlab.generate.scoring import score_new
@@ -139,7 +140,18 @@ class Search:
             self.history.append({"molecules": self.molecules, "best": max(scores, default=None),
                                  "completions": self.completions, "distinct_valid": len(scores),
                                  "scoring_calls": self.objective.calls, "cpu_s": time.process_time() - start})
+        self.stopped = self._why_stopped()  # (also in outcome.json)
+        print(f"stopped after {self.molecules} molecules: {self.stopped}", flush=True)
         return self.history
+
+    def _why_stopped(self) -> str:
+        """In words, why the search ended (a search that ends before --budget must say so)."""
+        if self.molecules >= self.s.budget:
+            return f"--budget {self.s.budget} reached"
+        if self.s.max_calls and self.objective.calls >= self.s.max_calls:
+            return f"--max-calls {self.s.max_calls} reached before --budget {self.s.budget}"
+        return (f"the tree is exhausted before --budget {self.s.budget}: every branch is closed (the model writes no "
+                f"new valid molecule below any prefix; raise --temperature or --expand to widen it)")
 
     def _grow(self, leaf: Node) -> None:
         """Expand the leaf: its candidates completed in batches (one per prefix length), the valid ones kept."""
@@ -181,5 +193,6 @@ def mcts(m: Model, objective: Objective, out: Path, s: Settings) -> list[dict]:
     make_dir(out, "the output folder (--out)")
     search = Search(m, objective, s)
     history = search.run()
-    write_outputs(out, search.seen, history, objective.name, x="molecules", max_calls=s.max_calls)
+    result = write_outputs(out, search.seen, history, objective.name, x="molecules", max_calls=s.max_calls)
+    atomic_write(out / "outcome.json", json.dumps({**result, "stopped": search.stopped}, indent=1).encode())
     return history

@@ -44,6 +44,11 @@ BACKENDS = (Backend("onnxruntime", lambda model: model.endswith(".onnx"), _onnx)
 
 
 def scorer(settings) -> Scorer:
+    from pathlib import Path
+
+    if not Path(settings.model).exists():  # a mistyped path, not a run to train first
+        raise ConfigError(f"model: {settings.model} does not exist; give a run directory `towerlab train` wrote or "
+                          f"an .onnx file from `towerlab export`")
     return next(b for b in BACKENDS if b.takes(settings.model)).build(settings)
 
 

@@ -73,6 +73,9 @@ class Service:
             try:
                 store.ping()
             except DBAPIError as e:
+                if store.dialect.name == "sqlite":  # a file, not a server: its folder is missing or not writable
+                    raise ServeError(f"{where}: the SQLite file cannot be opened ({_first_line(e)}); check that its "
+                                     f"folder exists and is writable, and the path in the URL") from None
                 raise ServeError(f"{where} is unreachable ({_first_line(e)}); check that the server runs and the URL "
                                  f"and credentials are right") from None
             try:
