@@ -173,7 +173,8 @@ def fit_rates(recipe, cfg, steps: int, window: int) -> list[float]:
         run = dataclasses.replace(cfg, max_steps=steps, log_every=window, eval_every_epochs=0.0)
         fit(recipe, run, out=Path(tmp) / "run")
         rows = [json.loads(line) for line in open(Path(tmp) / "run" / "metrics.jsonl")]
-    return [r["train/images_per_s"] for r in rows if "train/images_per_s" in r]
+    key = "train/molecules_per_s" if any("train/molecules_per_s" in r for r in rows) else "train/images_per_s"
+    return [r[key] for r in rows if key in r]  # molecules a second for the SMILES recipes
 
 
 def steady(rates: list[float]) -> float:

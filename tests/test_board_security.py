@@ -145,3 +145,41 @@ def test_a_metric_name_that_is_not_mathtext_still_gets_its_report(world):
             f.write(json.dumps({"step": step, "val/odd$x_{1$": 0.5, "train/loss": 0.1}) + "\n")
     page = report.write(run).read_text()
     assert "<img" in page
+
+
+@pytest.mark.parametrize("path, code", [("/report/a%00b", 400), ("/report/" + "x" * 5000, 400),
+                                        ("/report/" + "y" * 300 + "/" + "z" * 300, 404)])
+def test_a_hostile_request_path_is_answered_not_dropped(board, path, code):
+    """Issue 43: a NUL or a 5,000-character name raised inside the handler and the connection was dropped."""
+    assert get(board, path)[0] == code
+
+
+def test_every_page_carries_a_content_security_policy(world, board):
+    """Issue 43: report pages had none; a name planted in a run must never load or send anything."""
+    conn = http.client.HTTPConnection("127.0.0.1", board, timeout=60)
+    for path in ("/", "/report/digits/"):
+        conn.request("GET", path, headers={"Host": f"127.0.0.1:{board}"})
+        r = conn.getresponse()
+        r.read()
+        policy = r.getheader("Content-Security-Policy") or ""
+        assert r.status == 200 and "default-src 'none'" in policy and r.getheader("X-Content-Type-Options") == "nosniff"
+    conn.close()
+    root, _ = world
+    run_cli("report", str(root / "digits"))
+    page = (root / "digits" / "report.html").read_text()
+    assert "http-equiv='Content-Security-Policy'" in page and "default-src 'none'" in page
+
+
+def test_a_run_with_a_string_where_a_number_belongs_is_listed_without_it(world):
+    """Issue 43: one such run blanked the board's whole table (its page called toFixed on a string)."""
+    import json
+    import shutil
+
+    root, _ = world
+    shutil.copytree(root / "digits", root / "odd")
+    final = json.loads((root / "odd" / "final_metrics.json").read_text())
+    final["best"]["value"], final["wall_s"] = "0.9", [1]
+    (root / "odd" / "final_metrics.json").write_text(json.dumps(final))
+    rows = {r["path"]: r for r in find_runs(root)}
+    assert rows["odd"]["metric"] is None and rows["odd"]["seconds"] is None
+    assert isinstance(rows["digits"]["metric"], float)

@@ -108,6 +108,8 @@ def test_ensemble_of_two_seeds_and_a_single_member_equals_itself(tmp_path):
     report = json.loads((tmp_path / "e" / "ensemble.json").read_text())
     assert set(report["members"]) == {"member0", "member1"} and "ensemble" in out
     assert 0.3 < report["ensemble"]["accuracy"] <= 1
+    assert set(report["ensemble"]) == {"accuracy", "mean_class_accuracy"}  # issue 43: IoU of image classes was shown
+    assert "iou" not in out.lower()
     assert report["members"]["member0"]["accuracy"] != report["members"]["member1"]["accuracy"]  # other seeds
     from pathlib import Path
 

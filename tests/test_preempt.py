@@ -158,3 +158,63 @@ def test_a_finished_run_resumed_is_a_no_op_that_says_so(tmp_path, straight):
                           capture_output=True, text=True, env=_env(), timeout=300)
     assert done.returncode == 0 and f"finished at step {STEPS}; nothing to do" in done.stdout, done.stderr[-2000:]
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name in before} == before
+
+
+SRUN = """#!/bin/bash
+# a stand-in for srun: SLURM_NTASKS tasks of the command, with the variables srun gives each; their pids in
+# $TASKS_FILE (where SLURM's signal delivery finds a job step's processes); the first failing exit code is its own
+while [[ "$1" == --* ]]; do shift; done
+pids=()
+for ((r = 0; r < SLURM_NTASKS; r++)); do
+    SLURM_PROCID=$r SLURM_LOCALID=$r SLURM_STEP_NUM_TASKS=$SLURM_NTASKS "$@" &
+    pids+=($!)
+done
+echo "${pids[@]}" > "$TASKS_FILE"
+code=0
+for p in "${pids[@]}"; do wait "$p" || { c=$?; [ $code -eq 0 ] && code=$c; }; done
+exit $code
+"""
+
+
+def test_the_sbatch_example_delivers_its_warning_to_the_tasks(tmp_path, shared_data):
+    """Issue 43: examples/slurm.sbatch asked for --signal=B:USR1@120, which SLURM sends to the batch shell only (no
+    trap there): the tasks never heard the warning. Run as SLURM would run it (srun and scontrol stood in for), its
+    signal delivered where its own #SBATCH --signal line sends it: every task checkpoints at the same step, the job
+    is requeued, and the script exits 3."""
+    import re
+    import socket
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "slurm.sbatch"
+    directive = re.search(r"^#SBATCH --signal=(\S+)", script.read_text(), re.M).group(1)
+    bin_dir, calls, tasks = tmp_path / "bin", tmp_path / "calls.txt", tmp_path / "tasks.txt"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(SRUN)
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    for tool in ("srun", "scontrol"):
+        (bin_dir / tool).chmod(0o755)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    env = _env(PATH=f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}", SLURM_JOB_ID="77",
+               SLURM_JOB_NAME="t", SLURM_NTASKS="2", SLURM_CPUS_PER_TASK="1", SLURM_JOB_NODELIST="localhost",
+               MASTER_PORT=str(port), TASKS_FILE=str(tasks), RUN=str(run), DATA=str(shared_data / "cifar10"))
+    job = subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                           start_new_session=True)
+    try:
+        _signal_when_running(run, job, lambda: None)
+        name, _, _ = directive.partition("@")
+        if name.startswith("B:"):  # SLURM signals the batch shell alone
+            os.kill(job.pid, getattr(signal, "SIG" + name[2:]))
+        else:  # every task of the job step
+            for pid in tasks.read_text().split():
+                os.kill(int(pid), getattr(signal, "SIG" + name))
+        _, err = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 3, err[-2000:]
+    assert calls.read_text().split() == ["requeue", "77"]
+    record = RunRecord.load(run)
+    assert record.status == "preempted" and record.checkpoints and json.loads(
+        (run / "env.json").read_text())["world_size"] == 2

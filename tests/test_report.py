@@ -33,6 +33,11 @@ def test_a_classification_report_shows_the_runs_own_accuracy(every_kind):
     assert "Most confident mistakes" in page and len(_images(page)) >= 6
     segdec = (every_kind / "segdec" / "report.html").read_text()
     assert "Precision-recall and ROC" in segdec
+    # issue 43: the matrix decided at 0.5 while predict and serve decide at the run's operating threshold
+    from towerlab import infer
+
+    threshold = infer.load(every_kind / "segdec", "best").cfg.threshold
+    assert f"class 1 from probability {threshold:.3f} (the run's operating point)" in segdec
     fcn = json.loads((every_kind / "fcn8s" / "final_metrics.json").read_text())
     assert "iou per class" in (every_kind / "fcn8s" / "report.html").read_text() and any(k.startswith("iou/") for k in fcn)
 

@@ -25,8 +25,19 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from towerlab.errors import ConfigError, TowerlabError
-from towerlab.files import inside, link_leaving
+from towerlab.files import inside, json_text, link_leaving
 from towerlab.runs import FILES, RunRecord, changed
+
+MAX_PATH = 1024  # a request path longer than this names no run: 400
+BOARD_CSP = ("default-src 'none'; connect-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+             "img-src data:; base-uri 'none'; form-action 'none'")
+
+
+def report_csp() -> str:
+    from towerlab.report import CSP
+
+    return CSP
+
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>towerlab board: {root}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;font-size:.92em}}
@@ -37,14 +48,15 @@ td,th{{border:1px solid #ddd;padding:.3em .7em;text-align:left}}th{{background:#
 <th>time</th><th>report</th></tr></thead><tbody></tbody></table>
 <div id="service"></div>
 <script>
+const num = v => typeof v === 'number' && isFinite(v);  // one run's odd value must not blank the table
 const esc = s => String(s).replace(/[&<>"]/g, c => ({{'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}})[c]);
 async function refresh() {{
   const runs = await (await fetch('runs.json')).json();
   document.getElementById('count').textContent = runs.length + ' runs';
   document.querySelector('#runs tbody').innerHTML = runs.map(r => `<tr data-run="${{esc(r.path)}}">
     <td>${{esc(r.path)}}</td><td>${{esc(r.recipe)}}</td><td class="${{esc(r.status)}}">${{esc(r.status)}}</td>
-    <td>${{r.metric === null ? '' : esc(r.metric_name + ' ' + r.metric.toFixed(4))}}</td><td>${{esc(r.steps)}}</td>
-    <td>${{r.seconds === null ? '' : esc(r.seconds.toFixed(1) + ' s')}}</td>
+    <td>${{num(r.metric) ? esc(r.metric_name + ' ' + r.metric.toFixed(4)) : ''}}</td><td>${{esc(r.steps)}}</td>
+    <td>${{num(r.seconds) ? esc(r.seconds.toFixed(1) + ' s') : ''}}</td>
     <td><a href="report/${{r.path.split('/').map(encodeURIComponent).join('/')}}/">report</a></td></tr>`).join('');
 }}
 async function service() {{
@@ -84,10 +96,15 @@ def find_runs(root: Path) -> list[dict]:
         final, best = rec.final or {}, rec.best
         metrics = rec.metrics() if not final else []
         rows.append({"path": str(run.relative_to(root)), "recipe": rec.recipe, "status": rec.status,
-                     "metric_name": best.get("metric", ""), "metric": best.get("value"),
-                     "steps": final.get("step", metrics[-1]["step"] if metrics else 0),
-                     "seconds": final.get("wall_s")})
+                     "metric_name": str(best.get("metric", "")), "metric": _number(best.get("value")),
+                     "steps": _number(final.get("step", metrics[-1]["step"] if metrics else 0)),
+                     "seconds": _number(final.get("wall_s"))})
     return rows
+
+
+def _number(v) -> float | int | None:
+    """A number as a number; anything else a file may hold there (a string, a list) as None."""
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def service_summary(config: str) -> list[dict]:
@@ -151,6 +168,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        # the board's page fetches its own JSON; a report fetches nothing (report.CSP)
+        self.send_header("Content-Security-Policy", BOARD_CSP if self.path in ("/", "/index.html") else report_csp())
         self.end_headers()
         self.wfile.write(data)
 
@@ -158,13 +178,15 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._host_ok():
             return self._send(403, "this board answers only requests addressed to 127.0.0.1 or localhost")
         path = unquote(self.path.split("?", 1)[0])
+        if "\x00" in path or len(path) > MAX_PATH:  # answered, never a dropped connection
+            return self._send(400, "bad request path")
         if path in ("/", "/index.html"):
             return self._send(200, PAGE.format(root=html.escape(str(self.root)), every=self.every,
                                                every_ms=int(self.every * 1000)))
         if path == "/runs.json":
-            return self._send(200, json.dumps(find_runs(self.root)), "application/json")
+            return self._send(200, json_text(find_runs(self.root)), "application/json")
         if path == "/service.json":
-            return self._send(200, json.dumps(service_summary(self.service) if self.service else []),
+            return self._send(200, json_text(service_summary(self.service) if self.service else []),
                               "application/json")
         if path.startswith("/report/"):
             return self._report(path[len("/report/"):])
@@ -175,7 +197,11 @@ class _Handler(BaseHTTPRequestHandler):
 
         rel = rel.removesuffix("report.html").strip("/")
         target = self.root / rel
-        if not rel or not inside(target, self.root) or not target.is_dir():
+        try:
+            found = bool(rel) and inside(target, self.root) and target.is_dir()
+        except (OSError, ValueError):  # a name too long for the file system, a loop of links: not a run
+            found = False
+        if not found:
             return self._send(404, "no such run under the board's folder")
         leaving = link_leaving(target, self.root)
         if leaving is not None:

@@ -200,10 +200,18 @@ class Trainer:
         return {k: v for k, v in metrics.items() if "/" not in k}
 
     @functools.cached_property
+    def molecules(self) -> bool:
+        """The recipe reads SMILES: its throughput counts molecules, not images."""
+        return bool(self.can & {"generate", "autoencode", "sequence"})
+
+    @property
     def rate_name(self) -> str:
-        """What the throughput counts: molecules for the recipes that read SMILES, images for the others."""
-        molecules = bool(self.can & {"generate", "autoencode", "sequence"})
-        return "mol_s" if molecules else "img_s"
+        return "mol_s" if self.molecules else "img_s"
+
+    @property
+    def rate_key(self) -> str:
+        """The throughput's name in metrics.jsonl and final_metrics.json."""
+        return "molecules_per_s" if self.molecules else "images_per_s"
 
     def log_train(self, bar: tqdm, images_per_s: float) -> None:
         names = list(self._log_sums)  # the same on every rank: the recipe returns the same keys everywhere
@@ -216,7 +224,7 @@ class Trainer:
         bar.set_postfix(loss=f"{loss:.4f}", **terms, lr=f"{lr:.3g}", **{self.rate_name: f"{images_per_s:,.0f}"})
         if self.run:
             self.run.log(self.step, {**{f"train/{n}": v for n, v in means.items()}, "train/lr": lr,
-                                     "train/images_per_s": images_per_s,
+                                     f"train/{self.rate_key}": images_per_s,
                                      **(self.system.read() if self.system else {})})
         if not math.isfinite(loss):
             raise DivergedError(f"training loss became {loss} at step {self.step}; lower --lr or set --clip-grad "
@@ -359,7 +367,7 @@ class Trainer:
         wall = time.perf_counter() - start
         training = max(wall - self.eval_seconds, 1e-9)  # throughput counts training only, never evaluation
         return {"step": self.step, "epoch": self.step / self.steps_per_epoch, **self.last_eval,
-                "best": self.best, "images_per_s": (self.step - start_step) * self.cfg.batch_size / training,
+                "best": self.best, self.rate_key: (self.step - start_step) * self.cfg.batch_size / training,
                 "wall_s": wall, "eval_s": self.eval_seconds, "world_size": self.dist.world_size,
                 **({"stopped": self.stopping.reason} if self.stopping.reason else {}),
                 **({"signal": signalled} if signalled else {}),

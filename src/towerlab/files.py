@@ -8,6 +8,8 @@ from __future__ import annotations
 import errno
 import io
 import fcntl
+import json
+import math
 import os
 import uuid
 from contextlib import contextmanager
@@ -191,3 +193,21 @@ def walk_files(root: str | Path) -> list[Path]:
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found += [Path(here) / f for f in files if not f.startswith(".") and os.path.isfile(os.path.join(here, f))]
     return sorted(found)
+
+
+def finite(obj):
+    """obj with every NaN or infinity (in dicts, lists, tuples) as None: JSON has no NaN, and a file holding one is
+    not JSON to any other reader (jq, JavaScript, a database's JSON type)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def json_text(obj, **kwargs) -> str:
+    """json.dumps of obj whose non-finite numbers are null: what every metrics file and JSON line towerlab writes
+    or prints goes through."""
+    return json.dumps(finite(obj), allow_nan=False, **kwargs)

@@ -95,9 +95,15 @@ def _kv(d: dict) -> str:
                                           for k, v in d.items()) + "</table>"
 
 
+# a report is one file that fetches nothing: its pictures are data: URLs, its script and style inline. The policy
+# says exactly that, so a name planted in a run (a class, a file) can never load or send anything.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; base-uri 'none'"
+
+
 def _page(title: str, sections: list[tuple[str, str]]) -> str:
     body = "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content in sections)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'>"
+            f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\"><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}<script>{SORT_JS}</script>"
             f"</body></html>")
 
@@ -161,7 +167,7 @@ def _summary(rec: RunRecord) -> dict:
     if best:
         out[f"best {best.get('metric')}"] = best.get("value")
         out["best at step"] = best.get("step")
-    for k in ("step", "epoch", "wall_s", "images_per_s", "eval_s"):
+    for k in ("step", "epoch", "wall_s", "images_per_s", "molecules_per_s", "eval_s"):
         if k in final:
             out[k] = final[k]
     if rec.error:
@@ -216,6 +222,7 @@ def _classification(path: Path, final: dict) -> str:
 
     from towerlab import infer
     from towerlab.dist import Dist
+    from towerlab.metrics import ConfusionMatrix, decide
     from towerlab.recipes import has
 
     loaded = infer.load(path, "best")
@@ -230,10 +237,12 @@ def _classification(path: Path, final: dict) -> str:
             labels.append(y)
             inputs.append(x)
     p, y, x = torch.cat(probs), torch.cat(labels).long(), torch.cat(inputs)
-    pred = p.argmax(1)
+    threshold = getattr(cfg, "threshold", None) if len(names) == 2 else None  # what predict and serve decide at
+    pred = decide(p, threshold)
     k = len(names)
-    cm = torch.zeros(k, k, dtype=torch.long)
-    cm.index_put_((y, pred), torch.ones_like(y), accumulate=True)
+    confusion = ConfusionMatrix(k, torch.device("cpu"))
+    confusion.update(pred, y)
+    cm = confusion.counts
     per_class = (cm.diag() / cm.sum(1).clamp_min(1)).tolist()
     accuracy = float((pred == y).float().mean())
     plt = _plt()
@@ -254,8 +263,8 @@ def _classification(path: Path, final: dict) -> str:
     ax.set_title("accuracy per class")
     bars = _png(fig)
     points = {"threshold 0.5": 0.5}
-    if "best_f1_threshold" in final:  # SegDecNet's second operating point
-        points[f"best F1 ({final['best_f1_threshold']:.3f})"] = final["best_f1_threshold"]
+    if threshold and threshold != 0.5:  # the run's operating point: the matrix above and predict decide there
+        points[f"operating point ({threshold:.3f})"] = threshold
     curves = ("<p>Precision-recall and ROC curves (class 1 positive), the operating points marked:</p>"
               + _pr_roc(p[:, 1], y, points)) if k == 2 else ""
     wrong = (pred != y).nonzero()[:, 0]
@@ -271,7 +280,8 @@ def _classification(path: Path, final: dict) -> str:
     gallery = "".join(f"<div>{_image(pictures[i], f'true {names[y[i]]}, predicted {names[pred[i]]}')}<br><small>"
                       f"true {html.escape(names[y[i]])}, predicted {html.escape(names[pred[i]])} "
                       f"({float(p[i, pred[i]]):.2f})</small></div>" for i in top)
-    return (f'<p>accuracy <b id="accuracy">{accuracy:.4f}</b> on {len(y)} validation items (best weights)</p>'
+    decided = f", class 1 from probability {threshold:.3f} (the run's operating point)" if threshold else ""
+    return (f'<p>accuracy <b id="accuracy">{accuracy:.4f}</b> on {len(y)} validation items (best weights{decided})</p>'
             f'<div class="figs">{matrix}{bars}{curves}</div><h3>Most confident mistakes</h3>'
             f'<div style="display:flex;gap:1em;flex-wrap:wrap">{gallery}</div>')
 

@@ -52,6 +52,9 @@ def test_a_short_real_run_learns_and_chem_sample_reports_and_draws(lstm_run, tmp
     assert losses[-1] < 0.7 * losses[0]
     final = json.loads((lstm_run / "final_metrics.json").read_text())
     assert 0 <= final["sample_validity"] <= 1 and final["perplexity"] > 1
+    # issue 43: a molecule run reported images_per_s; its throughput counts molecules
+    assert final["molecules_per_s"] > 0 and "images_per_s" not in final
+    assert any("train/molecules_per_s" in r for r in rows) and not any("train/images_per_s" in r for r in rows)
     reference = tmp_path / "ref.txt"
     reference.write_text("CCO\nc1ccccc1\n")
     out = run_cli("chem", "sample", str(lstm_run), "--n", "64", "--out", str(tmp_path / "s.csv"), "--reference",

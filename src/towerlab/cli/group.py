@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from towerlab.files import json_text
 from towerlab import recipes
 from towerlab.cli.args import (POSITIVE, add_devices, add_no_report, add_set, count, executor, overrides, share,
                                write_report)
@@ -105,7 +106,7 @@ def cmd_search(args) -> int:
           "random_select": args.random_select, "mutate": args.mutate, "seed": args.seed}
     best = search(args.recipe, args.space, args.out, executor(args), args.algo, overrides(args.set), args.points,
                   args.prune, args.storage, study=args.study, **ga)
-    print(json.dumps(best, indent=1))
+    print(json_text(best, indent=1))
     print(f"best config: {Path(args.out) / 'best.yaml'}")
     if not args.no_report and os.environ.get("TOWERLAB_REPORT", "1") != "0":
         _report_search(Path(args.out), args.recipe)

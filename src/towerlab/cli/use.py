@@ -8,6 +8,7 @@ from pathlib import Path
 
 from towerlab import recipes
 from towerlab.cli.args import POSITIVE, add_checkpoint, at_least
+from towerlab.files import json_text
 
 
 def add_recipes(sub) -> None:
@@ -37,7 +38,7 @@ def cmd_eval(args) -> int:
     RunRecord.load(args.run_dir)  # "not a run directory" before "no checkpoint"
     folder = find(Path(args.run_dir), args.checkpoint)  # verified once (a fallback is said), named below
     metrics = infer.evaluate(args.run_dir, args.checkpoint, folder=folder, **overrides)
-    print(json.dumps({**metrics, "checkpoint": args.checkpoint, "checkpoint_step": step_of(folder)}, indent=2))
+    print(json_text({**metrics, "checkpoint": args.checkpoint, "checkpoint_step": step_of(folder)}, indent=2))
     print(f"evaluated the {args.checkpoint} checkpoint ({folder.name}, step {step_of(folder)})"
           + ("; --checkpoint last for the other" if args.checkpoint == "best" else ""), file=sys.stderr)
     return 0
@@ -73,7 +74,7 @@ def cmd_predict(args) -> int:
     results = infer.predict(args.run_dir, args.files, args.checkpoint, args.out_dir, args.resize)
     for r in results:
         if args.json:
-            print(json.dumps(r))
+            print(json_text(r))
         elif "probabilities" not in r:  # a recipe with outputs of its own: show what it wrote
             print(f"{r['file']}: " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                                 for k, v in r.items() if k != "file"))

@@ -8,12 +8,13 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
+from towerlab.files import json_text
 from towerlab.errors import ConfigError
 from towerlab.generate.outputs import write_csv, write_grid
 
 
 def _print(report: dict) -> None:
-    print(json.dumps(report, indent=2))
+    print(json_text(report, indent=2))
 
 
 def _grid(rows: list[dict], key: str, path: Path) -> None:

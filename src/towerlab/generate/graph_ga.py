@@ -26,7 +26,7 @@ from rdkit import Chem, RDLogger
 from towerlab.chem import props
 from towerlab.chem.objectives import Objective
 from towerlab.errors import ConfigError, DataError
-from towerlab.files import atomic_write, held, make_dir
+from towerlab.files import atomic_write, held, json_text, make_dir
 from towerlab.generate.outputs import write_outputs
 from towerlab.generate.settings import GraphGaSettings as Settings
 from towerlab.generate.settings import other_settings
@@ -307,7 +307,7 @@ def _search(objective: Objective, start: str, out: Path, s: Settings, start_limi
         stale = stale + 1 if [seen[c] for c in population] == scores_before else 0  # GuacaMol's test: the scores
         history.append(_generation(gen, [seen[c] for c in population], len(children), objective.calls - before,
                                    objective.calls))
-        print(json.dumps(history[-1]), flush=True)
+        print(json_text(history[-1]), flush=True)
         JsonLines(out / HISTORY).add(history[-1:])
         state = {"generation": gen, "population": population, "seen": seen, "history": history, "stale": stale}
         _save(out, state, mine, objective)

@@ -21,7 +21,7 @@ from towerlab import checkpoint
 from towerlab.chem.objectives import Objective
 from towerlab.chem.tokens import Skipped
 from towerlab.errors import CheckpointError, ConfigError
-from towerlab.files import atomic_write, held, make_dir
+from towerlab.files import atomic_write, held, json_text, make_dir
 from towerlab.generate.model import Model
 from towerlab.generate.outputs import write_outputs
 from towerlab.generate.settings import HillclimbSettings as Settings
@@ -119,7 +119,7 @@ def _climb(m: Model, objective: Objective, out: Path, s: Settings, start: str, s
                         "top10_mean": sum(seen[c] for c in pool[:10]) / len(pool[:10]) if pool else None,
                         "valid_share": valid, "new_molecules": new, "scoring_calls": objective.calls,
                         "failed": objective.failed, "fine_tune_loss": loss})
-        print(json.dumps(history[-1]))
+        print(json_text(history[-1]))
         checkpoint.save(out / "checkpoints", r, {"model": m.net.state_dict()},
                         {"optimizer": opt.state_dict(), "round": r, "seen": json.dumps(seen),
                          "history": json.dumps(history), "objective": json.dumps(objective.state())}, ["last"])

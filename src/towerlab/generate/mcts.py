@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from towerlab.chem.objectives import Objective
-from towerlab.files import atomic_write, make_dir
+from towerlab.files import atomic_write, json_text, make_dir
 from towerlab.generate.outputs import write_outputs
 from towerlab.generate.settings import MctsSettings as Settings
 from towerlab.generate.scoring import score_new
@@ -194,5 +194,5 @@ def mcts(m: Model, objective: Objective, out: Path, s: Settings) -> list[dict]:
     search = Search(m, objective, s)
     history = search.run()
     result = write_outputs(out, search.seen, history, objective.name, x="molecules", max_calls=s.max_calls)
-    atomic_write(out / "outcome.json", json.dumps({**result, "stopped": search.stopped}, indent=1).encode())
+    atomic_write(out / "outcome.json", json_text({**result, "stopped": search.stopped}, indent=1).encode())
     return history

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from towerlab.chem import props
-from towerlab.files import atomic_write, write_png
+from towerlab.files import atomic_write, json_text, write_png
 from towerlab.generate.scoring import ranked, summary
 
 
@@ -41,7 +41,7 @@ def write_outputs(out: Path, seen: dict[str, float | None], history: list[dict],
     outcome.json (calls, best, top-10 and top-100 means, PMO's area under the top-10 curve); returns the summary."""
     rows = [(c, seen[c]) for c in ranked(seen)]
     result = {"objective": name, **summary(seen, max_calls)}
-    atomic_write(out / "outcome.json", json.dumps(result, indent=1).encode())
+    atomic_write(out / "outcome.json", json_text(result, indent=1).encode())
     write_csv([{"smiles": c, "score": v} for c, v in rows], out / "best.csv")
     write_csv([{"call": i, "smiles": c, "score": v} for i, (c, v) in enumerate(seen.items(), 1)], out / "calls.csv")
     write_csv(history, out / ("rounds.csv" if x == "round" else "progress.csv"))

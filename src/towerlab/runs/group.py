@@ -7,7 +7,7 @@ import csv
 import json
 from pathlib import Path
 
-from towerlab.files import atomic_write
+from towerlab.files import atomic_write, json_text
 
 SUMMARY, ENSEMBLE = "summary.json", "ensemble.json"
 
@@ -23,14 +23,14 @@ class GroupFolder:
 
     def write_summary(self, rows: list[dict]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path / SUMMARY, json.dumps(rows, indent=2))
+        atomic_write(self.path / SUMMARY, json_text(rows, indent=2))
         with open(self.path / "summary.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
             w.writeheader()
             w.writerows(rows)
 
     def write_ensemble(self, report: dict) -> Path:
-        return atomic_write(self.path / ENSEMBLE, json.dumps(report, indent=2))
+        return atomic_write(self.path / ENSEMBLE, json_text(report, indent=2))
 
     def rows(self) -> tuple[str, list[dict]]:
         """(the column that names a member, one row per member: its metrics; an ensemble's own row last)."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from towerlab.config import load_yaml, save_yaml
 from towerlab.errors import ConfigError
 from towerlab import secrets
-from towerlab.files import acquire_lock, atomic_write, holder, make_dir
+from towerlab.files import acquire_lock, atomic_write, holder, json_text, make_dir
 
 
 CONFIG, METRICS, FINAL, STATUS, ENV = "config.yaml", "metrics.jsonl", "final_metrics.json", "status.json", "env.json"
@@ -94,7 +94,7 @@ class Run:
 
     def log(self, step: int, values: dict[str, float]) -> None:
         with open(self.path / METRICS, "a") as f:
-            f.write(json.dumps({"step": step, **values}) + "\n")
+            f.write(json_text({"step": step, **values}) + "\n")
         if self.tracker:
             self.tracker.log(step, values)
         for k, v in values.items():
@@ -102,7 +102,7 @@ class Run:
                 self.tb.add_scalar(k, v, step)
 
     def write_final(self, metrics: dict) -> None:
-        (self.path / FINAL).write_text(json.dumps(metrics, indent=2))
+        (self.path / FINAL).write_text(json_text(metrics, indent=2))
         self.tb.flush()
         self.write_status("done")
         if self.tracker:
@@ -227,7 +227,8 @@ def read_metrics(path: Path) -> list[dict]:
 
 def curve(path: Path, metric: str) -> list[float]:
     """The run's validation `metric` at each of its evaluations so far."""
-    return [float(r[f"val/{metric}"]) for r in read_metrics(path) if f"val/{metric}" in r]
+    key = f"val/{metric}"  # a value that was not a number is written as null: NaN here, in its place
+    return [float("nan") if r[key] is None else float(r[key]) for r in read_metrics(path) if key in r]
 
 
 def newest_change(path: Path) -> float:

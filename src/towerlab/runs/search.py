@@ -19,7 +19,7 @@ from pathlib import Path
 from towerlab.config import save_yaml
 from towerlab.errors import ConfigError
 from towerlab import secrets
-from towerlab.files import atomic_write
+from towerlab.files import atomic_write, json_text
 from towerlab.runs.run import TRACKING, _json
 from towerlab.runs.trial import Trial
 
@@ -51,9 +51,9 @@ class SearchFolder:
     def save_progress(self, algo: str, state: dict, generations: list[dict], best: dict) -> None:
         """After each batch, each file whole (a kill leaves the old one or the new)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path / STATE, json.dumps({"algo": algo, **state}).encode())
-        atomic_write(self.path / GENERATIONS, json.dumps(generations, indent=1).encode())
-        atomic_write(self.path / BEST, json.dumps(best, indent=1).encode())
+        atomic_write(self.path / STATE, json_text({"algo": algo, **state}).encode())
+        atomic_write(self.path / GENERATIONS, json_text(generations, indent=1).encode())
+        atomic_write(self.path / BEST, json_text(best, indent=1).encode())
 
     # -- the result ------------------------------------------------------------------------------------------------
     def best(self) -> dict | None:
@@ -64,7 +64,7 @@ class SearchFolder:
 
     def write_best(self, best: dict, config: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path / BEST, json.dumps(best, indent=1).encode())
+        atomic_write(self.path / BEST, json_text(best, indent=1).encode())
         save_yaml(config, self.path / "best.yaml")
 
     def generations(self) -> list[dict]:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from towerlab.errors import ConfigError
-from towerlab.files import atomic_write
+from towerlab.files import atomic_write, json_text
 from towerlab.runs.run import RunRecord, curve
 
 SPEC, RESULT, PRUNED, LOG = "trial.json", "result.json", "pruned.json", "log.txt"
@@ -69,7 +69,7 @@ class Trial:
             return None
 
     def write_result(self, result: Result) -> None:
-        atomic_write(self.out / RESULT, json.dumps(asdict(result), indent=1).encode())
+        atomic_write(self.out / RESULT, json_text(asdict(result), indent=1).encode())
 
     def clear_result(self) -> None:
         (self.out / RESULT).unlink(missing_ok=True)
@@ -90,7 +90,7 @@ class Trial:
 
     def write_pruned(self, metric: str, evaluation: int, value: float) -> dict:
         record = {"metric": metric, "evaluation": evaluation, "value": value}
-        atomic_write(self.out / PRUNED, json.dumps(record).encode())
+        atomic_write(self.out / PRUNED, json_text(record).encode())
         return record
 
     def curve(self, metric: str) -> list[float]:

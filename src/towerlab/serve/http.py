@@ -9,6 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from towerlab.files import json_text
+
 
 class Metrics:
     def __init__(self):
@@ -61,7 +63,7 @@ def serve_http(service, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServ
             self._json(404, {"error": "not found; try /healthz, /readyz or /metrics"})
 
         def _json(self, code, body):
-            self._send(code, json.dumps(body).encode(), "application/json")
+            self._send(code, json_text(body).encode(), "application/json")
 
         def _send(self, code, body: bytes, ctype: str):
             self.send_response(code)
