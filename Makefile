@@ -42,7 +42,7 @@ bench: $(STAMP)
 	$(PY) bench/throughput.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(EXE_VENV) runs .pytest_cache
 
 # Stand-alone executables of the service; see README "Serving". Not part of `make test`: a build takes minutes.
 # `make exe`: ONNX Runtime, no torch (grades models exported with `towerlab export RUN --format onnx`);
@@ -53,9 +53,19 @@ EXE_TORCH := dist/towerlab-serve-torch
 PYI_COMMON := --noconfirm --clean --onefile --log-level WARN --hidden-import sqlalchemy.dialects.sqlite \
 	--hidden-import sqlalchemy.dialects.postgresql --hidden-import psycopg --exclude-module tensorboard \
 	--exclude-module matplotlib --exclude-module IPython --exclude-module lightning
-exe: $(STAMP)
-	$(PY) -m pip install -q pyinstaller
-	$(VENV)/bin/pyinstaller $(PYI_COMMON) --name towerlab-serve --collect-submodules towerlab.serve \
+# The ONNX program is built in a venv of its own holding only what the service imports (PyInstaller bundles whatever
+# the build environment has: built from the test venv it carried pyarrow, scipy, pandas and grpc, 198 MiB).
+EXE_VENV := .venv-exe
+EXE_DEPS := sqlalchemy pydantic prometheus-client 'psycopg[binary]' pyyaml numpy pillow onnxruntime pyinstaller
+$(EXE_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(EXE_VENV)
+	$(EXE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(EXE_VENV)/bin/python -m pip install -q $(EXE_DEPS)
+	$(EXE_VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+exe: $(EXE_VENV)/.installed
+	$(EXE_VENV)/bin/pyinstaller $(PYI_COMMON) --name towerlab-serve --collect-submodules towerlab.serve \
 		--exclude-module towerlab.serve.scorer --exclude-module torch --exclude-module torchvision \
 		--exclude-module onnx --exclude-module sympy --exclude-module rdkit --exclude-module ray \
 		packaging/serve_entry.py

@@ -85,3 +85,26 @@ def test_every_kind_of_report_renders_in_the_browser(every_kind, browser, tmp_pa
     browser.goto(f"file://{every_kind / 'search' / 'report.html'}")
     linked = browser.eval("Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href'))")
     assert linked and all((every_kind / "search" / href).is_file() for href in linked)  # each trial's own page
+
+
+def test_one_run_with_a_string_metric_does_not_blank_the_table(every_kind, browser, tmp_path):
+    """Issue 43: the page called toFixed on whatever final_metrics.json held; one string emptied the whole table."""
+    import shutil
+
+    root = tmp_path / "runs"
+    for name in ("good", "odd"):
+        shutil.copytree(every_kind / "digits", root / name)
+    final = json.loads((root / "odd" / "final_metrics.json").read_text())
+    final["best"]["value"], final["wall_s"] = "0.9", "soon"
+    (root / "odd" / "final_metrics.json").write_text(json.dumps(final))
+    server = make_server(root, 0, every=0.5)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        browser.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        rows = browser.wait("document.querySelectorAll('#runs tbody tr').length === 2 && "
+                            "Array.from(document.querySelectorAll('#runs tbody tr')).map(r => r.innerText)")
+        best = json.loads((root / "good" / "final_metrics.json").read_text())["best"]["value"]
+        assert f"accuracy {best:.4f}" in rows[0] and "odd" in rows[1]
+    finally:
+        server.shutdown()
+        server.server_close()
