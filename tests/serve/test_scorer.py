@@ -27,3 +27,17 @@ def test_fcn_run_is_refused_with_one_line(camvid_dir, tmp_path):
     fit(get("fcn32s"), cfg, out=tmp_path / "run")
     with pytest.raises(ConfigError, match="the service .* needs a recipe that can classify whole images; fcn32s cannot"):
         Scorer(tmp_path / "run")
+
+
+@pytest.mark.parametrize("pointer", ['{"dir": 7, "step": 7}', '{"dir": "../../elsewhere", "step": 1}'])
+def test_a_pointer_that_names_no_checkpoint_of_the_run_is_said_not_followed(model_run, tmp_path, caplog, pointer):
+    """Issue 43: a last.json whose dir was a number or a path outside the run was passed over without a word."""
+    import logging
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(model_run, run)
+    (run / "checkpoints" / "last.json").write_text(pointer)
+    with caplog.at_level(logging.WARNING, logger="towerlab.serve"):
+        scorer = Scorer(run)
+    assert scorer.current.name.startswith("step-") and "does not verify" in caplog.text

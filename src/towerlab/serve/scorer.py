@@ -24,7 +24,10 @@ class TorchScorer(Reloading):
         self.run_dir, self.which, self.heatmaps = Path(run_dir), which, heatmaps
         self.run_id = self.run_dir.resolve().name
         folder = checkpoint.find(self.run_dir, which, quiet=True)
-        named = self.candidate()
+        try:
+            named = checkpoint.pointer(self.run_dir / "checkpoints", which)
+        except CheckpointError:  # a pointer that names a number, a path outside the run: said, never followed
+            named = self.run_dir / "checkpoints" / f"{which}.json (damaged)"
         if named is not None and named != folder:
             log.warning("the checkpoint the run points at does not verify; serving the newest that does",
                         extra={"fields": {"named": named.name, "serving": folder.name}})
