@@ -6,6 +6,7 @@ import io
 import json
 import re
 
+import pytest
 from helpers import run_cli
 from PIL import Image
 
@@ -60,3 +61,29 @@ def test_a_grid_search_gets_its_report(tmp_path):
             "--set", "dataset=digits", "--set", "epochs=1", env={"TOWERLAB_REPORT": "1"})
     page = (tmp_path / "s" / "report.html").read_text()
     assert "a grid search" in page and "Trials" in page and page.count("<tr>") >= 3
+
+
+@pytest.mark.parametrize("procs", ["1", "2"])
+def test_the_best_evaluations_predictions_are_kept_in_item_order_and_the_report_reads_them(tmp_path, procs):
+    """Issue 43: the end-of-run report evaluated the validation split again (~50 s for MNIST after 85 s of
+    evaluation). A classifier's evaluation keeps its predictions, gathered from every process in item order; the
+    report reads those of the best step."""
+    import torch
+
+    from towerlab import infer
+    from towerlab.dist import Dist
+    from towerlab.runs import RunRecord
+
+    run = tmp_path / "run"
+    run_cli("train", "digits", "--max-steps", "30", "--eval-every-steps", "10", "--procs", procs, "--out", str(run),
+            "--no-report")
+    rec = RunRecord.load(run)
+    probs, labels = rec.predictions(rec.best["step"])
+    loaded = infer.load(run, "best")
+    val = loaded.recipe.build_data(loaded.cfg, Dist()).val
+    assert torch.equal(labels, val.tensors[-1].cpu())  # every item once, in order, whatever the processes
+    assert (probs.argmax(1) == labels).double().mean().item() == pytest.approx(rec.best["value"], abs=1e-12)
+    assert rec.predictions(rec.best["step"] + 1) is None  # another step's are never taken for the best's
+    run_cli("report", str(run))
+    page = (run / "report.html").read_text()
+    assert float(re.search(r'id="accuracy">([0-9.]+)<', page).group(1)) == round(rec.best["value"], 4)

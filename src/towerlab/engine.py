@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from towerlab import checkpoint, perf, recipes, strategy
 from towerlab.config import TrainConfig, merge
-from towerlab.dist import (Dist, all_gather, all_reduce_extremes, all_reduce_sum, barrier, print0,
+from towerlab.dist import (Dist, all_gather, all_gather_rows, all_reduce_extremes, all_reduce_sum, barrier, print0,
                            peer_failure, restart_count, setup)
 from towerlab.data.loader import limited
 from towerlab.errors import ConfigError, DivergedError, TowerlabError
@@ -166,8 +166,12 @@ class Trainer:
         model = self.strategy.eval_model(self.raw, self.ema, self.model)
         model.eval()
         t0 = time.perf_counter()
+        loader = Progress(self.val_loader, "evaluate", self.dist)
         with self.autocast():
-            metrics = self.recipe.evaluate(model, Progress(self.val_loader, "evaluate", self.dist), self.dist)
+            if "predictions" in self.can:
+                metrics, probs, labels = self.recipe.evaluate_predictions(model, loader, self.dist)
+            else:
+                metrics = self.recipe.evaluate(model, loader, self.dist)
         self.eval_seconds += time.perf_counter() - t0
         if self.cfg.eval_limit:  # say so wherever these numbers go: they are not the whole validation split
             metrics = {**metrics, "eval_items": int(self.val_loader.num_items)}
@@ -178,6 +182,8 @@ class Trainer:
             self.best = {"metric": name, "value": value, "step": self.step}
             if self.data.test is not None:  # the held-out test split, scored only for the weights validation chose
                 self.best["test"] = self._test(model)
+            if "predictions" in self.can:
+                self._keep_predictions(probs, labels)
         self.last_eval = metrics
         self.stopping.update(metrics)
         if self.dist.is_main:  # on the console too, as each evaluation happens (not only in the files)
@@ -191,6 +197,15 @@ class Trainer:
             if "examples" in self.can:  # a recipe that draws its outputs (segmentation overlays)
                 self.run.tb.add_images("val/examples", self.recipe.examples(model, self.val_loader), self.step)
         return metrics
+
+    def _keep_predictions(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        """Every process's predictions put back in item order on rank 0 and written beside the run's metrics (the
+        report reads them instead of evaluating the split again). A collective: every rank takes part."""
+        where = all_gather_rows(self.val_loader.local_items(), self.dist)
+        probs, labels = all_gather_rows(probs, self.dist), all_gather_rows(labels, self.dist)
+        if self.run:
+            order = where.argsort()
+            self.run.write_predictions(self.step, probs[order], labels[order])
 
     def _test(self, model: nn.Module) -> dict[str, float]:
         t0 = time.perf_counter()

@@ -221,6 +221,7 @@ def _classification(path: Path, final: dict) -> str:
     import torch
 
     from towerlab import infer
+    from towerlab.data.loader import limited
     from towerlab.dist import Dist
     from towerlab.metrics import ConfusionMatrix, decide
     from towerlab.recipes import has
@@ -229,14 +230,13 @@ def _classification(path: Path, final: dict) -> str:
     recipe, cfg = loaded.recipe, loaded.cfg
     val = recipe.build_data(cfg, Dist()).val
     names = recipe.class_names(cfg)
-    probs, labels, inputs = [], [], []
-    with torch.no_grad():
-        for batch in bar(val, "report: the validation split", total=len(val), unit="batch", min_total=4):
-            x, y = batch[0], batch[-1]
-            probs.append(recipe.predict(loaded.model, x).float())
-            labels.append(y)
-            inputs.append(x)
-    p, y, x = torch.cat(probs), torch.cat(labels).long(), torch.cat(inputs)
+    rec = RunRecord.load(path)
+    kept = rec.predictions(rec.best.get("step", -1))  # the best evaluation's own predictions: no second pass
+    if kept is not None and len(kept[1]) <= val.num_items:
+        p, y = kept[0].float(), kept[1].long()
+        val = limited(val, len(y))  # (an --eval-limit run evaluated the first items only)
+    else:
+        p, y = _predict_split(loaded, val)
     threshold = getattr(cfg, "threshold", None) if len(names) == 2 else None  # what predict and serve decide at
     pred = decide(p, threshold)
     k = len(names)
@@ -269,14 +269,15 @@ def _classification(path: Path, final: dict) -> str:
               + _pr_roc(p[:, 1], y, points)) if k == 2 else ""
     wrong = (pred != y).nonzero()[:, 0]
     top = wrong[p[wrong, pred[wrong]].argsort(descending=True)][:8].tolist()
-    pictures = {i: _picture(x[i]) for i in top}
+    shown = val.items_at(torch.tensor(top, dtype=torch.long))[0].cpu() if top else None  # only these are read
+    pictures = {i: _picture(shown[j]) for j, i in enumerate(top)}
     if top and has(recipe, "heatmap"):  # where the model sees the defect, in red over the mistaken image
         from towerlab.data.segmentation import red_overlay
 
         with torch.no_grad():
-            heat = recipe.heatmaps(loaded.model, x[top])
+            heat = recipe.heatmaps(loaded.model, shown)
         for j, i in enumerate(top):
-            pictures[i] = _picture(red_overlay(_to_uint8(x[i]), heat[j].cpu()))
+            pictures[i] = _picture(red_overlay(_to_uint8(shown[j]), heat[j].cpu()))
     gallery = "".join(f"<div>{_image(pictures[i], f'true {names[y[i]]}, predicted {names[pred[i]]}')}<br><small>"
                       f"true {html.escape(names[y[i]])}, predicted {html.escape(names[pred[i]])} "
                       f"({float(p[i, pred[i]]):.2f})</small></div>" for i in top)
@@ -284,6 +285,18 @@ def _classification(path: Path, final: dict) -> str:
     return (f'<p>accuracy <b id="accuracy">{accuracy:.4f}</b> on {len(y)} validation items (best weights{decided})</p>'
             f'<div class="figs">{matrix}{bars}{curves}</div><h3>Most confident mistakes</h3>'
             f'<div style="display:flex;gap:1em;flex-wrap:wrap">{gallery}</div>')
+
+
+def _predict_split(loaded, val):
+    """(probabilities, labels) of the whole validation split: for a run that kept no predictions of its best step."""
+    import torch
+
+    probs, labels = [], []
+    with torch.no_grad():
+        for batch in bar(val, "report: the validation split", total=len(val), unit="batch", min_total=4):
+            probs.append(loaded.recipe.predict(loaded.model, batch[0]).float().cpu())
+            labels.append(batch[-1].cpu())
+    return torch.cat(probs), torch.cat(labels).long()
 
 
 def _segmentation(path: Path, n: int = 3) -> str:

@@ -77,6 +77,17 @@ class TensorLoader:
         per = len(idx) // w
         return idx[r * per:(r + 1) * per]
 
+    def local_items(self) -> torch.Tensor:
+        """The items this process yields in one pass (from batch 0), in order, as indices into the whole split: what
+        puts every process's predictions back in item order."""
+        order, b = self._order(), self.batch_size
+        return torch.cat([self._local(order[i * b:(i + 1) * b]) for i in range(len(self))] or [torch.zeros(0)]).long()
+
+    def items_at(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The items at these indices as the loader yields them (the transform applied): a report's pictures."""
+        batch = self._gather(idx.to(self._order_device()))
+        return self.transform(*batch) if self.transform else batch
+
     def _gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(t.index_select(0, idx).to(self.dist.device, non_blocking=True) for t in self.tensors)
 

@@ -30,13 +30,13 @@ class Entry:
 _FCN = ("segment", "predict_files", "examples")
 ENTRIES = (
     Entry("mnist", "mnist", MnistConfig, "the classic multi-GPU MNIST ConvNet (3 conv blocks, fc 2400) with RMSProp, on the MNIST "
-                            "IDX files", ("classify",)),
+                            "IDX files", ("classify", "predictions")),
     Entry("cifar10", "cifar10", Cifar10Config, "the TensorFlow CIFAR-10 tutorial CNN (conv-pool-LRN x2, fc 384-192), trained as the "
-                                "tutorial does", ("classify", "param_groups")),
+                                "tutorial does", ("classify", "predictions", "param_groups")),
     Entry("digits", "digits", DigitsConfig, "the MNIST ConvNet on scikit-learn's bundled 8x8 handwritten digits (real data, no "
-                              "download)", ("classify",)),
+                              "download)", ("classify", "predictions")),
     Entry("mlp", "mlp", MlpConfig, "a multilayer perceptron on MNIST or the digits scans, the classic target of the genetic "
-                        "search", ("classify",)),
+                        "search", ("classify", "predictions")),
     Entry("fcn32s", "fcn", fcn_config, "FCN-32s semantic segmentation (VGG16 backbone; one 32x upsampling of the fc7 scores); "
                            "ADE20K, VOC or CamVid", _FCN, {"stride": 32}),
     Entry("fcn16s", "fcn", fcn_config, "FCN-16s semantic segmentation (VGG16 backbone; 2x upsampled scores fused with pool4's, "

@@ -12,7 +12,7 @@ from towerlab.data import resolve_dir
 from towerlab.data.augment import (center_crop, per_image_standardization, random_brightness, random_contrast,
                                    random_crop, random_flip)
 from towerlab.data.loader import Data, tensor_data
-from towerlab.recipes.classify import MAIN_METRIC, evaluate, folder_splits, loss, predict  # noqa: F401
+from towerlab.recipes.classify import MAIN_METRIC, evaluate, evaluate_predictions, folder_splits, loss, predict  # noqa: F401
 from towerlab.recipes.configs import Cifar10Config
 
 NAME = "cifar10"

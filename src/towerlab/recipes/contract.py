@@ -102,6 +102,14 @@ class HeatMapper(Protocol):
 
 
 @runtime_checkable
+class KeepsPredictions(Protocol):
+    def evaluate_predictions(self, model: nn.Module, loader, dist) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+        """evaluate's metrics, and this process's items' class probabilities [n, classes] and labels [n] in the order
+        the loader yielded them (the engine gathers them: the report reads the best evaluation's, never evaluates
+        again)."""
+
+
+@runtime_checkable
 class ExampleDrawer(Protocol):
     def examples(self, model: nn.Module, loader) -> torch.Tensor: ...  # uint8 [N, 3, H, W]
 
@@ -197,6 +205,7 @@ CAPABILITIES: dict[str, tuple[type, str]] = {  # name -> (protocol, what a recip
     "segment": (PixelClassifier, "label the pixels of images"),
     "predict_files": (FilePredictor, "write predictions for image files"),
     "examples": (ExampleDrawer, "draw its outputs"),
+    "predictions": (KeepsPredictions, "keep its validation predictions"),
     "heatmap": (HeatMapper, "show where in an image its grade comes from"),
     "stages": (Staged, "train in stages"),
     "artifacts": (RunArtifacts, "save files beside its weights"),

@@ -7,7 +7,7 @@ from torch import nn
 
 from towerlab.data import digits as digits_data
 from towerlab.data.loader import Data, tensor_data
-from towerlab.recipes.classify import MAIN_METRIC, evaluate, loss, predict  # noqa: F401
+from towerlab.recipes.classify import MAIN_METRIC, evaluate, evaluate_predictions, loss, predict  # noqa: F401
 from towerlab.recipes.mnist import ConvNet, class_names, prepare, transform  # noqa: F401
 from towerlab.recipes.configs import DigitsConfig
 

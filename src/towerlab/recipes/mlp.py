@@ -11,7 +11,7 @@ from towerlab.data import digits as digits_data
 from towerlab.data import mnist as mnist_data
 from towerlab.data import resolve_dir
 from towerlab.data.loader import Data, tensor_data
-from towerlab.recipes.classify import MAIN_METRIC, evaluate, folder_splits, loss, predict  # noqa: F401
+from towerlab.recipes.classify import MAIN_METRIC, evaluate, evaluate_predictions, folder_splits, loss, predict  # noqa: F401
 from towerlab.recipes.mnist import CLASSES, prepare, transform  # noqa: F401
 from towerlab.recipes.configs import MlpConfig
 

@@ -31,6 +31,7 @@ from towerlab.files import acquire_lock, atomic_write, holder, json_text, make_d
 
 CONFIG, METRICS, FINAL, STATUS, ENV = "config.yaml", "metrics.jsonl", "final_metrics.json", "status.json", "env.json"
 TRACKING = "tracking.json"  # the MLflow run this run logs to: a resumed run continues it
+PREDICTIONS = "val_predictions.safetensors"  # the best evaluation's class probabilities and labels, in item order
 FILES = (CONFIG, STATUS, METRICS, FINAL)  # what the board reads of a run (a link among them leaving it is refused)
 
 
@@ -107,6 +108,14 @@ class Run:
         self.write_status("done")
         if self.tracker:
             self.tracker.finish({k: v for k, v in metrics.items() if "/" not in k})
+
+    def write_predictions(self, step: int, probs, labels) -> None:
+        """The validation predictions of the evaluation at `step` (the best so far): what the report reads."""
+        import torch
+        from safetensors.torch import save
+
+        atomic_write(self.path / PREDICTIONS, save({"probabilities": probs.contiguous(), "labels": labels.contiguous(),
+                                                    "step": torch.tensor([step])}), sync=False)
 
     def write_status(self, status: str, error: str = "") -> None:
         """status.json, replaced atomically: running / done / failed / interrupted."""
@@ -196,6 +205,19 @@ class RunRecord:
     def best(self) -> dict:
         """The best evaluation: {metric, value, step[, test]}; {} before the run is done."""
         return (self.final or {}).get("best") or {}
+
+    def predictions(self, step: int):
+        """(probabilities [N, classes], labels [N]) of the evaluation at `step`, or None when the run kept none for it
+        (another step's, a recipe that keeps none, a damaged file)."""
+        from safetensors.torch import load
+
+        try:
+            kept = load((self.path / PREDICTIONS).read_bytes())
+        except Exception:  # noqa: BLE001 -- missing or damaged: the report evaluates again
+            return None
+        if set(kept) != {"probabilities", "labels", "step"} or int(kept["step"][0]) != step:
+            return None
+        return kept["probabilities"], kept["labels"]
 
     def validation_at(self, step: int) -> dict:
         """The validation metrics logged at `step` (a checkpoint's step), without the val/ prefix; {} if none."""
