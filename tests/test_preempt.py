@@ -218,3 +218,22 @@ def test_the_sbatch_example_delivers_its_warning_to_the_tasks(tmp_path, shared_d
     record = RunRecord.load(run)
     assert record.status == "preempted" and record.checkpoints and json.loads(
         (run / "env.json").read_text())["world_size"] == 2
+
+
+def test_a_signal_during_the_last_evaluation_finishes_the_run_and_skips_the_report(tmp_path, shared_data):
+    """Issue 43: a SIGTERM on the last step still spent ~90 s on evaluation and the report. The last evaluation
+    (the run's result) completes and is checkpointed; the report is skipped and said; the run is done."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "towerlab", "train", "mnist", "--data", str(shared_data / "mnist"), "--gpus", "0",
+           "--max-steps", "3", "--log-every", "3", "--eval-every-steps", "0", "--eval-every-epochs", "0",
+           "--eval-limit", "2000", "--out", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(TOWERLAB_REPORT="1"))
+    deadline = time.time() + 120
+    while _logged_step(run) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)  # logged step 3: the final evaluation (2,000 test images) is under way
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "SIGTERM during the last step: the run is complete; report skipped" in out
+    assert RunRecord.load(run).status == "done" and not (run / "report.html").exists()
