@@ -193,11 +193,13 @@ def test_a_run_records_the_absolute_data_folder_it_read(tmp_path, mnist_dir, mon
 
 def test_val_fraction_validates_on_held_out_training_items_and_scores_test_only_for_the_chosen_weights(tmp_path):
     from towerlab.data.loader import hold_out
+    from towerlab.data.stream import TensorItems
 
     x, y = torch.arange(100).float()[:, None], torch.arange(100)
-    (tx, ty), (vx, vy) = hold_out((x, y), 0.2)
+    train, held = hold_out(TensorItems((x, y)), 0.2)
+    (tx, ty), (vx, vy) = train.tensors, held.tensors
     assert len(vx) == 20 and len(tx) == 80 and not set(vy.tolist()) & set(ty.tolist())
-    assert hold_out((x, y), 0.2)[1][1].tolist() == vy.tolist(), "the same split every time"
+    assert hold_out(TensorItems((x, y)), 0.2)[1].tensors[1].tolist() == vy.tolist(), "the same split every time"
     cfg = config.build(digits.Config, None, {"epochs": 3.0, "val_fraction": 0.25, "seed": 3})
     m = fit(digits, cfg, out=tmp_path / "run")
     full = fit(digits, config.build(digits.Config, None, {"epochs": 3.0, "seed": 3}), out=tmp_path / "plain")

@@ -102,6 +102,14 @@ class TrainConfig:
     compile_mode: str = opt("default", "torch.compile mode", ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
     channels_last: bool = opt(False, "NHWC memory layout for convolutions")
     data_on_device: bool = opt(True, "hold the whole dataset in accelerator memory (else copy each batch from the host)")
+    loader: str = opt("auto", "memory: decode the whole dataset into each process's memory; stream: worker processes "
+                              "read and decode items as batches are needed; auto: memory when the decoded data of "
+                              "every process on the machine fits --data-memory", ("auto", "memory", "stream"))
+    data_memory: str = opt("", "what the decoded data of all processes on a machine may take before auto streams it "
+                               "(e.g. 4GB; default: half the machine's memory)")
+    workers: int = opt(2, "stream: processes reading and decoding items, each a few batches ahead")
+    skip_bad_files: bool = opt(False, "stream: an item that cannot be read is replaced by the next one that can "
+                                      "(counted in the log), instead of stopping the run with its name")
     sync_bn: bool = opt(False, "SyncBatchNorm across processes")
     strategy: str = opt("ddp", "how the model uses the devices: ddp (a replica per process), fsdp (sharded across the "
                                "processes: parameters, gradients, optimizer state) or pipeline (one process, the model "
@@ -154,10 +162,28 @@ class TrainConfig:
                    isinstance(getattr(_signal, n.strip().upper(), None), _signal.Signals)]
         if unknown:
             raise ConfigError(f"preempt_signals: {unknown[0]!r} is not a signal name; write e.g. SIGTERM,SIGUSR1")
+        if self.workers < 0:
+            raise ConfigError(f"workers={self.workers} must be >= 0 (0: read in the training process)")
+        if self.data_memory:
+            parse_bytes(self.data_memory)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction={self.val_fraction} must be in [0, 1)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1)")
+
+
+UNITS = {"": 1, "B": 1, "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "TB": 10 ** 12,
+         "KIB": 2 ** 10, "MIB": 2 ** 20, "GIB": 2 ** 30, "TIB": 2 ** 40}
+
+
+def parse_bytes(text: str) -> int:
+    """'4GB', '512 MiB', '1e9' -> bytes; a value that is not one is a ConfigError naming it."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", text or "")
+    if not m or m.group(2).upper() not in UNITS:
+        raise ConfigError(f"data_memory={text!r} is not an amount of memory; write e.g. 4GB, 512MiB")
+    return int(float(m.group(1)) * UNITS[m.group(2).upper()])
 
 
 def field_meta(cls: type, name: str) -> dict:

@@ -28,6 +28,7 @@ from towerlab.config import TrainConfig, merge
 from towerlab.dist import (Dist, all_gather, all_gather_rows, all_reduce_extremes, all_reduce_sum, barrier, print0,
                            peer_failure, restart_count, setup)
 from towerlab.data.loader import limited
+from towerlab.data.stream import worker_death
 from towerlab.errors import ConfigError, DivergedError, TowerlabError
 from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
 from towerlab.precision import Precision
@@ -230,8 +231,11 @@ class Trainer:
 
     def log_train(self, bar: tqdm, images_per_s: float) -> None:
         names = list(self._log_sums)  # the same on every rank: the recipe returns the same keys everywhere
-        sums = all_reduce_sum(torch.stack([self._log_sums[n] for n in names]), self.dist)
-        means = dict(zip(names, (sums / (self._loss_count * self.dist.world_size)).tolist()))  # the one host sync
+        reader = getattr(self.train_loader, "reader", None)  # a stream: the items it replaced, every rank's
+        skipped = torch.tensor([float(reader.skipped if reader else 0)], device=self.dist.device)
+        sums = all_reduce_sum(torch.cat([torch.stack([self._log_sums[n] for n in names]), skipped]), self.dist)
+        *sums, skipped = sums.tolist()  # the one host sync
+        means = {n: v / (self._loss_count * self.dist.world_size) for n, v in zip(names, sums)}
         self._log_sums = {n: torch.zeros((), device=self.dist.device) for n in names}
         self._loss_count = 0
         loss, lr = means["loss"], self.sched.get_last_lr()[0]
@@ -240,6 +244,7 @@ class Trainer:
         if self.run:
             self.run.log(self.step, {**{f"train/{n}": v for n, v in means.items()}, "train/lr": lr,
                                      f"train/{self.rate_key}": images_per_s,
+                                     **({"data/skipped_files": int(skipped)} if skipped else {}),
                                      **(self.system.read() if self.system else {})})
         if not math.isfinite(loss):
             raise DivergedError(f"training loss became {loss} at step {self.step}; lower --lr or set --clip-grad "
@@ -351,15 +356,7 @@ class Trainer:
             lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
             self.run.tb.add_images("inputs", ((x - lo) / (hi - lo).clamp_min(1e-8)).cpu(), self.step)
 
-    def train(self, preemption: Preemption) -> dict:
-        print0(f"{self.recipe.NAME}: {self.total_steps} steps on {self.dist.device} x {self.dist.world_size} "
-               f"process(es), {torch.get_num_threads()} CPU threads each", dist=self.dist)
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.is_main, unit="step",
-                   dynamic_ncols=True, desc=self.recipe.NAME)
-        start, start_step, window = time.perf_counter(), self.step, Window(self.step)
-        self.started = start
-        if self.step < self.total_steps:
-            self.stop_if_preempted(preemption, bar)  # signalled while the data was read: a step-0 checkpoint
+    def _loop(self, preemption: Preemption, bar: tqdm, window: "Window") -> None:
         while self.step < self.total_steps and not self.stopping.reason:  # (a resumed run may have stopped)
             epoch, position = divmod(self.step, self.steps_per_epoch)
             self.train_loader.set_epoch(epoch, position)
@@ -371,9 +368,27 @@ class Trainer:
                 bar.update(1)
                 self.after_step(bar, window)
                 if self.step >= self.total_steps or self.stopping.reason:
-                    break
+                    return
                 self.stop_if_preempted(preemption, bar)
-        bar.close()
+
+    def train(self, preemption: Preemption) -> dict:
+        print0(f"{self.recipe.NAME}: {self.total_steps} steps on {self.dist.device} x {self.dist.world_size} "
+               f"process(es), {torch.get_num_threads()} CPU threads each", dist=self.dist)
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.is_main, unit="step",
+                   dynamic_ncols=True, desc=self.recipe.NAME)
+        start, start_step, window = time.perf_counter(), self.step, Window(self.step)
+        self.started = start
+        try:  # the bar closed before any error line is printed (the error must be the last line)
+            if self.step < self.total_steps:
+                self.stop_if_preempted(preemption, bar)  # signalled while the data was read: a step-0 checkpoint
+            self._loop(preemption, bar, window)
+        except RuntimeError as e:  # a data worker that died is one line naming its file, not a traceback
+            died = worker_death(e)
+            if died is None:
+                raise
+            raise died from None
+        finally:
+            bar.close()
         signalled = preemption.requested()  # during the last step: the run is complete, what follows is skipped
         if self.stopping.reason:
             print0(f"stopped at step {self.step}: {self.stopping.reason}", dist=self.dist)

@@ -178,4 +178,5 @@ def export_validation(recipe_name: str, out: str | Path, n: int, data: str = "")
     recipe = get(recipe_name)
     cfg = build(recipe.Config, None, {"data": data, "data_on_device": False})
     val = recipe.build_data(cfg, Dist()).val
-    return export_samples(val.tensors[0], val.tensors[-1], recipe.class_names(cfg), out, n)
+    first = val.first_items(n)
+    return export_samples(first[0], first[-1], recipe.class_names(cfg), out, n)

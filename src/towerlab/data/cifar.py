@@ -109,3 +109,29 @@ def load_split(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+def items(root: str | Path, split: str):
+    """'train' or 'test' as Items (data/stream.py): images [3, 32, 32] uint8 and int64 labels. The binary version's
+    records are memory-mapped (nothing read until an item is); the Python version is a pickle, decoded whole."""
+    from towerlab.data.stream import RecordItems, TensorItems
+
+    kind, folder = _layout(Path(root))
+    if kind == "python":
+        return TensorItems(load_split(root, split))
+    paths = [folder / "test_batch.bin"] if split == "test" else \
+        [folder / f"data_batch_{k}.bin" for k in range(1, 6) if (folder / f"data_batch_{k}.bin").is_file()]
+    if not paths:
+        raise DataError(f"no CIFAR-10 training batches (data_batch_1.bin ...) in {folder}; {_FETCH_HINT}")
+    parts = []
+    for p in paths:
+        size = p.stat().st_size
+        if size == 0 or size % RECORD:
+            raise DataError(f"{p}: {size} bytes is not a whole number of {RECORD}-byte CIFAR-10 records "
+                            f"(truncated or not CIFAR-10 binary); {_FETCH_HINT}")
+        records = np.memmap(p, dtype=np.uint8, mode="r").reshape(-1, RECORD)
+        labels = np.asarray(records[:, 0])  # one byte a record: read whole, checked once
+        if labels.max() > 9:
+            raise DataError(f"{p}: label byte {labels.max()} outside 0..9 (not CIFAR-10 binary?); {_FETCH_HINT}")
+        parts.append((records[:, 1:].reshape(-1, 3, 32, 32), labels))
+    return RecordItems(parts, paths)

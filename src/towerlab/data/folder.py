@@ -91,16 +91,9 @@ def _pairs(top: Path, index: dict[str, int]) -> list[tuple[Path, int]]:
     return [(p, index[d.name]) for d in _class_dirs(top) if d.name in index for p in _images(d)]
 
 
-def load(pairs: list[tuple[Path, int]], shape: tuple[int, int, int], what: str):
-    """(uint8 images [N, *shape], int64 labels [N]): each file converted to shape's channels and resized to its size.
-    A file that cannot be decoded is one line naming it (a training set with a silent hole is a different set)."""
-    import torch
+def file_items(pairs: list[tuple[Path, int]], shape: tuple[int, int, int]):
+    """The (file, label) pairs as Items (data/stream.py): each file decoded, converted to shape's channels and
+    resized to its size when it is read, in memory at the start or by the stream's workers."""
+    from towerlab.data.stream import FileItems
 
-    from towerlab.data.images import read_image
-    from towerlab.progress import bar
-
-    c, h, w = shape
-    images = torch.empty((len(pairs), c, h, w), dtype=torch.uint8)
-    for i, (path, _) in enumerate(bar(pairs, f"reading {what} images", unit="image")):
-        images[i] = read_image(path, c, (h, w))
-    return images, torch.tensor([label for _, label in pairs], dtype=torch.int64)
+    return FileItems(pairs, shape)

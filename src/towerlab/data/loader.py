@@ -9,13 +9,16 @@ one global batch, which is what makes data parallelism equal to large-batch trai
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 
-from towerlab.dist import Dist
+from towerlab.data.stream import Items, StreamReader, TensorItems, choose, materialize
+from towerlab.dist import Dist, print0
 from towerlab.errors import ConfigError
 
 
@@ -30,15 +33,17 @@ class TensorLoader:
     skip_empty = False  # an empty slice still goes through the model, so every process runs the same number of
     # forward passes (FSDP gathers parameters collectively in each one)
 
-    def __init__(self, tensors: tuple, batch_size: int, dist: Dist, *, train: bool, seed: int = 0,
+    def __init__(self, tensors: tuple | None, batch_size: int, dist: Dist, *, train: bool, seed: int = 0,
                  on_device: bool = True, transform: Callable | None = None, channels_last: bool = False,
-                 info: Any = None):
-        """info: what evaluation needs to know of the items (segmentation: the label spec), read as loader.info."""
+                 info: Any = None, reader: StreamReader | None = None):
+        """info: what evaluation needs to know of the items (segmentation: the label spec), read as loader.info.
+        reader: the items are streamed from their files (data/stream.py) instead of held in `tensors`; the order,
+        the slices and the transform are the same."""
         if train and batch_size % dist.world_size:
             raise ValueError(f"batch_size={batch_size} must be divisible by the {dist.world_size} processes")
         self.dist, self.batch_size, self.train, self.seed = dist, batch_size, train, seed
-        self.transform, self.channels_last, self.info = transform, channels_last, info
-        self.tensors = self._store(tensors, dist.device if on_device else torch.device("cpu"))
+        self.transform, self.channels_last, self.info, self.reader = transform, channels_last, info, reader
+        self.tensors = None if reader else self._store(tensors, dist.device if on_device else torch.device("cpu"))
         self.epoch, self.start = 0, 0
 
     def _store(self, tensors: tuple, store: torch.device) -> tuple:
@@ -49,7 +54,7 @@ class TensorLoader:
 
     @property
     def num_items(self) -> int:
-        return len(self.tensors[0])
+        return len(self.reader) if self.reader else len(self.tensors[0])
 
     @property
     def epoch_items(self) -> int:
@@ -85,23 +90,39 @@ class TensorLoader:
 
     def items_at(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The items at these indices as the loader yields them (the transform applied): a report's pictures."""
-        batch = self._gather(idx.to(self._order_device()))
+        if self.reader:
+            batch = tuple(t.to(self.dist.device) for t in self.reader.read(idx.tolist()))
+        else:
+            batch = self._gather(idx.to(self._order_device()))
         return self.transform(*batch) if self.transform else batch
+
+    def first_items(self, n: int) -> tuple[torch.Tensor, ...]:
+        """The split's first n items as stored, before any transform (uint8 images: `data export`)."""
+        idx = torch.arange(min(n, self.num_items))
+        return self.reader.read(idx.tolist()) if self.reader else tuple(t[:len(idx)] for t in self.tensors)
 
     def _gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(t.index_select(0, idx).to(self.dist.device, non_blocking=True) for t in self.tensors)
 
     def _order_device(self) -> torch.device:
-        return self.tensors[0].device
+        return torch.device("cpu") if self.reader else self.tensors[0].device
+
+    def _batches(self, start: int):
+        """This process's batches from batch `start` of the epoch, untransformed: gathered from the tensors, or read
+        by the stream's workers (the same index lists, so the same items)."""
+        order, b = self._order().to(self._order_device()), self.batch_size
+        lists = [self._local(order[i * b:(i + 1) * b]) for i in range(start, len(self))]
+        if self.skip_empty:  # more processes than items left: this rank sits those batches out
+            lists = [idx for idx in lists if len(idx)]
+        if self.reader:
+            for batch in self.reader.batches([idx.tolist() for idx in lists]):
+                yield tuple(t.to(self.dist.device, non_blocking=True) for t in batch)
+        else:
+            yield from (self._gather(idx) for idx in lists)
 
     def __iter__(self):
-        order, b = self._order().to(self._order_device()), self.batch_size
         start, self.start = self.start, 0
-        for i in range(start, len(self)):
-            idx = self._local(order[i * b:(i + 1) * b])
-            if len(idx) == 0 and self.skip_empty:  # more processes than items left: this rank sits it out
-                continue
-            batch = self._gather(idx)
+        for batch in self._batches(start):
             batch = self.transform(*batch) if self.transform else batch
             if self.channels_last and batch[0].ndim == 4:
                 batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
@@ -172,36 +193,54 @@ class Data:
 SPLIT_SEED = 20_190_101  # one held-out split for every run and seed: trials of a search compare on the same items
 
 
-def hold_out(train: tuple, fraction: float) -> tuple[tuple, tuple]:
+def hold_out(train: Items, fraction: float) -> tuple[Items, Items]:
     """(the training items left, a validation split of `fraction` of them): a fixed random choice, so any seed, any
-    number of processes and any resume see the same split."""
-    n = len(train[0])
+    number of processes, any resume and either loader see the same split."""
+    n = len(train)
     k = round(n * fraction)
     if not 0 < k < n:
         raise ConfigError(f"val_fraction={fraction} of {n} training items leaves {k} for validation and {n - k} for "
                           f"training; choose a fraction that leaves both")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
     keep, held = order[k:].sort().values, order[:k].sort().values
-    return tuple(t[keep] for t in train), tuple(t[held] for t in train)
+    return train.subset(keep), train.subset(held)
 
 
-def tensor_data(cfg, dist: Dist, train: tuple, val: tuple | None, transform: Callable | None = None,
+def _items(split) -> Items | None:
+    return TensorItems(split) if isinstance(split, tuple) else split
+
+
+def tensor_data(cfg, dist: Dist, train: tuple | Items, val: tuple | Items | None, transform: Callable | None = None,
                 val_transform: Callable | None = None, held_out: bool = False, **meta) -> Data:
-    """The usual pair: a shuffled training loader and an evaluation loader over whole tensors, with the run's
-    batch size, seed, placement and memory layout. With cfg.val_fraction, validation is a held-out part of the
-    training items and `val` becomes the test split. held_out: the recipe has held its validation split out of the
-    data already, by cfg.val_fraction (the molecule corpus does): nothing is held out again."""
-    options = {"on_device": cfg.data_on_device, "channels_last": cfg.channels_last}
-    evaluation = lambda items: TensorLoader(items, cfg.batch_size, dist, train=False,  # noqa: E731
-                                            transform=val_transform or transform, **options)
+    """The usual pair: a shuffled training loader and an evaluation loader, with the run's batch size, seed,
+    placement and memory layout. The splits are tensors, or Items (data/stream.py) that are decoded into memory or
+    streamed by worker processes as cfg.loader and cfg.data_memory choose. With cfg.val_fraction, validation is a
+    held-out part of the training items and `val` becomes the test split. held_out: the recipe has held its
+    validation split out of the data already, by cfg.val_fraction (the molecule corpus does): nothing is held out
+    again."""
+    train, val = _items(train), _items(val)
     test = None
     if getattr(cfg, "val_fraction", 0.0) and not held_out:
         train, held = hold_out(train, cfg.val_fraction)
-        val, test = held, evaluation(val) if val is not None else None  # (a folder of class folders has no test)
+        val, test = held, val  # (a folder of class folders has no test)
     elif val is None:
         raise ConfigError("this data has no validation split: pass --val-fraction F to hold out a part of it")
-    return Data(TensorLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, transform=transform, **options),
-                evaluation(val), meta, test, held_out=held_out or bool(getattr(cfg, "val_fraction", 0.0)))
+    splits = [s for s in (train, val, test) if s is not None]
+    choice = choose(getattr(cfg, "loader", "memory"), getattr(cfg, "data_memory", ""), splits)
+    if not all(isinstance(s, TensorItems) for s in splits):  # files or records: say how they are read (on stderr:
+        print0(choice.line, dist=dist, file=sys.stderr)      # `towerlab eval RUN | jq` reads JSON from stdout)
+    options = {"on_device": cfg.data_on_device, "channels_last": cfg.channels_last}
+
+    def loader(items: Items, what: str, **kw) -> TensorLoader:
+        if choice.stream:
+            reader = StreamReader(items, cfg.workers, skip_bad=cfg.skip_bad_files, pin=dist.device.type == "cuda")
+            return TensorLoader(None, cfg.batch_size, dist, reader=reader, **options, **kw)
+        return TensorLoader(materialize(items, what), cfg.batch_size, dist, **options, **kw)
+
+    evaluation = lambda items, what: loader(items, what, train=False, transform=val_transform or transform)  # noqa: E731
+    return Data(loader(train, "training", train=True, seed=cfg.seed, transform=transform), evaluation(val, "validation"),
+                meta, evaluation(test, "test") if test is not None else None,
+                held_out=held_out or bool(getattr(cfg, "val_fraction", 0.0)))
 
 
 def limited(loader: TensorLoader, n: int) -> TensorLoader:
@@ -209,7 +248,10 @@ def limited(loader: TensorLoader, n: int) -> TensorLoader:
     if n >= loader.num_items:
         return loader
     small = copy.copy(loader)
-    small.tensors = tuple(field[:n] for field in loader.tensors)  # tensors or lists of tensors: both slice
+    if loader.reader:
+        small.reader = dataclasses.replace(loader.reader, items=loader.reader.items.subset(torch.arange(n)))
+    else:
+        small.tensors = tuple(field[:n] for field in loader.tensors)  # tensors or lists of tensors: both slice
     return small
 
 

@@ -86,3 +86,61 @@ def load_split(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor
     if labels.max(initial=0) > 9:
         raise DataError(f"{lbl_path}: label {labels.max()} outside 0..9; {_FETCH_HINT}")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+def _header(f, path: Path) -> tuple[int, ...]:
+    magic = _read(f, 4, path)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number); {_FETCH_HINT}")
+    dims = _read(f, 4 * magic[3], path)
+    if len(dims) < 4 * magic[3]:
+        raise DataError(f"{path}: truncated IDX header; {_FETCH_HINT}")
+    return struct.unpack(f">{magic[3]}I", dims)
+
+
+def mapped_idx(path: str | Path) -> np.ndarray:
+    """An IDX file memory-mapped (nothing read until an item is), shaped by its header. A gzipped one is unpacked
+    once into the cache (~/.cache/towerlab/idx, keyed by the file's path, size and time) and that copy mapped."""
+    from towerlab.data.stream import cache_dir
+    from towerlab.files import atomic_write
+
+    path = Path(path)
+    with open(path, "rb") as probe:
+        gz = probe.read(2) == b"\x1f\x8b"
+    if gz:
+        st = path.stat()
+        import hashlib
+
+        key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        plain = cache_dir() / "idx" / f"{path.name.removesuffix('.gz')}-{key}"
+        if not plain.is_file():
+            data = read_idx(path)  # every check of read_idx: a bomb or a lying header is refused before expanding
+            plain.parent.mkdir(parents=True, exist_ok=True)
+            header = bytes([0, 0, 8, data.ndim]) + struct.pack(f">{data.ndim}I", *data.shape)
+            atomic_write(plain, header + data.tobytes(), sync=False)
+        path = plain
+    with open(path, "rb") as f:
+        shape = _header(f, path)
+        offset = f.tell()
+    expected = int(np.prod(shape, dtype=np.int64))
+    if path.stat().st_size - offset != expected:
+        raise DataError(f"{path}: header says shape {shape} ({expected} bytes) but the file holds "
+                        f"{path.stat().st_size - offset} bytes; {_FETCH_HINT}")
+    return np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=shape)
+
+
+def items(root: str | Path, split: str):
+    """'train' or 'test' as Items (data/stream.py): images [1, 28, 28] uint8 and int64 labels, read from the
+    memory-mapped files one item at a time."""
+    from towerlab.data.stream import RecordItems
+
+    root = Path(root)
+    img_path, lbl_path = (_find(root, stem) for stem in FILES[split])
+    images, labels = mapped_idx(img_path), np.asarray(mapped_idx(lbl_path))  # the labels: 60 KB, read whole
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DataError(f"{img_path}: expected images [N,H,W] and labels [N], got {images.shape} and {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(f"{img_path} holds {len(images)} images but {lbl_path} holds {len(labels)} labels; {_FETCH_HINT}")
+    if labels.max(initial=0) > 9:
+        raise DataError(f"{lbl_path}: label {labels.max()} outside 0..9; {_FETCH_HINT}")
+    return RecordItems([(images[:, None], labels)], [img_path])

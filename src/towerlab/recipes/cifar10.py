@@ -93,7 +93,7 @@ def build_data(cfg: Config, dist) -> Data:
         train, test = found
     else:
         root = resolve_dir(cfg.data, "cifar10")
-        train, test = cifar_data.load_split(root, "train"), cifar_data.load_split(root, "test")
+        train, test = cifar_data.items(root, "train"), cifar_data.items(root, "test")
     return tensor_data(cfg, dist, train, test, train_transform(cfg), eval_transform)
 
 

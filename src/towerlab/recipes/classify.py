@@ -19,8 +19,7 @@ def folder_splits(cfg, shape: tuple[int, int, int]) -> tuple[tuple, tuple | None
     from towerlab.data import folder
 
     train_pairs, val_pairs = folder.items(cfg.data, cfg.class_list())
-    train = folder.load(train_pairs, shape, "training")
-    return train, folder.load(val_pairs, shape, "validation") if val_pairs is not None else None
+    return folder.file_items(train_pairs, shape), folder.file_items(val_pairs, shape) if val_pairs is not None else None
 
 
 def loss(model, batch, step=None):

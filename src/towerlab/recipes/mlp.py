@@ -40,10 +40,10 @@ def build_data(cfg: Config, dist) -> Data:
         train, test = digits_data.load_split("train"), digits_data.load_split("test")
     elif cfg.dataset == "cifar10":
         root = resolve_dir(cfg.data, "cifar10")
-        train, test = cifar_data.load_split(root, "train"), cifar_data.load_split(root, "test")
+        train, test = cifar_data.items(root, "train"), cifar_data.items(root, "test")
     else:
         root = resolve_dir(cfg.data, "mnist")
-        train, test = mnist_data.load_split(root, "train"), mnist_data.load_split(root, "test")
+        train, test = mnist_data.items(root, "train"), mnist_data.items(root, "test")
     return tensor_data(cfg, dist, train, test, transform)
 
 

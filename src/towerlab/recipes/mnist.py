@@ -62,7 +62,7 @@ def build_data(cfg: Config, dist) -> Data:
         train, test = found
     else:
         root = resolve_dir(cfg.data, "mnist")
-        train, test = mnist_data.load_split(root, "train"), mnist_data.load_split(root, "test")
+        train, test = mnist_data.items(root, "train"), mnist_data.items(root, "test")
 
     def train_transform(x: torch.Tensor, y: torch.Tensor):
         return random_shift(to_float(x), cfg.shift), y

@@ -1,0 +1,136 @@
+"""Data streamed from its files by worker processes (issue 44): the same global batches in the same order as the
+in-memory path, so the same weights bit for bit; each process reads only its slice; a resume after SIGKILL mid-epoch
+continues exactly; auto streams what does not fit; a bad file or a dead worker is one line naming the file."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import hostile_pictures, run_cli
+from safetensors.torch import load_file
+
+from towerlab import checkpoint
+
+
+def _weights(run: Path) -> dict:
+    return load_file(checkpoint.find(run) / "model.safetensors")
+
+
+def _same(a: Path, b: Path) -> None:
+    x, y = _weights(a), _weights(b)
+    assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def _train(out: Path, *args: str, loader: str):
+    return run_cli("train", *args, "--max-steps", "12", "--eval-every-steps", "6", "--batch-size", "16",
+                   "--eval-limit", "300", "--deterministic", "--loader", loader, "--out", str(out), "--no-report")
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    from test_folder import write_folder
+
+    return write_folder(tmp_path / "folder", per_class=20, val=6)
+
+
+@pytest.mark.parametrize("case", ["digits", "mnist", "cifar10", "folder"])
+def test_stream_and_memory_train_to_the_same_weights(tmp_path, shared_data, image_folder, case):
+    args = {"digits": ["digits"], "mnist": ["mnist", "--data", str(shared_data / "mnist")],
+            "cifar10": ["cifar10", "--data", str(shared_data / "cifar10")],
+            "folder": ["mnist", "--data", str(image_folder), "--image-size", "12x12"]}[case]
+    memory = _train(tmp_path / "memory", *args, loader="memory")
+    stream = _train(tmp_path / "stream", *args, loader="stream")
+    if case != "digits":  # files or records: the first line says how they are read
+        assert "decoded into memory (--loader memory)" in memory.stderr
+        assert "streamed from its files by worker processes (--loader stream)" in stream.stderr
+    _same(tmp_path / "memory", tmp_path / "stream")
+    assert json.loads((tmp_path / "memory" / "final_metrics.json").read_text())["accuracy"] == \
+        json.loads((tmp_path / "stream" / "final_metrics.json").read_text())["accuracy"]
+
+
+def test_auto_streams_what_does_not_fit_the_budget(tmp_path, shared_data):
+    args = ["mnist", "--data", str(shared_data / "mnist"), "--max-steps", "2", "--eval-limit", "64", "--no-report"]
+    small = run_cli("train", *args, "--data-memory", "1MB", "--out", str(tmp_path / "a"))
+    assert "15.8 MB for 1 process(es) > 1.0 MB (--data-memory)" in small.stderr and "streamed" in small.stderr
+    large = run_cli("train", *args, "--data-memory", "1GB", "--out", str(tmp_path / "b"))
+    assert "<= 1.0 GB (--data-memory)" in large.stderr and "decoded into memory" in large.stderr
+    bad = run_cli("train", *args, "--data-memory", "lots", "--out", str(tmp_path / "c"), check=False)
+    assert bad.returncode == 2 and "data_memory='lots' is not an amount of memory" in bad.stderr
+
+
+def _cmd(out: Path, data: Path, procs: int) -> list[str]:
+    return [sys.executable, "-m", "towerlab", "train", "mnist", "--data", str(data), "--loader", "stream",
+            "--max-steps", "60", "--batch-size", "32", "--ckpt-every-steps", "3", "--eval-every-steps", "30",
+            "--eval-limit", "256", "--deterministic", "--gpus", "0", "--procs", str(procs), "--out", str(out),
+            "--no-report"]
+
+
+def _last(run: Path) -> int:
+    try:
+        return json.loads((run / "checkpoints" / "last.json").read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+@pytest.mark.parametrize("procs", [1, 2])
+def test_a_stream_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, shared_data, procs):
+    """SIGKILL at a random checkpoint inside the first epoch (10,000 / 32 = 312 steps an epoch): the loader's
+    position is the checkpoint's step; workers start again at that batch, no item skipped or repeated."""
+    import random
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    data = shared_data / "mnist"
+    subprocess.run(_cmd(tmp_path / "whole", data, procs), check=True, capture_output=True, env=env, timeout=600)
+    run = tmp_path / "cut"
+    proc = subprocess.Popen(_cmd(run, data, procs), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    at, deadline = random.Random().randint(6, 45), time.time() + 300
+    while _last(run) < at and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the training processes and their data workers
+    proc.wait()
+    resumed = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
+                             capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, f"killed after step {at}\n{resumed.stderr[-2000:]}"
+    _same(tmp_path / "whole", run)
+
+
+def test_a_bad_file_mid_epoch_is_one_line_or_skipped_and_counted(tmp_path, image_folder):
+    victim = sorted((image_folder / "train" / "one").glob("*"))[5]
+    victim.write_bytes(hostile_pictures()["tiff_typeerror"])  # a file that raises what no reader expects
+    args = ["train", "mnist", "--data", str(image_folder), "--image-size", "12x12", "--loader", "stream",
+            "--max-steps", "8", "--batch-size", "8", "--eval-every-steps", "0", "--eval-every-epochs", "0",
+            "--no-report"]
+    proc = run_cli(*args, "--out", str(tmp_path / "a"), check=False)
+    last = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert str(victim) in last and "TypeError" in last and "--skip-bad-files" in last
+    run_cli(*args, "--skip-bad-files", "--log-every", "4", "--out", str(tmp_path / "b"))
+    rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert max(r.get("data/skipped_files", 0) for r in rows) >= 1  # counted, never a silent hole
+
+
+def test_a_worker_killed_is_one_line_naming_what_it_read(tmp_path, shared_data):
+    """A data worker SIGKILLed (the OOM killer's way) ends the run in one line, exit 2, and --resume goes on."""
+    run = tmp_path / "run"
+    cmd = _cmd(run, shared_data / "mnist", 1)
+    cmd[cmd.index("--max-steps") + 1] = "100000"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 300
+    while _last(run) < 6 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert children, "no data worker to kill"
+    os.kill(int(children[0]), signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    lines = [ln for ln in err.splitlines() if ln.startswith("towerlab:")]
+    assert proc.returncode == 2 and "Traceback" not in err, err[-2000:]
+    assert "a data worker died" in lines[-1] and "--resume" in lines[-1]
