@@ -1,0 +1,220 @@
+"""Data at its real size: the in-memory loader against the stream (issue 44).
+
+    TOWERLAB_DATA=../shared/data python bench/stream.py rss   [--sizes 1000 10000 50000] [--image-size 96x96]
+    TOWERLAB_DATA=../shared/data python bench/stream.py speed [--steps 300] [--workers 2]
+
+rss: an image folder of the first N training images of the complete CIFAR-10 (written once as PNG under --out),
+trained for a few steps by `towerlab train mlp --dataset mnist --image-size HxW --loader memory|stream` (a small
+model, grey images: what grows is the data, not the network's memory); the peak resident memory of the largest
+process of the command (the trainer or a worker: the kernel's ru_maxrss of the waited-for children), per size. The
+stream's should stay flat; memory's grows with N.
+
+speed: images a second of the same training step (the tutorial CNN, its transforms on the batch, SGD) fed by
+  - memory: towerlab's in-memory loader over the complete CIFAR-10 binary batches,
+  - stream-records: towerlab's stream over the same batches, memory-mapped,
+  - stream-png: towerlab's stream over 50,000 PNG files (the same images),
+  - plain-png: the reference: a torch DataLoader over a PIL image-folder dataset (what torchvision's ImageFolder
+    does: open, convert, to a uint8 tensor; torchvision itself cannot be installed beside this torch build), the
+    same workers, batch and order,
+all in this one process, one after the other, each after a warm-up of 20 steps. Ratios are what compare.
+Prints tables and writes --out/<mode>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mnist_full import cpu_name  # noqa: E402
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def write_png_folder(root: Path, n: int, data: Path) -> Path:
+    """The first n training images of cifar10_full as root/train/<class>/<i>.png and 1,000 test images as
+    root/val/<class>/<i>.png (written once; a folder that is complete is reused)."""
+    from PIL import Image
+
+    from towerlab.data import cifar
+
+    done = root / ".complete"
+    if done.is_file():
+        return root
+    for split, count, name in (("train", n, "train"), ("val", 1000, "test")):
+        images, labels = cifar.load_split(data / "cifar10_full", name)
+        for i in range(count):
+            folder = root / split / CLASSES[int(labels[i])]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[i].permute(1, 2, 0).numpy()).save(folder / f"{i:05d}.png")
+    done.write_text("ok\n")
+    return root
+
+
+def peak_rss(cmd: list[str]) -> float:
+    """MB: the largest resident set of the command's processes, as the kernel counted it (children waited for)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "TOWERLAB_REPORT": "0"})
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if after <= before:
+        raise SystemExit("ru_maxrss did not grow: run each size in a fresh bench process (--sizes N)")
+    return after / 1024
+
+
+def rss(args, data: Path) -> dict:
+    rows = []
+    for n in args.sizes:
+        folder = write_png_folder(Path(args.out) / f"png-{n}", n, data)
+        for loader in ("memory", "stream"):
+            out = Path(args.out) / f"rss-{n}-{loader}"
+            cmd = [sys.executable, "-m", "towerlab", "train", "mlp", "--data", str(folder), "--image-size",
+                   args.image_size, "--units", "64", "--loader", loader, "--max-steps", "5", "--batch-size", "64",
+                   "--eval-every-steps", "0", "--eval-every-epochs", "0", "--eval-limit", "256", "--out", str(out),
+                   "--no-report"]
+            subprocess.run(["rm", "-rf", str(out)], check=True)
+            # each measurement in a process of its own: ru_maxrss of children is a maximum over all of them
+            code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import stream; "
+                    f"print(stream.peak_rss({cmd!r}))")
+            mb = float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                      text=True).stdout.split()[-1])
+            rows.append({"images": n, "loader": loader, "peak_rss_mb": mb})
+            print(f"{n} images, {loader}: {mb:.0f} MB", flush=True)
+    print(f"| images ({args.image_size}, grey) | memory: peak RSS (MB) | stream: peak RSS (MB) |")
+    print("|---|---|---|")
+    for n in args.sizes:
+        m = next(r["peak_rss_mb"] for r in rows if r["images"] == n and r["loader"] == "memory")
+        s = next(r["peak_rss_mb"] for r in rows if r["images"] == n and r["loader"] == "stream")
+        print(f"| {n:,} | {m:.0f} | {s:.0f} |")
+    streams = [r["peak_rss_mb"] for r in rows if r["loader"] == "stream"]
+    print(f"stream: {max(streams) - min(streams):.0f} MB between the smallest and the largest set")
+    return {"rows": rows, "image_size": args.image_size}
+
+
+# -- speed --------------------------------------------------------------------------------------------------------
+class PlainFolder:
+    """The reference: an image folder read as torchvision's ImageFolder + PILToTensor would (per item: open,
+    convert to RGB, to a uint8 CHW tensor)."""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        path, label = self.pairs[i]
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1), label
+
+
+def speed(args, data: Path) -> dict:
+    import torch
+
+    from towerlab import config
+    from towerlab.data import cifar, folder as folder_data
+    from towerlab.data.loader import TensorLoader
+    from towerlab.data.stream import FileItems, StreamReader, materialize
+    from towerlab.dist import Dist
+    from towerlab.recipes import cifar10
+
+    torch.manual_seed(0)
+    cfg = config.build(cifar10.Config, None, {"data": str(data / "cifar10_full")})
+    model = cifar10.TutorialCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    transform = cifar10.train_transform(cfg)
+    dist, b = Dist(), args.batch_size
+
+    def step(x, y):
+        x, y = transform(x, y)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def timed(batches) -> float:
+        it = iter(batches)
+        for _ in range(20):  # warm-up: workers started, caches filled
+            step(*next(it))
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            step(*next(it))
+        return args.steps * b / (time.perf_counter() - t0)
+
+    records = cifar.items(data / "cifar10_full", "train")
+    png = write_png_folder(Path(args.out) / "png-50000", 50000, data)
+    pairs, _ = folder_data.items(png, list(CLASSES))
+    results = {}
+    for rep in range(args.repeats):
+        ways = {
+            "memory": lambda: TensorLoader(materialize(records, "training"), b, dist, train=True, seed=rep),
+            "stream-records": lambda: TensorLoader(None, b, dist, train=True, seed=rep,
+                                                   reader=StreamReader(records, args.workers)),
+            "stream-png": lambda: TensorLoader(None, b, dist, train=True, seed=rep,
+                                               reader=StreamReader(FileItems(pairs, (3, 32, 32)), args.workers)),
+            "plain-png": lambda: plain_loader(pairs, b, args.workers, rep),
+        }
+        for name, make in ((k, v) for k, v in ways.items() if not args.only or k in args.only):
+            loader = make()
+            results.setdefault(name, []).append(timed(loader))
+            print(f"repeat {rep}: {name}: {results[name][-1]:.0f} images/s", flush=True)
+            del loader
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"| feeding the tutorial CNN's training step (batch {b}, {args.workers} workers) | images/s (median of "
+          f"{args.repeats}) | vs memory | vs the plain PNG reference |")
+    print("|---|---|---|---|")
+    for k, v in med.items():
+        vs_memory = f"{v / med['memory']:.2f}x" if "memory" in med else "-"
+        vs_plain = f"{v / med['plain-png']:.2f}x" if "plain-png" in med else "-"
+        print(f"| {k} | {v:.0f} | {vs_memory} | {vs_plain} |")
+    return {"images_per_s": results, "median": med, "batch_size": b, "workers": args.workers, "steps": args.steps}
+
+
+def plain_loader(pairs, b: int, workers: int, seed: int):
+    """The reference's batches in the same order as towerlab's (a permutation of (seed, epoch 0)), stacked by the
+    DataLoader's default collate."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed * 1_000_003)
+    order = torch.randperm(len(pairs), generator=g).tolist()
+    sampler = [order[i:i + b] for i in range(0, len(order) - b + 1, b)]
+    return torch.utils.data.DataLoader(PlainFolder(pairs), batch_sampler=sampler, num_workers=workers,
+                                       prefetch_factor=4 if workers else None)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=("rss", "speed"))
+    p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
+    p.add_argument("--image-size", default="96x96")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--only", nargs="*", help="speed: only these ways (memory, stream-records, stream-png, plain-png)")
+    p.add_argument("--out", default="bench/out/stream")
+    args = p.parse_args()
+    if not os.environ.get("TOWERLAB_DATA"):
+        sys.exit("set TOWERLAB_DATA to the shared data folder (../shared/data)")
+    data = Path(os.environ["TOWERLAB_DATA"]).resolve()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    report = {"command": " ".join(["python", *sys.argv]), "cpu": cpu_name(), "cores": os.cpu_count()}
+    report.update(rss(args, data) if args.mode == "rss" else speed(args, data))
+    (Path(args.out) / f"{args.mode}.json").write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
