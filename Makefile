@@ -11,7 +11,7 @@ TORCH_CPU ?= torch==2.13.0
 TOWERLAB_DATA ?= $(shell [ -d ../shared/data ] && cd ../shared/data && pwd)
 export TOWERLAB_DATA
 
-.PHONY: demo test bench clean exe exe-torch exe-test exe-torch-test
+.PHONY: demo test lint format bench clean exe exe-torch exe-test exe-torch-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,17 @@ demo: $(STAMP)
 	echo "== run directory: $$run"; \
 	echo "   TensorBoard:   $(VENV)/bin/tensorboard --logdir $$run/tb"
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -q --durations=15 -n auto --maxprocesses 4 --dist loadgroup
+
+# ruff (pinned in pyproject.toml's test extra): mistakes and drift (`check`), and the one layout (`format`)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench packaging
+	$(VENV)/bin/ruff format --check src tests bench packaging
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix src tests bench packaging
+	$(VENV)/bin/ruff format src tests bench packaging
 
 bench: $(STAMP)
 	$(PY) bench/throughput.py
