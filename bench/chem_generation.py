@@ -50,8 +50,14 @@ def _save(name: str, report: dict) -> None:
 def _metrics(smiles: list[str], training: list[str], reference: bool = True) -> dict:
     from towerlab.chem import distribution
 
-    return distribution.report(smiles, training, k=10_000, reference=str(MOSES_TRAIN) if reference else None,
-                               fcd_reference=str(MOSES_TEST), kl=True)
+    return distribution.report(
+        smiles,
+        training,
+        k=10_000,
+        reference=str(MOSES_TRAIN) if reference else None,
+        fcd_reference=str(MOSES_TEST),
+        kl=True,
+    )
 
 
 def prior(args) -> None:
@@ -65,21 +71,27 @@ def prior(args) -> None:
     write_csv([gen.describe(s) for s in smiles], OUT / "prior_samples.csv")
     r = _metrics(smiles, gen.training_smiles(m))
     r["sample_s"] = sample_s
-    print(f"| model | valid | unique@10k | novelty (train split, {r['training_set_size']:.0f}) | novelty (MOSES train "
-          f"file, {r['reference_set_size']:.0f}) | FCD/test | KL score |")
+    print(
+        f"| model | valid | unique@10k | novelty (train split, {r['training_set_size']:.0f}) | novelty (MOSES train "
+        f"file, {r['reference_set_size']:.0f}) | FCD/test | KL score |"
+    )
     print("|---|---|---|---|---|---|---|")
-    print(f"| towerlab smiles-lstm ({args.run}) | {r['validity']:.3f} | {r['unique@10000']:.3f} | {r['novelty']:.3f} | "
-          f"{r['novelty_vs_reference']:.3f} | {r['fcd']:.3f} | {r['kl_score']:.3f} |")
+    print(
+        f"| towerlab smiles-lstm ({args.run}) | {r['validity']:.3f} | {r['unique@10000']:.3f} | {r['novelty']:.3f} | "
+        f"{r['novelty_vs_reference']:.3f} | {r['fcd']:.3f} | {r['kl_score']:.3f} |"
+    )
     for name, (v, u, f) in MOSES_README.items():
         print(f"| MOSES {name} (README; 1.6M training molecules) | {v} | {u} | - | - | {f} | - |")
     _save("prior", {"run": args.run, "n": args.n, "metrics": r, "samples": str(OUT / "prior_samples.csv")})
 
 
-AUTOENCODERS = {"AE": ("chemvae", ["--beta", "0", "--properties", ""]),
-                "VAE": ("chemvae", ["--properties", ""]),
-                "VAE + property head": ("chemvae", ["--properties", "qed,logp"]),
-                "AAE": ("chemaae", []),
-                "AAE, MOSES scheme": ("chemaae", ["--scheme", "moses"])}
+AUTOENCODERS = {
+    "AE": ("chemvae", ["--beta", "0", "--properties", ""]),
+    "VAE": ("chemvae", ["--properties", ""]),
+    "VAE + property head": ("chemvae", ["--properties", "qed,logp"]),
+    "AAE": ("chemaae", []),
+    "AAE, MOSES scheme": ("chemaae", ["--scheme", "moses"]),
+}
 
 
 def _hand_in(steps: int, decoded: dict[str, list[str]]) -> None:
@@ -98,23 +110,47 @@ def autoencoders(args) -> None:
     from towerlab.generate import latent, model as gen
     from towerlab.generate.outputs import write_csv
 
-    common = ["--data", str(DATA / "zinc250k_jtvae" / "valid.txt"), "--max-steps", str(args.steps), "--batch-size",
-              str(args.batch_size), "--lr", str(args.lr), "--max-len", str(args.max_len), "--encoder", "conv1d",
-              "--latent", "56", "--gru-hidden", str(args.gru_hidden),
-              "--eval-every-steps", str(args.steps), "--eval-limit", "1000",
-              "--auto-resume"]  # a model cut off mid-training continues from its last checkpoint on a re-run
+    common = [
+        "--data",
+        str(DATA / "zinc250k_jtvae" / "valid.txt"),
+        "--max-steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--lr",
+        str(args.lr),
+        "--max-len",
+        str(args.max_len),
+        "--encoder",
+        "conv1d",
+        "--latent",
+        "56",
+        "--gru-hidden",
+        str(args.gru_hidden),
+        "--eval-every-steps",
+        str(args.steps),
+        "--eval-limit",
+        "1000",
+        "--auto-resume",
+    ]  # a model cut off mid-training continues from its last checkpoint on a re-run
     held_out = (DATA / "zinc250k_jtvae" / "test.txt").read_text().split()[:500]
     rows, decoded = {}, {}
-    print("| model | token accuracy (held out) | same molecule back (test.txt) | validity | unique | novelty | "
-          "FCD/MOSES test | KL score |\n|---|---|---|---|---|---|---|---|")
+    print(
+        "| model | token accuracy (held out) | same molecule back (test.txt) | validity | unique | novelty | "
+        "FCD/MOSES test | KL score |\n|---|---|---|---|---|---|---|---|"
+    )
     for name in args.models:
         recipe, extra = AUTOENCODERS[name]
         run = OUT / "autoencoders" / name.replace(" ", "_").replace("+", "plus").replace(",", "")
         if not (run / "final_metrics.json").is_file():
             t0 = time.time()
             warmup = ["--kl-warmup-steps", str(args.steps // 2)] if recipe == "chemvae" else []
-            subprocess.run([sys.executable, "-m", "towerlab", "train", recipe, *common, *extra, *warmup, "--out", str(run)],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "towerlab", "train", recipe, *common, *extra, *warmup, "--out", str(run)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             (run / "bench_train_s.txt").write_text(f"{time.time() - t0:.1f}")
         m = gen.load(run)
         _, recon = latent.encode_file(m, held_out)
@@ -123,16 +159,23 @@ def autoencoders(args) -> None:
         r = _metrics(smiles, gen.training_smiles(m), reference=False)
         final = json.loads((run / "final_metrics.json").read_text())
         accuracy = next(v for k, v in final.items() if k.split("/")[-1] == "recon_token_accuracy")  # val/...
-        rows[name] = {"token_accuracy_held_out": accuracy,
-                      "reconstruction_same_molecule": recon["same_molecule"], **r,
-                      "train_s": float((run / "bench_train_s.txt").read_text()),
-                      "samples": str(run / "bench_samples.csv")}
-        print(f"| {name} | {rows[name]['token_accuracy_held_out']:.3f} | {recon['same_molecule']:.3f} | "
-              f"{r['validity']:.3f} | {r[f'unique@{args.n}']:.3f} | {r['novelty']:.3f} | {r['fcd']:.2f} | "
-              f"{r['kl_score']:.3f} |", flush=True)
+        rows[name] = {
+            "token_accuracy_held_out": accuracy,
+            "reconstruction_same_molecule": recon["same_molecule"],
+            **r,
+            "train_s": float((run / "bench_train_s.txt").read_text()),
+            "samples": str(run / "bench_samples.csv"),
+        }
+        print(
+            f"| {name} | {rows[name]['token_accuracy_held_out']:.3f} | {recon['same_molecule']:.3f} | "
+            f"{r['validity']:.3f} | {r[f'unique@{args.n}']:.3f} | {r['novelty']:.3f} | {r['fcd']:.2f} | "
+            f"{r['kl_score']:.3f} |",
+            flush=True,
+        )
     _hand_in(args.steps, decoded)
-    _save("autoencoders", {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "n": args.n,
-                           "models": rows})
+    _save(
+        "autoencoders", {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "n": args.n, "models": rows}
+    )
 
 
 def main() -> int:
@@ -149,8 +192,14 @@ def main() -> int:
     a.add_argument("--n", type=int, default=1000)
     a.add_argument("--max-len", type=int, default=100)
     a.add_argument("--gru-hidden", type=int, default=256, help="(Gomez-Bombarelli: 488; 256 to fit a CPU budget)")
-    a.add_argument("--models", nargs="+", choices=list(AUTOENCODERS), default=list(AUTOENCODERS), metavar="NAME",
-                   help=f"which of {', '.join(AUTOENCODERS)} (default: all; a trained one is read back)")
+    a.add_argument(
+        "--models",
+        nargs="+",
+        choices=list(AUTOENCODERS),
+        default=list(AUTOENCODERS),
+        metavar="NAME",
+        help=f"which of {', '.join(AUTOENCODERS)} (default: all; a trained one is read back)",
+    )
     args = p.parse_args()
     {"prior": prior, "autoencoders": autoencoders}[args.what](args)
     return 0

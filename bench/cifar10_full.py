@@ -53,8 +53,20 @@ def train(out: Path, flags: list[str], data: Path) -> float:
     """Train (or finish training) one run; the seconds this call spent (0 when the run was already done)."""
     if (out / "final_metrics.json").is_file():
         return 0.0
-    cmd = [sys.executable, "-m", "towerlab", "train", "cifar10", "--data", str(data), "--out", str(out),
-           "--auto-resume", "--no-report", *flags]
+    cmd = [
+        sys.executable,
+        "-m",
+        "towerlab",
+        "train",
+        "cifar10",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--auto-resume",
+        "--no-report",
+        *flags,
+    ]
     print("$ " + " ".join(cmd[2:]), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -86,7 +98,7 @@ def test_predictions(run: Path) -> tuple[list[int], list[int]]:
     predicted = []
     with torch.no_grad():
         for i in range(0, len(images), 1000):
-            x = loaded.recipe.prepare(loaded.cfg, images[i:i + 1000])
+            x = loaded.recipe.prepare(loaded.cfg, images[i : i + 1000])
             predicted += loaded.recipe.predict(loaded.model, x).argmax(1).tolist()
     return predicted, labels.tolist()
 
@@ -95,16 +107,34 @@ def schedule(args, data: Path) -> dict:
     report = {"runs": []}
     for seed in args.seeds:
         out = Path(args.out) / f"schedule-seed{seed}"
-        train(out, ["--fast", "--seed", str(seed), "--max-steps", "100000", "--eval-every-steps", str(args.eval_every),
-                    "--keep-checkpoints", "2"], data)
+        train(
+            out,
+            [
+                "--fast",
+                "--seed",
+                str(seed),
+                "--max-steps",
+                "100000",
+                "--eval-every-steps",
+                str(args.eval_every),
+                "--keep-checkpoints",
+                "2",
+            ],
+            data,
+        )
         points = curve(out)
         predicted, true = test_predictions(out)
         acc = sum(p == t for p, t in zip(predicted, true)) / len(true)
         write_predictions(Path(args.samples) / f"predictions_seed{seed}.csv", predicted)
         final = json.loads((out / "final_metrics.json").read_text())
         process_s = sum(float(x) for x in (out / "bench_process_s.txt").read_text().split())
-        run = {"seed": seed, "curve": {s: points[s]["val/accuracy"] for s in sorted(points)},
-               "test_accuracy_last": acc, "steps": final["step"], "process_s": process_s}
+        run = {
+            "seed": seed,
+            "curve": {s: points[s]["val/accuracy"] for s in sorted(points)},
+            "test_accuracy_last": acc,
+            "steps": final["step"],
+            "process_s": process_s,
+        }
         report["runs"].append(run)
         print(f"seed {seed}: {final['step']} steps, {process_s / 3600:.2f} h of process time")
         print("| step | epochs | test accuracy (moving average) | tutorial |")
@@ -112,15 +142,27 @@ def schedule(args, data: Path) -> dict:
         for s in CHECKPOINTS:
             if s in points:
                 tut = TUTORIAL_CURVE.get(s)
-                print(f"| {s:,} | {points[s]['epoch']:.1f} | {points[s]['val/accuracy']:.4f} | "
-                      f"{'~%.2f' % tut if tut else '-'} |")
-        print(f"last checkpoint, recomputed from its predictions: {acc:.4f} ({len(true) - round(acc * len(true))} "
-              f"errors of {len(true):,})")
+                print(
+                    f"| {s:,} | {points[s]['epoch']:.1f} | {points[s]['val/accuracy']:.4f} | "
+                    f"{'~%.2f' % tut if tut else '-'} |"
+                )
+        print(
+            f"last checkpoint, recomputed from its predictions: {acc:.4f} ({len(true) - round(acc * len(true))} "
+            f"errors of {len(true):,})"
+        )
     return report
 
 
 def towers(args, data: Path) -> dict:
-    common = ["--fast", "--max-steps", str(args.steps), "--eval-every-steps", str(args.steps), "--keep-checkpoints", "1"]
+    common = [
+        "--fast",
+        "--max-steps",
+        str(args.steps),
+        "--eval-every-steps",
+        str(args.steps),
+        "--keep-checkpoints",
+        "1",
+    ]
     runs = [(f"towers-seed{s}-procs1", [*common, "--seed", str(s)]) for s in args.seeds]
     runs.append((f"towers-seed{args.seeds[0]}-procs2", [*common, "--seed", str(args.seeds[0]), "--procs", "2"]))
     rows = []
@@ -128,26 +170,42 @@ def towers(args, data: Path) -> dict:
         out = Path(args.out) / name
         train(out, flags, data)
         final = json.loads((out / "final_metrics.json").read_text())
-        rows.append({"run": name, "world_size": final["world_size"], "accuracy": final["accuracy"],
-                     "images_per_s": final.get("images_per_s"), "wall_s": final["wall_s"]})
+        rows.append(
+            {
+                "run": name,
+                "world_size": final["world_size"],
+                "accuracy": final["accuracy"],
+                "images_per_s": final.get("images_per_s"),
+                "wall_s": final["wall_s"],
+            }
+        )
     one = [r["accuracy"] for r in rows if r["world_size"] == 1]
     two = [r["accuracy"] for r in rows if r["world_size"] == 2]
     print(f"| run | processes | test accuracy at {args.steps:,} steps | images/s | wall s |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['run']} | {r['world_size']} | {r['accuracy']:.4f} | {r['images_per_s'] or 0:.0f} | "
-              f"{r['wall_s']:.0f} |")
+        print(
+            f"| {r['run']} | {r['world_size']} | {r['accuracy']:.4f} | {r['images_per_s'] or 0:.0f} | "
+            f"{r['wall_s']:.0f} |"
+        )
     inside = bool(two) and min(one) <= two[0] <= max(one)
-    print(f"one process over {len(one)} seeds: {min(one):.4f} .. {max(one):.4f} (mean {statistics.mean(one):.4f}); "
-          f"two processes: {two[0] if two else float('nan'):.4f}: {'inside' if inside else 'outside'} the spread")
+    print(
+        f"one process over {len(one)} seeds: {min(one):.4f} .. {max(one):.4f} (mean {statistics.mean(one):.4f}); "
+        f"two processes: {two[0] if two else float('nan'):.4f}: {'inside' if inside else 'outside'} the spread"
+    )
     return {"rows": rows, "one_process": one, "two_processes": two, "inside_spread": inside}
 
 
 def first_reaching(run: Path, target: float) -> dict | None:
     for step, row in sorted(curve(run).items()):
         if row["val/accuracy"] >= target:
-            return {"step": step, "epoch": row["epoch"], "train_s": row["train_s"], "wall_s": row["wall_s"],
-                    "accuracy": row["val/accuracy"]}
+            return {
+                "step": step,
+                "epoch": row["epoch"],
+                "train_s": row["train_s"],
+                "wall_s": row["wall_s"],
+                "accuracy": row["val/accuracy"],
+            }
     return None
 
 
@@ -155,18 +213,40 @@ def time_to_accuracy(args, data: Path) -> dict:
     rows = []
     for name in args.settings:
         out = Path(args.out) / f"time-{name}"
-        train(out, [*SETTINGS[name], "--stop-at", str(max(args.targets)), "--max-steps", str(args.max_steps),
-                    "--eval-every-steps", str(args.eval_every_time), "--keep-checkpoints", "1"], data)
+        train(
+            out,
+            [
+                *SETTINGS[name],
+                "--stop-at",
+                str(max(args.targets)),
+                "--max-steps",
+                str(args.max_steps),
+                "--eval-every-steps",
+                str(args.eval_every_time),
+                "--keep-checkpoints",
+                "1",
+            ],
+            data,
+        )
         for target in args.targets:
             hit = first_reaching(out, target)
-            rows.append({"setting": name, "flags": " ".join(SETTINGS[name]), "target": target,
-                         "reached": hit is not None, **(hit or {})})
+            rows.append(
+                {
+                    "setting": name,
+                    "flags": " ".join(SETTINGS[name]),
+                    "target": target,
+                    "reached": hit is not None,
+                    **(hit or {}),
+                }
+            )
     print("| settings | flags | target | step | epochs | train_s | wall_s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         if r["reached"]:
-            print(f"| {r['setting']} | {r['flags'] or '-'} | {r['target']} | {r['step']:,} | {r['epoch']:.1f} | "
-                  f"{r['train_s']:.0f} | {r['wall_s']:.0f} |")
+            print(
+                f"| {r['setting']} | {r['flags'] or '-'} | {r['target']} | {r['step']:,} | {r['epoch']:.1f} | "
+                f"{r['train_s']:.0f} | {r['wall_s']:.0f} |"
+            )
         else:
             print(f"| {r['setting']} | {r['flags'] or '-'} | {r['target']} | not reached | - | - | - |")
     return {"rows": rows}
@@ -190,8 +270,12 @@ def main() -> int:
     if not os.environ.get("TOWERLAB_DATA"):
         sys.exit("set TOWERLAB_DATA to the shared data folder (../shared/data)")
     data = Path(os.environ["TOWERLAB_DATA"]).resolve() / "cifar10_full"
-    report = {"command": " ".join(["python", *sys.argv]), "cpu": cpu_name(), "cores": os.cpu_count(),
-              "torch_threads": "torch default"}
+    report = {
+        "command": " ".join(["python", *sys.argv]),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "torch_threads": "torch default",
+    }
     mode = {"schedule": schedule, "towers": towers, "time": time_to_accuracy}[args.mode]
     report.update(mode(args, data))
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -18,20 +18,42 @@ import sys
 import tempfile
 from pathlib import Path
 
-COMMANDS = {"python -c pass": ["-c", "pass"], "towerlab --help": ["-m", "towerlab", "--help"],
-            "towerlab recipes": ["-m", "towerlab", "recipes"], "towerlab search --help": ["-m", "towerlab", "search", "--help"],
-            "towerlab train --help": ["-m", "towerlab", "train", "--help"],
-            "towerlab train digits --help": ["-m", "towerlab", "train", "digits", "--help"]}
+COMMANDS = {
+    "python -c pass": ["-c", "pass"],
+    "towerlab --help": ["-m", "towerlab", "--help"],
+    "towerlab recipes": ["-m", "towerlab", "recipes"],
+    "towerlab search --help": ["-m", "towerlab", "search", "--help"],
+    "towerlab train --help": ["-m", "towerlab", "train", "--help"],
+    "towerlab train digits --help": ["-m", "towerlab", "train", "digits", "--help"],
+}
 
 
 def refusals(tmp: Path) -> dict[str, tuple[list[str], int]]:
     """Commands that end in one line (exit 2) and a one-step training (exit 0), with the exit code each must give."""
     jobs = tmp / "jobs.yaml"
     jobs.write_text("jobs:\n  - {name: 'a b', recipe: mlp}\n")
-    return {"train digits --lr -1 (refused)": (["-m", "towerlab", "train", "digits", "--lr", "-1"], 2),
-            "jobs run, a bad job name (refused)": (["-m", "towerlab", "jobs", "run", str(jobs)], 2),
-            "train digits, 1 step": (["-m", "towerlab", "train", "digits", "--max-steps", "1", "--no-report",
-                                      "--eval-every-epochs", "0", "--out", str(tmp / "run"), "--gpus", "0"], 0)}
+    return {
+        "train digits --lr -1 (refused)": (["-m", "towerlab", "train", "digits", "--lr", "-1"], 2),
+        "jobs run, a bad job name (refused)": (["-m", "towerlab", "jobs", "run", str(jobs)], 2),
+        "train digits, 1 step": (
+            [
+                "-m",
+                "towerlab",
+                "train",
+                "digits",
+                "--max-steps",
+                "1",
+                "--no-report",
+                "--eval-every-epochs",
+                "0",
+                "--out",
+                str(tmp / "run"),
+                "--gpus",
+                "0",
+            ],
+            0,
+        ),
+    }
 
 
 def cpu_seconds(args: list[str], code: int = 0) -> float:

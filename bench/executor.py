@@ -59,10 +59,19 @@ def main() -> int:
     t_whole = wall(whole, args.recipe, n, overrides)
     eff, eff_whole = t_one / (n * t_many), t_whole / (n * t_many)
     device = torch.cuda.get_device_name() if gpus else f"{platform.machine()} CPU"
-    report = {"command": " ".join(["python", *sys.argv]), "device": device, "recipe": args.recipe, "trials": n,
-              "steps": args.steps, "threads_per_trial": many.threads, "seconds_one_slot": t_one,
-              "seconds_one_slot_all_cores": t_whole, "seconds_n_slots": t_many, "efficiency": eff,
-              "efficiency_vs_all_cores": eff_whole}
+    report = {
+        "command": " ".join(["python", *sys.argv]),
+        "device": device,
+        "recipe": args.recipe,
+        "trials": n,
+        "steps": args.steps,
+        "threads_per_trial": many.threads,
+        "seconds_one_slot": t_one,
+        "seconds_one_slot_all_cores": t_whole,
+        "seconds_n_slots": t_many,
+        "efficiency": eff,
+        "efficiency_vs_all_cores": eff_whole,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"{device}: {n} x {args.recipe} ({args.steps} steps)")

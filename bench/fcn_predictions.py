@@ -31,8 +31,21 @@ def write(stages: Path, samples: Path, images: Path) -> None:
     for run in RUNS:
         out = samples / run
         out.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "towerlab", "predict", str(stages / run), str(images), "--out-dir",
-                        str(out), "--out", str(out / "predict.csv")], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "towerlab",
+                "predict",
+                str(stages / run),
+                str(images),
+                "--out-dir",
+                str(out),
+                "--out",
+                str(out / "predict.csv"),
+            ],
+            check=True,
+        )
         for overlay in out.glob("*_overlay.png"):  # pictures, not figures: left out to keep the samples small
             overlay.unlink()
         (out / "predict.csv").unlink()
@@ -47,8 +60,12 @@ def figures(conf: np.ndarray) -> dict[str, float]:
     seen = union > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         iou, acc = tp / union, tp / true_n
-    return {"pixel_accuracy": tp.sum() / conf.sum(), "mean_class_accuracy": acc[true_n > 0].mean(),
-            "mean_iou": iou[seen].mean(), "fw_iou": (true_n[seen] / conf.sum() * iou[seen]).sum()}
+    return {
+        "pixel_accuracy": tp.sum() / conf.sum(),
+        "mean_class_accuracy": acc[true_n > 0].mean(),
+        "mean_iou": iou[seen].mean(),
+        "fw_iou": (true_n[seen] / conf.sum() * iou[seen]).sum(),
+    }
 
 
 def rescore(samples: Path, annotations: Path) -> list[dict]:
@@ -62,16 +79,25 @@ def rescore(samples: Path, annotations: Path) -> list[dict]:
             pred = np.asarray(Image.open(path))
             truth = np.asarray(Image.open(annotations / path.name.replace("_label.png", ".png")))
             keep = truth != VOID
-            conf += np.bincount(truth[keep].astype(np.int64) * CLASSES + pred[keep], minlength=CLASSES ** 2
-                                ).reshape(CLASSES, CLASSES)
+            conf += np.bincount(truth[keep].astype(np.int64) * CLASSES + pred[keep], minlength=CLASSES**2).reshape(
+                CLASSES, CLASSES
+            )
         own = samples / run / "final_metrics.json"
-        rows.append({"run": run, "images": len(maps), **{k: round(float(v), 4) for k, v in figures(conf).items()},
-                     "towerlab_mean_iou": round(json.loads(own.read_text())["mean_iou"], 4) if own.is_file() else None})
+        rows.append(
+            {
+                "run": run,
+                "images": len(maps),
+                **{k: round(float(v), 4) for k, v in figures(conf).items()},
+                "towerlab_mean_iou": round(json.loads(own.read_text())["mean_iou"], 4) if own.is_file() else None,
+            }
+        )
     print("| run | images | pixel acc | mean acc | mean IU | f.w. IU | mean IU by towerlab eval |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['run']} | {r['images']} | {r['pixel_accuracy']:.4f} | {r['mean_class_accuracy']:.4f} | "
-              f"{r['mean_iou']:.4f} | {r['fw_iou']:.4f} | {r['towerlab_mean_iou']} |")
+        print(
+            f"| {r['run']} | {r['images']} | {r['pixel_accuracy']:.4f} | {r['mean_class_accuracy']:.4f} | "
+            f"{r['mean_iou']:.4f} | {r['fw_iou']:.4f} | {r['towerlab_mean_iou']} |"
+        )
     (samples / "rescored.json").write_text(json.dumps(rows, indent=1) + "\n")
     return rows
 

@@ -62,9 +62,17 @@ def main() -> None:
             x = torch.randn(1, classes, side, side)
             ref_s, ref = timed(full(layer), x, args.repeats)
             ours_s, ours = timed(layer, x, args.repeats)
-            rows.append({"what": f"{net} {factor}x layer", "dataset": dataset, "classes": classes,
-                         "input": list(x.shape), "reference_s": ref_s, "towerlab_s": ours_s,
-                         "max_abs_diff": (ref - ours).abs().max().item()})
+            rows.append(
+                {
+                    "what": f"{net} {factor}x layer",
+                    "dataset": dataset,
+                    "classes": classes,
+                    "input": list(x.shape),
+                    "reference_s": ref_s,
+                    "towerlab_s": ours_s,
+                    "max_abs_diff": (ref - ours).abs().max().item(),
+                }
+            )
     model = fcn.FCN(150, 32, width=0.25, fc=1024).eval()
     torch.nn.init.normal_(model.score_fr.weight, std=0.01)  # FCN starts its scores at zero: give them values
     x = torch.randn(1, 3, args.size, args.size)
@@ -73,12 +81,23 @@ def main() -> None:
     model.upscore = torch.nn.ConvTranspose2d(150, 150, 64, stride=32, bias=False)
     model.upscore.weight = layer.weight
     ref_s, ref = timed(model, x, args.repeats)
-    rows.append({"what": "FCN-32s forward (width 0.25)", "dataset": "ADE20K", "classes": 150, "input": list(x.shape),
-                 "reference_s": ref_s, "towerlab_s": ours_s, "max_abs_diff": (ref - ours).abs().max().item()})
+    rows.append(
+        {
+            "what": "FCN-32s forward (width 0.25)",
+            "dataset": "ADE20K",
+            "classes": 150,
+            "input": list(x.shape),
+            "reference_s": ref_s,
+            "towerlab_s": ours_s,
+            "max_abs_diff": (ref - ours).abs().max().item(),
+        }
+    )
     for r in rows:
-        print(f"| {r['what']} | {r['classes']} ({r['dataset']}) | {'x'.join(map(str, r['input']))} | "
-              f"{r['reference_s']:.3f} | {r['towerlab_s']:.3f} | {r['reference_s'] / r['towerlab_s']:.1f} | "
-              f"{r['max_abs_diff']:.1e} |")
+        print(
+            f"| {r['what']} | {r['classes']} ({r['dataset']}) | {'x'.join(map(str, r['input']))} | "
+            f"{r['reference_s']:.3f} | {r['towerlab_s']:.3f} | {r['reference_s'] / r['towerlab_s']:.1f} | "
+            f"{r['max_abs_diff']:.1e} |"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"threads": args.threads, "size": args.size, "rows": rows}, indent=1))
 

@@ -35,9 +35,32 @@ from towerlab import checkpoint  # noqa: E402
 
 
 def train_cmd(recipe: str, out: Path, steps: int, procs: int) -> list[str]:
-    return [sys.executable, "-m", "towerlab", "train", recipe, "--gpus", "0", "--procs", str(procs), "--out", str(out),
-            "--max-steps", str(steps), "--ckpt-every-steps", "3", "--eval-every-steps", str(steps // 2),
-            "--ema-decay", "0.99", "--schedule", "cosine", "--deterministic", "--log-every", "7"]
+    return [
+        sys.executable,
+        "-m",
+        "towerlab",
+        "train",
+        recipe,
+        "--gpus",
+        "0",
+        "--procs",
+        str(procs),
+        "--out",
+        str(out),
+        "--max-steps",
+        str(steps),
+        "--ckpt-every-steps",
+        "3",
+        "--eval-every-steps",
+        str(steps // 2),
+        "--ema-decay",
+        "0.99",
+        "--schedule",
+        "cosine",
+        "--deterministic",
+        "--log-every",
+        "7",
+    ]
 
 
 def last_step(run: Path) -> int:
@@ -59,8 +82,12 @@ def same(a: Path, b: Path) -> bool:
 def kill_point(args, tmp: Path, i: int, rng: random.Random, straight: Path) -> dict:
     run, at, rank, damage = tmp / f"k{i}", rng.randint(6, args.steps - 30), rng.randrange(args.procs), i % 3 == 2
     t0 = time.perf_counter()
-    proc = subprocess.Popen(train_cmd(args.recipe, run, args.steps, args.procs), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        train_cmd(args.recipe, run, args.steps, args.procs),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while last_step(run) < at and proc.poll() is None:
         time.sleep(0.01)
     pid = rank_pid(run, rank)
@@ -72,13 +99,21 @@ def kill_point(args, tmp: Path, i: int, rng: random.Random, straight: Path) -> d
     if damage:  # the newest checkpoint damaged as well: resume must fall back to the one before
         state = checkpoint.find(run, quiet=True) / "state.pt"
         state.write_bytes(state.read_bytes()[: len(state.read_bytes()) // 2])
-    resumed = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
-                             capture_output=True, text=True)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"], capture_output=True, text=True
+    )
     ok = resumed.returncode == 0 and same(straight, run)
-    return {"point": i, "kill_after": at, "rank": rank, "checkpoint": killed_at, "damaged_newest": damage,
-            "one_line": f"process rank {rank} was killed by SIGKILL" in err, "exact": ok,
-            "seconds": round(time.perf_counter() - t0, 1),
-            "note": "" if resumed.returncode == 0 else resumed.stderr.strip().splitlines()[-1][:160]}
+    return {
+        "point": i,
+        "kill_after": at,
+        "rank": rank,
+        "checkpoint": killed_at,
+        "damaged_newest": damage,
+        "one_line": f"process rank {rank} was killed by SIGKILL" in err,
+        "exact": ok,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "note": "" if resumed.returncode == 0 else resumed.stderr.strip().splitlines()[-1][:160],
+    }
 
 
 def main() -> None:
@@ -95,21 +130,38 @@ def main() -> None:
         straight = Path(tmp) / "straight"
         subprocess.run(train_cmd(args.recipe, straight, args.steps, args.procs), check=True, capture_output=True)
         rows = []
-        print(f"{'point':>5} {'kill after':>10} {'rank':>4} {'ckpt':>5} {'damaged':>7} {'one line':>8} {'exact':>5} {'s':>6}")
+        print(
+            f"{'point':>5} {'kill after':>10} {'rank':>4} {'ckpt':>5} {'damaged':>7} {'one line':>8} {'exact':>5} {'s':>6}"
+        )
         for i in range(args.points):
             r = kill_point(args, Path(tmp), i, rng, straight)
             rows.append(r)
-            print(f"{r['point']:>5} {r['kill_after']:>10} {r['rank']:>4} {r.get('checkpoint', '-'):>5} "
-                  f"{str(r.get('damaged_newest', '-')):>7} {str(r.get('one_line', '-')):>8} {str(r['exact']):>5} "
-                  f"{r.get('seconds', 0):>6} {r['note']}", flush=True)
+            print(
+                f"{r['point']:>5} {r['kill_after']:>10} {r['rank']:>4} {r.get('checkpoint', '-'):>5} "
+                f"{str(r.get('damaged_newest', '-')):>7} {str(r.get('one_line', '-')):>8} {str(r['exact']):>5} "
+                f"{r.get('seconds', 0):>6} {r['note']}",
+                flush=True,
+            )
     tried = [r for r in rows if r["exact"] is not None]
     exact = sum(r["exact"] for r in tried)
     print(f"exact: {exact} / {len(tried)}  ({args.procs} processes, {args.recipe}, {args.steps} steps)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"exact": exact, "total": len(tried), "procs": args.procs,
-                                          "recipe": args.recipe, "steps": args.steps, "torch": torch.__version__,
-                                          "machine": platform.machine(), "cpus": os.cpu_count(), "points": rows},
-                                         indent=1))
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "exact": exact,
+                "total": len(tried),
+                "procs": args.procs,
+                "recipe": args.recipe,
+                "steps": args.steps,
+                "torch": torch.__version__,
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+                "points": rows,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

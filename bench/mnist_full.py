@@ -35,12 +35,57 @@ REPO = Path(__file__).resolve().parents[1]
 # candidates for the fastest settings (`time --explore` runs each once): no shifts (they slow the first epochs),
 # Adam with a one-cycle schedule sized to end near the target, a narrower fc layer, larger batches
 CANDIDATES = {
-    "adam-b256-h512-2ep": ["--fast", "--shift", "0", "--optimizer", "adam", "--lr", "3e-3", "--schedule", "onecycle",
-                           "--batch-size", "256", "--epochs", "2", "--hidden", "512"],
-    "adam-b512-h256-2ep": ["--fast", "--shift", "0", "--optimizer", "adam", "--lr", "4e-3", "--schedule", "onecycle",
-                           "--batch-size", "512", "--epochs", "2", "--hidden", "256"],
-    "adam-b128-h512-1.5ep": ["--fast", "--shift", "0", "--optimizer", "adam", "--lr", "2e-3", "--schedule",
-                             "onecycle", "--batch-size", "128", "--epochs", "1.5", "--hidden", "512"],
+    "adam-b256-h512-2ep": [
+        "--fast",
+        "--shift",
+        "0",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "3e-3",
+        "--schedule",
+        "onecycle",
+        "--batch-size",
+        "256",
+        "--epochs",
+        "2",
+        "--hidden",
+        "512",
+    ],
+    "adam-b512-h256-2ep": [
+        "--fast",
+        "--shift",
+        "0",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "4e-3",
+        "--schedule",
+        "onecycle",
+        "--batch-size",
+        "512",
+        "--epochs",
+        "2",
+        "--hidden",
+        "256",
+    ],
+    "adam-b128-h512-1.5ep": [
+        "--fast",
+        "--shift",
+        "0",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "2e-3",
+        "--schedule",
+        "onecycle",
+        "--batch-size",
+        "128",
+        "--epochs",
+        "1.5",
+        "--hidden",
+        "512",
+    ],
 }
 FASTEST = "adam-b256-h512-2ep"  # the candidate that reached the target first (docs/results.md)
 SETTINGS = {"defaults": [], "fast": ["--fast"], "fastest": CANDIDATES[FASTEST]}
@@ -60,8 +105,20 @@ def train(out: Path, flags: list[str], data: Path) -> float:
     """Train (or finish training) one run; the seconds the command took (0 when it was already done)."""
     if (out / "final_metrics.json").is_file():
         return 0.0
-    cmd = [sys.executable, "-m", "towerlab", "train", "mnist", "--data", str(data), "--out", str(out),
-           "--auto-resume", "--no-report", *flags]
+    cmd = [
+        sys.executable,
+        "-m",
+        "towerlab",
+        "train",
+        "mnist",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--auto-resume",
+        "--no-report",
+        *flags,
+    ]
     print("$ " + " ".join(cmd[2:]), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -82,7 +139,7 @@ def test_predictions(run: Path) -> tuple[list[int], list[int]]:
     predicted = []
     with torch.no_grad():
         for i in range(0, len(images), 1000):
-            x = loaded.recipe.prepare(loaded.cfg, images[i:i + 1000])
+            x = loaded.recipe.prepare(loaded.cfg, images[i : i + 1000])
             predicted += loaded.recipe.predict(loaded.model, x).argmax(1).tolist()
     return predicted, labels.tolist()
 
@@ -98,8 +155,12 @@ def write_predictions(path: Path, predicted: list[int]) -> None:
 def accuracy(args, data: Path) -> dict:
     runs = [(f"seed{s}", ["--fast", "--seed", str(s)]) for s in args.seeds]
     if args.procs > 1:
-        runs.append((f"seed{args.seeds[0]}-procs{args.procs}", ["--fast", "--seed", str(args.seeds[0]),
-                                                               "--procs", str(args.procs)]))
+        runs.append(
+            (
+                f"seed{args.seeds[0]}-procs{args.procs}",
+                ["--fast", "--seed", str(args.seeds[0]), "--procs", str(args.procs)],
+            )
+        )
     rows = []
     for name, flags in runs:
         out = Path(args.out) / name
@@ -110,15 +171,25 @@ def accuracy(args, data: Path) -> dict:
         # the default seed's as predictions.csv (the issue's name), the others beside it
         file = "predictions.csv" if name == f"seed{args.seeds[0]}" else f"predictions_{name}.csv"
         write_predictions(Path(args.samples) / file, predicted)
-        rows.append({"run": name, "test_accuracy_last": acc, "errors": len(true) - round(acc * len(true)),
-                     "epochs": final["epoch"], "world_size": final["world_size"], "wall_s": final["wall_s"],
-                     "curve_best_epoch_accuracy": final["best"]["value"]})
+        rows.append(
+            {
+                "run": name,
+                "test_accuracy_last": acc,
+                "errors": len(true) - round(acc * len(true)),
+                "epochs": final["epoch"],
+                "world_size": final["world_size"],
+                "wall_s": final["wall_s"],
+                "curve_best_epoch_accuracy": final["best"]["value"],
+            }
+        )
     one = [r["test_accuracy_last"] for r in rows if r["world_size"] == 1]
     print("| run | processes | epochs | test accuracy (last checkpoint) | errors of 10,000 | wall s |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['run']} | {r['world_size']} | {r['epochs']:g} | {r['test_accuracy_last']:.4f} | {r['errors']} "
-              f"| {r['wall_s']:.0f} |")
+        print(
+            f"| {r['run']} | {r['world_size']} | {r['epochs']:g} | {r['test_accuracy_last']:.4f} | {r['errors']} "
+            f"| {r['wall_s']:.0f} |"
+        )
     sd = statistics.stdev(one) if len(one) > 1 else 0.0
     print(f"one process, mean of {len(one)} seeds: {statistics.mean(one):.4f} +- {sd:.4f} (sd)")
     return {"rows": rows, "mean": statistics.mean(one), "sd": sd}
@@ -129,8 +200,13 @@ def first_reaching(run: Path, target: float) -> dict | None:
     for line in (run / "metrics.jsonl").read_text().splitlines():
         row = json.loads(line)
         if row.get("val/accuracy", 0) >= target:
-            return {"step": row["step"], "epoch": row["epoch"], "train_s": row["train_s"], "wall_s": row["wall_s"],
-                    "accuracy": row["val/accuracy"]}
+            return {
+                "step": row["step"],
+                "epoch": row["epoch"],
+                "train_s": row["train_s"],
+                "wall_s": row["wall_s"],
+                "accuracy": row["val/accuracy"],
+            }
     return None
 
 
@@ -142,12 +218,28 @@ def time_to_accuracy(args, data: Path) -> dict:
             out = Path(args.out) / f"time-{setting}-seed{s}"
             if args.explore:
                 out = Path(args.out) / f"explore-{setting}"
-            train(out, [*flags, "--seed", str(s), "--stop-at", str(args.target), "--eval-every-steps",
-                        str(args.eval_every), "--keep-checkpoints", "1"], data)
+            train(
+                out,
+                [
+                    *flags,
+                    "--seed",
+                    str(s),
+                    "--stop-at",
+                    str(args.target),
+                    "--eval-every-steps",
+                    str(args.eval_every),
+                    "--keep-checkpoints",
+                    "1",
+                ],
+                data,
+            )
             hit = first_reaching(out, args.target)
-            process = float((out / "bench_process_s.txt").read_text()) if (out / "bench_process_s.txt").is_file() else None
-            rows.append({"setting": setting, "seed": s, "reached": hit is not None, **(hit or {}),
-                         "process_s": process})
+            process = (
+                float((out / "bench_process_s.txt").read_text()) if (out / "bench_process_s.txt").is_file() else None
+            )
+            rows.append(
+                {"setting": setting, "seed": s, "reached": hit is not None, **(hit or {}), "process_s": process}
+            )
     print(f"| settings | reached {args.target} | train_s (mean +- sd) | wall_s | process_s | epochs |")
     print("|---|---|---|---|---|---|")
     summary = {}
@@ -160,8 +252,10 @@ def time_to_accuracy(args, data: Path) -> dict:
         mean = {k: statistics.mean(r[k] for r in hits) for k in ("train_s", "wall_s", "process_s", "epoch")}
         sd = statistics.stdev(r["train_s"] for r in hits) if len(hits) > 1 else 0.0
         summary[setting] = {**mean, "train_s_sd": sd, "reached": f"{len(hits)}/{n}"}
-        print(f"| {setting} | {len(hits)}/{n} | {mean['train_s']:.1f} +- {sd:.1f} | {mean['wall_s']:.1f} | "
-              f"{mean['process_s']:.1f} | {mean['epoch']:.2f} |")
+        print(
+            f"| {setting} | {len(hits)}/{n} | {mean['train_s']:.1f} +- {sd:.1f} | {mean['wall_s']:.1f} | "
+            f"{mean['process_s']:.1f} | {mean['epoch']:.2f} |"
+        )
     return {"rows": rows, "summary": summary, "settings": settings, "target": args.target}
 
 
@@ -179,8 +273,12 @@ def main() -> int:
     if not os.environ.get("TOWERLAB_DATA"):
         sys.exit("set TOWERLAB_DATA to the shared data folder (../shared/data)")
     data = Path(os.environ["TOWERLAB_DATA"]).resolve() / "mnist_full"
-    report = {"command": " ".join(["python", *sys.argv]), "cpu": cpu_name(), "cores": os.cpu_count(),
-              "torch_threads": "torch default"}
+    report = {
+        "command": " ".join(["python", *sys.argv]),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "torch_threads": "torch default",
+    }
     report.update(accuracy(args, data) if args.mode == "accuracy" else time_to_accuracy(args, data))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / f"{args.mode}{'-explore' if args.explore else ''}.json").write_text(json.dumps(report, indent=1))

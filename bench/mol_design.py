@@ -58,31 +58,57 @@ ZINC = DATA / "zinc250k_jtvae" / "valid.txt"
 # the PSV-PPO paper (2025): REINVENT 0.713, LSTM-HC 0.539 (f-RAG's appendix has 0.710 and 0.380; with 0.539 the
 # LSTM-HC rows add up to PMO's 23-task sum, 12.223, within 0.011; with 0.380 they miss it by 0.17).
 PMO_PUBLISHED = {
-    "albuterol_similarity": (0.882, 0.838, 0.719), "amlodipine_mpo": (0.635, 0.661, 0.593),
-    "celecoxib_rediscovery": (0.713, 0.630, 0.539), "deco_hop": (0.666, 0.619, 0.826),
-    "fexofenadine_mpo": (0.784, 0.760, 0.725), "isomers_c7h8n2o2": (0.852, 0.862, 0.485),
-    "isomers_c9h10n2o2pf2cl": (0.642, 0.719, 0.342), "median1": (0.356, 0.294, 0.255),
-    "median2": (0.276, 0.273, 0.248), "mestranol_similarity": (0.618, 0.579, 0.526),
-    "osimertinib_mpo": (0.837, 0.831, 0.796), "perindopril_mpo": (0.537, 0.538, 0.489),
-    "qed": (0.941, 0.940, 0.939), "ranolazine_mpo": (0.760, 0.728, 0.714), "scaffold_hop": (0.560, 0.517, 0.533),
-    "sitagliptin_mpo": (0.021, 0.433, 0.066), "thiothixene_rediscovery": (0.534, 0.479, 0.438),
-    "troglitazone_rediscovery": (0.441, 0.390, 0.354), "valsartan_smarts": (0.178, 0.000, 0.000),
-    "zaleplon_mpo": (0.358, 0.346, 0.206)}
+    "albuterol_similarity": (0.882, 0.838, 0.719),
+    "amlodipine_mpo": (0.635, 0.661, 0.593),
+    "celecoxib_rediscovery": (0.713, 0.630, 0.539),
+    "deco_hop": (0.666, 0.619, 0.826),
+    "fexofenadine_mpo": (0.784, 0.760, 0.725),
+    "isomers_c7h8n2o2": (0.852, 0.862, 0.485),
+    "isomers_c9h10n2o2pf2cl": (0.642, 0.719, 0.342),
+    "median1": (0.356, 0.294, 0.255),
+    "median2": (0.276, 0.273, 0.248),
+    "mestranol_similarity": (0.618, 0.579, 0.526),
+    "osimertinib_mpo": (0.837, 0.831, 0.796),
+    "perindopril_mpo": (0.537, 0.538, 0.489),
+    "qed": (0.941, 0.940, 0.939),
+    "ranolazine_mpo": (0.760, 0.728, 0.714),
+    "scaffold_hop": (0.560, 0.517, 0.533),
+    "sitagliptin_mpo": (0.021, 0.433, 0.066),
+    "thiothixene_rediscovery": (0.534, 0.479, 0.438),
+    "troglitazone_rediscovery": (0.441, 0.390, 0.354),
+    "valsartan_smarts": (0.178, 0.000, 0.000),
+    "zaleplon_mpo": (0.358, 0.346, 0.206),
+}
 # The graph GA's two published settings: GuacaMol's baseline (it stops when the population has not changed for 5
 # generations) and PMO's tuned ones (PMO runs go on to the budget: it stops a run whose top 100 stalls and extends
 # its curve flat, and going on can only add)
-GA_SETTINGS = {"guacamol": dict(population=100, offspring=200, mutation_rate=0.01, patience=5),
-               "pmo": dict(population=120, offspring=70, mutation_rate=0.067, patience=0)}
+GA_SETTINGS = {
+    "guacamol": dict(population=100, offspring=200, mutation_rate=0.01, patience=5),
+    "pmo": dict(population=120, offspring=70, mutation_rate=0.067, patience=0),
+}
 # Brown et al. 2019 (GuacaMol), Table 2: Graph GA and SMILES LSTM per v2 benchmark.
 GUACAMOL_PUBLISHED = {
-    "Celecoxib rediscovery": (1.000, 1.000), "Troglitazone rediscovery": (1.000, 1.000),
-    "Thiothixene rediscovery": (1.000, 1.000), "Aripiprazole similarity": (1.000, 1.000),
-    "Albuterol similarity": (1.000, 1.000), "Mestranol similarity": (1.000, 1.000), "C11H24": (0.971, 0.993),
-    "C9H10N2O2PF2Cl": (0.982, 0.879), "Median molecules 1": (0.406, 0.438), "Median molecules 2": (0.432, 0.422),
-    "Osimertinib MPO": (0.953, 0.907), "Fexofenadine MPO": (0.998, 0.959), "Ranolazine MPO": (0.920, 0.855),
-    "Perindopril MPO": (0.792, 0.808), "Amlodipine MPO": (0.894, 0.894), "Sitagliptin MPO": (0.891, 0.545),
-    "Zaleplon MPO": (0.754, 0.669), "Valsartan SMARTS": (0.990, 0.978), "Deco Hop": (1.000, 0.996),
-    "Scaffold Hop": (1.000, 0.998)}
+    "Celecoxib rediscovery": (1.000, 1.000),
+    "Troglitazone rediscovery": (1.000, 1.000),
+    "Thiothixene rediscovery": (1.000, 1.000),
+    "Aripiprazole similarity": (1.000, 1.000),
+    "Albuterol similarity": (1.000, 1.000),
+    "Mestranol similarity": (1.000, 1.000),
+    "C11H24": (0.971, 0.993),
+    "C9H10N2O2PF2Cl": (0.982, 0.879),
+    "Median molecules 1": (0.406, 0.438),
+    "Median molecules 2": (0.432, 0.422),
+    "Osimertinib MPO": (0.953, 0.907),
+    "Fexofenadine MPO": (0.998, 0.959),
+    "Ranolazine MPO": (0.920, 0.855),
+    "Perindopril MPO": (0.792, 0.808),
+    "Amlodipine MPO": (0.894, 0.894),
+    "Sitagliptin MPO": (0.891, 0.545),
+    "Zaleplon MPO": (0.754, 0.669),
+    "Valsartan SMARTS": (0.990, 0.978),
+    "Deco Hop": (1.000, 0.996),
+    "Scaffold Hop": (1.000, 0.998),
+}
 
 
 def machine() -> str:
@@ -101,8 +127,12 @@ def corpus(_args=None) -> Path:
     from towerlab.chem.file_cache import canonical_forms
     from towerlab.data import smiles as smiles_data
 
-    files = [DATA / "moses" / "train.csv.gz", DATA / "zinc250k_jtvae" / "valid.txt",
-             DATA / "zinc250k_jtvae" / "test.txt", DATA / "tox21" / "tox21.csv"]
+    files = [
+        DATA / "moses" / "train.csv.gz",
+        DATA / "zinc250k_jtvae" / "valid.txt",
+        DATA / "zinc250k_jtvae" / "test.txt",
+        DATA / "tox21" / "tox21.csv",
+    ]
     forms: set[str] = set()
     for f in files:
         got = {c for c in canonical_forms(smiles_data.read(f)) if c and "." not in c}
@@ -137,13 +167,15 @@ def holdout_filtered(_args=None) -> Path:
     molecules = corpus().read_text().split()
     kept = []
     for i in range(0, len(molecules), 10_000):
-        chunk = molecules[i:i + 10_000]
+        chunk = molecules[i : i + 10_000]
         for smiles, fp in zip(chunk, get_fingerprints_from_smileslist(chunk)):
             if max(DataStructs.BulkTanimotoSimilarity(fp, holdout_fps)) <= get_data.TANIMOTO_CUTOFF:
                 kept.append(smiles)
     path.write_text("\n".join(kept) + "\n")
-    print(f"wrote {path}: {len(kept)} of the {len(molecules)} molecules of {corpus()} (GuacaMol's holdout filter: "
-          f"{len(holdout)} holdout molecules, ECFP4 Tanimoto > {get_data.TANIMOTO_CUTOFF} removed)")
+    print(
+        f"wrote {path}: {len(kept)} of the {len(molecules)} molecules of {corpus()} (GuacaMol's holdout filter: "
+        f"{len(holdout)} holdout molecules, ECFP4 Tanimoto > {get_data.TANIMOTO_CUTOFF} removed)"
+    )
     return path
 
 
@@ -154,7 +186,7 @@ def optimise(method: str, objective, out: Path, args, start: str, start_limit: i
 
         ga = GA_SETTINGS[getattr(args, "ga", None) or ("pmo" if args.bench == "pmo" else "guacamol")]
         patience = ga["patience"] if getattr(args, "patience", None) is None else args.patience
-        s = Settings(**{**ga, "patience": patience}, generations=10 ** 6, max_calls=max_calls, seed=seed)
+        s = Settings(**{**ga, "patience": patience}, generations=10**6, max_calls=max_calls, seed=seed)
         graph_ga(objective, start, out, s, start_limit)
     elif method in ("hillclimb", "mcts"):
         from towerlab.generate import model as gen
@@ -168,7 +200,7 @@ def optimise(method: str, objective, out: Path, args, start: str, start_limit: i
         else:
             from towerlab.generate.mcts import Settings, mcts
 
-            mcts(m, objective, out, Settings(budget=10 ** 9, max_calls=max_calls, seed=seed))
+            mcts(m, objective, out, Settings(budget=10**9, max_calls=max_calls, seed=seed))
     else:
         raise SystemExit(f"unknown method {method!r}")
 
@@ -187,8 +219,11 @@ def task(folder: Path, run) -> dict:
     t0, cpu0 = time.time(), time.process_time()
 
     def spent() -> dict:
-        return {"cpu_s": before["cpu_s"] + time.process_time() - cpu0, "wall_s": before["wall_s"] + time.time() - t0,
-                "sittings": before["sittings"] + 1}
+        return {
+            "cpu_s": before["cpu_s"] + time.process_time() - cpu0,
+            "wall_s": before["wall_s"] + time.time() - t0,
+            "sittings": before["sittings"] + 1,
+        }
 
     stop = threading.Event()
 
@@ -257,36 +292,53 @@ def pmo(args) -> None:
             _pmo_sample(args, name, seed, folder)
             rows.append(r)
             ref = PMO_PUBLISHED[name]
-            print(f"| {name} | {seed} | {r['auc_top10']:.3f} | {r['top10_mean']:.3f} | {r['scoring_calls']} | "
-                  f"{r['cpu_s']:.0f} | {ref[0]:.3f} | {ref[1]:.3f} | {ref[2]:.3f} |", flush=True)
+            print(
+                f"| {name} | {seed} | {r['auc_top10']:.3f} | {r['top10_mean']:.3f} | {r['scoring_calls']} | "
+                f"{r['cpu_s']:.0f} | {ref[0]:.3f} | {ref[1]:.3f} | {ref[2]:.3f} |",
+                flush=True,
+            )
     by_task: dict[str, list[dict]] = {}
     for r in rows:
         by_task.setdefault(r["task"], []).append(r)
-    print(f"\n| task | towerlab {args.method}: AUC top-10 (mean +- sd of {len(args.seeds)}) | top-10 mean at the end | "
-          f"CPU s per run | REINVENT | Graph GA | SMILES LSTM-HC |")
+    print(
+        f"\n| task | towerlab {args.method}: AUC top-10 (mean +- sd of {len(args.seeds)}) | top-10 mean at the end | "
+        f"CPU s per run | REINVENT | Graph GA | SMILES LSTM-HC |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, runs in by_task.items():
         auc = [r["auc_top10"] for r in runs]
         sd = statistics.stdev(auc) if len(auc) > 1 else 0.0
         ref = PMO_PUBLISHED[name]
         top10, cpu = (statistics.mean(r[k] for r in runs) for k in ("top10_mean", "cpu_s"))
-        print(f"| {name} | {statistics.mean(auc):.3f} +- {sd:.3f} | {top10:.3f} | {cpu:.0f} | "
-              f"{ref[0]:.3f} | {ref[1]:.3f} | {ref[2]:.3f} |")
+        print(
+            f"| {name} | {statistics.mean(auc):.3f} +- {sd:.3f} | {top10:.3f} | {cpu:.0f} | "
+            f"{ref[0]:.3f} | {ref[1]:.3f} | {ref[2]:.3f} |"
+        )
     total = sum(statistics.mean(r["auc_top10"] for r in v) for v in by_task.values())
     published = [sum(PMO_PUBLISHED[t][i] for t in by_task) for i in range(3)]
     cpu_per_seed = sum(r["cpu_s"] for r in rows) / len(args.seeds)
-    print(f"| **sum ({len(by_task)} tasks)** | **{total:.3f}** | | {cpu_per_seed:.0f} "
-          f"| {published[0]:.3f} | {published[1]:.3f} | {published[2]:.3f} |")
-    report = {"bench": "pmo", "method": args.method, "max_calls": args.max_calls, "seeds": args.seeds,
-              "tasks": rows, "sum_auc_top10": total, "published_sums": dict(zip(("REINVENT", "Graph GA",
-                                                                                   "SMILES LSTM-HC"), published))}
+    print(
+        f"| **sum ({len(by_task)} tasks)** | **{total:.3f}** | | {cpu_per_seed:.0f} "
+        f"| {published[0]:.3f} | {published[1]:.3f} | {published[2]:.3f} |"
+    )
+    report = {
+        "bench": "pmo",
+        "method": args.method,
+        "max_calls": args.max_calls,
+        "seeds": args.seeds,
+        "tasks": rows,
+        "sum_auc_top10": total,
+        "published_sums": dict(zip(("REINVENT", "Graph GA", "SMILES LSTM-HC"), published)),
+    }
     _save(f"pmo-{args.method}", report)
 
 
 # -- penalized logP (ChemTS's protocol) ---------------------------------------------------------------------------
 CHEMTS_PUBLISHED = "ChemTS (Yang et al. 2017, as tabulated by Jensen 2019 Table 1): 4.9 +- 0.5 at ~5,000 molecules"
-JENSEN_PUBLISHED = ("GB-GA (Jensen 2019, Chem. Sci. 10:3567, Table 1): 7.4 +- 0.9 (mutation rate 1%), 6.8 +- 0.7 "
-                    "(50%), 1,000 molecules per run, 10 runs")
+JENSEN_PUBLISHED = (
+    "GB-GA (Jensen 2019, Chem. Sci. 10:3567, Table 1): 7.4 +- 0.9 (mutation rate 1%), 6.8 +- 0.7 "
+    "(50%), 1,000 molecules per run, 10 runs"
+)
 
 
 def _prior_tag(args) -> str:
@@ -316,8 +368,14 @@ def plogp(args) -> None:
 
                 # Jensen's count is molecules made (20 a generation after the first 20), repeats included: the
                 # budget sets the generations; repeats are not scored again, so the calls can be fewer
-                s = Settings(population=20, offspring=20, mutation_rate=0.01, generations=(args.budget - 20) // 20,
-                             patience=0, seed=k)
+                s = Settings(
+                    population=20,
+                    offspring=20,
+                    mutation_rate=0.01,
+                    generations=(args.budget - 20) // 20,
+                    patience=0,
+                    seed=k,
+                )
                 graph_ga(obj, str(first), folder / "run", s, start_limit=20)
             else:
                 from towerlab.generate import model as gen
@@ -325,8 +383,10 @@ def plogp(args) -> None:
 
                 mcts(gen.load(args.run), obj, folder / "run", Settings(budget=args.budget, seed=k))
             seen = {c: v for c, v in _seen(folder / "run").items() if v is not None}
-            both = sorted(({"smiles": c, "plogp_z": v, "plogp": r} for (c, v), r in zip(seen.items(), raw(list(seen)))),
-                          key=lambda r: -r["plogp_z"])
+            both = sorted(
+                ({"smiles": c, "plogp_z": v, "plogp": r} for (c, v), r in zip(seen.items(), raw(list(seen)))),
+                key=lambda r: -r["plogp_z"],
+            )
             # ChemTS's budget (5,000) under the method's name; another budget beside it (graph-ga-1000: Jensen's)
             kind = args.method + ("" if args.budget == 5000 else f"-{args.budget}") + _prior_tag(args)
             sample = SAMPLES / "plogp" / kind / f"run{k}.csv"
@@ -339,29 +399,51 @@ def plogp(args) -> None:
             progress = folder / "run" / ("progress.csv")
             last = list(csv.DictReader(open(progress)))[-1] if progress.is_file() else {}
             made = int(last["molecules"]) if "molecules" in last else 20 + 20 * int(last.get("generation", 0))
-            return {"run": k, "best_z": both[0]["plogp_z"], "best_raw": max(r["plogp"] for r in both),
-                    "raw_of_best_z": both[0]["plogp"], "best_smiles": both[0]["smiles"],
-                    "scoring_calls": summary["scoring_calls"], "molecules": made, **obj.counts()}
+            return {
+                "run": k,
+                "best_z": both[0]["plogp_z"],
+                "best_raw": max(r["plogp"] for r in both),
+                "raw_of_best_z": both[0]["plogp"],
+                "best_smiles": both[0]["smiles"],
+                "scoring_calls": summary["scoring_calls"],
+                "molecules": made,
+                **obj.counts(),
+            }
 
         r = task(folder, run)
         rows.append(r)
-        print(f"run {k}: best {r['best_z']:.2f} (ChemTS scale), {r['best_raw']:.2f} (raw); {r['molecules']} "
-              f"molecules, {r['scoring_calls']} objective calls, {r['cpu_s']:.0f} s CPU", flush=True)
+        print(
+            f"run {k}: best {r['best_z']:.2f} (ChemTS scale), {r['best_raw']:.2f} (raw); {r['molecules']} "
+            f"molecules, {r['scoring_calls']} objective calls, {r['cpu_s']:.0f} s CPU",
+            flush=True,
+        )
     stat = {}
     for key in ("best_z", "best_raw"):
         v = [r[key] for r in rows]
         stat[key] = (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, max(v))
-    print("| method | best per run, ChemTS scale (mean +- sd) | best of all | raw scale (mean +- sd) | molecules per "
-          "run | CPU s per run |")
+    print(
+        "| method | best per run, ChemTS scale (mean +- sd) | best of all | raw scale (mean +- sd) | molecules per "
+        "run | CPU s per run |"
+    )
     print("|---|---|---|---|---|---|")
-    print(f"| towerlab {args.method} | {stat['best_z'][0]:.2f} +- {stat['best_z'][1]:.2f} | {stat['best_z'][2]:.2f} | "
-          f"{stat['best_raw'][0]:.2f} +- {stat['best_raw'][1]:.2f} | "
-          f"{statistics.mean(r['molecules'] for r in rows):.0f} | {statistics.mean(r['cpu_s'] for r in rows):.0f} |")
+    print(
+        f"| towerlab {args.method} | {stat['best_z'][0]:.2f} +- {stat['best_z'][1]:.2f} | {stat['best_z'][2]:.2f} | "
+        f"{stat['best_raw'][0]:.2f} +- {stat['best_raw'][1]:.2f} | "
+        f"{statistics.mean(r['molecules'] for r in rows):.0f} | {statistics.mean(r['cpu_s'] for r in rows):.0f} |"
+    )
     print(CHEMTS_PUBLISHED)
     print(JENSEN_PUBLISHED)
-    _save(f"plogp-{args.method}-{args.budget}{_prior_tag(args)}", {
-        "bench": "plogp", "method": args.method, "budget": args.budget, "run_dir": args.run, "runs": rows,
-        "stats": stat})
+    _save(
+        f"plogp-{args.method}-{args.budget}{_prior_tag(args)}",
+        {
+            "bench": "plogp",
+            "method": args.method,
+            "budget": args.budget,
+            "run_dir": args.run,
+            "runs": rows,
+            "stats": stat,
+        },
+    )
 
 
 # -- GuacaMol ---------------------------------------------------------------------------------------------------
@@ -396,12 +478,19 @@ class _Generator:
         start, size = ("", 0) if a.method == "mcts" else (str(_start_file(a)), _start_size(a))
         calls = a.max_calls + (size if a.free_start else 0)
         if a.start_scores:
-            _reuse_start(Path(a.start_scores) / self.folder.name / "run", self.folder / "run", start, a.start_limit,
-                         size, obj.name)
+            _reuse_start(
+                Path(a.start_scores) / self.folder.name / "run",
+                self.folder / "run",
+                start,
+                a.start_limit,
+                size,
+                obj.name,
+            )
         optimise(a.method, obj, self.folder / "run", a, start, a.start_limit, calls, a.seed)
         self.counts = obj.counts()
-        return submitted((r["smiles"] for r in csv.DictReader(open(self.folder / "run" / "best.csv"))),
-                         number_molecules)
+        return submitted(
+            (r["smiles"] for r in csv.DictReader(open(self.folder / "run" / "best.csv"))), number_molecules
+        )
 
 
 class _Fixed:
@@ -423,8 +512,10 @@ def _reuse_start(source: Path, run: Path, start: str, start_limit: int, n: int, 
         return
     missing = [f for f in ("start.json", "scored.jsonl") if not (source / f).is_file() or (source / f).is_symlink()]
     if missing:
-        raise SystemExit(f"--start-scores: {source} holds no graph GA start (start.json, scored.jsonl); give the "
-                         f"folder of a guacamol graph-ga run of this start, or leave it out")
+        raise SystemExit(
+            f"--start-scores: {source} holds no graph GA start (start.json, scored.jsonl); give the "
+            f"folder of a guacamol graph-ga run of this start, or leave it out"
+        )
     marker = json.loads((source / "start.json").read_text())
     theirs = (marker["objective"], marker["start"], marker["start_limit"])
     if theirs != (objective, str(Path(start).absolute()), start_limit):
@@ -458,10 +549,14 @@ def _picked(args, bench, folder: Path) -> dict:
     path = SAMPLES / "guacamol" / (args.samples or args.method) / f"{bench.name}.smi"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(best) + "\n")
-    out = {"score": bench.assess_model(_Fixed(best)).score, "start_calls": _start_size(args),
-           "submitted": "the best distinct without stereo (GuacaMol's own dedup)", "best_of_start": None}
+    out = {
+        "score": bench.assess_model(_Fixed(best)).score,
+        "start_calls": _start_size(args),
+        "submitted": "the best distinct without stereo (GuacaMol's own dedup)",
+        "best_of_start": None,
+    }
     if out["start_calls"]:
-        rows = list(csv.DictReader(open(folder / "run" / "calls.csv")))[:out["start_calls"]]
+        rows = list(csv.DictReader(open(folder / "run" / "calls.csv")))[: out["start_calls"]]
         rows = sorted((r for r in rows if r["score"]), key=lambda r: (-float(r["score"]), r["smiles"]))
         out["best_of_start"] = bench.assess_model(_Fixed(submitted((r["smiles"] for r in rows), n))).score
     return out
@@ -472,17 +567,22 @@ def _variant(args) -> str:
     tag = f"calls{args.max_calls}" + (f"-rounds{args.rounds}" if args.method == "hillclimb" else "")
     if args.method == "graph-ga" and (args.ga != "guacamol" or args.patience is not None):
         tag += f"-{args.ga}" + ("" if args.patience is None else f"-patience{args.patience}")
-    return (tag + ("" if args.start_limit == 10_000 else f"-start{args.start_limit}")
-            + ("-freestart" if getattr(args, "free_start", False) else "")
-            + ("-holdout-filtered" if getattr(args, "holdout_filter", False) else ""))
+    return (
+        tag
+        + ("" if args.start_limit == 10_000 else f"-start{args.start_limit}")
+        + ("-freestart" if getattr(args, "free_start", False) else "")
+        + ("-holdout-filtered" if getattr(args, "holdout_filter", False) else "")
+    )
 
 
 def guacamol(args) -> None:
     from towerlab.chem import guacamol_adapter
 
     rows = []
-    print("| benchmark | score | best of the start alone | start calls | search calls | CPU s | Graph GA "
-          "(Brown et al. 2019) | SMILES LSTM |\n|---|---|---|---|---|---|---|---|")
+    print(
+        "| benchmark | score | best of the start alone | start calls | search calls | CPU s | Graph GA "
+        "(Brown et al. 2019) | SMILES LSTM |\n|---|---|---|---|---|---|---|---|"
+    )
     for key, bench in guacamol_adapter.goal_directed_v2().items():
         if args.tasks and key not in args.tasks and bench.name not in args.tasks:
             continue
@@ -495,8 +595,13 @@ def guacamol(args) -> None:
             picked = _picked(args, bench, folder)
             if abs(picked["score"] - result.score) > 1e-9:  # the hand-in is GuacaMol's: the same list, the same score
                 raise SystemExit(f"{bench.name}: {picked['score']} rescored against {result.score} by assess_model")
-            return {"task": bench.name, "score": result.score, "scoring_calls": summary["scoring_calls"],
-                    **picked, **gen.counts}
+            return {
+                "task": bench.name,
+                "score": result.score,
+                "scoring_calls": summary["scoring_calls"],
+                **picked,
+                **gen.counts,
+            }
 
         r = task(folder, run)
         if "submitted" not in r:  # finished before the hand-in counted stereoisomers as GuacaMol does: picked again
@@ -505,19 +610,36 @@ def guacamol(args) -> None:
         rows.append(r)
         ref = GUACAMOL_PUBLISHED[r["task"]]
         start = r.get("best_of_start")
-        print(f"| {r['task']} | {r['score']:.3f} | {'-' if start is None else f'{start:.3f}'} | "
-              f"{r.get('start_calls', '-')} | {r['scoring_calls'] - r.get('start_calls', 0)} | {r['cpu_s']:.0f} | "
-              f"{ref[0]:.3f} | {ref[1]:.3f} |", flush=True)
+        print(
+            f"| {r['task']} | {r['score']:.3f} | {'-' if start is None else f'{start:.3f}'} | "
+            f"{r.get('start_calls', '-')} | {r['scoring_calls'] - r.get('start_calls', 0)} | {r['cpu_s']:.0f} | "
+            f"{ref[0]:.3f} | {ref[1]:.3f} |",
+            flush=True,
+        )
     total = sum(r["score"] for r in rows)
     starts = [r["best_of_start"] for r in rows if r.get("best_of_start") is not None]
-    print(f"| total ({len(rows)} tasks) | {total:.2f} | {sum(starts):.2f} | | "
-          f"{sum(r['scoring_calls'] - r.get('start_calls', 0) for r in rows)} | "
-          f"{sum(r['cpu_s'] for r in rows):.0f} | {sum(GUACAMOL_PUBLISHED[r['task']][0] for r in rows):.2f} | "
-          f"{sum(GUACAMOL_PUBLISHED[r['task']][1] for r in rows):.2f} |")
-    _save(f"guacamol-{args.method}-{_variant(args)}", {
-        "bench": "guacamol", "method": args.method, "max_calls": args.max_calls, "start_limit": args.start_limit,
-        "ga": args.ga, "patience": args.patience, "free_start": args.free_start,
-        "holdout_filter": args.holdout_filter, "start": str(_start_file(args)), "tasks": rows, "total": total})
+    print(
+        f"| total ({len(rows)} tasks) | {total:.2f} | {sum(starts):.2f} | | "
+        f"{sum(r['scoring_calls'] - r.get('start_calls', 0) for r in rows)} | "
+        f"{sum(r['cpu_s'] for r in rows):.0f} | {sum(GUACAMOL_PUBLISHED[r['task']][0] for r in rows):.2f} | "
+        f"{sum(GUACAMOL_PUBLISHED[r['task']][1] for r in rows):.2f} |"
+    )
+    _save(
+        f"guacamol-{args.method}-{_variant(args)}",
+        {
+            "bench": "guacamol",
+            "method": args.method,
+            "max_calls": args.max_calls,
+            "start_limit": args.start_limit,
+            "ga": args.ga,
+            "patience": args.patience,
+            "free_start": args.free_start,
+            "holdout_filter": args.holdout_filter,
+            "start": str(_start_file(args)),
+            "tasks": rows,
+            "total": total,
+        },
+    )
 
 
 def _save(name: str, report: dict) -> None:
@@ -536,8 +658,13 @@ def main() -> int:
     a.add_argument("method", choices=["graph-ga", "mcts"])
     a.add_argument("--run", help="the smiles-lstm prior (mcts; ChemTS's was trained on ZINC)")
     a.add_argument("--runs", type=int, default=10)
-    a.add_argument("--budget", type=int, default=5000, help="molecules made: mcts, valid ones (ChemTS's count); "
-                   "graph-ga, children (Jensen's count), repeats included in both")
+    a.add_argument(
+        "--budget",
+        type=int,
+        default=5000,
+        help="molecules made: mcts, valid ones (ChemTS's count); "
+        "graph-ga, children (Jensen's count), repeats included in both",
+    )
     for name, calls in (("pmo", 10_000), ("guacamol", 30_000)):
         a = sub.add_parser(name)
         a.add_argument("method", choices=["graph-ga", "hillclimb", "mcts"])
@@ -548,31 +675,60 @@ def main() -> int:
             a.add_argument("--seeds", type=int, nargs="*", default=[0])
         else:
             a.add_argument("--seed", type=int, default=0)
-            a.add_argument("--start-limit", type=int, default=10_000,
-                           help="molecules of the broad corpus scored for the first population (0: all)")
-            a.add_argument("--ga", choices=sorted(GA_SETTINGS), default="guacamol",
-                           help="graph-ga: GuacaMol's baseline settings or PMO's tuned ones")
-            a.add_argument("--patience", type=int, help="graph-ga: stop after this many generations without change "
-                           "(0: never; default: the settings' own, GuacaMol 5, PMO 0)")
-            a.add_argument("--rounds", type=int, default=20, help="hillclimb: rounds (the baseline's 20 of 1,024 "
-                           "samples); the search ends at --max-calls or the last round, whichever comes first")
-            a.add_argument("--samples", help="the folder under docs/samples/guacamol for what GuacaMol scored "
-                           "(default: the method's name)")
-            a.add_argument("--holdout-filter", action="store_true",
-                           help="start from the broad corpus filtered as GuacaMol filtered ChEMBL: without its ten "
-                           "holdout molecules and anything of ECFP4 similarity > 0.323 to them (the benchmarks' own "
-                           "protocol; otherwise the rediscovery targets are in the start)")
-            a.add_argument("--start-scores", help="hillclimb: a graph-ga run folder of this bench (its tasks "
-                           "started from the same file): each task's first-pool scores are read from its journal "
-                           "instead of scored again")
-            a.add_argument("--free-start", action="store_true",
-                           help="the first population's scoring is not counted in --max-calls (GuacaMol's baselines "
-                           "score all of ChEMBL outside their budget); --max-calls is then the search's own calls")
+            a.add_argument(
+                "--start-limit",
+                type=int,
+                default=10_000,
+                help="molecules of the broad corpus scored for the first population (0: all)",
+            )
+            a.add_argument(
+                "--ga",
+                choices=sorted(GA_SETTINGS),
+                default="guacamol",
+                help="graph-ga: GuacaMol's baseline settings or PMO's tuned ones",
+            )
+            a.add_argument(
+                "--patience",
+                type=int,
+                help="graph-ga: stop after this many generations without change "
+                "(0: never; default: the settings' own, GuacaMol 5, PMO 0)",
+            )
+            a.add_argument(
+                "--rounds",
+                type=int,
+                default=20,
+                help="hillclimb: rounds (the baseline's 20 of 1,024 "
+                "samples); the search ends at --max-calls or the last round, whichever comes first",
+            )
+            a.add_argument(
+                "--samples",
+                help="the folder under docs/samples/guacamol for what GuacaMol scored (default: the method's name)",
+            )
+            a.add_argument(
+                "--holdout-filter",
+                action="store_true",
+                help="start from the broad corpus filtered as GuacaMol filtered ChEMBL: without its ten "
+                "holdout molecules and anything of ECFP4 similarity > 0.323 to them (the benchmarks' own "
+                "protocol; otherwise the rediscovery targets are in the start)",
+            )
+            a.add_argument(
+                "--start-scores",
+                help="hillclimb: a graph-ga run folder of this bench (its tasks "
+                "started from the same file): each task's first-pool scores are read from its journal "
+                "instead of scored again",
+            )
+            a.add_argument(
+                "--free-start",
+                action="store_true",
+                help="the first population's scoring is not counted in --max-calls (GuacaMol's baselines "
+                "score all of ChEMBL outside their budget); --max-calls is then the search's own calls",
+            )
     args = p.parse_args()
     if args.bench not in ("corpus", "holdout-filtered") and args.method != "graph-ga" and not args.run:
         p.error(f"{args.method} needs --run PRIOR_RUN (a smiles-lstm run)")
-    {"corpus": corpus, "holdout-filtered": holdout_filtered, "plogp": plogp, "pmo": pmo,
-     "guacamol": guacamol}[args.bench](args)
+    {"corpus": corpus, "holdout-filtered": holdout_filtered, "plogp": plogp, "pmo": pmo, "guacamol": guacamol}[
+        args.bench
+    ](args)
     return 0
 
 

@@ -100,15 +100,32 @@ def serve_rows(run: Path, work: Path, n: int, kind: str) -> float:
             rows.append({"id": i + 1, "png": None, "vals": ",".join(map(str, pixels.flatten().tolist()))})
     with engine.begin() as c:
         c.execute(t.insert(), rows)
-    payload = {"kind": "image", "column": "png"} if kind == "image" else \
-        {"kind": "text", "column": "vals", "height": 28, "width": 28}
-    cfg = {"database": f"sqlite:///{db}", "model": str(run), "sources": [
-        {"name": kind, "table": "rows", "key_column": "id", "payload": payload, "batch_size": 256,
-         "normalize": {"kind": "fixed", "offset": 0, "scale": 255}}]}
+    payload = (
+        {"kind": "image", "column": "png"}
+        if kind == "image"
+        else {"kind": "text", "column": "vals", "height": 28, "width": 28}
+    )
+    cfg = {
+        "database": f"sqlite:///{db}",
+        "model": str(run),
+        "sources": [
+            {
+                "name": kind,
+                "table": "rows",
+                "key_column": "id",
+                "payload": payload,
+                "batch_size": 256,
+                "normalize": {"kind": "fixed", "offset": 0, "scale": 255},
+            }
+        ],
+    }
     (work / f"{kind}.yaml").write_text(yaml.safe_dump(cfg))
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "towerlab", "serve", str(work / f"{kind}.yaml"), "--once"], check=True,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "towerlab", "serve", str(work / f"{kind}.yaml"), "--once"],
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )
     return n / (time.perf_counter() - t0)
 
 
@@ -124,23 +141,40 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="towerlab-own-"))
     run = work / "run"
-    subprocess.run([sys.executable, "-m", "towerlab", "train", "mnist", "--max-steps", "30", "--out", str(run),
-                    "--no-report"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "towerlab", "train", "mnist", "--max-steps", "30", "--out", str(run), "--no-report"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     root = write_pngs(work / "pngs", args.images)
     files = image_files(root)
     ours = [towerlab_predict(run, root, work / "p.csv", len(files)) for _ in range(args.repeats)]
     plain = [reference(run, files) for _ in range(args.repeats)]
     served = {k: [serve_rows(run, work, args.rows, k) for _ in range(args.repeats)] for k in ("image", "text")}
-    table = [("predict a folder (images/s)", statistics.median(ours), statistics.median(plain), "PIL + DataLoader"),
-             ("serve rows (rows/s)", statistics.median(served["image"]), statistics.median(served["text"]),
-              "the same pixels as text")]
+    table = [
+        ("predict a folder (images/s)", statistics.median(ours), statistics.median(plain), "PIL + DataLoader"),
+        (
+            "serve rows (rows/s)",
+            statistics.median(served["image"]),
+            statistics.median(served["text"]),
+            "the same pixels as text",
+        ),
+    ]
     print(f"{'':30s} {'towerlab':>10s} {'reference':>10s} {'ratio':>6s}  reference")
     for name, a, b, ref in table:
         print(f"{name:30s} {a:10.0f} {b:10.0f} {a / b:6.2f}  {ref}")
-    report = {"command": " ".join(["python", *sys.argv]), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "images": args.images, "rows": args.rows, "repeats": args.repeats,
-              "predict_folder_images_s": ours, "reference_images_s": plain, "serve_image_rows_s": served["image"],
-              "serve_text_rows_s": served["text"]}
+    report = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "images": args.images,
+        "rows": args.rows,
+        "repeats": args.repeats,
+        "predict_folder_images_s": ours,
+        "reference_images_s": plain,
+        "serve_image_rows_s": served["image"],
+        "serve_text_rows_s": served["text"],
+    }
     Path("bench/out").mkdir(parents=True, exist_ok=True)
     Path("bench/out/own_data.json").write_text(json.dumps(report, indent=1))
     return 0

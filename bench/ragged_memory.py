@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PROBE = r'''
+PROBE = r"""
 import random, sys, time
 import torch
 mode, steps = sys.argv[1], int(sys.argv[2])
@@ -36,7 +36,7 @@ for step in range(steps):
     if step % 10 == 9:
         rss.append(int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**30)
 print(rss, (time.time() - t0) / steps)
-'''
+"""
 MODES = ("kept", "glibc", "kept, fixed length", "kept, oneDNN off")
 
 
@@ -48,8 +48,17 @@ def main() -> int:
     rows = []
     print("| allocator | resident GB every 10 steps | s a step |\n|---|---|---|")
     for mode in MODES:
-        out = subprocess.run([sys.executable, "-c", PROBE, mode, str(args.steps)], env=env, check=True,
-                             capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        out = (
+            subprocess.run(
+                [sys.executable, "-c", PROBE, mode, str(args.steps)],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         rss, per_step = out.rsplit("] ", 1)
         rss = json.loads(rss + "]")
         rows.append({"mode": mode, "rss_gb": rss, "s_per_step": float(per_step)})

@@ -24,8 +24,13 @@ from pathlib import Path
 
 def _run(*args: str) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "towerlab", *args], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, env={**os.environ, "TOWERLAB_REPORT": "0"})
+    subprocess.run(
+        [sys.executable, "-m", "towerlab", *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TOWERLAB_REPORT": "0"},
+    )
     return time.perf_counter() - t0
 
 
@@ -40,25 +45,102 @@ def main() -> int:
     zinc.write_text("\n".join((data / "zinc250k_jtvae" / "test.txt").read_text().split()[:2000]) + "\n")
     space = tmp / "space.yaml"
     space.write_text("lr: {logfloat: [0.001, 0.1]}\nunits: {choices: [16, 64, 256]}\n")
-    cases = {"digits (30 epochs)": ["train", "digits", "--out", str(tmp / "digits")],
-             "mnist (300 steps, 10k test)": ["train", "mnist", "--max-steps", "300", "--fast", "--out", str(tmp / "mnist")],
-             "mlp (1 epoch, mnist)": ["train", "mlp", "--epochs", "1", "--out", str(tmp / "mlp")],
-             "cifar10 (300 steps)": ["train", "cifar10", "--max-steps", "300", "--out", str(tmp / "cifar10")],
-             "fcn8s (camvid, 40 steps, width 0.25)": ["train", "fcn8s", "--max-steps", "40", "--width", "0.25",
-                                                      "--fc-channels", "256", "--batch-size", "4", "--optimizer", "adam",
-                                                      "--lr", "1e-3", "--out", str(tmp / "fcn8s")],
-             "segdec (fold 0, 2+2 epochs, 352x128)": ["train", "segdec", "--height", "352", "--width", "128",
-                                                      "--feature-channels", "256", "--batch-size", "4", "--epochs", "2",
-                                                      "--out", str(tmp / "segdec")],
-             "chemvae (200 steps)": ["train", "chemvae", "--data", str(zinc), "--max-steps", "200", "--max-len", "80",
-                                     "--gru-hidden", "128", "--latent", "32", "--out", str(tmp / "chemvae")],
-             "chemaae (200 steps)": ["train", "chemaae", "--data", str(zinc), "--max-steps", "200", "--max-len", "80",
-                                     "--out", str(tmp / "chemaae")],
-             "smiles-lstm (MOSES 250k, 300 steps)": ["train", "smiles-lstm", "--max-steps", "300", "--hidden", "256",
-                                                     "--out", str(tmp / "smiles-lstm")],
-             "search (mlp, 4 x 3)": ["search", "mlp", "--space", str(space), "--population", "4", "--generations", "3",
-                                     "--workers", "2", "--set", "dataset=digits", "--set", "epochs=2", "--out",
-                                     str(tmp / "search")]}
+    cases = {
+        "digits (30 epochs)": ["train", "digits", "--out", str(tmp / "digits")],
+        "mnist (300 steps, 10k test)": ["train", "mnist", "--max-steps", "300", "--fast", "--out", str(tmp / "mnist")],
+        "mlp (1 epoch, mnist)": ["train", "mlp", "--epochs", "1", "--out", str(tmp / "mlp")],
+        "cifar10 (300 steps)": ["train", "cifar10", "--max-steps", "300", "--out", str(tmp / "cifar10")],
+        "fcn8s (camvid, 40 steps, width 0.25)": [
+            "train",
+            "fcn8s",
+            "--max-steps",
+            "40",
+            "--width",
+            "0.25",
+            "--fc-channels",
+            "256",
+            "--batch-size",
+            "4",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-3",
+            "--out",
+            str(tmp / "fcn8s"),
+        ],
+        "segdec (fold 0, 2+2 epochs, 352x128)": [
+            "train",
+            "segdec",
+            "--height",
+            "352",
+            "--width",
+            "128",
+            "--feature-channels",
+            "256",
+            "--batch-size",
+            "4",
+            "--epochs",
+            "2",
+            "--out",
+            str(tmp / "segdec"),
+        ],
+        "chemvae (200 steps)": [
+            "train",
+            "chemvae",
+            "--data",
+            str(zinc),
+            "--max-steps",
+            "200",
+            "--max-len",
+            "80",
+            "--gru-hidden",
+            "128",
+            "--latent",
+            "32",
+            "--out",
+            str(tmp / "chemvae"),
+        ],
+        "chemaae (200 steps)": [
+            "train",
+            "chemaae",
+            "--data",
+            str(zinc),
+            "--max-steps",
+            "200",
+            "--max-len",
+            "80",
+            "--out",
+            str(tmp / "chemaae"),
+        ],
+        "smiles-lstm (MOSES 250k, 300 steps)": [
+            "train",
+            "smiles-lstm",
+            "--max-steps",
+            "300",
+            "--hidden",
+            "256",
+            "--out",
+            str(tmp / "smiles-lstm"),
+        ],
+        "search (mlp, 4 x 3)": [
+            "search",
+            "mlp",
+            "--space",
+            str(space),
+            "--population",
+            "4",
+            "--generations",
+            "3",
+            "--workers",
+            "2",
+            "--set",
+            "dataset=digits",
+            "--set",
+            "epochs=2",
+            "--out",
+            str(tmp / "search"),
+        ],
+    }
     rows = []
     for name, cmd in cases.items():
         if args.only and not name.startswith(tuple(args.only)):
@@ -76,9 +158,16 @@ def main() -> int:
         print(f"| {r['run']} | {r['run_s']:.1f} | {r['report_s']:.2f} | {r['ratio']:.2f} | {ok} |")
     out = Path("bench/out")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report_cost.json").write_text(json.dumps({"command": " ".join(["python", *sys.argv]),
-                                                      "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                                                      "rows": rows}, indent=1))
+    (out / "report_cost.json").write_text(
+        json.dumps(
+            {
+                "command": " ".join(["python", *sys.argv]),
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

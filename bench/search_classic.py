@@ -38,18 +38,30 @@ def main() -> int:
     p.add_argument("--generations", type=int, default=10)
     p.add_argument("--out", default="bench/out/search_classic")
     p.add_argument("--full", action="store_true", help="MNIST: the complete 60,000 images ($TOWERLAB_DATA/mnist_full)")
-    p.add_argument("--patience", type=int, default=0, help="stop a trial after this many epochs without a better "
-                                                            "validation loss (the write-up's early stopping)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="stop a trial after this many epochs without a better validation loss (the write-up's early stopping)",
+    )
     p.add_argument("--algo", default="ga", choices=("ga", "tpe", "random"))
-    p.add_argument("--val-fraction", type=float, default=0.0,
-                   help="fitness and early stopping on this held-out part of the training images; the best trial's "
-                        "test accuracy is then scored on the test split it never chose by (the write-up used test)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.0,
+        help="fitness and early stopping on this held-out part of the training images; the best trial's "
+        "test accuracy is then scored on the test split it never chose by (the write-up used test)",
+    )
     p.add_argument("--samples", default="", help="copy trials.csv and generations.csv here (docs/samples/search)")
     args = p.parse_args()
     if not os.environ.get("TOWERLAB_DATA"):
         sys.exit("set TOWERLAB_DATA to the shared data folder (../shared/data)")
-    report = {"command": " ".join(["python", *sys.argv]), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "epochs": args.epochs, "runs": {}}
+    report = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "epochs": args.epochs,
+        "runs": {},
+    }
     for ds in args.datasets:
         name = f"{ds}{'-full' if args.full else ''}-{args.algo}"
         out = Path(args.out) / name
@@ -62,12 +74,36 @@ def main() -> int:
         before = json.loads(sittings.read_text())["wall_s"] if sittings.is_file() else 0.0
         t0 = time.time()
         try:
-            subprocess.run([sys.executable, "-m", "towerlab", "search", "mlp", "--space",
-                            str(REPO / "examples/mlp_space.yaml"),
-                            "--algo", args.algo, "--population", str(args.population), "--generations",
-                            str(args.generations), "--workers", str(args.workers), "--out", str(out), "--set",
-                            f"dataset={ds}", "--set", f"epochs={args.epochs}", "--set", "eval_every_epochs=1", *extra],
-                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "towerlab",
+                    "search",
+                    "mlp",
+                    "--space",
+                    str(REPO / "examples/mlp_space.yaml"),
+                    "--algo",
+                    args.algo,
+                    "--population",
+                    str(args.population),
+                    "--generations",
+                    str(args.generations),
+                    "--workers",
+                    str(args.workers),
+                    "--out",
+                    str(out),
+                    "--set",
+                    f"dataset={ds}",
+                    "--set",
+                    f"epochs={args.epochs}",
+                    "--set",
+                    "eval_every_epochs=1",
+                    *extra,
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         finally:  # a sitting cut off counts too
             wall = before + time.time() - t0
             out.mkdir(parents=True, exist_ok=True)
@@ -79,15 +115,24 @@ def main() -> int:
         trials = len(rows)
         # each trial's own time: the rate without idle slots at generation ends
         slot_hours = sum(float(r["seconds"] or 0) for r in rows) / 3600 / args.workers
-        report["runs"][name] = {"best": best, "generations": gens, "wall_s": wall, "trials": trials,
-                              "trials_per_hour": trials / wall * 3600, "trials_per_slot_hour": trials / slot_hours}
+        report["runs"][name] = {
+            "best": best,
+            "generations": gens,
+            "wall_s": wall,
+            "trials": trials,
+            "trials_per_hour": trials / wall * 3600,
+            "trials_per_slot_hour": trials / slot_hours,
+        }
         where = "validation" if args.val_fraction else "test"
         test = f", test accuracy {best['test']['accuracy']:.4f}" if "test" in best else ""
-        print(f"{name}: best {where} accuracy {best['fitness']:.4f}{test} ({best['genome']}); {trials} trials in "
-              f"{wall / 60:.1f} min ({trials / wall * 3600:.0f} trials/hour; {trials / slot_hours:.0f} from the "
-              f"trials' own times over {args.workers} slots)")
+        print(
+            f"{name}: best {where} accuracy {best['fitness']:.4f}{test} ({best['genome']}); {trials} trials in "
+            f"{wall / 60:.1f} min ({trials / wall * 3600:.0f} trials/hour; {trials / slot_hours:.0f} from the "
+            f"trials' own times over {args.workers} slots)"
+        )
         if args.samples:
             import shutil
+
             Path(args.samples).mkdir(parents=True, exist_ok=True)
             for f in ("trials.csv", "generations.csv"):
                 if (out / f).is_file():

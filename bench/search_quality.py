@@ -41,8 +41,9 @@ def _train(args: tuple[dict, float]) -> list[float]:
     from towerlab.recipes import mlp
 
     torch.set_num_threads(1)
-    cfg = config.build(mlp.Config, None, {**genome, "dataset": "digits", "epochs": epochs, "log_every": 1000,
-                                          "eval_every_epochs": 1.0})
+    cfg = config.build(
+        mlp.Config, None, {**genome, "dataset": "digits", "epochs": epochs, "log_every": 1000, "eval_every_epochs": 1.0}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         fit(mlp, cfg, out=tmp)
         rows = [json.loads(line) for line in open(Path(tmp) / "metrics.jsonl")]
@@ -119,13 +120,17 @@ def summarize(name: str, curves: list, target: float) -> dict:
     hits = [reached(c, target) for c in curves]
     near = [reached(c, target - 0.005) for c in curves]
     med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
-    return {"method": name, "seeds": len(curves), "reached_best": sum(h is not None for h in hits),
-            "median_evals_to_best": med([h[0] for h in hits if h]),
-            "median_trial_epochs_to_best": med([h[1] for h in hits if h]),
-            "reached_within_0.5pt": sum(h is not None for h in near),
-            "median_final_best": statistics.median(c[-1][2] for c in curves),
-            "median_evaluations": statistics.median(c[-1][0] for c in curves),
-            "median_trial_epochs": statistics.median(c[-1][1] for c in curves)}
+    return {
+        "method": name,
+        "seeds": len(curves),
+        "reached_best": sum(h is not None for h in hits),
+        "median_evals_to_best": med([h[0] for h in hits if h]),
+        "median_trial_epochs_to_best": med([h[1] for h in hits if h]),
+        "reached_within_0.5pt": sum(h is not None for h in near),
+        "median_final_best": statistics.median(c[-1][2] for c in curves),
+        "median_evaluations": statistics.median(c[-1][0] for c in curves),
+        "median_trial_epochs": statistics.median(c[-1][1] for c in curves),
+    }
 
 
 def main() -> int:
@@ -144,20 +149,39 @@ def main() -> int:
     best_genome = max(space.grid(4), key=lambda g: max(curves[genome_key(g)]))
     target = max(curves[genome_key(best_genome)])
     epochs = sum(len(c) for c in curves.values())
-    rows = [{"method": "grid", "seeds": 1, "reached_best": 1, "median_evals_to_best": n_grid,
-             "median_trial_epochs_to_best": epochs, "reached_within_0.5pt": 1, "median_final_best": target,
-             "median_evaluations": n_grid, "median_trial_epochs": epochs}]
+    rows = [
+        {
+            "method": "grid",
+            "seeds": 1,
+            "reached_best": 1,
+            "median_evals_to_best": n_grid,
+            "median_trial_epochs_to_best": epochs,
+            "reached_within_0.5pt": 1,
+            "median_final_best": target,
+            "median_evaluations": n_grid,
+            "median_trial_epochs": epochs,
+        }
+    ]
     for algo in ("ga", "tpe", "random"):
         for prune in (None, "median", "asha"):
             runs = [run_method(algo, space, curves, s, args.generations, prune) for s in range(args.seeds)]
             rows.append(summarize(f"{algo}{' + ' + prune if prune else ''}", runs, target))
             print(rows[-1], flush=True)
-    report = {"command": " ".join(["python", *sys.argv]), "machine": f"{platform.machine()} CPU",
-              "epochs": args.epochs, "grid_best": target, "grid_best_genome": best_genome, "grid_size": n_grid, "rows": rows}
+    report = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": f"{platform.machine()} CPU",
+        "epochs": args.epochs,
+        "grid_best": target,
+        "grid_best_genome": best_genome,
+        "grid_size": n_grid,
+        "rows": rows,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
-    print(f"mlp on digits, {args.epochs:g} epochs per trial; grid best accuracy {target:.4f} of {n_grid} "
-          f"configurations: {best_genome}")
+    print(
+        f"mlp on digits, {args.epochs:g} epochs per trial; grid best accuracy {target:.4f} of {n_grid} "
+        f"configurations: {best_genome}"
+    )
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for r in rows:

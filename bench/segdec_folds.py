@@ -30,10 +30,34 @@ KEYS = ("ap", "auc", "fp@0.5", "fn@0.5", "fp@best_f1", "fn@best_f1", "dice")
 def train(out: Path, fold: int, args, extra: list[str]) -> float:
     if (out / "dec" / "final_metrics.json").is_file():
         return 0.0
-    cmd = [sys.executable, "-m", "towerlab", "train", "segdec", "--height", "352", "--width", "128",
-           "--feature-channels", "256", "--batch-size", "4", "--epochs", str(args.epochs), "--dec-epochs",
-           str(args.dec_epochs), "--eval-every-epochs", "5", "--fold", str(fold), "--out", str(out), "--auto-resume",
-           "--no-report", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "towerlab",
+        "train",
+        "segdec",
+        "--height",
+        "352",
+        "--width",
+        "128",
+        "--feature-channels",
+        "256",
+        "--batch-size",
+        "4",
+        "--epochs",
+        str(args.epochs),
+        "--dec-epochs",
+        str(args.dec_epochs),
+        "--eval-every-epochs",
+        "5",
+        "--fold",
+        str(fold),
+        "--out",
+        str(out),
+        "--auto-resume",
+        "--no-report",
+        *extra,
+    ]
     print("$ " + " ".join(cmd[2:]), flush=True)
     t0 = time.process_time()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -52,7 +76,9 @@ def part_scores(run: Path) -> list[dict]:
     loaded = infer.load(run, "last")
     cfg = loaded.cfg
     items = defects.items_of(Path(cfg.data), cfg.layout)
-    names = [(item, image.stem) for item in defects.folds(list(items), cfg.folds)[cfg.fold] for image, *_ in items[item]]
+    names = [
+        (item, image.stem) for item in defects.folds(list(items), cfg.folds)[cfg.fold] for image, *_ in items[item]
+    ]
     scores, labels = [], []
     with torch.no_grad():
         for x, _, label in loaded.recipe.build_data(cfg, Dist()).val:
@@ -65,8 +91,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=float, default=30.0, help="epochs of the segmentation stage (the recipe's default)")
     p.add_argument("--dec-epochs", type=float, default=4.0, help="epochs of the decision stage")
-    p.add_argument("--out", default="", help="default: bench/out/segdec_folds/seg<E>-dec<D>[-<extra flags>] (a "
-                   "finished fold is read back, so each schedule has its own folder)")
+    p.add_argument(
+        "--out",
+        default="",
+        help="default: bench/out/segdec_folds/seg<E>-dec<D>[-<extra flags>] (a "
+        "finished fold is read back, so each schedule has its own folder)",
+    )
     p.add_argument("--samples", default="docs/samples/segdec")
     args, extra = p.parse_known_args()
     extra = [a for a in extra if a != "--"]
@@ -87,14 +117,27 @@ def main() -> int:
             w = csv.DictWriter(f, ["item", "part", "label", "score"])
             w.writeheader()
             w.writerows(scores)
-        rows.append({"fold": fold, **{k: dec[k] for k in KEYS}, "seg_stage_ap": seg["ap"], "parts": len(scores),
-                     "cpu_s_this_call": cpu, "wall_s": seg["wall_s"] + dec["wall_s"]})
+        rows.append(
+            {
+                "fold": fold,
+                **{k: dec[k] for k in KEYS},
+                "seg_stage_ap": seg["ap"],
+                "parts": len(scores),
+                "cpu_s_this_call": cpu,
+                "wall_s": seg["wall_s"] + dec["wall_s"],
+            }
+        )
     mean = {"fold": "mean", **{k: statistics.mean(r[k] for r in rows) for k in (*KEYS, "seg_stage_ap", "wall_s")}}
-    print("| fold | AP | ROC AUC | FP@0.5 | FN@0.5 | FP@best F1 | FN@best F1 | Dice | AP after seg stage | parts | wall s |")
+    print(
+        "| fold | AP | ROC AUC | FP@0.5 | FN@0.5 | FP@best F1 | FN@best F1 | Dice | AP after seg stage | parts | wall s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in [*rows, mean]:
-        print(f"| {r['fold']} | " + " | ".join(f"{r[k]:.4g}" for k in (*KEYS, "seg_stage_ap"))
-              + f" | {r.get('parts', '')} | {r['wall_s']:.0f} |")
+        print(
+            f"| {r['fold']} | "
+            + " | ".join(f"{r[k]:.4g}" for k in (*KEYS, "seg_stage_ap"))
+            + f" | {r.get('parts', '')} | {r['wall_s']:.0f} |"
+        )
     report = {"command": " ".join(["python", *sys.argv]), "rows": rows, "mean": mean}
     (Path(args.out) / "summary.json").write_text(json.dumps(report, indent=1))
     return 0

@@ -59,14 +59,18 @@ def payloads(n: int) -> list[str]:
 
 def fill(engine, texts: list[str], start: int = 1) -> None:
     with engine.begin() as c:
-        c.execute(text("INSERT INTO m (id, vals) VALUES (:i, :v)"), [{"i": start + i, "v": t} for i, t in enumerate(texts)])
+        c.execute(
+            text("INSERT INTO m (id, vals) VALUES (:i, :v)"), [{"i": start + i, "v": t} for i, t in enumerate(texts)]
+        )
 
 
 def reset(engine) -> None:
     with engine.begin() as c:
         for t in ("m", "towerlab_outcome", "towerlab_state", "towerlab_gap", "plain_outcome"):
             c.execute(text(f"DROP TABLE IF EXISTS {t}"))
-        c.execute(text("CREATE TABLE m (id BIGINT PRIMARY KEY, vals TEXT, inserted_at TIMESTAMPTZ DEFAULT clock_timestamp())"))
+        c.execute(
+            text("CREATE TABLE m (id BIGINT PRIMARY KEY, vals TEXT, inserted_at TIMESTAMPTZ DEFAULT clock_timestamp())")
+        )
         c.execute(text("CREATE TABLE plain_outcome (row_key BIGINT, class_index INT, probability REAL)"))
 
 
@@ -75,23 +79,48 @@ def plain_reference(engine, model, batch: int) -> int:
     last, done = 0, 0
     while True:
         with engine.begin() as c:
-            rows = c.execute(text("SELECT id, vals FROM m WHERE id > :l ORDER BY id LIMIT :n"), {"l": last, "n": batch}).all()
+            rows = c.execute(
+                text("SELECT id, vals FROM m WHERE id > :l ORDER BY id LIMIT :n"), {"l": last, "n": batch}
+            ).all()
             if not rows:
                 return done
-            x = torch.from_numpy(np.array([np.array(r.vals.split(","), dtype=np.float32) for r in rows])).reshape(-1, 1, 28, 28) / 255
+            x = (
+                torch.from_numpy(np.array([np.array(r.vals.split(","), dtype=np.float32) for r in rows])).reshape(
+                    -1, 1, 28, 28
+                )
+                / 255
+            )
             with torch.no_grad():
                 probs = model(x).softmax(1)
             p, k = probs.max(1)
-            c.execute(text("INSERT INTO plain_outcome VALUES (:r, :k, :p)"),
-                      [{"r": r.id, "k": int(ki), "p": float(pi)} for r, ki, pi in zip(rows, k, p)])
+            c.execute(
+                text("INSERT INTO plain_outcome VALUES (:r, :k, :p)"),
+                [{"r": r.id, "k": int(ki), "p": float(pi)} for r, ki, pi in zip(rows, k, p)],
+            )
             last, done = rows[-1].id, done + len(rows)
 
 
 def write_cfg(path: Path, url: str, model: Path, batch: int, interval: float, notify: bool = False) -> Path:
-    path.write_text(yaml.safe_dump({"database": url, "model": str(model), "sources": [{
-        "name": "m", "table": "m", "key_column": "id", "interval_s": interval, "batch_size": batch, "notify": notify,
-        "payload": {"kind": "text", "column": "vals", "height": 28, "width": 28},
-        "normalize": {"kind": "fixed", "scale": 255}}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "database": url,
+                "model": str(model),
+                "sources": [
+                    {
+                        "name": "m",
+                        "table": "m",
+                        "key_column": "id",
+                        "interval_s": interval,
+                        "batch_size": batch,
+                        "notify": notify,
+                        "payload": {"kind": "text", "column": "vals", "height": 28, "width": 28},
+                        "normalize": {"kind": "fixed", "scale": 255},
+                    }
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -131,8 +160,13 @@ def programs(engine, cfgs: dict[str, Path], rows: int) -> dict:
             t = time.perf_counter()
             subprocess.run([str(exe), str(cfg), "--once"], check=True, capture_output=True, timeout=600)
             timing[phase] = time.perf_counter() - t
-        out[name] = {"path": str(exe), "size_mib": exe.stat().st_size / 2**20, "start_s": timing["empty"],
-                     "rows_per_s": rows / max(timing["full"] - timing["empty"], 1e-9), "once_s": timing["full"]}
+        out[name] = {
+            "path": str(exe),
+            "size_mib": exe.stat().st_size / 2**20,
+            "start_s": timing["empty"],
+            "rows_per_s": rows / max(timing["full"] - timing["empty"], 1e-9),
+            "once_s": timing["full"],
+        }
     return out
 
 
@@ -148,20 +182,32 @@ def latency(engine, cfg: Path, rate: float, seconds: float, interval: float, ins
         due = t0 + i / rate
         time.sleep(max(0.0, due - time.perf_counter()))
         n = max(1, int(rate / 10))
-        fill(engine, texts[i:i + n], start=i + 1)
+        fill(engine, texts[i : i + n], start=i + 1)
         i += n
     deadline = time.time() + 30
     with engine.connect() as c:
         while c.execute(text("SELECT count(*) FROM towerlab_outcome")).scalar() < len(texts) and time.time() < deadline:
             time.sleep(0.2)
             c.commit()
-        lat = [r[0] for r in c.execute(text(
-            "SELECT EXTRACT(EPOCH FROM o.scored_at - m.inserted_at) FROM towerlab_outcome o JOIN m ON m.id = o.row_key"))]
+        lat = [
+            r[0]
+            for r in c.execute(
+                text(
+                    "SELECT EXTRACT(EPOCH FROM o.scored_at - m.inserted_at) FROM towerlab_outcome o JOIN m ON m.id = o.row_key"
+                )
+            )
+        ]
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     lat = sorted(float(x) for x in lat)
-    return {"rows": len(lat), "rate_rows_per_s": rate, "interval_s": interval, "median_s": statistics.median(lat),
-            "p99_s": lat[int(0.99 * (len(lat) - 1))], "max_s": lat[-1]}
+    return {
+        "rows": len(lat),
+        "rate_rows_per_s": rate,
+        "interval_s": interval,
+        "median_s": statistics.median(lat),
+        "p99_s": lat[int(0.99 * (len(lat) - 1))],
+        "max_s": lat[-1],
+    }
 
 
 def main() -> int:
@@ -179,8 +225,20 @@ def main() -> int:
         sys.exit("needs TOWERLAB_DATA (the real MNIST files) and PostgreSQL server binaries")
     tmp = Path(tempfile.mkdtemp(prefix="towerlab-bench-serve-"))
     model_dir = tmp / "mnist"
-    fit(mnist_recipe, config.build(mnist_recipe.Config, None, {"data": str(Path(os.environ["TOWERLAB_DATA"]) / "mnist"),
-        "max_steps": 30, "eval_every_epochs": 0.0, "log_every": 10}), out=model_dir)
+    fit(
+        mnist_recipe,
+        config.build(
+            mnist_recipe.Config,
+            None,
+            {
+                "data": str(Path(os.environ["TOWERLAB_DATA"]) / "mnist"),
+                "max_steps": 30,
+                "eval_every_epochs": 0.0,
+                "log_every": 10,
+            },
+        ),
+        out=model_dir,
+    )
     onnx_file = Path(export(model_dir, "onnx", tmp / "mnist.onnx")["path"])
     if args.build:
         subprocess.run(["make", "exe", "exe-torch"], cwd=REPO, check=True)
@@ -190,32 +248,52 @@ def main() -> int:
         cfg = write_cfg(tmp / "serve.yaml", pg.url, model_dir, args.batch, args.interval)
         onnx_cfg = write_cfg(tmp / "serve-onnx.yaml", pg.url, onnx_file, args.batch, args.interval)
         thr = throughput(engine, cfg, model_dir, onnx_file, args.rows, args.batch, args.repeats)
-        progs = programs(engine, {"onnx (make exe)": (REPO / "dist" / "towerlab-serve", onnx_cfg),
-                                  "torch (make exe-torch)": (REPO / "dist" / "towerlab-serve-torch", cfg)}, args.rows)
+        progs = programs(
+            engine,
+            {
+                "onnx (make exe)": (REPO / "dist" / "towerlab-serve", onnx_cfg),
+                "torch (make exe-torch)": (REPO / "dist" / "towerlab-serve-torch", cfg),
+            },
+            args.rows,
+        )
         lat = latency(engine, cfg, args.rate, args.seconds, args.interval)
         notify_cfg = write_cfg(tmp / "serve-notify.yaml", pg.url, model_dir, args.batch, args.interval, notify=True)
         lat_notify = latency(engine, notify_cfg, args.rate, args.seconds, args.interval, install=True)
     finally:
         pg.close()
-    report = {"command": " ".join(["python", *sys.argv]), "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU",
-              "torch": torch.__version__, "rows": args.rows, "batch": args.batch, "throughput_rows_per_s": thr, "latency": lat,
-              "latency_notify": lat_notify,
-              "programs": progs,
-              "towerlab_over_plain": thr["torch"] / thr["plain"], "onnx_over_torch": thr["onnx"] / thr["torch"]}
+    report = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU",
+        "torch": torch.__version__,
+        "rows": args.rows,
+        "batch": args.batch,
+        "throughput_rows_per_s": thr,
+        "latency": lat,
+        "latency_notify": lat_notify,
+        "programs": progs,
+        "towerlab_over_plain": thr["torch"] / thr["plain"],
+        "onnx_over_torch": thr["onnx"] / thr["torch"],
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"\n{report['machine']}, PostgreSQL on loopback, mnist model, {args.rows} rows of 28x28, batch {args.batch}")
-    print(f"{'':26s} {'serve (PyTorch)':>16s} {'serve (ONNX RT)':>16s} {'plain loop':>11s} {'torch/plain':>11s} "
-          f"{'onnx/torch':>10s}")
-    print(f"{'rows/s (median of ' + str(args.repeats) + ')':26s} {thr['torch']:16.0f} {thr['onnx']:16.0f} "
-          f"{thr['plain']:11.0f} {report['towerlab_over_plain']:11.2f} {report['onnx_over_torch']:10.2f}")
+    print(
+        f"{'':26s} {'serve (PyTorch)':>16s} {'serve (ONNX RT)':>16s} {'plain loop':>11s} {'torch/plain':>11s} "
+        f"{'onnx/torch':>10s}"
+    )
+    print(
+        f"{'rows/s (median of ' + str(args.repeats) + ')':26s} {thr['torch']:16.0f} {thr['onnx']:16.0f} "
+        f"{thr['plain']:11.0f} {report['towerlab_over_plain']:11.2f} {report['onnx_over_torch']:10.2f}"
+    )
     if progs:
         print(f"{'one-file program':26s} {'size MiB':>9s} {'start-up s':>11s} {'rows/s':>8s}")
         for name, r in progs.items():
             print(f"{name:26s} {r['size_mib']:9.0f} {r['start_s']:11.2f} {r['rows_per_s']:8.0f}")
     for name, r in (("polling", lat), ("polling + NOTIFY", lat_notify)):
-        print(f"latency, {name}, at {args.rate:.0f} rows/s, poll {args.interval} s: median {r['median_s'] * 1000:.0f} ms, "
-              f"p99 {r['p99_s'] * 1000:.0f} ms, max {r['max_s'] * 1000:.0f} ms ({r['rows']} rows)")
+        print(
+            f"latency, {name}, at {args.rate:.0f} rows/s, poll {args.interval} s: median {r['median_s'] * 1000:.0f} ms, "
+            f"p99 {r['p99_s'] * 1000:.0f} ms, max {r['max_s'] * 1000:.0f} ms ({r['rows']} rows)"
+        )
     print(f"JSON: {args.out}")
     return 0
 

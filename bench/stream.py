@@ -61,8 +61,13 @@ def write_png_folder(root: Path, n: int, data: Path) -> Path:
 def peak_rss(cmd: list[str]) -> float:
     """MB: the largest resident set of the command's processes, as the kernel counted it (children waited for)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "TOWERLAB_REPORT": "0"})
+    subprocess.run(
+        cmd,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TOWERLAB_REPORT": "0"},
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if after <= before:
         raise SystemExit("ru_maxrss did not grow: run each size in a fresh bench process (--sizes N)")
@@ -75,16 +80,45 @@ def rss(args, data: Path) -> dict:
         folder = write_png_folder(Path(args.out) / f"png-{n}", n, data)
         for loader in ("memory", "stream"):
             out = Path(args.out) / f"rss-{n}-{loader}"
-            cmd = [sys.executable, "-m", "towerlab", "train", "mlp", "--data", str(folder), "--image-size",
-                   args.image_size, "--units", "64", "--loader", loader, "--max-steps", "5", "--batch-size", "64",
-                   "--eval-every-steps", "0", "--eval-every-epochs", "0", "--eval-limit", "256", "--out", str(out),
-                   "--no-report"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "towerlab",
+                "train",
+                "mlp",
+                "--data",
+                str(folder),
+                "--image-size",
+                args.image_size,
+                "--units",
+                "64",
+                "--loader",
+                loader,
+                "--max-steps",
+                "5",
+                "--batch-size",
+                "64",
+                "--eval-every-steps",
+                "0",
+                "--eval-every-epochs",
+                "0",
+                "--eval-limit",
+                "256",
+                "--out",
+                str(out),
+                "--no-report",
+            ]
             subprocess.run(["rm", "-rf", str(out)], check=True)
             # each measurement in a process of its own: ru_maxrss of children is a maximum over all of them
-            code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import stream; "
-                    f"print(stream.peak_rss({cmd!r}))")
-            mb = float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                                      text=True).stdout.split()[-1])
+            code = (
+                f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import stream; "
+                f"print(stream.peak_rss({cmd!r}))"
+            )
+            mb = float(
+                subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()[
+                    -1
+                ]
+            )
             rows.append({"images": n, "loader": loader, "peak_rss_mb": mb})
             print(f"{n} images, {loader}: {mb:.0f} MB", flush=True)
     print(f"| images ({args.image_size}, grey) | memory: peak RSS (MB) | stream: peak RSS (MB) |")
@@ -160,10 +194,12 @@ def speed(args, data: Path) -> dict:
     for rep in range(args.repeats):
         ways = {
             "memory": lambda: TensorLoader(materialize(records, "training"), b, dist, train=True, seed=rep),
-            "stream-records": lambda: TensorLoader(None, b, dist, train=True, seed=rep,
-                                                   reader=StreamReader(records, args.workers)),
-            "stream-png": lambda: TensorLoader(None, b, dist, train=True, seed=rep,
-                                               reader=StreamReader(FileItems(pairs, (3, 32, 32)), args.workers)),
+            "stream-records": lambda: TensorLoader(
+                None, b, dist, train=True, seed=rep, reader=StreamReader(records, args.workers)
+            ),
+            "stream-png": lambda: TensorLoader(
+                None, b, dist, train=True, seed=rep, reader=StreamReader(FileItems(pairs, (3, 32, 32)), args.workers)
+            ),
             "plain-png": lambda: plain_loader(pairs, b, args.workers, rep),
         }
         for name, make in ((k, v) for k, v in ways.items() if not args.only or k in args.only):
@@ -172,8 +208,10 @@ def speed(args, data: Path) -> dict:
             print(f"repeat {rep}: {name}: {results[name][-1]:.0f} images/s", flush=True)
             del loader
     med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"| feeding the tutorial CNN's training step (batch {b}, {args.workers} workers) | images/s (median of "
-          f"{args.repeats}) | vs memory | vs the plain PNG reference |")
+    print(
+        f"| feeding the tutorial CNN's training step (batch {b}, {args.workers} workers) | images/s (median of "
+        f"{args.repeats}) | vs memory | vs the plain PNG reference |"
+    )
     print("|---|---|---|---|")
     for k, v in med.items():
         vs_memory = f"{v / med['memory']:.2f}x" if "memory" in med else "-"
@@ -189,9 +227,10 @@ def plain_loader(pairs, b: int, workers: int, seed: int):
 
     g = torch.Generator().manual_seed(seed * 1_000_003)
     order = torch.randperm(len(pairs), generator=g).tolist()
-    sampler = [order[i:i + b] for i in range(0, len(order) - b + 1, b)]
-    return torch.utils.data.DataLoader(PlainFolder(pairs), batch_sampler=sampler, num_workers=workers,
-                                       prefetch_factor=4 if workers else None)
+    sampler = [order[i : i + b] for i in range(0, len(order) - b + 1, b)]
+    return torch.utils.data.DataLoader(
+        PlainFolder(pairs), batch_sampler=sampler, num_workers=workers, prefetch_factor=4 if workers else None
+    )
 
 
 def main() -> int:

@@ -35,32 +35,55 @@ def main() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port",
-                               str(port), "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}",
-                               "--default-artifact-root", str(work / "artifacts"), "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{work / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(work / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     for _ in range(300):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             break
         except OSError:
             time.sleep(0.3)
-    setups = {"plain": {"system_metrics": False}, "system metrics": {},
-              "system metrics + MLflow": {"mlflow": f"http://127.0.0.1:{port}"}}
+    setups = {
+        "plain": {"system_metrics": False},
+        "system metrics": {},
+        "system metrics + MLflow": {"mlflow": f"http://127.0.0.1:{port}"},
+    }
     rows, report = [], {}
     try:
         for every in (10, 1):
             times = {name: [] for name in setups}
             for i in range(args.repeats):
                 for name, extra in setups.items():
-                    cfg = config.build(digits.Config, None, {"max_steps": args.steps, "log_every": every,
-                                                             "eval_every_epochs": 0.0, **extra})
+                    cfg = config.build(
+                        digits.Config,
+                        None,
+                        {"max_steps": args.steps, "log_every": every, "eval_every_epochs": 0.0, **extra},
+                    )
                     t0 = time.perf_counter()
                     fit(digits, cfg, out=work / f"{every}-{name}-{i}")
                     times[name].append(time.perf_counter() - t0)
             base = statistics.median(times["plain"])
             for name in setups:
-                rows.append((f"log every {every}", name, statistics.median(times[name]), statistics.median(times[name]) / base))
+                rows.append(
+                    (f"log every {every}", name, statistics.median(times[name]), statistics.median(times[name]) / base)
+                )
             report[f"log_every_{every}"] = times
     finally:
         os.killpg(server.pid, 9)
@@ -68,9 +91,18 @@ def main() -> int:
     for every, name, sec, ratio in rows:
         print(f"{every:22s} {name:26s} {sec:8.2f} {ratio:6.3f}")
     Path("bench/out").mkdir(parents=True, exist_ok=True)
-    Path("bench/out/system_metrics.json").write_text(json.dumps(
-        {"command": " ".join(["python", *sys.argv]), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-         "steps": args.steps, "seconds": report, "table": rows}, indent=1))
+    Path("bench/out/system_metrics.json").write_text(
+        json.dumps(
+            {
+                "command": " ".join(["python", *sys.argv]),
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "steps": args.steps,
+                "seconds": report,
+                "table": rows,
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -46,6 +46,7 @@ from towerlab.recipes.contract import Step
 STEP = Step(10**6, 10**6, 1.0)  # past any warm-up: the steady-state loss
 try:
     import lightning  # noqa: F401  an extra column when the machine has it
+
     HAVE_LIGHTNING = True
 except ImportError:
     HAVE_LIGHTNING = False
@@ -63,8 +64,14 @@ def host_loader(recipe, cfg, device):
         collate = lambda items: tuple(pad_stack(list(f), v) for f, v in zip(zip(*items), train.pad))  # noqa: E731
     else:
         dataset, collate = TensorDataset(*fields), None
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, collate_fn=collate,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+    )
     return loader, train.transform or (lambda *batch: batch), data
 
 
@@ -131,9 +138,17 @@ def lightning_rates(recipe, cfg, device, steps: int, window: int) -> list[float]
                 self.t0 = now
 
     windows = Windows()
-    trainer = L.Trainer(max_steps=steps, accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[windows], num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[windows],
+        num_sanity_val_steps=0,
+    )
     trainer.fit(Module(), loader)
     return windows.rates
 
@@ -164,7 +179,7 @@ def matmul_peak(device, dtype) -> float:
         a @ b
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
 def fit_rates(recipe, cfg, steps: int, window: int) -> list[float]:
@@ -182,17 +197,33 @@ def steady(rates: list[float]) -> float:
 
 
 # The issues' benchmark settings: FCN-8s on 512x512 crops (CamVid zoomed 2x), SegDecNet at KolektorSDD's 1408x512.
-SETTINGS = {"fcn8s": {"crop_height": 512, "crop_width": 512, "scale_min": 2.0, "scale_max": 2.0, "batch_size": 8},
-            "segdec": {"stage": "joint", "height": 1408, "width": 512, "batch_size": 8}}
+SETTINGS = {
+    "fcn8s": {"crop_height": 512, "crop_width": 512, "scale_min": 2.0, "scale_max": 2.0, "batch_size": 8},
+    "segdec": {"stage": "joint", "height": 1408, "width": 512, "batch_size": 8},
+}
 
-WAYS = {"plain": "(a) plain", "plain_alloc": "(a') plain+alloc", "fit": "(b) fit", "fast": "(c) fast",
-        "lightning": "(L) Lightning"}
+WAYS = {
+    "plain": "(a) plain",
+    "plain_alloc": "(a') plain+alloc",
+    "fit": "(b) fit",
+    "fast": "(c) fast",
+    "lightning": "(L) Lightning",
+}
 
 
 def settings(name: str, args) -> dict:
     """The recipe's benchmark config: fp32, no compile, host data, constant lr, no EMA (what a plain loop does)."""
-    base = {"seed": 0, "ema_decay": 0.0, "schedule": "constant", "weight_decay": 0.0, "precision": "fp32",
-            "compile": False, "channels_last": False, "data_on_device": False, **SETTINGS.get(name, {})}
+    base = {
+        "seed": 0,
+        "ema_decay": 0.0,
+        "schedule": "constant",
+        "weight_decay": 0.0,
+        "precision": "fp32",
+        "compile": False,
+        "channels_last": False,
+        "data_on_device": False,
+        **SETTINGS.get(name, {}),
+    }
     if args.batch_size:
         base["batch_size"] = args.batch_size
     for item in args.set:  # e.g. --set fcn8s:width=0.125 for a quick CPU check of a big model
@@ -216,8 +247,9 @@ def measure_one(way: str, name: str, args, device: torch.device) -> list[float]:
     if way == "fit":
         return fit_rates(recipe, same, args.steps, args.window)
     if way == "fast":  # fit --fast: it chooses the speed settings for the device itself
-        fast = config.build(recipe.Config, None, {**{k: v for k, v in base.items() if k not in perf.FAST_FIELDS},
-                                                  "fast": True})
+        fast = config.build(
+            recipe.Config, None, {**{k: v for k, v in base.items() if k not in perf.FAST_FIELDS}, "fast": True}
+        )
         return fit_rates(recipe, fast, args.steps, args.window)
     return lightning_rates(recipe, same, device, args.steps, args.window)
 
@@ -225,8 +257,21 @@ def measure_one(way: str, name: str, args, device: torch.device) -> list[float]:
 def in_fresh_process(way: str, name: str, args) -> list[float]:
     """Each measurement in a process of its own: a process's earlier allocations change how fast the next loop runs
     (glibc's malloc thresholds move with them), so no way inherits another's heap."""
-    cmd = [sys.executable, __file__, "--one", way, "--recipes", name, "--steps", str(args.steps),
-           "--window", str(args.window), "--batch-size", str(args.batch_size), *sum((["--set", s] for s in args.set), [])]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--one",
+        way,
+        "--recipes",
+        name,
+        "--steps",
+        str(args.steps),
+        "--window",
+        str(args.window),
+        "--batch-size",
+        str(args.batch_size),
+        *sum((["--set", s] for s in args.set), []),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{way} on {name} failed:\n{done.stderr[-3000:]}")
@@ -256,10 +301,21 @@ def bench_recipe(name: str, args, device: torch.device) -> dict:
     fast, chosen = perf.apply_fast(config.build(recipe.Config, None, {"fast": True}), device)
     flops = flops_per_image(recipe, same, device)
     peak = matmul_peak(device, torch.bfloat16 if fast.precision == "bf16" else torch.float32)
-    return {"recipe": name, "batch_size": same.batch_size, "images_per_s": med, "repeats": runs, "spread": spreads,
-            "flops_per_image": flops, "matmul_peak_flops": peak, "mfu_fast": flops * med["fast"] / peak,
-            "settings": settings(name, args), "fit_over_plain": ratio["fit"], "fast_over_plain": ratio["fast"],
-            "ratios": ratio, "fast_chose": chosen}
+    return {
+        "recipe": name,
+        "batch_size": same.batch_size,
+        "images_per_s": med,
+        "repeats": runs,
+        "spread": spreads,
+        "flops_per_image": flops,
+        "matmul_peak_flops": peak,
+        "mfu_fast": flops * med["fast"] / peak,
+        "settings": settings(name, args),
+        "fit_over_plain": ratio["fit"],
+        "fast_over_plain": ratio["fast"],
+        "ratios": ratio,
+        "fast_chose": chosen,
+    }
 
 
 def noise_notes(r: dict) -> list[str]:
@@ -269,24 +325,35 @@ def noise_notes(r: dict) -> list[str]:
         base = "plain_alloc" if key == "fit_over_plain_alloc" else "plain"
         gap, noise = abs(r["ratios"][key] - 1), max(r["spread"][way], r["spread"][base])
         if noise > gap:
-            notes.append(f"{r['recipe']}: {way}/{base} = {r['ratios'][key]:.3f}, but the repeats spread "
-                         f"{noise:.1%}: the difference is inside the noise")
+            notes.append(
+                f"{r['recipe']}: {way}/{base} = {r['ratios'][key]:.3f}, but the repeats spread "
+                f"{noise:.1%}: the difference is inside the noise"
+            )
     return notes
 
 
 def print_table(results: list[dict], machine: str, args) -> None:
-    print(f"\n{machine}, torch {torch.__version__}, {args.steps} steps in windows of {args.window}, median of "
-          f"{args.repeats} repeats, each in a fresh process (images/s, spread = (max - min) / median)")
+    print(
+        f"\n{machine}, torch {torch.__version__}, {args.steps} steps in windows of {args.window}, median of "
+        f"{args.repeats} repeats, each in a fresh process (images/s, spread = (max - min) / median)"
+    )
     ways = [w for w in WAYS if any(w in r["images_per_s"] for r in results)]
-    print(f"{'recipe':8s} {'batch':>5s} " + " ".join(f"{WAYS[w]:>17s}" for w in ways)
-          + f" {'b/a':>6s} {'b/a_':>6s} {'c/a':>6s}" + (f" {'L/a':>6s}" if "lightning" in ways else "")
-          + f" {'GFLOP/img':>9s} {'MFU(c)':>6s}")
+    print(
+        f"{'recipe':8s} {'batch':>5s} "
+        + " ".join(f"{WAYS[w]:>17s}" for w in ways)
+        + f" {'b/a':>6s} {'b/a_':>6s} {'c/a':>6s}"
+        + (f" {'L/a':>6s}" if "lightning" in ways else "")
+        + f" {'GFLOP/img':>9s} {'MFU(c)':>6s}"
+    )
     for r in results:
         cells = " ".join(f"{r['images_per_s'][w]:>8.0f} ±{r['spread'][w]:6.1%} " for w in ways)
         q = r["ratios"]
-        print(f"{r['recipe']:8s} {r['batch_size']:5d} {cells}{q['fit']:6.3f} {q['fit_over_plain_alloc']:6.3f} "
-              f"{q['fast']:6.3f}" + (f" {q['lightning']:6.3f}" if "lightning" in ways else "")
-              + f" {r['flops_per_image'] / 1e9:9.2f} {r['mfu_fast']:6.1%}")
+        print(
+            f"{r['recipe']:8s} {r['batch_size']:5d} {cells}{q['fit']:6.3f} {q['fit_over_plain_alloc']:6.3f} "
+            f"{q['fast']:6.3f}"
+            + (f" {q['lightning']:6.3f}" if "lightning" in ways else "")
+            + f" {r['flops_per_image'] / 1e9:9.2f} {r['mfu_fast']:6.1%}"
+        )
     print("b/a_ = fit over the plain loop with the same allocator setting (a'): the engine's own cost")
     for r in results:
         print(f"{r['recipe']}: {r['fast_chose']}")
@@ -301,13 +368,20 @@ def main() -> int:
     p.add_argument("--window", type=int, default=0, help="steps per timing window (default: steps / 5)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=0, help="default: each recipe's")
-    p.add_argument("--set", action="append", default=[], metavar="[RECIPE:]FIELD=VALUE",
-                   help="override a config field of one recipe, or of every one (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="[RECIPE:]FIELD=VALUE",
+        help="override a config field of one recipe, or of every one (repeatable)",
+    )
     p.add_argument("--one", choices=list(WAYS), help=argparse.SUPPRESS)  # a single measurement (a child process)
     p.add_argument("--out", default="bench/out/throughput.json")
     args = p.parse_args()
     if not os.environ.get("TOWERLAB_DATA"):
-        sys.exit("set TOWERLAB_DATA to the shared data folder (../shared/data): mnist/, cifar10/, camvid/, kolektorsdd/")
+        sys.exit(
+            "set TOWERLAB_DATA to the shared data folder (../shared/data): mnist/, cifar10/, camvid/, kolektorsdd/"
+        )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.steps = args.steps or (300 if device.type == "cuda" else 100)
     args.window = args.window or max(1, args.steps // 5)
@@ -315,11 +389,21 @@ def main() -> int:
         print(json.dumps(measure_one(args.one, args.recipes[0], args, device)))
         return 0
     results = [bench_recipe(n, args, device) for n in args.recipes]
-    machine = torch.cuda.get_device_name() if device.type == "cuda" else \
-        f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-    report = {"command": " ".join(["python", *sys.argv]), "device": machine, "torch": torch.__version__,
-              "steps": args.steps, "window": args.window, "repeats": args.repeats, "results": results,
-              "notes": [n for r in results for n in noise_notes(r)]}
+    machine = (
+        torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    )
+    report = {
+        "command": " ".join(["python", *sys.argv]),
+        "device": machine,
+        "torch": torch.__version__,
+        "steps": args.steps,
+        "window": args.window,
+        "repeats": args.repeats,
+        "results": results,
+        "notes": [n for r in results for n in noise_notes(r)],
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print_table(results, machine, args)

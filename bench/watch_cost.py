@@ -26,8 +26,14 @@ from towerlab.recipes import get
 
 
 def one(recipe, args, every: int, out: Path) -> float:
-    fields = {"max_steps": args.steps, "batch_size": args.batch_size, "log_every": args.steps,
-              "eval_every_epochs": 0.0, "eval_limit": 64, "tb_histograms": every}
+    fields = {
+        "max_steps": args.steps,
+        "batch_size": args.batch_size,
+        "log_every": args.steps,
+        "eval_every_epochs": 0.0,
+        "eval_limit": 64,
+        "tb_histograms": every,
+    }
     return fit(recipe, config.build(recipe.Config, None, fields), out=out)["images_per_s"]
 
 
@@ -44,8 +50,11 @@ def picture(run: Path, path: Path) -> None:
     ev.Reload()
     tags = ev.Tags()["scalars"]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    panels = (("activation_zero_fraction/", "zero fraction of each layer's outputs", False),
-              ("update_ratio/", "|update| / |weight| per step", True), ("gradient_norm/global", "global gradient norm", True))
+    panels = (
+        ("activation_zero_fraction/", "zero fraction of each layer's outputs", False),
+        ("update_ratio/", "|update| / |weight| per step", True),
+        ("gradient_norm/global", "global gradient norm", True),
+    )
     for ax, (prefix, title, log) in zip(axes, panels):
         for tag in [t for t in tags if t.startswith(prefix) and (prefix.endswith("/") or t == prefix)]:
             if prefix == "update_ratio/" and not tag.endswith("weight"):
@@ -80,7 +89,7 @@ def main() -> None:
     rates = {w: [] for w in ways}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
-            order = list(ways)[r % 3:] + list(ways)[:r % 3]  # rotating order: drift hits every column alike
+            order = list(ways)[r % 3 :] + list(ways)[: r % 3]  # rotating order: drift hits every column alike
             for w in order:
                 rates[w].append(one(recipe, args, ways[w], Path(tmp) / f"{r}-{ways[w]}"))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -93,8 +102,18 @@ def main() -> None:
         m = statistics.median(v)
         note = "  (gap inside the spread: noise)" if abs(m - base) <= max(spread[w], spread["(a) off"]) else ""
         print(f"{w:28s} {m:8.0f} {spread[w]:8.0f} {m / base:7.3f}{note}")
-    Path(args.out).write_text(json.dumps({"recipe": args.recipe, "steps": args.steps, "rates": rates,
-                                          "machine": platform.machine(), "torch": torch.__version__}, indent=1))
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "recipe": args.recipe,
+                "steps": args.steps,
+                "rates": rates,
+                "machine": platform.machine(),
+                "torch": torch.__version__,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

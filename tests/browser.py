@@ -43,10 +43,21 @@ class Browser:
         with open(profile.parent / "chromium.log", "a") as log:
             log.write(f"-- launch {attempt + 1}\n")
             log.flush()
-            self.proc = subprocess.Popen([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                                          "--remote-debugging-port=0", f"--user-data-dir={profile}",
-                                          "--window-size=1280,900", "about:blank"],
-                                         stdout=subprocess.DEVNULL, stderr=log)
+            self.proc = subprocess.Popen(
+                [
+                    exe,
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--remote-debugging-port=0",
+                    f"--user-data-dir={profile}",
+                    "--window-size=1280,900",
+                    "about:blank",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         deadline = time.time() + 60
         # Chromium creates the file, then writes the port into it: wait for the content, not the name
         while time.time() < deadline and self.proc.poll() is None:
@@ -92,8 +103,13 @@ class Browser:
 
     def screenshot(self, path: Path) -> None:
         height = self.eval("document.documentElement.scrollHeight")
-        self.call("Emulation.setDeviceMetricsOverride", width=1280, height=min(int(height), 4000),
-                  deviceScaleFactor=1, mobile=False)
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=1280,
+            height=min(int(height), 4000),
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
 
     def close(self) -> None:

@@ -45,9 +45,10 @@ def shared_data() -> Path:
     fails instead when TOWERLAB_REQUIRE_DATA=1 (CI), so a missing data folder never passes silently."""
     root = Path(os.environ.get("TOWERLAB_DATA") or REPO.parent / "shared" / "data")
     if not (root / "SOURCES.md").is_file() and not (root / "mnist").is_dir():
-        missing(f"real datasets not found at {root}: set TOWERLAB_DATA to the shared data folder", "TOWERLAB_REQUIRE_DATA")
+        missing(
+            f"real datasets not found at {root}: set TOWERLAB_DATA to the shared data folder", "TOWERLAB_REQUIRE_DATA"
+        )
     return root
-
 
 
 def _write_png(path: Path, array: np.ndarray, palette: list[int] | None = None) -> None:
@@ -130,8 +131,6 @@ def kolektor_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-
-
 @pytest.fixture
 def smiles_csv(tmp_path: Path) -> Path:
     """A Tox21-style CSV: SMILES, two 0/1 assay columns with blanks, one row RDKit cannot parse."""
@@ -195,10 +194,24 @@ def lstm_run(shared_data, tmp_path_factory) -> Path:
     from towerlab.recipes import get
 
     tmp = tmp_path_factory.mktemp("lstm")
-    cfg = config.build(get("smiles-lstm").Config, None, {
-        "data": str(zinc_file(shared_data, tmp, 100)), "val_fraction": 0.1, "max_len": 80, "hidden": 256,
-        "embedding": 32, "layers": 2, "dropout": 0.0, "batch_size": 32, "lr": 5e-3, "max_steps": 300,
-        "eval_every_steps": 300, "eval_samples": 32})
+    cfg = config.build(
+        get("smiles-lstm").Config,
+        None,
+        {
+            "data": str(zinc_file(shared_data, tmp, 100)),
+            "val_fraction": 0.1,
+            "max_len": 80,
+            "hidden": 256,
+            "embedding": 32,
+            "layers": 2,
+            "dropout": 0.0,
+            "batch_size": 32,
+            "lr": 5e-3,
+            "max_steps": 300,
+            "eval_every_steps": 300,
+            "eval_samples": 32,
+        },
+    )
     fit(get("smiles-lstm"), cfg, out=tmp / "run")
     return tmp / "run"
 
@@ -216,30 +229,105 @@ def every_kind(shared_data, lstm_run, tmp_path_factory):
     (root / "not-a-run").mkdir(parents=True)
     env = {"TOWERLAB_REPORT": "1"}
     run_cli("train", "digits", "--epochs", "2", "--out", str(root / "digits"), env=env)  # its report: unasked
-    runs = {"fcn8s": ("fcn8s", {"data": str(shared_data / "camvid"), "width": 0.125, "fc_channels": 16,
-                                "batch_size": 4, "max_steps": 3, "crop_height": 96, "crop_width": 128,
-                                "eval_limit": 3, "eval_every_steps": 3}),
-            "segdec": ("segdec", {"data": str(shared_data / "kolektorsdd"), "stage": "joint", "height": 160,
-                                  "width": 64, "feature_channels": 16, "batch_size": 8, "max_steps": 3,
-                                  "eval_every_steps": 3}),
-            "chemvae": ("chemvae", {"data": str(zinc_file(shared_data, root.parent, 300)), "max_len": 80,
-                                    "latent": 16, "gru_hidden": 64, "batch_size": 16, "max_steps": 10,
-                                    "eval_every_steps": 10})}
+    runs = {
+        "fcn8s": (
+            "fcn8s",
+            {
+                "data": str(shared_data / "camvid"),
+                "width": 0.125,
+                "fc_channels": 16,
+                "batch_size": 4,
+                "max_steps": 3,
+                "crop_height": 96,
+                "crop_width": 128,
+                "eval_limit": 3,
+                "eval_every_steps": 3,
+            },
+        ),
+        "segdec": (
+            "segdec",
+            {
+                "data": str(shared_data / "kolektorsdd"),
+                "stage": "joint",
+                "height": 160,
+                "width": 64,
+                "feature_channels": 16,
+                "batch_size": 8,
+                "max_steps": 3,
+                "eval_every_steps": 3,
+            },
+        ),
+        "chemvae": (
+            "chemvae",
+            {
+                "data": str(zinc_file(shared_data, root.parent, 300)),
+                "max_len": 80,
+                "latent": 16,
+                "gru_hidden": 64,
+                "batch_size": 16,
+                "max_steps": 10,
+                "eval_every_steps": 10,
+            },
+        ),
+    }
     for name, (recipe, fields) in runs.items():
         fit(get(recipe), config.build(get(recipe).Config, None, fields), out=root / name)
     shutil.copytree(lstm_run, root / "smiles-lstm")
-    run_cli("chem", "hillclimb", str(root / "smiles-lstm"), "--rounds", "2", "--samples", "64", "--keep", "16",
-            "--epochs", "1", "--batch-size", "16")
+    run_cli(
+        "chem",
+        "hillclimb",
+        str(root / "smiles-lstm"),
+        "--rounds",
+        "2",
+        "--samples",
+        "64",
+        "--keep",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+    )
     for name in [*runs, "smiles-lstm"]:
         report.write(root / name)
     space = root.parent / "space.yaml"
     space.write_text("lr: {logfloat: [0.001, 0.1]}\nunits: {choices: [16, 64]}\n")
-    run_cli("search", "mlp", "--space", str(space), "--population", "3", "--generations", "2", "--workers", "2",
-            "--out", str(root / "search"), "--set", "dataset=digits", "--set", "epochs=1", env=env)
-    run_cli("ensemble", "digits", "--members", "2", "--workers", "2", "--out", str(root / "ensemble"), "--set",
-            "epochs=1", env=env)
+    run_cli(
+        "search",
+        "mlp",
+        "--space",
+        str(space),
+        "--population",
+        "3",
+        "--generations",
+        "2",
+        "--workers",
+        "2",
+        "--out",
+        str(root / "search"),
+        "--set",
+        "dataset=digits",
+        "--set",
+        "epochs=1",
+        env=env,
+    )
+    run_cli(
+        "ensemble",
+        "digits",
+        "--members",
+        "2",
+        "--workers",
+        "2",
+        "--out",
+        str(root / "ensemble"),
+        "--set",
+        "epochs=1",
+        env=env,
+    )
     jobs = root.parent / "jobs.yaml"
-    jobs.write_text("jobs:\n  - {name: small, recipe: mlp, overrides: {dataset: digits, epochs: 1, units: 16}}\n"
-                    "  - {name: wide, recipe: mlp, overrides: {dataset: digits, epochs: 1, units: 128}}\n")
+    jobs.write_text(
+        "jobs:\n  - {name: small, recipe: mlp, overrides: {dataset: digits, epochs: 1, units: 16}}\n"
+        "  - {name: wide, recipe: mlp, overrides: {dataset: digits, epochs: 1, units: 128}}\n"
+    )
     run_cli("jobs", "run", str(jobs), "--workers", "2", "--out", str(root / "jobs"), env=env)
     return root

@@ -57,15 +57,27 @@ def write_cifar_python_batch(path: Path, n: int, seed: int) -> tuple[np.ndarray,
     return data, labels
 
 
-def run_cli(*args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None,
-            timeout: float = 300, fresh: bool = False) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    check: bool = True,
+    env: dict | None = None,
+    timeout: float = 300,
+    fresh: bool = False,
+) -> subprocess.CompletedProcess:
     """`towerlab ARGS` in a process of its own, as a user would run it: its own pid, environment, working folder,
     exit code and output. By default the process is forked from a warm interpreter (`_warm`) instead of starting
     Python afresh; `fresh=True` runs `python -m towerlab` from scratch, for a test about what a command imports."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     if fresh or _starts_python_otherwise(full_env) or _cuda():
-        proc = subprocess.run([sys.executable, "-m", "towerlab", *args], cwd=cwd, env=full_env,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-m", "towerlab", *args],
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     else:
         proc = _warm_run(list(args), cwd, full_env, timeout)
     if check and proc.returncode != 0:
@@ -80,8 +92,16 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = True, env: dict |
 # before any thread or computation starts, and forks each command from it. What the preload holds is only imported
 # code: the towerlab modules read their environment and files when a command runs, never at import (the child sets
 # its own environment and folder before `main` runs), so a forked command behaves as a fresh one.
-_PRELOAD = ["torch", "torch._dynamo", "towerlab.cli", "towerlab.train", "torch.utils.tensorboard", "matplotlib.pyplot",
-            "rdkit.Chem", "towerlab.serve.worker"]  # the chem commands (RDKit 0.4 s), serve (SQLAlchemy 0.3 s)
+_PRELOAD = [
+    "torch",
+    "torch._dynamo",
+    "towerlab.cli",
+    "towerlab.train",
+    "torch.utils.tensorboard",
+    "matplotlib.pyplot",
+    "rdkit.Chem",
+    "towerlab.serve.worker",
+]  # the chem commands (RDKit 0.4 s), serve (SQLAlchemy 0.3 s)
 _context = None
 
 
@@ -131,8 +151,9 @@ def _warm_run(argv: list[str], cwd: Path | None, env: dict, timeout: float) -> s
             proc.kill()
             proc.join()
             raise subprocess.TimeoutExpired(["towerlab", *argv], timeout, out.read_text(), err.read_text())
-        return subprocess.CompletedProcess(["towerlab", *argv], proc.exitcode, out.read_text(errors="replace"),
-                                           err.read_text(errors="replace"))
+        return subprocess.CompletedProcess(
+            ["towerlab", *argv], proc.exitcode, out.read_text(errors="replace"), err.read_text(errors="replace")
+        )
 
 
 def _command(argv: list[str], cwd: str, env: dict, out: str, err: str) -> None:
@@ -188,13 +209,26 @@ def zinc_file(shared_data: Path, folder: Path, n: int) -> Path:
 
 
 REAL_SMILES = [  # real molecules (the first rows of Tox21 and MOSES), for tiny fixture files
-    "CCOc1ccc2nc(S(N)(=O)=O)sc2c1", "CCN1C(=O)NC(c2ccccc2)C1=O", "CC[C@]1(O)C[C@H]2C[N@@](C1)CCc1c([nH]c3ccccc13)[C@@](C(=O)OC)(c1cc3c(cc1OC)N(C)[C@H]1[C@@](O)(C(=O)OC)[C@H](OC(C)=O)[C@]4(CC)C=CCN5CC[C@]31[C@@H]54)C2",
-    "CCCCCCCCCCOCC(O)CN", "CCCCCCCCCCCCCCCCCCCC", "CC(O)(P(=O)(O)O)P(=O)(O)O", "CC(C)(C)OOC(C)(C)CCC(C)(C)OOC(C)(C)C",
-    "O=C(O)Cc1cc(I)c(Oc2ccc(O)c(I)c2)c(I)c1", "OC[C@H](O)[C@@H](O)[C@H](O)CO", "CCCCCCCC/C=C\\CCCCCCCC(=O)OCC",
-    "CC1C2CCC(C2)C1CN(CCO)C(=O)c1ccc(Cl)cc1", "COc1ccc(-c2cc(=O)c3c(O)c(OC)c(OC)cc3o2)cc1O",
-    "CC(C)(C)c1ccc2occ(CC(=O)Nc3ccccc3F)c2c1", "C[C@@H]1CC(Nc2cncc(-c3nncn3C)c2)C[C@@H](C)C1",
-    "N#Cc1ccc(-c2ccc(O[C@@H](C(=O)N3CCCC3)c3ccccc3)cc2)cc1", "CCOC(=O)[C@@H]1CCCN(C(=O)c2nc(C(=O)OC)c[nH]2)C1",
-    "Clc1ccc(Br)cc1", "c1ccc2[nH]ccc2c1", "CC(=O)Oc1ccccc1C(=O)O", "CN1CCC[C@H]1c1cccnc1",
+    "CCOc1ccc2nc(S(N)(=O)=O)sc2c1",
+    "CCN1C(=O)NC(c2ccccc2)C1=O",
+    "CC[C@]1(O)C[C@H]2C[N@@](C1)CCc1c([nH]c3ccccc13)[C@@](C(=O)OC)(c1cc3c(cc1OC)N(C)[C@H]1[C@@](O)(C(=O)OC)[C@H](OC(C)=O)[C@]4(CC)C=CCN5CC[C@]31[C@@H]54)C2",
+    "CCCCCCCCCCOCC(O)CN",
+    "CCCCCCCCCCCCCCCCCCCC",
+    "CC(O)(P(=O)(O)O)P(=O)(O)O",
+    "CC(C)(C)OOC(C)(C)CCC(C)(C)OOC(C)(C)C",
+    "O=C(O)Cc1cc(I)c(Oc2ccc(O)c(I)c2)c(I)c1",
+    "OC[C@H](O)[C@@H](O)[C@H](O)CO",
+    "CCCCCCCC/C=C\\CCCCCCCC(=O)OCC",
+    "CC1C2CCC(C2)C1CN(CCO)C(=O)c1ccc(Cl)cc1",
+    "COc1ccc(-c2cc(=O)c3c(O)c(OC)c(OC)cc3o2)cc1O",
+    "CC(C)(C)c1ccc2occ(CC(=O)Nc3ccccc3F)c2c1",
+    "C[C@@H]1CC(Nc2cncc(-c3nncn3C)c2)C[C@@H](C)C1",
+    "N#Cc1ccc(-c2ccc(O[C@@H](C(=O)N3CCCC3)c3ccccc3)cc2)cc1",
+    "CCOC(=O)[C@@H]1CCCN(C(=O)c2nc(C(=O)OC)c[nH]2)C1",
+    "Clc1ccc(Br)cc1",
+    "c1ccc2[nH]ccc2c1",
+    "CC(=O)Oc1ccccc1C(=O)O",
+    "CN1CCC[C@H]1c1cccnc1",
 ]
 
 
@@ -211,10 +245,10 @@ def tiff_with_a_rational_strip_offset() -> bytes:
     Image.fromarray(np.arange(64, dtype=np.int32).reshape(8, 8)).save(buf, format="TIFF")
     data = bytearray(buf.getvalue())
     ifd = struct.unpack("<I", data[4:8])[0]
-    for i in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):
+    for i in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
         at = ifd + 2 + 12 * i
-        if struct.unpack("<H", data[at:at + 2])[0] == 273:
-            data[at + 2:at + 4] = struct.pack("<H", 5)
+        if struct.unpack("<H", data[at : at + 2])[0] == 273:
+            data[at + 2 : at + 4] = struct.pack("<H", 5)
     return bytes(data)
 
 
@@ -230,9 +264,15 @@ def hostile_pictures() -> dict[str, bytes]:
     return {
         "tiff_typeerror": tiff_with_a_rational_strip_offset(),
         # a DDS header Pillow's DDS plugin answers with NotImplementedError; EPS would start Ghostscript
-        "dds": b"DDS " + struct.pack("<7I", 124, 0x1007, 8, 8, 0, 0, 0) + b"\0" * 44
-               + struct.pack("<2I4s5I", 32, 4, b"ATI9", 0, 0, 0, 0, 0) + b"\0" * 20 + b"\xff" * 64,
+        "dds": b"DDS "
+        + struct.pack("<7I", 124, 0x1007, 8, 8, 0, 0, 0)
+        + b"\0" * 44
+        + struct.pack("<2I4s5I", 32, 4, b"ATI9", 0, 0, 0, 0, 0)
+        + b"\0" * 20
+        + b"\xff" * 64,
         "eps": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto 8 8 lineto stroke\n%%EOF\n",
-        "bomb": b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 13000, 13000, 8, 0, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(b"\0" * 13001 * 8)) + chunk(b"IEND", b""),
+        "bomb": b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 13000, 13000, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 13001 * 8))
+        + chunk(b"IEND", b""),
     }

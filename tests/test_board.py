@@ -32,10 +32,21 @@ def test_the_board_lists_every_run_and_its_reports_render(board, browser, tmp_pa
     root, url = board
     browser.goto(url)
     trials = len(list((root / "search" / "trials").iterdir()))
-    listed = browser.wait(f"document.querySelectorAll('#runs tbody tr').length === {9 + trials} && "
-                          "Array.from(document.querySelectorAll('#runs tbody tr')).map(r => r.dataset.run)")
-    assert {"digits", "fcn8s", "segdec", "chemvae", "smiles-lstm", "ensemble/member0", "ensemble/member1",
-            "jobs/small", "jobs/wide"} <= set(listed)
+    listed = browser.wait(
+        f"document.querySelectorAll('#runs tbody tr').length === {9 + trials} && "
+        "Array.from(document.querySelectorAll('#runs tbody tr')).map(r => r.dataset.run)"
+    )
+    assert {
+        "digits",
+        "fcn8s",
+        "segdec",
+        "chemvae",
+        "smiles-lstm",
+        "ensemble/member0",
+        "ensemble/member1",
+        "jobs/small",
+        "jobs/wide",
+    } <= set(listed)
     assert sum(r.startswith("search/trials/") for r in listed) == trials >= 3 and "not-a-run" not in listed
     text = browser.eval("document.querySelector('#runs').innerText")
     best = json.loads((root / "digits" / "final_metrics.json").read_text())["best"]["value"]
@@ -66,10 +77,16 @@ def test_a_folder_that_is_not_there_is_one_line(tmp_path):
     assert proc.returncode == 2 and "is not a folder" in proc.stderr
 
 
-REPORTS = {"digits": ("Most confident mistakes", 6), "fcn8s": ("Validation images", 6),
-           "segdec": ("Precision-recall and ROC", 6), "chemvae": ("training set size", 3),
-           "smiles-lstm": ("hillclimb-qed", 5), "search": ("Trials", 2), "ensemble": ("Side by side", 1),
-           "jobs": ("Side by side", 1)}
+REPORTS = {
+    "digits": ("Most confident mistakes", 6),
+    "fcn8s": ("Validation images", 6),
+    "segdec": ("Precision-recall and ROC", 6),
+    "chemvae": ("training set size", 3),
+    "smiles-lstm": ("hillclimb-qed", 5),
+    "search": ("Trials", 2),
+    "ensemble": ("Side by side", 1),
+    "jobs": ("Side by side", 1),
+}
 
 
 def test_every_kind_of_report_renders_in_the_browser(every_kind, browser, tmp_path):
@@ -101,8 +118,10 @@ def test_one_run_with_a_string_metric_does_not_blank_the_table(every_kind, brows
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         browser.goto(f"http://127.0.0.1:{server.server_address[1]}/")
-        rows = browser.wait("document.querySelectorAll('#runs tbody tr').length === 2 && "
-                            "Array.from(document.querySelectorAll('#runs tbody tr')).map(r => r.innerText)")
+        rows = browser.wait(
+            "document.querySelectorAll('#runs tbody tr').length === 2 && "
+            "Array.from(document.querySelectorAll('#runs tbody tr')).map(r => r.innerText)"
+        )
         best = json.loads((root / "good" / "final_metrics.json").read_text())["best"]["value"]
         assert f"accuracy {best:.4f}" in rows[0] and "odd" in rows[1]
     finally:

@@ -18,8 +18,17 @@ from towerlab.files import atomic_write, link_leaving
 def trained(tmp_path_factory) -> Path:
     """A real digits run (a few steps), its report not written."""
     root = tmp_path_factory.mktemp("board-security")
-    run_cli("train", "digits", "--max-steps", "20", "--eval-every-steps", "20", "--out", str(root / "runs" / "digits"),
-            env={"TOWERLAB_REPORT": "0"})
+    run_cli(
+        "train",
+        "digits",
+        "--max-steps",
+        "20",
+        "--eval-every-steps",
+        "20",
+        "--out",
+        str(root / "runs" / "digits"),
+        env={"TOWERLAB_REPORT": "0"},
+    )
     return root
 
 
@@ -101,8 +110,9 @@ def test_a_get_writes_nothing_and_a_stale_report_is_rendered_in_memory(world, bo
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # no report.html, nothing else
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example:{port}",
-                                  "127.0.0.1:1", ""])
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example:{port}", "127.0.0.1:1", ""]
+)
 def test_a_request_not_addressed_to_the_board_is_refused(board, host):
     for path in ("/", "/runs.json", "/report/digits/"):
         code, body = get(board, path, host.format(port=board) or " ")
@@ -147,8 +157,10 @@ def test_a_metric_name_that_is_not_mathtext_still_gets_its_report(world):
     assert "<img" in page
 
 
-@pytest.mark.parametrize("path, code", [("/report/a%00b", 400), ("/report/" + "x" * 5000, 400),
-                                        ("/report/" + "y" * 300 + "/" + "z" * 300, 404)])
+@pytest.mark.parametrize(
+    "path, code",
+    [("/report/a%00b", 400), ("/report/" + "x" * 5000, 400), ("/report/" + "y" * 300 + "/" + "z" * 300, 404)],
+)
 def test_a_hostile_request_path_is_answered_not_dropped(board, path, code):
     """Issue 43: a NUL or a 5,000-character name raised inside the handler and the connection was dropped."""
     assert get(board, path)[0] == code

@@ -9,8 +9,9 @@ from towerlab.errors import CheckpointError
 
 def _save(ckpt_dir, step, value, keep=1):
     weights = {"model": {"w": torch.full((3, 3), float(value))}}
-    return checkpoint.save(ckpt_dir, step, weights, {"step": step, "rng": torch.zeros(4, dtype=torch.uint8)}, ["last"],
-                           keep)
+    return checkpoint.save(
+        ckpt_dir, step, weights, {"step": step, "rng": torch.zeros(4, dtype=torch.uint8)}, ["last"], keep
+    )
 
 
 def _loaded_step(run_dir):
@@ -74,8 +75,9 @@ def test_missing_and_damaged_pointers(tmp_path):
         checkpoint.find(tmp_path)
 
 
-@pytest.mark.parametrize("damage", ["truncate weights", "truncate state", "flip a byte", "delete state",
-                                    "delete manifest"])
+@pytest.mark.parametrize(
+    "damage", ["truncate weights", "truncate state", "flip a byte", "delete state", "delete manifest"]
+)
 def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_that_verifies(tmp_path, capsys, damage):
     for step in (3, 6, 9):
         newest = _save(tmp_path / "checkpoints", step, step, keep=3)
@@ -127,8 +129,10 @@ def test_pointer_file_is_plain_json(tmp_path):
     assert json.loads((tmp_path / "checkpoints" / "last.json").read_text())["step"] == 7
 
 
-@pytest.mark.parametrize("manifest", ["deleted", "{}", '{"sha256": {}}', '{"sha256": {"model.safetensors": "x"}}',
-                                      '{"sha256": 5}', "not json"])
+@pytest.mark.parametrize(
+    "manifest",
+    ["deleted", "{}", '{"sha256": {}}', '{"sha256": {"model.safetensors": "x"}}', '{"sha256": 5}', "not json"],
+)
 def test_a_checkpoint_is_verified_or_refused_never_loaded_unchecked(tmp_path, manifest):
     """Every manifest gone (or emptied) and no other checkpoint: refused in one line, not loaded as it is."""
     folder = _save(tmp_path / "checkpoints", 5, 5)
@@ -144,8 +148,17 @@ def test_a_file_the_manifest_does_not_list_fails_the_check(tmp_path):
     assert checkpoint.damage(folder) == f"ema.safetensors is not in {checkpoint.MANIFEST}"
 
 
-@pytest.mark.parametrize("pointed", [5, None, ["step-00000005-abcdef"], "../other/checkpoints/step-00000005-abcdef",
-                                     "/tmp/step-00000005-abcdef", "step-00000005-abcdef/../../x"])
+@pytest.mark.parametrize(
+    "pointed",
+    [
+        5,
+        None,
+        ["step-00000005-abcdef"],
+        "../other/checkpoints/step-00000005-abcdef",
+        "/tmp/step-00000005-abcdef",
+        "step-00000005-abcdef/../../x",
+    ],
+)
 def test_a_pointer_names_a_folder_of_its_own_run_or_is_damaged(tmp_path, capsys, pointed):
     """last.json's dir is a checkpoint folder's own name: an absolute path or one that climbs out is never loaded."""
     outside = tmp_path / "other" / "checkpoints"
@@ -163,8 +176,17 @@ def test_eval_of_a_run_whose_manifests_are_gone_is_one_line(tmp_path):
     from helpers import run_cli
 
     run = tmp_path / "digits"
-    run_cli("train", "digits", "--max-steps", "3", "--eval-every-steps", "3", "--out", str(run),
-            env={"TOWERLAB_REPORT": "0"})
+    run_cli(
+        "train",
+        "digits",
+        "--max-steps",
+        "3",
+        "--eval-every-steps",
+        "3",
+        "--out",
+        str(run),
+        env={"TOWERLAB_REPORT": "0"},
+    )
     for m in (run / "checkpoints").glob("*/manifest.json"):
         m.unlink()
     proc = run_cli("eval", str(run), check=False)

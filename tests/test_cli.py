@@ -77,8 +77,12 @@ print("torch" in sys.modules)
 """
     lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert lines[-1] == "False", lines
-    assert ["must be >= 0" in lines[0], "must be > 0" in lines[1], "not a plain folder name" in lines[2],
-            "eval_every_steps=-1 must be >= 0" in lines[3]] == [True] * 4, lines
+    assert [
+        "must be >= 0" in lines[0],
+        "must be > 0" in lines[1],
+        "not a plain folder name" in lines[2],
+        "eval_every_steps=-1 must be >= 0" in lines[3],
+    ] == [True] * 4, lines
     assert all(line.startswith("2 [") and line.count("towerlab: error") == 1 for line in lines[:4]), lines
 
 
@@ -97,18 +101,26 @@ def _one_line_error(proc, *fragments):
 
 
 def test_errors_are_one_clear_line(tmp_path):
-    _one_line_error(run_cli("train", "mnist", "--data", str(tmp_path / "nope"), check=False, cwd=tmp_path), "nope", "does not exist")
+    _one_line_error(
+        run_cli("train", "mnist", "--data", str(tmp_path / "nope"), check=False, cwd=tmp_path), "nope", "does not exist"
+    )
     _one_line_error(run_cli("train", "nosuch", check=False), "unknown recipe 'nosuch'")
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(b"")  # issue 43: a file, named as the folder
-    _one_line_error(run_cli("train", "mnist", "--data", str(tmp_path / "t10k-labels-idx1-ubyte.gz"), check=False),
-                    "is a file; pass the folder that holds the mnist data")
+    _one_line_error(
+        run_cli("train", "mnist", "--data", str(tmp_path / "t10k-labels-idx1-ubyte.gz"), check=False),
+        "is a file; pass the folder that holds the mnist data",
+    )
     _one_line_error(run_cli("train", "digits", "--batch-size", "-3", check=False), "batch_size=-3")
     _one_line_error(run_cli("train", "digits", "--precision", "fp64", check=False), "fp64")
     _one_line_error(run_cli("eval", str(tmp_path), check=False), "not a run directory")
-    _one_line_error(run_cli("train", "digits", "--gpus", "2", check=False), "--gpus 2 asks for GPU 0, 1 but torch sees 0 GPU")
+    _one_line_error(
+        run_cli("train", "digits", "--gpus", "2", check=False), "--gpus 2 asks for GPU 0, 1 but torch sees 0 GPU"
+    )
     (tmp_path / "empty").mkdir()
-    _one_line_error(run_cli("train", "mnist", "--data", str(tmp_path / "empty"), check=False, cwd=tmp_path),
-                    "train-images-idx3-ubyte.gz not found")
+    _one_line_error(
+        run_cli("train", "mnist", "--data", str(tmp_path / "empty"), check=False, cwd=tmp_path),
+        "train-images-idx3-ubyte.gz not found",
+    )
 
 
 def test_predict_on_a_corrupt_image(tmp_path):
@@ -117,11 +129,15 @@ def test_predict_on_a_corrupt_image(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
     _one_line_error(run_cli("predict", str(run), str(bad), check=False), "bad.png", "cannot be decoded")
-    _one_line_error(run_cli("predict", str(run), str(tmp_path / "missing.png"), check=False), "missing.png", "not found")
+    _one_line_error(
+        run_cli("predict", str(run), str(tmp_path / "missing.png"), check=False), "missing.png", "not found"
+    )
 
 
-@pytest.mark.parametrize("blocked, argv, extra", [
-    ("rdkit", ["train", "chemvae", "--max-steps", "1"], "chem"), ("sqlalchemy", ["serve", "nope.yaml"], "serve")])
+@pytest.mark.parametrize(
+    "blocked, argv, extra",
+    [("rdkit", ["train", "chemvae", "--max-steps", "1"], "chem"), ("sqlalchemy", ["serve", "nope.yaml"], "serve")],
+)
 def test_a_missing_extra_is_one_line_naming_the_install(blocked, argv, extra):
     code = f"import sys; sys.modules[{blocked!r}] = None\nfrom towerlab.cli import main\nsys.exit(main({argv!r}))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -131,12 +147,27 @@ def test_a_missing_extra_is_one_line_naming_the_install(blocked, argv, extra):
 def test_eval_says_when_it_falls_back_past_a_damaged_or_unnamed_checkpoint(tmp_path):
     """Issue 43: predict and --resume warned, eval fell back in silence."""
     run = tmp_path / "run"
-    run_cli("train", "digits", "--max-steps", "4", "--ckpt-every-steps", "2", "--eval-every-steps", "0",
-            "--eval-every-epochs", "0", "--out", str(run), "--no-report")
+    run_cli(
+        "train",
+        "digits",
+        "--max-steps",
+        "4",
+        "--ckpt-every-steps",
+        "2",
+        "--eval-every-steps",
+        "0",
+        "--eval-every-epochs",
+        "0",
+        "--out",
+        str(run),
+        "--no-report",
+    )
     newest = max((run / "checkpoints").glob("step-00000004*"))
     (newest / "model.safetensors").write_bytes(b"damaged")
     proc = run_cli("eval", str(run), "--checkpoint", "last")
-    assert "warning" in proc.stderr and f"{newest.name} is damaged" in proc.stderr and "using step-00000002" in proc.stderr
+    assert (
+        "warning" in proc.stderr and f"{newest.name} is damaged" in proc.stderr and "using step-00000002" in proc.stderr
+    )
     (run / "checkpoints" / "last.json").unlink()
     proc = run_cli("eval", str(run), "--checkpoint", "last")
     assert "checkpoints/last.json is missing; using step-00000002" in proc.stderr

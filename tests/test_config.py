@@ -19,12 +19,15 @@ def test_recipe_defaults_follow_the_tutorial():
     assert (cfg.ema_decay, cfg.weight_decay, cfg.batch_size) == (0.9999, 0.004, 128)
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("lrr: 0.1\n", "unknown field 'lrr'"),
-    ("batch_size: many\n", "expected int"),
-    ("- 1\n- 2\n", "must hold a mapping"),
-    ("lr: [\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("lrr: 0.1\n", "unknown field 'lrr'"),
+        ("batch_size: many\n", "expected int"),
+        ("- 1\n- 2\n", "must hold a mapping"),
+        ("lr: [\n", "not valid YAML"),
+    ],
+)
 def test_bad_yaml_names_the_problem(tmp_path, text, fragment):
     f = tmp_path / "c.yaml"
     f.write_text(text)
@@ -32,13 +35,16 @@ def test_bad_yaml_names_the_problem(tmp_path, text, fragment):
         config.build(mnist.Config, str(f), {})
 
 
-@pytest.mark.parametrize("overrides, fragment", [
-    ({"precision": "fp64"}, "precision='fp64' is not allowed"),
-    ({"batch_size": 0}, "batch_size=0 must be > 0"),
-    ({"lr": float("nan")}, "lr=nan must be a finite number"),
-    ({"ema_decay": 1.5}, "ema_decay=1.5"),
-    ({"epochs": 0.0}, "set one of them"),
-])
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        ({"precision": "fp64"}, "precision='fp64' is not allowed"),
+        ({"batch_size": 0}, "batch_size=0 must be > 0"),
+        ({"lr": float("nan")}, "lr=nan must be a finite number"),
+        ({"ema_decay": 1.5}, "ema_decay=1.5"),
+        ({"epochs": 0.0}, "set one of them"),
+    ],
+)
 def test_bad_values_are_rejected(overrides, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace("[", r"\[")):
         config.build(mnist.Config, None, overrides)

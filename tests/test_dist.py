@@ -9,8 +9,28 @@ from helpers import run_cli
 from towerlab import checkpoint
 
 # No dropout and plain SGD: the only difference between the runs is how each global batch is split.
-ARGS = ["--gpus", "0", "--max-steps", "8", "--batch-size", "32", "--dropout-conv", "0", "--dropout-fc", "0",
-        "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--eval-every-epochs", "0", "--log-every", "4"]
+ARGS = [
+    "--gpus",
+    "0",
+    "--max-steps",
+    "8",
+    "--batch-size",
+    "32",
+    "--dropout-conv",
+    "0",
+    "--dropout-fc",
+    "0",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.05",
+    "--momentum",
+    "0.9",
+    "--eval-every-epochs",
+    "0",
+    "--log-every",
+    "4",
+]
 
 
 def test_two_processes_equal_one_process_on_the_global_batch(tmp_path):
@@ -26,6 +46,7 @@ def test_two_processes_equal_one_process_on_the_global_batch(tmp_path):
     torch.manual_seed(0)
     from towerlab import config
     from towerlab.recipes import digits
+
     init = digits.build_model(config.build(digits.Config, None, {}))
     assert max((init.state_dict()[k] - one[k]).abs().max().item() for k in one) > 1e-3
     # both runs evaluated the same model on all 360 validation items, split 180/180 in the second
@@ -48,8 +69,20 @@ def test_fsdp_matches_data_parallel(tmp_path):
 
 
 def test_two_processes_stop_together_at_the_target(tmp_path):
-    out = run_cli("train", "digits", "--procs", "2", "--epochs", "30", "--eval-every-steps", "5", "--stop-at", "0.5",
-                  "--out", str(tmp_path / "two")).stdout
+    out = run_cli(
+        "train",
+        "digits",
+        "--procs",
+        "2",
+        "--epochs",
+        "30",
+        "--eval-every-steps",
+        "5",
+        "--stop-at",
+        "0.5",
+        "--out",
+        str(tmp_path / "two"),
+    ).stdout
     final = json.loads((tmp_path / "two" / "final_metrics.json").read_text())
     assert "stop-at" in final["stopped"] and final["step"] < 30 * 22 and final["accuracy"] >= 0.5
     assert final["world_size"] == 2 and final["replica_max_abs_diff"] == 0.0  # both ranks stopped at the same step

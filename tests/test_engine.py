@@ -74,9 +74,32 @@ def test_resume_after_finishing_changes_nothing(tmp_path):
 
 def _train_cmd(out, steps):
     # dropout, a moving average and a decaying lr: every piece of state that resume must restore
-    return [sys.executable, "-m", "towerlab", "train", "digits", "--gpus", "0", "--out", str(out),
-            "--max-steps", str(steps), "--ckpt-every-steps", "3", "--eval-every-steps", "40",
-            "--ema-decay", "0.99", "--schedule", "cosine", "--warmup-steps", "5", "--deterministic", "--log-every", "7"]
+    return [
+        sys.executable,
+        "-m",
+        "towerlab",
+        "train",
+        "digits",
+        "--gpus",
+        "0",
+        "--out",
+        str(out),
+        "--max-steps",
+        str(steps),
+        "--ckpt-every-steps",
+        "3",
+        "--eval-every-steps",
+        "40",
+        "--ema-decay",
+        "0.99",
+        "--schedule",
+        "cosine",
+        "--warmup-steps",
+        "5",
+        "--deterministic",
+        "--log-every",
+        "7",
+    ]
 
 
 def _last_step(run_dir):
@@ -89,7 +112,9 @@ def _last_step(run_dir):
 def test_sigkill_then_resume_ends_bitwise_equal(tmp_path):
     steps = 150
     subprocess.run(_train_cmd(tmp_path / "straight", steps), check=True, capture_output=True, timeout=300)
-    proc = subprocess.Popen(_train_cmd(tmp_path / "killed", steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _train_cmd(tmp_path / "killed", steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while _last_step(tmp_path / "killed") < 20 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -97,8 +122,12 @@ def test_sigkill_then_resume_ends_bitwise_equal(tmp_path):
     proc.wait()
     killed_at = _last_step(tmp_path / "killed")
     assert 20 <= killed_at < steps, "the run must be killed part way"
-    subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(tmp_path / "killed"), "--gpus", "0"],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "towerlab", "train", "--resume", str(tmp_path / "killed"), "--gpus", "0"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     for name in ("model", "ema"):
         a, b = weights(tmp_path / "straight", name), weights(tmp_path / "killed", name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
@@ -108,8 +137,17 @@ def test_sigkill_then_resume_ends_bitwise_equal(tmp_path):
 
 
 def test_real_mnist_loss_falls(tmp_path, shared_data):
-    cfg = config.build(mnist.Config, None, {"data": str(shared_data / "mnist"), "max_steps": 40, "batch_size": 64,
-                                            "log_every": 10, "eval_every_epochs": 0.0})
+    cfg = config.build(
+        mnist.Config,
+        None,
+        {
+            "data": str(shared_data / "mnist"),
+            "max_steps": 40,
+            "batch_size": 64,
+            "log_every": 10,
+            "eval_every_epochs": 0.0,
+        },
+    )
     m = fit(mnist, cfg, out=tmp_path / "run")
     assert losses(tmp_path / "run")[-1] < 0.7 * losses(tmp_path / "run")[0]
     assert m["accuracy"] > 0.5  # 40 steps of RMSProp on real MNIST, evaluated on the real 10k test set
@@ -121,15 +159,22 @@ def test_resume_takes_overrides_of_what_changes_no_step_taken(tmp_path):
     run = str(tmp_path / "run")
     run_cli("train", "digits", "--gpus", "0", "--out", run, "--max-steps", "6", "--eval-every-epochs", "0")
     out = run_cli("train", "--resume", run, "--max-steps", "9", "--gpus", "0").stdout  # flags of the run's recipe
-    assert "resume: from step-00000006" in out and json.loads((tmp_path / "run" / "final_metrics.json").read_text())["step"] == 9
+    assert (
+        "resume: from step-00000006" in out
+        and json.loads((tmp_path / "run" / "final_metrics.json").read_text())["step"] == 9
+    )
     run_cli("train", "digits", "--resume", run, "--max-steps", "11", "--gpus", "0")  # no longer ignored
     assert config.load_yaml(tmp_path / "run" / "config.yaml")["max_steps"] == 11
     assert json.loads((tmp_path / "run" / "final_metrics.json").read_text())["step"] == 11
-    for args, message in ((("--lr", "0.5"), "--resume cannot change lr (0.001 -> 0.5): it would change the steps"),
-                          (("--max-steps", "4"), "the run has taken 11 steps already, more than max_steps=4"),
-                          (("mnist",), "is a digits run, not mnist")):
+    for args, message in (
+        (("--lr", "0.5"), "--resume cannot change lr (0.001 -> 0.5): it would change the steps"),
+        (("--max-steps", "4"), "the run has taken 11 steps already, more than max_steps=4"),
+        (("mnist",), "is a digits run, not mnist"),
+    ):
         proc = run_cli("train", "--resume", run, "--gpus", "0", *args, check=False)
-        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, (
+            proc.stderr
+        )
     assert json.loads((tmp_path / "run" / "final_metrics.json").read_text())["step"] == 11  # refusals change nothing
 
 
@@ -142,7 +187,9 @@ def test_a_run_directory_in_use_is_refused_and_eval_limit_is_reported(tmp_path):
         fit(digits, config.build(digits.Config, None, {"max_steps": 2, **QUIET}), out=tmp_path / "busy")
     held.close()
     assert holder(tmp_path / "busy") is None
-    m = fit(digits, config.build(digits.Config, None, {"max_steps": 2, "eval_limit": 50, **QUIET}), out=tmp_path / "busy")
+    m = fit(
+        digits, config.build(digits.Config, None, {"max_steps": 2, "eval_limit": 50, **QUIET}), out=tmp_path / "busy"
+    )
     assert m["eval_items"] == 50 and m["eval_s"] > 0
 
 
@@ -220,8 +267,12 @@ def test_val_fraction_must_leave_items_for_both_splits():
 def test_system_metrics_are_logged_beside_the_loss_and_can_be_turned_off(tmp_path):
     fit(digits, config.build(digits.Config, None, {"max_steps": 10, "log_every": 5}), out=tmp_path / "on")
     rows = [json.loads(line) for line in open(tmp_path / "on" / "metrics.jsonl") if "train/loss" in line]
-    assert rows and all(r["sys/rss_mb"] > 50 and 0 <= r["sys/cpu_percent"] < 100 * (os.cpu_count() or 1) + 50
-                        for r in rows)
-    fit(digits, config.build(digits.Config, None, {"max_steps": 10, "log_every": 5, "system_metrics": False}),
-        out=tmp_path / "off")
+    assert rows and all(
+        r["sys/rss_mb"] > 50 and 0 <= r["sys/cpu_percent"] < 100 * (os.cpu_count() or 1) + 50 for r in rows
+    )
+    fit(
+        digits,
+        config.build(digits.Config, None, {"max_steps": 10, "log_every": 5, "system_metrics": False}),
+        out=tmp_path / "off",
+    )
     assert not any("sys/" in line for line in open(tmp_path / "off" / "metrics.jsonl"))

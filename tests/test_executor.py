@@ -36,8 +36,23 @@ def test_each_cpu_slot_gets_its_share_of_the_cores(tmp_path, monkeypatch):
 def ray_head():
     """A real Ray cluster on this machine, as `ray start --head` makes one; stopped afterwards."""
     ray = str(Path(sys.executable).parent / "ray")
-    subprocess.run([ray, "start", "--head", "--port", "0", "--num-cpus", "2", "--include-dashboard", "false",
-                    "--disable-usage-stats"], check=True, capture_output=True, timeout=180)
+    subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            "--port",
+            "0",
+            "--num-cpus",
+            "2",
+            "--include-dashboard",
+            "false",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
     try:
         yield
     finally:
@@ -45,10 +60,17 @@ def ray_head():
 
 
 def test_jobs_on_a_ray_cluster_one_failing_then_a_rerun(tmp_path, ray_head):
-    spec = {"jobs": [{"name": "a", "recipe": "digits", "overrides": QUICK},
-                     {"name": "b", "recipe": "mlp", "overrides": {**QUICK, "dataset": "digits"}},
-                     {"name": "bad", "recipe": "digits",  # fails when it runs: its init_from run is not there
-                      "overrides": {**QUICK, "init_from": str(tmp_path / "no-such-run")}}]}
+    spec = {
+        "jobs": [
+            {"name": "a", "recipe": "digits", "overrides": QUICK},
+            {"name": "b", "recipe": "mlp", "overrides": {**QUICK, "dataset": "digits"}},
+            {
+                "name": "bad",
+                "recipe": "digits",  # fails when it runs: its init_from run is not there
+                "overrides": {**QUICK, "init_from": str(tmp_path / "no-such-run")},
+            },
+        ]
+    }
     (tmp_path / "jobs.yaml").write_text(yaml.safe_dump(spec))
     args = ["jobs", "run", str(tmp_path / "jobs.yaml"), "--executor", "ray", "--out", str(tmp_path / "out")]
     proc = run_cli(*args, "--address", "auto", check=False, timeout=600)  # the cluster `ray start` runs here

@@ -54,8 +54,20 @@ def test_torchscript_and_the_command_line(digits_run, tmp_path):
 
 def test_a_segmentation_model_takes_any_size(tmp_path, shared_data):
     run = tmp_path / "fcn"
-    run_cli("train", "fcn8s", "--max-steps", "1", "--width", "0.125", "--batch-size", "2", "--eval-limit", "2",
-            "--out", str(run))
+    run_cli(
+        "train",
+        "fcn8s",
+        "--max-steps",
+        "1",
+        "--width",
+        "0.125",
+        "--batch-size",
+        "2",
+        "--eval-limit",
+        "2",
+        "--out",
+        str(run),
+    )
     done = export(run, "onnx")
     assert done["max_abs_diff"] < 1e-5 and done["towerlab.kind"] == "segment"
     session = ort.InferenceSession(done["path"])

@@ -23,9 +23,33 @@ STEPS = 240
 
 def _train(out: Path, *extra: str) -> list[str]:
     # dropout, a moving average and a decaying lr: every piece of state each rank must restore
-    return [sys.executable, "-m", "towerlab", "train", "digits", "--gpus", "0", "--out", str(out),
-            "--max-steps", str(STEPS), "--ckpt-every-steps", "3", "--eval-every-steps", "100", "--ema-decay", "0.99",
-            "--schedule", "cosine", "--deterministic", "--log-every", "7", "--dist-timeout", "30", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "towerlab",
+        "train",
+        "digits",
+        "--gpus",
+        "0",
+        "--out",
+        str(out),
+        "--max-steps",
+        str(STEPS),
+        "--ckpt-every-steps",
+        "3",
+        "--eval-every-steps",
+        "100",
+        "--ema-decay",
+        "0.99",
+        "--schedule",
+        "cosine",
+        "--deterministic",
+        "--log-every",
+        "7",
+        "--dist-timeout",
+        "30",
+        *extra,
+    ]
 
 
 def _env(**extra) -> dict:
@@ -57,7 +81,10 @@ def _kill_rank_after(run: Path, proc: subprocess.Popen, step: int, rank: int = 1
 
 def _same_weights(a: Path, b: Path) -> None:
     for name in ("model", "ema"):
-        x, y = load_file(checkpoint.find(a) / f"{name}.safetensors"), load_file(checkpoint.find(b) / f"{name}.safetensors")
+        x, y = (
+            load_file(checkpoint.find(a) / f"{name}.safetensors"),
+            load_file(checkpoint.find(b) / f"{name}.safetensors"),
+        )
         assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), name
 
 
@@ -75,8 +102,9 @@ def straight(tmp_path_factory) -> Path:
 def test_a_killed_rank_stops_the_run_in_one_line_and_resume_ends_bitwise_equal(tmp_path, straight):
     kill_at = random.Random().randint(12, STEPS - 60)
     run = tmp_path / "killed"
-    proc = subprocess.Popen(_train(run, "--procs", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env())
+    proc = subprocess.Popen(
+        _train(run, "--procs", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+    )
     _kill_rank_after(run, proc, kill_at)
     t0 = time.time()
     _, err = proc.communicate(timeout=60)
@@ -88,8 +116,13 @@ def test_a_killed_rank_stops_the_run_in_one_line_and_resume_ends_bitwise_equal(t
     # the newest checkpoint is damaged on top of that: resume falls back to the one before, says so, stays exact
     newest = checkpoint.find(run)
     (newest / "state.pt").write_bytes((newest / "state.pt").read_bytes()[:100])
-    resumed = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
-                             capture_output=True, text=True, env=_env(), timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert resumed.returncode == 0, f"killed at step {kill_at}\n{resumed.stderr[-3000:]}"
     assert f"{newest.name} is damaged (state.pt fails its SHA-256 check)" in resumed.stderr
     assert "x 2 process(es)" in resumed.stdout  # the run's own world size, without --procs
@@ -99,10 +132,20 @@ def test_a_killed_rank_stops_the_run_in_one_line_and_resume_ends_bitwise_equal(t
 
 def test_torchrun_restarts_a_killed_worker_and_the_run_finishes_bitwise_equal(tmp_path, straight):
     run = tmp_path / "restarted"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--max-restarts", "2",
-           *_train(run)[1:]]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "--max-restarts",
+        "2",
+        *_train(run)[1:],
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1")
+    )
     _kill_rank_after(run, proc, random.Random().randint(12, STEPS - 60))
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err[-3000:]
@@ -112,21 +155,63 @@ def test_torchrun_restarts_a_killed_worker_and_the_run_finishes_bitwise_equal(tm
 
 def test_resuming_on_another_world_size_is_refused_before_anything_changes(straight):
     before = {p: p.read_bytes() for p in (straight / "metrics.jsonl", straight / "final_metrics.json")}
-    proc = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(straight), "--procs", "1",
-                           "--gpus", "0", "--max-steps", str(STEPS + 30)],  # more to train: a finished run is a no-op
-                          capture_output=True, text=True, env=_env(), timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "towerlab",
+            "train",
+            "--resume",
+            str(straight),
+            "--procs",
+            "1",
+            "--gpus",
+            "0",
+            "--max-steps",
+            str(STEPS + 30),
+        ],  # more to train: a finished run is a no-op
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "towerlab: error: the run was trained on 2 process(es), this is 1: resume with --procs 2 (the default), or "
-        "pass --allow-world-size-change to continue on 1 (not bit-exact: dropout and augmentation draw differently)"]
+        "pass --allow-world-size-change to continue on 1 (not bit-exact: dropout and augmentation draw differently)"
+    ]
     assert {p: p.read_bytes() for p in before} == before
 
 
 def _train_fsdp(out: Path, *extra: str) -> list[str]:
     # FSDP2 shards parameters and optimizer state across the ranks (no moving average: one would be a full copy)
-    return [sys.executable, "-m", "towerlab", "train", "digits", "--gpus", "0", "--out", str(out), "--strategy", "fsdp",
-            "--max-steps", "60", "--ckpt-every-steps", "3", "--eval-every-steps", "30", "--schedule", "cosine",
-            "--deterministic", "--log-every", "7", "--dist-timeout", "30", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "towerlab",
+        "train",
+        "digits",
+        "--gpus",
+        "0",
+        "--out",
+        str(out),
+        "--strategy",
+        "fsdp",
+        "--max-steps",
+        "60",
+        "--ckpt-every-steps",
+        "3",
+        "--eval-every-steps",
+        "30",
+        "--schedule",
+        "cosine",
+        "--deterministic",
+        "--log-every",
+        "7",
+        "--dist-timeout",
+        "30",
+        *extra,
+    ]
 
 
 def test_a_split_model_resumes_bitwise_equal_after_a_killed_rank_and_on_another_world_size(tmp_path):
@@ -136,20 +221,44 @@ def test_a_split_model_resumes_bitwise_equal_after_a_killed_rank_and_on_another_
     straight = tmp_path / "straight"
     subprocess.run(_train_fsdp(straight, "--procs", "2"), check=True, capture_output=True, env=_env(), timeout=300)
     run = tmp_path / "killed"
-    proc = subprocess.Popen(_train_fsdp(run, "--procs", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=_env())
+    proc = subprocess.Popen(
+        _train_fsdp(run, "--procs", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env()
+    )
     _kill_rank_after(run, proc, random.Random().randint(6, 45))
     proc.communicate(timeout=60)
-    resumed = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
-                             capture_output=True, text=True, env=_env(), timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     x = load_file(checkpoint.find(straight) / "model.safetensors")
     y = load_file(checkpoint.find(run) / "model.safetensors")
     assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
     for procs, steps, allow in (("2", 72, ()), ("1", 84, ("--allow-world-size-change",))):
-        more = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0",
-                               "--procs", procs, "--max-steps", str(steps), *allow],
-                              capture_output=True, text=True, env=_env(), timeout=300)
+        more = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "towerlab",
+                "train",
+                "--resume",
+                str(run),
+                "--gpus",
+                "0",
+                "--procs",
+                procs,
+                "--max-steps",
+                str(steps),
+                *allow,
+            ],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=300,
+        )
         assert more.returncode == 0, more.stderr[-3000:]
         assert json.loads((run / "final_metrics.json").read_text())["step"] == steps
 
@@ -166,8 +275,9 @@ def test_the_ranks_die_with_their_launcher_and_the_run_resumes_bitwise_equal(tmp
     training for minutes under pid 1, holding the run's lock. Now they get SIGTERM from the kernel, checkpoint at
     their next step and end; --resume continues to the uninterrupted run's weights."""
     run = tmp_path / "orphaned"
-    proc = subprocess.Popen(_train(run, "--procs", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=_env())
+    proc = subprocess.Popen(
+        _train(run, "--procs", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
+    )
     deadline = time.time() + 180
     while _last_step(run) < 12 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -179,7 +289,12 @@ def test_the_ranks_die_with_their_launcher_and_the_run_resumes_bitwise_equal(tmp
         time.sleep(0.05)
     assert not any(map(_running, ranks)), "a rank outlived its launcher"
     assert _last_step(run) < STEPS  # stopped, not finished
-    resumed = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
-                             capture_output=True, text=True, env=_env(), timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _same_weights(straight, run)

@@ -21,8 +21,11 @@ def test_json_has_no_nan_and_metrics_files_stay_json(tmp_path):
     finally:
         run.close()
     for name in ("metrics.jsonl", "final_metrics.json"):
-        for line in (tmp_path / "run" / name).read_text().splitlines() if name.endswith("l") else \
-                [(tmp_path / "run" / name).read_text()]:
+        for line in (
+            (tmp_path / "run" / name).read_text().splitlines()
+            if name.endswith("l")
+            else [(tmp_path / "run" / name).read_text()]
+        ):
             json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))  # no NaN token
     from towerlab.runs.run import curve
 
@@ -31,5 +34,13 @@ def test_json_has_no_nan_and_metrics_files_stay_json(tmp_path):
 
 
 def test_a_csv_cell_is_never_a_formula():
-    assert [files.csv_cell(v) for v in ("=1+1", "+x", "-x", "@x", "\tx", "plain", -1.5, 3)] == \
-        ["'=1+1", "'+x", "'-x", "'@x", "'\tx", "plain", -1.5, 3]
+    assert [files.csv_cell(v) for v in ("=1+1", "+x", "-x", "@x", "\tx", "plain", -1.5, 3)] == [
+        "'=1+1",
+        "'+x",
+        "'-x",
+        "'@x",
+        "'\tx",
+        "plain",
+        -1.5,
+        3,
+    ]

@@ -17,13 +17,21 @@ QUICK = {"max_steps": 15, "eval_every_epochs": 0, "log_every": 5}
 
 
 def test_three_jobs_on_two_workers_one_failing_then_a_rerun(tmp_path):
-    spec = {"jobs": [{"name": "a", "recipe": "digits", "overrides": {**QUICK, "lr": 0.001}},
-                     {"name": "b", "recipe": "mlp", "overrides": {**QUICK, "dataset": "digits"}},
-                     {"name": "bad", "recipe": "digits",  # fails when it runs: its init_from run is not there
-                      "overrides": {**QUICK, "init_from": str(tmp_path / "no-such-run")}}]}
+    spec = {
+        "jobs": [
+            {"name": "a", "recipe": "digits", "overrides": {**QUICK, "lr": 0.001}},
+            {"name": "b", "recipe": "mlp", "overrides": {**QUICK, "dataset": "digits"}},
+            {
+                "name": "bad",
+                "recipe": "digits",  # fails when it runs: its init_from run is not there
+                "overrides": {**QUICK, "init_from": str(tmp_path / "no-such-run")},
+            },
+        ]
+    }
     (tmp_path / "jobs.yaml").write_text(yaml.safe_dump(spec))
-    proc = run_cli("jobs", "run", str(tmp_path / "jobs.yaml"), "--workers", "2", "--out", str(tmp_path / "out"),
-                   check=False)
+    proc = run_cli(
+        "jobs", "run", str(tmp_path / "jobs.yaml"), "--workers", "2", "--out", str(tmp_path / "out"), check=False
+    )
     assert proc.returncode == 1  # one job failed; the others finished
     rows = {r["job"]: r for r in csv.DictReader(open(tmp_path / "out" / "summary.csv"))}
     assert rows["a"]["status"] == rows["b"]["status"] == "ok" and float(rows["a"]["accuracy"]) > 0
@@ -50,19 +58,45 @@ def _trial_processes(folder: Path) -> list[int]:
 
 def _mid_trial(search_dir: Path) -> bool:
     """Some trial has checkpoints and has not finished."""
-    return any((t / "checkpoints" / "last.json").is_file() and not (t / "final_metrics.json").is_file()
-               for t in (search_dir / "trials").glob("*"))
+    return any(
+        (t / "checkpoints" / "last.json").is_file() and not (t / "final_metrics.json").is_file()
+        for t in (search_dir / "trials").glob("*")
+    )
 
 
 def test_genetic_search_over_the_mlp_runs_trials_resumes_and_survives_a_sigkill(tmp_path):
-    space = {"units": {"choices": [16, 64]}, "activation": {"choices": ["relu", "tanh"]},
-             "hidden_layers": {"int": [1, 2]}}
+    space = {
+        "units": {"choices": [16, 64]},
+        "activation": {"choices": ["relu", "tanh"]},
+        "hidden_layers": {"int": [1, 2]},
+    }
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
 
     def args(out):
-        return ["search", "mlp", "--space", str(tmp_path / "space.yaml"), "--population", "4", "--generations", "2",
-                "--workers", "2", "--out", str(out), "--set", "dataset=digits", "--set", "max_steps=120",
-                "--set", "ckpt_every_steps=5", "--set", "eval_every_epochs=0", "--set", "deterministic=true"]
+        return [
+            "search",
+            "mlp",
+            "--space",
+            str(tmp_path / "space.yaml"),
+            "--population",
+            "4",
+            "--generations",
+            "2",
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+            "--set",
+            "dataset=digits",
+            "--set",
+            "max_steps=120",
+            "--set",
+            "ckpt_every_steps=5",
+            "--set",
+            "eval_every_epochs=0",
+            "--set",
+            "deterministic=true",
+        ]
 
     proc = run_cli(*args(tmp_path / "s"), fresh=True)  # fresh: another hash seed than the resumed search's
     assert "start  " in proc.stdout and " ok     " in proc.stdout  # a line as each trial starts and ends
@@ -82,8 +116,9 @@ def test_genetic_search_over_the_mlp_runs_trials_resumes_and_survives_a_sigkill(
 
     # the same search, its process SIGKILLed while a trial trains: no trial outlives it, the re-run ends the same
     k = tmp_path / "k"
-    search = subprocess.Popen([sys.executable, "-m", "towerlab", *args(k)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    search = subprocess.Popen(
+        [sys.executable, "-m", "towerlab", *args(k)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while not _mid_trial(k) and time.time() < deadline and search.poll() is None:
         time.sleep(0.01)
@@ -103,8 +138,20 @@ def test_genetic_search_over_the_mlp_runs_trials_resumes_and_survives_a_sigkill(
 
 
 def test_ensemble_of_two_seeds_and_a_single_member_equals_itself(tmp_path):
-    out = run_cli("ensemble", "digits", "--members", "2", "--workers", "2", "--out", str(tmp_path / "e"),
-                  "--set", "max_steps=20", "--set", "eval_every_epochs=0").stdout
+    out = run_cli(
+        "ensemble",
+        "digits",
+        "--members",
+        "2",
+        "--workers",
+        "2",
+        "--out",
+        str(tmp_path / "e"),
+        "--set",
+        "max_steps=20",
+        "--set",
+        "eval_every_epochs=0",
+    ).stdout
     report = json.loads((tmp_path / "e" / "ensemble.json").read_text())
     assert set(report["members"]) == {"member0", "member1"} and "ensemble" in out
     assert 0.3 < report["ensemble"]["accuracy"] <= 1

@@ -8,8 +8,29 @@ import towerlab
 
 # lowest first; a name is a module or a package (everything under it)
 LAYERS = (
-    ("primitives", ("errors", "files", "imagefile", "secrets", "lifetime", "dist", "perf", "precision", "progress", "plots", "optim", "metrics", "provenance", "tracking", "preempt",
-                    "pipeline", "watch", "config")),
+    (
+        "primitives",
+        (
+            "errors",
+            "files",
+            "imagefile",
+            "secrets",
+            "lifetime",
+            "dist",
+            "perf",
+            "precision",
+            "progress",
+            "plots",
+            "optim",
+            "metrics",
+            "provenance",
+            "tracking",
+            "preempt",
+            "pipeline",
+            "watch",
+            "config",
+        ),
+    ),
     ("formats", ("data", "chem", "checkpoint")),
     ("recipes", ("strategy", "recipes")),
     ("training", ("runs", "engine", "infer")),
@@ -33,8 +54,15 @@ def _imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("towerlab"):
             # `from towerlab import x`: a module x, or a name of the package itself (which any layer may use)
-            names = [f"towerlab.{a.name}" for a in node.names if (SRC / a.name).is_dir() or
-                     (SRC / f"{a.name}.py").is_file()] if node.module == "towerlab" else [node.module]
+            names = (
+                [
+                    f"towerlab.{a.name}"
+                    for a in node.names
+                    if (SRC / a.name).is_dir() or (SRC / f"{a.name}.py").is_file()
+                ]
+                if node.module == "towerlab"
+                else [node.module]
+            )
             found.update(names)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("towerlab"))
@@ -48,8 +76,11 @@ def test_no_module_imports_one_above_it():
         if module == "towerlab.__init__":
             continue
         mine = _layer(module)
-        upward += [f"{module} ({LAYERS[mine][0]}) imports {dep} ({LAYERS[_layer(dep)][0]})"
-                   for dep in sorted(_imports(path)) if dep != "towerlab" and _layer(dep) > mine]
+        upward += [
+            f"{module} ({LAYERS[mine][0]}) imports {dep} ({LAYERS[_layer(dep)][0]})"
+            for dep in sorted(_imports(path))
+            if dep != "towerlab" and _layer(dep) > mine
+        ]
     assert not upward, "\n".join(upward)
 
 

@@ -14,7 +14,7 @@ def test_tensorflow_exponential_decay_staircase():
     f = lr_factor(_cfg(schedule="exp", decay_epochs=2, decay_rate=0.1), steps_per_epoch=10, total_steps=100)
     assert [f(s) for s in (0, 19, 20, 39, 40)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
     f = lr_factor(_cfg(schedule="exp", decay_epochs=2, decay_rate=0.1, staircase=False), 10, 100)
-    assert f(10) == pytest.approx(0.1 ** 0.5)
+    assert f(10) == pytest.approx(0.1**0.5)
 
 
 def test_step_cosine_onecycle_and_warmup():
@@ -51,7 +51,9 @@ def test_lr_zero_means_the_optimizers_usual_rate():
     from towerlab.recipes.configs import MlpConfig
 
     p = [torch.nn.Parameter(torch.zeros(2))]
-    rates = {o: build_optimizer([{"params": p}], MlpConfig(optimizer=o)).param_groups[0]["lr"]
-             for o in ("sgd", "adadelta", "adam", "nadam")}
+    rates = {
+        o: build_optimizer([{"params": p}], MlpConfig(optimizer=o)).param_groups[0]["lr"]
+        for o in ("sgd", "adadelta", "adam", "nadam")
+    }
     assert rates == {"sgd": 0.01, "adadelta": 1.0, "adam": 1e-3, "nadam": 2e-3}
     assert build_optimizer([{"params": p}], MlpConfig(optimizer="sgd", lr=0.5)).param_groups[0]["lr"] == 0.5

@@ -37,8 +37,13 @@ _FAULTS = textwrap.dedent("""
 
 
 def _faults(mode: str, env: dict | None = None) -> tuple[str, float]:
-    out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True,
-                         env={**os.environ, **(env or {})}).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _FAULTS, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
+    ).stdout.split()
     return out[0], float(out[1])
 
 
@@ -112,6 +117,10 @@ def test_the_allocator_is_tuned_only_for_batches_of_one_shape(name, tuned, smile
     # smiles-lstm cuts each batch to its longest molecule: keeping freed memory grew its heap without bound
     # (contract.RaggedBatches); the fixed-shape recipes keep it
     data = str(smiles_csv) if name == "smiles-lstm" else ""
-    out = subprocess.run([sys.executable, "-c", _ALLOCATOR, name, data, str(tmp_path / "run")], capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _ALLOCATOR, name, data, str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert out[-1] == tuned

@@ -41,22 +41,50 @@ def test_pipeline_forward_and_backward_equal_the_model_on_one_device():
 
 def test_pipeline_training_matches_one_device_and_its_run_evaluates_like_any(tmp_path):
     run_cli("train", "digits", *ARGS, "--out", str(tmp_path / "one"))
-    run_cli("train", "digits", *ARGS, "--strategy", "pipeline", "--pipeline-devices", "cpu,cpu,cpu",
-            "--pipeline-chunks", "3", "--out", str(tmp_path / "pipe"))
+    run_cli(
+        "train",
+        "digits",
+        *ARGS,
+        "--strategy",
+        "pipeline",
+        "--pipeline-devices",
+        "cpu,cpu,cpu",
+        "--pipeline-chunks",
+        "3",
+        "--out",
+        str(tmp_path / "pipe"),
+    )
     one = load_file(checkpoint.find(tmp_path / "one") / "model.safetensors")
     pipe = load_file(checkpoint.find(tmp_path / "pipe") / "model.safetensors")
     assert one.keys() == pipe.keys()
     assert max((one[k] - pipe[k]).abs().max().item() for k in one) < 1e-5
-    curves = [[json.loads(line).get("train/loss") for line in open(tmp_path / r / "metrics.jsonl")]
-              for r in ("one", "pipe")]
+    curves = [
+        [json.loads(line).get("train/loss") for line in open(tmp_path / r / "metrics.jsonl")] for r in ("one", "pipe")
+    ]
     assert [v for v in curves[0] if v] == pytest.approx([v for v in curves[1] if v], rel=1e-5)
     final = json.loads((tmp_path / "pipe" / "final_metrics.json").read_text())
-    assert json.loads(run_cli("eval", str(tmp_path / "pipe"), "--checkpoint", "last").stdout)["accuracy"] == final["accuracy"]
+    assert (
+        json.loads(run_cli("eval", str(tmp_path / "pipe"), "--checkpoint", "last").stdout)["accuracy"]
+        == final["accuracy"]
+    )
 
 
 def test_a_model_that_does_not_list_its_layers_is_refused_in_one_line(tmp_path):
-    proc = run_cli("train", "cifar10", "--gpus", "0", "--strategy", "pipeline", "--ema-decay", "0", "--max-steps", "1",
-                   "--out", str(tmp_path / "r"), check=False)
+    proc = run_cli(
+        "train",
+        "cifar10",
+        "--gpus",
+        "0",
+        "--strategy",
+        "pipeline",
+        "--ema-decay",
+        "0",
+        "--max-steps",
+        "1",
+        "--out",
+        str(tmp_path / "r"),
+        check=False,
+    )
     assert proc.returncode != 0
     assert "TutorialCNN does not list its layers for a pipeline" in proc.stderr.strip().splitlines()[-1]
 
@@ -66,8 +94,20 @@ def test_pipeline_on_the_gpu_matches_one_gpu(tmp_path):
     gpu = [a for a in ARGS if a not in ("--gpus", "0")]  # ARGS starts with --gpus 0
     run_cli("train", "digits", *gpu, "--gpus", "1", "--deterministic", "--out", str(tmp_path / "one"))
     devices = ",".join(f"cuda:{i % torch.cuda.device_count()}" for i in range(2))
-    run_cli("train", "digits", *gpu, "--gpus", "1", "--deterministic", "--strategy", "pipeline",
-            "--pipeline-devices", devices, "--out", str(tmp_path / "pipe"))
+    run_cli(
+        "train",
+        "digits",
+        *gpu,
+        "--gpus",
+        "1",
+        "--deterministic",
+        "--strategy",
+        "pipeline",
+        "--pipeline-devices",
+        devices,
+        "--out",
+        str(tmp_path / "pipe"),
+    )
     one = load_file(checkpoint.find(tmp_path / "one") / "model.safetensors")
     pipe = load_file(checkpoint.find(tmp_path / "pipe") / "model.safetensors")
     assert max((one[k] - pipe[k]).abs().max().item() for k in one) < 1e-4

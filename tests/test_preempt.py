@@ -22,9 +22,28 @@ STEPS = 120
 
 
 def _train(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "towerlab", "train", "digits", "--gpus", "0", "--out", str(out), "--max-steps",
-            str(STEPS), "--eval-every-steps", "50", "--ema-decay", "0.99", "--deterministic", "--log-every", "5",
-            "--no-report", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "towerlab",
+        "train",
+        "digits",
+        "--gpus",
+        "0",
+        "--out",
+        str(out),
+        "--max-steps",
+        str(STEPS),
+        "--eval-every-steps",
+        "50",
+        "--ema-decay",
+        "0.99",
+        "--deterministic",
+        "--log-every",
+        "5",
+        "--no-report",
+        *extra,
+    ]
 
 
 def _env(**extra) -> dict:
@@ -48,7 +67,10 @@ def _signal_when_running(run: Path, proc: subprocess.Popen, send) -> None:
 
 def _same_weights(a: Path, b: Path) -> None:
     for name in ("model", "ema"):
-        x, y = load_file(checkpoint.find(a) / f"{name}.safetensors"), load_file(checkpoint.find(b) / f"{name}.safetensors")
+        x, y = (
+            load_file(checkpoint.find(a) / f"{name}.safetensors"),
+            load_file(checkpoint.find(b) / f"{name}.safetensors"),
+        )
         assert all(torch.equal(x[k], y[k]) for k in x), name
 
 
@@ -56,16 +78,26 @@ def _same_weights(a: Path, b: Path) -> None:
 def straight(tmp_path_factory):
     root = tmp_path_factory.mktemp("preempt")
     for procs in (1, 2):
-        subprocess.run(_train(root / f"straight{procs}", "--procs", str(procs)), check=True, capture_output=True,
-                       env=_env(), timeout=300)
+        subprocess.run(
+            _train(root / f"straight{procs}", "--procs", str(procs)),
+            check=True,
+            capture_output=True,
+            env=_env(),
+            timeout=300,
+        )
     return root
 
 
 def _resume_and_compare(run: Path, reference: Path) -> None:
     record = RunRecord.load(run)
     assert record.status == "preempted" and 0 < record.checkpoints[0][0] < STEPS
-    done = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
-                          capture_output=True, text=True, env=_env(), timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     _same_weights(reference, run)
 
@@ -82,8 +114,9 @@ def test_sigterm_checkpoints_at_the_next_step_and_resume_is_exact(tmp_path, stra
 
 def test_a_signal_to_one_rank_stops_both_at_the_same_step(tmp_path, straight):
     run = tmp_path / "run"
-    proc = subprocess.Popen(_train(run, "--procs", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env())
+    proc = subprocess.Popen(
+        _train(run, "--procs", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+    )
     _signal_when_running(run, proc, lambda: os.kill(rank_pid(run, 1), signal.SIGUSR1))  # rank 1 only
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err[-2000:]
@@ -95,11 +128,13 @@ def test_requeue_under_slurm_calls_scontrol_after_the_checkpoint(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "calls.txt"
-    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")  # a recorder in scontrol's place
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')  # a recorder in scontrol's place
     (bin_dir / "scontrol").chmod(0o755)
     run = tmp_path / "run"
     env = _env(PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID="4242")
-    proc = subprocess.Popen(_train(run, "--requeue"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        _train(run, "--requeue"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     _signal_when_running(run, proc, lambda: proc.send_signal(signal.SIGTERM))
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3 and calls.read_text().split() == ["requeue", "4242"], err[-2000:]
@@ -118,12 +153,36 @@ def test_srun_style_tasks_train_together_without_torchrun(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     run = tmp_path / "run"
-    procs = [subprocess.Popen([sys.executable, "-m", "towerlab", "train", "digits", "--gpus", "0", "--max-steps", "12",
-                               "--out", str(run), "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=_env(SLURM_PROCID=str(r), SLURM_LOCALID=str(r), SLURM_STEP_NUM_TASKS="2",
-                                                  SLURM_JOB_NODELIST="localhost", SLURM_JOB_ID="7",
-                                                  MASTER_PORT=str(port)))
-             for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "towerlab",
+                "train",
+                "digits",
+                "--gpus",
+                "0",
+                "--max-steps",
+                "12",
+                "--out",
+                str(run),
+                "--no-report",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(
+                SLURM_PROCID=str(r),
+                SLURM_LOCALID=str(r),
+                SLURM_STEP_NUM_TASKS="2",
+                SLURM_JOB_NODELIST="localhost",
+                SLURM_JOB_ID="7",
+                MASTER_PORT=str(port),
+            ),
+        )
+        for r in range(2)
+    ]
     outs = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-1500:] + outs[1][1][-1500:]
     final = json.loads((run / "final_metrics.json").read_text())
@@ -144,8 +203,13 @@ def test_sigterm_before_the_first_step_leaves_a_run_that_resume_continues(tmp_pa
     assert proc.returncode == 3, err[-2000:]
     record = RunRecord.load(run)
     assert record.status == "preempted" and record.checkpoints and record.checkpoints[0][0] < STEPS
-    done = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
-                          capture_output=True, text=True, env=_env(), timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     _same_weights(straight / "straight1", run)
 
@@ -154,8 +218,13 @@ def test_a_finished_run_resumed_is_a_no_op_that_says_so(tmp_path, straight):
     """Issue 43: it rewrote final_metrics.json (wall 0.03 s, 0 images/s) and logged a duplicate row."""
     run = straight / "straight1"
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
-    done = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
-                          capture_output=True, text=True, env=_env(), timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert done.returncode == 0 and f"finished at step {STEPS}; nothing to do" in done.stdout, done.stderr[-2000:]
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name in before} == before
 
@@ -189,18 +258,33 @@ def test_the_sbatch_example_delivers_its_warning_to_the_tasks(tmp_path, shared_d
     bin_dir, calls, tasks = tmp_path / "bin", tmp_path / "calls.txt", tmp_path / "tasks.txt"
     bin_dir.mkdir()
     (bin_dir / "srun").write_text(SRUN)
-    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
     for tool in ("srun", "scontrol"):
         (bin_dir / tool).chmod(0o755)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     run = tmp_path / "run"
-    env = _env(PATH=f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}", SLURM_JOB_ID="77",
-               SLURM_JOB_NAME="t", SLURM_NTASKS="2", SLURM_CPUS_PER_TASK="1", SLURM_JOB_NODELIST="localhost",
-               MASTER_PORT=str(port), TASKS_FILE=str(tasks), RUN=str(run), DATA=str(shared_data / "cifar10"))
-    job = subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                           start_new_session=True)
+    env = _env(
+        PATH=f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        SLURM_JOB_ID="77",
+        SLURM_JOB_NAME="t",
+        SLURM_NTASKS="2",
+        SLURM_CPUS_PER_TASK="1",
+        SLURM_JOB_NODELIST="localhost",
+        MASTER_PORT=str(port),
+        TASKS_FILE=str(tasks),
+        RUN=str(run),
+        DATA=str(shared_data / "cifar10"),
+    )
+    job = subprocess.Popen(
+        ["bash", str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         _signal_when_running(run, job, lambda: None)
         name, _, _ = directive.partition("@")
@@ -216,19 +300,43 @@ def test_the_sbatch_example_delivers_its_warning_to_the_tasks(tmp_path, shared_d
     assert job.returncode == 3, err[-2000:]
     assert calls.read_text().split() == ["requeue", "77"]
     record = RunRecord.load(run)
-    assert record.status == "preempted" and record.checkpoints and json.loads(
-        (run / "env.json").read_text())["world_size"] == 2
+    assert (
+        record.status == "preempted"
+        and record.checkpoints
+        and json.loads((run / "env.json").read_text())["world_size"] == 2
+    )
 
 
 def test_a_signal_during_the_last_evaluation_finishes_the_run_and_skips_the_report(tmp_path, shared_data):
     """Issue 43: a SIGTERM on the last step still spent ~90 s on evaluation and the report. The last evaluation
     (the run's result) completes and is checkpointed; the report is skipped and said; the run is done."""
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "towerlab", "train", "mnist", "--data", str(shared_data / "mnist"), "--gpus", "0",
-           "--max-steps", "3", "--log-every", "3", "--eval-every-steps", "0", "--eval-every-epochs", "0",
-           "--eval-limit", "2000", "--out", str(run)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(TOWERLAB_REPORT="1"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "towerlab",
+        "train",
+        "mnist",
+        "--data",
+        str(shared_data / "mnist"),
+        "--gpus",
+        "0",
+        "--max-steps",
+        "3",
+        "--log-every",
+        "3",
+        "--eval-every-steps",
+        "0",
+        "--eval-every-epochs",
+        "0",
+        "--eval-limit",
+        "2000",
+        "--out",
+        str(run),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(TOWERLAB_REPORT="1")
+    )
     deadline = time.time() + 120
     while _logged_step(run) < 3 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)

@@ -22,10 +22,27 @@ def test_a_run_records_the_commit_dirty_tree_command_environment_and_data(tmp_pa
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
     (repo / "notes.txt").write_text("changed\n")  # uncommitted: the record must say so
-    env = {"TOWERLAB_MAX_PIXELS": "50000000", "TOWERLAB_DB_PASSWORD": "s3cret", "OMP_NUM_THREADS": "1",
-           "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    run_cli("train", "mlp", "--data", str(mnist_dir), "--max-steps", "2", "--batch-size", "16", "--out", str(tmp_path / "run"),
-            "--no-report", cwd=repo, env=env)
+    env = {
+        "TOWERLAB_MAX_PIXELS": "50000000",
+        "TOWERLAB_DB_PASSWORD": "s3cret",
+        "OMP_NUM_THREADS": "1",
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+    }
+    run_cli(
+        "train",
+        "mlp",
+        "--data",
+        str(mnist_dir),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--out",
+        str(tmp_path / "run"),
+        "--no-report",
+        cwd=repo,
+        env=env,
+    )
     p = json.loads((tmp_path / "run" / "env.json").read_text())["provenance"]
     assert p["git"]["commit"] == git("rev-parse", "HEAD").strip() and p["git"]["dirty"] is True
     assert p["command"][1:3] == ["train", "mlp"] and "--max-steps" in p["command"]

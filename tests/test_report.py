@@ -40,12 +40,15 @@ def test_a_classification_report_shows_the_runs_own_accuracy(every_kind):
     threshold = infer.load(every_kind / "segdec", "best").cfg.threshold
     assert f"class 1 from probability {threshold:.3f} (the run's operating point)" in segdec
     fcn = json.loads((every_kind / "fcn8s" / "final_metrics.json").read_text())
-    assert "iou per class" in (every_kind / "fcn8s" / "report.html").read_text() and any(k.startswith("iou/") for k in fcn)
+    assert "iou per class" in (every_kind / "fcn8s" / "report.html").read_text() and any(
+        k.startswith("iou/") for k in fcn
+    )
 
 
 def test_no_report_is_written_when_asked_not_to(tmp_path):
-    run_cli("train", "digits", "--epochs", "1", "--no-report", "--out", str(tmp_path / "run"),
-            env={"TOWERLAB_REPORT": "1"})
+    run_cli(
+        "train", "digits", "--epochs", "1", "--no-report", "--out", str(tmp_path / "run"), env={"TOWERLAB_REPORT": "1"}
+    )
     assert (tmp_path / "run" / "final_metrics.json").is_file() and not (tmp_path / "run" / "report.html").exists()
 
 
@@ -57,8 +60,23 @@ def test_a_folder_that_is_neither_is_one_line(tmp_path):
 def test_a_grid_search_gets_its_report(tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("units: {choices: [16, 32]}\n")
-    run_cli("search", "mlp", "--algo", "grid", "--space", str(space), "--workers", "2", "--out", str(tmp_path / "s"),
-            "--set", "dataset=digits", "--set", "epochs=1", env={"TOWERLAB_REPORT": "1"})
+    run_cli(
+        "search",
+        "mlp",
+        "--algo",
+        "grid",
+        "--space",
+        str(space),
+        "--workers",
+        "2",
+        "--out",
+        str(tmp_path / "s"),
+        "--set",
+        "dataset=digits",
+        "--set",
+        "epochs=1",
+        env={"TOWERLAB_REPORT": "1"},
+    )
     page = (tmp_path / "s" / "report.html").read_text()
     assert "a grid search" in page and "Trials" in page and page.count("<tr>") >= 3
 
@@ -75,8 +93,19 @@ def test_the_best_evaluations_predictions_are_kept_in_item_order_and_the_report_
     from towerlab.runs import RunRecord
 
     run = tmp_path / "run"
-    run_cli("train", "digits", "--max-steps", "30", "--eval-every-steps", "10", "--procs", procs, "--out", str(run),
-            "--no-report")
+    run_cli(
+        "train",
+        "digits",
+        "--max-steps",
+        "30",
+        "--eval-every-steps",
+        "10",
+        "--procs",
+        procs,
+        "--out",
+        str(run),
+        "--no-report",
+    )
     rec = RunRecord.load(run)
     probs, labels = rec.predictions(rec.best["step"])
     loaded = infer.load(run, "best")

@@ -49,13 +49,31 @@ def test_only_the_records_know_the_files_of_a_folder_by_name():
 
     import towerlab
 
-    names = ("config.yaml", "metrics.jsonl", "final_metrics.json", "status.json", "trial.json", "result.json",
-             "pruned.json", "search_state.json", "generations.json", "best.json", "trials.csv", "summary.json",
-             "ensemble.json", "log.txt", "env.json")
+    names = (
+        "config.yaml",
+        "metrics.jsonl",
+        "final_metrics.json",
+        "status.json",
+        "trial.json",
+        "result.json",
+        "pruned.json",
+        "search_state.json",
+        "generations.json",
+        "best.json",
+        "trials.csv",
+        "summary.json",
+        "ensemble.json",
+        "log.txt",
+        "env.json",
+    )
     pattern = re.compile(r"""["'/](%s)["']""" % "|".join(re.escape(n) for n in names))
     src = Path(towerlab.__file__).parent
-    found = [f"{p.relative_to(src)}:{i}: {line.strip()}" for p in sorted(src.rglob("*.py"))
-             if p.parent.name != "runs" for i, line in enumerate(p.read_text().splitlines(), 1)
-             if pattern.search(line)]
+    found = [
+        f"{p.relative_to(src)}:{i}: {line.strip()}"
+        for p in sorted(src.rglob("*.py"))
+        if p.parent.name != "runs"
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert not found, "\n".join(found)
     assert pattern.search('x / "config.yaml"') and pattern.search("f'{d}/best.json'")  # the pattern does match

@@ -16,9 +16,16 @@ def _cfg(**fields):
     return config.build(digits.Config, None, fields)
 
 
-@pytest.mark.parametrize("name, dist, expected", [
-    ("ddp", ONE, strategy.Strategy), ("ddp", TWO, strategy.DDPStrategy), ("fsdp", ONE, strategy.Strategy),
-    ("fsdp", TWO, strategy.FSDPStrategy), ("pipeline", ONE, strategy.PipelineStrategy)])
+@pytest.mark.parametrize(
+    "name, dist, expected",
+    [
+        ("ddp", ONE, strategy.Strategy),
+        ("ddp", TWO, strategy.DDPStrategy),
+        ("fsdp", ONE, strategy.Strategy),
+        ("fsdp", TWO, strategy.FSDPStrategy),
+        ("pipeline", ONE, strategy.PipelineStrategy),
+    ],
+)
 def test_chosen_from_the_config_and_the_processes(name, dist, expected):
     assert type(strategy.choose(_cfg(strategy=name), dist)) is expected
 
@@ -28,7 +35,8 @@ def test_what_each_refuses_in_one_line():
         strategy.choose(_cfg(strategy="fsdp", ema_decay=0.9), TWO)
     with pytest.raises(ConfigError, match="ema_decay=0.9 with strategy=pipeline"):  # once the model is known to split
         strategy.choose(_cfg(strategy="pipeline", ema_decay=0.9), ONE).wrap(
-            torch.nn.Sequential(*(torch.nn.Linear(2, 2) for _ in range(4))))
+            torch.nn.Sequential(*(torch.nn.Linear(2, 2) for _ in range(4)))
+        )
     with pytest.raises(ConfigError, match="runs in one process"):
         strategy.choose(_cfg(strategy="pipeline"), TWO)
     with pytest.raises(ConfigError, match="compile off"):

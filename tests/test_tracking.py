@@ -25,10 +25,25 @@ def _port() -> int:
 
 def _start(root: Path, port: int) -> subprocess.Popen:
     root.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port",
-                             str(port), "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                             "--default-artifact-root", str(root / "artifacts"), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(root / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
@@ -62,8 +77,23 @@ def test_a_run_logs_config_metrics_tags_and_its_report(server, tmp_path):
     from mlflow.tracking import MlflowClient
 
     run = tmp_path / "run"
-    run_cli("train", "digits", "--max-steps", "20", "--log-every", "5", "--eval-every-steps", "10", "--out", str(run),
-            "--mlflow", server, "--mlflow-experiment", "towerlab-test", env={"TOWERLAB_REPORT": "1"})
+    run_cli(
+        "train",
+        "digits",
+        "--max-steps",
+        "20",
+        "--log-every",
+        "5",
+        "--eval-every-steps",
+        "10",
+        "--out",
+        str(run),
+        "--mlflow",
+        server,
+        "--mlflow-experiment",
+        "towerlab-test",
+        env={"TOWERLAB_REPORT": "1"},
+    )
     client = MlflowClient(server)
     found = client.search_runs([client.get_experiment_by_name("towerlab-test").experiment_id])
     assert len(found) == 1
@@ -82,9 +112,25 @@ def test_search_trials_are_child_runs(server, tmp_path):
 
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump({"units": {"choices": [16, 32]}}))
-    run_cli("search", "mlp", "--space", str(space), "--algo", "grid", "--out", str(tmp_path / "s"), "--no-report",
-            "--set", "dataset=digits", "--set", "max_steps=5", "--set", f"mlflow={server}",
-            "--set", "mlflow_experiment=towerlab-search")
+    run_cli(
+        "search",
+        "mlp",
+        "--space",
+        str(space),
+        "--algo",
+        "grid",
+        "--out",
+        str(tmp_path / "s"),
+        "--no-report",
+        "--set",
+        "dataset=digits",
+        "--set",
+        "max_steps=5",
+        "--set",
+        f"mlflow={server}",
+        "--set",
+        "mlflow_experiment=towerlab-search",
+    )
     client = MlflowClient(server)
     runs = client.search_runs([client.get_experiment_by_name("towerlab-search").experiment_id])
     parents = [r for r in runs if r.data.tags.get("towerlab.kind") == "search"]
@@ -105,18 +151,36 @@ def test_no_password_reaches_a_file_the_output_or_mlflow(server, tmp_path):
     secret = "hunter2-xyzzy"
     with_password = server.replace("http://", f"http://grader:{secret}@")
     run = tmp_path / "run"
-    proc = run_cli("train", "digits", "--max-steps", "10", "--eval-every-steps", "10", "--out", str(run),
-                   "--mlflow-experiment", "towerlab-secrets",
-                   env={"MLFLOW_TRACKING_URI": with_password, "TOWERLAB_DB_PASSWORD": secret,
-                        "TOWERLAB_REPORT": "1"})
+    proc = run_cli(
+        "train",
+        "digits",
+        "--max-steps",
+        "10",
+        "--eval-every-steps",
+        "10",
+        "--out",
+        str(run),
+        "--mlflow-experiment",
+        "towerlab-secrets",
+        env={"MLFLOW_TRACKING_URI": with_password, "TOWERLAB_DB_PASSWORD": secret, "TOWERLAB_REPORT": "1"},
+    )
     assert secret not in proc.stdout + proc.stderr
     assert _files_holding(run, secret) == []
     assert (run / "report.html").is_file() and "127.0.0.1" in (run / "tracking.json").read_text()
     client = MlflowClient(server)
     r = client.search_runs([client.get_experiment_by_name("towerlab-secrets").experiment_id])[0]
     assert r.info.status == "FINISHED" and not [k for k, v in r.data.params.items() if secret in v]
-    refused = run_cli("train", "digits", "--max-steps", "2", "--out", str(tmp_path / "refused"),
-                      "--mlflow", with_password, check=False)
+    refused = run_cli(
+        "train",
+        "digits",
+        "--max-steps",
+        "2",
+        "--out",
+        str(tmp_path / "refused"),
+        "--mlflow",
+        with_password,
+        check=False,
+    )
     assert refused.returncode == 2 and secret not in refused.stderr and "MLFLOW_TRACKING_PASSWORD" in refused.stderr
     assert not (tmp_path / "refused").exists()
 
@@ -124,10 +188,28 @@ def test_no_password_reaches_a_file_the_output_or_mlflow(server, tmp_path):
 def test_a_server_that_goes_away_costs_a_warning_not_the_run(server, tmp_path):
     """Last in this module: it stops the module's server."""
     run = tmp_path / "run"
-    train = subprocess.Popen([sys.executable, "-m", "towerlab", "train", "digits", "--max-steps", "200",
-                              "--log-every", "5", "--out", str(run), "--no-report", "--mlflow", server],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    train = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "towerlab",
+            "train",
+            "digits",
+            "--max-steps",
+            "200",
+            "--log-every",
+            "5",
+            "--out",
+            str(run),
+            "--no-report",
+            "--mlflow",
+            server,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     deadline = time.time() + 120
     while not (run / "metrics.jsonl").is_file() and time.time() < deadline:
         time.sleep(0.1)

@@ -16,8 +16,9 @@ def _events(run):
 
 
 def test_histograms_every_n_steps_for_each_layer(tmp_path):
-    cfg = config.build(digits.Config, None, {"max_steps": 6, "tb_histograms": 3, "log_every": 3,
-                                             "eval_every_epochs": 0.0})
+    cfg = config.build(
+        digits.Config, None, {"max_steps": 6, "tb_histograms": 3, "log_every": 3, "eval_every_epochs": 0.0}
+    )
     fit(digits, cfg, out=tmp_path / "run")
     events = _events(tmp_path / "run")
     hists, scalars = set(events.Tags()["histograms"]), set(events.Tags()["scalars"])
@@ -40,8 +41,11 @@ def test_histograms_every_n_steps_for_each_layer(tmp_path):
 
 
 def test_off_by_default_writes_none(tmp_path):
-    fit(digits, config.build(digits.Config, None, {"max_steps": 3, "log_every": 3, "eval_every_epochs": 0.0}),
-        out=tmp_path / "run")
+    fit(
+        digits,
+        config.build(digits.Config, None, {"max_steps": 3, "log_every": 3, "eval_every_epochs": 0.0}),
+        out=tmp_path / "run",
+    )
     assert not _events(tmp_path / "run").Tags()["histograms"]
 
 
@@ -52,8 +56,26 @@ def test_under_ddp_and_fsdp_rank_0_writes_whole_tensors(tmp_path):
     numel = {n: p.numel() for n, p in digits.build_model(config.build(digits.Config, None, {})).named_parameters()}
     for strategy in ("ddp", "fsdp"):
         run = tmp_path / strategy
-        run_cli("train", "digits", "--gpus", "0", "--procs", "2", "--strategy", strategy, "--max-steps", "4",
-                "--tb-histograms", "2", "--log-every", "2", "--eval-every-epochs", "0", "--out", str(run))
+        run_cli(
+            "train",
+            "digits",
+            "--gpus",
+            "0",
+            "--procs",
+            "2",
+            "--strategy",
+            strategy,
+            "--max-steps",
+            "4",
+            "--tb-histograms",
+            "2",
+            "--log-every",
+            "2",
+            "--eval-every-epochs",
+            "0",
+            "--out",
+            str(run),
+        )
         events = _events(run)
         for name, n in numel.items():
             weights = events.Histograms(f"weights/{name}")
@@ -62,8 +84,11 @@ def test_under_ddp_and_fsdp_rank_0_writes_whole_tensors(tmp_path):
 
 
 def test_under_the_pipeline_strategy(tmp_path):
-    cfg = config.build(digits.Config, None, {"max_steps": 2, "tb_histograms": 2, "log_every": 2,
-                                             "eval_every_epochs": 0.0, "strategy": "pipeline"})
+    cfg = config.build(
+        digits.Config,
+        None,
+        {"max_steps": 2, "tb_histograms": 2, "log_every": 2, "eval_every_epochs": 0.0, "strategy": "pipeline"},
+    )
     fit(digits, cfg, out=tmp_path / "run")
     hists = set(_events(tmp_path / "run").Tags()["histograms"])
     assert {f"gradients/{n}" for n, _ in digits.build_model(cfg).named_parameters()} <= hists

@@ -29,8 +29,10 @@ from towerlab.files import inside, json_text, link_leaving
 from towerlab.runs import FILES, RunRecord, changed
 
 MAX_PATH = 1024  # a request path longer than this names no run: 400
-BOARD_CSP = ("default-src 'none'; connect-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-             "img-src data:; base-uri 'none'; form-action 'none'")
+BOARD_CSP = (
+    "default-src 'none'; connect-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+    "img-src data:; base-uri 'none'; form-action 'none'"
+)
 
 
 def report_csp() -> str:
@@ -95,10 +97,17 @@ def find_runs(root: Path) -> list[dict]:
             continue  # a folder that only looks like a run
         final, best = rec.final or {}, rec.best
         metrics = rec.metrics() if not final else []
-        rows.append({"path": str(run.relative_to(root)), "recipe": rec.recipe, "status": rec.status,
-                     "metric_name": str(best.get("metric", "")), "metric": _number(best.get("value")),
-                     "steps": _number(final.get("step", metrics[-1]["step"] if metrics else 0)),
-                     "seconds": _number(final.get("wall_s"))})
+        rows.append(
+            {
+                "path": str(run.relative_to(root)),
+                "recipe": rec.recipe,
+                "status": rec.status,
+                "metric_name": str(best.get("metric", "")),
+                "metric": _number(best.get("value")),
+                "steps": _number(final.get("step", metrics[-1]["step"] if metrics else 0)),
+                "seconds": _number(final.get("wall_s")),
+            }
+        )
     return rows
 
 
@@ -130,8 +139,13 @@ def service_summary(config: str) -> list[dict]:
                 since = datetime.now(timezone.utc) - timedelta(hours=1)
                 times = c.execute(select(t.c.scored_at).where(t.c.scored_at >= since)).scalars().all()
         except SQLAlchemyError as e:
-            out.append({"database": name, "error": f"cannot read {settings.outcome_table}: "
-                                                   f"{str(e.orig if hasattr(e, 'orig') else e).splitlines()[0]}"})
+            out.append(
+                {
+                    "database": name,
+                    "error": f"cannot read {settings.outcome_table}: "
+                    f"{str(e.orig if hasattr(e, 'orig') else e).splitlines()[0]}",
+                }
+            )
             continue
         finally:
             store.engine.dispose()
@@ -140,9 +154,16 @@ def service_summary(config: str) -> list[dict]:
             key = ts.strftime("%H:%M")
             per_minute[key] = per_minute.get(key, 0) + 1
         graded = sum(counts.values())
-        out.append({"database": name, "graded": graded, "errors": counts.get("error", 0),
-                    "error_rate": counts.get("error", 0) / graded if graded else 0.0,
-                    "last": last.isoformat() if last else None, "per_minute": per_minute})
+        out.append(
+            {
+                "database": name,
+                "graded": graded,
+                "errors": counts.get("error", 0),
+                "error_rate": counts.get("error", 0) / graded if graded else 0.0,
+                "last": last.isoformat() if last else None,
+                "per_minute": per_minute,
+            }
+        )
     return out
 
 
@@ -157,7 +178,8 @@ class _Handler(BaseHTTPRequestHandler):
         port = self.server.server_address[1]
         host = (self.headers.get("Host") or "").strip().lower()
         return host in {f"{name}:{port}" for name in ("127.0.0.1", "localhost")} | (
-            {"127.0.0.1", "localhost"} if port == 80 else set())
+            {"127.0.0.1", "localhost"} if port == 80 else set()
+        )
 
     def log_message(self, *args) -> None:  # one line per request on stderr is noise here
         pass
@@ -181,15 +203,15 @@ class _Handler(BaseHTTPRequestHandler):
         if "\x00" in path or len(path) > MAX_PATH:  # answered, never a dropped connection
             return self._send(400, "bad request path")
         if path in ("/", "/index.html"):
-            return self._send(200, PAGE.format(root=html.escape(str(self.root)), every=self.every,
-                                               every_ms=int(self.every * 1000)))
+            return self._send(
+                200, PAGE.format(root=html.escape(str(self.root)), every=self.every, every_ms=int(self.every * 1000))
+            )
         if path == "/runs.json":
             return self._send(200, json_text(find_runs(self.root)), "application/json")
         if path == "/service.json":
-            return self._send(200, json_text(service_summary(self.service) if self.service else []),
-                              "application/json")
+            return self._send(200, json_text(service_summary(self.service) if self.service else []), "application/json")
         if path.startswith("/report/"):
-            return self._report(path[len("/report/"):])
+            return self._report(path[len("/report/") :])
         return self._send(404, "not found")
 
     def _report(self, rel: str) -> None:
@@ -205,8 +227,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, "no such run under the board's folder")
         leaving = link_leaving(target, self.root)
         if leaving is not None:
-            return self._send(403, html.escape(f"{leaving.relative_to(self.root)} is a link that leaves the board's "
-                                               f"folder; the board does not follow it"))
+            return self._send(
+                403,
+                html.escape(
+                    f"{leaving.relative_to(self.root)} is a link that leaves the board's "
+                    f"folder; the board does not follow it"
+                ),
+            )
         page = target / "report.html"
         newest = changed(target)
         if page.is_file() and not page.is_symlink() and page.stat().st_mtime >= newest:
@@ -220,8 +247,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(200, cached[1])
 
 
-def make_server(root: str | Path, port: int = 8800, every: float = 3.0,
-                service: str | None = None) -> ThreadingHTTPServer:
+def make_server(
+    root: str | Path, port: int = 8800, every: float = 3.0, service: str | None = None
+) -> ThreadingHTTPServer:
     """The board's server on 127.0.0.1 only (run directories are not for the network); port 0 picks a free one."""
     root = Path(root)
     if not root.is_dir():

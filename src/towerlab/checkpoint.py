@@ -51,8 +51,7 @@ def weights_bytes(state_dict: dict[str, torch.Tensor]) -> bytes:
     return st_save({k: v.detach().contiguous().cpu() for k, v in state_dict.items()})
 
 
-def save(ckpt_dir: Path, step: int, weights: dict[str, dict], state: dict, pointers: list[str],
-         keep: int = 1) -> Path:
+def save(ckpt_dir: Path, step: int, weights: dict[str, dict], state: dict, pointers: list[str], keep: int = 1) -> Path:
     """Write a checkpoint and point each of `pointers` ('last', 'best') at it; keep the newest `keep` and the
     best. Returns its folder."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -65,8 +64,11 @@ def save(ckpt_dir: Path, step: int, weights: dict[str, dict], state: dict, point
     files["state.pt"] = buf.getvalue()
     for fname, data in files.items():
         _write_synced(tmp / fname, data)
-    manifest = {"step": step, "world_size": state.get("world_size", 1),
-                "sha256": {f: hashlib.sha256(data).hexdigest() for f, data in files.items()}}
+    manifest = {
+        "step": step,
+        "world_size": state.get("world_size", 1),
+        "sha256": {f: hashlib.sha256(data).hexdigest() for f, data in files.items()},
+    }
     _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
     fsync_dir(tmp)
     final = ckpt_dir / name
@@ -89,8 +91,10 @@ def pointer(ckpt_dir: Path, which: str) -> Path | None:
         name = None
     # a pointer names a checkpoint folder of this run by its own name: never a path ("/elsewhere", "../x", 5)
     if not isinstance(name, str) or not _FOLDER.fullmatch(name):
-        raise CheckpointError(f"{p} is damaged or names no checkpoint folder of this run; delete it to fall back to "
-                              f"the newest checkpoint that verifies") from None
+        raise CheckpointError(
+            f"{p} is damaged or names no checkpoint folder of this run; delete it to fall back to "
+            f"the newest checkpoint that verifies"
+        ) from None
     return ckpt_dir / name
 
 
@@ -122,7 +126,7 @@ def prune(ckpt_dir: Path, keep: int = 1, newest: Path | None = None) -> None:
         except CheckpointError:
             pass
     kept = [d for d in folders(ckpt_dir) if newest is None or d == newest or step_of(d) < step_of(newest)]
-    keep_set = set(kept[:max(1, keep)]) | (named & set(kept))
+    keep_set = set(kept[: max(1, keep)]) | (named & set(kept))
     for d in ckpt_dir.iterdir():
         if d.is_dir() and d not in keep_set:
             shutil.rmtree(d, ignore_errors=True)
@@ -135,8 +139,9 @@ def load_weights(folder: Path, name: str = "model") -> dict[str, torch.Tensor]:
     try:
         tensors = st_load(path.read_bytes())
     except Exception as e:  # noqa: BLE001 - any decoding failure: a truncated or overwritten file
-        raise CheckpointError(f"{path} is damaged ({type(e).__name__}); delete its folder to fall back to an older "
-                              f"checkpoint, or retrain") from None
+        raise CheckpointError(
+            f"{path} is damaged ({type(e).__name__}); delete its folder to fall back to an older checkpoint, or retrain"
+        ) from None
     # safetensors hands the tensors back in the order of a hash map seeded per process: ranks that scatter them in
     # that order (FSDP's set_state_dict) would disagree on every collective. Sorted, every process agrees.
     return dict(sorted(tensors.items()))
@@ -151,11 +156,14 @@ def load_state(folder: Path) -> dict:
     except Exception as e:
         if "Weights only load failed" in str(e) or "Unsupported global" in str(e):
             # something other than plain tensors and containers: refused, never loaded (one line, not a traceback)
-            raise CheckpointError(f"{path} holds objects other than tensors and plain containers, which towerlab never "
-                                  f"unpickles (torch.load weights_only refused it); delete its folder to fall back "
-                                  f"to an older checkpoint, or retrain") from None
-        raise CheckpointError(f"{path} is damaged ({type(e).__name__}); delete its folder to fall back to an "
-                              f"older checkpoint, or retrain") from None
+            raise CheckpointError(
+                f"{path} holds objects other than tensors and plain containers, which towerlab never "
+                f"unpickles (torch.load weights_only refused it); delete its folder to fall back "
+                f"to an older checkpoint, or retrain"
+            ) from None
+        raise CheckpointError(
+            f"{path} is damaged ({type(e).__name__}); delete its folder to fall back to an older checkpoint, or retrain"
+        ) from None
 
 
 def manifest(folder: Path) -> dict:
@@ -180,8 +188,11 @@ def damage(folder: Path) -> str | None:
     if not (folder / MANIFEST).is_file():
         return f"{MANIFEST} missing"
     expected = manifest(folder).get("sha256")
-    if not isinstance(expected, dict) or "state.pt" not in expected or \
-            not all(isinstance(k, str) and isinstance(v, str) for k, v in expected.items()):
+    if (
+        not isinstance(expected, dict)
+        or "state.pt" not in expected
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in expected.items())
+    ):
         return f"{MANIFEST} is damaged (no SHA-256 for state.pt)"
     unlisted = sorted(f.name for f in folder.iterdir() if f.name != MANIFEST and f.name not in expected)
     if unlisted:
@@ -218,13 +229,19 @@ def find(run_dir: Path, which: str = "last", verify: bool = True, quiet: bool = 
     for folder in folders(ckpt_dir):
         if folder != named and (not verify or damage(folder) is None):
             if not quiet:
-                print(f"towerlab: warning: {run_dir}: {why}; using {folder.name} (step {step_of(folder)}), the newest "
-                      f"checkpoint that verifies", file=sys.stderr, flush=True)
+                print(
+                    f"towerlab: warning: {run_dir}: {why}; using {folder.name} (step {step_of(folder)}), the newest "
+                    f"checkpoint that verifies",
+                    file=sys.stderr,
+                    flush=True,
+                )
             return folder
     if why:
         raise CheckpointError(f"{run_dir}: {why}, and no other checkpoint verifies; retrain the run")
-    raise CheckpointError(f"{run_dir} has no {which} checkpoint (checkpoints/{which}.json); "
-                          f"train it first, or pass the right run directory")
+    raise CheckpointError(
+        f"{run_dir} has no {which} checkpoint (checkpoints/{which}.json); "
+        f"train it first, or pass the right run directory"
+    )
 
 
 def folder_world_size(folder: Path) -> int:
@@ -248,8 +265,10 @@ def load_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], sourc
         model.load_state_dict(state_dict)
     except RuntimeError as e:
         detail = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e).splitlines()[0])
-        raise CheckpointError(f"the weights in {source} do not fit the model its config builds ({detail[:160]}); "
-                              f"retrain, or use the towerlab version that trained it") from None
+        raise CheckpointError(
+            f"the weights in {source} do not fit the model its config builds ({detail[:160]}); "
+            f"retrain, or use the towerlab version that trained it"
+        ) from None
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -262,8 +281,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any decoding failure means the same thing to the user
-        raise CheckpointError(f"weights file {path} cannot be read as a state dict ({e.__class__.__name__}); "
-                              f"pass a safetensors file or a torch.save'd dict of tensors") from None
+        raise CheckpointError(
+            f"weights file {path} cannot be read as a state dict ({e.__class__.__name__}); "
+            f"pass a safetensors file or a torch.save'd dict of tensors"
+        ) from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
@@ -284,17 +305,20 @@ def init_from(model: torch.nn.Module, run_dir: Path, which: str = "best") -> tup
     own = model.state_dict()
     copied = [k for k, v in own.items() if k in theirs and theirs[k].shape == v.shape]
     if not copied:
-        raise CheckpointError(f"no weights of {run_dir} match this model by name and shape; "
-                              f"--init-from needs a run of a related recipe")
+        raise CheckpointError(
+            f"no weights of {run_dir} match this model by name and shape; --init-from needs a run of a related recipe"
+        )
     # a staged recipe (FCN-16s from FCN-32s, SegDec's decision stage) shares names and shapes and adds tensors of its
     # own; the same names in other shapes are a network of another width, which would train afresh in silence
     reshaped = [k for k in own if k in theirs and theirs[k].shape != own[k].shape]
     if len(reshaped) > len(copied):
         k = reshaped[0]
-        raise CheckpointError(f"--init-from {run_dir}: only {len(copied)} of the {len(copied) + len(reshaped)} tensors "
-                              f"both networks name have the same shape ({k}: {tuple(theirs[k].shape)} there, "
-                              f"{tuple(own[k].shape)} here): the runs differ in size; give this run the earlier run's "
-                              f"settings (its config.yaml) or start without --init-from")
+        raise CheckpointError(
+            f"--init-from {run_dir}: only {len(copied)} of the {len(copied) + len(reshaped)} tensors "
+            f"both networks name have the same shape ({k}: {tuple(theirs[k].shape)} there, "
+            f"{tuple(own[k].shape)} here): the runs differ in size; give this run the earlier run's "
+            f"settings (its config.yaml) or start without --init-from"
+        )
     with torch.no_grad():
         for k in copied:
             own[k].copy_(theirs[k])

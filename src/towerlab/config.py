@@ -38,18 +38,26 @@ class TrainConfig:
     data: str = opt("", "dataset folder (default: $TOWERLAB_DATA/<dataset>)")
     seed: int = opt(0, "random seed (model init, data order, augmentation)")
     init_from: str = opt("", "start from the best weights of this run directory (tensors matched by name and shape)")
-    init_checkpoint: str = opt("best", "which weights of --init-from: its best by the validation metric, or its last "
-                                       "(when the validation split is a test split, as in cross-validation)",
-                               ("best", "last"))
+    init_checkpoint: str = opt(
+        "best",
+        "which weights of --init-from: its best by the validation metric, or its last "
+        "(when the validation split is a test split, as in cross-validation)",
+        ("best", "last"),
+    )
     # how long
     epochs: float = opt(10.0, "training length in passes over the training set")
     max_steps: int = opt(0, "if > 0, train exactly this many optimizer steps (overrides epochs)")
     batch_size: int = opt(128, "global batch: all processes together, per optimizer step")
     accum_steps: int = opt(1, "split each process's slice into this many micro-batches (gradient accumulation)")
     # optimizer
-    optimizer: str = opt("sgd", "optimizer", ("sgd", "rmsprop", "adam", "adamw", "adagrad", "adadelta", "adamax", "nadam"))
-    lr: float = opt(0.1, "peak learning rate (0: the optimizer's usual one: sgd 0.01, adagrad 0.01, adadelta 1.0, "
-                         "adamax/nadam 2e-3, the others 1e-3)")
+    optimizer: str = opt(
+        "sgd", "optimizer", ("sgd", "rmsprop", "adam", "adamw", "adagrad", "adadelta", "adamax", "nadam")
+    )
+    lr: float = opt(
+        0.1,
+        "peak learning rate (0: the optimizer's usual one: sgd 0.01, adagrad 0.01, adadelta 1.0, "
+        "adamax/nadam 2e-3, the others 1e-3)",
+    )
     momentum: float = opt(0.0, "momentum (sgd, rmsprop)")
     rms_decay: float = opt(0.9, "RMSProp moving-average decay (PyTorch's alpha)")
     beta1: float = opt(0.9, "Adam-family beta1")
@@ -67,55 +75,96 @@ class TrainConfig:
     ema_decay: float = opt(0.0, "if > 0, evaluate an exponential moving average of the weights with this decay")
     # stopping early (the schedule keeps its length: stopping never changes a step taken before it)
     stop_at: float = opt(0.0, "if > 0, stop once the validation main metric reaches this value (time to accuracy)")
-    patience: int = opt(0, "if > 0, stop after this many evaluations without a better validation loss (early "
-                           "stopping; the recipe's main metric where it reports no loss)")
+    patience: int = opt(
+        0,
+        "if > 0, stop after this many evaluations without a better validation loss (early "
+        "stopping; the recipe's main metric where it reports no loss)",
+    )
     # preemption (preempt.py): a signal makes every rank checkpoint at the next step and the command exit with 3
-    preempt_signals: str = opt("SIGTERM,SIGUSR1", "signals that stop the run with a checkpoint at the next step, "
-                                                  "to be continued with --resume (empty: none)")
+    preempt_signals: str = opt(
+        "SIGTERM,SIGUSR1",
+        "signals that stop the run with a checkpoint at the next step, to be continued with --resume (empty: none)",
+    )
     requeue: bool = opt(False, "under SLURM, after that checkpoint: `scontrol requeue $SLURM_JOB_ID`")
     # evaluation, logging, checkpoints
     eval_every_epochs: float = opt(1.0, "evaluate every this many epochs (0: only at the end)")
     eval_every_steps: int = opt(0, "if > 0, evaluate every this many steps instead")
-    ckpt_every_steps: int = opt(0, "if > 0, also checkpoint every this many steps (a checkpoint follows every evaluation)")
-    keep_checkpoints: int = opt(3, "checkpoints kept on disk besides the best (an older one is what a damaged newest "
-                                   "one falls back to)")
-    val_fraction: float = opt(0.0, "if > 0, validate on this fraction of the training items (the same items for "
-                                   "every seed), never trained on: early stopping and the best checkpoint are then "
-                                   "chosen without the test split, which is scored once per better validation "
-                                   "(final.json best.test)")
-    eval_limit: int = opt(0, "if > 0, evaluate on the first this many validation items only (quick runs; the metrics "
-                             "then carry eval_items)")
+    ckpt_every_steps: int = opt(
+        0, "if > 0, also checkpoint every this many steps (a checkpoint follows every evaluation)"
+    )
+    keep_checkpoints: int = opt(
+        3, "checkpoints kept on disk besides the best (an older one is what a damaged newest one falls back to)"
+    )
+    val_fraction: float = opt(
+        0.0,
+        "if > 0, validate on this fraction of the training items (the same items for "
+        "every seed), never trained on: early stopping and the best checkpoint are then "
+        "chosen without the test split, which is scored once per better validation "
+        "(final.json best.test)",
+    )
+    eval_limit: int = opt(
+        0,
+        "if > 0, evaluate on the first this many validation items only (quick runs; the metrics then carry eval_items)",
+    )
     log_every: int = opt(50, "log loss and throughput every this many steps")
     mlflow: str = opt("", "MLflow tracking URI (default: $MLFLOW_TRACKING_URI; neither: no tracking)")
     mlflow_experiment: str = opt("", "MLflow experiment (default: the recipe's name)")
     mlflow_log_model: bool = opt(False, "at the end, also upload the run's model exported as ONNX to MLflow")
-    system_metrics: bool = opt(True, "log host memory and CPU use (and on a GPU its memory and utilisation) beside "
-                                     "the loss")
-    tb_histograms: int = opt(0, "if > 0, every this many steps write per-layer activation, gradient and weight "
-                                "histograms, zero fractions, norms and update-to-weight ratios to TensorBoard")
+    system_metrics: bool = opt(
+        True, "log host memory and CPU use (and on a GPU its memory and utilisation) beside the loss"
+    )
+    tb_histograms: int = opt(
+        0,
+        "if > 0, every this many steps write per-layer activation, gradient and weight "
+        "histograms, zero fractions, norms and update-to-weight ratios to TensorBoard",
+    )
     # speed
-    fast: bool = opt(False, "choose the speed settings that pay off on this device (printed at the start; on the "
-                            "CPU: bf16 where it has the instructions, channels_last, no compile; on a GPU: bf16, "
-                            "channels_last, torch.compile, data in GPU memory)")
+    fast: bool = opt(
+        False,
+        "choose the speed settings that pay off on this device (printed at the start; on the "
+        "CPU: bf16 where it has the instructions, channels_last, no compile; on a GPU: bf16, "
+        "channels_last, torch.compile, data in GPU memory)",
+    )
     precision: str = opt("fp32", "arithmetic precision", ("fp32", "bf16", "fp16"))
     compile: bool = opt(False, "torch.compile the model")
-    compile_mode: str = opt("default", "torch.compile mode", ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
+    compile_mode: str = opt(
+        "default", "torch.compile mode", ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    )
     channels_last: bool = opt(False, "NHWC memory layout for convolutions")
-    data_on_device: bool = opt(True, "hold the whole dataset in accelerator memory (else copy each batch from the host)")
-    loader: str = opt("auto", "memory: decode the whole dataset into each process's memory; stream: worker processes "
-                              "read and decode items as batches are needed; auto: memory when the decoded data of "
-                              "every process on the machine fits --data-memory", ("auto", "memory", "stream"))
-    data_memory: str = opt("", "what the decoded data of all processes on a machine may take before auto streams it "
-                               "(e.g. 4GB; default: half the machine's memory)")
+    data_on_device: bool = opt(
+        True, "hold the whole dataset in accelerator memory (else copy each batch from the host)"
+    )
+    loader: str = opt(
+        "auto",
+        "memory: decode the whole dataset into each process's memory; stream: worker processes "
+        "read and decode items as batches are needed; auto: memory when the decoded data of "
+        "every process on the machine fits --data-memory",
+        ("auto", "memory", "stream"),
+    )
+    data_memory: str = opt(
+        "",
+        "what the decoded data of all processes on a machine may take before auto streams it "
+        "(e.g. 4GB; default: half the machine's memory)",
+    )
     workers: int = opt(2, "stream: processes reading and decoding items, each a few batches ahead")
-    skip_bad_files: bool = opt(False, "stream: an item that cannot be read is replaced by the next one that can "
-                                      "(counted in the log), instead of stopping the run with its name")
+    skip_bad_files: bool = opt(
+        False,
+        "stream: an item that cannot be read is replaced by the next one that can "
+        "(counted in the log), instead of stopping the run with its name",
+    )
     sync_bn: bool = opt(False, "SyncBatchNorm across processes")
-    strategy: str = opt("ddp", "how the model uses the devices: ddp (a replica per process), fsdp (sharded across the "
-                               "processes: parameters, gradients, optimizer state) or pipeline (one process, the model "
-                               "cut into stages on --pipeline-devices)", STRATEGY_NAMES)
-    pipeline_devices: str = opt("", "with strategy=pipeline: a device per stage, e.g. cuda:0,cuda:1 (default: every "
-                                    "visible GPU; two CPU stages without one)")
+    strategy: str = opt(
+        "ddp",
+        "how the model uses the devices: ddp (a replica per process), fsdp (sharded across the "
+        "processes: parameters, gradients, optimizer state) or pipeline (one process, the model "
+        "cut into stages on --pipeline-devices)",
+        STRATEGY_NAMES,
+    )
+    pipeline_devices: str = opt(
+        "",
+        "with strategy=pipeline: a device per stage, e.g. cuda:0,cuda:1 (default: every "
+        "visible GPU; two CPU stages without one)",
+    )
     pipeline_chunks: int = opt(4, "with strategy=pipeline: micro-batches per batch (more keeps the stages busier)")
     deterministic: bool = opt(False, "deterministic algorithms (bitwise-reproducible on the CPU)")
 
@@ -142,8 +191,20 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be > 0")
-        for name in ("epochs", "max_steps", "weight_decay", "clip_grad", "warmup_steps", "ckpt_every_steps",
-                     "eval_limit", "tb_histograms", "stop_at", "patience", "eval_every_steps", "eval_every_epochs"):
+        for name in (
+            "epochs",
+            "max_steps",
+            "weight_decay",
+            "clip_grad",
+            "warmup_steps",
+            "ckpt_every_steps",
+            "eval_limit",
+            "tb_histograms",
+            "stop_at",
+            "patience",
+            "eval_every_steps",
+            "eval_every_epochs",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
         if self.lr < 0:  # 0 is documented: the optimizer's usual rate
@@ -151,15 +212,20 @@ class TrainConfig:
         from towerlab import secrets
 
         if secrets.has_password(self.mlflow):  # config.yaml, MLflow's params and the report would hold it
-            raise ConfigError(f"mlflow={secrets.mask_url(self.mlflow)}: the URI holds a password; give it without, "
-                              f"and the credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
-                              f"(MLflow reads them from the environment)")
+            raise ConfigError(
+                f"mlflow={secrets.mask_url(self.mlflow)}: the URI holds a password; give it without, "
+                f"and the credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                f"(MLflow reads them from the environment)"
+            )
         if self.epochs == 0 and self.max_steps == 0:
             raise ConfigError("epochs=0 and max_steps=0: set one of them to a positive value")
         import signal as _signal
 
-        unknown = [n for n in self.preempt_signals.split(",") if n.strip() and not
-                   isinstance(getattr(_signal, n.strip().upper(), None), _signal.Signals)]
+        unknown = [
+            n
+            for n in self.preempt_signals.split(",")
+            if n.strip() and not isinstance(getattr(_signal, n.strip().upper(), None), _signal.Signals)
+        ]
         if unknown:
             raise ConfigError(f"preempt_signals: {unknown[0]!r} is not a signal name; write e.g. SIGTERM,SIGUSR1")
         if self.workers < 0:
@@ -172,8 +238,18 @@ class TrainConfig:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1)")
 
 
-UNITS = {"": 1, "B": 1, "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "TB": 10 ** 12,
-         "KIB": 2 ** 10, "MIB": 2 ** 20, "GIB": 2 ** 30, "TIB": 2 ** 40}
+UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 
 
 def parse_bytes(text: str) -> int:
@@ -242,7 +318,7 @@ def flag_value(argv: list[str], name: str) -> str | None:
 
 # A config is a few hundred values. YAML's aliases let 278 bytes stand for 254 MB of nested lists (a "billion
 # laughs"): the node graph is measured with aliases expanded before anything is built from it.
-MAX_YAML_BYTES = 4 * 2 ** 20
+MAX_YAML_BYTES = 4 * 2**20
 MAX_YAML_NODES = 100_000
 
 
@@ -278,8 +354,10 @@ def safe_yaml(text: str, where: str):
             return None
         size = _expanded_size(node, {})
         if size > MAX_YAML_NODES:
-            raise ConfigError(f"{where}: its aliases expand to more than {MAX_YAML_NODES:,} values; write the values "
-                              f"out, or use fewer nested aliases")
+            raise ConfigError(
+                f"{where}: its aliases expand to more than {MAX_YAML_NODES:,} values; write the values "
+                f"out, or use fewer nested aliases"
+            )
         return loader.construct_document(node)
     finally:
         loader.dispose()
@@ -296,8 +374,9 @@ def load_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; check the path (it must be an existing YAML file)")
     if path.stat().st_size > MAX_YAML_BYTES:
-        raise ConfigError(f"config file {path}: {path.stat().st_size:,} bytes is far more than a config file; pass "
-                          f"the right file")
+        raise ConfigError(
+            f"config file {path}: {path.stat().st_size:,} bytes is far more than a config file; pass the right file"
+        )
     try:
         data = safe_yaml(path.read_text(), f"config file {path}") or {}
     except yaml.YAMLError as e:
@@ -367,7 +446,9 @@ def build(cls: type, yaml_file: str | None, cli_values: dict, file_values: dict 
         given = [k.replace("-", "_") for k in [*cli_values, *from_file]]
         mixed = sorted(set(FAST_FIELDS) & set(given))
         if mixed:
-            raise ConfigError(f"--fast chooses {', '.join(FAST_FIELDS)} for the device; drop --fast, or drop "
-                              f"{', '.join(mixed)} and let it choose")
+            raise ConfigError(
+                f"--fast chooses {', '.join(FAST_FIELDS)} for the device; drop --fast, or drop "
+                f"{', '.join(mixed)} and let it choose"
+            )
     cfg.validate()
     return cfg

@@ -51,14 +51,15 @@ def from_slurm() -> None:
         return
     env["RANK"], env["WORLD_SIZE"] = env["SLURM_PROCID"], env["SLURM_STEP_NUM_TASKS"]
     env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
-    env.setdefault("MASTER_ADDR", first_node(env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or
-                                             "127.0.0.1"))
+    env.setdefault(
+        "MASTER_ADDR", first_node(env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or "127.0.0.1")
+    )
     env.setdefault("MASTER_PORT", str(29500 + int(env.get("SLURM_JOB_ID", "0") or 0) % 1000))
 
 
 def first_node(nodelist: str) -> str:
     """The first host of a SLURM node list: "gpu[03-05,09],cpu1" -> "gpu03"."""
-    head = nodelist.split(",")[0] if "[" not in nodelist.split(",")[0] else nodelist[:nodelist.index("]") + 1]
+    head = nodelist.split(",")[0] if "[" not in nodelist.split(",")[0] else nodelist[: nodelist.index("]") + 1]
     if "[" not in head:
         return head
     prefix, ranges = head.split("[", 1)
@@ -92,13 +93,20 @@ def setup(use_gpu: bool | None = None, timeout_s: float | None = None) -> Dist:
     else:
         device = torch.device("cpu")
     if restart_count() and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and rank == 0:
-        print("towerlab: warning: torchrun restarted the processes on its shared store, where they can hang connecting "
-              "to the dead ones (pytorch/pytorch#135712); run torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, as "
-              "`towerlab train --max-restarts` does", file=sys.stderr, flush=True)
+        print(
+            "towerlab: warning: torchrun restarted the processes on its shared store, where they can hang connecting "
+            "to the dead ones (pytorch/pytorch#135712); run torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, as "
+            "`towerlab train --max-restarts` does",
+            file=sys.stderr,
+            flush=True,
+        )
     if world > 1 and not tdist.is_initialized():
         backend = os.environ.get("TOWERLAB_BACKEND") or ("nccl" if cuda else "gloo")
-        tdist.init_process_group(backend=backend, device_id=device if backend == "nccl" else None,
-                                 **({"timeout": timedelta(seconds=timeout_s)} if timeout_s else {}))
+        tdist.init_process_group(
+            backend=backend,
+            device_id=device if backend == "nccl" else None,
+            **({"timeout": timedelta(seconds=timeout_s)} if timeout_s else {}),
+        )
     return Dist(rank=rank, local_rank=local_rank, world_size=world, device=device)
 
 
@@ -160,7 +168,7 @@ def all_gather_rows(rows: torch.Tensor, dist: Dist) -> torch.Tensor:
         return rows.cpu()
     counts = [int(c.item()) for c in all_gather(torch.tensor([len(rows)], device=dist.device), dist)]
     padded = rows.new_zeros((max(counts), *rows.shape[1:]))
-    padded[:len(rows)] = rows
+    padded[: len(rows)] = rows
     return torch.cat([g[:n] for g, n in zip(all_gather(padded, dist), counts)]).cpu()
 
 
@@ -202,9 +210,16 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
     # hang connecting to dead peers (pytorch/pytorch#135712): give each attempt a store of its own.
     os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
     os.environ[LAUNCHER_ENV] = str(os.getpid())  # the processes below are this one's children: they die with it
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=max_restarts,
-                          monitor_interval=0.5)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=max_restarts,
+        monitor_interval=0.5,
+    )
     from torch.distributed.elastic.multiprocessing.api import SignalException
 
     from towerlab.errors import EXIT_PREEMPTED
@@ -213,15 +228,24 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
         elastic_launch(config, sys.executable)("-P", "-u", "-m", "towerlab", *argv)  # -P: not the cwd's modules
         return 0
     except SignalException as e:  # this launcher was signalled: its processes got the signal too and checkpointed
-        print(f"towerlab: stopped: {e.sigval.name}; the processes checkpointed at their next step; continue with "
-              f"`towerlab train --resume RUN_DIR`", file=sys.stderr, flush=True)
+        print(
+            f"towerlab: stopped: {e.sigval.name}; the processes checkpointed at their next step; continue with "
+            f"`towerlab train --resume RUN_DIR`",
+            file=sys.stderr,
+            flush=True,
+        )
         return EXIT_PREEMPTED
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()
         if failure.exitcode in (2, EXIT_PREEMPTED):  # a user error, or a signal: the process said what it was
             return failure.exitcode
-        how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with code {failure.exitcode}"
+        how = (
+            f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with code {failure.exitcode}"
+        )
         after = f" after {max_restarts} restart(s)" if max_restarts else ""
-        print(f"towerlab: error: process rank {rank} {how}{after}; the other processes were stopped",
-              file=sys.stderr, flush=True)
+        print(
+            f"towerlab: error: process rank {rank} {how}{after}; the other processes were stopped",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1

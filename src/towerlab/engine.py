@@ -25,8 +25,18 @@ from tqdm import tqdm
 
 from towerlab import checkpoint, perf, recipes, strategy
 from towerlab.config import TrainConfig, merge
-from towerlab.dist import (Dist, all_gather, all_gather_rows, all_reduce_extremes, all_reduce_sum, barrier, print0,
-                           peer_failure, restart_count, setup)
+from towerlab.dist import (
+    Dist,
+    all_gather,
+    all_gather_rows,
+    all_reduce_extremes,
+    all_reduce_sum,
+    barrier,
+    print0,
+    peer_failure,
+    restart_count,
+    setup,
+)
 from towerlab.data.loader import limited
 from towerlab.data.stream import worker_death
 from towerlab.errors import ConfigError, DivergedError, TowerlabError
@@ -69,14 +79,17 @@ class Trainer:
         self.data = recipe.build_data(cfg, dist)
         self.train_loader, self.val_loader = self.data.train, self.data.val
         if cfg.val_fraction and not self.data.held_out:
-            raise ConfigError(f"{recipe.NAME} has its own validation split and does not take --val-fraction; "
-                              f"leave it at 0")
+            raise ConfigError(
+                f"{recipe.NAME} has its own validation split and does not take --val-fraction; leave it at 0"
+            )
         if cfg.eval_limit:
             self.val_loader = limited(self.val_loader, cfg.eval_limit)
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
-            raise ConfigError(f"batch_size={cfg.batch_size} exceeds the {self.train_loader.num_items} training "
-                              f"items; lower --batch-size")
+            raise ConfigError(
+                f"batch_size={cfg.batch_size} exceeds the {self.train_loader.num_items} training "
+                f"items; lower --batch-size"
+            )
         self.total_steps = cfg.max_steps or math.ceil(cfg.epochs * self.steps_per_epoch)
         self.eval_interval = self._eval_interval()
         self.strategy = strategy.choose(cfg, dist)
@@ -92,8 +105,11 @@ class Trainer:
         self.step, self.best, self.last_eval = 0, {}, {}
         self.checkpointed = -1  # the step of the newest checkpoint this process wrote or resumed from
         self.stopping = Stopping(cfg, recipe.MAIN_METRIC)
-        self.watch = Watcher(self.raw, cfg.tb_histograms, run.tb if run else None, self.strategy.sharded) \
-            if cfg.tb_histograms else None
+        self.watch = (
+            Watcher(self.raw, cfg.tb_histograms, run.tb if run else None, self.strategy.sharded)
+            if cfg.tb_histograms
+            else None
+        )
         self.system = perf.SystemMetrics(dist.device) if cfg.system_metrics and dist.is_main else None
         self.eval_seconds = 0.0  # time spent evaluating: never counted as training throughput
         self.ckpt_seconds = 0.0  # time spent writing the checkpoints that follow evaluations
@@ -111,7 +127,10 @@ class Trainer:
         if cfg.init_from:
             copied, fresh = checkpoint.init_from(raw, Path(cfg.init_from), cfg.init_checkpoint)
             named = f": {', '.join(fresh[:8])}{' ...' if len(fresh) > 8 else ''}" if fresh else ""
-            print0(f"init from {cfg.init_from} ({cfg.init_checkpoint}): {len(copied)} tensors copied, {len(fresh)} new{named}", dist=dist)
+            print0(
+                f"init from {cfg.init_from} ({cfg.init_checkpoint}): {len(copied)} tensors copied, {len(fresh)} new{named}",
+                dist=dist,
+            )
         raw = self.strategy.place(raw)
         if cfg.channels_last:
             raw = raw.to(memory_format=torch.channels_last)
@@ -192,9 +211,15 @@ class Trainer:
             tqdm.write(f"step {self.step}: validation {shown}" + ("  (best so far)" if better else ""))
         if self.run:  # with the time it took to get here (time to accuracy), evaluation not counted in train_s
             wall = time.perf_counter() - self.started
-            self.run.log(self.step, {"epoch": self.step / self.steps_per_epoch, "wall_s": round(wall, 3),
-                                     "train_s": round(wall - self.eval_seconds - self.ckpt_seconds, 3),
-                                     **{f"val/{k}": v for k, v in metrics.items()}})
+            self.run.log(
+                self.step,
+                {
+                    "epoch": self.step / self.steps_per_epoch,
+                    "wall_s": round(wall, 3),
+                    "train_s": round(wall - self.eval_seconds - self.ckpt_seconds, 3),
+                    **{f"val/{k}": v for k, v in metrics.items()},
+                },
+            )
             if "examples" in self.can:  # a recipe that draws its outputs (segmentation overlays)
                 self.run.tb.add_images("val/examples", self.recipe.examples(model, self.val_loader), self.step)
         return metrics
@@ -242,13 +267,21 @@ class Trainer:
         terms = {n: f"{v:.4g}" for n, v in means.items() if n != "loss"}  # the recipe's own terms (recon, kl, ...)
         bar.set_postfix(loss=f"{loss:.4f}", **terms, lr=f"{lr:.3g}", **{self.rate_name: f"{images_per_s:,.0f}"})
         if self.run:
-            self.run.log(self.step, {**{f"train/{n}": v for n, v in means.items()}, "train/lr": lr,
-                                     f"train/{self.rate_key}": images_per_s,
-                                     **({"data/skipped_files": int(skipped)} if skipped else {}),
-                                     **(self.system.read() if self.system else {})})
+            self.run.log(
+                self.step,
+                {
+                    **{f"train/{n}": v for n, v in means.items()},
+                    "train/lr": lr,
+                    f"train/{self.rate_key}": images_per_s,
+                    **({"data/skipped_files": int(skipped)} if skipped else {}),
+                    **(self.system.read() if self.system else {}),
+                },
+            )
         if not math.isfinite(loss):
-            raise DivergedError(f"training loss became {loss} at step {self.step}; lower --lr or set --clip-grad "
-                                f"(the last checkpoint is kept)")
+            raise DivergedError(
+                f"training loss became {loss} at step {self.step}; lower --lr or set --clip-grad "
+                f"(the last checkpoint is kept)"
+            )
 
     def state(self) -> tuple[dict, dict]:
         """(model weights, training state), both full (unsharded); a collective: every rank takes part."""
@@ -257,11 +290,18 @@ class Trainer:
         if self.dist.device.type == "cuda":
             rng["cuda"] = torch.stack(all_gather(torch.cuda.get_rng_state(self.dist.device), self.dist))
         epoch, position = divmod(self.step, self.steps_per_epoch)
-        return weights, {"step": self.step, "data": {"epoch": epoch, "position": position},
-                "world_size": self.dist.world_size, "optimizer": optimizer, "scheduler": self.sched.state_dict(),
-                "scaler": self.precision.state_dict(), "best": self.best, "rng": rng,
-                "ema_n": self.ema.n_averaged.clone() if self.ema is not None else torch.zeros(()),
-                "stopping": self.stopping.state()}
+        return weights, {
+            "step": self.step,
+            "data": {"epoch": epoch, "position": position},
+            "world_size": self.dist.world_size,
+            "optimizer": optimizer,
+            "scheduler": self.sched.state_dict(),
+            "scaler": self.precision.state_dict(),
+            "best": self.best,
+            "rng": rng,
+            "ema_n": self.ema.n_averaged.clone() if self.ema is not None else torch.zeros(()),
+            "stopping": self.stopping.state(),
+        }
 
     def save(self, improved: bool) -> None:
         self.checkpointed = self.step
@@ -271,17 +311,23 @@ class Trainer:
             if self.ema is not None:
                 weights["ema"] = self.ema.module.state_dict()
             pointers = ["last", "best"] if improved else ["last"]
-            checkpoint.save(self.run.path / "checkpoints", self.step, weights, state, pointers, self.cfg.keep_checkpoints)
+            checkpoint.save(
+                self.run.path / "checkpoints", self.step, weights, state, pointers, self.cfg.keep_checkpoints
+            )
         barrier(self.dist)
 
     def load(self, folder: Path) -> None:
         state = checkpoint.load_state(folder)
         saved = state["world_size"]  # a different count was refused before, unless the caller allowed it
         if saved != self.dist.world_size:
-            print0(f"resume: continuing a {saved}-process run on {self.dist.world_size}; the random streams start "
-                   f"afresh, so the result will differ from an uninterrupted run", dist=self.dist)
-        self.strategy.load_full_state(self.raw, self.opt, checkpoint.load_weights(folder, "model"), state["optimizer"],
-                                      folder)
+            print0(
+                f"resume: continuing a {saved}-process run on {self.dist.world_size}; the random streams start "
+                f"afresh, so the result will differ from an uninterrupted run",
+                dist=self.dist,
+            )
+        self.strategy.load_full_state(
+            self.raw, self.opt, checkpoint.load_weights(folder, "model"), state["optimizer"], folder
+        )
         if self.ema is not None:
             self.ema.module.load_state_dict(checkpoint.load_weights(folder, "ema"))
             self.ema.n_averaged.copy_(state["ema_n"])
@@ -291,8 +337,11 @@ class Trainer:
         self.checkpointed = self.step
         self.stopping.load(state.get("stopping"))
         if self.step > self.total_steps:
-            raise ConfigError(f"the run has taken {self.step} steps already, more than the {self.total_steps} asked "
-                              f"for; raise --max-steps or --epochs", all_ranks=True)
+            raise ConfigError(
+                f"the run has taken {self.step} steps already, more than the {self.total_steps} asked "
+                f"for; raise --max-steps or --epochs",
+                all_ranks=True,
+            )
         restart = f" (torchrun restart {restart_count()})" if restart_count() else ""
         print0(f"resume{restart}: from {folder.name} (step {self.step} of {self.total_steps})", dist=self.dist)
         if saved == self.dist.world_size:
@@ -346,8 +395,11 @@ class Trainer:
         if self.checkpointed != self.step:
             self.save(improved=False)
         bar.close()
-        raise Preempted(f"{name} at step {self.step} of {self.total_steps}: checkpoint saved; continue with "
-                        f"`towerlab train --resume {self.run.path if self.run else 'RUN_DIR'}`", all_ranks=True)
+        raise Preempted(
+            f"{name} at step {self.step} of {self.total_steps}: checkpoint saved; continue with "
+            f"`towerlab train --resume {self.run.path if self.run else 'RUN_DIR'}`",
+            all_ranks=True,
+        )
 
     def log_inputs(self, batch: tuple[torch.Tensor, ...]) -> None:
         x = batch[0]
@@ -372,10 +424,19 @@ class Trainer:
                 self.stop_if_preempted(preemption, bar)
 
     def train(self, preemption: Preemption) -> dict:
-        print0(f"{self.recipe.NAME}: {self.total_steps} steps on {self.dist.device} x {self.dist.world_size} "
-               f"process(es), {torch.get_num_threads()} CPU threads each", dist=self.dist)
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.is_main, unit="step",
-                   dynamic_ncols=True, desc=self.recipe.NAME)
+        print0(
+            f"{self.recipe.NAME}: {self.total_steps} steps on {self.dist.device} x {self.dist.world_size} "
+            f"process(es), {torch.get_num_threads()} CPU threads each",
+            dist=self.dist,
+        )
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=not self.dist.is_main,
+            unit="step",
+            dynamic_ncols=True,
+            desc=self.recipe.NAME,
+        )
         start, start_step, window = time.perf_counter(), self.step, Window(self.step)
         self.started = start
         try:  # the bar closed before any error line is printed (the error must be the last line)
@@ -396,12 +457,19 @@ class Trainer:
             self.evaluate()
         wall = time.perf_counter() - start
         training = max(wall - self.eval_seconds, 1e-9)  # throughput counts training only, never evaluation
-        return {"step": self.step, "epoch": self.step / self.steps_per_epoch, **self.last_eval,
-                "best": self.best, self.rate_key: (self.step - start_step) * self.cfg.batch_size / training,
-                "wall_s": wall, "eval_s": self.eval_seconds, "world_size": self.dist.world_size,
-                **({"stopped": self.stopping.reason} if self.stopping.reason else {}),
-                **({"signal": signalled} if signalled else {}),
-                "replica_max_abs_diff": self.replica_spread()}
+        return {
+            "step": self.step,
+            "epoch": self.step / self.steps_per_epoch,
+            **self.last_eval,
+            "best": self.best,
+            self.rate_key: (self.step - start_step) * self.cfg.batch_size / training,
+            "wall_s": wall,
+            "eval_s": self.eval_seconds,
+            "world_size": self.dist.world_size,
+            **({"stopped": self.stopping.reason} if self.stopping.reason else {}),
+            **({"signal": signalled} if signalled else {}),
+            "replica_max_abs_diff": self.replica_spread(),
+        }
 
 
 class Window:
@@ -437,8 +505,11 @@ class Stopping:
     def update(self, metrics: dict[str, float]) -> None:
         name, mode = self.main
         value = metrics.get(name)
-        if self.cfg.stop_at and value is not None and (value >= self.cfg.stop_at if mode == "max"
-                                                        else value <= self.cfg.stop_at):
+        if (
+            self.cfg.stop_at
+            and value is not None
+            and (value >= self.cfg.stop_at if mode == "max" else value <= self.cfg.stop_at)
+        ):
             self.reason = f"{name}={value:.4g} reached --stop-at {self.cfg.stop_at:g}"
         if not self.cfg.patience:
             return
@@ -454,9 +525,26 @@ class Stopping:
 
 # Fields a resumed run may change: none of them alters a step already taken. Anything else (the learning rate, the
 # batch, the model) would make the continuation a different run: start one from these weights with --init-from.
-RESUMABLE = ("epochs", "max_steps", "eval_every_epochs", "eval_every_steps", "eval_limit", "ckpt_every_steps",
-             "preempt_signals", "requeue", "system_metrics", "mlflow", "mlflow_experiment", "mlflow_log_model",
-             "keep_checkpoints", "log_every", "tb_histograms", "data", "stop_at", "patience")
+RESUMABLE = (
+    "epochs",
+    "max_steps",
+    "eval_every_epochs",
+    "eval_every_steps",
+    "eval_limit",
+    "ckpt_every_steps",
+    "preempt_signals",
+    "requeue",
+    "system_metrics",
+    "mlflow",
+    "mlflow_experiment",
+    "mlflow_log_model",
+    "keep_checkpoints",
+    "log_every",
+    "tb_histograms",
+    "data",
+    "stop_at",
+    "patience",
+)
 
 
 class Progress:
@@ -473,12 +561,25 @@ class Progress:
 
     def __iter__(self):
         quiet = not self.dist.is_main or len(self.loader) < 2
-        yield from tqdm(self.loader, total=len(self.loader), desc=self.desc, unit="batch", leave=False,
-                        disable=quiet, dynamic_ncols=True)
+        yield from tqdm(
+            self.loader,
+            total=len(self.loader),
+            desc=self.desc,
+            unit="batch",
+            leave=False,
+            disable=quiet,
+            dynamic_ncols=True,
+        )
 
 
-def fit(recipe, cfg: TrainConfig, dist: Dist | None = None, out: str | Path | None = None,
-        resume: bool = False, allow_world_size_change: bool = False) -> dict:
+def fit(
+    recipe,
+    cfg: TrainConfig,
+    dist: Dist | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    allow_world_size_change: bool = False,
+) -> dict:
     """Train `recipe` with `cfg`; write the run directory `out`; return the final metrics.
 
     With resume=True, `out` is an existing run directory and training continues from its newest checkpoint that
@@ -563,15 +664,18 @@ def resume_config(run_dir: str | Path, overrides: dict | None = None):
     for f in dataclasses.fields(cfg):
         old, new = getattr(saved, f.name), getattr(cfg, f.name)
         if old != new and f.name not in RESUMABLE:
-            raise ConfigError(f"--resume cannot change {f.name} ({old!r} -> {new!r}): it would change the steps "
-                              f"already taken; only {', '.join(RESUMABLE)} may change. Start a new run from these "
-                              f"weights with --init-from {run_dir} instead")
+            raise ConfigError(
+                f"--resume cannot change {f.name} ({old!r} -> {new!r}): it would change the steps "
+                f"already taken; only {', '.join(RESUMABLE)} may change. Start a new run from these "
+                f"weights with --init-from {run_dir} instead"
+            )
     cfg.validate()
     return recipe, cfg
 
 
-def resume(run_dir: str | Path, dist: Dist | None = None, overrides: dict | None = None,
-           allow_world_size_change: bool = False) -> dict:
+def resume(
+    run_dir: str | Path, dist: Dist | None = None, overrides: dict | None = None, allow_world_size_change: bool = False
+) -> dict:
     """Continue the run in run_dir from its newest checkpoint (config read from its config.yaml, `overrides`
     applied to the fields listed in RESUMABLE; the new values are written back to config.yaml)."""
     recipe, cfg = resume_config(run_dir, overrides)
@@ -579,7 +683,10 @@ def resume(run_dir: str | Path, dist: Dist | None = None, overrides: dict | None
     saved = record.build_config()[1]
     if record.status == "done" and (cfg.max_steps, cfg.epochs) == (saved.max_steps, saved.epochs):
         # nothing to train: no file is rewritten (final_metrics.json, metrics.jsonl keep what the run wrote)
-        print0(f"{run_dir} finished at step {record.final.get('step')}; nothing to do (raise --max-steps or "
-               f"--epochs to train it on)", dist=dist)
+        print0(
+            f"{run_dir} finished at step {record.final.get('step')}; nothing to do (raise --max-steps or "
+            f"--epochs to train it on)",
+            dist=dist,
+        )
         return {**record.final, "run_dir": str(run_dir), "unchanged": True}
     return fit(recipe, cfg, dist, out=run_dir, resume=True, allow_world_size_change=allow_world_size_change)

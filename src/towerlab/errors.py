@@ -20,10 +20,17 @@ class Preempted(TowerlabError):
 
 
 # extra -> the modules it installs (top-level import names): what a missing import means to the user
-EXTRAS = {"chem": ("rdkit", "selfies"), "serve": ("sqlalchemy", "pydantic", "prometheus_client"),
-          "postgres": ("psycopg",), "search": ("matplotlib",), "ray": ("ray",),
-          "onnx": ("onnx", "onnxruntime"), "optuna": ("optuna",), "mssql": ("pyodbc",),
-          "mssql-pymssql": ("pymssql",)}
+EXTRAS = {
+    "chem": ("rdkit", "selfies"),
+    "serve": ("sqlalchemy", "pydantic", "prometheus_client"),
+    "postgres": ("psycopg",),
+    "search": ("matplotlib",),
+    "ray": ("ray",),
+    "onnx": ("onnx", "onnxruntime"),
+    "optuna": ("optuna",),
+    "mssql": ("pyodbc",),
+    "mssql-pymssql": ("pymssql",),
+}
 
 
 def missing_extra(e: ModuleNotFoundError) -> str | None:

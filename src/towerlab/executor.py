@@ -54,8 +54,9 @@ def _die_with_parent(parent: int):
 
 def spawn(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
     with open(log_path, "a") as log:
-        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=_die_with_parent(os.getpid()))
+        return subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent(os.getpid())
+        )
 
 
 class TrialProgress:
@@ -134,8 +135,9 @@ class Executor(Protocol):
     """Where trials run: every trial once (finished ones are not rerun); results in the order of `trials`. With a
     pruner (search/prune.py) a trial is stopped at the first evaluation the pruner rejects."""
 
-    def run(self, trials: list[Trial], on_result: Callable[[Result], None] | None = None,
-            pruner=None) -> list[Result]: ...
+    def run(
+        self, trials: list[Trial], on_result: Callable[[Result], None] | None = None, pruner=None
+    ) -> list[Result]: ...
 
 
 class LocalExecutor:
@@ -207,8 +209,10 @@ def _reachable(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as e:
-        raise ConfigError(f"cannot reach the Ray cluster at {address} ({e.strerror or e}); start one with "
-                          "`ray start --head`, or pass --address auto / local") from None
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address} ({e.strerror or e}); start one with "
+            "`ray start --head`, or pass --address auto / local"
+        ) from None
 
 
 def _root_cause(e: BaseException) -> str:
@@ -246,20 +250,29 @@ class RayExecutor:
         if not ray.is_initialized():
             _reachable(address)
             try:
-                ray.init(address=address, log_to_driver=False,  # "local": a new private instance
-                         include_dashboard=False, **({"num_cpus": os.cpu_count()} if address == "local" else {}))
+                ray.init(
+                    address=address,
+                    log_to_driver=False,  # "local": a new private instance
+                    include_dashboard=False,
+                    **({"num_cpus": os.cpu_count()} if address == "local" else {}),
+                )
             except (ConnectionError, RuntimeError) as e:
-                raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({_root_cause(e)}); start one "
-                                  "with `ray start --head` and pass --address auto, or pass --address local") from None
+                raise ConfigError(
+                    f"cannot reach the Ray cluster at {address!r} ({_root_cause(e)}); start one "
+                    "with `ray start --head` and pass --address auto, or pass --address local"
+                ) from None
         self.gpu = gpus and ray.cluster_resources().get("GPU", 0) > 0
         self.cpus = cpus_per_trial
-        self.task = ray.remote(_ray_trial).options(num_gpus=1 / per_gpu if self.gpu else 0, num_cpus=cpus_per_trial,
-                                                   max_retries=0)
+        self.task = ray.remote(_ray_trial).options(
+            num_gpus=1 / per_gpu if self.gpu else 0, num_cpus=cpus_per_trial, max_retries=0
+        )
 
     def run(self, trials: list[Trial], on_result=None, pruner=None) -> list[Result]:
         if pruner is not None:
-            raise ConfigError("--prune works with the local executor only (it watches each trial's metrics as it "
-                              "trains); drop --prune or --executor ray")
+            raise ConfigError(
+                "--prune works with the local executor only (it watches each trial's metrics as it "
+                "trains); drop --prune or --executor ray"
+            )
         results, queue = split_finished(trials)
         progress = TrialProgress(len(trials), len(results))
         pending = {self.task.remote(t, self.gpu, self.cpus): t for t in queue}

@@ -49,12 +49,17 @@ def metadata(run_dir: Path, loaded: infer.Loaded, folder: Path) -> dict[str, str
     recipe, cfg = loaded.recipe, loaded.cfg
     kind = "classify" if has(recipe, "classify") else "segment"
     shape = list(recipe.input_shape(cfg)) if kind == "classify" else None
-    return {"towerlab.kind": kind, "towerlab.recipe": recipe.NAME, "towerlab.run": run_dir.resolve().name,
-            "towerlab.step": str(checkpoint.step_of(folder)),
-            "towerlab.weights_sha256": checkpoint.recorded_sha256(loaded.weights),
-            "towerlab.classes": json.dumps(list(recipe.class_names(cfg))), "towerlab.input_shape": json.dumps(shape),
-            # a two-class run's operating threshold (infer.load made it explicit): the ONNX service decides at it
-            **({"towerlab.threshold": repr(cfg.threshold)} if getattr(cfg, "threshold", 0) else {})}
+    return {
+        "towerlab.kind": kind,
+        "towerlab.recipe": recipe.NAME,
+        "towerlab.run": run_dir.resolve().name,
+        "towerlab.step": str(checkpoint.step_of(folder)),
+        "towerlab.weights_sha256": checkpoint.recorded_sha256(loaded.weights),
+        "towerlab.classes": json.dumps(list(recipe.class_names(cfg))),
+        "towerlab.input_shape": json.dumps(shape),
+        # a two-class run's operating threshold (infer.load made it explicit): the ONNX service decides at it
+        **({"towerlab.threshold": repr(cfg.threshold)} if getattr(cfg, "threshold", 0) else {}),
+    }
 
 
 def export(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None, which: str = "last") -> dict:
@@ -86,9 +91,16 @@ def _onnx(module: Pixels, example: torch.Tensor, meta: dict, path: Path) -> None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
         # dynamo=False: the TorchScript-based exporter traces these plain feed-forward models without onnxscript
-        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=OPSET,
-                          input_names=["images"], output_names=["probabilities"],
-                          dynamic_axes={"images": {0: "batch", **spatial}, "probabilities": {0: "batch", **spatial}})
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["images"],
+            output_names=["probabilities"],
+            dynamic_axes={"images": {0: "batch", **spatial}, "probabilities": {0: "batch", **spatial}},
+        )
     model = onnx.load(str(path))
     for key, value in meta.items():
         model.metadata_props.add(key=key, value=value)

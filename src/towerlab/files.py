@@ -83,7 +83,9 @@ def written_by_towerlab(path: str | Path) -> bool:
             head = f.read(8 + 25 + 12 + len(_SIGNATURE))
     except OSError:
         return False
-    return head.startswith(b"\x89PNG\r\n\x1a\n") and head[33:].startswith(_chunk(b"tEXt", _SIGNATURE)[:8 + len(_SIGNATURE)])
+    return head.startswith(b"\x89PNG\r\n\x1a\n") and head[33:].startswith(
+        _chunk(b"tEXt", _SIGNATURE)[: 8 + len(_SIGNATURE)]
+    )
 
 
 def inside(path: str | Path, root: str | Path) -> bool:
@@ -115,8 +117,9 @@ def make_dir(path: str | Path, what: str) -> Path:
         probe.touch()
         probe.unlink()
     except OSError as e:
-        raise ConfigError(f"{what} {path} cannot be written ({e.strerror or type(e).__name__}); choose a folder you "
-                          f"can write to") from None
+        raise ConfigError(
+            f"{what} {path} cannot be written ({e.strerror or type(e).__name__}); choose a folder you can write to"
+        ) from None
     return path
 
 
@@ -133,8 +136,10 @@ def acquire_lock(path: Path, doing: str = "trained") -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise ConfigError(f"{path} is being {doing} by process {holder(path) or '?'}; wait for it to finish or stop "
-                          f"it, then run again") from None
+        raise ConfigError(
+            f"{path} is being {doing} by process {holder(path) or '?'}; wait for it to finish or stop "
+            f"it, then run again"
+        ) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd

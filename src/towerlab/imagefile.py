@@ -35,7 +35,9 @@ def max_pixels() -> int:
     except ValueError:
         value = 0
     if value <= 0:
-        raise BadImage(f"{PIXELS_ENV}={raw!r} is not a positive whole number of pixels; unset it or give e.g. 100000000")
+        raise BadImage(
+            f"{PIXELS_ENV}={raw!r} is not a positive whole number of pixels; unset it or give e.g. 100000000"
+        )
     return value
 
 
@@ -52,8 +54,10 @@ def opened(source):
     try:
         with Image.open(source, formats=FORMATS) as im:
             if im.width * im.height > cap:
-                raise BadImage(f"a {im.width}x{im.height} image: more than the {cap:,} pixels towerlab decodes (a few "
-                               f"bytes of PNG can claim gigabytes); set {PIXELS_ENV} to read larger images")
+                raise BadImage(
+                    f"a {im.width}x{im.height} image: more than the {cap:,} pixels towerlab decodes (a few "
+                    f"bytes of PNG can claim gigabytes); set {PIXELS_ENV} to read larger images"
+                )
             yield im
     except (BadImage, TowerlabError):
         raise
@@ -69,7 +73,7 @@ def reason(e: BaseException, limit: int = 200) -> str:
     text = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
     text = text.strip().splitlines()[0] if text.strip() else ""
     if len(text) > limit:
-        text = f"{text[:limit // 2]}...{text[-limit // 2:]}"
+        text = f"{text[: limit // 2]}...{text[-limit // 2 :]}"
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 

@@ -25,8 +25,13 @@ class Loaded:
     weights: Path  # the safetensors file the weights came from
 
 
-def load(run_dir: str | Path, which: str = "last", device: torch.device | str = "cpu", folder: Path | None = None,
-         **overrides) -> Loaded:
+def load(
+    run_dir: str | Path,
+    which: str = "last",
+    device: torch.device | str = "cpu",
+    folder: Path | None = None,
+    **overrides,
+) -> Loaded:
     """The run's model in eval mode, with the weights it evaluates with (the moving average if it keeps one), from
     the checkpoint `which` names, or from `folder` when given (a checkpoint the caller has verified)."""
     record = RunRecord.load(run_dir)
@@ -51,8 +56,9 @@ def _with_threshold(cfg, record: RunRecord, step: int):
     return dataclasses.replace(cfg, threshold=float(found) if found and 0 < found < 1 else 0.5)
 
 
-def evaluate(run_dir: str | Path, which: str = "last", dist: Dist | None = None, folder: Path | None = None,
-             **overrides) -> dict:
+def evaluate(
+    run_dir: str | Path, which: str = "last", dist: Dist | None = None, folder: Path | None = None, **overrides
+) -> dict:
     """The run's metrics on its validation split, from the checkpoint `which` names (or `folder`, verified)."""
     dist = dist or setup()
     run = load(run_dir, which, dist.device, folder=folder, **overrides)
@@ -71,14 +77,17 @@ def load_inputs(recipe, cfg, paths: list[str], resize: bool = False) -> torch.Te
     for p in paths:
         image = read_image(p, c, (h, w) if resize else None)
         if tuple(image.shape[-2:]) != (h, w):
-            raise DataError(f"image {p} is {image.shape[-1]}x{image.shape[-2]} pixels but the model takes {w}x{h}; "
-                            f"pass --resize to resize it, or crop it to the model's input")
+            raise DataError(
+                f"image {p} is {image.shape[-1]}x{image.shape[-2]} pixels but the model takes {w}x{h}; "
+                f"pass --resize to resize it, or crop it to the model's input"
+            )
         images.append(image)
     return recipe.prepare(cfg, fit_to(torch.stack(images), shape))
 
 
-def predict(run_dir: str | Path, paths: list[str], which: str = "last", out_dir: str | None = None,
-            resize: bool = False) -> list[dict]:
+def predict(
+    run_dir: str | Path, paths: list[str], which: str = "last", out_dir: str | None = None, resize: bool = False
+) -> list[dict]:
     """For each file: its predicted class and the probability of every class; a recipe with outputs of its own
     (label maps, defect masks) writes them as PNGs via its predict_files."""
     name = RunRecord.load(run_dir).recipe
@@ -90,12 +99,25 @@ def predict(run_dir: str | Path, paths: list[str], which: str = "last", out_dir:
             return run.recipe.predict_files(run.model, run.cfg, paths, out_dir)
         names = run.recipe.class_names(run.cfg)
         probs = run.recipe.predict(run.model, load_inputs(run.recipe, run.cfg, paths, resize))
-    return [{"file": str(p), "class": names[int(row.argmax())], "probability": float(row.max()),
-             "probabilities": {n: round(float(v), 6) for n, v in zip(names, row)}} for p, row in zip(paths, probs)]
+    return [
+        {
+            "file": str(p),
+            "class": names[int(row.argmax())],
+            "probability": float(row.max()),
+            "probabilities": {n: round(float(v), 6) for n, v in zip(names, row)},
+        }
+        for p, row in zip(paths, probs)
+    ]
 
 
-def predict_folder(run_dir: str | Path, root: str | Path, out_csv: str | Path, which: str = "last",
-                   out_dir: str | None = None, batch_size: int = 64) -> dict:
+def predict_folder(
+    run_dir: str | Path,
+    root: str | Path,
+    out_csv: str | Path,
+    which: str = "last",
+    out_dir: str | None = None,
+    batch_size: int = 64,
+) -> dict:
     """Every image under `root` (recursively, sorted) through the run's model, one CSV row each: the file (relative to
     root), the class and its probability, every class's probability; for a recipe with outputs of its own (defect
     overlays, label maps) the files it wrote. Images are resized to the model's input, as training on an image
@@ -110,24 +132,30 @@ def predict_folder(run_dir: str | Path, root: str | Path, out_csv: str | Path, w
 
     root = Path(root)
     if out_dir and inside(out_dir, root):  # its pictures would be graded as inputs on the next run
-        raise DataError(f"--out-dir {out_dir} is inside {root}, the folder being read: the outputs would become "
-                        f"inputs; write them elsewhere (the default is a folder beside the CSV)")
+        raise DataError(
+            f"--out-dir {out_dir} is inside {root}, the folder being read: the outputs would become "
+            f"inputs; write them elsewhere (the default is a folder beside the CSV)"
+        )
     files = folder.image_files(root)
     if not files:
         raise DataError(f"{root} holds no images ({', '.join(folder.SUFFIXES)}); pass a folder of images")
     run = load(run_dir, which)
     rows, skipped = [], []
-    for start in bar(range(0, len(files), batch_size), "predicting", total=-(-len(files) // batch_size),
-                     unit="batch", min_total=20):
-        good, found = _predict_batch(run, files[start:start + batch_size], out_dir)
+    for start in bar(
+        range(0, len(files), batch_size), "predicting", total=-(-len(files) // batch_size), unit="batch", min_total=20
+    ):
+        good, found = _predict_batch(run, files[start : start + batch_size], out_dir)
         rows += good
         skipped += found
     for _, why in skipped:
         print(f"towerlab: skipped: {why}", file=sys.stderr)
     for r in rows:
         r["file"] = str(Path(r["file"]).relative_to(root))
-    flat = [{csv_cell(k): csv_cell(v) for k, v in r.items() if k != "probabilities"} |
-            {csv_cell(f"p_{n}"): v for n, v in r.get("probabilities", {}).items()} for r in rows]
+    flat = [
+        {csv_cell(k): csv_cell(v) for k, v in r.items() if k != "probabilities"}
+        | {csv_cell(f"p_{n}"): v for n, v in r.get("probabilities", {}).items()}
+        for r in rows
+    ]
     text = io.StringIO()
     w = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for r in flat for k in r)) or ["file"])
     w.writeheader()
@@ -153,9 +181,15 @@ def _predict_batch(run: Loaded, paths: list[Path], out_dir: str | None) -> tuple
     names = run.recipe.class_names(run.cfg)
     with torch.no_grad():
         probs = run.recipe.predict(run.model, run.recipe.prepare(run.cfg, torch.stack(images)))
-    return [{"file": str(p), "class": names[int(row.argmax())], "probability": round(float(row.max()), 6),
-             "probabilities": {n: round(float(v), 6) for n, v in zip(names, row)}}
-            for p, row in zip(readable, probs)], skipped
+    return [
+        {
+            "file": str(p),
+            "class": names[int(row.argmax())],
+            "probability": round(float(row.max()), 6),
+            "probabilities": {n: round(float(v), 6) for n, v in zip(names, row)},
+        }
+        for p, row in zip(readable, probs)
+    ], skipped
 
 
 def _predict_files(run: Loaded, paths: list[Path], out_dir: str | None) -> tuple[list[dict], list[tuple[Path, str]]]:

@@ -37,8 +37,10 @@ def load_jobs(path: str | Path, out: Path) -> list[Trial]:
         recipes.config_class(job["recipe"])  # an unknown recipe fails here, before anything runs (and before torch)
         name = str(job.get("name") or f"{job['recipe']}-{i + 1}")
         if not NAME.fullmatch(name):
-            raise ConfigError(f"{path}: job {i + 1}: name {name!r} is not a plain folder name (letters, digits, . _ -, "
-                              f"starting with a letter or digit); rename it")
+            raise ConfigError(
+                f"{path}: job {i + 1}: name {name!r} is not a plain folder name (letters, digits, . _ -, "
+                f"starting with a letter or digit); rename it"
+            )
         if name in names:
             raise ConfigError(f"{path}: job name {name!r} is repeated; names are folder names")
         names.add(name)
@@ -54,8 +56,17 @@ def summary_rows(trials: list[Trial], results: list[Result]) -> list[dict]:
     rows = []
     for t, r in zip(trials, results):
         metric, _ = recipes.get(t.recipe).MAIN_METRIC
-        rows.append({"job": t.name, "recipe": t.recipe, "device": r.device, "status": r.status,
-                     "seconds": round(r.seconds, 1), metric: r.metrics.get(metric, ""), "error": r.error})
+        rows.append(
+            {
+                "job": t.name,
+                "recipe": t.recipe,
+                "device": r.device,
+                "status": r.status,
+                "seconds": round(r.seconds, 1),
+                metric: r.metrics.get(metric, ""),
+                "error": r.error,
+            }
+        )
     return rows
 
 
@@ -67,8 +78,7 @@ def run(path: str | Path, out: str | Path, executor: Executor) -> list[dict]:
     return rows
 
 
-def ensemble(recipe_name: str, members: int, out: str | Path, executor: Executor,
-             fixed: dict | None = None) -> dict:
+def ensemble(recipe_name: str, members: int, out: str | Path, executor: Executor, fixed: dict | None = None) -> dict:
     """Train `members` copies of a recipe with seeds 0..K-1 side by side, then evaluate them together: the
     average of their predicted probabilities, scored on the validation split. Returns each member's metrics and
     the ensemble's."""
@@ -80,9 +90,13 @@ def ensemble(recipe_name: str, members: int, out: str | Path, executor: Executor
     results = executor.run(trials)
     failed = [r for r in results if r.status == "failed"]
     if failed:
-        raise ConfigError(f"ensemble members {', '.join(r.name for r in failed)} failed: "
-                          f"{failed[0].error or 'see their log.txt'}")
-    report = {"members": {t.name: _metrics_of(t) for t in trials}, "ensemble": evaluate_ensemble([t.out for t in trials])}
+        raise ConfigError(
+            f"ensemble members {', '.join(r.name for r in failed)} failed: {failed[0].error or 'see their log.txt'}"
+        )
+    report = {
+        "members": {t.name: _metrics_of(t) for t in trials},
+        "ensemble": evaluate_ensemble([t.out for t in trials]),
+    }
     GroupFolder(out).write_ensemble(report)
     return report
 

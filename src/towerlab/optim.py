@@ -24,8 +24,16 @@ def param_groups(model: nn.Module, decay_names: set[str], weight_decay: float) -
 # Each optimizer's usual learning rate (Keras 2's defaults, which the "evolve a neural network" search relied on when
 # it made the optimizer a gene): what lr=0 means, so a search over optimizers does not cripple the ones that need
 # a larger step (plain SGD at Adam's 1e-3 barely moves in 30 epochs: measured, 0.23 accuracy on MNIST).
-USUAL_LR = {"sgd": 0.01, "rmsprop": 1e-3, "adagrad": 0.01, "adadelta": 1.0, "adam": 1e-3, "adamw": 1e-3,
-            "adamax": 2e-3, "nadam": 2e-3}
+USUAL_LR = {
+    "sgd": 0.01,
+    "rmsprop": 1e-3,
+    "adagrad": 0.01,
+    "adadelta": 1.0,
+    "adam": 1e-3,
+    "adamw": 1e-3,
+    "adamax": 2e-3,
+    "nadam": 2e-3,
+}
 
 
 def build_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer:
@@ -38,7 +46,12 @@ def build_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer:
         return torch.optim.Adagrad(groups, lr=lr, eps=cfg.eps)
     if o == "adadelta":
         return torch.optim.Adadelta(groups, lr=lr, eps=cfg.eps)
-    classes = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adamax": torch.optim.Adamax, "nadam": torch.optim.NAdam}
+    classes = {
+        "adam": torch.optim.Adam,
+        "adamw": torch.optim.AdamW,
+        "adamax": torch.optim.Adamax,
+        "nadam": torch.optim.NAdam,
+    }
     return classes[o](groups, lr=lr, betas=betas, eps=cfg.eps)
 
 

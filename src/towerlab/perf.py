@@ -34,8 +34,12 @@ def keep_freed_memory() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     env = os.environ
-    if env.get("LD_PRELOAD") or "MALLOC_TRIM_THRESHOLD_" in env or "MALLOC_MMAP_THRESHOLD_" in env \
-            or "malloc" in env.get("GLIBC_TUNABLES", ""):
+    if (
+        env.get("LD_PRELOAD")
+        or "MALLOC_TRIM_THRESHOLD_" in env
+        or "MALLOC_MMAP_THRESHOLD_" in env
+        or "malloc" in env.get("GLIBC_TUNABLES", "")
+    ):
         return False
     libc = ctypes.CDLL(None)
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES) and libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
@@ -57,15 +61,36 @@ def fast_settings(device) -> tuple[dict, list[str]]:
 
     if device.type == "cuda":
         bf16 = torch.cuda.is_bf16_supported()
-        return ({"precision": "bf16" if bf16 else "fp16", "channels_last": True, "compile": True,
-                 "compile_mode": "default", "data_on_device": True},
-                [f"{'bf16' if bf16 else 'fp16 (this GPU has no bf16)'} autocast", "channels_last",
-                 "torch.compile", "the dataset in GPU memory"])
+        return (
+            {
+                "precision": "bf16" if bf16 else "fp16",
+                "channels_last": True,
+                "compile": True,
+                "compile_mode": "default",
+                "data_on_device": True,
+            },
+            [
+                f"{'bf16' if bf16 else 'fp16 (this GPU has no bf16)'} autocast",
+                "channels_last",
+                "torch.compile",
+                "the dataset in GPU memory",
+            ],
+        )
     bf16 = cpu_has_bf16()
-    return ({"precision": "bf16" if bf16 else "fp32", "channels_last": True, "compile": False,
-             "compile_mode": "default", "data_on_device": True},
-            ["bf16 autocast (the CPU has bf16 instructions)" if bf16 else "fp32 (no bf16 instructions on this CPU)",
-             "channels_last", "no torch.compile (slower on the CPU: bench/throughput.py)"])
+    return (
+        {
+            "precision": "bf16" if bf16 else "fp32",
+            "channels_last": True,
+            "compile": False,
+            "compile_mode": "default",
+            "data_on_device": True,
+        },
+        [
+            "bf16 autocast (the CPU has bf16 instructions)" if bf16 else "fp32 (no bf16 instructions on this CPU)",
+            "channels_last",
+            "no torch.compile (slower on the CPU: bench/throughput.py)",
+        ],
+    )
 
 
 def apply_fast(cfg, device):
@@ -95,9 +120,13 @@ class SystemMetrics:
         self._last = now
         out = {"sys/rss_mb": _rss_bytes() / 2**20, "sys/cpu_percent": 100.0 * cpu / max(wall, 1e-9)}
         if self.device.type == "cuda":
-            out.update({"sys/gpu_allocated_mb": torch.cuda.memory_allocated(self.device) / 2**20,
-                        "sys/gpu_reserved_mb": torch.cuda.memory_reserved(self.device) / 2**20,
-                        "sys/gpu_peak_mb": torch.cuda.max_memory_allocated(self.device) / 2**20})
+            out.update(
+                {
+                    "sys/gpu_allocated_mb": torch.cuda.memory_allocated(self.device) / 2**20,
+                    "sys/gpu_reserved_mb": torch.cuda.memory_reserved(self.device) / 2**20,
+                    "sys/gpu_peak_mb": torch.cuda.max_memory_allocated(self.device) / 2**20,
+                }
+            )
             utilization = _gpu_utilization(self.device)
             if utilization is not None:
                 out["sys/gpu_utilization"] = utilization

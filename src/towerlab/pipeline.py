@@ -34,15 +34,18 @@ def layers_of(model: nn.Module) -> list[nn.Module]:
         return list(model.pipeline_layers())
     if isinstance(model, nn.Sequential):
         return list(model)
-    raise ConfigError(f"{type(model).__name__} does not list its layers for a pipeline (an nn.Sequential, or a "
-                      f"pipeline_layers() method); use --strategy fsdp to spread it over the devices")
+    raise ConfigError(
+        f"{type(model).__name__} does not list its layers for a pipeline (an nn.Sequential, or a "
+        f"pipeline_layers() method); use --strategy fsdp to spread it over the devices"
+    )
 
 
 def balance(sizes: list[int], stages: int) -> list[int]:
     """Cut points splitting consecutive layers of `sizes` into `stages` non-empty groups of near-equal sum."""
     if stages > len(sizes):
-        raise ConfigError(f"{stages} pipeline stages but the model has only {len(sizes)} layers; "
-                          f"name fewer --pipeline-devices")
+        raise ConfigError(
+            f"{stages} pipeline stages but the model has only {len(sizes)} layers; name fewer --pipeline-devices"
+        )
     total, cuts, acc = max(sum(sizes), 1), [], 0
     for i, size in enumerate(sizes):
         acc += size
@@ -92,4 +95,6 @@ class Pipeline(nn.Module):
 
     def describe(self) -> str:
         sizes = [sum(p.numel() for p in s.parameters()) for s in self.stages]
-        return ", ".join(f"{d}: {len(s)} layers {n / 1e6:.2f}M params" for s, d, n in zip(self.stages, self.devices, sizes))
+        return ", ".join(
+            f"{d}: {len(s)} layers {n / 1e6:.2f}M params" for s, d, n in zip(self.stages, self.devices, sizes)
+        )

@@ -17,7 +17,6 @@ import torch
 from towerlab.dist import Dist, all_reduce_max
 
 
-
 class Preemption:
     """Installed for the training loop: the handlers only set a flag; the loop asks `requested` between steps."""
 

@@ -10,14 +10,17 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def bar(items: Iterable[T], desc: str, total: int | None = None, unit: str = "item", min_total: int = 2000) -> Iterator[T]:
+def bar(
+    items: Iterable[T], desc: str, total: int | None = None, unit: str = "item", min_total: int = 2000
+) -> Iterator[T]:
     """`items` seen through a tqdm bar named `desc` when there are at least min_total of them, on rank 0."""
     from tqdm import tqdm
 
     total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
     quiet = (total is not None and total < min_total) or os.environ.get("RANK", "0") != "0"
-    return iter(tqdm(items, desc=desc, total=total, unit=unit, leave=False, disable=quiet, dynamic_ncols=True,
-                     mininterval=0.5))
+    return iter(
+        tqdm(items, desc=desc, total=total, unit=unit, leave=False, disable=quiet, dynamic_ncols=True, mininterval=0.5)
+    )
 
 
 def say(message: str) -> None:

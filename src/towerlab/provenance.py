@@ -26,9 +26,10 @@ MAX_LISTED = 200  # a data folder with more files is summarised: count, total si
 
 def git_state(folder: str | Path) -> dict | None:
     """{commit, dirty, diff_sha256} of the repository holding `folder`, or None outside one (or without git)."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10,
-                              check=True).stdout
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10, check=True).stdout
+
     try:
         commit = git("rev-parse", "HEAD").strip()
         diff = git("diff", "HEAD")
@@ -36,16 +37,18 @@ def git_state(folder: str | Path) -> dict | None:
     except (OSError, subprocess.SubprocessError):
         return None
     dirty = bool(diff.strip() or untracked.strip())
-    return {"commit": commit, "dirty": dirty,
-            **({"diff_sha256": hashlib.sha256((diff + untracked).encode()).hexdigest()} if dirty else {})}
+    return {
+        "commit": commit,
+        "dirty": dirty,
+        **({"diff_sha256": hashlib.sha256((diff + untracked).encode()).hexdigest()} if dirty else {}),
+    }
 
 
 def packages() -> list[str]:
     """`pip freeze`, from the installed distributions' metadata (no subprocess)."""
     from importlib.metadata import distributions
 
-    return sorted({f"{d.metadata['Name']}=={d.version}" for d in distributions() if d.metadata["Name"]},
-                  key=str.lower)
+    return sorted({f"{d.metadata['Name']}=={d.version}" for d in distributions() if d.metadata["Name"]}, key=str.lower)
 
 
 def versions() -> dict:
@@ -64,8 +67,12 @@ def versions() -> dict:
     if torch is not None:
         cuda = torch.cuda.is_available()
         nccl = torch.cuda.nccl.version() if cuda and hasattr(torch.cuda, "nccl") else None
-        out.update(torch=torch.__version__, cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version() if cuda else None,
-                   nccl=".".join(map(str, nccl)) if isinstance(nccl, tuple) else nccl)
+        out.update(
+            torch=torch.__version__,
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version() if cuda else None,
+            nccl=".".join(map(str, nccl)) if isinstance(nccl, tuple) else nccl,
+        )
     return out
 
 
@@ -107,11 +114,14 @@ def data_record(path: str | Path) -> dict | None:
     except (OSError, ValueError):
         cache = {}
     files = [path] if path.is_file() else walk_files(path)  # linked folders too: what training reads
-    rows = [(str(p.relative_to(path)) if p != path else p.name, p.stat().st_size, file_sha256(p, cache))
-            for p in files]
+    rows = [(str(p.relative_to(path)) if p != path else p.name, p.stat().st_size, file_sha256(p, cache)) for p in files]
     _save_cache(cache)
-    record = {"path": str(path.resolve()), "files": len(rows), "bytes": sum(r[1] for r in rows),
-              "sha256": hashlib.sha256("".join(f"{n}\0{h}\n" for n, _, h in rows).encode()).hexdigest()}
+    record = {
+        "path": str(path.resolve()),
+        "files": len(rows),
+        "bytes": sum(r[1] for r in rows),
+        "sha256": hashlib.sha256("".join(f"{n}\0{h}\n" for n, _, h in rows).encode()).hexdigest(),
+    }
     if len(rows) <= MAX_LISTED:
         record["listing"] = [{"file": n, "bytes": b, "sha256": h} for n, b, h in rows]
     return record
@@ -123,12 +133,19 @@ def record(data: str | Path | None = None) -> dict:
 
     here = Path.cwd()
     source = Path(towerlab.__file__).resolve().parent
-    out = {"command": [Path(sys.argv[0]).name, *(secrets.mask(a) for a in sys.argv[1:])], "cwd": str(here), "host": socket.gethostname(),
-           "platform": platform.platform(), "cpu_count": os.cpu_count(), "towerlab": towerlab.__version__,
-           "git": git_state(here), "towerlab_git": git_state(source) if (source.parents[1] / ".git").exists() else None,
-           **versions(),
-           "environment": secrets.environment(os.environ),  # only variables known to be harmless, URLs masked
-           "packages": packages()}
+    out = {
+        "command": [Path(sys.argv[0]).name, *(secrets.mask(a) for a in sys.argv[1:])],
+        "cwd": str(here),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "towerlab": towerlab.__version__,
+        "git": git_state(here),
+        "towerlab_git": git_state(source) if (source.parents[1] / ".git").exists() else None,
+        **versions(),
+        "environment": secrets.environment(os.environ),  # only variables known to be harmless, URLs masked
+        "packages": packages(),
+    }
     try:
         out["data"] = data_record(data) if data else None
     except OSError as e:  # unreadable data is the run's business to report, not the record's

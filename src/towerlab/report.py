@@ -91,8 +91,11 @@ def _cell(v) -> str:
 
 
 def _kv(d: dict) -> str:
-    return '<table class="kv">' + "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_cell(v)}</td></tr>"
-                                          for k, v in d.items()) + "</table>"
+    return (
+        '<table class="kv">'
+        + "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_cell(v)}</td></tr>" for k, v in d.items())
+        + "</table>"
+    )
 
 
 # a report is one file that fetches nothing: its pictures are data: URLs, its script and style inline. The policy
@@ -102,10 +105,12 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 
 
 def _page(title: str, sections: list[tuple[str, str]]) -> str:
     body = "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content in sections)
-    return (f"<!doctype html><html><head><meta charset='utf-8'>"
-            f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\"><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}<script>{SORT_JS}</script>"
-            f"</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\"><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}<script>{SORT_JS}</script>"
+        f"</body></html>"
+    )
 
 
 # -- a run -----------------------------------------------------------------------------------------------------
@@ -155,8 +160,14 @@ def _per_class(final: dict) -> str:
 def _checkpoints(rec: RunRecord) -> str:
     from towerlab import checkpoint
 
-    rows = [{"step": step, "folder": folder.name, "verifies": "yes" if checkpoint.damage(folder) is None else
-             f"no: {checkpoint.damage(folder)}"} for step, folder in rec.checkpoints]
+    rows = [
+        {
+            "step": step,
+            "folder": folder.name,
+            "verifies": "yes" if checkpoint.damage(folder) is None else f"no: {checkpoint.damage(folder)}",
+        }
+        for step, folder in rec.checkpoints
+    ]
     return _table(rows, "plain")
 
 
@@ -179,8 +190,10 @@ def run_report(path: Path) -> str:
     from towerlab.recipes import has
 
     rec = RunRecord.load(path)
-    sections = [("Run", _kv(_summary(rec))), ("Final metrics", _kv({k: v for k, v in (rec.final or {}).items()
-                                                                    if not isinstance(v, dict)}))]
+    sections = [
+        ("Run", _kv(_summary(rec))),
+        ("Final metrics", _kv({k: v for k, v in (rec.final or {}).items() if not isinstance(v, dict)})),
+    ]
     sections.append(("Curves", _curves(rec.metrics())))
     per_class = _per_class(rec.final or {})
     if per_class:
@@ -200,19 +213,32 @@ def run_report(path: Path) -> str:
 
 def _provenance(p: dict) -> str:
     """The run's provenance record: the code, the command, versions, environment, data; the packages folded away."""
+
     def code(g: dict | None) -> str:
-        return "not a git checkout" if not g else g["commit"] + (f" + uncommitted changes (diff SHA-256 "
-                                                                 f"{g['diff_sha256'][:16]})" if g["dirty"] else "")
+        return (
+            "not a git checkout"
+            if not g
+            else g["commit"] + (f" + uncommitted changes (diff SHA-256 {g['diff_sha256'][:16]})" if g["dirty"] else "")
+        )
+
     data = p.get("data") or {}
-    shown = {"command": " ".join(p.get("command", [])), "working directory": p.get("cwd"), "code": code(p.get("git")),
-             "towerlab": f"{p.get('towerlab')} ({code(p.get('towerlab_git'))})", "host": p.get("host"),
-             "platform": p.get("platform"),
-             **{k: p.get(k) for k in ("python", "torch", "cuda", "cudnn", "nccl")},
-             **{f"${k}": v for k, v in (p.get("environment") or {}).items()},
-             "data": f"{data.get('path')}: {data.get('files')} files, {data.get('bytes')} bytes, SHA-256 "
-                     f"{str(data.get('sha256'))[:16]}" if data.get("sha256") else data.get("path", "none")}
+    shown = {
+        "command": " ".join(p.get("command", [])),
+        "working directory": p.get("cwd"),
+        "code": code(p.get("git")),
+        "towerlab": f"{p.get('towerlab')} ({code(p.get('towerlab_git'))})",
+        "host": p.get("host"),
+        "platform": p.get("platform"),
+        **{k: p.get(k) for k in ("python", "torch", "cuda", "cudnn", "nccl")},
+        **{f"${k}": v for k, v in (p.get("environment") or {}).items()},
+        "data": f"{data.get('path')}: {data.get('files')} files, {data.get('bytes')} bytes, SHA-256 "
+        f"{str(data.get('sha256'))[:16]}"
+        if data.get("sha256")
+        else data.get("path", "none"),
+    }
     packages = "<details><summary>{} packages (pip freeze)</summary><pre>{}</pre></details>".format(
-        len(p.get("packages", [])), html.escape("\n".join(p.get("packages", []))))
+        len(p.get("packages", [])), html.escape("\n".join(p.get("packages", [])))
+    )
     return _kv(shown) + packages
 
 
@@ -265,8 +291,14 @@ def _classification(path: Path, final: dict) -> str:
     points = {"threshold 0.5": 0.5}
     if threshold and threshold != 0.5:  # the run's operating point: the matrix above and predict decide there
         points[f"operating point ({threshold:.3f})"] = threshold
-    curves = ("<p>Precision-recall and ROC curves (class 1 positive), the operating points marked:</p>"
-              + _pr_roc(p[:, 1], y, points)) if k == 2 else ""
+    curves = (
+        (
+            "<p>Precision-recall and ROC curves (class 1 positive), the operating points marked:</p>"
+            + _pr_roc(p[:, 1], y, points)
+        )
+        if k == 2
+        else ""
+    )
     wrong = (pred != y).nonzero()[:, 0]
     top = wrong[p[wrong, pred[wrong]].argsort(descending=True)][:8].tolist()
     shown = val.items_at(torch.tensor(top, dtype=torch.long))[0].cpu() if top else None  # only these are read
@@ -278,13 +310,18 @@ def _classification(path: Path, final: dict) -> str:
             heat = recipe.heatmaps(loaded.model, shown)
         for j, i in enumerate(top):
             pictures[i] = _picture(red_overlay(_to_uint8(shown[j]), heat[j].cpu()))
-    gallery = "".join(f"<div>{_image(pictures[i], f'true {names[y[i]]}, predicted {names[pred[i]]}')}<br><small>"
-                      f"true {html.escape(names[y[i]])}, predicted {html.escape(names[pred[i]])} "
-                      f"({float(p[i, pred[i]]):.2f})</small></div>" for i in top)
+    gallery = "".join(
+        f"<div>{_image(pictures[i], f'true {names[y[i]]}, predicted {names[pred[i]]}')}<br><small>"
+        f"true {html.escape(names[y[i]])}, predicted {html.escape(names[pred[i]])} "
+        f"({float(p[i, pred[i]]):.2f})</small></div>"
+        for i in top
+    )
     decided = f", class 1 from probability {threshold:.3f} (the run's operating point)" if threshold else ""
-    return (f'<p>accuracy <b id="accuracy">{accuracy:.4f}</b> on {len(y)} validation items (best weights{decided})</p>'
-            f'<div class="figs">{matrix}{bars}{curves}</div><h3>Most confident mistakes</h3>'
-            f'<div style="display:flex;gap:1em;flex-wrap:wrap">{gallery}</div>')
+    return (
+        f'<p>accuracy <b id="accuracy">{accuracy:.4f}</b> on {len(y)} validation items (best weights{decided})</p>'
+        f'<div class="figs">{matrix}{bars}{curves}</div><h3>Most confident mistakes</h3>'
+        f'<div style="display:flex;gap:1em;flex-wrap:wrap">{gallery}</div>'
+    )
 
 
 def _predict_split(loaded, val):
@@ -320,14 +357,23 @@ def _segmentation(path: Path, n: int = 3) -> str:
                 if shown == n:
                     break
                 label = palette[y[i].long().clamp(max=len(names))]
-                pictures = [_picture(x[i]), _picture(label.permute(2, 0, 1)), _picture(palette[pred[i]].permute(2, 0, 1))]
-                rows.append("<div>" + "".join(_image(p, a) for p, a in zip(pictures, ("input", "label", "prediction")))
-                            + "</div>")
+                pictures = [
+                    _picture(x[i]),
+                    _picture(label.permute(2, 0, 1)),
+                    _picture(palette[pred[i]].permute(2, 0, 1)),
+                ]
+                rows.append(
+                    "<div>"
+                    + "".join(_image(p, a) for p, a in zip(pictures, ("input", "label", "prediction")))
+                    + "</div>"
+                )
                 shown += 1
             if shown == n:
                 break
-    legend = " ".join(f'<span style="background:rgb{tuple(palette[i].tolist())};padding:0 .6em">&nbsp;</span> '
-                      f"{html.escape(name)}" for i, name in enumerate(names))
+    legend = " ".join(
+        f'<span style="background:rgb{tuple(palette[i].tolist())};padding:0 .6em">&nbsp;</span> {html.escape(name)}'
+        for i, name in enumerate(names)
+    )
     return f"<p><small>{legend}</small></p>" + "".join(rows)
 
 
@@ -352,11 +398,15 @@ def _pr_roc(score, y, points: dict[str, float]) -> str:
     marks = {name: int((score >= th).sum()) - 1 for name, th in points.items()}  # the last item called positive
     plt = _plt()
     figs = []
-    for xs, ys, xl, yl, title in ((recall, precision, "recall", "precision", "precision-recall"),
-                                  (fpr, recall, "false positive rate", "true positive rate", "ROC")):
+    for xs, ys, xl, yl, title in (
+        (recall, precision, "recall", "precision", "precision-recall"),
+        (fpr, recall, "false positive rate", "true positive rate", "ROC"),
+    ):
         fig, ax = plt.subplots(figsize=(3.4, 3))
-        ax.plot(torch.cat([torch.zeros(1, dtype=xs.dtype), xs]).numpy(),
-                torch.cat([ys[:1] if title != "ROC" else torch.zeros(1, dtype=ys.dtype), ys]).numpy())
+        ax.plot(
+            torch.cat([torch.zeros(1, dtype=xs.dtype), xs]).numpy(),
+            torch.cat([ys[:1] if title != "ROC" else torch.zeros(1, dtype=ys.dtype), ys]).numpy(),
+        )
         for (name, at), colour in zip(marks.items(), ("#e07b39", "#2ca02c")):
             if at >= 0:
                 ax.plot([float(xs[at])], [float(ys[at])], "o", color=colour, label=name)
@@ -421,8 +471,12 @@ def _molecules(path: Path) -> str:
             from PIL import Image
 
             searches += f"<h3>{html.escape(folder.name)}</h3>" + "".join(_image(Image.open(f), f.stem) for f in pngs)
-    return (note + _kv({**metrics, "training set size": len(known)}) +
-            f'<div class="figs">{_image(grid, "sampled molecules")}{"".join(figs)}</div>' + searches)
+    return (
+        note
+        + _kv({**metrics, "training set size": len(known)})
+        + f'<div class="figs">{_image(grid, "sampled molecules")}{"".join(figs)}</div>'
+        + searches
+    )
 
 
 # -- a search --------------------------------------------------------------------------------------------------
@@ -447,11 +501,15 @@ def search_report(path: Path) -> str:
     for i, t in enumerate(trials):
         if (search.trial(t["trial"]).out / "report.html").is_file():
             links[i] = f"trials/{t['trial']}/report.html"
-    return _page(f"search: {path.name}", [
-        ("Best", _kv(search.best() or {})),
-        ("Fitness per generation", fitness),
-        ("Genes against fitness", _parallel(trials)),
-        ("Trials", _table(trials, links=links))])
+    return _page(
+        f"search: {path.name}",
+        [
+            ("Best", _kv(search.best() or {})),
+            ("Fitness per generation", fitness),
+            ("Genes against fitness", _parallel(trials)),
+            ("Trials", _table(trials, links=links)),
+        ],
+    )
 
 
 def _parallel(trials: list[dict]) -> str:
@@ -494,18 +552,25 @@ def group_report(path: Path) -> str:
     links = {i: f"{r[key]}/report.html" for i, r in enumerate(rows) if (path / str(r[key]) / "report.html").is_file()}
     plt = _plt()
     figs = []
-    numeric = [k for k in dict.fromkeys(k for r in rows for k in r)
-               if k not in (key, "seconds", "wall_s", "step", "epoch", "eval_s", "world_size", "replica_max_abs_diff")
-               and all(isinstance(r.get(k), (int, float)) for r in rows)]
+    numeric = [
+        k
+        for k in dict.fromkeys(k for r in rows for k in r)
+        if k not in (key, "seconds", "wall_s", "step", "epoch", "eval_s", "world_size", "replica_max_abs_diff")
+        and all(isinstance(r.get(k), (int, float)) for r in rows)
+    ]
     for k in numeric[:6]:
         fig, ax = plt.subplots(figsize=(max(3.5, 0.6 * len(rows)), 2.6))
-        ax.bar(range(len(rows)), [r[k] for r in rows],
-               color=["#e07b39" if r[key] == "ensemble" else "#4a7ebb" for r in rows])
+        ax.bar(
+            range(len(rows)),
+            [r[k] for r in rows],
+            color=["#e07b39" if r[key] == "ensemble" else "#4a7ebb" for r in rows],
+        )
         ax.set_xticks(range(len(rows)), [str(r[key]) for r in rows], rotation=45, fontsize=8)
         ax.set_title(k)
         figs.append(_png(fig))
-    return _page(title, [("Side by side", _table(rows, links=links)),
-                         ("Metrics", f'<div class="figs">{"".join(figs)}</div>')])
+    return _page(
+        title, [("Side by side", _table(rows, links=links)), ("Metrics", f'<div class="figs">{"".join(figs)}</div>')]
+    )
 
 
 # -- entry -----------------------------------------------------------------------------------------------------
@@ -514,8 +579,10 @@ def render(path: str | Path) -> str:
     path = Path(path)
     what = kind(path)
     if what is None:
-        raise DataError(f"{path} is neither a run directory (config.yaml) nor a search, jobs or ensemble folder; "
-                        f"pass the folder `towerlab train`, `search`, `jobs run` or `ensemble` wrote")
+        raise DataError(
+            f"{path} is neither a run directory (config.yaml) nor a search, jobs or ensemble folder; "
+            f"pass the folder `towerlab train`, `search`, `jobs run` or `ensemble` wrote"
+        )
     return {"search": search_report, "run": run_report}.get(what, group_report)(path)
 
 

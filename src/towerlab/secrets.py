@@ -14,15 +14,33 @@ MASK = "***"
 # a URL anywhere in a line of text: scheme://, then up to the next space or quote
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
 # query parameters and variable names that hold secrets (AWS, Azure SAS, OAuth, database drivers)
-_SECRET_NAME = re.compile(r"pass|pwd|secret|token|credential|signature|(^|_)sig($|_)|(^|_)key($|_)|api[_-]?key|auth",
-                          re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"pass|pwd|secret|token|credential|signature|(^|_)sig($|_)|(^|_)key($|_)|api[_-]?key|auth", re.IGNORECASE
+)
 
 # the variables of the environment recorded with a run: what changes what it computes or where it runs
-WATCHED = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED",
-           "NCCL_DEBUG", "NCCL_SOCKET_IFNAME", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "SLURM_JOB_ID",
-           "SLURM_PROCID", "SLURM_NTASKS", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE",
-           # towerlab's own, each read by the code and none a secret
-           "TOWERLAB_BACKEND", "TOWERLAB_DATA", "TOWERLAB_MAX_PIXELS", "TOWERLAB_MLFLOW_PARENT", "TOWERLAB_REPORT")
+WATCHED = (
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "PYTHONHASHSEED",
+    "NCCL_DEBUG",
+    "NCCL_SOCKET_IFNAME",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "WORLD_SIZE",
+    "SLURM_JOB_ID",
+    "SLURM_PROCID",
+    "SLURM_NTASKS",
+    "TORCH_DISABLE_SHARE_RDZV_TCP_STORE",
+    # towerlab's own, each read by the code and none a secret
+    "TOWERLAB_BACKEND",
+    "TOWERLAB_DATA",
+    "TOWERLAB_MAX_PIXELS",
+    "TOWERLAB_MLFLOW_PARENT",
+    "TOWERLAB_REPORT",
+)
 
 
 def mask_url(url: str) -> str:

@@ -57,8 +57,9 @@ class Strategy:
         """Full model and optimizer state dicts on the host (a collective where sharded: every process calls it)."""
         return raw.state_dict(), opt.state_dict()
 
-    def load_full_state(self, raw: nn.Module, opt: torch.optim.Optimizer, model_sd: dict, opt_sd: dict,
-                        source: Path) -> None:
+    def load_full_state(
+        self, raw: nn.Module, opt: torch.optim.Optimizer, model_sd: dict, opt_sd: dict, source: Path
+    ) -> None:
         from towerlab.checkpoint import load_into
 
         load_into(raw, model_sd, source)
@@ -95,8 +96,10 @@ class FSDPStrategy(Strategy):
 
     def check(self) -> None:
         if self.cfg.ema_decay:
-            raise ConfigError("ema_decay with strategy=fsdp is not supported: the average would be a full copy on "
-                              "one device; set --ema-decay 0 or use --strategy ddp")
+            raise ConfigError(
+                "ema_decay with strategy=fsdp is not supported: the average would be a full copy on "
+                "one device; set --ema-decay 0 or use --strategy ddp"
+            )
 
     def wrap(self, raw: nn.Module) -> nn.Module:
         """Shard each parameter-holding child, then the root."""
@@ -118,12 +121,14 @@ class FSDPStrategy(Strategy):
 
         return get_state_dict(raw, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
-    def load_full_state(self, raw: nn.Module, opt: torch.optim.Optimizer, model_sd: dict, opt_sd: dict,
-                        source: Path) -> None:
+    def load_full_state(
+        self, raw: nn.Module, opt: torch.optim.Optimizer, model_sd: dict, opt_sd: dict, source: Path
+    ) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-        set_state_dict(raw, opt, model_state_dict=model_sd, optim_state_dict=opt_sd,
-                       options=StateDictOptions(full_state_dict=True))
+        set_state_dict(
+            raw, opt, model_state_dict=model_sd, optim_state_dict=opt_sd, options=StateDictOptions(full_state_dict=True)
+        )
 
 
 class PipelineStrategy(Strategy):
@@ -137,8 +142,10 @@ class PipelineStrategy(Strategy):
 
     def check(self) -> None:
         if self.dist.distributed:
-            raise ConfigError("strategy=pipeline runs in one process over several devices; launch one process "
-                              "(no --procs / torchrun) and name the devices with --pipeline-devices")
+            raise ConfigError(
+                "strategy=pipeline runs in one process over several devices; launch one process "
+                "(no --procs / torchrun) and name the devices with --pipeline-devices"
+            )
         if self.cfg.compile or self.cfg.pipeline_chunks <= 0:
             raise ConfigError("strategy=pipeline needs pipeline_chunks > 0 and compile off")
 
@@ -152,8 +159,10 @@ class PipelineStrategy(Strategy):
         # said after the model is known to split: a model that cannot be pipelined at all is the first thing to say
         # (cifar10's default moving average used to be refused first, then its network)
         if self.cfg.ema_decay:
-            raise ConfigError(f"ema_decay={self.cfg.ema_decay} with strategy=pipeline is not supported: the average "
-                              f"would be a full copy on one device; set --ema-decay 0 or use --strategy ddp")
+            raise ConfigError(
+                f"ema_decay={self.cfg.ema_decay} with strategy=pipeline is not supported: the average "
+                f"would be a full copy on one device; set --ema-decay 0 or use --strategy ddp"
+            )
         print0(f"pipeline: {pipe.describe()}", dist=self.dist)
         return pipe
 

@@ -50,8 +50,12 @@ class Tracker:
         except Exception as e:  # noqa: BLE001 -- any failure of the server or the client library
             if not self.down:
                 first = secrets.mask((str(e).strip().splitlines() or [type(e).__name__])[0])[:200]
-                print(f"towerlab: warning: MLflow at {self.uri}: {what} failed ({first}); training goes on, the "
-                      f"metrics wait and are sent when it answers again", file=sys.stderr, flush=True)
+                print(
+                    f"towerlab: warning: MLflow at {self.uri}: {what} failed ({first}); training goes on, the "
+                    f"metrics wait and are sent when it answers again",
+                    file=sys.stderr,
+                    flush=True,
+                )
             self.down = True
             return None
         if self.down:
@@ -70,14 +74,19 @@ class Tracker:
         if experiment is None:
             return None
         parent = os.environ.get(PARENT_ENV)
-        run = self._call("creating the run", self.client.create_run, experiment, run_name=run_name,
-                         tags={**tags, **({"mlflow.parentRunId": parent} if parent else {})})
+        run = self._call(
+            "creating the run",
+            self.client.create_run,
+            experiment,
+            run_name=run_name,
+            tags={**tags, **({"mlflow.parentRunId": parent} if parent else {})},
+        )
         if run is None:
             return None
         self.run_id = run.info.run_id
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow takes 100 params per request
-            self._call("logging the config", self.client.log_batch, self.run_id, params=items[i:i + 100])
+            self._call("logging the config", self.client.log_batch, self.run_id, params=items[i : i + 100])
         return self.run_id
 
     def _experiment_id(self) -> str:
@@ -88,8 +97,11 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.pending += [Metric(k, float(v), now, step) for k, v in values.items()
-                         if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        self.pending += [
+            Metric(k, float(v), now, step)
+            for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
         self.pending = self.pending[-MAX_PENDING:]
         if self.run_id is None:
             return
@@ -97,7 +109,7 @@ class Tracker:
             batch = self.pending[:1000]  # MLflow's limit per request
             if self._call("logging metrics", self.client.log_batch, self.run_id, metrics=batch) is None and self.down:
                 return
-            self.pending = self.pending[len(batch):]
+            self.pending = self.pending[len(batch) :]
 
     def finish(self, final: dict, status: str = "FINISHED") -> None:
         self.log(int(final.get("step", 0)), {f"final/{k}": v for k, v in final.items()})
@@ -110,6 +122,10 @@ class Tracker:
 
 
 def tags_for(recipe: str, cfg, world_size: int, git: dict | None) -> dict:
-    return {"towerlab.recipe": recipe, "towerlab.world_size": str(world_size),
-            "towerlab.strategy": getattr(cfg, "strategy", ""), "mlflow.source.git.commit": (git or {}).get("commit", ""),
-            "towerlab.git_dirty": str((git or {}).get("dirty", ""))}
+    return {
+        "towerlab.recipe": recipe,
+        "towerlab.world_size": str(world_size),
+        "towerlab.strategy": getattr(cfg, "strategy", ""),
+        "mlflow.source.git.commit": (git or {}).get("commit", ""),
+        "towerlab.git_dirty": str((git or {}).get("dirty", "")),
+    }

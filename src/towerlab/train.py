@@ -103,8 +103,11 @@ def _where_to_continue(run_dir: Path) -> None:
 
     try:
         step = step_of(find(run_dir, verify=False, quiet=True))
-        print(f"towerlab: the run in {run_dir} keeps its checkpoint at step {step}; continue it with "
-              f"`towerlab train --resume {run_dir}`", file=sys.stderr)
+        print(
+            f"towerlab: the run in {run_dir} keeps its checkpoint at step {step}; continue it with "
+            f"`towerlab train --resume {run_dir}`",
+            file=sys.stderr,
+        )
     except CheckpointError:
         print(f"towerlab: the run in {run_dir} had no checkpoint yet; start it again", file=sys.stderr)
 
@@ -113,19 +116,29 @@ def run_here(req: Request, run_dir: str | None, d: dist.Dist) -> dict:
     """Train in this process (one of several under the launcher); a collective that fails because another process
     died becomes one line naming this rank."""
     try:
-        return fit_or_continue(req.recipe, req.fields, req.out, d, req.config, run_dir, req.allow_world_size_change,
-                               req.file_fields)
+        return fit_or_continue(
+            req.recipe, req.fields, req.out, d, req.config, run_dir, req.allow_world_size_change, req.file_fields
+        )
     except RuntimeError as e:
         why = dist.peer_failure(e)
         if why is None:
             raise
-        raise TowerlabError(f"rank {d.rank}: another process of the run stopped answering ({why}); "
-                            f"continue with `towerlab train --resume {run_dir or req.out or 'RUN_DIR'}`") from None
+        raise TowerlabError(
+            f"rank {d.rank}: another process of the run stopped answering ({why}); "
+            f"continue with `towerlab train --resume {run_dir or req.out or 'RUN_DIR'}`"
+        ) from None
 
 
-def fit_or_continue(recipe: str | None, fields: dict, out: str | Path | None, d: dist.Dist,
-                    config_file: str | None = None, run_dir: str | Path | None = None,
-                    allow_world_size_change: bool = False, file_fields: dict | None = None) -> dict:
+def fit_or_continue(
+    recipe: str | None,
+    fields: dict,
+    out: str | Path | None,
+    d: dist.Dist,
+    config_file: str | None = None,
+    run_dir: str | Path | None = None,
+    allow_world_size_change: bool = False,
+    file_fields: dict | None = None,
+) -> dict:
     """The one "start fresh or continue" (train and every trial): continue run_dir with the given fields as the
     continuation's overrides, or train `recipe` afresh into out (in stages, for a recipe that has them)."""
     from towerlab import engine  # after setup: importing the engine pulls in TensorBoard
@@ -145,8 +158,10 @@ def train(req: Request, report: Callable[[dict], None] = lambda metrics: None) -
         import torch
 
         if req.gpus > torch.cuda.device_count():
-            raise TowerlabError(f"--gpus {req.gpus} but torch sees {torch.cuda.device_count()} GPU(s); "
-                                f"pass --gpus 0 to train on the CPU (--procs N for N CPU processes)")
+            raise TowerlabError(
+                f"--gpus {req.gpus} but torch sees {torch.cuda.device_count()} GPU(s); "
+                f"pass --gpus 0 to train on the CPU (--procs N for N CPU processes)"
+            )
     run_dir = continuing(req)
     nproc = processes(req, run_dir)
     if (nproc > 1 or req.max_restarts) and not dist.under_launcher():

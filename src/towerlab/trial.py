@@ -21,8 +21,9 @@ def run(trial: Trial, gpu: bool) -> dict:
     from towerlab.dist import setup
 
     d = setup(use_gpu=gpu)  # a trial always continues what an earlier attempt of it left
-    return train.fit_or_continue(trial.recipe, trial.overrides, trial.out, d, run_dir=trial.out if of_run(trial.out)
-                                 else None)
+    return train.fit_or_continue(
+        trial.recipe, trial.overrides, trial.out, d, run_dir=trial.out if of_run(trial.out) else None
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,6 +51,7 @@ class Watcher:
             if isinstance(output, torch.Tensor) and output.is_floating_point() and name not in self._acts:
                 out = output.detach().float()
                 self._acts[name] = (out.flatten()[:1_000_000].cpu(), (out == 0).float().mean().cpu())
+
         return record
 
     def end(self, step: int) -> None:
@@ -60,8 +61,10 @@ class Watcher:
         self._hooks = []
         if self.writer is None and not self.sharded:
             return
-        stats = [(n, _full(p.detach()).float(), None if p.grad is None else _full(p.grad.detach()).float())
-                 for n, p in self.params]  # a collective under FSDP: every process gathers
+        stats = [
+            (n, _full(p.detach()).float(), None if p.grad is None else _full(p.grad.detach()).float())
+            for n, p in self.params
+        ]  # a collective under FSDP: every process gathers
         if self.writer is not None:
             self._write(step, stats)
         self._acts, self._before = {}, {}

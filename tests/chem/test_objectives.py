@@ -22,7 +22,11 @@ def test_qed_and_penalized_logp_by_hand():
 
 def test_similarity_and_invalid_molecules():
     sim = objectives.get("similarity:c1ccccc1O")
-    assert sim(["Oc1ccccc1", "C1CC", "CCO"]) == [pytest.approx(1.0), None, pytest.approx(props.tanimoto("CCO", "Oc1ccccc1"))]
+    assert sim(["Oc1ccccc1", "C1CC", "CCO"]) == [
+        pytest.approx(1.0),
+        None,
+        pytest.approx(props.tanimoto("CCO", "Oc1ccccc1")),
+    ]
     assert sim.counts()["invalid"] == 1 and sim.counts()["scored"] == 3
     with pytest.raises(ConfigError, match="not a valid SMILES"):
         objectives.get("similarity:C1CC")
@@ -30,7 +34,8 @@ def test_similarity_and_invalid_molecules():
 
 def test_a_user_objective_that_raises_is_counted_not_fatal(tmp_path, monkeypatch):
     (tmp_path / "my_scores.py").write_text(
-        "def score(smiles):\n    if 'N' in smiles:\n        raise RuntimeError('no nitrogen please')\n    return len(smiles)\n")
+        "def score(smiles):\n    if 'N' in smiles:\n        raise RuntimeError('no nitrogen please')\n    return len(smiles)\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     obj = objectives.get("my_scores:score")
     assert obj(["CCO", "CCN", "C1CC", "CCCN"]) == [3.0, None, None, None]
@@ -88,7 +93,8 @@ def test_plogp_z_is_standardised_by_zincs_own_statistics(shared_data):
 
 def test_scoring_in_forked_processes_gives_what_one_process_gives(tmp_path, monkeypatch):
     (tmp_path / "picky.py").write_text(
-        "def score(smiles):\n    if 'N' in smiles:\n        raise RuntimeError('no nitrogen please')\n    return len(smiles)\n")
+        "def score(smiles):\n    if 'N' in smiles:\n        raise RuntimeError('no nitrogen please')\n    return len(smiles)\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     smiles = [*REAL_SMILES, "C1CC", "CCO", "CCN", "not a molecule"] * 4
     for spec in ("similarity:c1ccccc1O", "picky:score"):  # a lambda inside: it is inherited, never pickled

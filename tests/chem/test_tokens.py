@@ -7,8 +7,13 @@ from towerlab.chem import props
 from towerlab.chem.tokens import END, Skipped, Vocab, tokenize
 from towerlab.data import smiles as smiles_data
 
-FILES = ["tox21/tox21.csv", "moses/test.csv.gz", "moses/train.csv.gz", "zinc250k_jtvae/valid.txt",
-         "zinc250k_jtvae/test.txt"]
+FILES = [
+    "tox21/tox21.csv",
+    "moses/test.csv.gz",
+    "moses/train.csv.gz",
+    "zinc250k_jtvae/valid.txt",
+    "zinc250k_jtvae/test.txt",
+]
 
 
 @pytest.mark.parametrize("name", FILES)

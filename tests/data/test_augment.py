@@ -8,7 +8,7 @@ def test_random_crop_is_a_window_of_each_image():
     out = augment.random_crop(x, 24)
     assert out.shape == (16, 3, 24, 24)
     for i in range(16):
-        found = any(torch.equal(out[i], x[i, :, r:r + 24, c:c + 24]) for r in range(9) for c in range(9))
+        found = any(torch.equal(out[i], x[i, :, r : r + 24, c : c + 24]) for r in range(9) for c in range(9))
         assert found
 
 

@@ -22,8 +22,9 @@ def _peak_mb(code: str) -> tuple[int, str, float]:
     head += "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
     tail = "\ngrew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024\n"
     tail += "sys.stderr.write(f'\\nPEAK {grew:.0f}\\n')\n"
-    proc = subprocess.run([sys.executable, "-c", head + textwrap.dedent(code) + tail], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", head + textwrap.dedent(code) + tail], capture_output=True, text=True, timeout=120
+    )
     peak = float(proc.stderr.rsplit("PEAK ", 1)[1]) if "PEAK " in proc.stderr else float("nan")
     return proc.returncode, proc.stderr, peak
 
@@ -88,7 +89,9 @@ def test_an_idx_file_longer_than_its_header_is_refused(tmp_path):
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
-    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+    for i in range(8)
+)
 
 
 def test_a_yaml_file_of_nested_aliases_is_refused_in_one_short_line(tmp_path):
@@ -124,4 +127,3 @@ def test_a_wrong_value_is_quoted_short(tmp_path):
     with pytest.raises(ConfigError) as e:
         config.merge(DigitsConfig(), {"lr": list(range(100_000))}, "x.yaml")
     assert len(str(e.value)) < 200
-

@@ -43,6 +43,7 @@ def test_python_version_through_the_restricted_unpickler(tmp_path):
 class _Exploit:
     def __reduce__(self):
         import os
+
         return (os.system, ("echo pwned > /tmp/towerlab-pwned",))
 
 

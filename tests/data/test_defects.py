@@ -26,7 +26,7 @@ def test_folds_are_disjoint_and_cover_every_item():
     names = [f"kos{i:02d}" for i in range(1, 51)]
     parts = defects.folds(names, 3)
     assert sorted(n for p in parts for n in p) == names
-    assert all(not set(a) & set(b) for i, a in enumerate(parts) for b in parts[i + 1:])
+    assert all(not set(a) & set(b) for i, a in enumerate(parts) for b in parts[i + 1 :])
     assert parts == defects.folds(list(reversed(names)), 3)  # the same split whatever the listing order
 
 
@@ -104,11 +104,41 @@ def test_ok_and_defect_folders_label_by_folder_and_train_masks_only_where_drawn(
     assert unknown.sum() == 3 and bool((labels[unknown] == 1).all())  # defective without a mask: label only
     assert bool((masks[labels == 0] == 0).all())
     run = tmp_path / "run"
-    run_cli("train", "segdec", "--layout", "generic", "--data", str(root), "--stage", "joint", "--height", "128",
-            "--width", "64", "--max-steps", "4", "--batch-size", "2", "--out", str(run), "--no-report")
+    run_cli(
+        "train",
+        "segdec",
+        "--layout",
+        "generic",
+        "--data",
+        str(root),
+        "--stage",
+        "joint",
+        "--height",
+        "128",
+        "--width",
+        "64",
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--out",
+        str(run),
+        "--no-report",
+    )
     rows = [json.loads(line) for line in open(run / "metrics.jsonl") if "loss" in line]
     assert rows and all(math.isfinite(r["loss"]) for r in rows if "loss" in r)
     (root / "masks" / f"{sorted((root / 'ok').glob('*.jpg'))[0].stem}.bmp").write_bytes(b"BM")  # a mask for an ok part
-    proc = run_cli("train", "segdec", "--layout", "generic", "--data", str(root), "--max-steps", "1", "--out",
-                   str(tmp_path / "r2"), check=False)
+    proc = run_cli(
+        "train",
+        "segdec",
+        "--layout",
+        "generic",
+        "--data",
+        str(root),
+        "--max-steps",
+        "1",
+        "--out",
+        str(tmp_path / "r2"),
+        check=False,
+    )
     assert proc.returncode == 2 and "belongs to no image" in proc.stderr and "Traceback" not in proc.stderr

@@ -21,8 +21,10 @@ def test_the_arrays_are_load_digits():
 
 
 def test_loading_digits_does_not_import_scikit_learn():
-    code = ("import sys; from towerlab.data import digits; digits.load_split('train'); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas', 'scipy')))")
+    code = (
+        "import sys; from towerlab.data import digits; digits.load_split('train'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas', 'scipy')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
 

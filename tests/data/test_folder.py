@@ -40,8 +40,25 @@ def write_folder(root: Path, per_class: int = 40, val: int = 10, flat: bool = Fa
 def test_a_class_folder_trains_evaluates_and_predicts_by_class_name(tmp_path):
     data = write_folder(tmp_path / "digits")
     run = tmp_path / "run"
-    run_cli("train", "mnist", "--data", str(data), "--image-size", "12x12", "--hidden", "64", "--epochs", "12",
-            "--batch-size", "30", "--lr", "3e-3", "--out", str(run), "--no-report")
+    run_cli(
+        "train",
+        "mnist",
+        "--data",
+        str(data),
+        "--image-size",
+        "12x12",
+        "--hidden",
+        "64",
+        "--epochs",
+        "12",
+        "--batch-size",
+        "30",
+        "--lr",
+        "3e-3",
+        "--out",
+        str(run),
+        "--no-report",
+    )
     record = (run / "config.yaml").read_text()
     assert "classes: one,two,zero" in record and "image_size: 12x12" in record  # sorted, as ImageFolder
     ev = json.loads(run_cli("eval", str(run)).stdout)
@@ -66,20 +83,38 @@ def test_a_flat_class_folder_validates_on_a_held_out_part(tmp_path):
     data = write_folder(tmp_path / "flat", flat=True)
     proc = run_cli("train", "mlp", "--data", str(data), "--epochs", "1", "--out", str(tmp_path / "r0"), check=False)
     assert proc.returncode == 2 and "--val-fraction" in proc.stderr and "Traceback" not in proc.stderr
-    run_cli("train", "mlp", "--data", str(data), "--val-fraction", "0.2", "--epochs", "3", "--units", "32",
-            "--batch-size", "16", "--out", str(tmp_path / "r"), "--no-report")
+    run_cli(
+        "train",
+        "mlp",
+        "--data",
+        str(data),
+        "--val-fraction",
+        "0.2",
+        "--epochs",
+        "3",
+        "--units",
+        "32",
+        "--batch-size",
+        "16",
+        "--out",
+        str(tmp_path / "r"),
+        "--no-report",
+    )
     rows = [json.loads(line) for line in open(tmp_path / "r" / "metrics.jsonl") if "val/accuracy" in line]
     assert rows and rows[-1]["val/accuracy"] > 0.5
 
 
-@pytest.mark.parametrize("damage, said", [
-    ("empty", "holds no images"),
-    ("stray", "is not among the training classes"),
-    ("corrupt", "cannot be decoded"),
-    ("no_val", "no validation folder"),
-    ("typeerror", "cannot be decoded (TypeError"),  # issue 43: a decoder's unexpected exception was a traceback
-    ("bomb", "a 13000x13000 image: more than the 40,000,000 pixels towerlab decodes"),  # 1.5 GB once decoded
-])
+@pytest.mark.parametrize(
+    "damage, said",
+    [
+        ("empty", "holds no images"),
+        ("stray", "is not among the training classes"),
+        ("corrupt", "cannot be decoded"),
+        ("no_val", "no validation folder"),
+        ("typeerror", "cannot be decoded (TypeError"),  # issue 43: a decoder's unexpected exception was a traceback
+        ("bomb", "a 13000x13000 image: more than the 40,000,000 pixels towerlab decodes"),  # 1.5 GB once decoded
+    ],
+)
 def test_a_bad_folder_is_one_line_naming_it(tmp_path, damage, said):
     data = write_folder(tmp_path / "d", per_class=4, val=2)
     if damage == "empty":
@@ -107,8 +142,9 @@ def test_a_file_name_is_never_a_formula_in_the_predictions_csv(tmp_path):
     """Issue 43: a cell starting with = + - @ is a formula to Excel (OWASP: CSV injection); it gets a leading '."""
     data = write_folder(tmp_path / "digits", per_class=8, val=2)
     run = tmp_path / "run"
-    run_cli("train", "mnist", "--data", str(data), "--max-steps", "2", "--batch-size", "8", "--out", str(run),
-            "--no-report")
+    run_cli(
+        "train", "mnist", "--data", str(data), "--max-steps", "2", "--batch-size", "8", "--out", str(run), "--no-report"
+    )
     flat = tmp_path / "incoming"
     flat.mkdir()
     source = sorted((data / "val" / "one").glob("*.png"))[0]

@@ -87,8 +87,10 @@ def test_pad_stack_pads_bottom_right():
 
 
 def test_padded_loader_ranks_split_every_global_batch():
-    items = ([torch.full((3, 4 + i, 5), i, dtype=torch.uint8) for i in range(8)],
-             [torch.full((4 + i, 5), i, dtype=torch.uint8) for i in range(8)])
+    items = (
+        [torch.full((3, 4 + i, 5), i, dtype=torch.uint8) for i in range(8)],
+        [torch.full((4 + i, 5), i, dtype=torch.uint8) for i in range(8)],
+    )
     seen = []
     for rank in range(2):
         loader = PaddedLoader(items, 4, Dist(rank=rank, world_size=2), train=True, pad=(0, 255), seed=3)
@@ -137,10 +139,13 @@ def _camvid_as_folder(shared: Path, root: Path, colour: bool, n: int = 6) -> Pat
                 Image.fromarray(table[np.minimum(lab, 11)]).save(root / "masks" / split / f"{p.stem}.png")
             else:
                 Image.fromarray(np.where(lab == 11, 255, lab * 10).astype(np.uint8)).save(
-                    root / "masks" / split / f"{p.stem}.png")
+                    root / "masks" / split / f"{p.stem}.png"
+                )
     rows = ["name,r,g,b" if colour else "name,value"]
-    rows += [f"{c},{','.join(map(str, CAMVID_PALETTE[i]))}" if colour else f"{c},{10 * i}"
-             for i, c in enumerate(CAMVID_CLASSES)]
+    rows += [
+        f"{c},{','.join(map(str, CAMVID_PALETTE[i]))}" if colour else f"{c},{10 * i}"
+        for i, c in enumerate(CAMVID_CLASSES)
+    ]
     rows.append("ignore,0,0,0" if colour else "ignore,255")
     (root / "classes.csv").write_text("\n".join(rows) + "\n")
     return root
@@ -152,9 +157,29 @@ def test_a_folder_of_images_and_masks_trains_fcn(shared_data, tmp_path, colour):
 
     data = _camvid_as_folder(shared_data, tmp_path / "seg", colour)
     run = tmp_path / "run"
-    run_cli("train", "fcn32s", "--dataset", "folder", "--data", str(data), "--width", "0.125", "--fc-channels", "16",
-            "--batch-size", "2", "--max-steps", "3", "--optimizer", "adam", "--lr", "1e-3", "--out", str(run),
-            "--no-report")
+    run_cli(
+        "train",
+        "fcn32s",
+        "--dataset",
+        "folder",
+        "--data",
+        str(data),
+        "--width",
+        "0.125",
+        "--fc-channels",
+        "16",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "3",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--out",
+        str(run),
+        "--no-report",
+    )
     metrics = json.loads((run / "final_metrics.json").read_text())
     assert 0 <= metrics["mean_iou"] <= 1 and metrics["pixel_accuracy"] > 0
     from towerlab.data.segmentation import load_split
@@ -170,14 +195,30 @@ def test_a_bad_segmentation_folder_is_one_line(shared_data, tmp_path):
     from helpers import run_cli
 
     data = _camvid_as_folder(shared_data, tmp_path / "seg", colour=False, n=2)
-    args = ["train", "fcn32s", "--dataset", "folder", "--data", str(data), "--width", "0.125", "--fc-channels", "16",
-            "--max-steps", "1", "--out", str(tmp_path / "r")]
+    args = [
+        "train",
+        "fcn32s",
+        "--dataset",
+        "folder",
+        "--data",
+        str(data),
+        "--width",
+        "0.125",
+        "--fc-channels",
+        "16",
+        "--max-steps",
+        "1",
+        "--out",
+        str(tmp_path / "r"),
+    ]
     mask = sorted((data / "masks" / "train").glob("*.png"))[0]
     from PIL import Image
 
     Image.new("L", (120, 90), 77).save(mask)  # 77 is no class value
     proc = run_cli(*args, check=False)
-    assert proc.returncode == 2 and "value 77, which classes.csv does not list" in proc.stderr and str(mask) in proc.stderr
+    assert (
+        proc.returncode == 2 and "value 77, which classes.csv does not list" in proc.stderr and str(mask) in proc.stderr
+    )
     from helpers import hostile_pictures
 
     mask.write_bytes(hostile_pictures()["bomb"])  # issue 43: a mask claiming 13,000 x 13,000 pixels was a traceback

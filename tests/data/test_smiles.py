@@ -20,14 +20,17 @@ def test_csv_with_blanks_and_text_with_scores(smiles_csv, tmp_path):
     assert smiles.read(gz).smiles == ["CCO", "CCN"]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "is empty"),
-    ("name,value\nx,1\n", "has no SMILES column"),
-    ("smiles;NR-AR\nCCO;1\n", "is it separated by ';' or tabs"),
-    ("smiles,NR-AR\nCCO,1,2\n", "line 2 has 3 fields"),
-    ("smiles,NR-AR\nCCO,active\n", "column 'NR-AR' holds 'active', not a number"),
-    ("smiles\n", "has a header but no molecules"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "is empty"),
+        ("name,value\nx,1\n", "has no SMILES column"),
+        ("smiles;NR-AR\nCCO;1\n", "is it separated by ';' or tabs"),
+        ("smiles,NR-AR\nCCO,1,2\n", "line 2 has 3 fields"),
+        ("smiles,NR-AR\nCCO,active\n", "column 'NR-AR' holds 'active', not a number"),
+        ("smiles\n", "has a header but no molecules"),
+    ],
+)
 def test_malformed_csv(tmp_path, content, message):
     path = tmp_path / "bad.csv"
     path.write_text(content)

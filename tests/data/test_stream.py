@@ -28,8 +28,24 @@ def _same(a: Path, b: Path) -> None:
 
 
 def _train(out: Path, *args: str, loader: str):
-    return run_cli("train", *args, "--max-steps", "12", "--eval-every-steps", "6", "--batch-size", "16",
-                   "--eval-limit", "300", "--deterministic", "--loader", loader, "--out", str(out), "--no-report")
+    return run_cli(
+        "train",
+        *args,
+        "--max-steps",
+        "12",
+        "--eval-every-steps",
+        "6",
+        "--batch-size",
+        "16",
+        "--eval-limit",
+        "300",
+        "--deterministic",
+        "--loader",
+        loader,
+        "--out",
+        str(out),
+        "--no-report",
+    )
 
 
 @pytest.fixture
@@ -41,17 +57,22 @@ def image_folder(tmp_path):
 
 @pytest.mark.parametrize("case", ["digits", "mnist", "cifar10", "folder"])
 def test_stream_and_memory_train_to_the_same_weights(tmp_path, shared_data, image_folder, case):
-    args = {"digits": ["digits"], "mnist": ["mnist", "--data", str(shared_data / "mnist")],
-            "cifar10": ["cifar10", "--data", str(shared_data / "cifar10")],
-            "folder": ["mnist", "--data", str(image_folder), "--image-size", "12x12"]}[case]
+    args = {
+        "digits": ["digits"],
+        "mnist": ["mnist", "--data", str(shared_data / "mnist")],
+        "cifar10": ["cifar10", "--data", str(shared_data / "cifar10")],
+        "folder": ["mnist", "--data", str(image_folder), "--image-size", "12x12"],
+    }[case]
     memory = _train(tmp_path / "memory", *args, loader="memory")
     stream = _train(tmp_path / "stream", *args, loader="stream")
     if case != "digits":  # files or records: the first line says how they are read
         assert "decoded into memory (--loader memory)" in memory.stderr
         assert "streamed from its files by worker processes (--loader stream)" in stream.stderr
     _same(tmp_path / "memory", tmp_path / "stream")
-    assert json.loads((tmp_path / "memory" / "final_metrics.json").read_text())["accuracy"] == \
-        json.loads((tmp_path / "stream" / "final_metrics.json").read_text())["accuracy"]
+    assert (
+        json.loads((tmp_path / "memory" / "final_metrics.json").read_text())["accuracy"]
+        == json.loads((tmp_path / "stream" / "final_metrics.json").read_text())["accuracy"]
+    )
 
 
 def test_auto_streams_what_does_not_fit_the_budget(tmp_path, shared_data):
@@ -65,10 +86,35 @@ def test_auto_streams_what_does_not_fit_the_budget(tmp_path, shared_data):
 
 
 def _cmd(out: Path, data: Path, procs: int) -> list[str]:
-    return [sys.executable, "-m", "towerlab", "train", "mnist", "--data", str(data), "--loader", "stream",
-            "--max-steps", "60", "--batch-size", "32", "--ckpt-every-steps", "3", "--eval-every-steps", "30",
-            "--eval-limit", "256", "--deterministic", "--gpus", "0", "--procs", str(procs), "--out", str(out),
-            "--no-report"]
+    return [
+        sys.executable,
+        "-m",
+        "towerlab",
+        "train",
+        "mnist",
+        "--data",
+        str(data),
+        "--loader",
+        "stream",
+        "--max-steps",
+        "60",
+        "--batch-size",
+        "32",
+        "--ckpt-every-steps",
+        "3",
+        "--eval-every-steps",
+        "30",
+        "--eval-limit",
+        "256",
+        "--deterministic",
+        "--gpus",
+        "0",
+        "--procs",
+        str(procs),
+        "--out",
+        str(out),
+        "--no-report",
+    ]
 
 
 def _last(run: Path) -> int:
@@ -88,16 +134,22 @@ def test_a_stream_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, shared_
     data = shared_data / "mnist"
     subprocess.run(_cmd(tmp_path / "whole", data, procs), check=True, capture_output=True, env=env, timeout=600)
     run = tmp_path / "cut"
-    proc = subprocess.Popen(_cmd(run, data, procs), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(run, data, procs), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True
+    )
     at, deadline = random.Random().randint(6, 45), time.time() + 300
     while _last(run) < at and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)  # the training processes and their data workers
     proc.wait()
-    resumed = subprocess.run([sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
-                             capture_output=True, text=True, env=env, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert resumed.returncode == 0, f"killed after step {at}\n{resumed.stderr[-2000:]}"
     _same(tmp_path / "whole", run)
 
@@ -105,9 +157,25 @@ def test_a_stream_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, shared_
 def test_a_bad_file_mid_epoch_is_one_line_or_skipped_and_counted(tmp_path, image_folder):
     victim = sorted((image_folder / "train" / "one").glob("*"))[5]
     victim.write_bytes(hostile_pictures()["tiff_typeerror"])  # a file that raises what no reader expects
-    args = ["train", "mnist", "--data", str(image_folder), "--image-size", "12x12", "--loader", "stream",
-            "--max-steps", "8", "--batch-size", "8", "--eval-every-steps", "0", "--eval-every-epochs", "0",
-            "--no-report"]
+    args = [
+        "train",
+        "mnist",
+        "--data",
+        str(image_folder),
+        "--image-size",
+        "12x12",
+        "--loader",
+        "stream",
+        "--max-steps",
+        "8",
+        "--batch-size",
+        "8",
+        "--eval-every-steps",
+        "0",
+        "--eval-every-epochs",
+        "0",
+        "--no-report",
+    ]
     proc = run_cli(*args, "--out", str(tmp_path / "a"), check=False)
     last = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -122,8 +190,9 @@ def test_a_worker_killed_is_one_line_naming_what_it_read(tmp_path, shared_data):
     run = tmp_path / "run"
     cmd = _cmd(run, shared_data / "mnist", 1)
     cmd[cmd.index("--max-steps") + 1] = "100000"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     deadline = time.time() + 300
     while _last(run) < 6 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)

@@ -50,7 +50,10 @@ def test_ring_crossover_closes_half_a_ring_with_half_of_anothers():
         fa, fb = _ring_fragments(a, rng), _ring_fragments(b, rng)
         if fa and fb and (kid := _join(rng.choice(fa), rng.choice(fb), rng)) is not None:
             kids.add(Chem.MolToSmiles(kid))
-    assert len(kids) > 5 and not kids & {props.canonical("c1ccc2ccccc2c1CCO"), props.canonical("C1CCN(C(=O)c2ccncc2)CC1")}
+    assert len(kids) > 5 and not kids & {
+        props.canonical("c1ccc2ccccc2c1CCO"),
+        props.canonical("C1CCN(C(=O)c2ccncc2)CC1"),
+    }
     # every child is a valid single molecule that still has a ring: the halves were closed into one
     assert all((m := Chem.MolFromSmiles(k)) is not None and "." not in k and m.GetRingInfo().NumRings() for k in kids)
 
@@ -84,8 +87,20 @@ def test_generations_raise_the_objective_within_the_call_budget(zinc300, tmp_pat
 
 
 def test_killed_mid_run_it_continues_to_the_same_molecules(zinc300, tmp_path):
-    args = ["chem", "graph-ga", "--objective", "qed", "--start", str(zinc300), "--population", "30", "--offspring",
-            "60", "--generations", "10"]
+    args = [
+        "chem",
+        "graph-ga",
+        "--objective",
+        "qed",
+        "--start",
+        str(zinc300),
+        "--population",
+        "30",
+        "--offspring",
+        "60",
+        "--generations",
+        "10",
+    ]
     run_cli(*args, "--out", str(tmp_path / "whole"), fresh=True)  # fresh: another hash seed than the resumed run's
     cmd = [sys.executable, "-m", "towerlab", *args, "--out", str(tmp_path / "cut")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -135,8 +150,9 @@ def test_it_stops_when_the_population_stops_changing(zinc300, tmp_path):
     # a flat objective (every molecule scores 1): the population's scores never change, so the run stops after
     # --patience generations instead of running all 50 (GuacaMol's baseline compares the scores)
     flat = objectives.Objective("flat", on_mol=lambda m: 1.0)
-    history = graph_ga(flat, str(zinc300), tmp_path / "ga", Settings(population=5, offspring=10, generations=50,
-                                                                     patience=3, seed=0))
+    history = graph_ga(
+        flat, str(zinc300), tmp_path / "ga", Settings(population=5, offspring=10, generations=50, patience=3, seed=0)
+    )
     assert [h["generation"] for h in history] == [0, 1, 2, 3]  # the start, then three unchanged generations
 
 
@@ -187,8 +203,20 @@ def test_a_start_sigkilled_while_scoring_continues_to_the_same_run(shared_data, 
     # of up to 2,000 ZINC molecules) is continued by a second process to the files an uninterrupted run writes
     start = tmp_path / "zinc4500.smi"
     start.write_text("\n".join((shared_data / "zinc250k_jtvae" / "valid.txt").read_text().split()[:4500]) + "\n")
-    args = ["chem", "graph-ga", "--objective", "logp", "--start", str(start), "--population", "20", "--offspring",
-            "20", "--generations", "2"]
+    args = [
+        "chem",
+        "graph-ga",
+        "--objective",
+        "logp",
+        "--start",
+        str(start),
+        "--population",
+        "20",
+        "--offspring",
+        "20",
+        "--generations",
+        "2",
+    ]
     cmd = [sys.executable, "-m", "towerlab", *args, "--out", str(tmp_path / "cut")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     journal, deadline = tmp_path / "cut" / "scored.jsonl", time.time() + 120
@@ -228,7 +256,7 @@ def test_a_run_begun_before_the_journal_continues(zinc300, tmp_path):
     graph_ga(objectives.get("qed"), str(zinc300), tmp_path / "old", Settings(**{**asdict(s), "generations": 2}))
     state = json.loads((tmp_path / "old" / "state.json").read_text())
     journal = tmp_path / "old" / "scored.jsonl"
-    state["seen"] = dict(json.loads(line) for line in journal.read_text().splitlines()[:state.pop("scored")])
+    state["seen"] = dict(json.loads(line) for line in journal.read_text().splitlines()[: state.pop("scored")])
     history = tmp_path / "old" / "history.jsonl"
     state["history"] = [json.loads(line) for line in history.read_text().splitlines()]
     assert len(state["history"]) == state["generation"] + 1 == 3  # the start is generation 0
@@ -256,11 +284,31 @@ def test_a_journal_planted_as_a_link_is_refused_not_cut(tmp_path):
 def test_a_second_process_in_a_searched_folder_is_refused(zinc300, tmp_path):
     from towerlab.files import holder
 
-    args = ["chem", "graph-ga", "--objective", "qed", "--start", str(zinc300), "--population", "10", "--offspring",
-            "10", "--generations", "100000", "--patience", "0", "--out", str(tmp_path / "ga")]
+    args = [
+        "chem",
+        "graph-ga",
+        "--objective",
+        "qed",
+        "--start",
+        str(zinc300),
+        "--population",
+        "10",
+        "--offspring",
+        "10",
+        "--generations",
+        "100000",
+        "--patience",
+        "0",
+        "--out",
+        str(tmp_path / "ga"),
+    ]
     # --patience 0: the first must still be searching when the second comes (it would stop on a stalled population)
-    first = subprocess.Popen([sys.executable, "-m", "towerlab", *args], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "towerlab", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 60
         while holder(tmp_path / "ga") != first.pid and time.time() < deadline:
@@ -289,10 +337,12 @@ def test_the_graph_ga_command_runs_without_torch(tmp_path):
     written, in a fresh interpreter that never imports it."""
     start = tmp_path / "start.smi"
     start.write_text("\n".join(REAL_SMILES) + "\n")
-    code = ("import sys; from towerlab.cli import main; "
-            f"rc = main(['chem', 'graph-ga', '--objective', 'qed', '--start', {str(start)!r}, '--max-calls', '60', "
-            f"'--out', {str(tmp_path / 'ga')!r}]); "
-            "assert rc == 0 and 'torch' not in sys.modules, ('torch was imported', rc)")
+    code = (
+        "import sys; from towerlab.cli import main; "
+        f"rc = main(['chem', 'graph-ga', '--objective', 'qed', '--start', {str(start)!r}, '--max-calls', '60', "
+        f"'--out', {str(tmp_path / 'ga')!r}]); "
+        "assert rc == 0 and 'torch' not in sys.modules, ('torch was imported', rc)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "ga" / "best.csv").is_file()
@@ -300,8 +350,18 @@ def test_the_graph_ga_command_runs_without_torch(tmp_path):
 
 def test_a_start_that_uses_the_whole_budget_still_names_its_best(zinc300, tmp_path):
     """Issue 43: it printed best: null and wrote a progress.csv with a header only; generation 0 is the start."""
-    proc = run_cli("chem", "graph-ga", "--objective", "qed", "--start", str(zinc300), "--max-calls", "50",
-                   "--out", str(tmp_path / "ga"))
+    proc = run_cli(
+        "chem",
+        "graph-ga",
+        "--objective",
+        "qed",
+        "--start",
+        str(zinc300),
+        "--max-calls",
+        "50",
+        "--out",
+        str(tmp_path / "ga"),
+    )
     best = float(next(csv.DictReader(open(tmp_path / "ga" / "best.csv")))["score"])
     assert '"best": null' not in proc.stdout and f'"best": {best}' in proc.stdout.replace("\n", " ")
     rows = list(csv.DictReader(open(tmp_path / "ga" / "progress.csv")))

@@ -9,8 +9,15 @@ from helpers import run_cli, zinc_file
 
 from towerlab import config
 
-SMALL = {"max_len": 80, "latent": 16, "gru_hidden": 64, "batch_size": 16, "properties": "qed", "max_steps": 20,
-         "eval_every_steps": 20}
+SMALL = {
+    "max_len": 80,
+    "latent": 16,
+    "gru_hidden": 64,
+    "batch_size": 16,
+    "properties": "qed",
+    "max_steps": 20,
+    "eval_every_steps": 20,
+}
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +32,14 @@ def vae_run(shared_data, tmp_path_factory):
 
 
 def _json(out: str) -> dict:
-    return json.loads(out[out.index("{\n"):out.rindex("}") + 1])
+    return json.loads(out[out.index("{\n") : out.rindex("}") + 1])
 
 
 def test_the_training_file_is_found_from_any_folder_and_a_missing_one_is_an_error(vae_run, tmp_path):
     assert config.load_yaml(vae_run / "config.yaml")["data"] == str(vae_run.parent / "data" / "zinc.txt")  # absolute
-    report = _json(run_cli("chem", "sample", str(vae_run), "--n", "20", "--out", str(tmp_path / "s.csv"),
-                           cwd=tmp_path).stdout)
+    report = _json(
+        run_cli("chem", "sample", str(vae_run), "--n", "20", "--out", str(tmp_path / "s.csv"), cwd=tmp_path).stdout
+    )
     assert report["training_set_size"] == 270  # 300 less the 10% held out
     moved = tmp_path / "elsewhere.txt"
     shutil.move(vae_run.parent / "data" / "zinc.txt", moved)
@@ -39,8 +47,9 @@ def test_the_training_file_is_found_from_any_folder_and_a_missing_one_is_an_erro
         proc = run_cli("chem", "sample", str(vae_run), "--n", "20", "--out", str(tmp_path / "s.csv"), check=False)
         assert proc.returncode == 2 and "training file" not in proc.stdout
         assert "is not found, and novelty is measured against it" in proc.stderr and "--train-data" in proc.stderr
-        ok = run_cli("chem", "sample", str(vae_run), "--n", "20", "--train-data", str(moved), "--out",
-                     str(tmp_path / "s.csv"))
+        ok = run_cli(
+            "chem", "sample", str(vae_run), "--n", "20", "--train-data", str(moved), "--out", str(tmp_path / "s.csv")
+        )
         assert _json(ok.stdout)["training_set_size"] == 300
     finally:
         shutil.move(moved, vae_run.parent / "data" / "zinc.txt")
@@ -63,8 +72,19 @@ def test_a_file_with_one_valid_molecule_says_so(tmp_path):
 
 
 def test_optimize_draws_seeds_from_held_out_molecules_and_reports_its_worth(vae_run, tmp_path):
-    out = run_cli("chem", "optimize", str(vae_run), "--steps", "3", "--n-seeds", "5", "--seed", "1",
-                  "--out", str(tmp_path / "o.csv")).stdout
+    out = run_cli(
+        "chem",
+        "optimize",
+        str(vae_run),
+        "--steps",
+        "3",
+        "--n-seeds",
+        "5",
+        "--seed",
+        "1",
+        "--out",
+        str(tmp_path / "o.csv"),
+    ).stdout
     report = _json(out)
     assert report["seeds"] == 5 and report["decoded"] == 15
     assert {"gain_over_prior", "mean_similarity_to_seed", "prior_best_qed"} <= set(report)

@@ -18,9 +18,23 @@ SMALL_SET = ["CCO", "CCN", "CCC", "CCCl", "c1ccccc1", "CC(=O)O", "CCOC", "CNC", 
 def _tiny_model(tmp_path):
     data = tmp_path / "mols.txt"
     data.write_text("\n".join(SMALL_SET * 20) + "\n")
-    cfg = config.build(get("smiles-lstm").Config, None, {
-        "data": str(data), "max_len": 12, "hidden": 64, "embedding": 16, "layers": 1, "dropout": 0.0,
-        "batch_size": 32, "lr": 1e-2, "max_steps": 120, "eval_every_steps": 120, "eval_samples": 0})
+    cfg = config.build(
+        get("smiles-lstm").Config,
+        None,
+        {
+            "data": str(data),
+            "max_len": 12,
+            "hidden": 64,
+            "embedding": 16,
+            "layers": 1,
+            "dropout": 0.0,
+            "batch_size": 32,
+            "lr": 1e-2,
+            "max_steps": 120,
+            "eval_every_steps": 120,
+            "eval_samples": 0,
+        },
+    )
     fit(get("smiles-lstm"), cfg, out=tmp_path / "run")
     return gen.load(tmp_path / "run")
 
@@ -46,15 +60,19 @@ def test_the_same_seed_walks_the_same_tree(tmp_path):
     m = _tiny_model(tmp_path)
     runs = []
     for _ in range(2):
-        s = Search(m, Objective("len", on_mol=lambda mol: float(mol.GetNumAtoms())), Settings(budget=40, expand=10, seed=3))
+        s = Search(
+            m, Objective("len", on_mol=lambda mol: float(mol.GetNumAtoms())), Settings(budget=40, expand=10, seed=3)
+        )
         s.run()
         runs.append(sorted(s.seen.items()))
     assert runs[0] == runs[1] and len(runs[0]) > 3
 
 
 def test_the_command_writes_its_outputs_and_counts(lstm_run, tmp_path):
-    out = run_cli("chem", "mcts", str(lstm_run), "--objective", "qed", "--budget", "40", "--out", str(tmp_path / "m")).stdout
-    report = json.loads(out[out.index("{\n"):out.rindex("}") + 1])
+    out = run_cli(
+        "chem", "mcts", str(lstm_run), "--objective", "qed", "--budget", "40", "--out", str(tmp_path / "m")
+    ).stdout
+    report = json.loads(out[out.index("{\n") : out.rindex("}") + 1])
     assert report["molecules"] >= 40 and report["objective"] == "qed" and 0 < report["best"] <= 1
     rows = list(csv.DictReader(open(tmp_path / "m" / "best.csv")))
     assert rows and all(0 <= float(r["score"]) <= 1 for r in rows)
@@ -71,15 +89,16 @@ def test_children_are_kept_only_when_their_rollout_is_a_molecule_and_the_budget_
             self.valid_completions += [tuple(t) for t, (ok, _) in zip(token_lists, out) if ok]
             return out
 
-    s = Recording(m, Objective("len", on_mol=lambda mol: float(mol.GetNumAtoms())),
-                  Settings(budget=40, temperature=2.5, seed=1))  # hot sampling: many completions are not molecules
+    s = Recording(
+        m, Objective("len", on_mol=lambda mol: float(mol.GetNumAtoms())), Settings(budget=40, temperature=2.5, seed=1)
+    )  # hot sampling: many completions are not molecules
     history = s.run()
     assert history[-1]["completions"] > history[-1]["molecules"] >= 40
     assert history[-1]["molecules"] == len(s.valid_completions)
     stack, checked = list(s.root.children), 0
     while stack:
         node = stack.pop()
-        assert any(c[:len(node.prefix)] == node.prefix for c in s.valid_completions), node.prefix
+        assert any(c[: len(node.prefix)] == node.prefix for c in s.valid_completions), node.prefix
         stack += node.children
         checked += 1
     assert checked > 5

@@ -26,9 +26,9 @@ def test_each_loss_trains_only_its_player(smiles_csv):
     disc = list(net.discriminator.parameters())
     coders = [p for n, p in net.named_parameters() if not n.startswith("discriminator")]
     d_grads = torch.autograd.grad(parts["discriminator"], disc + coders, allow_unused=True)
-    assert all(g is not None for g in d_grads[:len(disc)]) and all(g is None for g in d_grads[len(disc):])
+    assert all(g is not None for g in d_grads[: len(disc)]) and all(g is None for g in d_grads[len(disc) :])
     g_grads = torch.autograd.grad(parts["generator"], disc + [net.code.weight], allow_unused=True)
-    assert all(g is None for g in g_grads[:len(disc)]) and g_grads[-1] is not None  # the encoder fools, D holds still
+    assert all(g is None for g in g_grads[: len(disc)]) and g_grads[-1] is not None  # the encoder fools, D holds still
     total, logs = chemaae.loss(net, (tokens,), Step(0, 1, 0.0))
     assert set(logs) == {"recon", "discriminator", "generator"} and torch.isfinite(total)
 
@@ -56,14 +56,17 @@ def test_discriminator_separates_codes_from_the_prior_early(shared_data, tmp_pat
     data = zinc_file(shared_data, tmp_path, 300)
     # the generator's pull switched off: what is measured is the discriminator learning to tell the codes (not yet
     # pulled onto the prior) from N(0, I); with it on, the two players trade the lead from step to step
-    cfg = config.build(chemaae.Config, None, {"data": str(data), **SMALL, "max_steps": 40, "lr": 1e-3,
-                                              "eval_every_steps": 40, "adversarial_weight": 0.0})
+    cfg = config.build(
+        chemaae.Config,
+        None,
+        {"data": str(data), **SMALL, "max_steps": 40, "lr": 1e-3, "eval_every_steps": 40, "adversarial_weight": 0.0},
+    )
     m = fit(get("chemaae"), cfg, out=tmp_path / "run")
     assert m["discriminator_accuracy"] > 0.85, m
     out = run_cli("chem", "sample", str(tmp_path / "run"), "--n", "32", "--out", str(tmp_path / "s.csv")).stdout
-    assert json.loads(out[:out.rindex("}") + 1])["generated"] == 32
+    assert json.loads(out[: out.rindex("}") + 1])["generated"] == 32
     enc = run_cli("chem", "encode", str(tmp_path / "run"), str(data), "--out", str(tmp_path / "z.csv")).stdout
-    assert json.loads(enc[:enc.rindex("}") + 1])["molecules"] > 250
+    assert json.loads(enc[: enc.rindex("}") + 1])["molecules"] > 250
     dec = run_cli("chem", "decode", str(tmp_path / "run"), str(tmp_path / "z.csv"), "--out", str(tmp_path / "d.csv"))
     assert "decoded SMILES are valid molecules" in dec.stdout
     proc = run_cli("chem", "optimize", str(tmp_path / "run"), check=False)
@@ -76,7 +79,22 @@ def test_two_processes_train_one_model(shared_data, tmp_path, scheme):
     player's gradients out): the replicas stay equal."""
     data = zinc_file(shared_data, tmp_path, 200)
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]
-    run_cli("train", "chemaae", "--data", str(data), *flags, "--max-steps", "6", "--eval-every-steps", "6",
-            "--scheme", scheme, "--procs", "2", "--out", str(tmp_path / "run"))
+    run_cli(
+        "train",
+        "chemaae",
+        "--data",
+        str(data),
+        *flags,
+        "--max-steps",
+        "6",
+        "--eval-every-steps",
+        "6",
+        "--scheme",
+        scheme,
+        "--procs",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
+    )
     final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
     assert final["replica_max_abs_diff"] == 0 and final["step"] == 6

@@ -14,8 +14,15 @@ from towerlab.engine import fit
 from towerlab.recipes import chemvae, get
 from towerlab.recipes.contract import Step
 
-SMALL = {"max_len": 64, "latent": 16, "batch_size": 8, "gru_hidden": 32, "properties": "NR-AR,SR-p53,qed",
-         "kl_warmup_steps": 4, "log_every": 2}
+SMALL = {
+    "max_len": 64,
+    "latent": 16,
+    "batch_size": 8,
+    "gru_hidden": 32,
+    "properties": "NR-AR,SR-p53,qed",
+    "kl_warmup_steps": 4,
+    "log_every": 2,
+}
 
 
 def _cfg(data, **kw):
@@ -42,8 +49,9 @@ def test_forward_backward(smiles_csv, encoder, decoder, capsys):
 
 def test_kl_matches_the_closed_form():
     mu, sigma = torch.randn(5, 7), torch.rand(5, 7) + 0.1
-    ref = torch.distributions.kl_divergence(torch.distributions.Normal(mu, sigma),
-                                            torch.distributions.Normal(0.0, 1.0)).sum(-1)
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu, sigma), torch.distributions.Normal(0.0, 1.0)
+    ).sum(-1)
     assert torch.allclose(chemvae.kl_divergence(mu, sigma), ref, atol=1e-5)
 
 
@@ -65,11 +73,29 @@ def test_the_autoencoder_memorises_a_few_real_molecules(shared_data, tmp_path):
     smiles = sorted((shared_data / "zinc250k_jtvae" / "test.txt").read_text().split(), key=len)[:32]
     data = tmp_path / "few.txt"
     data.write_text("\n".join(smiles) + "\n")
-    m = fit(get("chemvae"), config.build(chemvae.Config, None, {
-        "data": str(data), "val_data": str(data), "max_len": 32, "latent": 32, "gru_hidden": 128, "batch_size": 32,
-        "encoder": "conv1d", "lr": 3e-3, "beta": 0.0, "properties": "", "max_steps": 300, "eval_every_steps": 300,
-        "log_every": 100}),
-        out=tmp_path / "run")
+    m = fit(
+        get("chemvae"),
+        config.build(
+            chemvae.Config,
+            None,
+            {
+                "data": str(data),
+                "val_data": str(data),
+                "max_len": 32,
+                "latent": 32,
+                "gru_hidden": 128,
+                "batch_size": 32,
+                "encoder": "conv1d",
+                "lr": 3e-3,
+                "beta": 0.0,
+                "properties": "",
+                "max_steps": 300,
+                "eval_every_steps": 300,
+                "log_every": 100,
+            },
+        ),
+        out=tmp_path / "run",
+    )
     assert m["recon_token_accuracy"] > 0.9, m
 
 
@@ -93,23 +119,37 @@ def test_short_real_run_lowers_the_loss_and_the_chem_commands_work(shared_data, 
     data = tmp_path / "zinc.txt"
     data.write_text("\n".join((shared_data / "zinc250k_jtvae" / "test.txt").read_text().split()[:600]) + "\n")
     run = tmp_path / "run"
-    m = fit(get("chemvae"), _cfg(data, properties="qed,logp", batch_size=32, max_steps=30, lr=3e-3,
-                                 eval_every_steps=15, max_len=80), out=run)
+    m = fit(
+        get("chemvae"),
+        _cfg(data, properties="qed,logp", batch_size=32, max_steps=30, lr=3e-3, eval_every_steps=15, max_len=80),
+        out=run,
+    )
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     recon = [r["val/recon_loss"] for r in rows if "val/recon_loss" in r]
     assert all(f"train/{k}" in rows[0] for k in ("loss", "recon", "kl", "property"))  # the loss's own terms, logged
     assert recon[-1] < recon[0] and 0 <= m["recon_token_accuracy"] <= 1 and math.isfinite(m["qed/r2"])
     assert (run / "vocab.json").is_file()
     out = run_cli("chem", "sample", str(run), "--n", "40", "--out", str(tmp_path / "s.csv")).stdout
-    metrics = json.loads(out[:out.rindex("}") + 1])
+    metrics = json.loads(out[: out.rindex("}") + 1])
     assert 0 <= metrics["validity"] <= 1 and metrics["generated"] == 40
     assert len(list(csv.DictReader(open(tmp_path / "s.csv")))) == 40
     enc = run_cli("chem", "encode", str(run), str(data), "--out", str(tmp_path / "z.csv")).stdout
-    assert 0 <= json.loads(enc[:enc.rindex("}") + 1])["same_molecule"] <= 1
+    assert 0 <= json.loads(enc[: enc.rindex("}") + 1])["same_molecule"] <= 1
     dec = run_cli("chem", "decode", str(run), str(tmp_path / "z.csv"), "--out", str(tmp_path / "d.csv")).stdout
     assert "decoded SMILES are valid molecules" in dec
-    opt = run_cli("chem", "optimize", str(run), "--property", "qed", "--steps", "5", "--n-seeds", "5",
-                  "--out", str(tmp_path / "o.csv")).stdout
+    opt = run_cli(
+        "chem",
+        "optimize",
+        str(run),
+        "--property",
+        "qed",
+        "--steps",
+        "5",
+        "--n-seeds",
+        "5",
+        "--out",
+        str(tmp_path / "o.csv"),
+    ).stdout
     assert "improve qed over their seed" in opt and (tmp_path / "o.csv").is_file()
     proc = run_cli("predict", str(run), str(tmp_path / "s.csv"), check=False)
     assert proc.returncode == 2 and "needs a recipe that can classify whole images; chemvae cannot" in proc.stderr
@@ -119,8 +159,20 @@ def test_selfies_runs_write_only_valid_molecules(shared_data, tmp_path):
     data = tmp_path / "zinc.txt"
     data.write_text("\n".join((shared_data / "zinc250k_jtvae" / "test.txt").read_text().split()[:300]) + "\n")
     run = tmp_path / "run"
-    fit(get("chemvae"), _cfg(data, representation="selfies", properties="qed", batch_size=32, max_steps=20,
-                             lr=3e-3, eval_every_steps=20, max_len=80), out=run)
+    fit(
+        get("chemvae"),
+        _cfg(
+            data,
+            representation="selfies",
+            properties="qed",
+            batch_size=32,
+            max_steps=20,
+            lr=3e-3,
+            eval_every_steps=20,
+            max_len=80,
+        ),
+        out=run,
+    )
     assert json.loads((run / "vocab.json").read_text())["representation"] == "selfies"
     run_cli("chem", "sample", str(run), "--n", "64", "--sample-tokens", "--out", str(tmp_path / "s.csv"))
     rows = [r for r in csv.DictReader(open(tmp_path / "s.csv")) if r["smiles"]]

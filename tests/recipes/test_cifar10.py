@@ -17,7 +17,7 @@ def test_lrn_matches_tf_nn_lrn_formula():
     out = cifar10._lrn()(x)
     # tf.nn.lrn: x / (bias + alpha * sum_{c-4..c+4} x^2) ** beta, bias 1, alpha 0.001/9, beta 0.75
     sq = torch.nn.functional.pad(x.pow(2), (0, 0, 0, 0, 4, 4))
-    window = torch.stack([sq[:, c:c + 9].sum(1) for c in range(64)], 1)
+    window = torch.stack([sq[:, c : c + 9].sum(1) for c in range(64)], 1)
     ref = x / (1.0 + 0.001 / 9.0 * window) ** 0.75
     assert torch.allclose(out, ref, atol=1e-6)
 

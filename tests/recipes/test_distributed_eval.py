@@ -13,14 +13,26 @@ from towerlab.data import defects
 from towerlab.dist import Dist
 from towerlab.recipes import get
 
-CASES = {"chemvae": ("smiles_csv", {"max_len": 64, "latent": 8, "batch_size": 4, "properties": "NR-AR,qed"}),
-         "chemaae": ("smiles_csv", {"max_len": 64, "latent": 8, "batch_size": 4, "gru_hidden": 16}),
-         "smiles-lstm": ("smiles_csv", {"max_len": 64, "hidden": 16, "embedding": 8, "batch_size": 4, "eval_samples": 0}),
-         "fcn8s": ("camvid_dir", {"width": 0.125, "fc_channels": 16, "batch_size": 2}),
-         # the fold holding kos06 has an odd number of parts: the processes hold different counts
-         "segdec": ("kolektor_dir", {"height": 64, "width": 64, "feature_channels": 8, "batch_size": 4,
-                                     "stage": "joint", "fold": [i for i, f in enumerate(defects.folds(
-                                         [f"kos{i:02d}" for i in range(1, 7)], 3)) if "kos06" in f][0]})}
+CASES = {
+    "chemvae": ("smiles_csv", {"max_len": 64, "latent": 8, "batch_size": 4, "properties": "NR-AR,qed"}),
+    "chemaae": ("smiles_csv", {"max_len": 64, "latent": 8, "batch_size": 4, "gru_hidden": 16}),
+    "smiles-lstm": ("smiles_csv", {"max_len": 64, "hidden": 16, "embedding": 8, "batch_size": 4, "eval_samples": 0}),
+    "fcn8s": ("camvid_dir", {"width": 0.125, "fc_channels": 16, "batch_size": 2}),
+    # the fold holding kos06 has an odd number of parts: the processes hold different counts
+    "segdec": (
+        "kolektor_dir",
+        {
+            "height": 64,
+            "width": 64,
+            "feature_channels": 8,
+            "batch_size": 4,
+            "stage": "joint",
+            "fold": [i for i, f in enumerate(defects.folds([f"kos{i:02d}" for i in range(1, 7)], 3)) if "kos06" in f][
+                0
+            ],
+        },
+    ),
+}
 
 
 def _metrics(name: str, data: str, dist: Dist) -> dict:

@@ -32,7 +32,7 @@ def test_output_matches_input_size_for_odd_sizes(stride):
 def test_upsampling_starts_as_exact_bilinear_interpolation(factor):
     layer = fcn.upsample(3, factor, learn=False)
     x = torch.randn(1, 3, 6, 7)
-    up = layer(x)[..., factor // 2:factor // 2 + 6 * factor, factor // 2:factor // 2 + 7 * factor]
+    up = layer(x)[..., factor // 2 : factor // 2 + 6 * factor, factor // 2 : factor // 2 + 7 * factor]
     ref = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
     inner = slice(factor, -factor)  # away from the border, where interpolate clamps and the layer pads with 0
     assert torch.allclose(up[..., inner, inner], ref[..., inner, inner], atol=1e-5)
@@ -82,8 +82,9 @@ def test_torchvision_vgg16_weights_map_onto_every_backbone_tensor(tmp_path):
     assert torch.equal(own["fc7.weight"].flatten(1), sd["classifier.3.weight"])
     assert torch.equal(own["fc6.bias"], sd["classifier.0.bias"])
     # the torchvision layer list is reproduced index for index (only conv1_1's padding and ceil pools differ)
-    assert [type(m) for m in model.features] == [nn.Conv2d, nn.ReLU, nn.Conv2d, nn.ReLU, nn.MaxPool2d] + \
-        [type(m) for m in model.features][5:]
+    assert [type(m) for m in model.features] == [nn.Conv2d, nn.ReLU, nn.Conv2d, nn.ReLU, nn.MaxPool2d] + [
+        type(m) for m in model.features
+    ][5:]
     assert len(model.features) == 31
 
 
@@ -97,8 +98,18 @@ def test_weights_files_are_never_unpickled(tmp_path):
 
 
 def _cfg(name, data, **kw):
-    fields = {"data": str(data), "batch_size": 2, "max_steps": 4, "log_every": 1, "lr": 1e-3,
-              "optimizer": "adam", "crop_height": 24, "crop_width": 32, **SMALL, **kw}
+    fields = {
+        "data": str(data),
+        "batch_size": 2,
+        "max_steps": 4,
+        "log_every": 1,
+        "lr": 1e-3,
+        "optimizer": "adam",
+        "crop_height": 24,
+        "crop_width": 32,
+        **SMALL,
+        **kw,
+    }
     return config.build(get(name).Config, None, fields)
 
 
@@ -121,19 +132,42 @@ def test_staged_training_copies_the_coarser_net(camvid_dir, tmp_path):
 
 
 def test_short_run_on_real_camvid_lowers_the_loss(shared_data, tmp_path):
-    cfg = _cfg("fcn8s", shared_data / "camvid", batch_size=8, max_steps=24, lr=2e-3, crop_height=96, crop_width=128,
-               log_every=4, eval_every_steps=0, eval_every_epochs=0, scale_min=1.0, scale_max=1.0)
+    cfg = _cfg(
+        "fcn8s",
+        shared_data / "camvid",
+        batch_size=8,
+        max_steps=24,
+        lr=2e-3,
+        crop_height=96,
+        crop_width=128,
+        log_every=4,
+        eval_every_steps=0,
+        eval_every_epochs=0,
+        scale_min=1.0,
+        scale_max=1.0,
+    )
     m = fit(get("fcn8s"), cfg, out=tmp_path / "run")
-    losses = [r["train/loss"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
-              if "train/loss" in r]
+    losses = [
+        r["train/loss"]
+        for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+        if "train/loss" in r
+    ]
     assert sum(losses[-2:]) < sum(losses[:2]) * 0.9
     assert 0 < m["mean_iou"] <= 1 and math.isfinite(m["fw_iou"]) and m["pixel_accuracy"] > 0.3
     assert set(k for k in m if k.startswith("iou/")) <= {f"iou/{c}" for c in fcn.seg.CAMVID_CLASSES}
 
 
 def test_real_ade20k_run_reports_the_scene_parsing_score(shared_data, tmp_path):
-    cfg = _cfg("fcn32s", shared_data / "ade20k_sceneparsing", dataset="ade20k", train_split="validation",
-               val_split="validation", crop_height=64, crop_width=64, max_steps=2)
+    cfg = _cfg(
+        "fcn32s",
+        shared_data / "ade20k_sceneparsing",
+        dataset="ade20k",
+        train_split="validation",
+        val_split="validation",
+        crop_height=64,
+        crop_width=64,
+        max_steps=2,
+    )
     m = fit(get("fcn32s"), cfg, out=tmp_path / "run")
     assert m["score"] == pytest.approx((m["pixel_accuracy"] + m["mean_iou"]) / 2)
     assert "iou/other" not in m and math.isfinite(m["mean_iou"])
@@ -142,8 +176,22 @@ def test_real_ade20k_run_reports_the_scene_parsing_score(shared_data, tmp_path):
 def test_cli_predict_writes_label_and_overlay_pngs(camvid_dir, tmp_path):
     from PIL import Image
 
-    run_cli("train", "fcn16s", "--data", str(camvid_dir), "--max-steps", "2", "--batch-size", "2", "--width", "0.125",
-            "--fc-channels", "16", "--out", str(tmp_path / "run"))
+    run_cli(
+        "train",
+        "fcn16s",
+        "--data",
+        str(camvid_dir),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--width",
+        "0.125",
+        "--fc-channels",
+        "16",
+        "--out",
+        str(tmp_path / "run"),
+    )
     image = camvid_dir / "val" / "0001TP_000001.png"
     out = run_cli("predict", str(tmp_path / "run"), str(image), "--out-dir", str(tmp_path / "pred"), "--json").stdout
     result = json.loads(out.splitlines()[-1])
@@ -166,8 +214,19 @@ def test_bad_label_ends_training_with_one_line_naming_the_file(camvid_dir, tmp_p
         arr = __import__("numpy").asarray(im).copy()
     arr[0, 0] = 77
     Image.fromarray(arr).save(path)
-    proc = run_cli("train", "fcn32s", "--data", str(camvid_dir), "--max-steps", "1", "--width", "0.125",
-                   "--out", str(tmp_path / "run"), check=False)
+    proc = run_cli(
+        "train",
+        "fcn32s",
+        "--data",
+        str(camvid_dir),
+        "--max-steps",
+        "1",
+        "--width",
+        "0.125",
+        "--out",
+        str(tmp_path / "run"),
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("towerlab: error: label ")
     assert "0001TP_000003.png has value 77" in proc.stderr and "Traceback" not in proc.stderr

@@ -14,15 +14,29 @@ from towerlab.errors import ConfigError
 from towerlab.recipes import ENTRIES, REGISTRY, get, has, require, summary
 from towerlab.recipes.contract import CAPABILITIES, Recipe, Step
 
-DATA = {"mnist": "mnist_dir", "mlp": "mnist_dir", "cifar10": "cifar_bin_dir", "digits": None, "fcn32s": "camvid_dir",
-        "fcn16s": "camvid_dir", "fcn8s": "camvid_dir", "segdec": "kolektor_dir", "chemvae": "smiles_csv",
-        "chemaae": "smiles_csv", "smiles-lstm": "smiles_csv"}
+DATA = {
+    "mnist": "mnist_dir",
+    "mlp": "mnist_dir",
+    "cifar10": "cifar_bin_dir",
+    "digits": None,
+    "fcn32s": "camvid_dir",
+    "fcn16s": "camvid_dir",
+    "fcn8s": "camvid_dir",
+    "segdec": "kolektor_dir",
+    "chemvae": "smiles_csv",
+    "chemaae": "smiles_csv",
+    "smiles-lstm": "smiles_csv",
+}
 FCN_SMALL = {"width": 0.125, "fc_channels": 16, "batch_size": 4}
-SMALL = {"fcn32s": FCN_SMALL, "fcn16s": FCN_SMALL, "fcn8s": FCN_SMALL,  # fast enough for a CPU test
-         "segdec": {"height": 64, "width": 64, "feature_channels": 16, "batch_size": 4, "stage": "joint"},
-         "chemvae": {"max_len": 64, "latent": 8, "batch_size": 4, "properties": "NR-AR"},
-         "chemaae": {"max_len": 64, "latent": 8, "batch_size": 4, "gru_hidden": 32},
-         "smiles-lstm": {"max_len": 64, "hidden": 32, "embedding": 8, "eval_samples": 4}}
+SMALL = {
+    "fcn32s": FCN_SMALL,
+    "fcn16s": FCN_SMALL,
+    "fcn8s": FCN_SMALL,  # fast enough for a CPU test
+    "segdec": {"height": 64, "width": 64, "feature_channels": 16, "batch_size": 4, "stage": "joint"},
+    "chemvae": {"max_len": 64, "latent": 8, "batch_size": 4, "properties": "NR-AR"},
+    "chemaae": {"max_len": 64, "latent": 8, "batch_size": 4, "gru_hidden": 32},
+    "smiles-lstm": {"max_len": 64, "hidden": 32, "embedding": 8, "eval_samples": 4},
+}
 
 
 def _cfg(name, request):
@@ -97,8 +111,9 @@ def test_asking_a_recipe_for_a_capability_it_lacks_is_one_line(capability):
     able = [e.name for e in ENTRIES if capability in e.capabilities]
     assert able or capability in ("optimizer", "train_step"), f"no recipe has {capability}"  # hooks for your own
     for name in lacking:
-        with pytest.raises(ConfigError, match=f"needs a recipe that can .*; {name} cannot .* Recipes that can: "
-                                              f"{', '.join(able)}$"):
+        with pytest.raises(
+            ConfigError, match=f"needs a recipe that can .*; {name} cannot .* Recipes that can: {', '.join(able)}$"
+        ):
             require(name, capability, command="this")
     for name in able:
         require(name, capability, command="this")
@@ -126,8 +141,9 @@ def test_a_recipe_of_your_own_with_its_own_optimizer_and_training_step(tmp_path)
 
     steps, built = [], []
     own = types.ModuleType("own")
-    own.__dict__.update({k: getattr(digits, k) for k in ("Config", "MAIN_METRIC", "build_data", "build_model",
-                                                         "loss", "evaluate")})
+    own.__dict__.update(
+        {k: getattr(digits, k) for k in ("Config", "MAIN_METRIC", "build_data", "build_model", "loss", "evaluate")}
+    )
     own.NAME, own.CAPABILITIES = "own-digits", ("optimizer", "train_step")
 
     def build_optimizer(cfg, groups):

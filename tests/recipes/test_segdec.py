@@ -52,9 +52,11 @@ def test_seg_pos_weight_weights_only_the_defective_cells():
     pos, neg = torch.nn.functional.softplus(-logits), torch.nn.functional.softplus(logits)  # -log p, -log (1-p)
     n = cells.numel()
     assert segdec.loss(plain, (x, mask, label))[0].item() == pytest.approx(
-        float((cells * pos + (1 - cells) * neg).sum() / n), rel=1e-5)
+        float((cells * pos + (1 - cells) * neg).sum() / n), rel=1e-5
+    )
     assert segdec.loss(weighted, (x, mask, label))[0].item() == pytest.approx(
-        float((10 * cells * pos + (1 - cells) * neg).sum() / n), rel=1e-5)
+        float((10 * cells * pos + (1 - cells) * neg).sum() / n), rel=1e-5
+    )
     with pytest.raises(ConfigError, match="seg_pos_weight=0"):
         config.build(segdec.Config, None, {"seg_pos_weight": 0})
 
@@ -63,8 +65,11 @@ def test_dec_stage_leaves_the_segmentation_net_unchanged(kolektor_dir, tmp_path)
     fit(get("segdec"), _cfg(kolektor_dir, stage="seg", max_steps=3), out=tmp_path / "seg")
     before = segdec.SegDecNet(1, 16)
     before.load_state_dict(__import__("towerlab.checkpoint", fromlist=["x"]).run_weights(tmp_path / "seg"))
-    fit(get("segdec"), _cfg(kolektor_dir, stage="dec", max_steps=4, lr=0.1, init_from=str(tmp_path / "seg")),
-        out=tmp_path / "dec")
+    fit(
+        get("segdec"),
+        _cfg(kolektor_dir, stage="dec", max_steps=4, lr=0.1, init_from=str(tmp_path / "seg")),
+        out=tmp_path / "dec",
+    )
     from towerlab.checkpoint import run_weights
 
     after = run_weights(tmp_path / "dec", "last")
@@ -80,8 +85,9 @@ def test_dec_stage_needs_a_segmentation_run(kolektor_dir):
 
 def test_seg_then_dec_in_one_command(kolektor_dir, tmp_path):
     # evaluated every step at a high lr, the seg stage's best (step 1) and last (step 2) weights differ
-    m = fit_stages(get("segdec"), _cfg(kolektor_dir, epochs=1, dec_epochs=2, eval_every_steps=1, lr=0.1),
-                   out=tmp_path / "run")
+    m = fit_stages(
+        get("segdec"), _cfg(kolektor_dir, epochs=1, dec_epochs=2, eval_every_steps=1, lr=0.1), out=tmp_path / "run"
+    )
     seg_cfg = (tmp_path / "run" / "seg" / "config.yaml").read_text()
     dec_cfg = (tmp_path / "run" / "dec" / "config.yaml").read_text()
     assert "stage: seg\n" in seg_cfg and "stage: dec\n" in dec_cfg and f"init_from: {tmp_path}/run/seg" in dec_cfg
@@ -106,8 +112,16 @@ def test_balanced_loader_draws_both_classes_equally():
 
 
 def test_short_run_on_real_kolektor_gives_finite_ap(shared_data, tmp_path):
-    cfg = _cfg(shared_data / "kolektorsdd", stage="joint", height=160, width=64, max_steps=12, batch_size=8,
-               eval_every_steps=0, eval_every_epochs=0)
+    cfg = _cfg(
+        shared_data / "kolektorsdd",
+        stage="joint",
+        height=160,
+        width=64,
+        max_steps=12,
+        batch_size=8,
+        eval_every_steps=0,
+        eval_every_epochs=0,
+    )
     m = fit(get("segdec"), cfg, out=tmp_path / "run")
     assert 0 < m["ap"] <= 1 and 0 <= m["auc"] <= 1 and math.isfinite(m["dice"])
     assert m["fp@0.5"] + m["fn@0.5"] <= 51  # the evaluated fold holds about a third of the 152 parts
@@ -118,11 +132,32 @@ def test_short_run_on_real_kolektor_gives_finite_ap(shared_data, tmp_path):
 def test_cli_predict_prints_probability_and_writes_the_overlay(kolektor_dir, tmp_path):
     from PIL import Image
 
-    run_cli("train", "segdec", "--data", str(kolektor_dir), "--stage", "joint", "--max-steps", "2", "--height", "80",
-            "--width", "64", "--feature-channels", "8", "--batch-size", "2", "--out", str(tmp_path / "run"))
+    run_cli(
+        "train",
+        "segdec",
+        "--data",
+        str(kolektor_dir),
+        "--stage",
+        "joint",
+        "--max-steps",
+        "2",
+        "--height",
+        "80",
+        "--width",
+        "64",
+        "--feature-channels",
+        "8",
+        "--batch-size",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
+    )
     part = kolektor_dir / "kos01" / "Part1.jpg"
-    result = json.loads(run_cli("predict", str(tmp_path / "run"), str(part), "--json",
-                                "--out-dir", str(tmp_path / "p")).stdout.splitlines()[-1])
+    result = json.loads(
+        run_cli(
+            "predict", str(tmp_path / "run"), str(part), "--json", "--out-dir", str(tmp_path / "p")
+        ).stdout.splitlines()[-1]
+    )
     assert result["class"] in ("ok", "defect") and 0 <= result["probability"] <= 1
     with Image.open(result["overlay_png"]) as im:
         assert im.size == (32, 80) and im.mode == "RGB"
@@ -138,8 +173,11 @@ def test_cli_predict_prints_probability_and_writes_the_overlay(kolektor_dir, tmp
     for _ in range(2):  # a rerun replaces its own outputs and reads none of them
         proc = run_cli("predict", str(tmp_path / "run"), str(folder))
         assert "3 images predicted, 0 skipped" in proc.stdout, proc.stdout + proc.stderr  # the user's PNG too
-    assert (folder / "Part1_defect.png").read_bytes() == mine and sorted(p.name for p in folder.iterdir()) == \
-        ["Part1.jpg", "Part1_defect.png", "Part2.jpg"]
+    assert (folder / "Part1_defect.png").read_bytes() == mine and sorted(p.name for p in folder.iterdir()) == [
+        "Part1.jpg",
+        "Part1_defect.png",
+        "Part2.jpg",
+    ]
     assert (tmp_path / "run" / "predict-parts" / "Part2_defect.png").is_file()
     refused = run_cli("predict", str(tmp_path / "run"), str(folder), "--out-dir", str(folder / "o"), check=False)
     assert refused.returncode == 2 and "the outputs would become inputs" in refused.stderr
@@ -149,7 +187,8 @@ def test_cli_predict_prints_probability_and_writes_the_overlay(kolektor_dir, tmp
 
 
 def test_the_operating_threshold_is_the_validation_best_f1_point_and_travels_to_predict_export_and_serve(
-        kolektor_dir, tmp_path):
+    kolektor_dir, tmp_path
+):
     from towerlab import infer
     from towerlab.export import export
     from towerlab.runs import RunRecord

@@ -14,8 +14,11 @@ from towerlab.recipes.contract import Step
 
 
 def _tiny(smiles_csv):
-    cfg = config.build(smiles_lstm.Config, None, {"data": str(smiles_csv), "max_len": 64, "hidden": 16,
-                                                  "embedding": 8, "layers": 2, "batch_size": 4})
+    cfg = config.build(
+        smiles_lstm.Config,
+        None,
+        {"data": str(smiles_csv), "max_len": 64, "hidden": 16, "embedding": 8, "layers": 2, "batch_size": 4},
+    )
     data = smiles_lstm.build_data(cfg, Dist())
     return cfg, data, smiles_lstm.build_model(cfg, data)
 
@@ -39,7 +42,7 @@ def test_sampling_writes_vocabulary_tokens_only_and_nothing_after_the_end(smiles
     assert out.shape == (64, vocab.max_len) and int(out.min()) >= 0 and int(out.max()) < len(vocab)
     for row in out.tolist():
         if 0 in row:
-            assert not any(row[row.index(0):])  # once ended, only end tokens
+            assert not any(row[row.index(0) :])  # once ended, only end tokens
     again = smiles_lstm.sample(model, 64, 1.0, torch.Generator().manual_seed(0))
     assert torch.equal(out, again)  # seeded: the same molecules
     greedy = smiles_lstm.sample(model, 2, 0.0)
@@ -57,9 +60,20 @@ def test_a_short_real_run_learns_and_chem_sample_reports_and_draws(lstm_run, tmp
     assert any("train/molecules_per_s" in r for r in rows) and not any("train/images_per_s" in r for r in rows)
     reference = tmp_path / "ref.txt"
     reference.write_text("CCO\nc1ccccc1\n")
-    out = run_cli("chem", "sample", str(lstm_run), "--n", "64", "--out", str(tmp_path / "s.csv"), "--reference",
-                  str(reference), "--kl", cwd=tmp_path).stdout
-    report = json.loads(out[:out.rindex("}") + 1])
+    out = run_cli(
+        "chem",
+        "sample",
+        str(lstm_run),
+        "--n",
+        "64",
+        "--out",
+        str(tmp_path / "s.csv"),
+        "--reference",
+        str(reference),
+        "--kl",
+        cwd=tmp_path,
+    ).stdout
+    report = json.loads(out[: out.rindex("}") + 1])
     assert report["generated"] == 64 and report["training_set_size"] == 90 and report["reference_set_size"] == 2
     assert report["novelty_vs_reference"] >= report["novelty"]  # nothing it writes is ethanol or benzene
     assert "kl_score" in report

@@ -9,9 +9,12 @@ from towerlab.errors import ConfigError
 from towerlab.search.ga import GeneticSearch, grid_search
 from towerlab.search.space import Space, genome_key
 
-MLP_SPACE = {"hidden_layers": {"int": [1, 4]}, "units": {"choices": [64, 128, 256, 512, 768, 1024]},
-             "activation": {"choices": ["relu", "elu", "tanh", "sigmoid"]},
-             "optimizer": {"choices": ["rmsprop", "adam", "sgd", "adagrad", "adadelta", "adamax", "nadam"]}}
+MLP_SPACE = {
+    "hidden_layers": {"int": [1, 4]},
+    "units": {"choices": [64, 128, 256, 512, 768, 1024]},
+    "activation": {"choices": ["relu", "elu", "tanh", "sigmoid"]},
+    "optimizer": {"choices": ["rmsprop", "adam", "sgd", "adagrad", "adadelta", "adamax", "nadam"]},
+}
 OPTIMUM = {"hidden_layers": 3, "units": 512, "activation": "elu", "optimizer": "adamax"}
 
 
@@ -142,7 +145,9 @@ def test_the_ga_mirrors_each_generation_into_an_optuna_storage(tmp_path):
     best = search.run()
     again = StudyMirror(spec, "s", space, True, "accuracy", SearchFolder(tmp_path / "s"))
     for h in search.history:
-        again.record_batch(h["generation"], [p["genome"] for p in h["population"]], [p["fitness"] for p in h["population"]])
+        again.record_batch(
+            h["generation"], [p["genome"] for p in h["population"]], [p["fitness"] for p in h["population"]]
+        )
     study = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(tmp_path / "s.journal"))))
     assert len(study.trials) == 18 and sorted({t.user_attrs["generation"] for t in study.trials}) == [0, 1, 2]
     assert study.best_value == best["fitness"]
@@ -154,8 +159,11 @@ def test_the_fitness_plot_replaces_a_planted_link_instead_of_writing_through_it(
     victim = tmp_path / "victim.txt"
     victim.write_text("untouched\n")
     (tmp_path / "fitness.png").symlink_to(victim)
-    plot_generations([{"generation": 0, "best": 0.9, "mean": 0.5}, {"generation": 1, "best": 0.95, "mean": 0.7}],
-                     tmp_path / "fitness.png", "accuracy")
+    plot_generations(
+        [{"generation": 0, "best": 0.9, "mean": 0.5}, {"generation": 1, "best": 0.95, "mean": 0.7}],
+        tmp_path / "fitness.png",
+        "accuracy",
+    )
     assert victim.read_text() == "untouched\n" and not (tmp_path / "fitness.png").is_symlink()
     assert (tmp_path / "fitness.png").read_bytes().startswith(b"\x89PNG")
 
@@ -185,6 +193,12 @@ def test_a_storage_refuses_what_would_lose_or_leak_trials(tmp_path):
     with pytest.raises(ConfigError, match="cannot add the finished trials .*fix the storage and resume"):
         mirror.record_batch(0, [space.grid(2)[0]], [0.5])
     with pytest.raises(ConfigError) as refused:
-        StudyMirror("postgresql+psycopg://grader:hunter2@127.0.0.1:1/none", "y", space, True, "accuracy",
-                    SearchFolder(tmp_path / "y"))
+        StudyMirror(
+            "postgresql+psycopg://grader:hunter2@127.0.0.1:1/none",
+            "y",
+            space,
+            True,
+            "accuracy",
+            SearchFolder(tmp_path / "y"),
+        )
     assert "hunter2" not in str(refused.value) and "grader:***@127.0.0.1" in str(refused.value)

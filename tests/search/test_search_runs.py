@@ -16,10 +16,36 @@ SPACE = {"lr": {"logfloat": [1.0e-5, 0.3]}, "units": {"choices": [16, 64]}}
 
 
 def _args(space, out):
-    return ["search", "mlp", "--space", str(space), "--algo", "tpe", "--prune", "asha", "--population", "4",
-            "--storage", f"journal:{out.parent / (out.name + '.journal')}",
-            "--generations", "2", "--workers", "2", "--out", str(out), "--set", "dataset=digits", "--set", "epochs=3",
-            "--set", "eval_every_epochs=1", "--set", "ckpt_every_steps=5", "--set", "deterministic=true"]
+    return [
+        "search",
+        "mlp",
+        "--space",
+        str(space),
+        "--algo",
+        "tpe",
+        "--prune",
+        "asha",
+        "--population",
+        "4",
+        "--storage",
+        f"journal:{out.parent / (out.name + '.journal')}",
+        "--generations",
+        "2",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+        "--set",
+        "dataset=digits",
+        "--set",
+        "epochs=3",
+        "--set",
+        "eval_every_epochs=1",
+        "--set",
+        "ckpt_every_steps=5",
+        "--set",
+        "deterministic=true",
+    ]
 
 
 def _rows(out):
@@ -45,8 +71,9 @@ def test_tpe_with_pruning_survives_a_sigkill_and_ends_the_same(tmp_path):
     assert {p.name: p.stat().st_mtime for p in (whole / "trials").iterdir()} == before
 
     cut = tmp_path / "cut"
-    search = subprocess.Popen([sys.executable, "-m", "towerlab", *_args(space, cut)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    search = subprocess.Popen(
+        [sys.executable, "-m", "towerlab", *_args(space, cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 180
     while time.time() < deadline and search.poll() is None and len(list((cut / "trials").glob("*"))) <= 4:
         time.sleep(0.05)
@@ -56,8 +83,9 @@ def test_tpe_with_pruning_survives_a_sigkill_and_ends_the_same(tmp_path):
     run_cli(*_args(space, cut))
     states = [json.loads((d / "search_state.json").read_text()) for d in (whole, cut)]
     assert states[0] == states[1]
-    assert [(r["trial"], r["status"], r["accuracy"]) for r in _rows(cut)] == \
-        [(r["trial"], r["status"], r["accuracy"]) for r in rows]
+    assert [(r["trial"], r["status"], r["accuracy"]) for r in _rows(cut)] == [
+        (r["trial"], r["status"], r["accuracy"]) for r in rows
+    ]
     # the Optuna storage optuna-dashboard reads: each trial once, even after the kill, with its curve and state
     studies = [_study(tmp_path / f"{name}.journal", name) for name in ("whole", "cut")]
     assert studies[0] == studies[1] and len(studies[0]) == 8
@@ -74,6 +102,13 @@ def _study(path, name):
     from optuna.storages.journal import JournalFileBackend
 
     study = optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))
-    return sorted(((t.user_attrs["towerlab_key"], t.user_attrs["trial_folder"].split("/")[-1]), t.state.name, t.value,
-                   [t.intermediate_values[k] for k in sorted(t.intermediate_values)], t.user_attrs["generation"])
-                  for t in study.trials)
+    return sorted(
+        (
+            (t.user_attrs["towerlab_key"], t.user_attrs["trial_folder"].split("/")[-1]),
+            t.state.name,
+            t.value,
+            [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
+            t.user_attrs["generation"],
+        )
+        for t in study.trials
+    )

@@ -16,8 +16,9 @@ def test_tpe_finds_the_optimum_of_the_synthetic_space_and_beats_random():
     for sampler in ("tpe", "random"):
         hits = 0
         for seed in range(5):
-            s = OptunaSearch(Space.from_dict(MLP_SPACE), synthetic, sampler=sampler, population=8, generations=10,
-                             seed=seed)
+            s = OptunaSearch(
+                Space.from_dict(MLP_SPACE), synthetic, sampler=sampler, population=8, generations=10, seed=seed
+            )
             hits += s.run()["genome"] == OPTIMUM
         found[sampler] = hits
     assert found["tpe"] >= 3 and found["tpe"] > found["random"], found

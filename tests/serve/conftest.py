@@ -16,7 +16,11 @@ from towerlab.recipes import digits
 @pytest.fixture(scope="session")
 def model_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("serve-model") / "digits"
-    fit(digits, config.build(digits.Config, None, {"max_steps": 120, "eval_every_epochs": 0.0, "log_every": 40}), out=out)
+    fit(
+        digits,
+        config.build(digits.Config, None, {"max_steps": 120, "eval_every_epochs": 0.0, "log_every": 40}),
+        out=out,
+    )
     return out
 
 
@@ -33,9 +37,10 @@ def digit_rows() -> list[tuple[int, str]]:
 def postgres():
     bindir = pg_bin()
     if bindir is None:
-        missing("PostgreSQL server binaries not found (apt-get install postgresql); .ci/run installs them",
-                "TOWERLAB_REQUIRE_POSTGRES")
+        missing(
+            "PostgreSQL server binaries not found (apt-get install postgresql); .ci/run installs them",
+            "TOWERLAB_REQUIRE_POSTGRES",
+        )
     pg = Postgres(bindir)
     yield pg
     pg.close()
-

@@ -21,19 +21,29 @@ class Db:
         with self.engine.begin() as c:
             for t in ("measurements", "towerlab_outcome", "towerlab_state", "towerlab_gap"):
                 c.execute(text(f"DROP TABLE IF EXISTS {t}"))
-            c.execute(text("CREATE TABLE measurements (id BIGINT PRIMARY KEY, label INTEGER, vals TEXT, status VARCHAR(8))"))
+            c.execute(
+                text("CREATE TABLE measurements (id BIGINT PRIMARY KEY, label INTEGER, vals TEXT, status VARCHAR(8))")
+            )
 
     def insert(self, rows: list[tuple[int, int, str]], status: str | None = "new") -> None:
         with self.engine.begin() as c:
-            c.execute(text("INSERT INTO measurements (id, label, vals, status) VALUES (:i, :l, :v, :s)"),
-                      [{"i": i, "l": lab, "v": v, "s": status} for i, lab, v in rows])
+            c.execute(
+                text("INSERT INTO measurements (id, label, vals, status) VALUES (:i, :l, :v, :s)"),
+                [{"i": i, "l": lab, "v": v, "s": status} for i, lab, v in rows],
+            )
 
     def outcomes(self) -> list[dict]:
         with self.engine.connect() as c:
             try:
-                return [dict(r._mapping) for r in c.execute(text(
-                    "SELECT o.row_key, o.status, o.class_name, o.error, o.model_sha256, m.label "
-                    "FROM towerlab_outcome o LEFT JOIN measurements m ON m.id = o.row_key ORDER BY o.row_key"))]
+                return [
+                    dict(r._mapping)
+                    for r in c.execute(
+                        text(
+                            "SELECT o.row_key, o.status, o.class_name, o.error, o.model_sha256, m.label "
+                            "FROM towerlab_outcome o LEFT JOIN measurements m ON m.id = o.row_key ORDER BY o.row_key"
+                        )
+                    )
+                ]
             except Exception:  # the service has not created the table yet
                 return []
 
@@ -62,7 +72,10 @@ def once_grades_everything_once(db, cfg, digit_rows, model_run):
     good = [o for o in out.values() if o["status"] == "ok"]
     assert sum(o["class_name"] == str(o["label"]) for o in good) / len(good) > 0.8  # the model really grades digits
     assert {o["model_sha256"] for o in out.values()} == {
-        __import__("hashlib").sha256((next((model_run / "checkpoints").glob("step-*")) / "model.safetensors").read_bytes()).hexdigest()}
+        __import__("hashlib")
+        .sha256((next((model_run / "checkpoints").glob("step-*")) / "model.safetensors").read_bytes())
+        .hexdigest()
+    }
     assert (cfg.parent / "images" / "line1" / "1.png").is_file()
     assert run_serve(cfg, "--once").returncode == 0
     assert db.count() == 152  # a second pass grades nothing twice
@@ -102,8 +115,12 @@ def regrade_errors_once(db, cfg, digit_rows):
 def sigkill_between_scoring_and_commit(db, cfg, digit_rows, tmp_path):
     db.insert(rows(digit_rows, 1, 100))
     marker = tmp_path / "holding"
-    proc = subprocess.Popen(serve_cmd(cfg), env={**os.environ, "TOWERLAB_SERVE_HOLD_BEFORE_COMMIT": str(marker)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        serve_cmd(cfg),
+        env={**os.environ, "TOWERLAB_SERVE_HOLD_BEFORE_COMMIT": str(marker)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(marker.exists, 60, "the service to grade a batch")
     os.kill(proc.pid, signal.SIGKILL)  # graded, not yet committed
     proc.wait()
@@ -114,7 +131,9 @@ def sigkill_between_scoring_and_commit(db, cfg, digit_rows, tmp_path):
 
 def rows_inserted_while_running(db, cfg, digit_rows, expect_lines: bool = True):
     port = free_port()
-    proc = subprocess.Popen(serve_cmd(cfg, "--http", str(port)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        serve_cmd(cfg, "--http", str(port)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         for k in range(5):
             db.insert(rows(digit_rows, 1 + 40 * k, 40))
@@ -170,8 +189,9 @@ def hot_swap_under_load(db, tmp_path, url, model_run, digit_rows):
     cfg = write_config(tmp_path / "swap.yaml", url, model, batch_size=16)
     cfg.write_text(cfg.read_text() + "reload: true\nreload_check_s: 0.2\n")
     port = free_port()
-    proc = subprocess.Popen(serve_cmd(cfg, "--http", str(port)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        serve_cmd(cfg, "--http", str(port)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     stop = threading.Event()
 
     def writer():
@@ -237,8 +257,14 @@ def image_payloads(db_url: str, cfg_url: str, tmp_path, model_run) -> None:
 
     engine = create_engine(db_url)
     md = MetaData()
-    photos = Table("photos", md, Column("id", BigInteger, primary_key=True), Column("label", Integer),
-                   Column("png", LargeBinary), Column("path", Text))
+    photos = Table(
+        "photos",
+        md,
+        Column("id", BigInteger, primary_key=True),
+        Column("label", Integer),
+        Column("png", LargeBinary),
+        Column("path", Text),
+    )
     with engine.begin() as c:
         for t in ("photos", "towerlab_outcome", "towerlab_state", "towerlab_gap"):
             c.execute(text(f"DROP TABLE IF EXISTS {t}"))
@@ -256,24 +282,42 @@ def image_payloads(db_url: str, cfg_url: str, tmp_path, model_run) -> None:
     (tmp_path / "secret.png").write_bytes(rows[0]["png"])
     big = io.BytesIO()
     Image.new("L", (16, 16)).save(big, format="PNG")
-    rows += [{"id": 100, "label": 0, "png": b"\x89PNG not really", "path": "line/missing.png"},
-             {"id": 101, "label": 0, "png": big.getvalue(), "path": "../secret.png"}]
+    rows += [
+        {"id": 100, "label": 0, "png": b"\x89PNG not really", "path": "line/missing.png"},
+        {"id": 101, "label": 0, "png": big.getvalue(), "path": "../secret.png"},
+    ]
     with engine.begin() as c:
         c.execute(photos.insert(), rows)
     for kind, column in (("image", "png"), ("path", "path")):
-        cfg = write_config(tmp_path / f"{kind}.yaml", cfg_url, model_run, name=f"photos_{kind}", table="photos",
-                           payload={"kind": kind, "column": column, **({"root": str(root)} if kind == "path" else {})})
+        cfg = write_config(
+            tmp_path / f"{kind}.yaml",
+            cfg_url,
+            model_run,
+            name=f"photos_{kind}",
+            table="photos",
+            payload={"kind": kind, "column": column, **({"root": str(root)} if kind == "path" else {})},
+        )
         for _ in range(2):  # the second pass grades nothing again
             proc = run_serve(cfg, "--once")
             assert proc.returncode == 0, proc.stderr
         with engine.connect() as c:
-            out = {r.row_key: r for r in c.execute(text(
-                "SELECT o.row_key, o.status, o.class_name, o.error, p.label FROM towerlab_outcome o JOIN photos p "
-                "ON p.id = o.row_key WHERE o.source = :s ORDER BY o.row_key"), {"s": f"photos_{kind}"})}
+            out = {
+                r.row_key: r
+                for r in c.execute(
+                    text(
+                        "SELECT o.row_key, o.status, o.class_name, o.error, p.label FROM towerlab_outcome o JOIN photos p "
+                        "ON p.id = o.row_key WHERE o.source = :s ORDER BY o.row_key"
+                    ),
+                    {"s": f"photos_{kind}"},
+                )
+            }
         assert sorted(out) == [*range(1, 61), 100, 101]
         ok = [r for r in out.values() if r.status == "ok"]
         assert len(ok) == 60 and sum(r.class_name == str(r.label) for r in ok) / 60 > 0.8
         if kind == "image":
-            assert "not a PNG, JPEG, BMP, TIFF or WebP image" in out[100].error and "16x16 but the model takes 8x8" in out[101].error
+            assert (
+                "not a PNG, JPEG, BMP, TIFF or WebP image" in out[100].error
+                and "16x16 but the model takes 8x8" in out[101].error
+            )
         else:
             assert "no file 'line/missing.png'" in out[100].error and "leaves the root folder" in out[101].error

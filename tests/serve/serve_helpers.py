@@ -16,11 +16,23 @@ import yaml
 
 
 def write_config(path: Path, url: str, model: Path, **source) -> Path:
-    src = {"name": "line1", "table": "measurements", "key_column": "id",
-           "payload": {"kind": "text", "column": "vals", "height": 8, "width": 8},
-           "normalize": {"kind": "fixed", "offset": 0, "scale": 16}, "interval_s": 0.2, "batch_size": 64, **source}
-    cfg = {"database": url, "model": str(model), "image_dir": str(path.parent / "images"), "sources": [src],
-           "shutdown_timeout_s": 10}
+    src = {
+        "name": "line1",
+        "table": "measurements",
+        "key_column": "id",
+        "payload": {"kind": "text", "column": "vals", "height": 8, "width": 8},
+        "normalize": {"kind": "fixed", "offset": 0, "scale": 16},
+        "interval_s": 0.2,
+        "batch_size": 64,
+        **source,
+    }
+    cfg = {
+        "database": url,
+        "model": str(model),
+        "image_dir": str(path.parent / "images"),
+        "sources": [src],
+        "shutdown_timeout_s": 10,
+    }
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -77,8 +89,18 @@ class Postgres:
             shutil.chown(self.root, "postgres")
         pw = self.root / "pw"
         pw.write_text("postgres\n")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256",
-                  f"--pwfile={pw}", "-E", "UTF8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            f"--pwfile={pw}",
+            "-E",
+            "UTF8",
+        )
         self.start()
         self.psql("CREATE ROLE towerlab LOGIN PASSWORD 'grader-secret'")
         self.psql("CREATE DATABASE factory OWNER towerlab")
@@ -98,8 +120,22 @@ class Postgres:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def psql(self, sql: str, db: str = "postgres") -> str:
-        return self._run("psql", "-h", str(self.sock), "-p", str(self.port), "-U", "postgres", "-d", db,
-                         "-v", "ON_ERROR_STOP=1", "-At", "-c", sql)
+        return self._run(
+            "psql",
+            "-h",
+            str(self.sock),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-c",
+            sql,
+        )
 
     @property
     def url(self) -> str:
@@ -119,4 +155,3 @@ class Postgres:
 def stop_process(proc: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 30) -> int:
     proc.send_signal(sig)
     return proc.wait(timeout=timeout)
-

@@ -29,9 +29,13 @@ def test_the_board_shows_the_services_outcome_table(tmp_path, model_run, digit_r
         assert summary[0]["graded"] == 41 and summary[0]["errors"] == 1
         assert sum(summary[0]["per_minute"].values()) == 41  # graded just now: all in the last hour
         browser.goto(base)
-        row = browser.wait("document.querySelector('#outcomes tr[data-db]') && "
-                           "document.querySelector('#outcomes tr[data-db]').innerText")
-        assert "41" in row and "2.44 %" in row and browser.eval("document.querySelectorAll('#outcomes rect').length") >= 1
+        row = browser.wait(
+            "document.querySelector('#outcomes tr[data-db]') && "
+            "document.querySelector('#outcomes tr[data-db]').innerText"
+        )
+        assert (
+            "41" in row and "2.44 %" in row and browser.eval("document.querySelectorAll('#outcomes rect').length") >= 1
+        )
     finally:
         browser.close()
         server.shutdown()

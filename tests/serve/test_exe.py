@@ -37,13 +37,20 @@ def test_onnx_program_grades_rows_and_refuses_a_run_directory_in_one_line(tmp_pa
 
     _grades(EXE, export(model_run, "onnx", tmp_path / "digits.onnx")["path"], tmp_path, digit_rows)
     url = f"sqlite:///{tmp_path / 'other.db'}"
-    proc = subprocess.run([EXE, str(write_config(tmp_path / "run.yaml", url, model_run)), "--once"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [EXE, str(write_config(tmp_path / "run.yaml", url, model_run)), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and "towerlab export" in lines[0] and "ONNX Runtime only" in lines[0]
+    assert (
+        proc.returncode == 2 and len(lines) == 1 and "towerlab export" in lines[0] and "ONNX Runtime only" in lines[0]
+    )
 
 
-@pytest.mark.skipif(not EXE_TORCH, reason="set TOWERLAB_EXE_TORCH to a built dist/towerlab-serve-torch "
-                                          "(make exe-torch-test does)")
+@pytest.mark.skipif(
+    not EXE_TORCH, reason="set TOWERLAB_EXE_TORCH to a built dist/towerlab-serve-torch (make exe-torch-test does)"
+)
 def test_torch_program_grades_rows(tmp_path, model_run, digit_rows):
     _grades(EXE_TORCH, model_run, tmp_path, digit_rows)

@@ -10,8 +10,24 @@ from serve_helpers import run_serve, write_config
 
 def test_segdec_rows_get_their_heat_maps(tmp_path, shared_data):
     run = tmp_path / "segdec"
-    run_cli("train", "segdec", "--stage", "joint", "--height", "128", "--width", "64", "--max-steps", "2",
-            "--batch-size", "2", "--eval-limit", "4", "--out", str(run))
+    run_cli(
+        "train",
+        "segdec",
+        "--stage",
+        "joint",
+        "--height",
+        "128",
+        "--width",
+        "64",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--eval-limit",
+        "4",
+        "--out",
+        str(run),
+    )
     # real KolektorSDD parts, scaled to the model's 128x64 and stored as text rows
     parts = sorted((shared_data / "kolektorsdd" / "kos01").glob("Part*.jpg"))[:3]
     rows = []
@@ -21,9 +37,13 @@ def test_segdec_rows_get_their_heat_maps(tmp_path, shared_data):
     url = f"sqlite:///{tmp_path / 'factory.db'}"
     db = dbcases.Db(url)
     db.insert(rows)
-    cfg = write_config(tmp_path / "serve.yaml", url, run, payload={"kind": "text", "column": "vals", "height": 128,
-                                                                     "width": 64},
-                       normalize={"kind": "fixed", "offset": 0, "scale": 255})
+    cfg = write_config(
+        tmp_path / "serve.yaml",
+        url,
+        run,
+        payload={"kind": "text", "column": "vals", "height": 128, "width": 64},
+        normalize={"kind": "fixed", "offset": 0, "scale": 255},
+    )
     proc = run_serve(cfg, "--once")
     assert proc.returncode == 0, proc.stderr
     out = db.outcomes()

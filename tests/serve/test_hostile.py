@@ -63,15 +63,21 @@ def test_a_key_column_that_cannot_hold_integer_ids_is_refused_at_start(sqlite, t
     with db.engine.begin() as c:
         c.execute(text("DROP TABLE measurements"))
         c.execute(text(f"CREATE TABLE measurements (id {column_type}, vals TEXT)"))
-    _one_line(run_serve(write_config(tmp_path / "serve.yaml", url, model_run), timeout=60),
-              "key column measurements.id", "integer key")
+    _one_line(
+        run_serve(write_config(tmp_path / "serve.yaml", url, model_run), timeout=60),
+        "key column measurements.id",
+        "integer key",
+    )
 
 
-@pytest.mark.parametrize("change,fragment", [
-    ({"table": "no_such_table"}, "table no_such_table does not exist"),
-    ({"key_column": "ident"}, "has no column ident"),
-    ({"payload": {"kind": "text", "column": "pixels", "height": 8, "width": 8}}, "has no column pixels"),
-])
+@pytest.mark.parametrize(
+    "change,fragment",
+    [
+        ({"table": "no_such_table"}, "table no_such_table does not exist"),
+        ({"key_column": "ident"}, "has no column ident"),
+        ({"payload": {"kind": "text", "column": "pixels", "height": 8, "width": 8}}, "has no column pixels"),
+    ],
+)
 def test_a_missing_table_or_column_is_a_config_error_not_an_outage(sqlite, tmp_path, model_run, change, fragment):
     """Without --once too: the service must not sit 'retrying with backoff' on a mistake no retry can fix."""
     _, url = sqlite
@@ -84,30 +90,43 @@ def test_a_payload_of_another_shape_is_refused_at_start_naming_both(sqlite, tmp_
     one line before a row is read (issue 43); with resize: true the rows are resized and graded."""
     db, url = sqlite
     db.insert(dbcases.rows(digit_rows, 1, 3))
-    cfg = write_config(tmp_path / "serve.yaml", url, model_run,
-                       payload={"kind": "text", "column": "vals", "height": 4, "width": 16})
+    cfg = write_config(
+        tmp_path / "serve.yaml", url, model_run, payload={"kind": "text", "column": "vals", "height": 4, "width": 16}
+    )
     _one_line(run_serve(cfg, "--once", timeout=60), "payload is 4x16 values but the model takes 8x8", "resize: true")
     assert db.outcomes() == []
-    resized = write_config(tmp_path / "serve2.yaml", url, model_run, name="line2",
-                           payload={"kind": "text", "column": "vals", "height": 4, "width": 16, "resize": True})
+    resized = write_config(
+        tmp_path / "serve2.yaml",
+        url,
+        model_run,
+        name="line2",
+        payload={"kind": "text", "column": "vals", "height": 4, "width": 16, "resize": True},
+    )
     assert run_serve(resized, "--once", timeout=60).returncode == 0
     assert sum(o["status"] == "ok" for o in db.outcomes()) == 3  # asked for: resized and graded
 
 
-@pytest.mark.parametrize("declared,payload,fragment", [
-    ("TEXT", {"kind": "image", "column": "vals"}, "cannot hold a payload of kind image: it needs binary"),
-    ("BLOB", {"kind": "text", "column": "vals", "height": 8, "width": 8}, "cannot hold a payload of kind text"),
-    ("TIMESTAMP", {"kind": "blob", "column": "vals", "height": 8, "width": 8}, "kind blob"),
-])
-def test_a_column_whose_type_cannot_hold_the_payload_is_refused_at_start(sqlite, tmp_path, model_run, declared,
-                                                                        payload, fragment):
+@pytest.mark.parametrize(
+    "declared,payload,fragment",
+    [
+        ("TEXT", {"kind": "image", "column": "vals"}, "cannot hold a payload of kind image: it needs binary"),
+        ("BLOB", {"kind": "text", "column": "vals", "height": 8, "width": 8}, "cannot hold a payload of kind text"),
+        ("TIMESTAMP", {"kind": "blob", "column": "vals", "height": 8, "width": 8}, "kind blob"),
+    ],
+)
+def test_a_column_whose_type_cannot_hold_the_payload_is_refused_at_start(
+    sqlite, tmp_path, model_run, declared, payload, fragment
+):
     db, url = sqlite
     with db.engine.begin() as c:
         c.execute(text("DROP TABLE measurements"))
         c.execute(text(f"CREATE TABLE measurements (id INTEGER PRIMARY KEY, vals {declared})"))
         c.execute(text("INSERT INTO measurements (id, vals) VALUES (1, 'x'), (2, 'y')"))
-    _one_line(run_serve(write_config(tmp_path / "serve.yaml", url, model_run, payload=payload), "--once", timeout=60),
-              f"column measurements.vals is {declared}", fragment)
+    _one_line(
+        run_serve(write_config(tmp_path / "serve.yaml", url, model_run, payload=payload), "--once", timeout=60),
+        f"column measurements.vals is {declared}",
+        fragment,
+    )
     assert db.outcomes() == []
 
 
@@ -116,11 +135,19 @@ def test_a_first_batch_failing_the_same_way_stops_before_a_row_is_used_up(sqlite
     stops with one line and writes nothing; fixed, it grades every row; --accept-errors grades them as errors."""
     db, url = sqlite
     db.insert(dbcases.rows(digit_rows, 1, 10))
-    wrong = write_config(tmp_path / "wrong.yaml", url, model_run,
-                         payload={"kind": "text", "column": "vals", "delimiter": ";", "height": 8, "width": 8})
+    wrong = write_config(
+        tmp_path / "wrong.yaml",
+        url,
+        model_run,
+        payload={"kind": "text", "column": "vals", "delimiter": ";", "height": 8, "width": 8},
+    )
     for args in (("--once",), ()):  # the daemon too: it must not sit there consuming the table
-        _stops(run_serve(wrong, *args, timeout=60), "all 10 rows of its first batch failed the same way",
-                  "expected 64 values (8x8), got 1", "--accept-errors")
+        _stops(
+            run_serve(wrong, *args, timeout=60),
+            "all 10 rows of its first batch failed the same way",
+            "expected 64 values (8x8), got 1",
+            "--accept-errors",
+        )
         assert db.outcomes() == []
     right = write_config(tmp_path / "right.yaml", url, model_run)
     assert run_serve(right, "--once", timeout=60).returncode == 0
@@ -129,12 +156,21 @@ def test_a_first_batch_failing_the_same_way_stops_before_a_row_is_used_up(sqlite
     db.insert([(11, 0, "1,2"), (12, 0, "3,4")])
     assert run_serve(right, "--once", timeout=60).returncode == 0
     assert [o["status"] for o in db.outcomes()][10:] == ["error", "error"]
-    other = write_config(tmp_path / "accept.yaml", url, model_run, name="line2",
-                         payload={"kind": "text", "column": "vals", "delimiter": ";", "height": 8, "width": 8})
+    other = write_config(
+        tmp_path / "accept.yaml",
+        url,
+        model_run,
+        name="line2",
+        payload={"kind": "text", "column": "vals", "delimiter": ";", "height": 8, "width": 8},
+    )
     assert run_serve(other, "--once", "--accept-errors", timeout=60).returncode == 0
     with db.engine.connect() as c:
-        assert c.execute(text("SELECT count(*) FROM towerlab_outcome WHERE source = 'line2' AND status = 'error'"
-                              )).scalar() == 12
+        assert (
+            c.execute(
+                text("SELECT count(*) FROM towerlab_outcome WHERE source = 'line2' AND status = 'error'")
+            ).scalar()
+            == 12
+        )
 
 
 def test_a_new_outcome_table_beside_the_old_state_is_refused(sqlite, tmp_path, model_run, digit_rows):
@@ -146,8 +182,11 @@ def test_a_new_outcome_table_beside_the_old_state_is_refused(sqlite, tmp_path, m
     cfg = write_config(tmp_path / "serve.yaml", url, model_run)
     moved = yaml.safe_load(cfg.read_text()) | {"outcome_table": "grades_v2"}
     cfg.write_text(yaml.safe_dump(moved))
-    _one_line(run_serve(cfg, "--once", timeout=60), "state table towerlab_state says its rows up to id 5 are graded",
-              "outcome table grades_v2 holds no outcome of it")
+    _one_line(
+        run_serve(cfg, "--once", timeout=60),
+        "state table towerlab_state says its rows up to id 5 are graded",
+        "outcome table grades_v2 holds no outcome of it",
+    )
     own = moved | {"state_table": "grades_v2_state", "gap_table": "grades_v2_gap"}
     cfg.write_text(yaml.safe_dump(own))
     assert run_serve(cfg, "--once", timeout=60).returncode == 0
@@ -180,20 +219,40 @@ def test_no_row_stops_the_service(sqlite, tmp_path, model_run):
         (root / f"{name}.img").write_bytes(data)
     with db.engine.begin() as c:
         c.execute(text("CREATE TABLE photos (id INTEGER PRIMARY KEY, png BLOB, path TEXT)"))
-        rows = [(1, good[0], "0.png"), (2, bad["tiff_typeerror"], "tiff_typeerror.img"), (3, good[1], "1.png"),
-                (4, bad["dds"], "dds.img"), (5, bad["eps"], "eps.img"), (6, good[2], "x" * 5000),
-                (7, good[3], "loop/a.png"), (8, good[4], "4.png")]
-        c.execute(text("INSERT INTO photos (id, png, path) VALUES (:i, :b, :p)"),
-                  [{"i": i, "b": b, "p": p} for i, b, p in rows])
+        rows = [
+            (1, good[0], "0.png"),
+            (2, bad["tiff_typeerror"], "tiff_typeerror.img"),
+            (3, good[1], "1.png"),
+            (4, bad["dds"], "dds.img"),
+            (5, bad["eps"], "eps.img"),
+            (6, good[2], "x" * 5000),
+            (7, good[3], "loop/a.png"),
+            (8, good[4], "4.png"),
+        ]
+        c.execute(
+            text("INSERT INTO photos (id, png, path) VALUES (:i, :b, :p)"),
+            [{"i": i, "b": b, "p": p} for i, b, p in rows],
+        )
     for kind, column in (("image", "png"), ("path", "path")):
-        cfg = write_config(tmp_path / f"{kind}.yaml", url, model_run, name=kind, table="photos", batch_size=8,
-                           payload={"kind": kind, "column": column, **({"root": str(root)} if kind == "path" else {})})
+        cfg = write_config(
+            tmp_path / f"{kind}.yaml",
+            url,
+            model_run,
+            name=kind,
+            table="photos",
+            batch_size=8,
+            payload={"kind": kind, "column": column, **({"root": str(root)} if kind == "path" else {})},
+        )
         for _ in range(2):
             proc = run_serve(cfg, "--once", timeout=60)
             assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
         with db.engine.connect() as c:
-            out = {r.row_key: r for r in c.execute(text("SELECT row_key, status, error FROM towerlab_outcome WHERE "
-                                                        "source = :s"), {"s": kind})}
+            out = {
+                r.row_key: r
+                for r in c.execute(
+                    text("SELECT row_key, status, error FROM towerlab_outcome WHERE source = :s"), {"s": kind}
+                )
+            }
         assert sorted(out) == list(range(1, 9))
         errors = {k: o.error for k, o in out.items() if o.status == "error"}
         assert all("_io.BytesIO" not in e and len(e) < 400 for e in errors.values()), errors
@@ -207,11 +266,14 @@ def test_no_row_stops_the_service(sqlite, tmp_path, model_run):
             assert "cannot be followed" in errors[7] or "no file" in errors[7]
 
 
-@pytest.mark.parametrize("mistake,fragment", [
-    ({"key_column": "select"}, "reserved word"),
-    ({"table": "towerlab_outcome"}, "is also the outcome_table"),
-    ({"payload": {"kind": "text", "column": "vals", "delimiter": "", "height": 8, "width": 8}}, "delimiter"),
-])
+@pytest.mark.parametrize(
+    "mistake,fragment",
+    [
+        ({"key_column": "select"}, "reserved word"),
+        ({"table": "towerlab_outcome"}, "is also the outcome_table"),
+        ({"payload": {"kind": "text", "column": "vals", "delimiter": "", "height": 8, "width": 8}}, "delimiter"),
+    ],
+)
 def test_configs_that_cannot_work_are_refused_when_read(tmp_path, model_run, mistake, fragment):
     cfg = write_config(tmp_path / "serve.yaml", f"sqlite:///{tmp_path / 'f.db'}", model_run, **mistake)
     _one_line(run_serve(cfg, "--once", timeout=60), fragment)
@@ -231,7 +293,9 @@ def test_a_password_with_url_syntax_stays_the_password(tmp_path, model_run, monk
 
     monkeypatch.setenv("TL_PW", password)
     p = tmp_path / "serve.yaml"
-    cfg = yaml.safe_load(write_config(p, "postgresql+psycopg://u:${TL_PW}@db.example:5432/factory", model_run).read_text())
+    cfg = yaml.safe_load(
+        write_config(p, "postgresql+psycopg://u:${TL_PW}@db.example:5432/factory", model_run).read_text()
+    )
     url = settings.load(p).databases["default"]
     from sqlalchemy.engine import make_url
 
@@ -251,8 +315,9 @@ def pg_role(postgres):
     return secret
 
 
-def test_the_real_server_accepts_such_a_password_and_no_part_of_it_is_printed(postgres, pg_role, tmp_path,
-                                                                              model_run, digit_rows):
+def test_the_real_server_accepts_such_a_password_and_no_part_of_it_is_printed(
+    postgres, pg_role, tmp_path, model_run, digit_rows
+):
     db = dbcases.Db(postgres.resolved_url())
     db.insert(dbcases.rows(digit_rows, 1, 4))
     with db.engine.begin() as c:

@@ -22,8 +22,12 @@ def test_library_warnings_and_exceptions_are_json_lines():
     """)
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
     lines = [json.loads(line) for line in err.splitlines()]  # each line parses on its own
-    assert [e["msg"].split(":")[0] for e in lines] == ["graded", "error ignored in rollback on <psycopg.Connection>",
-                                                       lines[2]["msg"].split(":")[0], "failed"]
+    assert [e["msg"].split(":")[0] for e in lines] == [
+        "graded",
+        "error ignored in rollback on <psycopg.Connection>",
+        lines[2]["msg"].split(":")[0],
+        "failed",
+    ]
     assert lines[0]["rows"] == 3 and "logger" not in lines[0]
     assert lines[1]["logger"] == "psycopg" and lines[1]["level"] == "warning"
     assert lines[2]["logger"] == "py.warnings" and "a library's warning" in lines[2]["msg"]

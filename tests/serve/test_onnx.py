@@ -23,10 +23,13 @@ def test_onnx_grades_as_pytorch_does_without_torch(tmp_path, model_run, onnx_mod
     url = f"sqlite:///{tmp_path / 'factory.db'}"
     db, cfg = dbcases.Db(url), write_config(tmp_path / "serve.yaml", url, onnx_model)
     db.insert(dbcases.rows(digit_rows, 1, 150) + [(500, 1, "1,2,x")])
-    code = ("import sys; from towerlab.serve.__main__ import main; rc = main(sys.argv[1:]); "
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))); sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", "import json; " + code, str(cfg), "--once"], capture_output=True,
-                          text=True, timeout=120)
+    code = (
+        "import sys; from towerlab.serve.__main__ import main; rc = main(sys.argv[1:]); "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))); sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", "import json; " + code, str(cfg), "--once"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) == []  # ONNX Runtime alone did the grading
     out = {o["row_key"]: o for o in db.outcomes()}
@@ -42,11 +45,16 @@ def test_onnx_grades_as_pytorch_does_without_torch(tmp_path, model_run, onnx_mod
     torch_grades = Scorer(model_run).score(images)
     with db.engine.connect() as c:
         from sqlalchemy import text
-        onnx_rows = c.execute(text("SELECT row_key, probabilities, class_name FROM towerlab_outcome "
-                                   "WHERE status = 'ok' ORDER BY row_key")).all()
+
+        onnx_rows = c.execute(
+            text("SELECT row_key, probabilities, class_name FROM towerlab_outcome WHERE status = 'ok' ORDER BY row_key")
+        ).all()
     assert [r.class_name for r in onnx_rows] == [g["class_name"] for g in torch_grades]
-    diff = max(abs(a - b) for r, g in zip(onnx_rows, torch_grades)
-               for a, b in zip(json.loads(r.probabilities).values(), json.loads(g["probabilities"]).values()))
+    diff = max(
+        abs(a - b)
+        for r, g in zip(onnx_rows, torch_grades)
+        for a, b in zip(json.loads(r.probabilities).values(), json.loads(g["probabilities"]).values())
+    )
     assert diff < 1e-5
 
 

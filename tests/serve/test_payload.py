@@ -19,19 +19,33 @@ def test_columns_text_and_blob_give_the_same_matrix():
     assert np.array_equal(to_matrix({"v": struct.pack("<6f", *values)}, blob), expected)
 
 
-@pytest.mark.parametrize("row, payload, fragment", [
-    ({"v": "1,2,3"}, Payload(kind="text", column="v", height=2, width=2), "expected 4 values (2x2), got 3"),
-    ({"v": "1,2,x,4"}, Payload(kind="text", column="v", height=2, width=2), "'x' where a number belongs"),
-    ({"v": "1,nan,3,4"}, Payload(kind="text", column="v", height=2, width=2), "NaN or infinite"),
-    ({"v": b"\x00" * 15}, Payload(kind="blob", column="v", height=2, width=2), "expected 16 bytes"),
-    ({"a": 1, "b": "text"}, Payload(kind="columns", columns=["a", "b"], height=1, width=2), "column b: 'text'"),
-    ({"a": 1, "b": None}, Payload(kind="columns", columns=["a", "b"], height=1, width=2), "column b: None"),
-    # finite in the database, infinite in the model's float32: an error naming the value, never graded ok
-    ({"v": "1,1e39,3,4"}, Payload(kind="text", column="v", height=2, width=2), "value 1 is 1e+39, outside float32's range"),
-    ({"v": "1,2,-3.5e38,4"}, Payload(kind="text", column="v", height=2, width=2), "value 2 is -3.5e+38, outside float32"),
-    ({"a": 1, "b": __import__("decimal").Decimal("1e300")}, Payload(kind="columns", columns=["a", "b"], height=1,
-                                                                    width=2), "value 1 is 1e+300, outside float32"),
-])
+@pytest.mark.parametrize(
+    "row, payload, fragment",
+    [
+        ({"v": "1,2,3"}, Payload(kind="text", column="v", height=2, width=2), "expected 4 values (2x2), got 3"),
+        ({"v": "1,2,x,4"}, Payload(kind="text", column="v", height=2, width=2), "'x' where a number belongs"),
+        ({"v": "1,nan,3,4"}, Payload(kind="text", column="v", height=2, width=2), "NaN or infinite"),
+        ({"v": b"\x00" * 15}, Payload(kind="blob", column="v", height=2, width=2), "expected 16 bytes"),
+        ({"a": 1, "b": "text"}, Payload(kind="columns", columns=["a", "b"], height=1, width=2), "column b: 'text'"),
+        ({"a": 1, "b": None}, Payload(kind="columns", columns=["a", "b"], height=1, width=2), "column b: None"),
+        # finite in the database, infinite in the model's float32: an error naming the value, never graded ok
+        (
+            {"v": "1,1e39,3,4"},
+            Payload(kind="text", column="v", height=2, width=2),
+            "value 1 is 1e+39, outside float32's range",
+        ),
+        (
+            {"v": "1,2,-3.5e38,4"},
+            Payload(kind="text", column="v", height=2, width=2),
+            "value 2 is -3.5e+38, outside float32",
+        ),
+        (
+            {"a": 1, "b": __import__("decimal").Decimal("1e300")},
+            Payload(kind="columns", columns=["a", "b"], height=1, width=2),
+            "value 1 is 1e+300, outside float32",
+        ),
+    ],
+)
 def test_bad_rows_say_why(row, payload, fragment):
     with pytest.raises(RowError, match=re.escape(fragment)):
         to_matrix(row, payload)
@@ -57,8 +71,12 @@ def test_an_image_row_claiming_a_huge_size_is_refused_before_decoding():
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     def png(side):
-        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b""))
+            + chunk(b"IEND", b"")
+        )
 
     with pytest.raises(RowError, match="8000x8000 image"):
         to_picture({"png": png(8000)}, Payload(kind="image", column="png"), 1, None)

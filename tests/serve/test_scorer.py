@@ -11,8 +11,19 @@ from towerlab.serve.scorer import TorchScorer as Scorer
 
 
 def test_segdec_run_grades_rows(kolektor_dir, tmp_path):
-    cfg = config.build(get("segdec").Config, None, {"data": str(kolektor_dir), "stage": "joint", "height": 64,
-                                                   "width": 64, "feature_channels": 8, "batch_size": 2, "max_steps": 2})
+    cfg = config.build(
+        get("segdec").Config,
+        None,
+        {
+            "data": str(kolektor_dir),
+            "stage": "joint",
+            "height": 64,
+            "width": 64,
+            "feature_channels": 8,
+            "batch_size": 2,
+            "max_steps": 2,
+        },
+    )
     fit(get("segdec"), cfg, out=tmp_path / "run")
     scorer = Scorer(tmp_path / "run")
     rows = [np.full((1, 300, 120), 120, np.uint8), np.random.default_rng(0).integers(0, 255, (1, 300, 120), np.uint8)]
@@ -22,10 +33,15 @@ def test_segdec_run_grades_rows(kolektor_dir, tmp_path):
 
 
 def test_fcn_run_is_refused_with_one_line(camvid_dir, tmp_path):
-    cfg = config.build(get("fcn32s").Config, None, {"data": str(camvid_dir), "width": 0.125, "fc_channels": 8,
-                                                   "batch_size": 2, "max_steps": 1})
+    cfg = config.build(
+        get("fcn32s").Config,
+        None,
+        {"data": str(camvid_dir), "width": 0.125, "fc_channels": 8, "batch_size": 2, "max_steps": 1},
+    )
     fit(get("fcn32s"), cfg, out=tmp_path / "run")
-    with pytest.raises(ConfigError, match="the service .* needs a recipe that can classify whole images; fcn32s cannot"):
+    with pytest.raises(
+        ConfigError, match="the service .* needs a recipe that can classify whole images; fcn32s cannot"
+    ):
         Scorer(tmp_path / "run")
 
 

@@ -4,9 +4,18 @@ import yaml
 from towerlab.errors import ConfigError
 from towerlab.serve import settings
 
-BASE = {"database": "sqlite:///f.db", "model": "runs/x",
-        "sources": [{"name": "a", "table": "m", "key_column": "id",
-                     "payload": {"kind": "text", "column": "vals", "height": 2, "width": 2}}]}
+BASE = {
+    "database": "sqlite:///f.db",
+    "model": "runs/x",
+    "sources": [
+        {
+            "name": "a",
+            "table": "m",
+            "key_column": "id",
+            "payload": {"kind": "text", "column": "vals", "height": 2, "width": 2},
+        }
+    ],
+}
 
 
 def _load(tmp_path, data):
@@ -20,8 +29,29 @@ def test_valid_config_and_single_database_shorthand(tmp_path):
     assert s.databases == {"default": "sqlite:///f.db"} and s.sources[0].interval_s == 5.0
 
 
-@pytest.mark.parametrize("name", ["m; DROP TABLE m", "m--", "\"m\"", "a.b.c", "x" * 64, "1abc", "m m", "inj_src\n",
-                                  "m\r", " m", "m ", "m\t", "s.\nm", "m\x00", "m\u00a0", "\u0661m", "m.", ".m"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "m; DROP TABLE m",
+        "m--",
+        '"m"',
+        "a.b.c",
+        "x" * 64,
+        "1abc",
+        "m m",
+        "inj_src\n",
+        "m\r",
+        " m",
+        "m ",
+        "m\t",
+        "s.\nm",
+        "m\x00",
+        "m\u00a0",
+        "\u0661m",
+        "m.",
+        ".m",
+    ],
+)
 def test_sql_identifiers_are_validated(tmp_path, name):
     data = yaml.safe_load(yaml.safe_dump(BASE))
     data["sources"][0]["table"] = name

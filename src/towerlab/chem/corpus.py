@@ -25,8 +25,9 @@ def data_file(cfg, default_file: str) -> Path:
         return Path(cfg.data).expanduser()
     if os.environ.get("TOWERLAB_DATA"):
         return Path(os.environ["TOWERLAB_DATA"]) / default_file
-    raise DataError("no SMILES file: pass --data FILE (CSV with a SMILES column, or one SMILES per line) "
-                    "or set TOWERLAB_DATA")
+    raise DataError(
+        "no SMILES file: pass --data FILE (CSV with a SMILES column, or one SMILES per line) or set TOWERLAB_DATA"
+    )
 
 
 @dataclass
@@ -56,9 +57,12 @@ def valid_molecules(table: smiles_data.SmilesTable, names: list[str]) -> tuple[l
         examples = [s for s, ok in zip(table.smiles, valid) if not ok][:3]
         print0(f"{table.source}: {bad} invalid SMILES skipped (RDKit cannot parse them), e.g. {', '.join(examples)}")
     if not keep:
-        raise DataError(f"{table.source}: no valid SMILES (RDKit parsed none of {len(table.smiles)}); check the "
-                        f"SMILES column")
-    values = torch.tensor([[cols[n][i] for n in names] for i in keep], dtype=torch.float32).reshape(len(keep), len(names))
+        raise DataError(
+            f"{table.source}: no valid SMILES (RDKit parsed none of {len(table.smiles)}); check the SMILES column"
+        )
+    values = torch.tensor([[cols[n][i] for n in names] for i in keep], dtype=torch.float32).reshape(
+        len(keep), len(names)
+    )
     return [table.smiles[i] for i in keep], values, {table.smiles[i]: forms[i] for i in keep}
 
 
@@ -66,15 +70,25 @@ def _split(path: str, smiles: list[str], values: torch.Tensor, val_fraction: flo
     order = torch.randperm(len(smiles), generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = max(1, round(len(smiles) * val_fraction))
     if len(smiles) - n_val < 1:
-        raise DataError(f"{path} has only {len(smiles)} valid molecule{'s' * (len(smiles) != 1)}: holding out "
-                        f"{n_val} for validation leaves none to train on; give a file with more valid SMILES "
-                        f"(or a separate --val-data)")
+        raise DataError(
+            f"{path} has only {len(smiles)} valid molecule{'s' * (len(smiles) != 1)}: holding out "
+            f"{n_val} for validation leaves none to train on; give a file with more valid SMILES "
+            f"(or a separate --val-data)"
+        )
     val_idx, train_idx = order[:n_val], order[n_val:]
     return ([smiles[i] for i in train_idx], values[train_idx]), ([smiles[i] for i in val_idx], values[val_idx])
 
 
-def prepare(path: str, val_path: str, val_fraction: float, max_len: int, names: tuple[str, ...], seed: int,
-            vocab_file: str, representation: str) -> Prepared:
+def prepare(
+    path: str,
+    val_path: str,
+    val_fraction: float,
+    max_len: int,
+    names: tuple[str, ...],
+    seed: int,
+    vocab_file: str,
+    representation: str,
+) -> Prepared:
     smiles, values, canonical = valid_molecules(smiles_data.read(path), list(names))
     if val_path:
         *val, more = valid_molecules(smiles_data.read(val_path), list(names))
@@ -89,14 +103,17 @@ def prepare(path: str, val_path: str, val_fraction: float, max_len: int, names: 
         if skipped.counts:
             print0(f"{name} SMILES skipped: {skipped.report()}")
         if len(kept) == 0:
-            raise DataError(f"none of the {len(s)} valid {name} molecules can be used: {skipped.report()}; "
-                            f"raise --max-len if they are too long")
+            raise DataError(
+                f"none of the {len(s)} valid {name} molecules can be used: {skipped.report()}; "
+                f"raise --max-len if they are too long"
+            )
         splits.append((tokens, v[kept], [s[i] for i in kept]))
     (tr_tokens, tr_values, tr_smiles), (va_tokens, va_values, va_smiles) = splits
     binary = [bool(((col == 0) | (col == 1) | col.isnan()).all()) for col in tr_values.T]
     mean, std = _stats(tr_values, binary)
-    return Prepared(vocab, (tr_tokens, tr_values), (va_tokens, va_values), binary, mean, std, tr_smiles, va_smiles,
-                    canonical)
+    return Prepared(
+        vocab, (tr_tokens, tr_values), (va_tokens, va_values), binary, mean, std, tr_smiles, va_smiles, canonical
+    )
 
 
 def _stats(values: torch.Tensor, binary: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,8 +128,16 @@ def _stats(values: torch.Tensor, binary: list[bool]) -> tuple[torch.Tensor, torc
 def prepared(cfg, names: list[str], default_file: str) -> Prepared:
     """The corpus a molecule recipe's config names (data, val_data, val_fraction, max_len, seed, vocab_file,
     representation)."""
-    return prepare(str(data_file(cfg, default_file)), cfg.val_data, cfg.val_fraction, cfg.max_len, tuple(names),
-                   cfg.seed, cfg.vocab_file, cfg.representation)
+    return prepare(
+        str(data_file(cfg, default_file)),
+        cfg.val_data,
+        cfg.val_fraction,
+        cfg.max_len,
+        tuple(names),
+        cfg.seed,
+        cfg.vocab_file,
+        cfg.representation,
+    )
 
 
 def save_vocab(cfg, data, run_dir: Path) -> None:

@@ -62,8 +62,9 @@ def _fcd():
     try:
         from fcd_torch import FCD
     except ImportError:
-        raise ConfigError("the FCD needs fcd_torch: pip install 'towerlab[generate]' (its ChemNet weights come "
-                          "inside the wheel)") from None
+        raise ConfigError(
+            "the FCD needs fcd_torch: pip install 'towerlab[generate]' (its ChemNet weights come inside the wheel)"
+        ) from None
     return FCD(device="cpu", n_jobs=1)
 
 
@@ -85,7 +86,7 @@ def _fcd_stats(smiles: list[str], chunk: int = 5000) -> dict[str, np.ndarray]:
     f = _fcd()
     n, total, outer = 0, np.zeros(512), np.zeros((512, 512))
     for start in range(0, len(smiles), chunk):
-        acts = f.get_predictions(smiles[start:start + chunk]).astype(np.float64)
+        acts = f.get_predictions(smiles[start : start + chunk]).astype(np.float64)
         n, total, outer = n + len(acts), total + acts.sum(0), outer + acts.T @ acts
     mu = total / n
     return {"mu": mu, "sigma": (outer - n * np.outer(mu, mu)) / (n - 1)}  # np.cov's unbiased estimate
@@ -99,11 +100,21 @@ def fcd(generated: list[str], reference: str | Path) -> float:
     return float(_fcd().metric(fcd_reference_stats(reference), _fcd_stats(valid)))
 
 
-def report(generated: list[str], training: list[str], k: int = 10_000, reference: str | None = None,
-           fcd_reference: str | None = None, kl: bool = False, train_canonical: set[str] | None = None) -> dict:
+def report(
+    generated: list[str],
+    training: list[str],
+    k: int = 10_000,
+    reference: str | None = None,
+    fcd_reference: str | None = None,
+    kl: bool = False,
+    train_canonical: set[str] | None = None,
+) -> dict:
     """The generation metrics of `generated`, with the size of every set a figure was measured against."""
-    train = train_canonical if train_canonical is not None else \
-        canonical_set(training, "canonicalising the training set (once; cached)")
+    train = (
+        train_canonical
+        if train_canonical is not None
+        else canonical_set(training, "canonicalising the training set (once; cached)")
+    )
     out = props.generation_metrics(generated, train, k=min(k, len(generated)))
     out["training_set_size"] = len(train)
     if reference:

@@ -27,8 +27,10 @@ def columns(table: smiles_data.SmilesTable, names: list[str]) -> dict[str, list[
     """Property values per row: CSV columns as given, RDKit properties computed once and cached on disk."""
     unknown = [n for n in names if n not in table.columns and n not in props.PROPERTIES]
     if unknown:
-        raise ConfigError(f"property {unknown[0]!r} is neither a column of {table.source} "
-                          f"({', '.join(table.columns) or 'none'}) nor one RDKit computes ({', '.join(props.PROPERTIES)})")
+        raise ConfigError(
+            f"property {unknown[0]!r} is neither a column of {table.source} "
+            f"({', '.join(table.columns) or 'none'}) nor one RDKit computes ({', '.join(props.PROPERTIES)})"
+        )
     computed = [n for n in names if n not in table.columns]
     out = {n: table.columns[n] for n in names if n in table.columns}
     if computed:
@@ -36,8 +38,10 @@ def columns(table: smiles_data.SmilesTable, names: list[str]) -> dict[str, list[
         if cache.is_file():
             out.update(json.loads(cache.read_text()))
         else:
-            rows = [props.properties(s) for s in bar(table.smiles, f"computing {', '.join(computed)} (once; cached)",
-                                                      unit="mol")]
+            rows = [
+                props.properties(s)
+                for s in bar(table.smiles, f"computing {', '.join(computed)} (once; cached)", unit="mol")
+            ]
             values = {n: [r[n] if r else math.nan for r in rows] for n in computed}
             cache.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(cache, json.dumps(values))  # as canonical_forms: a planted link is replaced
@@ -58,7 +62,9 @@ def canonical_forms(table: smiles_data.SmilesTable) -> list[str]:
         forms = json.loads(gzip.decompress(cache.read_bytes()))
         if len(forms) == len(table.smiles):
             return forms
-    forms = [props.canonical(s) or "" for s in bar(table.smiles, f"checking {table.source.name} with RDKit", unit="mol")]
+    forms = [
+        props.canonical(s) or "" for s in bar(table.smiles, f"checking {table.source.name} with RDKit", unit="mol")
+    ]
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(cache, gzip.compress(json.dumps(forms).encode()))
     return forms

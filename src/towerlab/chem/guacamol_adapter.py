@@ -24,8 +24,9 @@ def guacamol():
         import guacamol.benchmark_suites
         import guacamol.distribution_learning_benchmark
     except ImportError as e:
-        raise ConfigError(f"GuacaMol is not installed ({e}); install it with `pip install --no-deps guacamol` "
-                          f"(README: Molecules)") from None
+        raise ConfigError(
+            f"GuacaMol is not installed ({e}); install it with `pip install --no-deps guacamol` (README: Molecules)"
+        ) from None
     return guacamol
 
 
@@ -43,15 +44,26 @@ def goal_directed_v2() -> dict:
 # PMO (Gao et al. 2022) names 23 tasks; 20 are GuacaMol scoring functions that run offline (drd2, gsk3b and jnk3
 # need classifier files that cannot be downloaded here). Each PMO name -> the GuacaMol v2 benchmark of that name, or
 # the GuacaMol benchmark outside v2 that PMO took (isomers C7H8N2O2, QED).
-PMO_FROM_V2 = {"albuterol_similarity": "Albuterol similarity", "amlodipine_mpo": "Amlodipine MPO",
-               "celecoxib_rediscovery": "Celecoxib rediscovery", "deco_hop": "Deco Hop",
-               "fexofenadine_mpo": "Fexofenadine MPO", "isomers_c9h10n2o2pf2cl": "C9H10N2O2PF2Cl",
-               "median1": "Median molecules 1", "median2": "Median molecules 2",
-               "mestranol_similarity": "Mestranol similarity", "osimertinib_mpo": "Osimertinib MPO",
-               "perindopril_mpo": "Perindopril MPO", "ranolazine_mpo": "Ranolazine MPO", "scaffold_hop": "Scaffold Hop",
-               "sitagliptin_mpo": "Sitagliptin MPO", "thiothixene_rediscovery": "Thiothixene rediscovery",
-               "troglitazone_rediscovery": "Troglitazone rediscovery", "valsartan_smarts": "Valsartan SMARTS",
-               "zaleplon_mpo": "Zaleplon MPO"}
+PMO_FROM_V2 = {
+    "albuterol_similarity": "Albuterol similarity",
+    "amlodipine_mpo": "Amlodipine MPO",
+    "celecoxib_rediscovery": "Celecoxib rediscovery",
+    "deco_hop": "Deco Hop",
+    "fexofenadine_mpo": "Fexofenadine MPO",
+    "isomers_c9h10n2o2pf2cl": "C9H10N2O2PF2Cl",
+    "median1": "Median molecules 1",
+    "median2": "Median molecules 2",
+    "mestranol_similarity": "Mestranol similarity",
+    "osimertinib_mpo": "Osimertinib MPO",
+    "perindopril_mpo": "Perindopril MPO",
+    "ranolazine_mpo": "Ranolazine MPO",
+    "scaffold_hop": "Scaffold Hop",
+    "sitagliptin_mpo": "Sitagliptin MPO",
+    "thiothixene_rediscovery": "Thiothixene rediscovery",
+    "troglitazone_rediscovery": "Troglitazone rediscovery",
+    "valsartan_smarts": "Valsartan SMARTS",
+    "zaleplon_mpo": "Zaleplon MPO",
+}
 
 
 @cache
@@ -72,8 +84,10 @@ def benchmark(name: str):
     pmo = pmo_offline()
     if name in pmo:
         return pmo[name]
-    raise ConfigError(f"GuacaMol has no goal-directed v2 benchmark {name!r}; choose one of: "
-                      f"{', '.join(b.name for b in table.values())} (or a PMO task name: {', '.join(pmo)})")
+    raise ConfigError(
+        f"GuacaMol has no goal-directed v2 benchmark {name!r}; choose one of: "
+        f"{', '.join(b.name for b in table.values())} (or a PMO task name: {', '.join(pmo)})"
+    )
 
 
 class _Replay:
@@ -83,7 +97,7 @@ class _Replay:
         self.smiles, self.at = smiles, 0
 
     def generate(self, number_samples: int) -> list[str]:
-        out = self.smiles[self.at:self.at + number_samples]
+        out = self.smiles[self.at : self.at + number_samples]
         self.at += number_samples
         return out
 
@@ -96,8 +110,9 @@ def kl_score(generated: list[str], training: list[str]) -> float:
 
     g = guacamol()
     n = len({s for s in generated if s})
-    bench = g.distribution_learning_benchmark.KLDivBenchmark(number_samples=min(n, len(training)),
-                                                             training_set=training)
+    bench = g.distribution_learning_benchmark.KLDivBenchmark(
+        number_samples=min(n, len(training)), training_set=training
+    )
     try:
         return float(bench.assess_model(_Replay(generated)).score)
     except (numpy.linalg.LinAlgError, ValueError):  # a descriptor without spread: no density to compare with

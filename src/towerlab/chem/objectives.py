@@ -43,8 +43,11 @@ def penalized_logp(m) -> float:
 
 # mean and sd of logP, SA score and the long-ring penalty over ZINC 250k (250k_rndm_zinc_drugs_clean), the constants
 # JT-VAE and ChemTS standardise penalized logP with
-ZINC_STATS = {"logp": (2.4570953396190123, 1.434324401111988), "sa": (3.0525811293166134, 0.8335207024513095),
-              "ring": (0.0485696876403053, 0.2860212110245455)}
+ZINC_STATS = {
+    "logp": (2.4570953396190123, 1.434324401111988),
+    "sa": (3.0525811293166134, 0.8335207024513095),
+    "ring": (0.0485696876403053, 0.2860212110245455),
+}
 
 
 def penalized_logp_z(m) -> float:
@@ -68,9 +71,11 @@ def _user(spec: str) -> Callable:
     try:
         fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
-        raise ConfigError(f"objective {spec!r}: cannot load {name} from {module} ({e}); write package.module:function "
-                          f"(on PYTHONPATH) or one of qed, plogp, plogp-z, logp, similarity:SMILES, "
-                          f"guacamol:NAME") from None
+        raise ConfigError(
+            f"objective {spec!r}: cannot load {name} from {module} ({e}); write package.module:function "
+            f"(on PYTHONPATH) or one of qed, plogp, plogp-z, logp, similarity:SMILES, "
+            f"guacamol:NAME"
+        ) from None
     if not callable(fn):
         raise ConfigError(f"objective {spec!r} is not a function")
     return lambda m: fn(props.Chem.MolToSmiles(m))
@@ -115,12 +120,13 @@ class Objective:
             atexit.register(self._pool.terminate)  # before the interpreter tears down what the pool needs
         size = -(-len(smiles) // (4 * self.workers))  # a few chunks per process: uneven molecules even out
         out: list[float | None] = []
-        for values, invalid, failed, errors in self._pool.map(_score_in_worker, [smiles[i:i + size] for i in
-                                                                                range(0, len(smiles), size)]):
+        for values, invalid, failed, errors in self._pool.map(
+            _score_in_worker, [smiles[i : i + size] for i in range(0, len(smiles), size)]
+        ):
             out += values
             self.invalid += invalid
             self.failed += failed
-            self.errors += errors[:max(0, 3 - len(self.errors))]
+            self.errors += errors[: max(0, 3 - len(self.errors))]
         self.calls += len(smiles)
         return out
 
@@ -181,15 +187,24 @@ class Objective:
         return out
 
     def counts(self) -> dict:
-        return {"objective": self.name, "scored": self.calls, "invalid": self.invalid, "failed": self.failed,
-                **({"failed_examples": self.errors} if self.errors else {})}
+        return {
+            "objective": self.name,
+            "scored": self.calls,
+            "invalid": self.invalid,
+            "failed": self.failed,
+            **({"failed_examples": self.errors} if self.errors else {}),
+        }
 
     def state(self) -> dict:
         return {"calls": self.calls, "invalid": self.invalid, "failed": self.failed, "errors": self.errors}
 
     def restore(self, state: dict) -> None:
-        self.calls, self.invalid, self.failed, self.errors = (state["calls"], state["invalid"], state["failed"],
-                                                               list(state["errors"]))
+        self.calls, self.invalid, self.failed, self.errors = (
+            state["calls"],
+            state["invalid"],
+            state["failed"],
+            list(state["errors"]),
+        )
 
 
 def get(spec: str) -> Objective:
@@ -212,5 +227,7 @@ def get(spec: str) -> Objective:
         return Objective(spec, on_smiles=benchmark(arg).objective.score_list)
     if sep and arg:
         return Objective(spec, on_mol=_user(spec))
-    raise ConfigError(f"unknown objective {spec!r}; use qed, plogp, plogp-z, logp, similarity:SMILES, "
-                      f"guacamol:NAME or package.module:function")
+    raise ConfigError(
+        f"unknown objective {spec!r}; use qed, plogp, plogp-z, logp, similarity:SMILES, "
+        f"guacamol:NAME or package.module:function"
+    )

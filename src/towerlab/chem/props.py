@@ -88,7 +88,10 @@ def generation_metrics(generated: list[str], training: set[str], k: int = 10_000
     valid = [c for c in map(canonical, generated) if c]
     first = valid[:k]
     unique = set(valid)
-    return {"validity": len(valid) / max(len(generated), 1),
-            f"unique@{k}": len(set(first)) / max(len(first), 1),
-            "novelty": len(unique - training) / max(len(unique), 1),
-            "valid": len(valid), "generated": len(generated)}
+    return {
+        "validity": len(valid) / max(len(generated), 1),
+        f"unique@{k}": len(set(first)) / max(len(first), 1),
+        "novelty": len(unique - training) / max(len(unique), 1),
+        "valid": len(valid),
+        "generated": len(generated),
+    }

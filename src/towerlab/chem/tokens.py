@@ -23,7 +23,9 @@ from towerlab.progress import bar
 from towerlab.errors import DataError
 
 # bracket atoms, two-letter organic-subset atoms, aromatic atoms, bonds, branches, ring closures (Schwaller et al.)
-PATTERN = re.compile(r"(\[[^\]]+\]|Br|Cl|N|O|S|P|F|I|B|C|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|/|:|~|@|\?|>|\*|\$|%[0-9]{2}|[0-9])")
+PATTERN = re.compile(
+    r"(\[[^\]]+\]|Br|Cl|N|O|S|P|F|I|B|C|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|/|:|~|@|\?|>|\*|\$|%[0-9]{2}|[0-9])"
+)
 END = "<end>"
 
 
@@ -56,6 +58,7 @@ def detokenize(tokens: list[str], representation: str = "smiles") -> str:
 @dataclass
 class Skipped:
     """What could not be encoded, with a few examples for the report."""
+
     counts: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
@@ -84,8 +87,9 @@ class Vocab:
     @classmethod
     def build(cls, smiles: list[str], max_len: int, representation: str = "smiles") -> "Vocab":
         """Every token of every molecule that fits in max_len, most frequent first (ties alphabetical)."""
-        counts = Counter(t for s in smiles if (toks := tokenize(s, representation)) and len(toks) <= max_len
-                         for t in toks)
+        counts = Counter(
+            t for s in smiles if (toks := tokenize(s, representation)) and len(toks) <= max_len for t in toks
+        )
         return cls([END, *sorted(counts, key=lambda t: (-counts[t], t))], max_len, representation)
 
     def encode(self, smiles: list[str], skipped: Skipped | None = None) -> tuple[torch.Tensor, list[int]]:
@@ -121,8 +125,11 @@ class Vocab:
         return out
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"max_len": self.max_len, "representation": self.representation,
-                                    "tokens": self.tokens}, indent=1))
+        path.write_text(
+            json.dumps(
+                {"max_len": self.max_len, "representation": self.representation, "tokens": self.tokens}, indent=1
+            )
+        )
 
     @classmethod
     def load(cls, path: Path) -> "Vocab":

@@ -29,13 +29,29 @@ from towerlab.errors import EXIT_PREEMPTED, Preempted, TowerlabError, missing_ex
 __all__ = ["cmd_train", "main", "parse_gpus"]
 
 # in the order `towerlab --help` lists them
-COMMANDS = (use.add_recipes, train.add, use.add_eval, use.add_predict, use.add_report, use.add_board, use.add_export,
-            use.add_data, chem.add, group.add_jobs, group.add_ensemble, group.add_search, serve.add)
+COMMANDS = (
+    use.add_recipes,
+    train.add,
+    use.add_eval,
+    use.add_predict,
+    use.add_report,
+    use.add_board,
+    use.add_export,
+    use.add_data,
+    chem.add,
+    group.add_jobs,
+    group.add_ensemble,
+    group.add_search,
+    serve.add,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = Parser(prog="towerlab", description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(
+        prog="towerlab",
+        description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"towerlab {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     for add in COMMANDS:

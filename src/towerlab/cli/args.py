@@ -23,6 +23,7 @@ class Parser(argparse.ArgumentParser):
 # -- argument types: a bad value is one line naming it ---------------------------------------------------------------
 def count(minimum: int):
     """An argparse type: an integer >= minimum, refused in one line otherwise."""
+
     def parse(text: str) -> int:
         try:
             n = int(text)
@@ -31,11 +32,13 @@ def count(minimum: int):
         if n < minimum:
             raise argparse.ArgumentTypeError(f"{n} is too small; give {minimum} or more")
         return n
+
     return parse
 
 
 def at_least(minimum: float, strict: bool = False):
     """An argparse type: a finite number >= minimum (> minimum when strict)."""
+
     def parse(text: str) -> float:
         try:
             x = float(text)
@@ -44,6 +47,7 @@ def at_least(minimum: float, strict: bool = False):
         if not math.isfinite(x) or x < minimum or (strict and x == minimum):
             raise argparse.ArgumentTypeError(f"{text} must be {'>' if strict else '>='} {minimum:g}")
         return x
+
     return parse
 
 
@@ -82,22 +86,37 @@ def check_visible(value: str, gpus: list[int], pinned: bool = False) -> None:
 
     seen = torch.cuda.device_count()
     if (len(gpus) if pinned else max(gpus) + 1) > seen:
-        raise TowerlabError(f"--gpus {value} asks for GPU {', '.join(map(str, gpus))} but torch sees {seen} GPU(s) "
-                            f"here; pass --gpus 0 to use the CPU")
+        raise TowerlabError(
+            f"--gpus {value} asks for GPU {', '.join(map(str, gpus))} but torch sees {seen} GPU(s) "
+            f"here; pass --gpus 0 to use the CPU"
+        )
 
 
 def add_devices(p) -> None:
     """Where the trials of jobs, ensemble and search run."""
-    p.add_argument("--gpus", metavar="N|I,J,...", help="GPUs to run trials on: a count (the first N; 0 = none, CPU "
-                                                        "trials) or indices (0,2,3); with --executor ray, any count but 0 "
-                                                        "uses the cluster's GPUs")
+    p.add_argument(
+        "--gpus",
+        metavar="N|I,J,...",
+        help="GPUs to run trials on: a count (the first N; 0 = none, CPU "
+        "trials) or indices (0,2,3); with --executor ray, any count but 0 "
+        "uses the cluster's GPUs",
+    )
     p.add_argument("--per-gpu", type=POSITIVE, default=1, help="runs at once on each GPU")
     p.add_argument("--workers", type=POSITIVE, default=1, help="without --gpus: CPU processes at once")
-    p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="local: processes on this machine; ray: Ray tasks on a cluster (trial folders on shared storage)")
-    p.add_argument("--address", default="auto",
-                   help="with --executor ray: the cluster (auto = the one `ray start` runs here, HOST:PORT, or local)")
-    p.add_argument("--cpus-per-trial", type=POSITIVE, default=1, help="with --executor ray: CPU cores each trial asks for")
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: processes on this machine; ray: Ray tasks on a cluster (trial folders on shared storage)",
+    )
+    p.add_argument(
+        "--address",
+        default="auto",
+        help="with --executor ray: the cluster (auto = the one `ray start` runs here, HOST:PORT, or local)",
+    )
+    p.add_argument(
+        "--cpus-per-trial", type=POSITIVE, default=1, help="with --executor ray: CPU cores each trial asks for"
+    )
 
 
 def executor(args):
@@ -129,13 +148,18 @@ def overrides(items: list[str]) -> dict:
 
 
 def add_checkpoint(p, default: str) -> None:
-    p.add_argument("--checkpoint", choices=("last", "best"), default=default,
-                   help=f"which checkpoint (default: {default}; best = the best validation score)")
+    p.add_argument(
+        "--checkpoint",
+        choices=("last", "best"),
+        default=default,
+        help=f"which checkpoint (default: {default}; best = the best validation score)",
+    )
 
 
 def add_no_report(p, what: str = "") -> None:
-    p.add_argument("--no-report", action="store_true", help=f"do not write report.html{what} at the end (also: "
-                                                            "TOWERLAB_REPORT=0)")
+    p.add_argument(
+        "--no-report", action="store_true", help=f"do not write report.html{what} at the end (also: TOWERLAB_REPORT=0)"
+    )
 
 
 def write_report(folder) -> None:
@@ -150,5 +174,8 @@ def write_report(folder) -> None:
     try:
         print(f"report:        {write(folder)}")
     except Exception as e:  # noqa: BLE001 -- the training result stands; say why the page is missing
-        print(f"towerlab: warning: no report.html for {folder} ({type(e).__name__}: {e}); "
-              f"`towerlab report {folder}` retries", file=sys.stderr)
+        print(
+            f"towerlab: warning: no report.html for {folder} ({type(e).__name__}: {e}); "
+            f"`towerlab report {folder}` retries",
+            file=sys.stderr,
+        )

@@ -9,20 +9,30 @@ from towerlab import config
 from towerlab.cli.args import POSITIVE, add_checkpoint, at_least, count
 from towerlab.generate import settings
 
-OBJECTIVE = ("qed, plogp, plogp-z (ChemTS's scale), logp, similarity:SMILES, guacamol:NAME (a goal-directed v2 "
-             "benchmark or a PMO task) or package.module:function")
+OBJECTIVE = (
+    "qed, plogp, plogp-z (ChemTS's scale), logp, similarity:SMILES, guacamol:NAME (a goal-directed v2 "
+    "benchmark or a PMO task) or package.module:function"
+)
 
 
 def add(sub) -> None:
-    chem = sub.add_parser("chem", help="use a molecule generator: sample; encode, decode, optimize (autoencoders); "
-                                       "hillclimb, mcts (smiles-lstm); graph-ga (no model: molecules from --start)")
+    chem = sub.add_parser(
+        "chem",
+        help="use a molecule generator: sample; encode, decode, optimize (autoencoders); "
+        "hillclimb, mcts (smiles-lstm); graph-ga (no model: molecules from --start)",
+    )
     actions = chem.add_subparsers(dest="action", required=True, metavar="ACTION")
     for adder in (_sample, _encode, _decode, _optimize, _hillclimb, _mcts, _graph_ga):
         adder(actions).set_defaults(func=cmd_chem)
 
 
-def _action(actions, name: str, help: str, run: bool = True, out: str = "the CSV to write (default: RUN_DIR/"
-            "<action>.csv; a PNG grid beside it)") -> argparse.ArgumentParser:
+def _action(
+    actions,
+    name: str,
+    help: str,
+    run: bool = True,
+    out: str = "the CSV to write (default: RUN_DIR/<action>.csv; a PNG grid beside it)",
+) -> argparse.ArgumentParser:
     p = actions.add_parser(name, help=help, description=help)
     # every action but graph-ga reads a trained run; optional here so that its absence is one line naming it
     p.add_argument("run_dir", nargs="?", help="the trained run" if run else argparse.SUPPRESS)
@@ -37,22 +47,32 @@ def _from_settings(p, cls) -> None:
 
 
 def _sample(actions):
-    p = _action(actions, "sample", "sample molecules; validity, uniqueness, novelty (and FCD, KL) against the "
-                                   "training set")
+    p = _action(
+        actions, "sample", "sample molecules; validity, uniqueness, novelty (and FCD, KL) against the training set"
+    )
     p.add_argument("--n", type=POSITIVE, default=1000, help="how many molecules")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--temperature", type=at_least(0.0), default=None, help="sampling temperature (0: the most probable "
-                                                                         "token; default: 1 for smiles-lstm, 0 for "
-                                                                         "autoencoders)")
+    p.add_argument(
+        "--temperature",
+        type=at_least(0.0),
+        default=None,
+        help="sampling temperature (0: the most probable token; default: 1 for smiles-lstm, 0 for autoencoders)",
+    )
     p.add_argument("--sample-tokens", action="store_true", help="draw each token (= --temperature 1)")
     p.add_argument("--train-data", help="the training SMILES for novelty (default: the file the run trained on)")
-    p.add_argument("--reference", help="also report novelty against this SMILES file, e.g. "
-                                       "$TOWERLAB_DATA/moses/train.csv.gz (canonical set cached)")
+    p.add_argument(
+        "--reference",
+        help="also report novelty against this SMILES file, e.g. "
+        "$TOWERLAB_DATA/moses/train.csv.gz (canonical set cached)",
+    )
     p.add_argument("--fcd", action="store_true", help="also report the Frechet ChemNet Distance (fcd_torch)")
-    p.add_argument("--fcd-reference", help="the FCD's reference set (default: $TOWERLAB_DATA/moses/test.csv.gz; its "
-                                           "statistics cached)")
-    p.add_argument("--kl", action="store_true", help="also report GuacaMol's KL-divergence score against the "
-                                                     "training set")
+    p.add_argument(
+        "--fcd-reference",
+        help="the FCD's reference set (default: $TOWERLAB_DATA/moses/test.csv.gz; its statistics cached)",
+    )
+    p.add_argument(
+        "--kl", action="store_true", help="also report GuacaMol's KL-divergence score against the training set"
+    )
     return p
 
 
@@ -69,10 +89,16 @@ def _decode(actions):
 
 
 def _optimize(actions):
-    p = _action(actions, "optimize", "raise a predicted property by gradient steps in latent space (autoencoders "
-                                     "with a property head)")
-    p.add_argument("input", nargs="?", help="seed SMILES file (default: --n-seeds drawn at random from the run's "
-                                            "held-out molecules)")
+    p = _action(
+        actions,
+        "optimize",
+        "raise a predicted property by gradient steps in latent space (autoencoders with a property head)",
+    )
+    p.add_argument(
+        "input",
+        nargs="?",
+        help="seed SMILES file (default: --n-seeds drawn at random from the run's held-out molecules)",
+    )
     p.add_argument("--property", default="qed", help="which predicted property to raise")
     p.add_argument("--steps", type=POSITIVE, default=50, help="gradient steps in latent space")
     p.add_argument("--lr", type=at_least(0.0, strict=True), default=0.05, help="Adam step in latent space")
@@ -82,37 +108,71 @@ def _optimize(actions):
 
 
 def _optimiser(actions, name: str, help: str, cls, run: bool = True):
-    p = _action(actions, name, help, run, out="the folder (default: RUN_DIR/<action>-<objective>-seed<N>; graph-ga: "
-                                              "runs/graph-ga-<objective>-seed<N>); rerun to continue it")
+    p = _action(
+        actions,
+        name,
+        help,
+        run,
+        out="the folder (default: RUN_DIR/<action>-<objective>-seed<N>; graph-ga: "
+        "runs/graph-ga-<objective>-seed<N>); rerun to continue it",
+    )
     p.add_argument("--objective", default="qed", help=OBJECTIVE)
-    p.add_argument("--score-workers", type=count(0), default=1, help="score molecules in this many processes (0: one "
-                   "per CPU core); for slow objectives; the same scores and molecules as one")
+    p.add_argument(
+        "--score-workers",
+        type=count(0),
+        default=1,
+        help="score molecules in this many processes (0: one "
+        "per CPU core); for slow objectives; the same scores and molecules as one",
+    )
     _from_settings(p, cls)
     return p
 
 
 def _hillclimb(actions):
-    p = _optimiser(actions, "hillclimb", "hill-climb MLE (GuacaMol's SMILES LSTM baseline): sample, keep the best, "
-                                         "fine-tune, repeat", settings.HillclimbSettings)
-    p.add_argument("--start", help="SMILES file whose best --keep molecules seed the pool (default: the run's "
-                                   "training file, as GuacaMol's baseline; `none`: no seeding)")
-    p.add_argument("--start-limit", type=count(0), default=0, help="score a seeded draw of this many molecules of "
-                                                                   "--start (0: all of them)")
+    p = _optimiser(
+        actions,
+        "hillclimb",
+        "hill-climb MLE (GuacaMol's SMILES LSTM baseline): sample, keep the best, fine-tune, repeat",
+        settings.HillclimbSettings,
+    )
+    p.add_argument(
+        "--start",
+        help="SMILES file whose best --keep molecules seed the pool (default: the run's "
+        "training file, as GuacaMol's baseline; `none`: no seeding)",
+    )
+    p.add_argument(
+        "--start-limit",
+        type=count(0),
+        default=0,
+        help="score a seeded draw of this many molecules of --start (0: all of them)",
+    )
     return p
 
 
 def _mcts(actions):
-    return _optimiser(actions, "mcts", "ChemTS tree search over SMILES tokens, rolled out by the RNN",
-                      settings.MctsSettings)
+    return _optimiser(
+        actions, "mcts", "ChemTS tree search over SMILES tokens, rolled out by the RNN", settings.MctsSettings
+    )
 
 
 def _graph_ga(actions):
-    p = _optimiser(actions, "graph-ga", "Jensen's graph-based genetic algorithm (GuacaMol's baseline settings by "
-                                        "default); needs no trained model", settings.GraphGaSettings, run=False)
-    p.add_argument("--start", help="SMILES file; the first population is its best (default: "
-                                   "$TOWERLAB_DATA/zinc250k_jtvae/valid.txt)")
-    p.add_argument("--start-limit", type=count(0), default=0, help="score a seeded draw of this many molecules of "
-                                                                   "--start (0: all of them)")
+    p = _optimiser(
+        actions,
+        "graph-ga",
+        "Jensen's graph-based genetic algorithm (GuacaMol's baseline settings by default); needs no trained model",
+        settings.GraphGaSettings,
+        run=False,
+    )
+    p.add_argument(
+        "--start",
+        help="SMILES file; the first population is its best (default: $TOWERLAB_DATA/zinc250k_jtvae/valid.txt)",
+    )
+    p.add_argument(
+        "--start-limit",
+        type=count(0),
+        default=0,
+        help="score a seeded draw of this many molecules of --start (0: all of them)",
+    )
     return p
 
 

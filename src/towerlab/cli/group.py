@@ -8,8 +8,17 @@ from pathlib import Path
 
 from towerlab.files import json_text
 from towerlab import recipes
-from towerlab.cli.args import (POSITIVE, add_devices, add_no_report, add_set, count, executor, overrides, share,
-                               write_report)
+from towerlab.cli.args import (
+    POSITIVE,
+    add_devices,
+    add_no_report,
+    add_set,
+    count,
+    executor,
+    overrides,
+    share,
+    write_report,
+)
 
 
 def _report_group(out: Path, members: list[str]) -> None:
@@ -36,8 +45,10 @@ def cmd_jobs(args) -> int:
     keys = [k for k in rows[0] if k != "error"]
     print("  ".join(f"{k:>12s}" for k in keys))
     for r in rows:
-        print("  ".join(f"{r[k]:>12.4g}" if isinstance(r[k], float) else f"{str(r[k]):>12s}" for k in keys)
-              + (f"  {r['error']}" if r["error"] else ""))
+        print(
+            "  ".join(f"{r[k]:>12.4g}" if isinstance(r[k], float) else f"{str(r[k]):>12s}" for k in keys)
+            + (f"  {r['error']}" if r["error"] else "")
+        )
     print(f"summary: {Path(args.out) / 'summary.csv'}")
     if not args.no_report:
         _report_group(Path(args.out), [r["job"] for r in rows if r["status"] != "failed"])
@@ -75,9 +86,12 @@ def add_search(sub) -> None:
     add_no_report(s, " (the search's and its ten best trials')")
     s.add_argument("recipe")
     s.add_argument("--space", required=True, help="SPACE.yaml: field: {choices|int|float|logfloat: [...]}")
-    s.add_argument("--algo", choices=("ga", "tpe", "random", "grid"), default="ga",
-                   help="ga (default), tpe or random (Optuna's samplers: population trials per batch, generations "
-                        "batches), grid")
+    s.add_argument(
+        "--algo",
+        choices=("ga", "tpe", "random", "grid"),
+        default="ga",
+        help="ga (default), tpe or random (Optuna's samplers: population trials per batch, generations batches), grid",
+    )
     s.add_argument("--out", default="runs/search", help="search folder (rerun the command to resume)")
     s.add_argument("--population", type=count(2), default=20)
     s.add_argument("--generations", type=POSITIVE, default=10)
@@ -86,14 +100,25 @@ def add_search(sub) -> None:
     s.add_argument("--mutate", type=share, default=0.2, help="chance that a child gets one gene drawn afresh")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--points", type=count(2), default=4, help="grid: values per numeric range")
-    s.add_argument("--prune", choices=("median", "asha"), help="stop hopeless trials at an evaluation: below the median "
-                                                             "of earlier trials there, or outside the best third at "
-                                                             "ASHA's rungs (local executor; off by default)")
-    s.add_argument("--storage", metavar="journal:PATH|URL", help="also keep every finished trial in this Optuna "
-                                                                 "storage (journal:PATH, sqlite:///FILE, "
-                                                                 "postgresql://...), for optuna-dashboard")
-    s.add_argument("--study", help="the study's name in --storage (default: the --out folder's name); a study that "
-                                   "holds another search's trials is refused")
+    s.add_argument(
+        "--prune",
+        choices=("median", "asha"),
+        help="stop hopeless trials at an evaluation: below the median "
+        "of earlier trials there, or outside the best third at "
+        "ASHA's rungs (local executor; off by default)",
+    )
+    s.add_argument(
+        "--storage",
+        metavar="journal:PATH|URL",
+        help="also keep every finished trial in this Optuna "
+        "storage (journal:PATH, sqlite:///FILE, "
+        "postgresql://...), for optuna-dashboard",
+    )
+    s.add_argument(
+        "--study",
+        help="the study's name in --storage (default: the --out folder's name); a study that "
+        "holds another search's trials is refused",
+    )
     add_set(s, "every trial (fixed)")
     add_devices(s)
     s.set_defaults(func=cmd_search)
@@ -102,10 +127,27 @@ def add_search(sub) -> None:
 def cmd_search(args) -> int:
     from towerlab.search.run import search
 
-    ga = {"population": args.population, "generations": args.generations, "retain": args.retain,
-          "random_select": args.random_select, "mutate": args.mutate, "seed": args.seed}
-    best = search(args.recipe, args.space, args.out, executor(args), args.algo, overrides(args.set), args.points,
-                  args.prune, args.storage, study=args.study, **ga)
+    ga = {
+        "population": args.population,
+        "generations": args.generations,
+        "retain": args.retain,
+        "random_select": args.random_select,
+        "mutate": args.mutate,
+        "seed": args.seed,
+    }
+    best = search(
+        args.recipe,
+        args.space,
+        args.out,
+        executor(args),
+        args.algo,
+        overrides(args.set),
+        args.points,
+        args.prune,
+        args.storage,
+        study=args.study,
+        **ga,
+    )
     print(json_text(best, indent=1))
     print(f"best config: {Path(args.out) / 'best.yaml'}")
     if not args.no_report and os.environ.get("TOWERLAB_REPORT", "1") != "0":

@@ -11,8 +11,19 @@ from towerlab import config, recipes
 from towerlab.cli.args import POSITIVE, Parser, add_no_report, at_least, check_visible, count, parse_gpus, write_report
 from towerlab.errors import TowerlabError
 
-LAUNCH_ARGS = ("recipe", "resume", "config", "gpus", "procs", "out", "max_restarts", "auto_resume", "dist_timeout",
-               "allow_world_size_change", "no_report")
+LAUNCH_ARGS = (
+    "recipe",
+    "resume",
+    "config",
+    "gpus",
+    "procs",
+    "out",
+    "max_restarts",
+    "auto_resume",
+    "dist_timeout",
+    "allow_world_size_change",
+    "no_report",
+)
 
 
 def add(sub) -> None:
@@ -21,29 +32,56 @@ def add(sub) -> None:
 
 
 def _launch_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gpus", default=None, metavar="N|I,J,...",
-                   help="GPUs to train on: a count (0 = CPU; N > 1 = N processes under torchrun) or a list of indices "
-                        "(default: 1 if a GPU is visible)")
-    p.add_argument("--procs", type=POSITIVE, default=None,
-                   help="processes to launch (default: --gpus; on --resume, as many as the run was trained with); "
-                        "with --gpus 0, N CPU processes over gloo")
+    p.add_argument(
+        "--gpus",
+        default=None,
+        metavar="N|I,J,...",
+        help="GPUs to train on: a count (0 = CPU; N > 1 = N processes under torchrun) or a list of indices "
+        "(default: 1 if a GPU is visible)",
+    )
+    p.add_argument(
+        "--procs",
+        type=POSITIVE,
+        default=None,
+        help="processes to launch (default: --gpus; on --resume, as many as the run was trained with); "
+        "with --gpus 0, N CPU processes over gloo",
+    )
     p.add_argument("--out", default=None, help="run directory (default: runs/<recipe>-<time>)")
-    p.add_argument("--max-restarts", type=count(0), default=0,
-                   help="restart every process this many times when one fails; each restart resumes from the newest "
-                        "checkpoint (torchrun's --max-restarts; towerlab does the same under a hand-run torchrun)")
-    p.add_argument("--auto-resume", action="store_true",
-                   help="continue the run in --out if it has checkpoints, else start it (for schedulers that requeue)")
-    p.add_argument("--dist-timeout", type=at_least(0.0, strict=True), default=300.0, metavar="SECONDS",
-                   help="how long the processes wait for one that does not answer before the run stops (default: 300)")
-    p.add_argument("--allow-world-size-change", action="store_true",
-                   help="on --resume, continue on another number of processes (not bit-exact)")
+    p.add_argument(
+        "--max-restarts",
+        type=count(0),
+        default=0,
+        help="restart every process this many times when one fails; each restart resumes from the newest "
+        "checkpoint (torchrun's --max-restarts; towerlab does the same under a hand-run torchrun)",
+    )
+    p.add_argument(
+        "--auto-resume",
+        action="store_true",
+        help="continue the run in --out if it has checkpoints, else start it (for schedulers that requeue)",
+    )
+    p.add_argument(
+        "--dist-timeout",
+        type=at_least(0.0, strict=True),
+        default=300.0,
+        metavar="SECONDS",
+        help="how long the processes wait for one that does not answer before the run stops (default: 300)",
+    )
+    p.add_argument(
+        "--allow-world-size-change",
+        action="store_true",
+        help="on --resume, continue on another number of processes (not bit-exact)",
+    )
 
 
 def parser(recipe_name: str | None) -> argparse.ArgumentParser:
     p = Parser(prog="towerlab train", description="Train a recipe; write a run directory.")
     p.add_argument("recipe", nargs="?", help="recipe name (`towerlab recipes` lists them)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint; "
-                                                       "flags after it change what may change (steps, intervals)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its newest checkpoint; "
+        "flags after it change what may change (steps, intervals)",
+    )
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of field: value overrides")
     add_no_report(p)
     _launch_args(p)
@@ -92,32 +130,58 @@ def cmd_train(argv: list[str]) -> int:
     from towerlab import train  # after parsing: --help starts no torch
 
     request = train.Request(
-        argv=argv, recipe=args.recipe, resume=args.resume, config=args.config, gpus=_gpu_count(args.gpus),
-        procs=args.procs, out=args.out, max_restarts=args.max_restarts, auto_resume=args.auto_resume,
-        dist_timeout=args.dist_timeout, allow_world_size_change=args.allow_world_size_change, fields=fields)
+        argv=argv,
+        recipe=args.recipe,
+        resume=args.resume,
+        config=args.config,
+        gpus=_gpu_count(args.gpus),
+        procs=args.procs,
+        out=args.out,
+        max_restarts=args.max_restarts,
+        auto_resume=args.auto_resume,
+        dist_timeout=args.dist_timeout,
+        allow_world_size_change=args.allow_world_size_change,
+        fields=fields,
+    )
     return train.train(request, report=lambda m: print_result(m, not args.no_report))
 
 
 def print_result(m: dict, report: bool = True) -> None:
-    shown = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-             and k not in ("wall_s", "step", "world_size") and "/" not in k}  # not per class
-    print("final: " + "  ".join(f"{k}={v}" if isinstance(v, int) else f"{k}={v:.4g}" for k, v in shown.items())
-          + "  (the last checkpoint)")
+    shown = {
+        k: v
+        for k, v in m.items()
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and k not in ("wall_s", "step", "world_size")
+        and "/" not in k
+    }  # not per class
+    print(
+        "final: "
+        + "  ".join(f"{k}={v}" if isinstance(v, int) else f"{k}={v:.4g}" for k, v in shown.items())
+        + "  (the last checkpoint)"
+    )
     best = m.get("best") or {}
     if "value" in best:
-        print(f"best:  {best['metric']}={best['value']:.4g} at step {best['step']} (the best checkpoint: what "
-              f"`towerlab eval` uses by default)")
+        print(
+            f"best:  {best['metric']}={best['value']:.4g} at step {best['step']} (the best checkpoint: what "
+            f"`towerlab eval` uses by default)"
+        )
     if best.get("test"):
-        print("test:  " + "  ".join(f"{k}={v:.4g}" for k, v in best["test"].items())
-              + "  (the test split, scored with the best checkpoint's weights)")
+        print(
+            "test:  "
+            + "  ".join(f"{k}={v:.4g}" for k, v in best["test"].items())
+            + "  (the test split, scored with the best checkpoint's weights)"
+        )
     print(f"run directory: {m['run_dir']}")
     board = Path(sys.executable).parent / "tensorboard"  # the venv's, which a plain `tensorboard` may not be
     print(f"TensorBoard:   {board if board.is_file() else 'tensorboard'} --logdir {m['run_dir']}/tb")
     if m.get("unchanged"):  # a finished run resumed with nothing more to train: its report and artifacts stand
         return
     if m.get("signal"):  # a signal came during the last step: the run is complete; the report waits for a command
-        print(f"{m['signal']} during the last step: the run is complete; report skipped (`towerlab report "
-              f"{m['run_dir']}` writes it)")
+        print(
+            f"{m['signal']} during the last step: the run is complete; report skipped (`towerlab report "
+            f"{m['run_dir']}` writes it)"
+        )
         return
     if report:
         write_report(m["run_dir"])

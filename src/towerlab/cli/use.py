@@ -39,8 +39,11 @@ def cmd_eval(args) -> int:
     folder = find(Path(args.run_dir), args.checkpoint)  # verified once (a fallback is said), named below
     metrics = infer.evaluate(args.run_dir, args.checkpoint, folder=folder, **overrides)
     print(json_text({**metrics, "checkpoint": args.checkpoint, "checkpoint_step": step_of(folder)}, indent=2))
-    print(f"evaluated the {args.checkpoint} checkpoint ({folder.name}, step {step_of(folder)})"
-          + ("; --checkpoint last for the other" if args.checkpoint == "best" else ""), file=sys.stderr)
+    print(
+        f"evaluated the {args.checkpoint} checkpoint ({folder.name}, step {step_of(folder)})"
+        + ("; --checkpoint last for the other" if args.checkpoint == "best" else ""),
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -48,16 +51,24 @@ def add_predict(sub) -> None:
     s = sub.add_parser("predict", help="classify image files (or label their pixels) with a trained run")
     s.add_argument("run_dir")
     add_checkpoint(s, "last")
-    s.add_argument("files", nargs="+", help="image files (PNG, JPEG, ...), or one folder: every image under it, one "
-                                            "CSV row each (resized to the model's input, as training on a folder)")
+    s.add_argument(
+        "files",
+        nargs="+",
+        help="image files (PNG, JPEG, ...), or one folder: every image under it, one "
+        "CSV row each (resized to the model's input, as training on a folder)",
+    )
     s.add_argument("--top", type=POSITIVE, default=3, help="probabilities shown per file")
-    s.add_argument("--out-dir", help="where segmentation and defect recipes write their PNGs (default: beside each "
-                                     "input file; for a folder, a folder beside the CSV); a file towerlab did not "
-                                     "write is never overwritten")
+    s.add_argument(
+        "--out-dir",
+        help="where segmentation and defect recipes write their PNGs (default: beside each "
+        "input file; for a folder, a folder beside the CSV); a file towerlab did not "
+        "write is never overwritten",
+    )
     s.add_argument("--json", action="store_true", help="one JSON object per file")
     s.add_argument("--out", help="a folder's results: the CSV to write (default: RUN_DIR/predict-<folder>.csv)")
-    s.add_argument("--resize", action="store_true", help="resize images of another size to the model's input "
-                                                         "(otherwise refused)")
+    s.add_argument(
+        "--resize", action="store_true", help="resize images of another size to the model's input (otherwise refused)"
+    )
     s.set_defaults(func=cmd_predict)
 
 
@@ -76,17 +87,22 @@ def cmd_predict(args) -> int:
         if args.json:
             print(json_text(r))
         elif "probabilities" not in r:  # a recipe with outputs of its own: show what it wrote
-            print(f"{r['file']}: " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                                for k, v in r.items() if k != "file"))
+            print(
+                f"{r['file']}: "
+                + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items() if k != "file")
+            )
         else:
-            top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:args.top]
+            top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[: args.top]
             print(f"{r['file']}: {r['class']} ({r['probability']:.3f})   " + "  ".join(f"{k}={v:.3f}" for k, v in top))
     return 0
 
 
 def add_report(sub) -> None:
-    s = sub.add_parser("report", help="write report.html (self-contained: curves, confusion matrix, molecules, a "
-                                      "search's trials) into a run or search folder")
+    s = sub.add_parser(
+        "report",
+        help="write report.html (self-contained: curves, confusion matrix, molecules, a "
+        "search's trials) into a run or search folder",
+    )
     s.add_argument("path", help="a run directory or a search folder")
     s.set_defaults(func=cmd_report)
 
@@ -103,8 +119,11 @@ def add_board(sub) -> None:
     s.add_argument("dir", help="the folder your runs are in")
     s.add_argument("--port", type=int, default=8800, help="port on 127.0.0.1 (0: any free one; default 8800)")
     s.add_argument("--every", type=at_least(0.1), default=3.0, help="seconds between refreshes of the page")
-    s.add_argument("--serve", metavar="CONFIG", help="also show what the service of this config wrote: rows graded, "
-                                                     "error rate, grades per minute (read only)")
+    s.add_argument(
+        "--serve",
+        metavar="CONFIG",
+        help="also show what the service of this config wrote: rows graded, error rate, grades per minute (read only)",
+    )
     s.set_defaults(func=cmd_board)
 
 
@@ -116,8 +135,11 @@ def cmd_board(args) -> int:
 
 
 def add_export(sub) -> None:
-    s = sub.add_parser("export", help="write a run's image model as one ONNX or TorchScript file (pixels in, "
-                                      "probabilities out), checked against PyTorch")
+    s = sub.add_parser(
+        "export",
+        help="write a run's image model as one ONNX or TorchScript file (pixels in, "
+        "probabilities out), checked against PyTorch",
+    )
     s.add_argument("run_dir")
     s.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     s.add_argument("--out", help="file to write (default: RUN/model.onnx or RUN/model.pt)")
@@ -129,8 +151,10 @@ def cmd_export(args) -> int:
     from towerlab.export import export
 
     done = export(args.run_dir, args.format, args.out, args.checkpoint)
-    print(f"{done['format']}: {done['path']} ({done['towerlab.recipe']}, step {done['towerlab.step']}); largest "
-          f"difference from PyTorch on {done['inputs']} images: {done['max_abs_diff']:.2e}")
+    print(
+        f"{done['format']}: {done['path']} ({done['towerlab.recipe']}, step {done['towerlab.step']}); largest "
+        f"difference from PyTorch on {done['inputs']} images: {done['max_abs_diff']:.2e}"
+    )
     return 0
 
 

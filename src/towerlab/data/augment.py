@@ -38,7 +38,7 @@ def random_shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     top, left = (h - size) // 2, (w - size) // 2
-    return x[..., top:top + size, left:left + size]
+    return x[..., top : top + size, left : left + size]
 
 
 def random_flip(x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +64,7 @@ def per_image_standardization(x: torch.Tensor) -> torch.Tensor:
     """Zero mean, unit variance per image; std floored at 1/sqrt(numel) (tf.image.per_image_standardization)."""
     numel = x.shape[1:].numel()  # (not x[0]: an evaluation batch can be empty on some process)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    std = x.std(dim=(1, 2, 3), keepdim=True, correction=0).clamp_min(numel ** -0.5)
+    std = x.std(dim=(1, 2, 3), keepdim=True, correction=0).clamp_min(numel**-0.5)
     return (x - mean) / std
 
 
@@ -75,8 +75,9 @@ def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) 
     return (to_float(x) - m) / s
 
 
-def paired_scale_crop_flip(x: torch.Tensor, y: torch.Tensor, size: tuple[int, int], scale: tuple[float, float],
-                           flip: bool, ignore: int) -> tuple[torch.Tensor, torch.Tensor]:
+def paired_scale_crop_flip(
+    x: torch.Tensor, y: torch.Tensor, size: tuple[int, int], scale: tuple[float, float], flip: bool, ignore: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One random scale, crop and mirror per image, applied identically to the image and its label map.
 
     x: float [N,C,H,W]; y: integer [N,H,W]. Each output is a size=(h, w) window of the image zoomed by a factor

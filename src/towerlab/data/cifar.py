@@ -25,8 +25,10 @@ def read_binary(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     raw = path.read_bytes()
     if len(raw) == 0 or len(raw) % RECORD:
-        raise DataError(f"{path}: {len(raw)} bytes is not a whole number of {RECORD}-byte CIFAR-10 records "
-                        f"(truncated or not CIFAR-10 binary); {_FETCH_HINT}")
+        raise DataError(
+            f"{path}: {len(raw)} bytes is not a whole number of {RECORD}-byte CIFAR-10 records "
+            f"(truncated or not CIFAR-10 binary); {_FETCH_HINT}"
+        )
     records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD)
     labels, images = records[:, 0], records[:, 1:].reshape(-1, 3, 32, 32)
     if labels.max() > 9:
@@ -48,8 +50,10 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
     global is refused."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
     }
 
     def find_class(self, module: str, name: str):
@@ -61,7 +65,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 
 
 # an official batch is 31 MB for 10,000 images; a pickle holds its arrays' bytes, so it cannot be much smaller
-MAX_BATCH_BYTES = 256 * 2 ** 20
+MAX_BATCH_BYTES = 256 * 2**20
 
 
 def read_python_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -91,8 +95,10 @@ def _layout(root: Path) -> tuple[str, Path]:
             suffix = ".bin" if kind == "binary" else ""
             if (folder / f"test_batch{suffix}").is_file():
                 return kind, folder
-    raise DataError(f"no CIFAR-10 data under {root}: expected cifar-10-batches-bin/test_batch.bin "
-                    f"or cifar-10-batches-py/test_batch; {_FETCH_HINT}")
+    raise DataError(
+        f"no CIFAR-10 data under {root}: expected cifar-10-batches-bin/test_batch.bin "
+        f"or cifar-10-batches-py/test_batch; {_FETCH_HINT}"
+    )
 
 
 def load_split(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +108,9 @@ def load_split(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor
     if split == "test":
         paths = [folder / f"test_batch{suffix}"]
     else:
-        paths = [folder / f"data_batch_{k}{suffix}" for k in range(1, 6) if (folder / f"data_batch_{k}{suffix}").is_file()]
+        paths = [
+            folder / f"data_batch_{k}{suffix}" for k in range(1, 6) if (folder / f"data_batch_{k}{suffix}").is_file()
+        ]
         if not paths:
             raise DataError(f"no CIFAR-10 training batches (data_batch_1{suffix} ...) in {folder}; {_FETCH_HINT}")
     parts = [reader(p) for p in paths]
@@ -119,16 +127,21 @@ def items(root: str | Path, split: str):
     kind, folder = _layout(Path(root))
     if kind == "python":
         return TensorItems(load_split(root, split))
-    paths = [folder / "test_batch.bin"] if split == "test" else \
-        [folder / f"data_batch_{k}.bin" for k in range(1, 6) if (folder / f"data_batch_{k}.bin").is_file()]
+    paths = (
+        [folder / "test_batch.bin"]
+        if split == "test"
+        else [folder / f"data_batch_{k}.bin" for k in range(1, 6) if (folder / f"data_batch_{k}.bin").is_file()]
+    )
     if not paths:
         raise DataError(f"no CIFAR-10 training batches (data_batch_1.bin ...) in {folder}; {_FETCH_HINT}")
     parts = []
     for p in paths:
         size = p.stat().st_size
         if size == 0 or size % RECORD:
-            raise DataError(f"{p}: {size} bytes is not a whole number of {RECORD}-byte CIFAR-10 records "
-                            f"(truncated or not CIFAR-10 binary); {_FETCH_HINT}")
+            raise DataError(
+                f"{p}: {size} bytes is not a whole number of {RECORD}-byte CIFAR-10 records "
+                f"(truncated or not CIFAR-10 binary); {_FETCH_HINT}"
+            )
         records = np.memmap(p, dtype=np.uint8, mode="r").reshape(-1, RECORD)
         labels = np.asarray(records[:, 0])  # one byte a record: read whole, checked once
         if labels.max() > 9:

@@ -34,14 +34,18 @@ def kolektor_items(root: Path) -> dict[str, list[tuple[Path, Path | None]]]:
         for image in sorted(folder.glob("Part*.jpg")):
             label = image.with_name(f"{image.stem}_label.bmp")
             if not label.is_file():
-                raise DataError(f"image {image} has no label file {label.name}; KolektorSDD pairs every PartN.jpg "
-                                f"with PartN_label.bmp (an all-black label for a defect-free part)")
+                raise DataError(
+                    f"image {image} has no label file {label.name}; KolektorSDD pairs every PartN.jpg "
+                    f"with PartN_label.bmp (an all-black label for a defect-free part)"
+                )
             pairs.append((image, label))
         if pairs:
             items[folder.name] = pairs
     if not items:
-        raise DataError(f"no KolektorSDD items (kosNN folders with PartN.jpg) in {root}; check --data, or use "
-                        f"--layout generic (images/ and masks/)")
+        raise DataError(
+            f"no KolektorSDD items (kosNN folders with PartN.jpg) in {root}; check --data, or use "
+            f"--layout generic (images/ and masks/)"
+        )
     return items
 
 
@@ -53,7 +57,9 @@ def generic_items(root: Path) -> dict[str, list[tuple]]:
     if not images_dir.is_dir():
         raise DataError(f"no images/ folder in {root}; the generic layout is images/<stem>.png and masks/<stem>.png")
     masks = {p.stem: p for p in masks_dir.iterdir()} if masks_dir.is_dir() else {}
-    items = {p.stem: [(p, masks.get(p.stem))] for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    items = {
+        p.stem: [(p, masks.get(p.stem))] for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
+    }
     if not items:
         raise DataError(f"no images in {images_dir} (PNG, JPEG, BMP or TIFF)")
     return items
@@ -68,16 +74,19 @@ def folder_items(root: Path) -> dict[str, list[tuple]]:
     for label, sub in ((0, "ok"), (1, "defect")):
         found = image_files(root / sub) if (root / sub).is_dir() else []
         if not found:
-            raise DataError(f"no images in {root / sub}; the ok/defect layout needs defect-free images in ok/ and "
-                            f"defective ones in defect/")
+            raise DataError(
+                f"no images in {root / sub}; the ok/defect layout needs defect-free images in ok/ and "
+                f"defective ones in defect/"
+            )
         for p in found:
             if p.stem in items:
                 raise DataError(f"{p}: the name {p.stem} is used twice; masks are matched by name, so rename one")
             items[p.stem] = [(p, masks.get(p.stem) if label else None, label)]
     stray = [m for stem, m in masks.items() if stem not in items or items[stem][0][2] == 0]
     if stray:
-        raise DataError(f"mask {stray[0]} belongs to no image in {root / 'defect'}; masks are for defective images, "
-                        f"matched by name")
+        raise DataError(
+            f"mask {stray[0]} belongs to no image in {root / 'defect'}; masks are for defective images, matched by name"
+        )
     return items
 
 
@@ -105,8 +114,10 @@ def read_pair(image_path: Path, mask_path: Path | None, channels: int, size: tup
     else:
         raw = read_label(mask_path)
         if tuple(raw.shape) != tuple(image.shape[1:]):
-            raise DataError(f"label {mask_path} is {raw.shape[1]}x{raw.shape[0]} but its image is "
-                            f"{image.shape[2]}x{image.shape[1]}; a mask must match its image pixel for pixel")
+            raise DataError(
+                f"label {mask_path} is {raw.shape[1]}x{raw.shape[0]} but its image is "
+                f"{image.shape[2]}x{image.shape[1]}; a mask must match its image pixel for pixel"
+            )
         mask = (raw > 0).to(torch.uint8)[None]
     return fit_to(image[None], (channels, *size))[0], resize_mask(mask, size)
 

@@ -25,12 +25,14 @@ def _file() -> Path:
     """scikit-learn's digits.csv.gz, found without running scikit-learn's import."""
     spec = importlib.util.find_spec("sklearn")
     if spec is None:
-        raise DataError("the digits dataset ships with scikit-learn, which is not installed here; "
-                        "fix: pip install scikit-learn")
+        raise DataError(
+            "the digits dataset ships with scikit-learn, which is not installed here; fix: pip install scikit-learn"
+        )
     path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
     if not path.is_file():
-        raise DataError(f"{path} (the digits scans scikit-learn ships) is missing; fix: pip install --force-reinstall "
-                        f"scikit-learn")
+        raise DataError(
+            f"{path} (the digits scans scikit-learn ships) is missing; fix: pip install --force-reinstall scikit-learn"
+        )
     return path
 
 

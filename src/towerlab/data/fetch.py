@@ -12,18 +12,28 @@ from towerlab.errors import DataError
 # SHA-256 of the official files, the same values torchvision and TensorFlow Datasets record.
 SOURCES = {
     "mnist": [
-        ("https://storage.googleapis.com/cvdf-datasets/mnist/train-images-idx3-ubyte.gz",
-         "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-        ("https://storage.googleapis.com/cvdf-datasets/mnist/train-labels-idx1-ubyte.gz",
-         "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-        ("https://storage.googleapis.com/cvdf-datasets/mnist/t10k-images-idx3-ubyte.gz",
-         "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-        ("https://storage.googleapis.com/cvdf-datasets/mnist/t10k-labels-idx1-ubyte.gz",
-         "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+        (
+            "https://storage.googleapis.com/cvdf-datasets/mnist/train-images-idx3-ubyte.gz",
+            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        ),
+        (
+            "https://storage.googleapis.com/cvdf-datasets/mnist/train-labels-idx1-ubyte.gz",
+            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        ),
+        (
+            "https://storage.googleapis.com/cvdf-datasets/mnist/t10k-images-idx3-ubyte.gz",
+            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        ),
+        (
+            "https://storage.googleapis.com/cvdf-datasets/mnist/t10k-labels-idx1-ubyte.gz",
+            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        ),
     ],
     "cifar10": [
-        ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
-         "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd"),
+        (
+            "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+            "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+        ),
     ],
 }
 
@@ -48,7 +58,9 @@ def _download(url: str, digest: str, dest: Path) -> Path:
     got = sha256(tmp)
     if got != digest:
         tmp.unlink()
-        raise DataError(f"{url}: SHA-256 {got} does not match the official {digest}; the download is corrupt, try again")
+        raise DataError(
+            f"{url}: SHA-256 {got} does not match the official {digest}; the download is corrupt, try again"
+        )
     tmp.replace(path)
     return path
 

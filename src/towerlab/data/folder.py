@@ -30,8 +30,12 @@ _images = image_files
 
 def _has_images(folder: Path) -> bool:
     """Whether any image lies under folder: stops at the first (layout() looks at a 60,000-file folder once)."""
-    return any(p.suffix.lower() in SUFFIXES and p.is_file() and
-               not any(part.startswith(".") for part in p.relative_to(folder).parts) for p in folder.rglob("*"))
+    return any(
+        p.suffix.lower() in SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        for p in folder.rglob("*")
+    )
 
 
 def _class_dirs(folder: Path) -> list[Path]:
@@ -39,7 +43,7 @@ def _class_dirs(folder: Path) -> list[Path]:
 
 
 def layout(root: str | Path) -> str | None:
-    """"split" (train/ and a validation folder of class folders), "flat" (class folders only), or None (not an
+    """ "split" (train/ and a validation folder of class folders), "flat" (class folders only), or None (not an
     image folder: a benchmark's own format)."""
     root = Path(root)
     if not root.is_dir():
@@ -78,12 +82,16 @@ def items(root: str | Path, names: list[str]) -> tuple[list[tuple[Path, int]], l
         return _pairs(root, index), None
     val = val_folder(root)
     if val is None:
-        raise DataError(f"{root} has train/ but no validation folder ({', '.join(VAL_NAMES)}); add one, or put the "
-                        f"class folders directly in {root} and pass --val-fraction")
+        raise DataError(
+            f"{root} has train/ but no validation folder ({', '.join(VAL_NAMES)}); add one, or put the "
+            f"class folders directly in {root} and pass --val-fraction"
+        )
     extra = [d.name for d in _class_dirs(val) if d.name not in index]
     if extra:
-        raise DataError(f"{val / extra[0]}: class {extra[0]!r} is not among the training classes "
-                        f"({', '.join(names)}); add {root / 'train' / extra[0]} or remove it")
+        raise DataError(
+            f"{val / extra[0]}: class {extra[0]!r} is not among the training classes "
+            f"({', '.join(names)}); add {root / 'train' / extra[0]} or remove it"
+        )
     return _pairs(root / "train", index), _pairs(val, index)
 
 

@@ -31,12 +31,16 @@ def read_label(path: str | Path) -> torch.Tensor:
     """uint8 [H,W] class indices from a palette or 8-bit grayscale PNG/BMP (the index, never the colour)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"label {path} not found; every image needs its label file (see the dataset layout in the README)")
+        raise DataError(
+            f"label {path} not found; every image needs its label file (see the dataset layout in the README)"
+        )
     try:
         with opened(path) as im:
             if im.mode not in ("P", "L", "1", "I;16", "I"):
-                raise DataError(f"label {path} is a {im.mode} image; labels must hold class indices "
-                                f"(a palette or 8-bit grayscale PNG), not colours")
+                raise DataError(
+                    f"label {path} is a {im.mode} image; labels must hold class indices "
+                    f"(a palette or 8-bit grayscale PNG), not colours"
+                )
             arr = np.asarray(im)
     except BadImage as e:
         raise DataError(f"label {path}: {e}; replace the file") from None
@@ -51,8 +55,9 @@ def fit_to(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     if images.shape[1] != c:
         images = images.expand(-1, c, -1, -1) if images.shape[1] == 1 else images.float().mean(1, keepdim=True)
     if tuple(images.shape[-2:]) != (h, w):
-        images = torch.nn.functional.interpolate(images.float(), size=(h, w), mode="bilinear", antialias=True,
-                                                 align_corners=False)
+        images = torch.nn.functional.interpolate(
+            images.float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False
+        )
         images = images.round().clamp(0, 255)
     return images.to(torch.uint8).contiguous()
 
@@ -61,8 +66,10 @@ def check_output(path: Path) -> Path:
     """path, when predict may write its output there: nothing is there, or a PNG towerlab wrote before (a rerun).
     A file of the user's is never overwritten: this image is refused with one line naming it."""
     if path.is_symlink() or (path.exists() and not written_by_towerlab(path)):
-        raise DataError(f"{path} exists and was not written by towerlab; it is not overwritten: move it, or write the "
-                        f"outputs elsewhere with --out-dir")
+        raise DataError(
+            f"{path} exists and was not written by towerlab; it is not overwritten: move it, or write the "
+            f"outputs elsewhere with --out-dir"
+        )
     return path
 
 

@@ -33,9 +33,20 @@ class TensorLoader:
     skip_empty = False  # an empty slice still goes through the model, so every process runs the same number of
     # forward passes (FSDP gathers parameters collectively in each one)
 
-    def __init__(self, tensors: tuple | None, batch_size: int, dist: Dist, *, train: bool, seed: int = 0,
-                 on_device: bool = True, transform: Callable | None = None, channels_last: bool = False,
-                 info: Any = None, reader: StreamReader | None = None):
+    def __init__(
+        self,
+        tensors: tuple | None,
+        batch_size: int,
+        dist: Dist,
+        *,
+        train: bool,
+        seed: int = 0,
+        on_device: bool = True,
+        transform: Callable | None = None,
+        channels_last: bool = False,
+        info: Any = None,
+        reader: StreamReader | None = None,
+    ):
         """info: what evaluation needs to know of the items (segmentation: the label spec), read as loader.info.
         reader: the items are streamed from their files (data/stream.py) instead of held in `tensors`; the order,
         the slices and the transform are the same."""
@@ -80,13 +91,13 @@ class TensorLoader:
         if not self.train:
             return idx[r::w]
         per = len(idx) // w
-        return idx[r * per:(r + 1) * per]
+        return idx[r * per : (r + 1) * per]
 
     def local_items(self) -> torch.Tensor:
         """The items this process yields in one pass (from batch 0), in order, as indices into the whole split: what
         puts every process's predictions back in item order."""
         order, b = self._order(), self.batch_size
-        return torch.cat([self._local(order[i * b:(i + 1) * b]) for i in range(len(self))] or [torch.zeros(0)]).long()
+        return torch.cat([self._local(order[i * b : (i + 1) * b]) for i in range(len(self))] or [torch.zeros(0)]).long()
 
     def items_at(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The items at these indices as the loader yields them (the transform applied): a report's pictures."""
@@ -99,7 +110,7 @@ class TensorLoader:
     def first_items(self, n: int) -> tuple[torch.Tensor, ...]:
         """The split's first n items as stored, before any transform (uint8 images: `data export`)."""
         idx = torch.arange(min(n, self.num_items))
-        return self.reader.read(idx.tolist()) if self.reader else tuple(t[:len(idx)] for t in self.tensors)
+        return self.reader.read(idx.tolist()) if self.reader else tuple(t[: len(idx)] for t in self.tensors)
 
     def _gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(t.index_select(0, idx).to(self.dist.device, non_blocking=True) for t in self.tensors)
@@ -111,7 +122,7 @@ class TensorLoader:
         """This process's batches from batch `start` of the epoch, untransformed: gathered from the tensors, or read
         by the stream's workers (the same index lists, so the same items)."""
         order, b = self._order().to(self._order_device()), self.batch_size
-        lists = [self._local(order[i * b:(i + 1) * b]) for i in range(start, len(self))]
+        lists = [self._local(order[i * b : (i + 1) * b]) for i in range(start, len(self))]
         if self.skip_empty:  # more processes than items left: this rank sits those batches out
             lists = [idx for idx in lists if len(idx)]
         if self.reader:
@@ -147,8 +158,14 @@ class BalancedLoader(TensorLoader):
     def _order(self) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         half = self.epoch_items // 2
-        take = lambda idx: torch.cat([idx[torch.randperm(len(idx), generator=g)]  # noqa: E731
-                                      for _ in range(-(-half // len(idx)))])[:half]
+        take = (
+            lambda idx: torch.cat(
+                [
+                    idx[torch.randperm(len(idx), generator=g)]  # noqa: E731
+                    for _ in range(-(-half // len(idx)))
+                ]
+            )[:half]
+        )
         both = torch.cat([take(self.neg), take(self.pos)])
         return both[torch.randperm(len(both), generator=g)]
 
@@ -162,8 +179,16 @@ class PaddedLoader(TensorLoader):
 
     skip_empty = True  # an empty padded batch has no size
 
-    def __init__(self, items: tuple[list[torch.Tensor], ...], batch_size: int, dist: Dist, *, train: bool,
-                 pad: tuple[float, ...], **options):
+    def __init__(
+        self,
+        items: tuple[list[torch.Tensor], ...],
+        batch_size: int,
+        dist: Dist,
+        *,
+        train: bool,
+        pad: tuple[float, ...],
+        **options,
+    ):
         self.pad = pad
         super().__init__(items, batch_size, dist, train=train, **options)
 
@@ -174,8 +199,10 @@ class PaddedLoader(TensorLoader):
         return torch.device("cpu")  # list indices are host integers
 
     def _gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(pad_stack([field[i] for i in idx.tolist()], value).to(self.dist.device, non_blocking=True)
-                     for field, value in zip(self.tensors, self.pad))
+        return tuple(
+            pad_stack([field[i] for i in idx.tolist()], value).to(self.dist.device, non_blocking=True)
+            for field, value in zip(self.tensors, self.pad)
+        )
 
 
 @dataclass
@@ -186,7 +213,9 @@ class Data:
     train: TensorLoader
     val: TensorLoader
     meta: dict = field(default_factory=dict)
-    test: TensorLoader | None = None  # with --val-fraction: the recipe's own test split, scored at each better validation
+    test: TensorLoader | None = (
+        None  # with --val-fraction: the recipe's own test split, scored at each better validation
+    )
     held_out: bool = False  # validation is a held-out part of the training items (--val-fraction)
 
 
@@ -199,8 +228,10 @@ def hold_out(train: Items, fraction: float) -> tuple[Items, Items]:
     n = len(train)
     k = round(n * fraction)
     if not 0 < k < n:
-        raise ConfigError(f"val_fraction={fraction} of {n} training items leaves {k} for validation and {n - k} for "
-                          f"training; choose a fraction that leaves both")
+        raise ConfigError(
+            f"val_fraction={fraction} of {n} training items leaves {k} for validation and {n - k} for "
+            f"training; choose a fraction that leaves both"
+        )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
     keep, held = order[k:].sort().values, order[:k].sort().values
     return train.subset(keep), train.subset(held)
@@ -210,8 +241,16 @@ def _items(split) -> Items | None:
     return TensorItems(split) if isinstance(split, tuple) else split
 
 
-def tensor_data(cfg, dist: Dist, train: tuple | Items, val: tuple | Items | None, transform: Callable | None = None,
-                val_transform: Callable | None = None, held_out: bool = False, **meta) -> Data:
+def tensor_data(
+    cfg,
+    dist: Dist,
+    train: tuple | Items,
+    val: tuple | Items | None,
+    transform: Callable | None = None,
+    val_transform: Callable | None = None,
+    held_out: bool = False,
+    **meta,
+) -> Data:
     """The usual pair: a shuffled training loader and an evaluation loader, with the run's batch size, seed,
     placement and memory layout. The splits are tensors, or Items (data/stream.py) that are decoded into memory or
     streamed by worker processes as cfg.loader and cfg.data_memory choose. With cfg.val_fraction, validation is a
@@ -228,7 +267,7 @@ def tensor_data(cfg, dist: Dist, train: tuple | Items, val: tuple | Items | None
     splits = [s for s in (train, val, test) if s is not None]
     choice = choose(getattr(cfg, "loader", "memory"), getattr(cfg, "data_memory", ""), splits)
     if not all(isinstance(s, TensorItems) for s in splits):  # files or records: say how they are read (on stderr:
-        print0(choice.line, dist=dist, file=sys.stderr)      # `towerlab eval RUN | jq` reads JSON from stdout)
+        print0(choice.line, dist=dist, file=sys.stderr)  # `towerlab eval RUN | jq` reads JSON from stdout)
     options = {"on_device": cfg.data_on_device, "channels_last": cfg.channels_last}
 
     def loader(items: Items, what: str, **kw) -> TensorLoader:
@@ -238,9 +277,13 @@ def tensor_data(cfg, dist: Dist, train: tuple | Items, val: tuple | Items | None
         return TensorLoader(materialize(items, what), cfg.batch_size, dist, **options, **kw)
 
     evaluation = lambda items, what: loader(items, what, train=False, transform=val_transform or transform)  # noqa: E731
-    return Data(loader(train, "training", train=True, seed=cfg.seed, transform=transform), evaluation(val, "validation"),
-                meta, evaluation(test, "test") if test is not None else None,
-                held_out=held_out or bool(getattr(cfg, "val_fraction", 0.0)))
+    return Data(
+        loader(train, "training", train=True, seed=cfg.seed, transform=transform),
+        evaluation(val, "validation"),
+        meta,
+        evaluation(test, "test") if test is not None else None,
+        held_out=held_out or bool(getattr(cfg, "val_fraction", 0.0)),
+    )
 
 
 def limited(loader: TensorLoader, n: int) -> TensorLoader:
@@ -263,5 +306,5 @@ def pad_stack(items: list[torch.Tensor], value: float) -> torch.Tensor:
     w = max(t.shape[-1] for t in items)
     out = items[0].new_full((len(items), *items[0].shape[:-2], h, w), value)
     for i, t in enumerate(items):
-        out[i, ..., :t.shape[-2], :t.shape[-1]] = t
+        out[i, ..., : t.shape[-2], : t.shape[-1]] = t
     return out

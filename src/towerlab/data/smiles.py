@@ -32,8 +32,9 @@ class SmilesTable:
 def _bytes(path: Path) -> bytes:
     """The file's content, gunzipped when it ends in .gz."""
     if not path.is_file():
-        raise DataError(f"SMILES file {path} not found; pass a CSV with a SMILES column, a .txt with one per line "
-                        f"or an SD file")
+        raise DataError(
+            f"SMILES file {path} not found; pass a CSV with a SMILES column, a .txt with one per line or an SD file"
+        )
     raw = path.read_bytes()
     if path.suffix == ".gz":
         try:
@@ -126,8 +127,11 @@ def read_sdf(path: Path) -> SmilesTable:
     if unreadable:
         print(f"towerlab: {path}: {unreadable} SD records RDKit cannot read were skipped", file=sys.stderr)
     # numeric fields are properties (a record without one: a missing value); text fields (names, ids) are not
-    names = [n for n in dict.fromkeys(k for f in fields for k in f) if any(not math.isnan(f.get(n, math.nan))
-                                                                            for f in fields)]
+    names = [
+        n
+        for n in dict.fromkeys(k for f in fields for k in f)
+        if any(not math.isnan(f.get(n, math.nan)) for f in fields)
+    ]
     return SmilesTable(smiles, {n: [f.get(n, math.nan) for f in fields] for n in names}, path)
 
 

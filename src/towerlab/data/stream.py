@@ -282,12 +282,18 @@ class StreamReader:
             return
         _ACTIVE.add(self)
         loader = torch.utils.data.DataLoader(
-            self._guarded(), batch_sampler=index_lists, num_workers=self.workers, collate_fn=_collate,
-            pin_memory=False, prefetch_factor=self.prefetch if self.workers else None,
-            worker_init_fn=_worker_init, multiprocessing_context="fork" if self.workers else None,
+            self._guarded(),
+            batch_sampler=index_lists,
+            num_workers=self.workers,
+            collate_fn=_collate,
+            pin_memory=False,
+            prefetch_factor=self.prefetch if self.workers else None,
+            worker_init_fn=_worker_init,
+            multiprocessing_context="fork" if self.workers else None,
             # its own generator: a DataLoader draws its workers' seed from the one it is given, and from the
             # process's global one otherwise, which would shift every augmentation drawn after it
-            generator=torch.Generator())
+            generator=torch.Generator(),
+        )
         try:
             for rows in loader:
                 yield self._stack(rows)
@@ -299,8 +305,9 @@ class StreamReader:
 
     def _stack(self, got) -> tuple[torch.Tensor, ...]:
         if isinstance(got, _Bad):
-            raise DataError(f"{got.why} (read while training); replace or remove it, or pass --skip-bad-files, then "
-                            f"--resume")
+            raise DataError(
+                f"{got.why} (read while training); replace or remove it, or pass --skip-bad-files, then --resume"
+            )
         if isinstance(got, str):  # "empty": this process has no items in the batch
             return self.empty()
         batch, skipped = got
@@ -318,8 +325,10 @@ def worker_death(e: BaseException) -> DataError | None:
     if not isinstance(e, RuntimeError) or "DataLoader worker" not in str(e):
         return None
     reading = [r.items.describe(int(i)) for r in list(_ACTIVE) for i in r.busy.tolist() if i >= 0]
-    return DataError(f"a data worker died ({str(e).splitlines()[0].strip()}) while reading "
-                     f"{', '.join(reading) or 'no item'}; check that file and the machine's memory, then --resume")
+    return DataError(
+        f"a data worker died ({str(e).splitlines()[0].strip()}) while reading "
+        f"{', '.join(reading) or 'no item'}; check that file and the machine's memory, then --resume"
+    )
 
 
 def _worker_init(worker_id: int) -> None:
@@ -360,8 +369,11 @@ def choose(mode: str, data_memory: str, splits: list[Items]) -> Choice:
     budget = parse_bytes(data_memory) if data_memory else default_budget()
     stream = mode == "stream" or (mode == "auto" and decoded * procs > budget)
     how = "streamed from its files by worker processes" if stream else "decoded into memory"
-    why = f"--loader {mode}" if mode != "auto" else \
-        f"{_size(decoded * procs)} for {procs} process(es) {'>' if stream else '<='} {_size(budget)} (--data-memory)"
+    why = (
+        f"--loader {mode}"
+        if mode != "auto"
+        else f"{_size(decoded * procs)} for {procs} process(es) {'>' if stream else '<='} {_size(budget)} (--data-memory)"
+    )
     items = " + ".join(f"{len(s):,}" for s in splits)
     return Choice(stream, f"data: {items} items, {_size(decoded)} decoded: {how} ({why})")
 
@@ -376,4 +388,3 @@ def _size(n: float) -> str:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "towerlab"
-

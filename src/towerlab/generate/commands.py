@@ -34,13 +34,21 @@ def sample(args) -> None:
     smiles = gen.sample(m, args.n, args.seed, temperature)
     rows = [gen.describe(s) for s in smiles]
     write_csv(rows, out)
-    fcd_ref = args.fcd_reference or (os.environ.get("TOWERLAB_DATA", "") and
-                                     str(Path(os.environ["TOWERLAB_DATA"]) / "moses" / "test.csv.gz"))
+    fcd_ref = args.fcd_reference or (
+        os.environ.get("TOWERLAB_DATA", "") and str(Path(os.environ["TOWERLAB_DATA"]) / "moses" / "test.csv.gz")
+    )
     if args.fcd and not fcd_ref:
         raise ConfigError("--fcd needs a reference set: --fcd-reference FILE (MOSES: its test.csv.gz) or TOWERLAB_DATA")
     training, known = gen.training_set(m, args.train_data)
-    report = distribution.report(smiles, training, k=10_000, reference=args.reference,
-                                 fcd_reference=fcd_ref if args.fcd else None, kl=args.kl, train_canonical=known)
+    report = distribution.report(
+        smiles,
+        training,
+        k=10_000,
+        reference=args.reference,
+        fcd_reference=fcd_ref if args.fcd else None,
+        kl=args.kl,
+        train_canonical=known,
+    )
     _print(report)
     _grid(rows, "qed", out.with_suffix(".png"))
     print(f"CSV: {out}")
@@ -76,8 +84,11 @@ def optimize(args) -> None:
 
     m = gen.load(args.run_dir, args.checkpoint, "autoencode", "`towerlab chem optimize`")
     out = Path(args.out) if args.out else m.run_dir / "optimize.csv"
-    seeds = (gen.read_smiles(args.input, "optimize")[:args.n_seeds] if args.input
-             else latent.draw_seeds(gen.held_out_smiles(m), args.n_seeds, args.seed))
+    seeds = (
+        gen.read_smiles(args.input, "optimize")[: args.n_seeds]
+        if args.input
+        else latent.draw_seeds(gen.held_out_smiles(m), args.n_seeds, args.seed)
+    )
     found = latent.optimize(m, seeds, args.property, args.steps, args.lr)
     write_csv(found, out)
     _grid(found, args.property, out.with_suffix(".png"))
@@ -120,10 +131,13 @@ def hillclimb(args) -> None:
     out = _folder(args, m.run_dir, "hillclimb", s.seed)
     start = "" if args.start == "none" else (args.start or str(gen.data_file(m)))
     history = run(m, objective, out, s, start, args.start_limit)
-    _print({**objective.counts(), "rounds": len(history), "best": history[-1]["best"] if history else None,
-            **_auc(out)})
-    print(f"best molecules: {out / 'best.csv'}; per round: {out / 'rounds.csv'}, {out / 'score.png'}; "
-          f"grid: {out / 'best.png'}")
+    _print(
+        {**objective.counts(), "rounds": len(history), "best": history[-1]["best"] if history else None, **_auc(out)}
+    )
+    print(
+        f"best molecules: {out / 'best.csv'}; per round: {out / 'rounds.csv'}, {out / 'score.png'}; "
+        f"grid: {out / 'best.png'}"
+    )
 
 
 def mcts(args) -> None:
@@ -136,8 +150,16 @@ def mcts(args) -> None:
     out = _folder(args, m.run_dir, "mcts", s.seed)
     history = run(m, objective, out, s)
     last = history[-1] if history else {}
-    _print({**objective.counts(), "molecules": last.get("molecules", 0), "completions": last.get("completions", 0),
-            "best": last.get("best"), "cpu_s": last.get("cpu_s"), **_auc(out)})
+    _print(
+        {
+            **objective.counts(),
+            "molecules": last.get("molecules", 0),
+            "completions": last.get("completions", 0),
+            "best": last.get("best"),
+            "cpu_s": last.get("cpu_s"),
+            **_auc(out),
+        }
+    )
     grid = f"; grid: {out / 'best.png'}" if (out / "best.png").is_file() else "; no valid molecule yet, so no grid"
     print(f"best molecules: {out / 'best.csv'}; progress: {out / 'progress.csv'}, {out / 'score.png'}{grid}")
 
@@ -146,10 +168,12 @@ def graph_ga(args) -> None:
     from towerlab.generate.graph_ga import Settings, graph_ga as run
 
     if args.run_dir:
-        raise ConfigError(f"graph-ga uses no trained run (got {args.run_dir!r}); its first population is the best of "
-                          f"--start FILE")
-    start = args.start or (os.environ.get("TOWERLAB_DATA", "") and
-                           str(Path(os.environ["TOWERLAB_DATA"]) / "zinc250k_jtvae" / "valid.txt"))
+        raise ConfigError(
+            f"graph-ga uses no trained run (got {args.run_dir!r}); its first population is the best of --start FILE"
+        )
+    start = args.start or (
+        os.environ.get("TOWERLAB_DATA", "") and str(Path(os.environ["TOWERLAB_DATA"]) / "zinc250k_jtvae" / "valid.txt")
+    )
     if not start:
         raise ConfigError("graph-ga needs molecules to start from: --start FILE (SMILES), or set TOWERLAB_DATA")
     objective = _objective(args)
@@ -158,16 +182,27 @@ def graph_ga(args) -> None:
     history = run(objective, start, out, s, args.start_limit)
     last = history[-1] if history else {}  # (a folder from before generation 0 was recorded may have none)
     _print({**objective.counts(), "generations": last.get("generation", 0), "best": last.get("best"), **_auc(out)})
-    print(f"best molecules: {out / 'best.csv'}; per generation: {out / 'progress.csv'}, {out / 'score.png'}; "
-          f"grid: {out / 'best.png'}")
+    print(
+        f"best molecules: {out / 'best.csv'}; per generation: {out / 'progress.csv'}, {out / 'score.png'}; "
+        f"grid: {out / 'best.png'}"
+    )
 
 
-ACTIONS = {"sample": sample, "encode": encode, "decode": decode, "optimize": optimize, "hillclimb": hillclimb,
-           "mcts": mcts, "graph-ga": graph_ga}
+ACTIONS = {
+    "sample": sample,
+    "encode": encode,
+    "decode": decode,
+    "optimize": optimize,
+    "hillclimb": hillclimb,
+    "mcts": mcts,
+    "graph-ga": graph_ga,
+}
 
 
 def run(args) -> None:
     """The action the command names; every action but graph-ga reads a trained run."""
     if args.action != "graph-ga" and not args.run_dir:
-        raise ConfigError(f"`towerlab chem {args.action}` needs the trained run: towerlab chem {args.action} RUN_DIR ...")
+        raise ConfigError(
+            f"`towerlab chem {args.action}` needs the trained run: towerlab chem {args.action} RUN_DIR ..."
+        )
     ACTIONS[args.action](args)

@@ -42,8 +42,10 @@ OPERATORS = "jensen"
 ELEMENTS = (6, 6, 6, 6, 7, 7, 8, 8, 9, 16, 17)  # what an added atom is: carbon most often, as in organic molecules
 CUT = Chem.MolFromSmarts("[*]-;!@[*]")  # a single bond outside any ring: where chain crossover cuts
 # where ring crossover cuts: two bonds of one ring (atom pairs of the match), as in Jensen's crossover
-RING_CUTS = ((Chem.MolFromSmarts("[R]@[R]@[R]@[R]"), ((0, 1), (2, 3))),
-             (Chem.MolFromSmarts("[R]@[R;!D2]@[R]"), ((0, 1), (1, 2))))
+RING_CUTS = (
+    (Chem.MolFromSmarts("[R]@[R]@[R]@[R]"), ((0, 1), (2, 3))),
+    (Chem.MolFromSmarts("[R]@[R;!D2]@[R]"), ((0, 1), (1, 2))),
+)
 
 
 def _kekule(m: Chem.Mol) -> Chem.RWMol:
@@ -217,7 +219,9 @@ def _load(out: Path, mine: dict, objective: Objective) -> dict | None:
     try:
         state = json.loads(state_file.read_text())
     except (OSError, ValueError) as e:
-        raise DataError(f"{state_file} is damaged ({type(e).__name__}); delete {out} to start the search again") from None
+        raise DataError(
+            f"{state_file} is damaged ({type(e).__name__}); delete {out} to start the search again"
+        ) from None
     if differ := _differ(state["settings"], mine):
         raise ConfigError(f"{out} holds a graph GA with other settings ({differ}: {state_file}); choose another --out")
     objective.restore(state["objective"])
@@ -241,8 +245,9 @@ def _save(out: Path, state: dict, settings: dict, objective: Objective) -> None:
     """The generation's checkpoint: the scores and the history stay in their journals (already on disk), how many
     lines of each are the run's goes here."""
     small = {k: v for k, v in state.items() if k not in ("seen", "history")}
-    small.update(scored=len(state["seen"]), history_lines=len(state["history"]), settings=settings,
-                 objective=objective.state())
+    small.update(
+        scored=len(state["seen"]), history_lines=len(state["history"]), settings=settings, objective=objective.state()
+    )
     atomic_write(out / "state.json", json.dumps(small).encode())
 
 
@@ -251,18 +256,24 @@ def _same_start(out: Path, mine: dict) -> None:
     marker = out / "start.json"
     differ = _differ(json.loads(marker.read_text()), mine) if marker.is_file() else "not recorded"
     if (out / JOURNAL).is_file() and differ:
-        raise ConfigError(f"{out} holds the start of a graph GA with other settings ({differ}: {marker}); "
-                          "choose another --out")
+        raise ConfigError(
+            f"{out} holds the start of a graph GA with other settings ({differ}: {marker}); choose another --out"
+        )
     atomic_write(marker, json.dumps(mine).encode())
 
 
 def _generation(gen: int, top: list[float | None], children: int, new: int, calls: int) -> dict:
     """One line of progress.csv: the kept population's scores (best first) after generation `gen`."""
     kept = [v for v in top if v is not None]
-    return {"generation": gen, "best": kept[0] if kept else None,
-            "top10_mean": sum(kept[:10]) / len(kept[:10]) if kept else None,
-            "mean_kept": sum(kept) / len(kept) if kept else None, "children": children, "new_molecules": new,
-            "scoring_calls": calls}
+    return {
+        "generation": gen,
+        "best": kept[0] if kept else None,
+        "top10_mean": sum(kept[:10]) / len(kept[:10]) if kept else None,
+        "mean_kept": sum(kept) / len(kept) if kept else None,
+        "children": children,
+        "new_molecules": new,
+        "scoring_calls": calls,
+    }
 
 
 def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_limit: int = 0) -> list[dict]:
@@ -274,16 +285,25 @@ def graph_ga(objective: Objective, start: str, out: Path, s: Settings, start_lim
 
 
 def _search(objective: Objective, start: str, out: Path, s: Settings, start_limit: int) -> list[dict]:
-    mine = {**asdict(s), "objective": objective.name, "start": str(Path(start).absolute()), "start_limit": start_limit,
-            "operators": OPERATORS}
+    mine = {
+        **asdict(s),
+        "objective": objective.name,
+        "start": str(Path(start).absolute()),
+        "start_limit": start_limit,
+        "operators": OPERATORS,
+    }
     state, journal = _load(out, mine, objective), Journal(out / JOURNAL)
     if state is None:
         _same_start(out, mine)
         seen: dict[str, float | None] = {}
         population = best_of_file(start, objective, s.population, seen, start_limit, s.seed, s.max_calls, journal)
         # generation 0 is the start: its best is the run's best when the start uses the whole budget
-        state = {"generation": 0, "population": population, "seen": seen,
-                 "history": [_generation(0, [seen[c] for c in population], 0, objective.calls, objective.calls)]}
+        state = {
+            "generation": 0,
+            "population": population,
+            "seen": seen,
+            "history": [_generation(0, [seen[c] for c in population], 0, objective.calls, objective.calls)],
+        }
         JsonLines(out / HISTORY).add(state["history"])
         _save(out, state, mine, objective)  # the starting scores are never paid twice
     seen, population, history = state["seen"], state["population"], state["history"]
@@ -293,8 +313,10 @@ def _search(objective: Objective, start: str, out: Path, s: Settings, start_limi
             print(f"--max-calls {s.max_calls} reached after generation {gen - 1}")
             break
         if s.patience and stale >= s.patience:
-            print(f"the population's scores have not changed for {stale} generations (--patience {s.patience}): "
-                  f"stopped after generation {gen - 1}")
+            print(
+                f"the population's scores have not changed for {stale} generations (--patience {s.patience}): "
+                f"stopped after generation {gen - 1}"
+            )
             break
         rng = random.Random(s.seed * 1_000_003 + gen)
         pool = [(c, seen[c]) for c in population]
@@ -303,10 +325,11 @@ def _search(objective: Objective, start: str, out: Path, s: Settings, start_limi
         score_new(children, objective, seen, s.max_calls)
         journal.append(seen, known)
         scores_before = [seen[c] for c in population]
-        population = ranked(seen, population + children)[:s.population]
+        population = ranked(seen, population + children)[: s.population]
         stale = stale + 1 if [seen[c] for c in population] == scores_before else 0  # GuacaMol's test: the scores
-        history.append(_generation(gen, [seen[c] for c in population], len(children), objective.calls - before,
-                                   objective.calls))
+        history.append(
+            _generation(gen, [seen[c] for c in population], len(children), objective.calls - before, objective.calls)
+        )
         print(json_text(history[-1]), flush=True)
         JsonLines(out / HISTORY).add(history[-1:])
         state = {"generation": gen, "population": population, "seen": seen, "history": history, "stale": stale}

@@ -70,7 +70,9 @@ def _resume(m: Model, opt, out: Path, objective: Objective) -> tuple[int, dict, 
     return state["round"], json.loads(state["seen"]), json.loads(state["history"])
 
 
-def hillclimb(m: Model, objective: Objective, out: Path, s: Settings, start: str = "", start_limit: int = 0) -> list[dict]:
+def hillclimb(
+    m: Model, objective: Objective, out: Path, s: Settings, start: str = "", start_limit: int = 0
+) -> list[dict]:
     """Run (or continue) the hill-climb into `out`; returns the per-round history. With `start` (a SMILES file, the
     run's training file for GuacaMol's baseline), the pool begins as that file's best s.keep molecules. A second
     process in the same folder is refused while the first lives."""
@@ -82,13 +84,19 @@ def hillclimb(m: Model, objective: Objective, out: Path, s: Settings, start: str
 
 def _climb(m: Model, objective: Objective, out: Path, s: Settings, start: str, start_limit: int) -> list[dict]:
     settings = out / "settings.json"
-    mine = {**asdict(s), "objective": objective.name, "run": str(m.run_dir.absolute()),
-            "start": str(Path(start).absolute()) if start else "", "start_limit": start_limit}
+    mine = {
+        **asdict(s),
+        "objective": objective.name,
+        "run": str(m.run_dir.absolute()),
+        "start": str(Path(start).absolute()) if start else "",
+        "start_limit": start_limit,
+    }
     if settings.is_file():  # the same search continued (more --rounds allowed), never another one mixed in
         # a search may be given more rounds or calls
         if differ := ", ".join(other_settings(json.loads(settings.read_text()), mine, free=("rounds", "max_calls"))):
-            raise ConfigError(f"{out} holds a hill-climb with other settings ({differ}: {settings}); "
-                              "choose another --out")
+            raise ConfigError(
+                f"{out} holds a hill-climb with other settings ({differ}: {settings}); choose another --out"
+            )
     atomic_write(settings, json.dumps(mine, indent=1).encode())
     opt = torch.optim.Adam(m.net.parameters(), lr=s.lr)
     done, seen, history = _resume(m, opt, out, objective)
@@ -106,22 +114,43 @@ def _climb(m: Model, objective: Objective, out: Path, s: Settings, start: str, s
         known = len(seen)
         canon = score_new(sampled, objective, seen, s.max_calls)
         new = len(seen) - known
-        pool = ranked(seen)[:s.keep]
+        pool = ranked(seen)[: s.keep]
         if pool:
             loss = _fine_tune(m, opt, pool, s, r)
         else:  # a fresh prior with few samples can miss every time: say so, and sample again next round
             loss = None
-            print(f"round {r}: none of the {len(sampled)} samples is a valid molecule with a score; nothing to "
-                  f"fine-tune on yet (more --samples helps)", flush=True)
+            print(
+                f"round {r}: none of the {len(sampled)} samples is a valid molecule with a score; nothing to "
+                f"fine-tune on yet (more --samples helps)",
+                flush=True,
+            )
         valid = sum(c is not None for c in canon) / len(sampled)
-        history.append({"round": r, "best": seen[pool[0]] if pool else None,
-                        "mean_kept": sum(seen[c] for c in pool) / len(pool) if pool else None,
-                        "top10_mean": sum(seen[c] for c in pool[:10]) / len(pool[:10]) if pool else None,
-                        "valid_share": valid, "new_molecules": new, "scoring_calls": objective.calls,
-                        "failed": objective.failed, "fine_tune_loss": loss})
+        history.append(
+            {
+                "round": r,
+                "best": seen[pool[0]] if pool else None,
+                "mean_kept": sum(seen[c] for c in pool) / len(pool) if pool else None,
+                "top10_mean": sum(seen[c] for c in pool[:10]) / len(pool[:10]) if pool else None,
+                "valid_share": valid,
+                "new_molecules": new,
+                "scoring_calls": objective.calls,
+                "failed": objective.failed,
+                "fine_tune_loss": loss,
+            }
+        )
         print(json_text(history[-1]))
-        checkpoint.save(out / "checkpoints", r, {"model": m.net.state_dict()},
-                        {"optimizer": opt.state_dict(), "round": r, "seen": json.dumps(seen),
-                         "history": json.dumps(history), "objective": json.dumps(objective.state())}, ["last"])
+        checkpoint.save(
+            out / "checkpoints",
+            r,
+            {"model": m.net.state_dict()},
+            {
+                "optimizer": opt.state_dict(),
+                "round": r,
+                "seen": json.dumps(seen),
+                "history": json.dumps(history),
+                "objective": json.dumps(objective.state()),
+            },
+            ["last"],
+        )
     write_outputs(out, seen, history, objective.name, max_calls=s.max_calls)
     return history

@@ -47,8 +47,9 @@ def encode(m: Model, smiles: list[str]) -> tuple[torch.Tensor, list[int], Skippe
 def encode_file(m: Model, smiles: list[str]) -> tuple[list[dict], dict]:
     """SMILES -> rows (smiles, z0..zK) and the reconstruction report, encoding each molecule once."""
     z, kept, skipped = encode(m, smiles)
-    rows = [{"smiles": smiles[i], **{f"z{j}": round(float(v), 6) for j, v in enumerate(row)}}
-            for i, row in zip(kept, z)]
+    rows = [
+        {"smiles": smiles[i], **{f"z{j}": round(float(v), 6) for j, v in enumerate(row)}} for i, row in zip(kept, z)
+    ]
     return rows, reconstruction(m, smiles, z, kept, skipped)
 
 
@@ -61,8 +62,10 @@ def decode_file(m: Model, path: str) -> list[dict]:
     cols = [k for k in (table[0] if table else {}) if k.startswith("z") and k[1:].isdigit()]
     size = m.recipe.latent_size(m.net)
     if len(cols) != size:
-        raise DataError(f"{path} has {len(cols)} z columns; this run's latent space has {size} "
-                        f"(write them with `towerlab chem encode`)")
+        raise DataError(
+            f"{path} has {len(cols)} z columns; this run's latent space has {size} "
+            f"(write them with `towerlab chem encode`)"
+        )
     try:
         z = torch.tensor([[float(r[c]) for c in cols] for r in table])
     except ValueError as e:
@@ -75,8 +78,12 @@ def reconstruction(m: Model, smiles: list[str], z: torch.Tensor, kept: list[int]
     decoded = decode(m, z)
     same_string = sum(d == smiles[i] for d, i in zip(decoded, kept))
     same_mol = sum(props.canonical(d) == props.canonical(smiles[i]) for d, i in zip(decoded, kept))
-    report = {"molecules": len(kept), "refused": sum(skipped.counts.values()),
-              "exact_smiles": same_string / len(kept), "same_molecule": same_mol / len(kept)}
+    report = {
+        "molecules": len(kept),
+        "refused": sum(skipped.counts.values()),
+        "exact_smiles": same_string / len(kept),
+        "same_molecule": same_mol / len(kept),
+    }
     if skipped.counts:
         report["refused_why"] = skipped.report()
     return report
@@ -110,8 +117,14 @@ def optimize(m: Model, seeds: list[str], prop: str, steps: int, lr: float) -> li
             p = props.properties(s)
             c = props.canonical(s)
             if p and p[prop] > base[i] and c not in found:
-                found[c] = {"smiles": c, prop: p[prop], "seed": seeds[kept[i]], "seed_" + prop: base[i],
-                            "step": step, "similarity_to_seed": props.tanimoto(c, seeds[kept[i]])}
+                found[c] = {
+                    "smiles": c,
+                    prop: p[prop],
+                    "seed": seeds[kept[i]],
+                    "seed_" + prop: base[i],
+                    "step": step,
+                    "similarity_to_seed": props.tanimoto(c, seeds[kept[i]]),
+                }
     return sorted(found.values(), key=lambda r: -r[prop])
 
 
@@ -123,8 +136,15 @@ def optimisation_report(m: Model, found: list[dict], seeds: list[str], prop: str
     top = lambda values, k: statistics.mean(sorted(values, reverse=True)[:k]) if values else float("nan")  # noqa: E731
     k = min(10, len(found), len(prior)) or 1
     opt_values = [r[prop] for r in found]
-    return {"property": prop, "seeds": len(seeds), "decoded": budget, "improved": len(found),
-            f"best_{prop}": max(opt_values, default=float("nan")), f"prior_best_{prop}": max(prior, default=float("nan")),
-            f"top{k}_mean_{prop}": top(opt_values, k), f"prior_top{k}_mean_{prop}": top(prior, k),
-            "gain_over_prior": top(opt_values, k) - top(prior, k),
-            "mean_similarity_to_seed": statistics.mean([r["similarity_to_seed"] for r in found]) if found else float("nan")}
+    return {
+        "property": prop,
+        "seeds": len(seeds),
+        "decoded": budget,
+        "improved": len(found),
+        f"best_{prop}": max(opt_values, default=float("nan")),
+        f"prior_best_{prop}": max(prior, default=float("nan")),
+        f"top{k}_mean_{prop}": top(opt_values, k),
+        f"prior_top{k}_mean_{prop}": top(prior, k),
+        "gain_over_prior": top(opt_values, k) - top(prior, k),
+        "mean_similarity_to_seed": statistics.mean([r["similarity_to_seed"] for r in found]) if found else float("nan"),
+    }

@@ -130,16 +130,26 @@ class Search:
 
     def run(self) -> list[dict]:
         start = time.process_time()
-        while self.molecules < self.s.budget and not self.root.terminal and not (
-                self.s.max_calls and self.objective.calls >= self.s.max_calls):
+        while (
+            self.molecules < self.s.budget
+            and not self.root.terminal
+            and not (self.s.max_calls and self.objective.calls >= self.s.max_calls)
+        ):
             leaf = self._select()
             if leaf is None:  # every branch closed: the model writes nothing new here
                 break
             self._grow(leaf)
             scores = [v for v in self.seen.values() if v is not None]
-            self.history.append({"molecules": self.molecules, "best": max(scores, default=None),
-                                 "completions": self.completions, "distinct_valid": len(scores),
-                                 "scoring_calls": self.objective.calls, "cpu_s": time.process_time() - start})
+            self.history.append(
+                {
+                    "molecules": self.molecules,
+                    "best": max(scores, default=None),
+                    "completions": self.completions,
+                    "distinct_valid": len(scores),
+                    "scoring_calls": self.objective.calls,
+                    "cpu_s": time.process_time() - start,
+                }
+            )
         self.stopped = self._why_stopped()  # (also in outcome.json)
         print(f"stopped after {self.molecules} molecules: {self.stopped}", flush=True)
         return self.history
@@ -150,13 +160,17 @@ class Search:
             return f"--budget {self.s.budget} reached"
         if self.s.max_calls and self.objective.calls >= self.s.max_calls:
             return f"--max-calls {self.s.max_calls} reached before --budget {self.s.budget}"
-        return (f"the tree is exhausted before --budget {self.s.budget}: every branch is closed (the model writes no "
-                f"new valid molecule below any prefix; raise --temperature or --expand to widen it)")
+        return (
+            f"the tree is exhausted before --budget {self.s.budget}: every branch is closed (the model writes no "
+            f"new valid molecule below any prefix; raise --temperature or --expand to widen it)"
+        )
 
     def _grow(self, leaf: Node) -> None:
         """Expand the leaf: its candidates completed in batches (one per prefix length), the valid ones kept."""
         candidates = self._candidates(leaf)
-        if len(candidates) == 1 and candidates[0] is leaf:  # a finished molecule (or the length cap): its reward backs up again
+        if (
+            len(candidates) == 1 and candidates[0] is leaf
+        ):  # a finished molecule (or the length cap): its reward backs up again
             self._backup(leaf, squash(self._score([list(leaf.prefix)])[0][1]))
             return
         kept: dict[int, Node] = {}

@@ -37,12 +37,16 @@ def load(run_dir: str | Path, which: str = "best", needs: str = "generate", comm
     run_dir = Path(run_dir)
     require(RunRecord.load(run_dir).recipe, needs, command=f"{command} ({run_dir})")
     loaded = infer.load(run_dir, which)
-    return Model(loaded.recipe, loaded.cfg, loaded.model, loaded.weights, Vocab.load(Path(loaded.cfg.vocab_file)),
-                 run_dir)
+    return Model(
+        loaded.recipe, loaded.cfg, loaded.model, loaded.weights, Vocab.load(Path(loaded.cfg.vocab_file)), run_dir
+    )
 
 
-def data_file(m: Model, why: str = "the hill-climb starts from its best molecules: restore it, name another with "
-                                   "--start FILE, or pass --start none") -> Path:
+def data_file(
+    m: Model,
+    why: str = "the hill-climb starts from its best molecules: restore it, name another with "
+    "--start FILE, or pass --start none",
+) -> Path:
     """The SMILES file the run trained on (its config stores it absolute); a missing one is one line saying why."""
     file = m.recipe.data_file(m.cfg)
     if not file.is_file():
@@ -77,8 +81,9 @@ def training_set(m: Model, path: str | None = None) -> tuple[list[str], set[str]
 
 def held_out_smiles(m: Model) -> list[str]:
     """The run's validation molecules (never trained on): where optimisation seeds are drawn from."""
-    return _corpus(m, "seeds are drawn from its held-out molecules: restore it, or give seed SMILES as a "
-                      "file").val_smiles
+    return _corpus(
+        m, "seeds are drawn from its held-out molecules: restore it, or give seed SMILES as a file"
+    ).val_smiles
 
 
 @torch.no_grad()

@@ -28,14 +28,16 @@ def write_grid(smiles: list[str], legends: list[str], path: Path, per_row: int =
     from rdkit.Chem import Draw
 
     pairs = [(props.mol(s), label) for s, label in zip(smiles, legends) if props.mol(s) is not None]
-    image = Draw.MolsToGridImage([p[0] for p in pairs], molsPerRow=per_row, subImgSize=(250, 200),
-                                 legends=[p[1] for p in pairs])
+    image = Draw.MolsToGridImage(
+        [p[0] for p in pairs], molsPerRow=per_row, subImgSize=(250, 200), legends=[p[1] for p in pairs]
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_png(image, path)  # a link planted at best.png is replaced, never written through
 
 
-def write_outputs(out: Path, seen: dict[str, float | None], history: list[dict], name: str, x: str = "round",
-                  max_calls: int = 0) -> dict:
+def write_outputs(
+    out: Path, seen: dict[str, float | None], history: list[dict], name: str, x: str = "round", max_calls: int = 0
+) -> dict:
     """best.csv (every scored molecule, best first), calls.csv (the same in the order they were scored: the
     objective's calls), rounds.csv, score.png (per round), best.png (a grid), and
     outcome.json (calls, best, top-10 and top-100 means, PMO's area under the top-10 curve); returns the summary."""

@@ -18,8 +18,9 @@ from towerlab.progress import bar
 CHUNK = 2000  # molecules scored per call when a whole file is scored: a progress bar, and GuacaMol's lists stay small
 
 
-def score_new(smiles: list[str], objective: Objective, seen: dict[str, float | None],
-              max_calls: int = 0) -> list[str | None]:
+def score_new(
+    smiles: list[str], objective: Objective, seen: dict[str, float | None], max_calls: int = 0
+) -> list[str | None]:
     """Score the canonical forms not seen before, in first-seen order, within max_calls objective calls in all
     (0: no bound; the molecules past it stay unscored). Invalid SMILES are counted by the objective, never scored.
     Returns each SMILES's canonical form (None: not a molecule), so no caller runs RDKit over them again."""
@@ -27,7 +28,7 @@ def score_new(smiles: list[str], objective: Objective, seen: dict[str, float | N
     objective.invalid += sum(c is None for c in canon)
     new = [c for c in dict.fromkeys(c for c in canon if c) if c not in seen]
     if max_calls:
-        new = new[:max(0, max_calls - objective.calls)]
+        new = new[: max(0, max_calls - objective.calls)]
     for c, v in zip(new, objective(new)):
         seen[c] = v
     return canon
@@ -64,8 +65,10 @@ class JsonLines:
                         break
                     size += len(line)
         if n is not None and len(items) < n:
-            raise DataError(f"{self.path} holds {len(items)} entries where its search's checkpoint counts {n}; "
-                            f"delete {self.path.parent} to start the search again")
+            raise DataError(
+                f"{self.path} holds {len(items)} entries where its search's checkpoint counts {n}; "
+                f"delete {self.path.parent} to start the search again"
+            )
         if self.path.is_file() and self.path.stat().st_size != size:
             os.truncate(self.path, size)
         return items
@@ -96,8 +99,16 @@ class Journal(JsonLines):
         self.add([[c, seen[c]] for c in reversed(new)])
 
 
-def best_of_file(path: str, objective: Objective, n: int, seen: dict, limit: int = 0, seed: int = 0,
-                 max_calls: int = 0, journal: Journal | None = None) -> list[str]:
+def best_of_file(
+    path: str,
+    objective: Objective,
+    n: int,
+    seen: dict,
+    limit: int = 0,
+    seed: int = 0,
+    max_calls: int = 0,
+    journal: Journal | None = None,
+) -> list[str]:
     """The n best molecules of a SMILES file by the objective (GuacaMol's baselines start from the top of their
     training file), each scored once; `limit` > 0 scores a seeded draw of that many. With a journal, each chunk's
     scores are appended as they come and a start cut off by a kill continues after its last whole chunk (`seen`
@@ -116,12 +127,19 @@ def best_of_file(path: str, objective: Objective, n: int, seen: dict, limit: int
         objective.calls += len(done)
         objective.failed += sum(v is None for v in done.values())
         print(f"{len(done)} of them scored before the run was stopped ({journal.path})", flush=True)
-    print(f"scoring the {len(canon)} molecules of {path} to start from the best {n} (--start-limit N scores a "
-          f"draw of N)", flush=True)
-    for i in bar(range(0, len(canon), CHUNK), f"scoring {Path(path).name}", total=-(-len(canon) // CHUNK),
-                 unit="chunk", min_total=2):
+    print(
+        f"scoring the {len(canon)} molecules of {path} to start from the best {n} (--start-limit N scores a draw of N)",
+        flush=True,
+    )
+    for i in bar(
+        range(0, len(canon), CHUNK),
+        f"scoring {Path(path).name}",
+        total=-(-len(canon) // CHUNK),
+        unit="chunk",
+        min_total=2,
+    ):
         known = len(seen)
-        score_new(canon[i:i + CHUNK], objective, seen, max_calls)
+        score_new(canon[i : i + CHUNK], objective, seen, max_calls)
         if journal is not None:
             journal.append(seen, known)
     return ranked(seen, canon)[:n]
@@ -166,6 +184,11 @@ def summary(seen: dict[str, float | None], max_calls: int = 0) -> dict:
     the top-10 curve at the budget (`max_calls`, or the calls made when there was none). `seen` is in call order."""
     best = [seen[c] for c in ranked(seen)]
     mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
-    return {"scoring_calls": len(seen), "best": best[0] if best else None, "top10_mean": mean(best[:10]),
-            "top100_mean": mean(best[:100]), "budget": max_calls or len(seen),
-            "auc_top10": auc_top(list(seen.values()), 10, max_calls or len(seen))}
+    return {
+        "scoring_calls": len(seen),
+        "best": best[0] if best else None,
+        "top10_mean": mean(best[:10]),
+        "top100_mean": mean(best[:100]),
+        "budget": max_calls or len(seen),
+        "auc_top10": auc_top(list(seen.values()), 10, max_calls or len(seen)),
+    }

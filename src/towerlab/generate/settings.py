@@ -36,8 +36,9 @@ class HillclimbSettings:
 @dataclass(frozen=True)
 class MctsSettings:
     budget: int = opt(5000, "valid molecules to generate (ChemTS's count)")
-    expand: int = opt(30, "next tokens drawn from the RNN per expansion; the distinct ones are candidate children "
-                          "(ChemTS: 30)")
+    expand: int = opt(
+        30, "next tokens drawn from the RNN per expansion; the distinct ones are candidate children (ChemTS: 30)"
+    )
     rollouts: int = opt(1, "completions per candidate child (ChemTS: 1)")
     c: float = opt(1.0, "UCB exploration constant")
     temperature: float = opt(1.0, "sampling temperature")
@@ -46,10 +47,15 @@ class MctsSettings:
     max_calls: int = opt(0, "bound on objective calls, never exceeded (0: none)")
 
     def validate(self) -> None:
-        if min(self.budget, self.expand, self.rollouts, self.max_tokens) <= 0 or self.c < 0 or self.temperature <= 0 \
-                or self.max_calls < 0:
-            raise ConfigError("budget, expand, rollouts and max_tokens must be > 0, c >= 0, temperature > 0, "
-                              "max_calls >= 0")
+        if (
+            min(self.budget, self.expand, self.rollouts, self.max_tokens) <= 0
+            or self.c < 0
+            or self.temperature <= 0
+            or self.max_calls < 0
+        ):
+            raise ConfigError(
+                "budget, expand, rollouts and max_tokens must be > 0, c >= 0, temperature > 0, max_calls >= 0"
+            )
 
 
 @dataclass(frozen=True)
@@ -60,8 +66,11 @@ class GraphGaSettings:
     generations: int = opt(1000, "generations")
     mutation_rate: float = opt(0.01, "share of children mutated")
     max_calls: int = opt(0, "bound on objective calls, never exceeded (0: no bound besides the generations)")
-    patience: int = opt(5, "stop when the population's scores have not changed for this many generations "
-                           "(GuacaMol's baseline: 5; 0: never)")
+    patience: int = opt(
+        5,
+        "stop when the population's scores have not changed for this many generations "
+        "(GuacaMol's baseline: 5; 0: never)",
+    )
     seed: int = opt(0, "random seed")
 
     def validate(self) -> None:
@@ -78,7 +87,9 @@ def other_settings(theirs: dict, mine: dict, free: tuple[str, ...]) -> list[str]
     """The settings in which a folder's recorded search (THEIRS) and a command's (MINE) differ, all but the FREE
     keys (a budget, which may grow); empty: the same search. The files they name (`run`, `start`) are compared as
     files: a relative path, an absolute one with `..` in it or a link to the same file is the same search."""
+
     def value(d: dict, k: str):
         v = d.get(k)
         return os.path.realpath(v) if k in ("run", "start") and v else v
+
     return sorted(k for k in {*theirs, *mine} - set(free) if value(theirs, k) != value(mine, k))

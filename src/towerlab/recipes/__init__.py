@@ -13,8 +13,17 @@ from functools import cache
 from typing import Callable
 
 from towerlab.errors import ConfigError
-from towerlab.recipes.configs import (ChemaaeConfig, ChemvaeConfig, Cifar10Config, DigitsConfig, MlpConfig, MnistConfig,
-                                      SegdecConfig, SmilesLstmConfig, fcn_config)
+from towerlab.recipes.configs import (
+    ChemaaeConfig,
+    ChemvaeConfig,
+    Cifar10Config,
+    DigitsConfig,
+    MlpConfig,
+    MnistConfig,
+    SegdecConfig,
+    SmilesLstmConfig,
+    fcn_config,
+)
 
 
 @dataclass(frozen=True)
@@ -29,31 +38,89 @@ class Entry:
 
 _FCN = ("segment", "predict_files", "examples")
 ENTRIES = (
-    Entry("mnist", "mnist", MnistConfig, "the classic multi-GPU MNIST ConvNet (3 conv blocks, fc 2400) with RMSProp, on the MNIST "
-                            "IDX files", ("classify", "predictions")),
-    Entry("cifar10", "cifar10", Cifar10Config, "the TensorFlow CIFAR-10 tutorial CNN (conv-pool-LRN x2, fc 384-192), trained as the "
-                                "tutorial does", ("classify", "predictions", "param_groups")),
-    Entry("digits", "digits", DigitsConfig, "the MNIST ConvNet on scikit-learn's bundled 8x8 handwritten digits (real data, no "
-                              "download)", ("classify", "predictions")),
-    Entry("mlp", "mlp", MlpConfig, "a multilayer perceptron on MNIST or the digits scans, the classic target of the genetic "
-                        "search", ("classify", "predictions")),
-    Entry("fcn32s", "fcn", fcn_config, "FCN-32s semantic segmentation (VGG16 backbone; one 32x upsampling of the fc7 scores); "
-                           "ADE20K, VOC or CamVid", _FCN, {"stride": 32}),
-    Entry("fcn16s", "fcn", fcn_config, "FCN-16s semantic segmentation (VGG16 backbone; 2x upsampled scores fused with pool4's, "
-                           "then 16x); ADE20K, VOC or CamVid", _FCN, {"stride": 16}),
-    Entry("fcn8s", "fcn", fcn_config, "FCN-8s semantic segmentation (VGG16 backbone; fused again with pool3's, then 8x); ADE20K, "
-                          "VOC or CamVid", _FCN, {"stride": 8}),
-    Entry("segdec", "segdec", SegdecConfig, "SegDecNet surface-defect detection (segmentation net + decision net, two-stage), on "
-                              "KolektorSDD", ("classify", "predict_files", "examples", "stages", "heatmap")),
-    Entry("chemvae", "chemvae", ChemvaeConfig, "a SMILES variational autoencoder with a property head (Gomez-Bombarelli et al. "
-                                "2018), RDKit for chemistry", ("generate", "autoencode", "artifacts")),
-    Entry("chemaae", "chemaae", ChemaaeConfig, "the adversarial autoencoder for SMILES (druGAN; Blaschke et al. 2018): "
-                                "chemvae's encoder and decoder, a discriminator on the codes", ("generate", "autoencode",
-                                                                                                "artifacts", "train_step")),
-    Entry("smiles-lstm", "smiles_lstm", SmilesLstmConfig, "a SMILES LSTM language model (Segler et al. 2018; GuacaMol's "
-                                        "baseline): sampling, hill-climb MLE, ChemTS tree search", ("generate", "sequence",
-                                                                                                    "artifacts",
-                                                                                                    "ragged_batches")),
+    Entry(
+        "mnist",
+        "mnist",
+        MnistConfig,
+        "the classic multi-GPU MNIST ConvNet (3 conv blocks, fc 2400) with RMSProp, on the MNIST IDX files",
+        ("classify", "predictions"),
+    ),
+    Entry(
+        "cifar10",
+        "cifar10",
+        Cifar10Config,
+        "the TensorFlow CIFAR-10 tutorial CNN (conv-pool-LRN x2, fc 384-192), trained as the tutorial does",
+        ("classify", "predictions", "param_groups"),
+    ),
+    Entry(
+        "digits",
+        "digits",
+        DigitsConfig,
+        "the MNIST ConvNet on scikit-learn's bundled 8x8 handwritten digits (real data, no download)",
+        ("classify", "predictions"),
+    ),
+    Entry(
+        "mlp",
+        "mlp",
+        MlpConfig,
+        "a multilayer perceptron on MNIST or the digits scans, the classic target of the genetic search",
+        ("classify", "predictions"),
+    ),
+    Entry(
+        "fcn32s",
+        "fcn",
+        fcn_config,
+        "FCN-32s semantic segmentation (VGG16 backbone; one 32x upsampling of the fc7 scores); ADE20K, VOC or CamVid",
+        _FCN,
+        {"stride": 32},
+    ),
+    Entry(
+        "fcn16s",
+        "fcn",
+        fcn_config,
+        "FCN-16s semantic segmentation (VGG16 backbone; 2x upsampled scores fused with pool4's, "
+        "then 16x); ADE20K, VOC or CamVid",
+        _FCN,
+        {"stride": 16},
+    ),
+    Entry(
+        "fcn8s",
+        "fcn",
+        fcn_config,
+        "FCN-8s semantic segmentation (VGG16 backbone; fused again with pool3's, then 8x); ADE20K, VOC or CamVid",
+        _FCN,
+        {"stride": 8},
+    ),
+    Entry(
+        "segdec",
+        "segdec",
+        SegdecConfig,
+        "SegDecNet surface-defect detection (segmentation net + decision net, two-stage), on KolektorSDD",
+        ("classify", "predict_files", "examples", "stages", "heatmap"),
+    ),
+    Entry(
+        "chemvae",
+        "chemvae",
+        ChemvaeConfig,
+        "a SMILES variational autoencoder with a property head (Gomez-Bombarelli et al. 2018), RDKit for chemistry",
+        ("generate", "autoencode", "artifacts"),
+    ),
+    Entry(
+        "chemaae",
+        "chemaae",
+        ChemaaeConfig,
+        "the adversarial autoencoder for SMILES (druGAN; Blaschke et al. 2018): "
+        "chemvae's encoder and decoder, a discriminator on the codes",
+        ("generate", "autoencode", "artifacts", "train_step"),
+    ),
+    Entry(
+        "smiles-lstm",
+        "smiles_lstm",
+        SmilesLstmConfig,
+        "a SMILES LSTM language model (Segler et al. 2018; GuacaMol's "
+        "baseline): sampling, hill-climb MLE, ChemTS tree search",
+        ("generate", "sequence", "artifacts", "ragged_batches"),
+    ),
 )
 REGISTRY: dict[str, Entry] = {e.name: e for e in ENTRIES}
 
@@ -102,9 +169,11 @@ def require(recipe_or_name, *wanted: str, command: str) -> None:
         return
     able = [e.name for e in ENTRIES if set(e.capabilities) & set(wanted)]
     wants = " or ".join(CAPABILITIES[c][1] for c in wanted)
-    raise ConfigError(f"{command} needs a recipe that can {wants}; {name} cannot (it can: "
-                      f"{', '.join(capabilities(recipe_or_name)) or 'train and evaluate'}). Recipes that can: "
-                      f"{', '.join(able)}")
+    raise ConfigError(
+        f"{command} needs a recipe that can {wants}; {name} cannot (it can: "
+        f"{', '.join(capabilities(recipe_or_name)) or 'train and evaluate'}). Recipes that can: "
+        f"{', '.join(able)}"
+    )
 
 
 def summary(name: str) -> str:

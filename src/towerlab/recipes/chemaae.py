@@ -65,11 +65,15 @@ class ChemAAE(nn.Module):
         self.adversarial_weight, self.scheme, self.clip = cfg.adversarial_weight, cfg.scheme, cfg.clip_grad
         self.encoder = (Conv2dEncoder if cfg.encoder == "conv2d" else Conv1dEncoder)(cfg.max_len, self.padded)
         self.code = nn.Linear(self.encoder.out, cfg.latent)
-        self.decoder = (ConvDecoder(cfg.latent, cfg.max_len, self.padded) if cfg.decoder == "conv"
-                        else GRUDecoder(cfg.latent, cfg.max_len, self.padded, cfg.gru_hidden))
+        self.decoder = (
+            ConvDecoder(cfg.latent, cfg.max_len, self.padded)
+            if cfg.decoder == "conv"
+            else GRUDecoder(cfg.latent, cfg.max_len, self.padded, cfg.gru_hidden)
+        )
         w = cfg.discriminator_hidden
-        self.discriminator = nn.Sequential(nn.Linear(cfg.latent, w), nn.LeakyReLU(0.2), nn.Linear(w, w),
-                                           nn.LeakyReLU(0.2), nn.Linear(w, 1))
+        self.discriminator = nn.Sequential(
+            nn.Linear(cfg.latent, w), nn.LeakyReLU(0.2), nn.Linear(w, w), nn.LeakyReLU(0.2), nn.Linear(w, 1)
+        )
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.code(self.encoder(F.one_hot(tokens, self.padded).float()))
@@ -82,11 +86,17 @@ class ChemAAE(nn.Module):
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.encode(tokens)
         prior = torch.randn_like(z)
-        return {"logits": self.decoder(z, tokens)[..., :self.vocab], "z": z,
-                "d_prior": self.discriminator(prior)[:, 0], "d_code": self.discriminator(z.detach())[:, 0],
-                "g_code": self.judge_frozen(z)}
+        return {
+            "logits": self.decoder(z, tokens)[..., : self.vocab],
+            "z": z,
+            "d_prior": self.discriminator(prior)[:, 0],
+            "d_code": self.discriminator(z.detach())[:, 0],
+            "g_code": self.judge_frozen(z),
+        }
 
-    def generate(self, z: torch.Tensor, temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self, z: torch.Tensor, temperature: float = 0.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         tokens = self.decoder.generate(z, temperature, generator)
         return torch.where(tokens < self.vocab, tokens, torch.zeros_like(tokens))
 
@@ -102,9 +112,11 @@ def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
 def _losses(out: dict, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
     bce = F.binary_cross_entropy_with_logits
     d_prior, d_code, g_code = out["d_prior"].float(), out["d_code"].float(), out["g_code"].float()
-    return {"recon": F.cross_entropy(out["logits"].float().transpose(1, 2), tokens, reduction="sum") / len(tokens),
-            "discriminator": bce(d_prior, torch.ones_like(d_prior)) + bce(d_code, torch.zeros_like(d_code)),
-            "generator": bce(g_code, torch.ones_like(g_code))}
+    return {
+        "recon": F.cross_entropy(out["logits"].float().transpose(1, 2), tokens, reduction="sum") / len(tokens),
+        "discriminator": bce(d_prior, torch.ones_like(d_prior)) + bce(d_code, torch.zeros_like(d_code)),
+        "generator": bce(g_code, torch.ones_like(g_code)),
+    }
 
 
 def _real_tokens(tokens: torch.Tensor) -> torch.Tensor:
@@ -132,8 +144,11 @@ def loss(model, batch, step: Step):
     # length): summed over ~100 positions it outweighed the adversarial terms a hundredfold and the encoder
     # grew its codes to a spread of 200 while the discriminator learned nothing (MOSES's AAE averages per token).
     recon = parts["recon"] / tokens.shape[1]
-    total = recon + adaptive_weight(recon, parts["generator"], out["z"]) * net.adversarial_weight * parts["generator"] \
+    total = (
+        recon
+        + adaptive_weight(recon, parts["generator"], out["z"]) * net.adversarial_weight * parts["generator"]
         + parts["discriminator"]
+    )
     return total, {k: v.detach() for k, v in parts.items()}
 
 
@@ -182,15 +197,28 @@ def evaluate(model, loader, dist: Dist) -> dict[str, float]:
         mask = torch.arange(tokens.shape[1], device=tokens.device) < length.clamp(max=tokens.shape[1])[:, None]
         decoded = net.generate(out["z"])
         n = len(tokens)
-        sums += torch.stack([torch.tensor(n, device=dist.device), ((out["logits"].argmax(-1) == tokens) & mask).sum(),
-                             mask.sum(), ((decoded == tokens) | ~mask).all(1).sum(), parts["recon"] * n,
-                             parts["discriminator"] * n, parts["generator"] * n,
-                             ((out["d_prior"] > 0).sum() + (out["d_code"] <= 0).sum()) / 2]).double()
+        sums += torch.stack(
+            [
+                torch.tensor(n, device=dist.device),
+                ((out["logits"].argmax(-1) == tokens) & mask).sum(),
+                mask.sum(),
+                ((decoded == tokens) | ~mask).all(1).sum(),
+                parts["recon"] * n,
+                parts["discriminator"] * n,
+                parts["generator"] * n,
+                ((out["d_prior"] > 0).sum() + (out["d_code"] <= 0).sum()) / 2,
+            ]
+        ).double()
     all_reduce_sum(sums, dist)
     n = sums[0].clamp_min(1)
-    return {"recon_token_accuracy": float(sums[1] / sums[2].clamp_min(1)), "recon_exact": float(sums[3] / n),
-            "recon_loss": float(sums[4] / n), "discriminator_loss": float(sums[5] / n),
-            "generator_loss": float(sums[6] / n), "discriminator_accuracy": float(sums[7] / n)}
+    return {
+        "recon_token_accuracy": float(sums[1] / sums[2].clamp_min(1)),
+        "recon_exact": float(sums[3] / n),
+        "recon_loss": float(sums[4] / n),
+        "discriminator_loss": float(sums[5] / n),
+        "generator_loss": float(sums[6] / n),
+        "discriminator_accuracy": float(sums[7] / n),
+    }
 
 
 # -- the Generator and Autoencoder capabilities ----------------------------------------------------------------

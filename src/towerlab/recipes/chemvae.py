@@ -1,8 +1,8 @@
 """chemvae: a SMILES variational autoencoder with a property head (Gómez-Bombarelli et al. 2018), RDKit for chemistry.
 
-    towerlab train chemvae --data zinc.txt                           # ZINC SMILES; QED and logP computed by RDKit
-    towerlab train chemvae --data tox21.csv --properties NR-AR,SR-p53 --decoder gru
-    towerlab chem sample RUN_DIR --n 1000                             # validity / uniqueness / novelty, CSV
+towerlab train chemvae --data zinc.txt                           # ZINC SMILES; QED and logP computed by RDKit
+towerlab train chemvae --data tox21.csv --properties NR-AR,SR-p53 --decoder gru
+towerlab chem sample RUN_DIR --n 1000                             # validity / uniqueness / novelty, CSV
 """
 
 from __future__ import annotations
@@ -60,9 +60,19 @@ class Conv2dEncoder(nn.Module):
 
     def __init__(self, max_len: int, vocab: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-                                 nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(), nn.MaxPool2d(2),
-                                 nn.Flatten(), nn.Linear(128 * (max_len // 4) * (vocab // 4), 1024), nn.ReLU())
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1),
+            nn.BatchNorm2d(128),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(128 * (max_len // 4) * (vocab // 4), 1024),
+            nn.ReLU(),
+        )
         self.out = 1024
 
     def forward(self, onehot: torch.Tensor) -> torch.Tensor:
@@ -74,10 +84,20 @@ class Conv1dEncoder(nn.Module):
 
     def __init__(self, max_len: int, vocab: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv1d(vocab, 9, 9), nn.BatchNorm1d(9), nn.Tanh(),
-                                 nn.Conv1d(9, 9, 9), nn.BatchNorm1d(9), nn.Tanh(),
-                                 nn.Conv1d(9, 10, 11), nn.BatchNorm1d(10), nn.Tanh(),
-                                 nn.Flatten(), nn.Linear(10 * (max_len - 26), 435), nn.Tanh())
+        self.net = nn.Sequential(
+            nn.Conv1d(vocab, 9, 9),
+            nn.BatchNorm1d(9),
+            nn.Tanh(),
+            nn.Conv1d(9, 9, 9),
+            nn.BatchNorm1d(9),
+            nn.Tanh(),
+            nn.Conv1d(9, 10, 11),
+            nn.BatchNorm1d(10),
+            nn.Tanh(),
+            nn.Flatten(),
+            nn.Linear(10 * (max_len - 26), 435),
+            nn.Tanh(),
+        )
         self.out = 435
 
     def forward(self, onehot: torch.Tensor) -> torch.Tensor:
@@ -94,9 +114,15 @@ class ConvDecoder(nn.Module):
         super().__init__()
         self.shape = (128, max_len // 4, vocab // 4)
         self.fc = nn.Sequential(nn.Linear(latent, 1024), nn.ReLU(), nn.Linear(1024, math.prod(self.shape)), nn.ReLU())
-        self.net = nn.Sequential(nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
-                                 nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-                                 nn.Conv2d(32, 1, 3, padding=1))
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.Conv2d(32, 1, 3, padding=1),
+        )
         nn.init.zeros_(self.net[-1].weight)  # start from uniform token probabilities, not logits in the thousands
 
     def forward(self, z: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
@@ -147,11 +173,17 @@ class ChemVAE(nn.Module):
         self.encoder = enc(cfg.max_len, self.padded)
         self.mu = nn.Linear(self.encoder.out, cfg.latent)
         self.sigma = nn.Linear(self.encoder.out, cfg.latent)
-        self.decoder = (ConvDecoder(cfg.latent, cfg.max_len, self.padded) if cfg.decoder == "conv"
-                        else GRUDecoder(cfg.latent, cfg.max_len, self.padded, cfg.gru_hidden))
+        self.decoder = (
+            ConvDecoder(cfg.latent, cfg.max_len, self.padded)
+            if cfg.decoder == "conv"
+            else GRUDecoder(cfg.latent, cfg.max_len, self.padded, cfg.gru_hidden)
+        )
         n = len(binary)
-        self.head = nn.Sequential(nn.Linear(cfg.latent, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
-                                  nn.Linear(256, n)) if n else None
+        self.head = (
+            nn.Sequential(nn.Linear(cfg.latent, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, n))
+            if n
+            else None
+        )
         self.register_buffer("binary", torch.tensor(binary, dtype=torch.bool))
         self.register_buffer("prop_mean", mean.clone())
         self.register_buffer("prop_std", std.clone())
@@ -170,7 +202,7 @@ class ChemVAE(nn.Module):
     def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, sigma = self.encode(tokens)
         z = mu + sigma * torch.randn_like(mu) if self.training else mu  # the reparameterisation trick
-        logits = self.decoder(z, tokens)[..., :self.vocab]
+        logits = self.decoder(z, tokens)[..., : self.vocab]
         return {"logits": logits, "mu": mu, "sigma": sigma, "props": self.head(mu) if self.head is not None else None}
 
     def properties(self, z: torch.Tensor) -> torch.Tensor:
@@ -178,7 +210,9 @@ class ChemVAE(nn.Module):
         out = self.head(z)
         return torch.where(self.binary, out.sigmoid(), out * self.prop_std + self.prop_mean)
 
-    def generate(self, z: torch.Tensor, temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self, z: torch.Tensor, temperature: float = 0.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         tokens = self.decoder.generate(z, temperature, generator)
         return torch.where(tokens < self.vocab, tokens, torch.zeros_like(tokens))  # padding columns read as the end
 
@@ -214,8 +248,9 @@ def _property_loss(net: ChemVAE, pred: torch.Tensor, values: torch.Tensor) -> to
     """MSE on standardised numbers, BCE on 0/1 labels; missing values (nan) do not count."""
     known = ~values.isnan()
     target = torch.where(net.binary, values, (values - net.prop_mean) / net.prop_std).nan_to_num(0.0)
-    per = torch.where(net.binary, F.binary_cross_entropy_with_logits(pred, target, reduction="none"),
-                      (pred - target).pow(2))
+    per = torch.where(
+        net.binary, F.binary_cross_entropy_with_logits(pred, target, reduction="none"), (pred - target).pow(2)
+    )
     return (per * known).sum() / known.sum().clamp_min(1)
 
 
@@ -247,17 +282,27 @@ def evaluate(model, loader, dist: Dist) -> dict[str, float]:
         mask = torch.arange(tokens.shape[1], device=tokens.device) < length.clamp(max=tokens.shape[1])[:, None]
         decoded = net.generate(out["mu"]) if isinstance(net.decoder, GRUDecoder) else logits.argmax(-1)
         teacher = logits.argmax(-1)
-        sums += torch.stack([torch.tensor(len(tokens), device=dist.device), ((teacher == tokens) & mask).sum(),
-                             mask.sum(), ((decoded == tokens) | ~mask).all(1).sum(),
-                             F.cross_entropy(logits.transpose(1, 2), tokens, reduction="sum"),
-                             kl_divergence(out["mu"].float(), out["sigma"].float()).sum()]).double()
+        sums += torch.stack(
+            [
+                torch.tensor(len(tokens), device=dist.device),
+                ((teacher == tokens) & mask).sum(),
+                mask.sum(),
+                ((decoded == tokens) | ~mask).all(1).sum(),
+                F.cross_entropy(logits.transpose(1, 2), tokens, reduction="sum"),
+                kl_divergence(out["mu"].float(), out["sigma"].float()).sum(),
+            ]
+        ).double()
         if net.head is not None:
             preds.append(net.properties(out["mu"]).float())
             values.append(vals)
     all_reduce_sum(sums, dist)
     n = sums[0].clamp_min(1)
-    m = {"recon_token_accuracy": float(sums[1] / sums[2].clamp_min(1)), "recon_exact": float(sums[3] / n),
-         "recon_loss": float(sums[4] / n), "kl": float(sums[5] / n)}
+    m = {
+        "recon_token_accuracy": float(sums[1] / sums[2].clamp_min(1)),
+        "recon_exact": float(sums[3] / n),
+        "recon_loss": float(sums[4] / n),
+        "kl": float(sums[5] / n),
+    }
     m["loss"] = m["recon_loss"] + net.beta * m["kl"]
     if net.head is not None:
         m.update(_property_metrics(net, preds, values, dist))

@@ -9,8 +9,14 @@ from torch import nn
 
 from towerlab.data import cifar as cifar_data
 from towerlab.data import resolve_dir
-from towerlab.data.augment import (center_crop, per_image_standardization, random_brightness, random_contrast,
-                                   random_crop, random_flip)
+from towerlab.data.augment import (
+    center_crop,
+    per_image_standardization,
+    random_brightness,
+    random_contrast,
+    random_crop,
+    random_flip,
+)
 from towerlab.data.loader import Data, tensor_data
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, evaluate_predictions, folder_splits, loss, predict  # noqa: F401
 from towerlab.recipes.configs import Cifar10Config
@@ -53,8 +59,13 @@ class TutorialCNN(nn.Module):
         self.local4 = nn.Linear(384, 192)
         self.softmax_linear = nn.Linear(192, classes)
         # the tutorial's initialisation: truncated normals (cut at 2 std) and these biases
-        for layer, std, bias in ((self.conv1, 5e-2, 0.0), (self.conv2, 5e-2, 0.1), (self.local3, 0.04, 0.1),
-                                 (self.local4, 0.04, 0.1), (self.softmax_linear, 1 / 192.0, 0.0)):
+        for layer, std, bias in (
+            (self.conv1, 5e-2, 0.0),
+            (self.conv2, 5e-2, 0.1),
+            (self.local3, 0.04, 0.1),
+            (self.local4, 0.04, 0.1),
+            (self.softmax_linear, 1 / 192.0, 0.0),
+        ):
             nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
             nn.init.constant_(layer.bias, bias)
 
@@ -80,6 +91,7 @@ def train_transform(cfg: Config):
         x = random_flip(random_crop(x, CROP)).float()  # crop and flip on uint8, then 0..255 floats
         x = random_contrast(random_brightness(x, cfg.max_brightness), cfg.contrast_lower, cfg.contrast_upper)
         return per_image_standardization(x), y
+
     return transform
 
 

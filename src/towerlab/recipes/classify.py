@@ -52,11 +52,17 @@ def evaluate_predictions(model, loader, dist: Dist) -> tuple[dict[str, float], t
     cm.reduce(dist)
     metrics = cm.compute()
     n = cm.counts.sum().item()
-    out = {"accuracy": metrics["accuracy"], "mean_class_accuracy": metrics["mean_class_accuracy"],
-           "loss": all_reduce_sum(loss_sum, dist).item() / max(n, 1)}
+    out = {
+        "accuracy": metrics["accuracy"],
+        "mean_class_accuracy": metrics["mean_class_accuracy"],
+        "loss": all_reduce_sum(loss_sum, dist).item() / max(n, 1),
+    }
     k = cm.n
-    return (out, torch.cat(probs).cpu() if probs else torch.zeros(0, k),
-            torch.cat(labels).cpu() if labels else torch.zeros(0, dtype=torch.int64))
+    return (
+        out,
+        torch.cat(probs).cpu() if probs else torch.zeros(0, k),
+        torch.cat(labels).cpu() if labels else torch.zeros(0, dtype=torch.int64),
+    )
 
 
 @torch.no_grad()

@@ -21,9 +21,12 @@ SMILES_LSTM_DEFAULT_FILE = "moses/train.csv.gz"  # under $TOWERLAB_DATA: 250,000
 class ImageFolderConfig(TrainConfig):
     """A classifier that also reads your own images: --data DIR with a folder per class (data/folder.py)."""
 
-    classes: str = opt("", "class names in label order, comma-separated: read from an image folder's class folders "
-                           "(sorted, as ImageFolder) when the run starts and kept with it; empty for the benchmark "
-                           "formats")
+    classes: str = opt(
+        "",
+        "class names in label order, comma-separated: read from an image folder's class folders "
+        "(sorted, as ImageFolder) when the run starts and kept with it; empty for the benchmark "
+        "formats",
+    )
     image_size: str = opt("", "HxW the images of an image folder are resized to (default: the recipe's input size)")
 
     def discover(self) -> None:
@@ -33,12 +36,16 @@ class ImageFolderConfig(TrainConfig):
             return
         found = ",".join(folder.classes(self.data))
         if self.classes and self.classes != found:
-            raise ConfigError(f"classes={self.classes} but the image folder {self.data} has {found}; drop --classes "
-                              f"(it is read from the folder) or pass the folder the run was trained on")
+            raise ConfigError(
+                f"classes={self.classes} but the image folder {self.data} has {found}; drop --classes "
+                f"(it is read from the folder) or pass the folder the run was trained on"
+            )
         self.classes = found
         if folder.layout(self.data) == "flat" and not self.val_fraction:
-            raise ConfigError(f"{self.data} holds class folders but no train/ and val/: pass --val-fraction F (e.g. "
-                              f"0.1) to validate on a fixed part of the images, or split them into train/ and val/")
+            raise ConfigError(
+                f"{self.data} holds class folders but no train/ and val/: pass --val-fraction F (e.g. "
+                f"0.1) to validate on a fixed part of the images, or split them into train/ and val/"
+            )
 
     def class_list(self) -> list[str]:
         return self.classes.split(",") if self.classes else []
@@ -110,8 +117,11 @@ class MlpConfig(ImageFolderConfig):
     epochs: float = 10.0
     batch_size: int = 128
     log_every: int = 20
-    dataset: str = opt("mnist", "MNIST IDX files, CIFAR-10 (flattened pixels), or scikit-learn's digits (no download)",
-                       ("mnist", "cifar10", "digits"))
+    dataset: str = opt(
+        "mnist",
+        "MNIST IDX files, CIFAR-10 (flattened pixels), or scikit-learn's digits (no download)",
+        ("mnist", "cifar10", "digits"),
+    )
     hidden_layers: int = opt(2, "hidden layers")
     units: int = opt(512, "units per hidden layer")
     activation: str = opt("relu", "activation", ACTIVATIONS)
@@ -144,8 +154,10 @@ class Cifar10Config(ImageFolderConfig):
     def validate(self) -> None:
         super().validate()
         if self.image_size:
-            raise ConfigError(f"image_size={self.image_size}: the tutorial's network takes 24x24 crops of 32x32 "
-                              f"images, which an image folder's images are resized to; leave image_size empty")
+            raise ConfigError(
+                f"image_size={self.image_size}: the tutorial's network takes 24x24 crops of 32x32 "
+                f"images, which an image folder's images are resized to; leave image_size empty"
+            )
 
     def default_data(self) -> str:
         return "cifar10"
@@ -163,8 +175,11 @@ class FcnConfig(TrainConfig):
     batch_size: int = 20
     epochs: float = 50.0
     log_every: int = 10
-    dataset: str = opt("camvid", "on-disk layout of --data (folder: your own images/, masks/ and classes.csv)",
-                       ("camvid", "ade20k", "voc", "folder"))
+    dataset: str = opt(
+        "camvid",
+        "on-disk layout of --data (folder: your own images/, masks/ and classes.csv)",
+        ("camvid", "ade20k", "voc", "folder"),
+    )
     train_split: str = opt("", "training split (default: the dataset's: train, or training for ade20k)")
     val_split: str = opt("", "evaluation split (default: val, or validation for ade20k)")
     crop_height: int = opt(0, "training crop height in pixels (0: the whole padded batch)")
@@ -177,8 +192,11 @@ class FcnConfig(TrainConfig):
     width: float = opt(1.0, "backbone channel multiplier (1.0 = VGG16; smaller for CPU runs and tests)")
     fc_channels: int = opt(4096, "channels of fc6 and fc7 (4096 in VGG16)")
     dropout: float = opt(0.5, "dropout after fc6 and fc7")
-    skip_scale: bool = opt(False, "scale the pool4/pool3 scores by 0.01/0.0001 as the reference at-once FCN-8s "
-                                  "does (for Caffe-scale 0..255 features)")
+    skip_scale: bool = opt(
+        False,
+        "scale the pool4/pool3 scores by 0.01/0.0001 as the reference at-once FCN-8s "
+        "does (for Caffe-scale 0..255 features)",
+    )
     FOLDERS: ClassVar[dict[str, str]] = {"camvid": "camvid", "ade20k": "ade20k_sceneparsing", "voc": "voc"}
 
     def default_data(self) -> str:
@@ -195,8 +213,9 @@ class FcnConfig(TrainConfig):
         if self.backbone_weights and (self.width != 1.0 or self.fc_channels != 4096):
             raise ConfigError("--backbone-weights needs the VGG16 shape: --width 1.0 --fc-channels 4096")
         if self.dataset == "folder" and not self.data:
-            raise ConfigError("--dataset folder needs --data DIR holding images/<split>/, masks/<split>/ and "
-                              "classes.csv")
+            raise ConfigError(
+                "--dataset folder needs --data DIR holding images/<split>/, masks/<split>/ and classes.csv"
+            )
 
 
 @dataclass
@@ -211,8 +230,11 @@ class SegdecConfig(TrainConfig):
     batch_size: int = 1
     epochs: float = 30.0
     log_every: int = 20
-    stage: str = opt("seg+dec", "what to train: seg, dec (segmentation frozen), joint, or seg+dec in sequence",
-                     ("seg", "dec", "joint", "seg+dec"))
+    stage: str = opt(
+        "seg+dec",
+        "what to train: seg, dec (segmentation frozen), joint, or seg+dec in sequence",
+        ("seg", "dec", "joint", "seg+dec"),
+    )
     dec_epochs: float = opt(0.0, "seg+dec: epochs of the dec stage (0: the same as --epochs)")
     layout: str = opt("kolektor", "on-disk layout of --data", ("kolektor", "generic"))
     fold: int = opt(0, "cross-validation: evaluate on this fold, train on the others (3 folds, split by item)")
@@ -222,13 +244,19 @@ class SegdecConfig(TrainConfig):
     channels: int = opt(1, "1 = grayscale, 3 = RGB")
     feature_channels: int = opt(1024, "channels of the 15x15 feature layer (1024 in the paper)")
     dilate: int = opt(0, "dilate masks with a square of this size before training (0: off; the follow-up paper's)")
-    seg_pos_weight: float = opt(1.0, "weight of a defective cell in the segmentation loss (a hairline crack covers "
-                                     "few cells; the follow-up paper weights the defect's pixels up)")
+    seg_pos_weight: float = opt(
+        1.0,
+        "weight of a defective cell in the segmentation loss (a hairline crack covers "
+        "few cells; the follow-up paper weights the defect's pixels up)",
+    )
     balanced: bool = opt(True, "each epoch: every defect-free image once and as many defective ones")
     flip: bool = opt(True, "random left-right and up-down mirroring of image and mask")
-    threshold: float = opt(0.0, "operating threshold on the defect probability: a part at or above it is a defect "
-                                "(0: the best-F1 point of the validation split at the checkpoint used, recorded with "
-                                "each evaluation)")
+    threshold: float = opt(
+        0.0,
+        "operating threshold on the defect probability: a part at or above it is a defect "
+        "(0: the best-F1 point of the validation split at the checkpoint used, recorded with "
+        "each evaluation)",
+    )
 
     def default_data(self) -> str:
         return "kolektorsdd"
@@ -240,8 +268,10 @@ class SegdecConfig(TrainConfig):
         if not 0 <= self.fold < self.folds or self.folds < 2:
             raise ConfigError(f"fold={self.fold}, folds={self.folds}: need folds >= 2 and 0 <= fold < folds")
         if self.stage == "dec" and not self.init_from:
-            raise ConfigError("stage=dec trains the decision net on a frozen segmentation net: pass --init-from "
-                              "RUN_DIR of a seg run (or use --stage seg+dec)")
+            raise ConfigError(
+                "stage=dec trains the decision net on a frozen segmentation net: pass --init-from "
+                "RUN_DIR of a seg run (or use --stage seg+dec)"
+            )
         if self.channels not in (1, 3):
             raise ConfigError(f"channels={self.channels} must be 1 or 3")
         if not self.seg_pos_weight > 0:
@@ -256,12 +286,17 @@ class SmilesCorpusConfig(TrainConfig):
     optimizer: str = "adam"
     lr: float = 1e-3
     batch_size: int = 128
-    data: str = opt("", f"SMILES file: CSV with a SMILES column, or one per line (default: $TOWERLAB_DATA/{CHEMVAE_DEFAULT_FILE})")
+    data: str = opt(
+        "", f"SMILES file: CSV with a SMILES column, or one per line (default: $TOWERLAB_DATA/{CHEMVAE_DEFAULT_FILE})"
+    )
     val_data: str = opt("", "held-out SMILES file (default: a --val-fraction of --data)")
     val_fraction: float = opt(0.1, "share of --data held out for evaluation when no --val-data is given")
     max_len: int = opt(120, "longest molecule in tokens; longer ones are reported and skipped")
-    representation: str = opt("smiles", "the strings the model reads and writes: smiles, or selfies (every decoded "
-                                        "SELFIES is a valid molecule)", REPRESENTATIONS)
+    representation: str = opt(
+        "smiles",
+        "the strings the model reads and writes: smiles, or selfies (every decoded SELFIES is a valid molecule)",
+        REPRESENTATIONS,
+    )
     vocab_file: str = opt("", "use this vocab.json instead of building one from --data (set when a run is reloaded)")
 
     def default_data(self) -> str:
@@ -281,20 +316,30 @@ class ChemvaeConfig(SmilesCorpusConfig):
     epochs: float = 50.0
     log_every: int = 20
     latent: int = opt(256, "latent dimensions")
-    encoder: str = opt("conv2d", "conv2d: the post's 2D convs over the one-hot matrix; conv1d: Gómez-Bombarelli's",
-                       ("conv2d", "conv1d"))
+    encoder: str = opt(
+        "conv2d",
+        "conv2d: the post's 2D convs over the one-hot matrix; conv1d: Gómez-Bombarelli's",
+        ("conv2d", "conv1d"),
+    )
     # gru by default: on 64 ZINC molecules it reaches 0.67 token accuracy in 300 steps, the conv decoder 0.43 in 150
-    decoder: str = opt("gru", "gru: 3-layer GRU with teacher forcing (Gómez-Bombarelli); conv: the post's "
-                              "upsampling conv decoder", ("gru", "conv"))
+    decoder: str = opt(
+        "gru",
+        "gru: 3-layer GRU with teacher forcing (Gómez-Bombarelli); conv: the post's upsampling conv decoder",
+        ("gru", "conv"),
+    )
     gru_hidden: int = opt(488, "GRU decoder width (Gómez-Bombarelli: 488)")
     beta: float = opt(1.0, "weight of the KL term after annealing")
     kl_warmup_steps: int = opt(2000, "steps over which the KL weight rises linearly from 0 to beta")
     # 0.25: on ZINC (500 steps) the KL stayed at 19 nats instead of collapsing to 0.05, token accuracy 0.671 vs
     # 0.655, unique samples 0.70 vs 0.38 at the same validity (docs/results.md)
-    free_bits: float = opt(0.25, "nats per latent dimension the KL term does not charge for (Kingma et al. 2016): "
-                                 "keeps z informative instead of collapsing onto the prior; 0 = off")
-    properties: str = opt("qed,logp", "comma-separated: qed, logp, mw, sa (computed by RDKit) or columns of the CSV; "
-                                      "empty for none")
+    free_bits: float = opt(
+        0.25,
+        "nats per latent dimension the KL term does not charge for (Kingma et al. 2016): "
+        "keeps z informative instead of collapsing onto the prior; 0 = off",
+    )
+    properties: str = opt(
+        "qed,logp", "comma-separated: qed, logp, mw, sa (computed by RDKit) or columns of the CSV; empty for none"
+    )
     property_weight: float = opt(1.0, "weight of the property loss")
 
     def validate(self) -> None:
@@ -314,16 +359,22 @@ class ChemaaeConfig(SmilesCorpusConfig):
     # conv1d by default: the conv2d encoder's dense layer (25,600 inputs at max_len 80) moved the codes from a spread
     # of 0.3 to 25 in one Adam step and to 200 in twenty, where the discriminator never learned to tell them from
     # N(0, I); conv1d's (540 inputs) keeps them at 3-7 and the discriminator separates them within 30 steps
-    encoder: str = opt("conv1d", "conv1d: Gómez-Bombarelli's 1D convs; conv2d: the post's 2D convs over the one-hot "
-                                 "matrix", ("conv1d", "conv2d"))
+    encoder: str = opt(
+        "conv1d",
+        "conv1d: Gómez-Bombarelli's 1D convs; conv2d: the post's 2D convs over the one-hot matrix",
+        ("conv1d", "conv2d"),
+    )
     decoder: str = opt("gru", "gru: 3-layer GRU with teacher forcing; conv: upsampling conv decoder", ("gru", "conv"))
     gru_hidden: int = opt(488, "GRU decoder width")
     discriminator_hidden: int = opt(256, "width of the discriminator's two hidden layers")
     adversarial_weight: float = opt(1.0, "weight of the generator (encoder-fools-discriminator) loss")
-    scheme: str = opt("joint", "joint: the three losses in one backward and one step (the generator's weighted "
-                               "adaptively); moses: as the MOSES AAE, steps alternate between the autoencoder "
-                               "(reconstruction per real token + generator loss) and the discriminator",
-                      ("joint", "moses"))
+    scheme: str = opt(
+        "joint",
+        "joint: the three losses in one backward and one step (the generator's weighted "
+        "adaptively); moses: as the MOSES AAE, steps alternate between the autoencoder "
+        "(reconstruction per real token + generator loss) and the discriminator",
+        ("joint", "moses"),
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -340,8 +391,10 @@ class SmilesLstmConfig(SmilesCorpusConfig):
     # GuacaMol's SMILES LSTM (Brown et al. 2019; guacamol_baselines smiles_lstm_hc): 3 LSTM layers of 1024, dropout
     # 0.2, Adam lr 1e-3, max 100 tokens. The default width here is 512 so that a prior trains on a CPU in an hour;
     # --hidden 1024 is the paper's model.
-    data: str = opt("", f"SMILES file: CSV with a SMILES column, or one per line (default: "
-                        f"$TOWERLAB_DATA/{SMILES_LSTM_DEFAULT_FILE})")
+    data: str = opt(
+        "",
+        f"SMILES file: CSV with a SMILES column, or one per line (default: $TOWERLAB_DATA/{SMILES_LSTM_DEFAULT_FILE})",
+    )
     val_fraction: float = opt(0.02, "share of --data held out for evaluation when no --val-data is given")
     max_len: int = opt(100, "longest molecule in tokens; longer ones are reported and skipped (GuacaMol: 100)")
     epochs: float = 10.0

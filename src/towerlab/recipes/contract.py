@@ -103,7 +103,9 @@ class HeatMapper(Protocol):
 
 @runtime_checkable
 class KeepsPredictions(Protocol):
-    def evaluate_predictions(self, model: nn.Module, loader, dist) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    def evaluate_predictions(
+        self, model: nn.Module, loader, dist
+    ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
         """evaluate's metrics, and this process's items' class probabilities [n, classes] and labels [n] in the order
         the loader yielded them (the engine gathers them: the report reads the best evaluation's, never evaluates
         again)."""
@@ -141,8 +143,9 @@ class OwnOptimizer(Protocol):
 
 @runtime_checkable
 class OwnTrainStep(Protocol):
-    def train_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...], step: Step,
-                   optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    def train_step(
+        self, model: nn.Module, batch: tuple[torch.Tensor, ...], step: Step, optimizer: torch.optim.Optimizer
+    ) -> dict[str, torch.Tensor]:
         """One whole optimizer step (zero, forward, backward, step) on this process's batch; returns its logs as 0-d
         device tensors, "loss" among them. The engine still schedules the lr, keeps the EMA, logs, checkpoints.
         Under DDP the gradients of `model` are averaged in backward as usual."""
@@ -172,8 +175,9 @@ class Autoencoder(Protocol):
 
     def encode(self, model: nn.Module, tokens: torch.Tensor) -> torch.Tensor: ...  # [N, L] -> [N, latent]
 
-    def decode(self, model: nn.Module, z: torch.Tensor, temperature: float,
-               generator: torch.Generator | None) -> torch.Tensor: ...  # [N, latent] -> [N, L]
+    def decode(
+        self, model: nn.Module, z: torch.Tensor, temperature: float, generator: torch.Generator | None
+    ) -> torch.Tensor: ...  # [N, latent] -> [N, L]
 
     def latent_size(self, model: nn.Module) -> int: ...
 
@@ -186,8 +190,9 @@ class SequenceModel(Protocol):
     def initial_state(self, model: nn.Module, n: int) -> tuple[torch.Tensor, ...]:
         """The state before the first token: tensors with the batch in dimension 1 (indexable per molecule)."""
 
-    def next_logits(self, model: nn.Module, last: torch.Tensor,
-                    state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    def next_logits(
+        self, model: nn.Module, last: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Logits [N, V] of the token after `last` [N], and the state after it (the first `last` is 0)."""
 
 

@@ -98,8 +98,15 @@ def vgg16_features(width: float) -> nn.Sequential:
 class FCN(nn.Module):
     """FCN-32s/16s/8s. Output logits have exactly the input's height and width."""
 
-    def __init__(self, classes: int, stride: int, width: float = 1.0, fc: int = 4096, dropout: float = 0.5,
-                 skip_scale: bool = False):
+    def __init__(
+        self,
+        classes: int,
+        stride: int,
+        width: float = 1.0,
+        fc: int = 4096,
+        dropout: float = 0.5,
+        skip_scale: bool = False,
+    ):
         super().__init__()
         self.stride, self.skip_scale = stride, skip_scale
         self.features = vgg16_features(width)
@@ -152,7 +159,7 @@ class FCN(nn.Module):
 
 
 def _crop(x: torch.Tensor, offset: int, h: int, w: int) -> torch.Tensor:
-    return x[:, :, offset:offset + h, offset:offset + w]
+    return x[:, :, offset : offset + h, offset : offset + w]
 
 
 def load_backbone(model: FCN, path: str) -> list[str]:
@@ -162,8 +169,12 @@ def load_backbone(model: FCN, path: str) -> list[str]:
     theirs = checkpoint.read_state_dict(Path(path))
     own = model.state_dict()
     names = [(k, k) for k in own if k.startswith("features.")]
-    names += [("fc6.weight", "classifier.0.weight"), ("fc6.bias", "classifier.0.bias"),
-              ("fc7.weight", "classifier.3.weight"), ("fc7.bias", "classifier.3.bias")]
+    names += [
+        ("fc6.weight", "classifier.0.weight"),
+        ("fc6.bias", "classifier.0.bias"),
+        ("fc7.weight", "classifier.3.weight"),
+        ("fc7.bias", "classifier.3.bias"),
+    ]
     for ours, key in names:
         if key not in theirs or theirs[key].numel() != own[ours].numel():
             raise ConfigError(f"{path} has no {key} of {own[ours].numel()} values; pass a torchvision vgg16 state dict")
@@ -193,10 +204,11 @@ def build_data(cfg: Config, dist: Dist) -> Data:
     val = seg.load_split(cfg.dataset, root, cfg.val_split or s.val_split)
     # evaluate() and examples() read loader.info: the classes, the uncounted ones and the colours
     options = {"pad": (0, seg.IGNORE), "on_device": cfg.data_on_device, "channels_last": cfg.channels_last, "info": s}
-    return Data(PaddedLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, transform=train_transform(cfg),
-                             **options),
-                # one image per process at a time: padding to a batch would change the outputs near the border
-                PaddedLoader(val, dist.world_size, dist, train=False, transform=eval_transform, **options))
+    return Data(
+        PaddedLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, transform=train_transform(cfg), **options),
+        # one image per process at a time: padding to a batch would change the outputs near the border
+        PaddedLoader(val, dist.world_size, dist, train=False, transform=eval_transform, **options),
+    )
 
 
 def train_transform(cfg: Config):
@@ -207,6 +219,7 @@ def train_transform(cfg: Config):
         if (cfg.scale_min, cfg.scale_max) != (1.0, 1.0) or cfg.flip or size != tuple(x.shape[-2:]):
             x, y = paired_scale_crop_flip(x, y.long(), size, (cfg.scale_min, cfg.scale_max), cfg.flip, seg.IGNORE)
         return x, y.long()
+
     return transform
 
 
@@ -276,8 +289,14 @@ def predict_files(model, cfg: Config, paths: list[str], out_dir: str | None) -> 
         write_image(seg.overlay(image, colours), overlay_png)
         counts = torch.bincount(label.flatten(), minlength=len(s.classes)).double() / label.numel()
         top = counts.argsort(descending=True)[:5]
-        results.append({"file": str(path), "label_png": str(label_png), "overlay_png": str(overlay_png),
-                        "classes": {s.classes[i]: round(float(counts[i]), 4) for i in top if counts[i] > 0}})
+        results.append(
+            {
+                "file": str(path),
+                "label_png": str(label_png),
+                "overlay_png": str(overlay_png),
+                "classes": {s.classes[i]: round(float(counts[i]), 4) for i in top if counts[i] > 0},
+            }
+        )
     return results
 
 
@@ -287,7 +306,10 @@ def examples(model, loader, n: int = 4) -> torch.Tensor:
     x, _ = next(iter(loader))
     x = x[:n]
     label = model(x).argmax(1)
-    mean, std = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1), torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+    mean, std = (
+        torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1),
+        torch.tensor(STD, device=x.device).view(1, 3, 1, 1),
+    )
     images = ((x.float() * std + mean) * 255).round().clamp(0, 255).to(torch.uint8).cpu()
     palette = loader.info.palette
     return torch.stack([seg.overlay(im, seg.colorize(lb, palette)) for im, lb in zip(images, label)])

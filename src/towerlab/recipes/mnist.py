@@ -23,22 +23,30 @@ Config = MnistConfig  # in recipes/configs.py, which imports no torch: a quick -
 
 def conv_block(cin: int, cout: int, dropout: float) -> nn.Sequential:
     """conv 3x3 'same' -> ReLU -> max-pool 2 ('same': odd sizes round up, as TensorFlow pads) -> dropout."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
-                         nn.MaxPool2d(2, ceil_mode=True), nn.Dropout(dropout))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True), nn.Dropout(dropout)
+    )
 
 
 class ConvNet(nn.Module):
     """conv 64 -> conv 64 -> conv 128, each pooled, then fc hidden -> dropout -> classes."""
 
-    def __init__(self, in_shape: tuple[int, int, int], classes: int, hidden: int, dropout_conv: float, dropout_fc: float):
+    def __init__(
+        self, in_shape: tuple[int, int, int], classes: int, hidden: int, dropout_conv: float, dropout_fc: float
+    ):
         super().__init__()
         c, h, w = in_shape
-        self.features = nn.Sequential(conv_block(c, 64, dropout_conv), conv_block(64, 64, dropout_conv),
-                                      conv_block(64, 128, dropout_conv), nn.Flatten())
+        self.features = nn.Sequential(
+            conv_block(c, 64, dropout_conv),
+            conv_block(64, 64, dropout_conv),
+            conv_block(64, 128, dropout_conv),
+            nn.Flatten(),
+        )
         for _ in range(3):  # each pool halves, rounding up
             h, w = (h + 1) // 2, (w + 1) // 2
-        self.classifier = nn.Sequential(nn.Linear(128 * h * w, hidden), nn.ReLU(inplace=True),
-                                        nn.Dropout(dropout_fc), nn.Linear(hidden, classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(128 * h * w, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout_fc), nn.Linear(hidden, classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

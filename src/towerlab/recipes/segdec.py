@@ -36,7 +36,9 @@ Config = SegdecConfig  # in recipes/configs.py, which imports no torch: a quick 
 
 def conv(cin: int, cout: int, k: int) -> nn.Sequential:
     """conv k x k 'same' -> batch norm -> ReLU."""
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class SegDecNet(nn.Module):
@@ -48,13 +50,22 @@ class SegDecNet(nn.Module):
         # tensor made and copied to the device every step), not persistent (a setting, not in checkpoints)
         self.register_buffer("pos_weight", torch.tensor(float(pos_weight)), persistent=False)
         pool = nn.MaxPool2d(2)
-        self.seg = nn.Sequential(conv(channels, 32, 5), conv(32, 32, 5), pool,
-                                 conv(32, 64, 5), conv(64, 64, 5), conv(64, 64, 5), pool,
-                                 *(conv(64, 64, 5) for _ in range(4)), pool,
-                                 conv(64, features, 15))
+        self.seg = nn.Sequential(
+            conv(channels, 32, 5),
+            conv(32, 32, 5),
+            pool,
+            conv(32, 64, 5),
+            conv(64, 64, 5),
+            conv(64, 64, 5),
+            pool,
+            *(conv(64, 64, 5) for _ in range(4)),
+            pool,
+            conv(64, features, 15),
+        )
         self.mask = nn.Conv2d(features, 1, 1)
-        self.dec = nn.Sequential(nn.MaxPool2d(2), conv(features + 1, 8, 5), nn.MaxPool2d(2), conv(8, 16, 5),
-                                 nn.MaxPool2d(2), conv(16, 32, 5))
+        self.dec = nn.Sequential(
+            nn.MaxPool2d(2), conv(features + 1, 8, 5), nn.MaxPool2d(2), conv(8, 16, 5), nn.MaxPool2d(2), conv(16, 32, 5)
+        )
         self.fc = nn.Linear(66, 1)  # global max and average of the 32 channels and of the mask
         # The decision starts as the segmentation's own score (the mask's highest logit, input 64) and learns what
         # to add to it: with a random start, the decision stage lost AP that the segmentation had (0.931 vs 0.976)
@@ -127,7 +138,9 @@ def build_data(cfg: Config, dist: Dist) -> Data:
 
 def dilate(masks: torch.Tensor, k: int) -> torch.Tensor:
     """Grow every defect by a k x k square (Božič et al. 2021 dilate labels to cover annotation slack)."""
-    return F.max_pool2d(masks.float(), k, stride=1, padding=k // 2)[..., :masks.shape[-2], :masks.shape[-1]].to(masks.dtype)
+    return F.max_pool2d(masks.float(), k, stride=1, padding=k // 2)[..., : masks.shape[-2], : masks.shape[-1]].to(
+        masks.dtype
+    )
 
 
 def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
@@ -149,6 +162,7 @@ def train_transform(cfg: Config):
                 both = torch.where(flip[:, None, None, None], both.flip(dim), both)
             x, mask = both[:, :-1], both[:, -1:]
         return per_image_standardization(x / 255.0), mask, label
+
     return transform
 
 
@@ -168,9 +182,9 @@ def loss(model, batch, step=None):
     net = unwrap(model, SegDecNet)
     known = (target <= 1).float()  # a defective image without a mask (UNKNOWN) trains the decision only
     # defective cells weighted up (pos_weight), the mean still over every known cell: at 1.0 the plain mean
-    seg_loss = F.binary_cross_entropy_with_logits(mask_logits.float(), target.clamp(max=1), weight=known,
-                                                  pos_weight=net.pos_weight.float(),
-                                                  reduction="sum") / known.sum().clamp_min(1)
+    seg_loss = F.binary_cross_entropy_with_logits(
+        mask_logits.float(), target.clamp(max=1), weight=known, pos_weight=net.pos_weight.float(), reduction="sum"
+    ) / known.sum().clamp_min(1)
     dec_loss = F.binary_cross_entropy_with_logits(decision.float(), label)
     total = {"seg": seg_loss, "dec": dec_loss, "joint": seg_loss + dec_loss}[net.stage]
     return total, {"seg_loss": seg_loss.detach(), "dec_loss": dec_loss.detach()}
@@ -193,14 +207,21 @@ def evaluate(model, loader, dist: Dist) -> dict[str, float]:
     s = all_gather_rows(torch.cat(scores) if scores else torch.zeros(0, device=dist.device), dist)
     t = all_gather_rows(torch.cat(targets) if targets else torch.zeros(0, device=dist.device), dist)
     all_reduce_sum(pix, dist)
-    return {**image_metrics(s, t), "dice": float(2 * pix[0] / (pix[1] + pix[2]).clamp_min(1)),
-            "iou": float(pix[0] / (pix[1] + pix[2] - pix[0]).clamp_min(1))}
+    return {
+        **image_metrics(s, t),
+        "dice": float(2 * pix[0] / (pix[1] + pix[2]).clamp_min(1)),
+        "iou": float(pix[0] / (pix[1] + pix[2] - pix[0]).clamp_min(1)),
+    }
 
 
 def image_metrics(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
     threshold, f1 = M.best_f1_threshold(scores, targets)
-    out = {"ap": M.average_precision(scores, targets), "auc": M.roc_auc(scores, targets), "best_f1": f1,
-           "best_f1_threshold": threshold}
+    out = {
+        "ap": M.average_precision(scores, targets),
+        "auc": M.roc_auc(scores, targets),
+        "best_f1": f1,
+        "best_f1_threshold": threshold,
+    }
     for name, th in (("0.5", 0.5), ("best_f1", threshold)):
         pred = scores >= th
         out[f"fp@{name}"] = int((pred & (targets == 0)).sum())
@@ -239,9 +260,15 @@ def predict_files(model, cfg: Config, paths: list[str], out_dir: str | None) -> 
         overlay_png = check_output(folder / f"{path.stem}_defect.png")
         write_image(red_overlay(image, heat), overlay_png)
         threshold = cfg.threshold or 0.5  # infer.load resolves 0 to the run's best-F1 point
-        results.append({"file": str(path), "class": CLASSES[int(p >= threshold)], "probability": p,
-                        "threshold": threshold,
-                        "overlay_png": str(overlay_png)})
+        results.append(
+            {
+                "file": str(path),
+                "class": CLASSES[int(p >= threshold)],
+                "probability": p,
+                "threshold": threshold,
+                "overlay_png": str(overlay_png),
+            }
+        )
     return results
 
 

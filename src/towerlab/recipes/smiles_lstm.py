@@ -144,7 +144,9 @@ def evaluate(model, loader, dist: Dist) -> dict[str, float]:
         inputs, targets, mask = _teacher_forcing(tokens)
         logits = net(inputs)[0].float()
         nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
-        sums[:3] += torch.stack([(nll * mask).sum(), mask.sum(), ((logits.argmax(-1) == targets) & mask).sum()]).double()
+        sums[:3] += torch.stack(
+            [(nll * mask).sum(), mask.sum(), ((logits.argmax(-1) == targets) & mask).sum()]
+        ).double()
     share = net.eval_samples // dist.world_size + (dist.rank < net.eval_samples % dist.world_size)
     if share:
         g = torch.Generator().manual_seed(1_000_003 + dist.rank)
@@ -153,7 +155,11 @@ def evaluate(model, loader, dist: Dist) -> dict[str, float]:
         sums[4] += share
     all_reduce_sum(sums, dist)
     nll = float(sums[0] / sums[1].clamp_min(1))
-    m = {"loss": nll, "perplexity": float(torch.tensor(nll).exp()), "token_accuracy": float(sums[2] / sums[1].clamp_min(1))}
+    m = {
+        "loss": nll,
+        "perplexity": float(torch.tensor(nll).exp()),
+        "token_accuracy": float(sums[2] / sums[1].clamp_min(1)),
+    }
     if sums[4]:
         m["sample_validity"] = float(sums[3] / sums[4])
     return m

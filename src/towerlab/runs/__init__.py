@@ -15,13 +15,41 @@ from __future__ import annotations
 from pathlib import Path
 
 from towerlab.runs.group import GroupFolder
-from towerlab.runs.run import (CONFIG, FILES, STATUSES, Run, RunRecord, acquire_lock, curve, default_dir, holder,
-                               newest_change, read_config, read_metrics)
+from towerlab.runs.run import (
+    CONFIG,
+    FILES,
+    STATUSES,
+    Run,
+    RunRecord,
+    acquire_lock,
+    curve,
+    default_dir,
+    holder,
+    newest_change,
+    read_config,
+    read_metrics,
+)
 from towerlab.runs.search import GENERATIONS, SearchFolder, is_search
 from towerlab.runs.trial import Result, Trial
 
-__all__ = ["FILES", "STATUSES", "GroupFolder", "Result", "Run", "RunRecord", "SearchFolder", "Trial", "acquire_lock",
-           "changed", "curve", "default_dir", "holder", "kind", "read_config", "read_metrics"]
+__all__ = [
+    "FILES",
+    "STATUSES",
+    "GroupFolder",
+    "Result",
+    "Run",
+    "RunRecord",
+    "SearchFolder",
+    "Trial",
+    "acquire_lock",
+    "changed",
+    "curve",
+    "default_dir",
+    "holder",
+    "kind",
+    "read_config",
+    "read_metrics",
+]
 
 
 def kind(path: str | Path) -> str | None:

@@ -36,6 +36,8 @@ class GroupFolder:
         """(the column that names a member, one row per member: its metrics; an ensemble's own row last)."""
         if self.kind == "ensemble":
             data = json.loads((self.path / ENSEMBLE).read_text())
-            return "member", [*({"member": name, **m} for name, m in data["members"].items()),
-                              {"member": "ensemble", **data["ensemble"]}]
+            return "member", [
+                *({"member": name, **m} for name, m in data["members"].items()),
+                {"member": "ensemble", **data["ensemble"]},
+            ]
         return "job", json.loads((self.path / SUMMARY).read_text())

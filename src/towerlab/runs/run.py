@@ -72,10 +72,16 @@ class Run:
 
         from towerlab import provenance
 
-        env = {"torch": torch.__version__, "python": platform.python_version(), "world_size": world_size,
-               "device": str(device), "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-               "started": time.strftime("%Y-%m-%dT%H:%M:%S"), **({"speed": speed} if speed else {}),
-               "provenance": provenance.record(data or None)}
+        env = {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "world_size": world_size,
+            "device": str(device),
+            "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **({"speed": speed} if speed else {}),
+            "provenance": provenance.record(data or None),
+        }
         atomic_write(self.path / ENV, json.dumps(env, indent=2), sync=False)
         return env
 
@@ -88,8 +94,9 @@ class Run:
             return
         self.tracker = tracking.Tracker(uri, cfg.mlflow_experiment or recipe)
         known = (_json(self.path / TRACKING) or {}).get("run_id")
-        run_id = self.tracker.start(known, self.path.resolve().name, asdict(cfg),
-                                    tracking.tags_for(recipe, cfg, world_size, git))
+        run_id = self.tracker.start(
+            known, self.path.resolve().name, asdict(cfg), tracking.tags_for(recipe, cfg, world_size, git)
+        )
         if run_id and run_id != known:
             atomic_write(self.path / TRACKING, json.dumps({"uri": secrets.mask_url(uri), "run_id": run_id}), sync=False)
 
@@ -114,13 +121,20 @@ class Run:
         import torch
         from safetensors.torch import save
 
-        atomic_write(self.path / PREDICTIONS, save({"probabilities": probs.contiguous(), "labels": labels.contiguous(),
-                                                    "step": torch.tensor([step])}), sync=False)
+        atomic_write(
+            self.path / PREDICTIONS,
+            save({"probabilities": probs.contiguous(), "labels": labels.contiguous(), "step": torch.tensor([step])}),
+            sync=False,
+        )
 
     def write_status(self, status: str, error: str = "") -> None:
         """status.json, replaced atomically: running / done / failed / interrupted."""
-        data = {"status": status, "pid": os.getpid(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                **({"error": error} if error else {})}
+        data = {
+            "status": status,
+            "pid": os.getpid(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **({"error": error} if error else {}),
+        }
         tmp = self.path / f".{STATUS}.tmp"
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.path / STATUS)
@@ -187,8 +201,7 @@ class RunRecord:
         state = status.get("status") or ("done" if final else "interrupted")
         if state == "running" and holder(path) is None:
             state = "interrupted"  # it said running, and the process that said so is gone
-        return cls(path, recipe, fields, state, final, status.get("error", ""),
-                   [(step_of(d), d) for d in of_run(path)])
+        return cls(path, recipe, fields, state, final, status.get("error", ""), [(step_of(d), d) for d in of_run(path)])
 
     def metrics(self) -> list[dict]:
         return read_metrics(self.path)

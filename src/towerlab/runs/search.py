@@ -1,13 +1,13 @@
 """A search folder (towerlab search): every file a search writes and every reader of them.
 
-  trials/<genome key>/   one trial folder per genome (trial.py)
-  search_state.json      what a re-run resumes from (the algorithm's own state, with its name)
-  generations.json, .csv best and mean fitness per generation or batch (none for a grid)
-  best.json, best.yaml   the winning genome with its fitness (and its test-split metrics under --val-fraction);
-                         best.yaml is the winning config, ready for `towerlab train RECIPE --config best.yaml`
-  trials.csv             every trial so far: genes, fitness, status, seconds
-  tracking.json          the search's MLflow run, when tracking is on (its trials are its children)
-  fitness.png, tb/       the curve, TensorBoard's HPARAMS tab
+trials/<genome key>/   one trial folder per genome (trial.py)
+search_state.json      what a re-run resumes from (the algorithm's own state, with its name)
+generations.json, .csv best and mean fitness per generation or batch (none for a grid)
+best.json, best.yaml   the winning genome with its fitness (and its test-split metrics under --val-fraction);
+                       best.yaml is the winning config, ready for `towerlab train RECIPE --config best.yaml`
+trials.csv             every trial so far: genes, fitness, status, seconds
+tracking.json          the search's MLflow run, when tracking is on (its trials are its children)
+fitness.png, tb/       the curve, TensorBoard's HPARAMS tab
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ class SearchFolder:
             return None
         state = json.loads(path.read_text())
         if state.get("algo", "ga") != algo:
-            raise ConfigError(f"{path} holds a search by {state.get('algo', 'ga')}; continue it with --algo "
-                              f"{state.get('algo', 'ga')}, or choose another --out")
+            raise ConfigError(
+                f"{path} holds a search by {state.get('algo', 'ga')}; continue it with --algo "
+                f"{state.get('algo', 'ga')}, or choose another --out"
+            )
         return state
 
     def save_progress(self, algo: str, state: dict, generations: list[dict], best: dict) -> None:
@@ -79,8 +81,16 @@ class SearchFolder:
             w = csv.writer(f)
             w.writerow(["generation", "best", "mean", "failed", "evaluated", "best_genome"])
             for h in history:
-                w.writerow([h["generation"], h["best"], h["mean"], h["failed"], h["evaluated"],
-                            json.dumps(h["best_genome"], sort_keys=True)])
+                w.writerow(
+                    [
+                        h["generation"],
+                        h["best"],
+                        h["mean"],
+                        h["failed"],
+                        h["evaluated"],
+                        json.dumps(h["best_genome"], sort_keys=True),
+                    ]
+                )
 
     def trials(self) -> list[dict]:
         """trials.csv's rows (values as text), in the order the trials were asked for."""

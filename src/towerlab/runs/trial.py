@@ -96,4 +96,4 @@ class Trial:
     def curve(self, metric: str) -> list[float]:
         """The validation metric at each evaluation so far (cut at its pruning point, if pruned)."""
         values, pruned = curve(self.out, metric), self.pruned()
-        return values[:pruned["evaluation"]] if pruned else values
+        return values[: pruned["evaluation"]] if pruned else values

@@ -51,10 +51,17 @@ class BatchSearch:
         scored = list(zip(genomes, scores))
         best = max(scored, key=lambda gf: _rank_value(gf[1], self.maximize))
         finite = [s for s in scores if _rank_value(s, self.maximize) > -math.inf]
-        self.history.append({"generation": generation, "best": best[1], "best_genome": best[0],
-                             "mean": sum(finite) / len(finite) if finite else None,
-                             "failed": len(scores) - len(finite), "evaluated": len(self.cache),
-                             "population": [{"genome": g, "fitness": f} for g, f in scored]})
+        self.history.append(
+            {
+                "generation": generation,
+                "best": best[1],
+                "best_genome": best[0],
+                "mean": sum(finite) / len(finite) if finite else None,
+                "failed": len(scores) - len(finite),
+                "evaluated": len(self.cache),
+                "population": [{"genome": g, "fitness": f} for g, f in scored],
+            }
+        )
         if self.on_batch:
             self.on_batch(generation, genomes, scores)
 
@@ -80,9 +87,20 @@ class BatchSearch:
 class GeneticSearch(BatchSearch):
     algo = "ga"
 
-    def __init__(self, space: Space, fitness: Fitness, *, population: int = 20, generations: int = 10,
-                 retain: float = 0.4, random_select: float = 0.1, mutate: float = 0.2, seed: int = 0,
-                 maximize: bool = True, out: str | Path | None = None):
+    def __init__(
+        self,
+        space: Space,
+        fitness: Fitness,
+        *,
+        population: int = 20,
+        generations: int = 10,
+        retain: float = 0.4,
+        random_select: float = 0.1,
+        mutate: float = 0.2,
+        seed: int = 0,
+        maximize: bool = True,
+        out: str | Path | None = None,
+    ):
         self.space, self.fitness, self.maximize = space, fitness, maximize
         self.size, self.generations = population, generations
         self.retain, self.random_select, self.mutate_chance = retain, random_select, mutate
@@ -114,7 +132,7 @@ class GeneticSearch(BatchSearch):
             mother, father = self.rng.sample(parents, 2)
             for child in self.breed(mother, father):
                 children.append(self._novel(child, seen))
-        return (parents + children)[:self.size]
+        return (parents + children)[: self.size]
 
     def _novel(self, child: dict, seen: set[str]) -> dict:
         """A child that repeats a genome already evaluated or bred costs a slot and teaches nothing: mutate it
@@ -149,15 +167,24 @@ class GeneticSearch(BatchSearch):
 
     # -- checkpoint ----------------------------------------------------------------------------------------------
     def state(self) -> dict:
-        return {"generation": self.generation, "population": self.population, "cache": self.cache,
-                "history": self.history, "rng": _state_to_json(self.rng.getstate())}
+        return {
+            "generation": self.generation,
+            "population": self.population,
+            "cache": self.cache,
+            "history": self.history,
+            "rng": _state_to_json(self.rng.getstate()),
+        }
 
     def load(self) -> None:
         s = self.saved_state()
         if s is None:
             return
-        self.generation, self.population, self.cache, self.history = (s["generation"], s["population"], s["cache"],
-                                                                        s["history"])
+        self.generation, self.population, self.cache, self.history = (
+            s["generation"],
+            s["population"],
+            s["cache"],
+            s["history"],
+        )
         self.rng.setstate(_state_from_json(s["rng"]))
 
 

@@ -43,7 +43,7 @@ class Pruner:
         if self.rule == "median":
             return len(earlier) >= self.startup and self._worse(value, statistics.median(earlier))
         rung = round(math.log(k, self.eta)) if k >= 1 else -1
-        if self.eta ** rung != k or len(earlier) < self.eta - 1:
+        if self.eta**rung != k or len(earlier) < self.eta - 1:
             return False  # not a rung, or too few trials reached it to judge
         keep = max(1, (len(earlier) + 1) // self.eta)
         better = sum(self._rank(v) > self._rank(value) for v in earlier)

@@ -22,9 +22,19 @@ from towerlab.search.prune import Pruner
 from towerlab.search.space import Space, genome_key
 
 
-def search(recipe_name: str, space_path: str, out: str | Path, executor: Executor, algo: str = "ga",
-           fixed: dict | None = None, points: int = 4, prune: str | None = None, storage: str | None = None,
-           study: str | None = None, **ga) -> dict:
+def search(
+    recipe_name: str,
+    space_path: str,
+    out: str | Path,
+    executor: Executor,
+    algo: str = "ga",
+    fixed: dict | None = None,
+    points: int = 4,
+    prune: str | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    **ga,
+) -> dict:
     recipe = recipes.get(recipe_name)
     space = Space.load(space_path)
     space.check_fields(recipe.Config)
@@ -60,8 +70,16 @@ def search(recipe_name: str, space_path: str, out: str | Path, executor: Executo
         best = grid_search(space, fitness, points, maximize=mode == "max")
         if mirror:
             genomes = space.grid(points)
-            mirror.record_batch(0, genomes, [folder.trial(genome_key(g)).result().fitness(metric)
-                                             if folder.trial(genome_key(g)).result() else None for g in genomes])
+            mirror.record_batch(
+                0,
+                genomes,
+                [
+                    folder.trial(genome_key(g)).result().fitness(metric)
+                    if folder.trial(genome_key(g)).result()
+                    else None
+                    for g in genomes
+                ],
+            )
     else:
         if algo in ("tpe", "random"):
             from towerlab.search.tpe import OptunaSearch
@@ -75,8 +93,10 @@ def search(recipe_name: str, space_path: str, out: str | Path, executor: Executo
         plot_generations(searcher.history, out / "fitness.png", metric)
     winner = folder.trial(genome_key(best["genome"])).result()
     test = ((winner.metrics.get("best") or {}).get("test") if winner else None) or {}
-    folder.write_best({"recipe": recipe_name, "metric": metric, **best, **({"test": test} if test else {})},
-                      {**fixed, **best["genome"]})
+    folder.write_best(
+        {"recipe": recipe_name, "metric": metric, **best, **({"test": test} if test else {})},
+        {**fixed, **best["genome"]},
+    )
     rows = write_trials(folder, fixed, metric, [*(searcher.cache if searcher else {})] or folder.trial_keys())
     write_hparams(out, rows, metric)
     if parent:
@@ -95,8 +115,12 @@ def _tracking_parent(fixed: dict, folder: SearchFolder, recipe: str):
         return None
     parent = tracking.Tracker(uri, fixed.get("mlflow_experiment") or recipe)
     known = folder.tracking().get("run_id")
-    run_id = parent.start(known, f"search {folder.path.resolve().name}", {**fixed, "search": str(folder.path)},
-                          {"towerlab.kind": "search", "towerlab.recipe": recipe})
+    run_id = parent.start(
+        known,
+        f"search {folder.path.resolve().name}",
+        {**fixed, "search": str(folder.path)},
+        {"towerlab.kind": "search", "towerlab.recipe": recipe},
+    )
     if run_id:
         if run_id != known:
             folder.write_tracking(uri, run_id)
@@ -120,8 +144,14 @@ def trial_row(trial: Trial | None, fixed: dict, metric: str) -> dict | None:
     else:
         status, value = "unfinished", None
     # with --set val_fraction=F the fitness is the held-out validation split's, and test_<metric> the test split's
-    return {"trial": trial.name, **genes, metric: value, **({f"test_{metric}": test} if test is not None else {}),
-            "status": status, "seconds": round(result.seconds, 1) if result else None}
+    return {
+        "trial": trial.name,
+        **genes,
+        metric: value,
+        **({f"test_{metric}": test} if test is not None else {}),
+        "status": status,
+        "seconds": round(result.seconds, 1) if result else None,
+    }
 
 
 def write_trials(folder: SearchFolder, fixed: dict, metric: str, keys: list[str]) -> list[dict]:
@@ -143,8 +173,11 @@ def write_hparams(out: Path, rows: list[dict], metric: str) -> None:
         for r in rows:
             if r[metric] is None:
                 continue
-            genes = {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v) for k, v in r.items()
-                     if k not in ("trial", metric, f"test_{metric}", "status", "seconds")}
+            genes = {
+                k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v)
+                for k, v in r.items()
+                if k not in ("trial", metric, f"test_{metric}", "status", "seconds")
+            }
             writer.add_hparams({**genes, "status": r["status"]}, {f"hparam/{metric}": r[metric]}, run_name=r["trial"])
 
 

@@ -64,8 +64,10 @@ class Space:
         params = []
         for name, spec in data.items():
             if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in KINDS:
-                raise ConfigError(f"{source}: {name} must be one of {{choices: [...]}}, {{int: [lo, hi]}}, "
-                                  f"{{float: [lo, hi]}}, {{logfloat: [lo, hi]}}")
+                raise ConfigError(
+                    f"{source}: {name} must be one of {{choices: [...]}}, {{int: [lo, hi]}}, "
+                    f"{{float: [lo, hi]}}, {{logfloat: [lo, hi]}}"
+                )
             kind, values = next(iter(spec.items()))
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"{source}: {name}.{kind} needs a non-empty list")
@@ -85,8 +87,10 @@ class Space:
         fields = set(getattr(config_cls, "__dataclass_fields__", {}))
         for p in self.params:
             if p.name not in fields:
-                raise ConfigError(f"search space field {p.name!r} is not a field of this recipe's config; "
-                                  f"`towerlab train RECIPE --help` lists them")
+                raise ConfigError(
+                    f"search space field {p.name!r} is not a field of this recipe's config; "
+                    f"`towerlab train RECIPE --help` lists them"
+                )
 
     def sample(self, rng: random.Random) -> dict:
         return {p.name: p.sample(rng) for p in self.params}

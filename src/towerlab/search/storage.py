@@ -44,8 +44,12 @@ class StudyMirror:
         self.dists = distributions(space)  # a space Optuna cannot express is refused here, before any training
         self.spec = secrets.mask(spec)  # what error lines show: never the database password
         with self._said("cannot open the study"):
-            self.study = optuna.create_study(storage=open_storage(spec), study_name=name, load_if_exists=True,
-                                             direction="maximize" if maximize else "minimize")
+            self.study = optuna.create_study(
+                storage=open_storage(spec),
+                study_name=name,
+                load_if_exists=True,
+                direction="maximize" if maximize else "minimize",
+            )
             self._claim(name, folder)
             self.study.set_user_attr("metric", metric)
             self.added = {t.user_attrs.get("towerlab_key") for t in self.study.get_trials(deepcopy=False)}
@@ -58,8 +62,10 @@ class StudyMirror:
         if owner is None and self.study.get_trials(deepcopy=False):
             owner = "(not a towerlab search)"
         if owner not in (None, mine):
-            raise ConfigError(f"--storage {self.spec}: study {name!r} already holds the trials of another search "
-                              f"({owner}); give this search another --study name")
+            raise ConfigError(
+                f"--storage {self.spec}: study {name!r} already holds the trials of another search "
+                f"({owner}); give this search another --study name"
+            )
         self.study.set_user_attr("towerlab_folder", mine)
 
     @contextmanager
@@ -71,8 +77,10 @@ class StudyMirror:
             raise
         except Exception as e:  # noqa: BLE001 -- whatever Optuna or its storage raised
             first = secrets.mask(str(e).strip().splitlines()[0][:200]) if str(e).strip() else ""
-            raise ConfigError(f"--storage {self.spec}: {what} ({type(e).__name__}{': ' + first if first else ''}); "
-                              f"the search folder keeps every trial: fix the storage and resume") from None
+            raise ConfigError(
+                f"--storage {self.spec}: {what} ({type(e).__name__}{': ' + first if first else ''}); "
+                f"the search folder keeps every trial: fix the storage and resume"
+            ) from None
 
     def record_batch(self, generation: int, genomes: list[dict], scores: list[float | None]) -> None:
         with self._said("cannot add the finished trials"):
@@ -88,9 +96,14 @@ class StudyMirror:
             pruned = trial.pruned() is not None
             state = State.PRUNED if pruned else State.FAIL if value is None else State.COMPLETE
             curve = trial.curve(self.metric)
-            self.study.add_trial(self.optuna.trial.create_trial(
-                params=genome, distributions=self.dists, state=state,
-                value=None if state == State.FAIL else value,
-                intermediate_values={k: v for k, v in enumerate(curve, start=1)},
-                user_attrs={"towerlab_key": key, "generation": generation, "trial_folder": str(trial.out)}))
+            self.study.add_trial(
+                self.optuna.trial.create_trial(
+                    params=genome,
+                    distributions=self.dists,
+                    state=state,
+                    value=None if state == State.FAIL else value,
+                    intermediate_values={k: v for k, v in enumerate(curve, start=1)},
+                    user_attrs={"towerlab_key": key, "generation": generation, "trial_folder": str(trial.out)},
+                )
+            )
             self.added.add(key)

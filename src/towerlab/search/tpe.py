@@ -35,8 +35,10 @@ def distributions(space: Space) -> dict:
         if p.kind == "choices":
             bad = [v for v in p.values if v is not None and not isinstance(v, (bool, int, float, str))]
             if bad:
-                raise ConfigError(f"search space field {p.name}: Optuna's samplers take choices of numbers, strings or "
-                                  f"booleans, not {bad[0]!r}; use --algo ga, or spell the choice as a string field")
+                raise ConfigError(
+                    f"search space field {p.name}: Optuna's samplers take choices of numbers, strings or "
+                    f"booleans, not {bad[0]!r}; use --algo ga, or spell the choice as a string field"
+                )
             out[p.name] = d.CategoricalDistribution(list(p.values))
         elif p.kind == "int":
             out[p.name] = d.IntDistribution(*p.values)
@@ -46,15 +48,28 @@ def distributions(space: Space) -> dict:
 
 
 class OptunaSearch(BatchSearch):
-    def __init__(self, space: Space, fitness: Fitness, *, sampler: str = "tpe", population: int = 20,
-                 generations: int = 10, seed: int = 0, maximize: bool = True, out: str | Path | None = None, **_):
+    def __init__(
+        self,
+        space: Space,
+        fitness: Fitness,
+        *,
+        sampler: str = "tpe",
+        population: int = 20,
+        generations: int = 10,
+        seed: int = 0,
+        maximize: bool = True,
+        out: str | Path | None = None,
+        **_,
+    ):
         optuna = _optuna()
         self.space, self.fitness, self.maximize = space, fitness, maximize
         self.batch, self.generations, self.seed, self.algo = population, generations, seed, sampler
         self.out = Path(out) if out else None
         self.dists = distributions(space)
-        samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed, constant_liar=True),
-                    "random": lambda: optuna.samplers.RandomSampler(seed=seed)}
+        samplers = {
+            "tpe": lambda: optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+            "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        }
         self.study = optuna.create_study(direction="maximize" if maximize else "minimize", sampler=samplers[sampler]())
         self.cache: dict[str, float | None] = {}
         self.history: list[dict] = []
@@ -93,6 +108,8 @@ class OptunaSearch(BatchSearch):
         if state is None:
             return
         if state.get("seed") != self.seed:
-            raise ConfigError(f"the search in {self.out} ran with seed {state.get('seed')}; "
-                              f"continue it with --seed {state.get('seed')}, or choose another --out")
+            raise ConfigError(
+                f"the search in {self.out} ran with seed {state.get('seed')}; "
+                f"continue it with --seed {state.get('seed')}, or choose another --out"
+            )
         self.cache, self.history = state["cache"], state["history"]

@@ -57,8 +57,11 @@ class PostgreSQL(Dialect):
         # 64-bit transaction ids (epoch-extended): pg_current_snapshot from PostgreSQL 13, txid_current_snapshot before
         fn = "pg_current_snapshot" if (conn.dialect.server_version_info or (13,)) >= (13,) else "txid_current_snapshot"
         xmin, xmax, _ = conn.execute(text(f"SELECT {fn}()::text")).scalar().split(":")
-        open_ = conn.execute(text("SELECT virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND granted "
-                                  "AND pid <> pg_backend_pid()")).scalars()
+        open_ = conn.execute(
+            text(
+                "SELECT virtualxid FROM pg_locks WHERE locktype = 'virtualxid' AND granted AND pid <> pg_backend_pid()"
+            )
+        ).scalars()
         return set(open_), int(xmin), int(xmax)
 
 

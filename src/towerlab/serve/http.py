@@ -19,12 +19,25 @@ class Metrics:
         self.scored = Counter("towerlab_rows_scored", "rows graded by the model", ["source"], registry=r)
         self.failed = Counter("towerlab_rows_failed", "rows written with an error outcome", ["source"], registry=r)
         self.lag = Gauge("towerlab_source_lag_rows", "rows waiting to be graded", ["source"], registry=r)
-        self.gaps = Gauge("towerlab_source_gap_ids", "ids below the watermark still re-read for rows of open "
-                          "transactions", ["source"], registry=r)
-        self.latency = Histogram("towerlab_batch_seconds", "time to read, grade and commit one batch", ["source"],
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
-        self.model = Gauge("towerlab_model_info", "the checkpoint grading rows (1 for the one in service)",
-                           ["run", "step", "sha256"], registry=r)
+        self.gaps = Gauge(
+            "towerlab_source_gap_ids",
+            "ids below the watermark still re-read for rows of open transactions",
+            ["source"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "towerlab_batch_seconds",
+            "time to read, grade and commit one batch",
+            ["source"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.model = Gauge(
+            "towerlab_model_info",
+            "the checkpoint grading rows (1 for the one in service)",
+            ["run", "step", "sha256"],
+            registry=r,
+        )
         self.reloads = Counter("towerlab_model_reloads", "newer checkpoints put in service", registry=r)
         self._shown = False
 
@@ -57,9 +70,16 @@ def serve_http(service, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServ
                         status[name] = f"unreachable: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
                 ready = all(v == "ok" for v in status.values())
                 version = service.scorer.current
-                return self._json(200 if ready else 503, {"ready": ready, "model": service.scorer.run_id,
-                                                          "model_step": version.step, "model_sha256": version.sha256,
-                                                          "databases": status})
+                return self._json(
+                    200 if ready else 503,
+                    {
+                        "ready": ready,
+                        "model": service.scorer.run_id,
+                        "model_step": version.step,
+                        "model_sha256": version.sha256,
+                        "databases": status,
+                    },
+                )
             self._json(404, {"error": "not found; try /healthz, /readyz or /metrics"})
 
         def _json(self, code, body):

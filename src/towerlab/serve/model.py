@@ -92,10 +92,17 @@ class Reloading:
             version = self.open(key)
         except Exception as e:  # any failure to verify, build or load: the old model keeps serving
             self._refused.add(key)
-            log.warning("new checkpoint refused; the current model keeps serving",
-                        extra={"fields": {"checkpoint": self.describe(key),
-                                          "reason": str(e).splitlines()[0] if str(e) else type(e).__name__,
-                                          "serving": self.current.name, "model_sha256": self.sha256}})
+            log.warning(
+                "new checkpoint refused; the current model keeps serving",
+                extra={
+                    "fields": {
+                        "checkpoint": self.describe(key),
+                        "reason": str(e).splitlines()[0] if str(e) else type(e).__name__,
+                        "serving": self.current.name,
+                        "model_sha256": self.sha256,
+                    }
+                },
+            )
             return
         with self._lock:
             self._next = version
@@ -107,21 +114,34 @@ class Reloading:
         if version is None:
             return False
         old, self.current = self.current, version
-        log.info("model reloaded", extra={"fields": {"from": old.name, "to": version.name, "step": version.step,
-                                                     "model_sha256": version.sha256}})
+        log.info(
+            "model reloaded",
+            extra={
+                "fields": {"from": old.name, "to": version.name, "step": version.step, "model_sha256": version.sha256}
+            },
+        )
         return True
 
 
-def outcomes(probs: np.ndarray, class_names: list[str], run_id: str, sha256: str,
-             threshold: float | None = None) -> list[dict]:
+def outcomes(
+    probs: np.ndarray, class_names: list[str], run_id: str, sha256: str, threshold: float | None = None
+) -> list[dict]:
     """[N, classes] probabilities -> outcome fields (class, its probability, all of them as JSON). With a threshold
     (a two-class run's operating point) the class is the second one when its probability reaches it."""
     out = []
     for row in probs.tolist():
         k = int(row[1] >= threshold) if threshold and len(row) == 2 else int(np.argmax(row))
-        out.append({"status": "ok", "class_index": k, "class_name": class_names[k], "probability": row[k],
-                    "probabilities": json.dumps(dict(zip(class_names, [round(p, 6) for p in row]))),
-                    "model_run": run_id, "model_sha256": sha256})
+        out.append(
+            {
+                "status": "ok",
+                "class_index": k,
+                "class_name": class_names[k],
+                "probability": row[k],
+                "probabilities": json.dumps(dict(zip(class_names, [round(p, 6) for p in row]))),
+                "model_run": run_id,
+                "model_sha256": sha256,
+            }
+        )
     return out
 
 
@@ -132,8 +152,11 @@ def fit_to(images: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
 
     c, h, w = shape
     if images.shape[1] != c:
-        images = np.repeat(images, c, 1) if images.shape[1] == 1 else \
-            images.astype(np.float32).mean(1, keepdims=True).astype(np.uint8)
+        images = (
+            np.repeat(images, c, 1)
+            if images.shape[1] == 1
+            else images.astype(np.float32).mean(1, keepdims=True).astype(np.uint8)
+        )
     if images.shape[-2:] != (h, w):
         resize = lambda m: np.asarray(Image.fromarray(m.astype(np.float32), "F").resize((w, h), Image.BILINEAR))  # noqa: E731
         images = np.stack([[resize(ch) for ch in im] for im in images])

@@ -36,25 +36,33 @@ def install(engine: Engine, tables: list[str]) -> list[str]:
     q = engine.dialect.identifier_preparer
     done = []
     with engine.begin() as conn:
-        conn.execute(text(f"""
+        conn.execute(
+            text(f"""
             CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 PERFORM pg_notify('{CHANNEL}', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME);
                 RETURN NULL;
-            END $$"""))
+            END $$""")
+        )
         for table in tables:  # names validated by settings.identifier: plain identifiers, quoted besides
             name = ".".join(q.quote(p) for p in table.split("."))
             trig = q.quote(trigger_name(table))
             conn.execute(text(f"DROP TRIGGER IF EXISTS {trig} ON {name}"))
-            conn.execute(text(f"CREATE TRIGGER {trig} AFTER INSERT ON {name} FOR EACH STATEMENT "
-                              f"EXECUTE FUNCTION {FUNCTION}()"))
+            conn.execute(
+                text(f"CREATE TRIGGER {trig} AFTER INSERT ON {name} FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()")
+            )
             done.append(f"trigger {trigger_name(table)} on {table} -> NOTIFY {CHANNEL}")
     return done
 
 
 def installed(conn: Connection, table: str) -> bool:
-    return conn.execute(text("SELECT count(*) FROM pg_trigger WHERE tgname = :n AND tgrelid = to_regclass(:t)"),
-                        {"n": trigger_name(table), "t": table}).scalar() > 0
+    return (
+        conn.execute(
+            text("SELECT count(*) FROM pg_trigger WHERE tgname = :n AND tgrelid = to_regclass(:t)"),
+            {"n": trigger_name(table), "t": table},
+        ).scalar()
+        > 0
+    )
 
 
 class Listener(threading.Thread):
@@ -77,7 +85,9 @@ class Listener(threading.Thread):
                 with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.listening.set()
-                    log.info("notify listener back" if failures else "listening", extra={"fields": {"channel": CHANNEL}})
+                    log.info(
+                        "notify listener back" if failures else "listening", extra={"fields": {"channel": CHANNEL}}
+                    )
                     failures = 0
                     while not self.stop_event.is_set():
                         for n in conn.notifies(timeout=0.5):
@@ -85,7 +95,11 @@ class Listener(threading.Thread):
             except psycopg.Error as e:
                 self.listening.clear()
                 if failures == 0:
-                    log.warning("notify listener lost the server; polling alone until it is back",
-                                extra={"fields": {"error": str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}})
+                    log.warning(
+                        "notify listener lost the server; polling alone until it is back",
+                        extra={
+                            "fields": {"error": str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}
+                        },
+                    )
                 failures += 1
                 self.stop_event.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))

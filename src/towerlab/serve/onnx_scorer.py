@@ -23,7 +23,9 @@ class OnnxScorer(Reloading):
         try:
             current = self.open(self.candidate())
         except ValueError as e:
-            raise ConfigError(f"model: {self.path} {e}; export it again with `towerlab export RUN --format onnx`") from None
+            raise ConfigError(
+                f"model: {self.path} {e}; export it again with `towerlab export RUN --format onnx`"
+            ) from None
         meta = current.model.get_modelmeta().custom_metadata_map
         self.run_id, self.class_names = meta["towerlab.run"], json.loads(meta["towerlab.classes"])
         self.input_shape = tuple(json.loads(meta["towerlab.input_shape"]))

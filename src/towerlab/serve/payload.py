@@ -102,7 +102,9 @@ def _shown(value, limit: int = 80) -> str:
     """A row's value as the error quotes it: its repr, shortened in the middle when long (a 5,000-character path
     must not become a 5,000-character outcome, and the message's own words must survive)."""
     text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]} ({len(str(value)):,} characters)"
+    return (
+        text if len(text) <= limit else f"{text[: limit // 2]}...{text[-limit // 2 :]} ({len(str(value)):,} characters)"
+    )
 
 
 def _under_root(value, p: Payload):
@@ -122,8 +124,9 @@ def _under_root(value, p: Payload):
 
         raise RowError(f"column {p.column}: path {_shown(value)} cannot be followed ({reason(e)})") from None
     if not inside:
-        raise RowError(f"column {p.column}: path {_shown(value)} leaves the root folder {p.root}; only files under it "
-                       f"are read")
+        raise RowError(
+            f"column {p.column}: path {_shown(value)} leaves the root folder {p.root}; only files under it are read"
+        )
     if not found:
         raise RowError(f"column {p.column}: no file {_shown(value)} under {p.root}")
     return path
@@ -131,10 +134,13 @@ def _under_root(value, p: Payload):
 
 # -- what can be checked before the first row: the columns' declared types and the model's input size ----------
 # what each kind needs of its column(s), and the families of SQL types that can never hold it
-_NEEDS = {"image": "binary (BLOB, bytea, VARBINARY): the image file's bytes",
-          "blob": "binary (BLOB, bytea, VARBINARY): float32 values, little-endian",
-          "text": "text (TEXT, VARCHAR): delimited numbers", "path": "text (TEXT, VARCHAR): a file path under root",
-          "columns": "numeric (INTEGER, REAL, NUMERIC, DOUBLE)"}
+_NEEDS = {
+    "image": "binary (BLOB, bytea, VARBINARY): the image file's bytes",
+    "blob": "binary (BLOB, bytea, VARBINARY): float32 values, little-endian",
+    "text": "text (TEXT, VARCHAR): delimited numbers",
+    "path": "text (TEXT, VARCHAR): a file path under root",
+    "columns": "numeric (INTEGER, REAL, NUMERIC, DOUBLE)",
+}
 
 
 def _family(sql_type) -> str | None:
@@ -167,8 +173,10 @@ def size_mismatch(p: Payload, input_shape: tuple[int, int, int]) -> str | None:
     _, h, w = input_shape
     if p.pictures or p.resize or (p.height, p.width) == (h, w):
         return None
-    return (f"payload is {p.height}x{p.width} values but the model takes {h}x{w}; set payload height: {h} and "
-            f"width: {w}, or payload.resize: true to resize every row")
+    return (
+        f"payload is {p.height}x{p.width} values but the model takes {h}x{w}; set payload height: {h} and "
+        f"width: {w}, or payload.resize: true to resize every row"
+    )
 
 
 def failure_kind(error: str) -> str:

@@ -18,9 +18,11 @@ def regrade_errors(service: Service) -> None:
         try:
             _regrade(service, st)
         except DBAPIError as e:
-            raise ServeError(f"source {st.src.name}: the database failed during --regrade errors "
-                             f"({str(getattr(e, 'orig', e)).strip().splitlines()[0]}); run it again: rows already "
-                             f"graded again keep their new outcome") from None
+            raise ServeError(
+                f"source {st.src.name}: the database failed during --regrade errors "
+                f"({str(getattr(e, 'orig', e)).strip().splitlines()[0]}); run it again: rows already "
+                f"graded again keep their new outcome"
+            ) from None
 
 
 def _regrade(service: Service, st: SourceState) -> None:
@@ -40,5 +42,7 @@ def _regrade(service: Service, st: SourceState) -> None:
         seen += len(errors)
         gone += len(errors) - len(rows)  # the source row was deleted: its error outcome stays
         ok += sum(o["status"] == "ok" for o in outcomes)
-    log.info("regraded", extra={"fields": {"source": src.name, "rows": seen, "ok": ok, "errors": seen - ok - gone,
-                                           "rows_gone": gone}})
+    log.info(
+        "regraded",
+        extra={"fields": {"source": src.name, "rows": seen, "ok": ok, "errors": seen - ok - gone, "rows_gone": gone}},
+    )

@@ -23,11 +23,18 @@ def _pytorch(settings) -> Scorer:
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] not in ("torch", "towerlab"):
             raise
-        raise ConfigError(f"model: {settings.model} is a run directory, which needs PyTorch, and this program has "
-                          f"ONNX Runtime only: export the run with `towerlab export {settings.model} --format onnx` "
-                          f"and set model: to the .onnx file") from None
-    return TorchScorer(settings.model, settings.checkpoint, settings.reload, settings.reload_check_s,
-                       heatmaps=settings.image_dir is not None)
+        raise ConfigError(
+            f"model: {settings.model} is a run directory, which needs PyTorch, and this program has "
+            f"ONNX Runtime only: export the run with `towerlab export {settings.model} --format onnx` "
+            f"and set model: to the .onnx file"
+        ) from None
+    return TorchScorer(
+        settings.model,
+        settings.checkpoint,
+        settings.reload,
+        settings.reload_check_s,
+        heatmaps=settings.image_dir is not None,
+    )
 
 
 @dataclass(frozen=True)
@@ -39,16 +46,20 @@ class Backend:
 
 # the first that takes the model builds its scorer: an exported .onnx file runs on ONNX Runtime (no torch imported),
 # anything else is a run directory, on PyTorch. A new engine is one more entry, before the catch-all.
-BACKENDS = (Backend("onnxruntime", lambda model: model.endswith(".onnx"), _onnx),
-            Backend("pytorch", lambda model: True, _pytorch))
+BACKENDS = (
+    Backend("onnxruntime", lambda model: model.endswith(".onnx"), _onnx),
+    Backend("pytorch", lambda model: True, _pytorch),
+)
 
 
 def scorer(settings) -> Scorer:
     from pathlib import Path
 
     if not Path(settings.model).exists():  # a mistyped path, not a run to train first
-        raise ConfigError(f"model: {settings.model} does not exist; give a run directory `towerlab train` wrote or "
-                          f"an .onnx file from `towerlab export`")
+        raise ConfigError(
+            f"model: {settings.model} does not exist; give a run directory `towerlab train` wrote or "
+            f"an .onnx file from `towerlab export`"
+        )
     return next(b for b in BACKENDS if b.takes(settings.model)).build(settings)
 
 
@@ -75,13 +86,21 @@ def install_triggers(config_path: str) -> list[str]:
             done += notify.install(engine, tables)
         except DBAPIError as e:
             first = str(getattr(e, "orig", e)).strip().splitlines()[0]
-            raise ConfigError(f"database {name!r}: cannot create the trigger ({first}); run --install-trigger as the "
-                              f"table's owner") from None
+            raise ConfigError(
+                f"database {name!r}: cannot create the trigger ({first}); run --install-trigger as the table's owner"
+            ) from None
     return done
 
 
-def serve(config_path: str, once: bool = False, http_port: int | None = None, http_host: str = "127.0.0.1",
-          install_trigger: bool = False, regrade: str | None = None, accept_errors: bool = False) -> None:
+def serve(
+    config_path: str,
+    once: bool = False,
+    http_port: int | None = None,
+    http_host: str = "127.0.0.1",
+    install_trigger: bool = False,
+    regrade: str | None = None,
+    accept_errors: bool = False,
+) -> None:
     if install_trigger:
         for line in install_triggers(config_path):
             print(f"created {line}")
@@ -91,12 +110,14 @@ def serve(config_path: str, once: bool = False, http_port: int | None = None, ht
     metrics = None
     if http_port is not None:
         from towerlab.serve.http import Metrics
+
         metrics = Metrics()
     service = Service(settings, scorer(settings), metrics, accept_errors=accept_errors, regrade=regrade)
     install_signal_handlers(service)
     server = None
     if http_port is not None:
         from towerlab.serve.http import serve_http
+
         server = serve_http(service, http_port, http_host)
     try:
         service.run(once=once)

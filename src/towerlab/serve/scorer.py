@@ -17,8 +17,14 @@ from towerlab.serve.model import Reloading, Version, log, outcomes
 
 
 class TorchScorer(Reloading):
-    def __init__(self, run_dir: str | Path, which: str = "last", reload: bool = False, check_s: float = 2.0,
-                 heatmaps: bool = False):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        which: str = "last",
+        reload: bool = False,
+        check_s: float = 2.0,
+        heatmaps: bool = False,
+    ):
         """heatmaps: also return, for a recipe that has them (segdec), where in each image its grade comes from,
         drawn in red over the image at the model's input size."""
         self.run_dir, self.which, self.heatmaps = Path(run_dir), which, heatmaps
@@ -29,8 +35,10 @@ class TorchScorer(Reloading):
         except CheckpointError:  # a pointer that names a number, a path outside the run: said, never followed
             named = self.run_dir / "checkpoints" / f"{which}.json (damaged)"
         if named is not None and named != folder:
-            log.warning("the checkpoint the run points at does not verify; serving the newest that does",
-                        extra={"fields": {"named": named.name, "serving": folder.name}})
+            log.warning(
+                "the checkpoint the run points at does not verify; serving the newest that does",
+                extra={"fields": {"named": named.name, "serving": folder.name}},
+            )
         current = self._load(folder)
         require(current.model.recipe, "classify", command=f"the service (it grades whole images; {run_dir} is not)")
         self.class_names = current.model.recipe.class_names(current.model.cfg)
@@ -44,8 +52,9 @@ class TorchScorer(Reloading):
 
     def _load(self, folder: Path) -> Version:
         loaded = infer.load(self.run_dir, self.which, folder=folder)
-        return Version(folder.name, checkpoint.step_of(folder), checkpoint.recorded_sha256(loaded.weights), loaded,
-                       key=folder)
+        return Version(
+            folder.name, checkpoint.step_of(folder), checkpoint.recorded_sha256(loaded.weights), loaded, key=folder
+        )
 
     def candidate(self) -> Path | None:
         """The checkpoint folder the run's pointer (last.json / best.json) names now."""
@@ -67,8 +76,13 @@ class TorchScorer(Reloading):
         recipe, cfg = loaded.recipe, loaded.cfg
         batch = fit_to(torch.from_numpy(np.stack(images)), recipe.input_shape(cfg))
         x = recipe.prepare(cfg, batch)
-        out = outcomes(recipe.predict(loaded.model, x).float().numpy(), self.class_names, self.run_id, self.sha256,
-                       getattr(cfg, "threshold", None))
+        out = outcomes(
+            recipe.predict(loaded.model, x).float().numpy(),
+            self.class_names,
+            self.run_id,
+            self.sha256,
+            getattr(cfg, "threshold", None),
+        )
         if self.heatmaps and has(recipe, "heatmap"):  # the heat in red over the image the model saw
             for o, image, heat in zip(out, batch, recipe.heatmaps(loaded.model, x)):
                 o["overlay"] = red_overlay(image, heat).permute(1, 2, 0).numpy()  # the worker writes it, then drops it

@@ -42,8 +42,9 @@ def identifier(value: str) -> str:
         raise ValueError(f"{value!r} is not a plain SQL identifier (letters, digits, _; at most 63 characters)")
     reserved = [p for p in parts if p.lower() in RESERVED_WORDS]
     if reserved:
-        raise ValueError(f"{value!r} is an SQL reserved word ({reserved[0]}); rename the column or table, or read it "
-                         f"through a view")
+        raise ValueError(
+            f"{value!r} is an SQL reserved word ({reserved[0]}); rename the column or table, or read it through a view"
+        )
     return value
 
 
@@ -53,16 +54,27 @@ class _Strict(BaseModel):
 
 class Payload(_Strict):
     kind: Literal["columns", "text", "blob", "image", "path"]
-    columns: list[str] = Field(default_factory=list, description="kind=columns: height*width numeric columns, row-major")
-    column: str | None = Field(None, description="kind=text|blob|image|path: the column holding the values, the "
-                                                 "PNG/JPEG bytes (a BLOB or bytea) or the image file's path")
+    columns: list[str] = Field(
+        default_factory=list, description="kind=columns: height*width numeric columns, row-major"
+    )
+    column: str | None = Field(
+        None,
+        description="kind=text|blob|image|path: the column holding the values, the "
+        "PNG/JPEG bytes (a BLOB or bytea) or the image file's path",
+    )
     delimiter: str = Field(",", min_length=1)
     height: int | None = Field(None, gt=0, description="kind=columns|text|blob: rows of the matrix")
     width: int | None = Field(None, gt=0, description="kind=columns|text|blob: columns of the matrix")
-    root: str | None = Field(None, description="kind=path: the folder the paths are read under; a path that leaves "
-                                               "it (.., an absolute path elsewhere, a link out) is an error outcome")
-    resize: bool = Field(False, description="resize a payload whose height x width differs from the model's input "
-                                            "(otherwise such a row is an error outcome naming both sizes)")
+    root: str | None = Field(
+        None,
+        description="kind=path: the folder the paths are read under; a path that leaves "
+        "it (.., an absolute path elsewhere, a link out) is an error outcome",
+    )
+    resize: bool = Field(
+        False,
+        description="resize a payload whose height x width differs from the model's input "
+        "(otherwise such a row is an error outcome naming both sizes)",
+    )
 
     @field_validator("columns")
     @classmethod
@@ -84,7 +96,9 @@ class Payload(_Strict):
         if not self.pictures and (self.height is None or self.width is None):
             raise ValueError(f"kind={self.kind} needs height and width: the matrix the values fill")
         if self.kind == "columns" and len(self.columns) != self.height * self.width:
-            raise ValueError(f"kind=columns needs height*width = {self.height * self.width} columns, got {len(self.columns)}")
+            raise ValueError(
+                f"kind=columns needs height*width = {self.height * self.width} columns, got {len(self.columns)}"
+            )
         if self.kind != "columns" and not self.column:
             raise ValueError(f"kind={self.kind} needs 'column': the column that holds the values")
         if self.kind == "path" and not (self.root and Path(self.root).is_dir()):
@@ -117,13 +131,26 @@ class Source(_Strict):
     normalize: Normalize = Normalize()
     interval_s: float = Field(5.0, gt=0)
     batch_size: int = Field(256, gt=0)
-    max_wait_s: float = Field(0.0, ge=0, description="a batch smaller than batch_size waits at most this long for more rows")
-    lag: int = Field(0, ge=0, description="also re-read this many ids behind the watermark (not needed for exactly "
-                                          "once: gaps below the watermark are tracked and re-read until they close)")
-    gap_wait_s: float = Field(600.0, gt=0, description="databases other than PostgreSQL: how long ids below the "
-                              "watermark with no row are re-read before they are given up (with a warning naming them)")
-    notify: bool = Field(False, description="PostgreSQL: wake up on a trigger's NOTIFY when rows commit, not only "
-                         "every interval_s (create the trigger with `towerlab serve CONFIG --install-trigger`)")
+    max_wait_s: float = Field(
+        0.0, ge=0, description="a batch smaller than batch_size waits at most this long for more rows"
+    )
+    lag: int = Field(
+        0,
+        ge=0,
+        description="also re-read this many ids behind the watermark (not needed for exactly "
+        "once: gaps below the watermark are tracked and re-read until they close)",
+    )
+    gap_wait_s: float = Field(
+        600.0,
+        gt=0,
+        description="databases other than PostgreSQL: how long ids below the "
+        "watermark with no row are re-read before they are given up (with a warning naming them)",
+    )
+    notify: bool = Field(
+        False,
+        description="PostgreSQL: wake up on a trigger's NOTIFY when rows commit, not only "
+        "every interval_s (create the trigger with `towerlab serve CONFIG --install-trigger`)",
+    )
     mode: Literal["watermark", "claim"] = "watermark"
     status_column: str | None = None
     pending_value: str = "new"
@@ -137,7 +164,9 @@ class Source(_Strict):
     @model_validator(mode="after")
     def _claim(self) -> "Source":
         if self.mode == "claim" and not self.status_column:
-            raise ValueError("mode=claim needs status_column: the column the service sets from pending_value to done_value")
+            raise ValueError(
+                "mode=claim needs status_column: the column the service sets from pending_value to done_value"
+            )
         return self
 
 
@@ -174,23 +203,32 @@ class ServeSettings(_Strict):
             raise ValueError(f"source names must be unique; repeated: {', '.join(sorted(dup))}")
         for s in self.sources:
             if s.database not in self.databases:
-                raise ValueError(f"source {s.name}: database {s.database!r} is not one of databases: {', '.join(self.databases)}")
+                raise ValueError(
+                    f"source {s.name}: database {s.database!r} is not one of databases: {', '.join(self.databases)}"
+                )
         own = {"outcome_table": self.outcome_table, "state_table": self.state_table, "gap_table": self.gap_table}
         if len(set(t.lower() for t in own.values())) < len(own):
-            raise ValueError(f"outcome_table, state_table and gap_table must be three tables; got {', '.join(own.values())}")
+            raise ValueError(
+                f"outcome_table, state_table and gap_table must be three tables; got {', '.join(own.values())}"
+            )
         for s in self.sources:
             clash = next((k for k, t in own.items() if t.lower() == s.table.lower()), None)
             if clash:
-                raise ValueError(f"source {s.name}: table {s.table} is also the {clash}; the service writes its own "
-                                 f"tables and reads yours: give them different names")
+                raise ValueError(
+                    f"source {s.name}: table {s.table} is also the {clash}; the service writes its own "
+                    f"tables and reads yours: give them different names"
+                )
         return self
 
 
 def _env(text: str, where: str) -> str:
     def sub(m: re.Match) -> str:
         if m.group(1) not in os.environ:
-            raise ConfigError(f"{where}: environment variable {m.group(1)} is not set; export it before starting the service")
+            raise ConfigError(
+                f"{where}: environment variable {m.group(1)} is not set; export it before starting the service"
+            )
         return os.environ[m.group(1)]
+
     return _ENV.sub(sub, text)
 
 
@@ -208,13 +246,21 @@ def expand_env(url: str, where: str) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"{where}: not a database URL (dialect+driver://user:password@host/db, or ${{VAR}} "
-                          f"holding one)") from None
-    parts = {k: _env(v, where) if isinstance(v, str) else v for k, v in
-             {"username": parsed.username, "password": parsed.password, "host": parsed.host,
-              "database": parsed.database}.items()}
-    query = {k: _env(v, where) if isinstance(v, str) else tuple(_env(x, where) for x in v)
-             for k, v in parsed.query.items()}
+        raise ConfigError(
+            f"{where}: not a database URL (dialect+driver://user:password@host/db, or ${{VAR}} holding one)"
+        ) from None
+    parts = {
+        k: _env(v, where) if isinstance(v, str) else v
+        for k, v in {
+            "username": parsed.username,
+            "password": parsed.password,
+            "host": parsed.host,
+            "database": parsed.database,
+        }.items()
+    }
+    query = {
+        k: _env(v, where) if isinstance(v, str) else tuple(_env(x, where) for x in v) for k, v in parsed.query.items()
+    }
     return parsed.set(**parts, query=query).render_as_string(hide_password=False)
 
 
@@ -222,7 +268,11 @@ def _lines(err: ValidationError, path: Path) -> str:
     out = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = "unknown field; remove it or fix its spelling" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        msg = (
+            "unknown field; remove it or fix its spelling"
+            if e["type"] == "extra_forbidden"
+            else e["msg"].removeprefix("Value error, ")
+        )
         out.append(f"{path}: {loc}: {msg}")
     return "\n".join(out)
 

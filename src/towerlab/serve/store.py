@@ -24,14 +24,35 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import (BigInteger, Column, DateTime, Float, Integer, MetaData, String, Table, Text, UniqueConstraint,
-                        and_, column, create_engine, delete, exists, func, insert, or_, select, table, text, update)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    column,
+    create_engine,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from towerlab.serve import dialects
 from towerlab.serve.settings import Source
-
 
 
 @dataclass
@@ -73,35 +94,53 @@ class Store:
         except (ArgumentError, NoSuchModuleError) as e:
             from towerlab.errors import ConfigError
 
-            raise ConfigError(f"database URL {redact(url)}: {str(e).splitlines()[0]}; write "
-                              f"dialect+driver://user:password@host/db, e.g. postgresql+psycopg://...") from None
+            raise ConfigError(
+                f"database URL {redact(url)}: {str(e).splitlines()[0]}; write "
+                f"dialect+driver://user:password@host/db, e.g. postgresql+psycopg://..."
+            ) from None
         self.dialect = dialects.of(self.engine.dialect.name)  # what differs between databases: dialects.py
         md = MetaData()
         schema, name = _split(outcome_table)
         self.outcome = Table(
-            name, md,
+            name,
+            md,
             Column("id", Integer, primary_key=True, autoincrement=True),
             Column("source", String(128), nullable=False),
             Column("row_key", BigInteger, nullable=False),
             Column("status", String(16), nullable=False),  # ok | error
-            Column("class_index", Integer), Column("class_name", String(64)), Column("probability", Float),
+            Column("class_index", Integer),
+            Column("class_name", String(64)),
+            Column("probability", Float),
             Column("probabilities", Text),  # JSON: class name -> probability
             Column("error", Text),
-            Column("model_run", Text), Column("model_sha256", String(64)),
+            Column("model_run", Text),
+            Column("model_sha256", String(64)),
             Column("image_path", Text),
             Column("scored_at", DateTime(timezone=True), nullable=False),
             UniqueConstraint("source", "row_key", name=f"{name}_source_key"),
             schema=schema,
         )
         schema, name = _split(state_table)
-        self.state = Table(name, md, Column("source", String(128), primary_key=True),
-                           Column("watermark", BigInteger, nullable=False),
-                           Column("updated_at", DateTime(timezone=True), nullable=False), schema=schema)
+        self.state = Table(
+            name,
+            md,
+            Column("source", String(128), primary_key=True),
+            Column("watermark", BigInteger, nullable=False),
+            Column("updated_at", DateTime(timezone=True), nullable=False),
+            schema=schema,
+        )
         schema, name = _split(gap_table)
-        self.gap = Table(name, md, Column("source", String(128), primary_key=True),
-                         Column("lo", BigInteger, primary_key=True), Column("hi", BigInteger, nullable=False),
-                         Column("seen_at", DateTime(timezone=True), nullable=False),
-                         Column("snapshot_xmax", BigInteger), Column("waits", Text), schema=schema)
+        self.gap = Table(
+            name,
+            md,
+            Column("source", String(128), primary_key=True),
+            Column("lo", BigInteger, primary_key=True),
+            Column("hi", BigInteger, nullable=False),
+            Column("seen_at", DateTime(timezone=True), nullable=False),
+            Column("snapshot_xmax", BigInteger),
+            Column("waits", Text),
+            schema=schema,
+        )
         self.metadata = md
 
     def create_tables(self) -> None:
@@ -136,8 +175,10 @@ class Store:
             return f"table {src.table} has no column {gone[0]} (it has {', '.join(sorted(types))})"
         key_type = types[src.key_column.lower()]
         if not isinstance(key_type, IntegerType):
-            return (f"key column {src.table}.{src.key_column} is {key_type}; the service tracks rows by an integer "
-                    f"key (an id from a sequence or identity column): point key_column at one")
+            return (
+                f"key column {src.table}.{src.key_column} is {key_type}; the service tracks rows by an integer "
+                f"key (an id from a sequence or identity column): point key_column at one"
+            )
         from towerlab.serve.payload import column_type_mismatch
 
         for c in src.payload.sql_columns():
@@ -163,8 +204,12 @@ class Store:
     def error_outcomes(self, conn: Connection, src: Source, after: int, upto: int, limit: int) -> list[tuple[int, int]]:
         """(outcome id, row key) of src's error outcomes with after < id <= upto, in id order."""
         o = self.outcome.c
-        q = (select(o.id, o.row_key).where(o.source == src.name, o.status == "error", o.id > after, o.id <= upto)
-             .order_by(o.id).limit(limit))
+        q = (
+            select(o.id, o.row_key)
+            .where(o.source == src.name, o.status == "error", o.id > after, o.id <= upto)
+            .order_by(o.id)
+            .limit(limit)
+        )
         return [(r.id, r.row_key) for r in conn.execute(q)]
 
     def last_outcome_id(self, conn: Connection) -> int:
@@ -183,8 +228,11 @@ class Store:
         fields = [c.name for c in o.columns if c.name not in ("id", "source", "row_key")]
         for out in outcomes:
             values = {f: out.get(f) for f in fields} | {"scored_at": now}
-            done += conn.execute(update(o).where(o.c.source == src.name, o.c.row_key == out["row_key"],
-                                                 o.c.status == "error").values(values)).rowcount
+            done += conn.execute(
+                update(o)
+                .where(o.c.source == src.name, o.c.row_key == out["row_key"], o.c.status == "error")
+                .values(values)
+            ).rowcount
         return done
 
     def _integer_keys(self, key):
@@ -228,8 +276,11 @@ class Store:
     # -- gaps: ids below the watermark that a transaction still open may fill --------------------------
     def gaps(self, conn: Connection, src: Source) -> list[Gap]:
         g = self.gap
-        rows = conn.execute(select(g.c.lo, g.c.hi, g.c.seen_at, g.c.snapshot_xmax, g.c.waits)
-                            .where(g.c.source == src.name).order_by(g.c.lo))
+        rows = conn.execute(
+            select(g.c.lo, g.c.hi, g.c.seen_at, g.c.snapshot_xmax, g.c.waits)
+            .where(g.c.source == src.name)
+            .order_by(g.c.lo)
+        )
         return [Gap(r.lo, r.hi, _utc(r.seen_at), r.snapshot_xmax, r.waits or "") for r in rows]
 
     def horizon(self, conn: Connection) -> Horizon | None:
@@ -252,8 +303,14 @@ class Store:
         """Forget gaps that were read one last time; (gap, its ids still without an outcome) for each."""
         out = []
         for g in gaps:
-            graded = conn.execute(select(func.count()).where(
-                self.outcome.c.source == src.name, self.outcome.c.row_key.between(g.lo, g.hi))).scalar() or 0
+            graded = (
+                conn.execute(
+                    select(func.count()).where(
+                        self.outcome.c.source == src.name, self.outcome.c.row_key.between(g.lo, g.hi)
+                    )
+                ).scalar()
+                or 0
+            )
             conn.execute(delete(self.gap).where(self.gap.c.source == src.name, self.gap.c.lo == g.lo))
             out.append((g, g.hi - g.lo + 1 - graded))
         return out
@@ -263,26 +320,44 @@ class Store:
         ids that will never commit."""
         above = sorted(k for k in keys if watermark is None or k > watermark)
         if watermark is None:  # the first batch: the ids below its smallest key are a gap too (1 up, or any)
-            watermark = -(2 ** 63) if above[0] < 1 else 0
+            watermark = -(2**63) if above[0] < 1 else 0
         spans = [(a + 1, b - 1) for a, b in zip([watermark, *above], above) if b > a + 1]
         if not spans:
             return
         now = self.horizon(conn)  # after the read: every transaction that drew one of these ids is open or done
         seen = datetime.now(timezone.utc)
-        conn.execute(insert(self.gap), [{"source": src.name, "lo": lo, "hi": hi, "seen_at": seen,
-                                         "snapshot_xmax": now.xmax if now else None,
-                                         "waits": ",".join(sorted(now.open)) if now else None} for lo, hi in spans])
+        conn.execute(
+            insert(self.gap),
+            [
+                {
+                    "source": src.name,
+                    "lo": lo,
+                    "hi": hi,
+                    "seen_at": seen,
+                    "snapshot_xmax": now.xmax if now else None,
+                    "waits": ",".join(sorted(now.open)) if now else None,
+                }
+                for lo, hi in spans
+            ],
+        )
 
     def claim(self, conn: Connection, src: Source, limit: int) -> list[dict]:
         """Pending rows locked for this transaction; rows other workers hold are skipped, not waited for."""
         t = self._source(src, src.status_column)
         key = t.c[src.key_column]
-        q = select(t).where(t.c[src.status_column] == src.pending_value, self._integer_keys(key)).order_by(key).limit(limit)
+        q = (
+            select(t)
+            .where(t.c[src.status_column] == src.pending_value, self._integer_keys(key))
+            .order_by(key)
+            .limit(limit)
+        )
         return [dict(r._mapping) for r in conn.execute(self.dialect.claim_lock(q, t))]
 
     def waiting_in_gaps(self, conn: Connection, src: Source) -> int:
         g = self.gap
-        return conn.execute(select(func.coalesce(func.sum(g.c.hi - g.c.lo + 1), 0)).where(g.c.source == src.name)).scalar()
+        return conn.execute(
+            select(func.coalesce(func.sum(g.c.hi - g.c.lo + 1), 0)).where(g.c.source == src.name)
+        ).scalar()
 
     def lag(self, conn: Connection, src: Source) -> int:
         """How many rows wait: ids above the watermark (watermark mode) or pending rows (claim mode)."""
@@ -313,12 +388,11 @@ class Store:
     def _advance(self, conn: Connection, src: Source, key: int) -> None:
         now = datetime.now(timezone.utc)
         s = self.state
-        done = conn.execute(update(s).where(and_(s.c.source == src.name, s.c.watermark < key))
-                            .values(watermark=key, updated_at=now)).rowcount
+        done = conn.execute(
+            update(s).where(and_(s.c.source == src.name, s.c.watermark < key)).values(watermark=key, updated_at=now)
+        ).rowcount
         if not done and self.watermark(conn, src) is None:
             conn.execute(insert(s).values(source=src.name, watermark=key, updated_at=now))
-
-
 
 
 def redact(url: str) -> str:

@@ -56,7 +56,9 @@ class Service:
 
     def __post_init__(self):
         s = self.settings
-        self.stores = {name: Store(url, s.outcome_table, s.state_table, s.gap_table) for name, url in s.databases.items()}
+        self.stores = {
+            name: Store(url, s.outcome_table, s.state_table, s.gap_table) for name, url in s.databases.items()
+        }
         self.sources = [SourceState(src, self.stores[src.database]) for src in s.sources]
         self.wake = threading.Event()  # a notification, or stop: the loop's wait ends early
         self.listeners: list = []
@@ -74,16 +76,22 @@ class Service:
                 store.ping()
             except DBAPIError as e:
                 if store.dialect.name == "sqlite":  # a file, not a server: its folder is missing or not writable
-                    raise ServeError(f"{where}: the SQLite file cannot be opened ({_first_line(e)}); check that its "
-                                     f"folder exists and is writable, and the path in the URL") from None
-                raise ServeError(f"{where} is unreachable ({_first_line(e)}); check that the server runs and the URL "
-                                 f"and credentials are right") from None
+                    raise ServeError(
+                        f"{where}: the SQLite file cannot be opened ({_first_line(e)}); check that its "
+                        f"folder exists and is writable, and the path in the URL"
+                    ) from None
+                raise ServeError(
+                    f"{where} is unreachable ({_first_line(e)}); check that the server runs and the URL "
+                    f"and credentials are right"
+                ) from None
             try:
                 store.create_tables()
             except DBAPIError as e:
                 s = self.settings
-                raise ServeError(f"{where}: cannot create the tables {s.outcome_table}, {s.state_table} and "
-                                 f"{s.gap_table} ({_first_line(e)}); grant CREATE or create them first") from None
+                raise ServeError(
+                    f"{where}: cannot create the tables {s.outcome_table}, {s.state_table} and "
+                    f"{s.gap_table} ({_first_line(e)}); grant CREATE or create them first"
+                ) from None
         for st in self.sources:
             with st.store.engine.connect() as conn:
                 why = st.store.check_source(conn, st.src)
@@ -91,10 +99,19 @@ class Service:
                 raise ConfigError(f"source {st.src.name} (database {st.src.database!r}): {why}")
             self.check_state(st)
         produced = self.record_start()
-        log.info("started", extra={"fields": {"model_run": self.scorer.run_id, "model_sha256": self.scorer.sha256,
-                                              "model_step": self.scorer.current.step,
-                                              "sources": [s.src.name for s in self.sources],
-                                              "git": produced["git"], "command": produced["command"]}})
+        log.info(
+            "started",
+            extra={
+                "fields": {
+                    "model_run": self.scorer.run_id,
+                    "model_sha256": self.scorer.sha256,
+                    "model_step": self.scorer.current.step,
+                    "sources": [s.src.name for s in self.sources],
+                    "git": produced["git"],
+                    "command": produced["command"],
+                }
+            },
+        )
         self.show_model()
         self.listen()
 
@@ -105,11 +122,13 @@ class Service:
             orphan = st.store.orphaned_watermark(conn, st.src) if st.src.mode == "watermark" else None
             st.proven = self.accept_errors or st.store.has_graded_ok(conn, st.src)
         if orphan is not None:
-            raise ConfigError(f"source {st.src.name}: state table {s.state_table} says its rows up to id {orphan} are "
-                              f"graded, but outcome table {s.outcome_table} holds no outcome of it (a new outcome_table "
-                              f"beside the old state_table?): give it a state_table and gap_table of its own, or delete "
-                              f"the source's row from {s.state_table} and {s.gap_table} to grade the whole table into "
-                              f"{s.outcome_table}")
+            raise ConfigError(
+                f"source {st.src.name}: state table {s.state_table} says its rows up to id {orphan} are "
+                f"graded, but outcome table {s.outcome_table} holds no outcome of it (a new outcome_table "
+                f"beside the old state_table?): give it a state_table and gap_table of its own, or delete "
+                f"the source's row from {s.state_table} and {s.gap_table} to grade the whole table into "
+                f"{s.outcome_table}"
+            )
 
     def record_start(self) -> dict:
         """What produced this service (provenance.py), into image_dir/env.json when there is an image_dir."""
@@ -131,14 +150,18 @@ class Service:
             if not wanted:
                 continue
             if not store.dialect.notify:
-                raise ServeError(f"source {wanted[0].src.name}: notify: true needs PostgreSQL; database {name!r} is "
-                                 f"{store.dialect.name}: remove notify")
+                raise ServeError(
+                    f"source {wanted[0].src.name}: notify: true needs PostgreSQL; database {name!r} is "
+                    f"{store.dialect.name}: remove notify"
+                )
             with store.engine.connect() as conn:
                 for st in wanted:
                     if not notify.installed(conn, st.src.table):
-                        log.warning("no notify trigger on the table; polling only. Create it with `towerlab serve "
-                                    "CONFIG --install-trigger`", extra={"fields": {"source": st.src.name,
-                                                                                   "table": st.src.table}})
+                        log.warning(
+                            "no notify trigger on the table; polling only. Create it with `towerlab serve "
+                            "CONFIG --install-trigger`",
+                            extra={"fields": {"source": st.src.name, "table": st.src.table}},
+                        )
             tables = {notify.qualified(st.src.table): st for st in wanted}
 
             def woken(payload: str, tables=tables) -> None:
@@ -200,9 +223,11 @@ class Service:
             st.proven = True
             return
         if len(outcomes) >= 2 and len({failure_kind(o["error"]) for o in outcomes}) == 1:
-            raise ServeError(f"source {st.src.name}: all {len(outcomes)} rows of its first batch failed the same way "
-                             f"({outcomes[0]['error']}); nothing was written. Fix the config and start again; if these "
-                             f"rows really are bad, start with --accept-errors")
+            raise ServeError(
+                f"source {st.src.name}: all {len(outcomes)} rows of its first batch failed the same way "
+                f"({outcomes[0]['error']}); nothing was written. Fix the config and start again; if these "
+                f"rows really are bad, start with --accept-errors"
+            )
 
     def _report_unusable(self, conn, st: SourceState) -> None:
         """Rows whose key is NULL, text or a fraction can never be graded exactly once (the outcome table and the
@@ -211,15 +236,32 @@ class Service:
         if n != st.unusable:
             st.unusable = n
             if n:
-                log.warning("rows whose key is not an integer are skipped; give them integer ids", extra={"fields": {
-                    "source": st.src.name, "key_column": st.src.key_column, "rows": n, "example": repr(example)}})
+                log.warning(
+                    "rows whose key is not an integer are skipped; give them integer ids",
+                    extra={
+                        "fields": {
+                            "source": st.src.name,
+                            "key_column": st.src.key_column,
+                            "rows": n,
+                            "example": repr(example),
+                        }
+                    },
+                )
 
     def _close_gaps(self, conn, st: SourceState, closable) -> None:
         for gap, missing in st.store.close_gaps(conn, st.src, closable):
             if missing and gap.xmax is None:  # given up on time, not proven empty: say which ids
-                log.warning("gap never filled; these ids will not be graded", extra={"fields": {
-                    "source": st.src.name, "ids": f"{gap.lo}-{gap.hi}", "ungraded": missing,
-                    "waited_s": st.src.gap_wait_s}})
+                log.warning(
+                    "gap never filled; these ids will not be graded",
+                    extra={
+                        "fields": {
+                            "source": st.src.name,
+                            "ids": f"{gap.lo}-{gap.hi}",
+                            "ungraded": missing,
+                            "waited_s": st.src.gap_wait_s,
+                        }
+                    },
+                )
 
     def grade(self, src: Source, rows: list[dict]) -> list[dict]:
         """Decode every row; bad rows become error outcomes; good ones go through the model in one batch (one
@@ -234,8 +276,15 @@ class Service:
                 good.append(key)
             except Exception as e:  # noqa: BLE001 -- whatever turning this row into an input raised is this row's
                 # error (a decoder's NotImplementedError, a path too long); only the database and the model stop us
-                outcomes.append({"row_key": key, "status": "error", "error": _row_error(e),
-                                 "model_run": self.scorer.run_id, "model_sha256": self.scorer.sha256})
+                outcomes.append(
+                    {
+                        "row_key": key,
+                        "status": "error",
+                        "error": _row_error(e),
+                        "model_run": self.scorer.run_id,
+                        "model_sha256": self.scorer.sha256,
+                    }
+                )
         if images:
             for key, image, result in zip(good, images, self.scorer.score(images)):
                 drawn = result.pop("overlay", None)
@@ -252,8 +301,10 @@ class Service:
             image = to_image(to_matrix(row, p), src.normalize)
         if image.shape[-2:] != (h, w) and not p.resize:
             what = "values" if not p.pictures else "pixels"
-            raise RowError(f"payload is {image.shape[-2]}x{image.shape[-1]} but the model takes {h}x{w}; send {h}x{w} "
-                           f"{what} or set payload.resize: true")
+            raise RowError(
+                f"payload is {image.shape[-2]}x{image.shape[-1]} but the model takes {h}x{w}; send {h}x{w} "
+                f"{what} or set payload.resize: true"
+            )
         return image
 
     def save_image(self, src: Source, key: int, image: np.ndarray, drawn: np.ndarray | None = None) -> str | None:
@@ -271,9 +322,18 @@ class Service:
 
     def observe(self, src: Source, outcomes: list[dict], seconds: float) -> None:
         errors = sum(o["status"] == "error" for o in outcomes)
-        log.info("graded", extra={"fields": {"source": src.name, "rows": len(outcomes), "errors": errors,
-                                             "keys": [outcomes[0]["row_key"], outcomes[-1]["row_key"]],
-                                             "seconds": round(seconds, 4)}})
+        log.info(
+            "graded",
+            extra={
+                "fields": {
+                    "source": src.name,
+                    "rows": len(outcomes),
+                    "errors": errors,
+                    "keys": [outcomes[0]["row_key"], outcomes[-1]["row_key"]],
+                    "seconds": round(seconds, 4),
+                }
+            },
+        )
         if self.metrics:
             self.metrics.scored.labels(src.name).inc(len(outcomes) - errors)
             self.metrics.failed.labels(src.name).inc(errors)
@@ -286,19 +346,31 @@ class Service:
             n = self.poll(st, drain)
         except (OperationalError, DBAPIError) as e:
             if not _is_connection_error(e):  # the database answered: a table or column changed under the service
-                raise ServeError(f"source {st.src.name} (database {st.src.database!r}): {_first_line(e)}; fix the "
-                                 f"table or the config, then start again") from None
+                raise ServeError(
+                    f"source {st.src.name} (database {st.src.database!r}): {_first_line(e)}; fix the "
+                    f"table or the config, then start again"
+                ) from None
             if st.down_since is None:
                 st.down_since = time.monotonic()
-                log.warning("database unreachable; retrying with backoff",
-                            extra={"fields": {"source": st.src.name, "database": st.src.database, "error": _first_line(e)}})
+                log.warning(
+                    "database unreachable; retrying with backoff",
+                    extra={"fields": {"source": st.src.name, "database": st.src.database, "error": _first_line(e)}},
+                )
             st.failures += 1
             st.due = time.monotonic() + min(MAX_BACKOFF_S, 0.5 * 2 ** min(st.failures, 10))
             st.idle = False
             return
         if st.down_since is not None:
-            log.info("database reachable again", extra={"fields": {"source": st.src.name, "database": st.src.database,
-                                                                   "outage_s": round(time.monotonic() - st.down_since, 1)}})
+            log.info(
+                "database reachable again",
+                extra={
+                    "fields": {
+                        "source": st.src.name,
+                        "database": st.src.database,
+                        "outage_s": round(time.monotonic() - st.down_since, 1),
+                    }
+                },
+            )
             st.down_since, st.failures = None, 0
         st.idle = n == 0
         # a full batch means more may be waiting: poll again at once; otherwise wait for the interval
@@ -318,7 +390,9 @@ class Service:
                 if st.due <= now and not self.stop.is_set():
                     self.step(st, drain=once)
                     if once and st.down_since is not None:
-                        raise ServeError(f"database {st.src.database!r} went away during --once; run again when it is back")
+                        raise ServeError(
+                            f"database {st.src.database!r} went away during --once; run again when it is back"
+                        )
             if once and all(st.idle for st in self.sources):
                 break
             if not once:
@@ -333,8 +407,9 @@ def _row_error(e: Exception) -> str:
         return str(e)
     from towerlab.imagefile import reason
 
-    log.warning("a row's payload raised an unexpected error; graded as an error outcome",
-                extra={"fields": {"error": reason(e)}})
+    log.warning(
+        "a row's payload raised an unexpected error; graded as an error outcome", extra={"fields": {"error": reason(e)}}
+    )
     return f"payload could not be read ({reason(e)})"
 
 
@@ -347,11 +422,14 @@ def _write_png(array: np.ndarray, path: Path) -> None:
 def install_signal_handlers(service: Service) -> None:
     """SIGTERM/SIGINT: stop claiming rows and finish the batch in hand; past the timeout, exit without committing
     (the batch is graded again on the next start, so nothing is lost or doubled). A second signal exits at once."""
+
     def handler(signum, frame):
         if service.stop.is_set():
             os._exit(128 + signum)
-        log.info("stopping", extra={"fields": {"signal": signal.Signals(signum).name,
-                                               "timeout_s": service.settings.shutdown_timeout_s}})
+        log.info(
+            "stopping",
+            extra={"fields": {"signal": signal.Signals(signum).name, "timeout_s": service.settings.shutdown_timeout_s}},
+        )
         service.stop.set()
         service.wake.set()
         timer = threading.Timer(service.settings.shutdown_timeout_s, lambda: os._exit(128 + signum))
@@ -391,8 +469,12 @@ class JsonFormatter(logging.Formatter):
     any exception as one escaped string, so a log collector never meets a line it cannot parse."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
-                 "msg": record.getMessage(), **getattr(record, "fields", {})}
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "msg": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
         if record.name != log.name:  # a library's line (psycopg, sqlalchemy, py.warnings): say whose
             entry["logger"] = record.name
         if record.exc_info:
