@@ -107,7 +107,8 @@ def _hand_in(steps: int, decoded: dict[str, list[str]]) -> None:
 
 
 def autoencoders(args) -> None:
-    from towerlab.generate import latent, model as gen
+    from towerlab.generate import latent
+    from towerlab.generate import model as gen
     from towerlab.generate.outputs import write_csv
 
     common = [

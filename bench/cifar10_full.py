@@ -144,7 +144,7 @@ def schedule(args, data: Path) -> dict:
                 tut = TUTORIAL_CURVE.get(s)
                 print(
                     f"| {s:,} | {points[s]['epoch']:.1f} | {points[s]['val/accuracy']:.4f} | "
-                    f"{'~%.2f' % tut if tut else '-'} |"
+                    f"{f'~{tut:.2f}' if tut else '-'} |"
                 )
         print(
             f"last checkpoint, recomputed from its predictions: {acc:.4f} ({len(true) - round(acc * len(true))} "

@@ -29,9 +29,9 @@ from safetensors.torch import load_file
 
 REPO_TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(REPO_TESTS))  # the tests' helper that finds a rank's process
-from helpers import rank_pid  # noqa: E402
-
 from towerlab import checkpoint  # noqa: E402
+
+from helpers import rank_pid  # noqa: E402
 
 
 def train_cmd(recipe: str, out: Path, steps: int, procs: int) -> list[str]:
@@ -131,7 +131,8 @@ def main() -> None:
         subprocess.run(train_cmd(args.recipe, straight, args.steps, args.procs), check=True, capture_output=True)
         rows = []
         print(
-            f"{'point':>5} {'kill after':>10} {'rank':>4} {'ckpt':>5} {'damaged':>7} {'one line':>8} {'exact':>5} {'s':>6}"
+            f"{'point':>5} {'kill after':>10} {'rank':>4} {'ckpt':>5} {'damaged':>7} {'one line':>8} "
+            f"{'exact':>5} {'s':>6}"
         )
         for i in range(args.points):
             r = kill_point(args, Path(tmp), i, rng, straight)

@@ -129,7 +129,8 @@ def main() -> int:
         )
     mean = {"fold": "mean", **{k: statistics.mean(r[k] for r in rows) for k in (*KEYS, "seg_stage_ap", "wall_s")}}
     print(
-        "| fold | AP | ROC AUC | FP@0.5 | FN@0.5 | FP@best F1 | FN@best F1 | Dice | AP after seg stage | parts | wall s |"
+        "| fold | AP | ROC AUC | FP@0.5 | FN@0.5 | FP@best F1 | FN@best F1 | Dice | AP after seg stage | parts "
+        "| wall s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in [*rows, mean]:

@@ -38,17 +38,17 @@ from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "serve"))  # serve_helpers
-from serve_helpers import Postgres, pg_bin  # noqa: E402  the tests' throwaway-cluster helper
-
 from towerlab import config  # noqa: E402
 from towerlab.data import mnist  # noqa: E402
 from towerlab.engine import fit  # noqa: E402
+from towerlab.export import export  # noqa: E402
 from towerlab.recipes import mnist as mnist_recipe  # noqa: E402
 from towerlab.serve import settings as settings_mod  # noqa: E402
-from towerlab.export import export  # noqa: E402
 from towerlab.serve.onnx_scorer import OnnxScorer  # noqa: E402
 from towerlab.serve.scorer import TorchScorer as Scorer  # noqa: E402
 from towerlab.serve.worker import Service  # noqa: E402
+
+from serve_helpers import Postgres, pg_bin  # noqa: E402  the tests' throwaway-cluster helper
 
 
 def payloads(n: int) -> list[str]:
@@ -193,7 +193,8 @@ def latency(engine, cfg: Path, rate: float, seconds: float, interval: float, ins
             r[0]
             for r in c.execute(
                 text(
-                    "SELECT EXTRACT(EPOCH FROM o.scored_at - m.inserted_at) FROM towerlab_outcome o JOIN m ON m.id = o.row_key"
+                    "SELECT EXTRACT(EPOCH FROM o.scored_at - m.inserted_at) FROM towerlab_outcome o "
+                    "JOIN m ON m.id = o.row_key"
                 )
             )
         ]
@@ -291,7 +292,8 @@ def main() -> int:
             print(f"{name:26s} {r['size_mib']:9.0f} {r['start_s']:11.2f} {r['rows_per_s']:8.0f}")
     for name, r in (("polling", lat), ("polling + NOTIFY", lat_notify)):
         print(
-            f"latency, {name}, at {args.rate:.0f} rows/s, poll {args.interval} s: median {r['median_s'] * 1000:.0f} ms, "
+            f"latency, {name}, at {args.rate:.0f} rows/s, poll {args.interval} s: "
+            f"median {r['median_s'] * 1000:.0f} ms, "
             f"p99 {r['p99_s'] * 1000:.0f} ms, max {r['max_s'] * 1000:.0f} ms ({r['rows']} rows)"
         )
     print(f"JSON: {args.out}")

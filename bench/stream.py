@@ -158,7 +158,8 @@ def speed(args, data: Path) -> dict:
     import torch
 
     from towerlab import config
-    from towerlab.data import cifar, folder as folder_data
+    from towerlab.data import cifar
+    from towerlab.data import folder as folder_data
     from towerlab.data.loader import TensorLoader
     from towerlab.data.stream import FileItems, StreamReader, materialize
     from towerlab.dist import Dist
@@ -193,14 +194,14 @@ def speed(args, data: Path) -> dict:
     results = {}
     for rep in range(args.repeats):
         ways = {
-            "memory": lambda: TensorLoader(materialize(records, "training"), b, dist, train=True, seed=rep),
-            "stream-records": lambda: TensorLoader(
+            "memory": lambda rep=rep: TensorLoader(materialize(records, "training"), b, dist, train=True, seed=rep),
+            "stream-records": lambda rep=rep: TensorLoader(
                 None, b, dist, train=True, seed=rep, reader=StreamReader(records, args.workers)
             ),
-            "stream-png": lambda: TensorLoader(
+            "stream-png": lambda rep=rep: TensorLoader(
                 None, b, dist, train=True, seed=rep, reader=StreamReader(FileItems(pairs, (3, 32, 32)), args.workers)
             ),
-            "plain-png": lambda: plain_loader(pairs, b, args.workers, rep),
+            "plain-png": lambda rep=rep: plain_loader(pairs, b, args.workers, rep),
         }
         for name, make in ((k, v) for k, v in ways.items() if not args.only or k in args.only):
             loader = make()

@@ -15,7 +15,17 @@ if _WORKERS > 1:
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from helpers import REAL_SMILES, REPO, cifar_records, missing, run_cli, write_cifar_python_batch, write_idx, zinc_file  # noqa: F401,E501
+
+from helpers import (  # noqa: E402, F401
+    REAL_SMILES,
+    REPO,
+    cifar_records,
+    missing,
+    run_cli,
+    write_cifar_python_batch,
+    write_idx,
+    zinc_file,
+)
 
 
 @pytest.fixture
@@ -108,7 +118,8 @@ def voc_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def kolektor_dir(tmp_path: Path) -> Path:
-    """KolektorSDD layout: 6 items with two parts each (three in kos06); palette BMP labels (indices 0/1, one with 3 levels)
+    """KolektorSDD layout: 6 items with two parts each (three in kos06); palette BMP labels (indices 0/1, one with 3
+    levels)
     for defective parts, all-zero grayscale BMPs for the rest."""
     from PIL import Image
 

@@ -5,10 +5,11 @@ import json
 import threading
 
 import pytest
-from browser import BROKEN_IMAGES, Browser
-from helpers import run_cli
 
 from towerlab.board import find_runs, make_server
+
+from browser import BROKEN_IMAGES, Browser
+from helpers import run_cli
 
 
 @pytest.fixture

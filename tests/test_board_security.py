@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
 
 from towerlab.board import find_runs, make_server
 from towerlab.files import atomic_write, link_leaving
+
+from helpers import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,11 @@ import subprocess
 import sys
 
 import pytest
-from helpers import run_cli
 
 from towerlab.cli import parse_gpus
 from towerlab.errors import TowerlabError
+
+from helpers import run_cli
 
 
 def test_train_eval_predict_digits(tmp_path):

@@ -5,8 +5,9 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from helpers import run_cli
 from towerlab import checkpoint
+
+from helpers import run_cli
 
 # No dropout and plain SGD: the only difference between the runs is how each global batch is split.
 ARGS = [

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_cli
 
 from towerlab.errors import ConfigError
 from towerlab.executor import LocalExecutor, RayExecutor, Trial, trial_env
+
+from helpers import run_cli
 
 QUICK = {"max_steps": 15, "eval_every_epochs": 0, "log_every": 5}
 

@@ -10,13 +10,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import run_cli
 
 from towerlab import config, infer
 from towerlab.data.images import read_image
 from towerlab.engine import fit
 from towerlab.export import export
 from towerlab.recipes import digits
+
+from helpers import run_cli
 
 
 @pytest.fixture(scope="module")

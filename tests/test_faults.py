@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import rank_pid
 from safetensors.torch import load_file
 
 from towerlab import checkpoint
 from towerlab.runs import RunRecord
+
+from helpers import rank_pid
 
 STEPS = 240
 

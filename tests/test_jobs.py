@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import yaml
+
 from helpers import run_cli
 
 QUICK = {"max_steps": 15, "eval_every_epochs": 0, "log_every": 5}

@@ -5,13 +5,14 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_dist import ARGS
 from torch import nn
 
-from helpers import run_cli
-from test_dist import ARGS
 from towerlab import checkpoint
 from towerlab.errors import ConfigError
 from towerlab.pipeline import Pipeline, balance
+
+from helpers import run_cli
 
 
 def test_balance_cuts_into_non_empty_stages_of_near_equal_size():

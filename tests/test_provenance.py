@@ -73,7 +73,6 @@ def test_a_class_folder_that_is_a_link_is_in_the_data_hash(tmp_path):
     (data / "cats").symlink_to(elsewhere)
     (data / "dogs" / "loop").symlink_to(data)  # a loop of links ends
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    import os
     from unittest import mock
 
     with mock.patch.dict(os.environ, env):

@@ -4,6 +4,7 @@ never a silent acceptance."""
 from pathlib import Path
 
 import pytest
+
 from helpers import run_cli
 
 

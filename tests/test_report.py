@@ -7,8 +7,9 @@ import json
 import re
 
 import pytest
-from helpers import run_cli
 from PIL import Image
+
+from helpers import run_cli
 
 
 def _images(page: str) -> list[Image.Image]:

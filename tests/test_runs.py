@@ -66,7 +66,8 @@ def test_only_the_records_know_the_files_of_a_folder_by_name():
         "log.txt",
         "env.json",
     )
-    pattern = re.compile(r"""["'/](%s)["']""" % "|".join(re.escape(n) for n in names))
+    alternatives = "|".join(re.escape(n) for n in names)
+    pattern = re.compile(rf"""["'/]({alternatives})["']""")
     src = Path(towerlab.__file__).parent
     found = [
         f"{p.relative_to(src)}:{i}: {line.strip()}"

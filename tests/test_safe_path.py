@@ -6,6 +6,7 @@ towerlab.serve`."""
 import sys
 
 import pytest
+
 from helpers import REPO, run_cli
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from helpers import run_cli
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra: pip install 'towerlab[mlflow]'")

@@ -19,7 +19,7 @@ is refused whole.
 from __future__ import annotations
 
 import html
-import json
+from datetime import UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
@@ -65,16 +65,19 @@ async function service() {{
   const dbs = await (await fetch('service.json')).json();
   if (!dbs.length) return;
   document.getElementById('service').innerHTML = '<h2>Service: the outcome table</h2><table id="outcomes"><tr>' +
-    '<th>database</th><th>graded</th><th>errors</th><th>error rate</th><th>last grade</th><th>grades per minute (last hour)</th></tr>' +
+    '<th>database</th><th>graded</th><th>errors</th><th>error rate</th><th>last grade</th>' +
+    '<th>grades per minute (last hour)</th></tr>' +
     dbs.map(d => d.error ? `<tr><td>${{esc(d.database)}}</td><td colspan="5">${{esc(d.error)}}</td></tr>` :
       `<tr data-db="${{esc(d.database)}}"><td>${{esc(d.database)}}</td><td>${{d.graded}}</td><td>${{d.errors}}</td>` +
-      `<td>${{(100 * d.error_rate).toFixed(2)}} %</td><td>${{esc(d.last || '')}}</td><td>${{bars(d.per_minute)}}</td></tr>`).join('') +
+      `<td>${{(100 * d.error_rate).toFixed(2)}} %</td><td>${{esc(d.last || '')}}</td>` +
+      `<td>${{bars(d.per_minute)}}</td></tr>`).join('') +
     '</table>';
 }}
 function bars(perMinute) {{
   const entries = Object.entries(perMinute), top = Math.max(1, ...entries.map(e => e[1]));
   return '<svg width="' + (6 * entries.length + 2) + '" height="32">' + entries.map(([m, n], i) =>
-    `<rect x="${{1 + 6 * i}}" y="${{31 - 30 * n / top}}" width="5" height="${{30 * n / top}}" fill="#4a7ebb"><title>${{m}}: ${{n}}</title></rect>`).join('') + '</svg>';
+    `<rect x="${{1 + 6 * i}}" y="${{31 - 30 * n / top}}" width="5" height="${{30 * n / top}}" fill="#4a7ebb">` +
+    `<title>${{m}}: ${{n}}</title></rect>`).join('') + '</svg>';
 }}
 function tick() {{ refresh(); service(); }}
 tick(); setInterval(tick, {every_ms});
@@ -119,7 +122,7 @@ def _number(v) -> float | int | None:
 def service_summary(config: str) -> list[dict]:
     """Per database of a service config: rows graded, errors, error rate, the last grade, and grades per minute over
     the last hour, read from its outcome table (SELECT only; the board never writes to a database)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from sqlalchemy import func, select
     from sqlalchemy.exc import SQLAlchemyError
@@ -136,7 +139,7 @@ def service_summary(config: str) -> list[dict]:
             with store.engine.connect() as c:
                 counts = dict(c.execute(select(t.c.status, func.count()).group_by(t.c.status)).all())
                 last = c.execute(select(func.max(t.c.scored_at))).scalar()
-                since = datetime.now(timezone.utc) - timedelta(hours=1)
+                since = datetime.now(UTC) - timedelta(hours=1)
                 times = c.execute(select(t.c.scored_at).where(t.c.scored_at >= since)).scalars().all()
         except SQLAlchemyError as e:
             out.append(

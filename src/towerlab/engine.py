@@ -23,8 +23,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from towerlab import checkpoint, perf, recipes, strategy
+from towerlab import checkpoint, perf, preempt, recipes, strategy
 from towerlab.config import TrainConfig, merge
+from towerlab.data.loader import limited
+from towerlab.data.stream import worker_death
 from towerlab.dist import (
     Dist,
     all_gather,
@@ -32,18 +34,14 @@ from towerlab.dist import (
     all_reduce_extremes,
     all_reduce_sum,
     barrier,
-    print0,
     peer_failure,
+    print0,
     restart_count,
     setup,
 )
-from towerlab.data.loader import limited
-from towerlab.data.stream import worker_death
-from towerlab.errors import ConfigError, DivergedError, TowerlabError
+from towerlab.errors import ConfigError, DivergedError, Preempted, TowerlabError
 from towerlab.optim import build_optimizer, ema_model, lr_factor, param_groups
 from towerlab.precision import Precision
-from towerlab import preempt
-from towerlab.errors import Preempted
 from towerlab.preempt import Preemption
 from towerlab.recipes.contract import Step
 from towerlab.runs import Run, RunRecord
@@ -128,7 +126,8 @@ class Trainer:
             copied, fresh = checkpoint.init_from(raw, Path(cfg.init_from), cfg.init_checkpoint)
             named = f": {', '.join(fresh[:8])}{' ...' if len(fresh) > 8 else ''}" if fresh else ""
             print0(
-                f"init from {cfg.init_from} ({cfg.init_checkpoint}): {len(copied)} tensors copied, {len(fresh)} new{named}",
+                f"init from {cfg.init_from} ({cfg.init_checkpoint}): {len(copied)} tensors copied, "
+                f"{len(fresh)} new{named}",
                 dist=dist,
             )
         raw = self.strategy.place(raw)
@@ -370,7 +369,7 @@ class Trainer:
             return self.cfg.eval_every_steps
         return max(1, round(self.cfg.eval_every_epochs * self.steps_per_epoch)) if self.cfg.eval_every_epochs else 0
 
-    def after_step(self, bar: tqdm, window: "Window") -> None:
+    def after_step(self, bar: tqdm, window: Window) -> None:
         cfg, step = self.cfg, self.step
         if step % cfg.log_every == 0 or step == self.total_steps:
             self.log_train(bar, window.rate(step, cfg.batch_size))
@@ -408,7 +407,7 @@ class Trainer:
             lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
             self.run.tb.add_images("inputs", ((x - lo) / (hi - lo).clamp_min(1e-8)).cpu(), self.step)
 
-    def _loop(self, preemption: Preemption, bar: tqdm, window: "Window") -> None:
+    def _loop(self, preemption: Preemption, bar: tqdm, window: Window) -> None:
         while self.step < self.total_steps and not self.stopping.reason:  # (a resumed run may have stopped)
             epoch, position = divmod(self.step, self.steps_per_epoch)
             self.train_loader.set_epoch(epoch, position)

@@ -2,8 +2,9 @@
 
 A trial is `python -m towerlab.trial OUT/trial.json` (towerlab.trial) in a fresh process (so CUDA_VISIBLE_DEVICES
 pins it before CUDA initialises, and a crash or an out-of-memory error ends that trial only). A trial whose run
-directory is done is not run again; one with checkpoints is resumed by the trial itself. A trial ends when the process that started it dies (Linux's parent-death signal), so a killed search leaves
-no orphans behind; a folder that a live process still trains (its lock) is waited for, never trained twice.
+directory is done is not run again; one with checkpoints is resumed by the trial itself. A trial ends when the
+process that started it dies (Linux's parent-death signal), so a killed search leaves no orphans behind; a folder
+that a live process still trains (its lock) is waited for, never trained twice.
 
 LocalExecutor: as many at once as there are slots on this machine, K per listed GPU or N CPU workers.
 RayExecutor: each trial a Ray task asking for 1/K of a GPU (or some CPUs) of an existing Ray cluster; the
@@ -13,18 +14,18 @@ trial folders must be on a file system every node sees (the usual shared home or
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from tqdm import tqdm
 
-from towerlab.lifetime import die_with_parent
 from towerlab.errors import ConfigError
+from towerlab.lifetime import die_with_parent
 from towerlab.runs import Result, Trial, holder
 from towerlab.runs.run import METRICS
 

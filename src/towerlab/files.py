@@ -6,8 +6,8 @@ Torch-free: the board, reports and the service's image writer use it as well as 
 from __future__ import annotations
 
 import errno
-import io
 import fcntl
+import io
 import json
 import math
 import os

@@ -33,7 +33,7 @@ class ConfusionMatrix:
         idx = target[keep] * self.n + pred[keep]
         self.counts += torch.bincount(idx, minlength=self.n * self.n).reshape(self.n, self.n)
 
-    def reduce(self, dist: Dist) -> "ConfusionMatrix":
+    def reduce(self, dist: Dist) -> ConfusionMatrix:
         all_reduce_sum(self.counts, dist)
         return self
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from towerlab import config, dist, recipes
 from towerlab.errors import CheckpointError, TowerlabError

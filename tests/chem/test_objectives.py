@@ -3,11 +3,12 @@
 import sys
 
 import pytest
-from helpers import REAL_SMILES
 from rdkit.Chem import QED, Crippen
 
 from towerlab.chem import objectives, props
 from towerlab.errors import ConfigError
+
+from helpers import REAL_SMILES
 
 
 def test_qed_and_penalized_logp_by_hand():
@@ -34,7 +35,8 @@ def test_similarity_and_invalid_molecules():
 
 def test_a_user_objective_that_raises_is_counted_not_fatal(tmp_path, monkeypatch):
     (tmp_path / "my_scores.py").write_text(
-        "def score(smiles):\n    if 'N' in smiles:\n        raise RuntimeError('no nitrogen please')\n    return len(smiles)\n"
+        "def score(smiles):\n    if 'N' in smiles:\n        raise RuntimeError('no nitrogen please')\n"
+        "    return len(smiles)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     obj = objectives.get("my_scores:score")
@@ -93,7 +95,8 @@ def test_plogp_z_is_standardised_by_zincs_own_statistics(shared_data):
 
 def test_scoring_in_forked_processes_gives_what_one_process_gives(tmp_path, monkeypatch):
     (tmp_path / "picky.py").write_text(
-        "def score(smiles):\n    if 'N' in smiles:\n        raise RuntimeError('no nitrogen please')\n    return len(smiles)\n"
+        "def score(smiles):\n    if 'N' in smiles:\n        raise RuntimeError('no nitrogen please')\n"
+        "    return len(smiles)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     smiles = [*REAL_SMILES, "C1CC", "CCO", "CCN", "not a molecule"] * 4

@@ -51,9 +51,9 @@ def test_a_pickle_calling_any_codec_but_latin1_is_refused(tmp_path, codec):
 
 def test_a_protocol_2_batch_written_by_python_3_still_loads(tmp_path):
     """Python 3 pickles bytes at protocol 2 as _codecs.encode(str, 'latin1'): the one call a real batch needs."""
-    from helpers import write_cifar_python_batch
-
     from towerlab.data.cifar import read_python_batch
+
+    from helpers import write_cifar_python_batch
 
     data, labels = write_cifar_python_batch(tmp_path / "b", 5, 0)
     assert b"_codecs" in (tmp_path / "b").read_bytes()

@@ -3,9 +3,10 @@ import pickle
 import numpy as np
 import pytest
 
-from helpers import write_cifar_python_batch
 from towerlab.data import cifar
 from towerlab.errors import DataError
+
+from helpers import write_cifar_python_batch
 
 
 def test_binary_reads_every_training_batch(cifar_bin_dir):

@@ -185,8 +185,8 @@ def test_a_folder_of_images_and_masks_trains_fcn(shared_data, tmp_path, colour):
     from towerlab.data.segmentation import load_split
 
     images, labels = load_split("folder", data, "val")
-    assert len(images) == 6 and all(l.max() <= 10 or l.max() == 255 for l in labels)
-    assert sum(int((l == 255).sum()) for l in labels) > 0  # CamVid's void pixels, ignored
+    assert len(images) == 6 and all(lb.max() <= 10 or lb.max() == 255 for lb in labels)
+    assert sum(int((lb == 255).sum()) for lb in labels) > 0  # CamVid's void pixels, ignored
     ev = json.loads(run_cli("eval", str(run)).stdout)
     assert "iou/Road" in ev  # the class names of classes.csv
 

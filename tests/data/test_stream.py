@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import hostile_pictures, run_cli
 from safetensors.torch import load_file
 
 from towerlab import checkpoint
+
+from helpers import hostile_pictures, run_cli
 
 
 def _weights(run: Path) -> dict:

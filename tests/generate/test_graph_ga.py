@@ -13,13 +13,14 @@ import time
 from dataclasses import asdict
 
 import pytest
-from helpers import REAL_SMILES, run_cli
 from rdkit import Chem
 
 from towerlab.chem import objectives, props
 from towerlab.errors import ConfigError
 from towerlab.generate.graph_ga import Settings, _join, _Parent, _ring_fragments, crossover, graph_ga, mutate
 from towerlab.generate.scoring import auc_top, best_of_file
+
+from helpers import REAL_SMILES, run_cli
 
 
 @pytest.fixture

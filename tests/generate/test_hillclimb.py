@@ -10,11 +10,12 @@ import sys
 import time
 
 import pytest
-from helpers import REAL_SMILES, run_cli
 
 from towerlab.chem import objectives, props
 from towerlab.generate import model as gen
 from towerlab.generate.hillclimb import Settings, hillclimb
+
+from helpers import REAL_SMILES, run_cli
 
 FAST = ["--rounds", "3", "--samples", "128", "--keep", "32", "--epochs", "2", "--batch-size", "16", "--lr", "3e-3"]
 

@@ -5,9 +5,10 @@ import json
 import shutil
 
 import pytest
-from helpers import run_cli, zinc_file
 
 from towerlab import config
+
+from helpers import run_cli, zinc_file
 
 SMALL = {
     "max_len": 80,

@@ -3,14 +3,14 @@
 import csv
 import json
 
-from helpers import run_cli
-
 from towerlab import config
 from towerlab.chem.objectives import Objective
 from towerlab.engine import fit
 from towerlab.generate import model as gen
 from towerlab.generate.mcts import Search, Settings, mcts
 from towerlab.recipes import get
+
+from helpers import run_cli
 
 SMALL_SET = ["CCO", "CCN", "CCC", "CCCl", "c1ccccc1", "CC(=O)O", "CCOC", "CNC", "OCCO", "CC(C)C"]
 

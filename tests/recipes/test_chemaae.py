@@ -5,14 +5,14 @@ import json
 
 import pytest
 import torch
-from helpers import zinc_file
-from helpers import run_cli
 
 from towerlab import config
 from towerlab.dist import Dist
 from towerlab.engine import fit
 from towerlab.recipes import chemaae, get
 from towerlab.recipes.contract import Step
+
+from helpers import run_cli, zinc_file
 
 SMALL = {"max_len": 80, "latent": 16, "gru_hidden": 64, "discriminator_hidden": 32, "batch_size": 16}
 

@@ -6,13 +6,14 @@ import math
 
 import pytest
 import torch
-from helpers import run_cli
 
 from towerlab import config
 from towerlab.dist import Dist
 from towerlab.engine import fit
 from towerlab.recipes import chemvae, get
 from towerlab.recipes.contract import Step
+
+from helpers import run_cli
 
 SMALL = {
     "max_len": 64,

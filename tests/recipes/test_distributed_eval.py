@@ -1,5 +1,6 @@
-"""Evaluation across processes (segmentation, defects, molecules): two gloo processes, each with its own (uneven) share of the validation items,
-report exactly the metrics of one process that sees them all (confusion matrices summed, scores gathered)."""
+"""Evaluation across processes (segmentation, defects, molecules): two gloo processes, each with its own (uneven)
+share of the validation items, report exactly the metrics of one process that sees them all (confusion matrices
+summed, scores gathered)."""
 
 import json
 

@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import run_cli
 from torch import nn
 
 from towerlab import checkpoint, config
-from towerlab.engine import fit
-from towerlab.errors import CheckpointError, ConfigError
 from towerlab.data.images import read_label
 from towerlab.data.segmentation import CAMVID_CLASSES, CAMVID_PALETTE
+from towerlab.engine import fit
+from towerlab.errors import CheckpointError, ConfigError
 from towerlab.recipes import fcn, get
+
+from helpers import run_cli
 
 SMALL = {"width": 0.125, "fc_channels": 32}
 

@@ -9,8 +9,8 @@ import torch
 from towerlab import config
 from towerlab.data.images import export_samples, read_image
 from towerlab.dist import Dist
-from towerlab.infer import load_inputs
 from towerlab.errors import ConfigError
+from towerlab.infer import load_inputs
 from towerlab.recipes import ENTRIES, REGISTRY, get, has, require, summary
 from towerlab.recipes.contract import CAPABILITIES, Recipe, Step
 

@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-from helpers import run_cli
 
 from towerlab import checkpoint, config
 from towerlab.data.loader import BalancedLoader
@@ -13,6 +12,8 @@ from towerlab.dist import Dist
 from towerlab.engine import fit, fit_stages
 from towerlab.errors import ConfigError
 from towerlab.recipes import get, segdec
+
+from helpers import run_cli
 
 SMALL = {"height": 80, "width": 64, "feature_channels": 16, "batch_size": 4, "log_every": 1}
 

@@ -4,13 +4,14 @@ import csv
 import json
 
 import torch
-from helpers import run_cli
 
 from towerlab import config
 from towerlab.chem.tokens import Vocab
 from towerlab.dist import Dist
 from towerlab.recipes import smiles_lstm
 from towerlab.recipes.contract import Step
+
+from helpers import run_cli
 
 
 def _tiny(smiles_csv):

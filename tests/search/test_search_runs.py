@@ -10,6 +10,7 @@ import sys
 import time
 
 import yaml
+
 from helpers import run_cli
 
 SPACE = {"lr": {"logfloat": [1.0e-5, 0.3]}, "units": {"choices": [16, 64]}}

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import missing
-from serve_helpers import Postgres, pg_bin  # noqa: F401
 
 from towerlab import config
 from towerlab.engine import fit
 from towerlab.recipes import digits
+
+from helpers import missing
+from serve_helpers import Postgres, pg_bin  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -305,7 +305,8 @@ def image_payloads(db_url: str, cfg_url: str, tmp_path, model_run) -> None:
                 r.row_key: r
                 for r in c.execute(
                     text(
-                        "SELECT o.row_key, o.status, o.class_name, o.error, p.label FROM towerlab_outcome o JOIN photos p "
+                        "SELECT o.row_key, o.status, o.class_name, o.error, p.label FROM towerlab_outcome o "
+                        "JOIN photos p "
                         "ON p.id = o.row_key WHERE o.source = :s ORDER BY o.row_key"
                     ),
                     {"s": f"photos_{kind}"},

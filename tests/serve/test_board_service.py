@@ -5,11 +5,11 @@ import json
 import threading
 import urllib.request
 
+from towerlab.board import make_server
+
 import dbcases
 from browser import Browser
 from serve_helpers import run_serve, write_config
-
-from towerlab.board import make_server
 
 
 def test_the_board_shows_the_services_outcome_table(tmp_path, model_run, digit_rows):

@@ -8,11 +8,13 @@ import json
 
 import numpy as np
 
-import dbcases
-from serve_helpers import write_config
-from towerlab.serve import dialects, run, settings as settings_mod
+from towerlab.serve import dialects, run
+from towerlab.serve import settings as settings_mod
 from towerlab.serve.model import Version, outcomes
 from towerlab.serve.worker import Service
+
+import dbcases
+from serve_helpers import write_config
 
 
 class MeansScorer:

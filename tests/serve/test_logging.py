@@ -12,7 +12,9 @@ def test_library_warnings_and_exceptions_are_json_lines():
         from towerlab.serve.worker import log, setup_logging
         setup_logging()
         log.info("graded", extra={"fields": {"rows": 3}})
-        logging.getLogger("psycopg").warning("error ignored in rollback on <psycopg.Connection>: terminating\\nconnection")
+        logging.getLogger("psycopg").warning(
+            "error ignored in rollback on <psycopg.Connection>: terminating\\nconnection"
+        )
         warnings.warn("a library's warning")
         try:
             1 / 0

@@ -229,7 +229,7 @@ def test_notify_wakes_the_service_long_before_its_next_poll(tmp_path, model_run,
         for k in range(3):
             t = time.monotonic()
             db.insert(dbcases.rows(digit_rows, 1 + 10 * k, 10))
-            wait_for(lambda: db.count() == 10 * (k + 1), interval, "the notified rows")
+            wait_for(lambda k=k: db.count() == 10 * (k + 1), interval, "the notified rows")
             # relative to what it is compared with, the poll interval, never a wall-clock constant: a loaded
             # machine takes longer to grade, but a wake-up by NOTIFY comes long before the next poll would
             assert time.monotonic() - t < interval / 4

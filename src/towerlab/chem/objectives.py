@@ -138,7 +138,7 @@ class Objective:
             self._pool.join()
             self._pool = None
 
-    def __enter__(self) -> "Objective":
+    def __enter__(self) -> Objective:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import torch
 
-from towerlab.progress import bar
-
 from towerlab.errors import DataError
+from towerlab.progress import bar
 
 # bracket atoms, two-letter organic-subset atoms, aromatic atoms, bonds, branches, ring closures (Schwaller et al.)
 PATTERN = re.compile(
@@ -85,7 +84,7 @@ class Vocab:
         return len(self.tokens)
 
     @classmethod
-    def build(cls, smiles: list[str], max_len: int, representation: str = "smiles") -> "Vocab":
+    def build(cls, smiles: list[str], max_len: int, representation: str = "smiles") -> Vocab:
         """Every token of every molecule that fits in max_len, most frequent first (ties alphabetical)."""
         counts = Counter(
             t for s in smiles if (toks := tokenize(s, representation)) and len(toks) <= max_len for t in toks
@@ -132,7 +131,7 @@ class Vocab:
         )
 
     @classmethod
-    def load(cls, path: Path) -> "Vocab":
+    def load(cls, path: Path) -> Vocab:
         if not path.is_file():
             raise DataError(f"{path} not found: the run directory has no vocabulary (was it trained by chemvae?)")
         data = json.loads(path.read_text())

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from towerlab.files import json_text
 from towerlab import recipes
 from towerlab.cli.args import (
     POSITIVE,
@@ -19,6 +17,7 @@ from towerlab.cli.args import (
     share,
     write_report,
 )
+from towerlab.files import json_text
 
 
 def _report_group(out: Path, members: list[str]) -> None:

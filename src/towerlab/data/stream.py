@@ -43,7 +43,7 @@ class Items(torch.utils.data.Dataset):
         """What item i is read from, for an error line (a file's path, a record's place)."""
         return f"item {i}"
 
-    def subset(self, idx: torch.Tensor) -> "Items":
+    def subset(self, idx: torch.Tensor) -> Items:
         return Subset(self, idx)
 
     def batch(self, idx: list[int]) -> tuple[torch.Tensor, ...]:
@@ -80,7 +80,7 @@ class TensorItems(Items):
     def __getitem__(self, i: int):
         return tuple(t[i] for t in self.tensors)
 
-    def subset(self, idx: torch.Tensor) -> "TensorItems":
+    def subset(self, idx: torch.Tensor) -> TensorItems:
         return TensorItems(tuple(t[idx] for t in self.tensors))
 
 
@@ -315,7 +315,7 @@ class StreamReader:
         return tuple(t.pin_memory() for t in batch) if self.pin else batch
 
 
-_ACTIVE: "weakref.WeakSet[StreamReader]" = weakref.WeakSet()  # readers whose workers run now
+_ACTIVE: weakref.WeakSet[StreamReader] = weakref.WeakSet()  # readers whose workers run now
 
 
 def worker_death(e: BaseException) -> DataError | None:
@@ -372,7 +372,8 @@ def choose(mode: str, data_memory: str, splits: list[Items]) -> Choice:
     why = (
         f"--loader {mode}"
         if mode != "auto"
-        else f"{_size(decoded * procs)} for {procs} process(es) {'>' if stream else '<='} {_size(budget)} (--data-memory)"
+        else f"{_size(decoded * procs)} for {procs} process(es) {'>' if stream else '<='} {_size(budget)} "
+        f"(--data-memory)"
     )
     items = " + ".join(f"{len(s):,}" for s in splits)
     return Choice(stream, f"data: {items} items, {_size(decoded)} decoded: {how} ({why})")

@@ -8,8 +8,8 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
-from towerlab.files import json_text
 from towerlab.errors import ConfigError
+from towerlab.files import json_text
 from towerlab.generate.outputs import write_csv, write_grid
 
 
@@ -25,8 +25,8 @@ def _grid(rows: list[dict], key: str, path: Path) -> None:
 
 
 def sample(args) -> None:
-    from towerlab.generate import model as gen  # torch: only the actions that load a run
     from towerlab.chem import distribution
+    from towerlab.generate import model as gen  # torch: only the actions that load a run
 
     m = gen.load(args.run_dir, args.checkpoint)
     out = Path(args.out) if args.out else m.run_dir / "sample.csv"
@@ -55,8 +55,8 @@ def sample(args) -> None:
 
 
 def encode(args) -> None:
-    from towerlab.generate import model as gen  # torch: only the actions that load a run
     from towerlab.generate import latent
+    from towerlab.generate import model as gen  # torch: only the actions that load a run
 
     m = gen.load(args.run_dir, args.checkpoint, "autoencode", "`towerlab chem encode`")
     out = Path(args.out) if args.out else m.run_dir / "encode.csv"
@@ -67,8 +67,8 @@ def encode(args) -> None:
 
 
 def decode(args) -> None:
-    from towerlab.generate import model as gen  # torch: only the actions that load a run
     from towerlab.generate import latent
+    from towerlab.generate import model as gen  # torch: only the actions that load a run
 
     m = gen.load(args.run_dir, args.checkpoint, "autoencode", "`towerlab chem decode`")
     out = Path(args.out) if args.out else m.run_dir / "decode.csv"
@@ -79,8 +79,8 @@ def decode(args) -> None:
 
 
 def optimize(args) -> None:
-    from towerlab.generate import model as gen  # torch: only the actions that load a run
     from towerlab.generate import latent
+    from towerlab.generate import model as gen  # torch: only the actions that load a run
 
     m = gen.load(args.run_dir, args.checkpoint, "autoencode", "`towerlab chem optimize`")
     out = Path(args.out) if args.out else m.run_dir / "optimize.csv"
@@ -123,7 +123,8 @@ def _auc(out: Path) -> dict:
 
 def hillclimb(args) -> None:
     from towerlab.generate import model as gen  # torch: only the actions that load a run
-    from towerlab.generate.hillclimb import Settings, hillclimb as run
+    from towerlab.generate.hillclimb import Settings
+    from towerlab.generate.hillclimb import hillclimb as run
 
     m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem hillclimb`")
     objective = _objective(args)
@@ -142,7 +143,8 @@ def hillclimb(args) -> None:
 
 def mcts(args) -> None:
     from towerlab.generate import model as gen  # torch: only the actions that load a run
-    from towerlab.generate.mcts import Settings, mcts as run
+    from towerlab.generate.mcts import Settings
+    from towerlab.generate.mcts import mcts as run
 
     m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem mcts`")
     objective = _objective(args)
@@ -165,7 +167,8 @@ def mcts(args) -> None:
 
 
 def graph_ga(args) -> None:
-    from towerlab.generate.graph_ga import Settings, graph_ga as run
+    from towerlab.generate.graph_ga import Settings
+    from towerlab.generate.graph_ga import graph_ga as run
 
     if args.run_dir:
         raise ConfigError(

@@ -28,9 +28,9 @@ from towerlab.chem.objectives import Objective
 from towerlab.errors import ConfigError, DataError
 from towerlab.files import atomic_write, held, json_text, make_dir
 from towerlab.generate.outputs import write_outputs
+from towerlab.generate.scoring import Journal, JsonLines, best_of_file, ranked, score_new
 from towerlab.generate.settings import GraphGaSettings as Settings
 from towerlab.generate.settings import other_settings
-from towerlab.generate.scoring import Journal, JsonLines, best_of_file, ranked, score_new
 
 RDLogger.DisableLog("rdApp.*")  # the operators try edits RDKit refuses; each refusal is a dropped child, not news
 # A child must have more than MIN_ATOMS heavy atoms and fewer than a size drawn from N(SIZE) for it: Jensen's rule,

@@ -24,9 +24,9 @@ from towerlab.errors import CheckpointError, ConfigError
 from towerlab.files import atomic_write, held, json_text, make_dir
 from towerlab.generate.model import Model
 from towerlab.generate.outputs import write_outputs
+from towerlab.generate.scoring import Journal, best_of_file, ranked, score_new
 from towerlab.generate.settings import HillclimbSettings as Settings
 from towerlab.generate.settings import other_settings
-from towerlab.generate.scoring import Journal, best_of_file, ranked, score_new
 from towerlab.precision import Precision
 from towerlab.recipes import require
 from towerlab.recipes.contract import Step

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 from towerlab.chem import props
+from towerlab.chem.distribution import canonical_set
 from towerlab.chem.tokens import Skipped
 from towerlab.errors import ConfigError, DataError
-from towerlab.chem.distribution import canonical_set
 from towerlab.generate.model import Model, describe, sample
 
 

@@ -7,12 +7,12 @@ child of each distinct one; completes every candidate once by sampling the model
 candidates whose completion is a valid molecule, each backing its reward up the path. The reward is ChemTS's
 0.8 s / (1 + |0.8 s|); a node none of whose new candidates completes validly gets -1 (and after three such expansions
 it is closed). A node whose children are all finished molecules already scored is drawn from again, for children it
-does not have yet (ChemTS's tree would stop there; a small model's peaked distributions closed the whole tree early). SMILES are capped at 81 tokens, as ChemTS. The budget counts valid molecules, as ChemTS counts them;
-every completion (valid or not) and every objective call are counted and printed beside it."""
+does not have yet (ChemTS's tree would stop there; a small model's peaked distributions closed the whole tree
+early). SMILES are capped at 81 tokens, as ChemTS. The budget counts valid molecules, as ChemTS counts them; every
+completion (valid or not) and every objective call are counted and printed beside it."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,10 +22,10 @@ import torch
 
 from towerlab.chem.objectives import Objective
 from towerlab.files import atomic_write, json_text, make_dir
-from towerlab.generate.outputs import write_outputs
-from towerlab.generate.settings import MctsSettings as Settings
-from towerlab.generate.scoring import score_new
 from towerlab.generate.model import Model
+from towerlab.generate.outputs import write_outputs
+from towerlab.generate.scoring import score_new
+from towerlab.generate.settings import MctsSettings as Settings
 from towerlab.recipes import require
 
 

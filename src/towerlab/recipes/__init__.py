@@ -8,9 +8,9 @@ strides. `get(name)` imports the module and returns the recipe object the engine
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Callable
 
 from towerlab.errors import ConfigError
 from towerlab.recipes.configs import (

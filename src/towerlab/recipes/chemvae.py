@@ -56,7 +56,8 @@ save_artifacts, with_artifacts = corpus.save_vocab, corpus.with_vocab  # vocab.j
 
 # -- model ---------------------------------------------------------------------------------------------------
 class Conv2dEncoder(nn.Module):
-    """The post's encoder: the one-hot matrix as a 1-channel image; conv 3x3 64, conv 3x3 128 (BN, ReLU, pool); dense 1024."""
+    """The post's encoder: the one-hot matrix as a 1-channel image; conv 3x3 64, conv 3x3 128 (BN, ReLU, pool);
+    dense 1024."""
 
     def __init__(self, max_len: int, vocab: int):
         super().__init__()

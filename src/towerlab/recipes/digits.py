@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 from torch import nn
 
 from towerlab.data import digits as digits_data
 from towerlab.data.loader import Data, tensor_data
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, evaluate_predictions, loss, predict  # noqa: F401
-from towerlab.recipes.mnist import ConvNet, class_names, prepare, transform  # noqa: F401
 from towerlab.recipes.configs import DigitsConfig
+from towerlab.recipes.mnist import ConvNet, class_names, prepare, transform  # noqa: F401
 
 NAME = "digits"
 INPUT_SHAPE = (1, 8, 8)  # what prepare() takes: grayscale, white digit on black

@@ -3,7 +3,6 @@ genetic search (the "evolve a neural network" write-up searched it on MNIST and 
 
 from __future__ import annotations
 
-
 from torch import nn
 
 from towerlab.data import cifar as cifar_data
@@ -12,8 +11,8 @@ from towerlab.data import mnist as mnist_data
 from towerlab.data import resolve_dir
 from towerlab.data.loader import Data, tensor_data
 from towerlab.recipes.classify import MAIN_METRIC, evaluate, evaluate_predictions, folder_splits, loss, predict  # noqa: F401
-from towerlab.recipes.mnist import CLASSES, prepare, transform  # noqa: F401
 from towerlab.recipes.configs import MlpConfig
+from towerlab.recipes.mnist import CLASSES, prepare, transform  # noqa: F401
 
 NAME = "mlp"
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}

@@ -23,8 +23,8 @@ from towerlab.data.images import check_output, fit_to, read_image, write_image
 from towerlab.data.loader import BalancedLoader, Data, TensorLoader
 from towerlab.data.segmentation import red_overlay
 from towerlab.dist import Dist, all_gather_rows, all_reduce_sum
-from towerlab.strategy import unwrap
 from towerlab.recipes.configs import SegdecConfig
+from towerlab.strategy import unwrap
 
 NAME = "segdec"
 MAIN_METRIC = ("ap", "max")

@@ -23,11 +23,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from towerlab import secrets
 from towerlab.config import load_yaml, save_yaml
 from towerlab.errors import ConfigError
-from towerlab import secrets
 from towerlab.files import acquire_lock, atomic_write, holder, json_text, make_dir
-
 
 CONFIG, METRICS, FINAL, STATUS, ENV = "config.yaml", "metrics.jsonl", "final_metrics.json", "status.json", "env.json"
 TRACKING = "tracking.json"  # the MLflow run this run logs to: a resumed run continues it
@@ -191,7 +190,7 @@ class RunRecord:
     checkpoints: list[tuple[int, Path]] = field(default_factory=list)  # (step, folder), newest first
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunRecord":
+    def load(cls, path: str | Path) -> RunRecord:
         from towerlab.checkpoint import of_run, step_of
 
         path = Path(path)

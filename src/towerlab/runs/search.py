@@ -16,9 +16,9 @@ import csv
 import json
 from pathlib import Path
 
+from towerlab import secrets
 from towerlab.config import save_yaml
 from towerlab.errors import ConfigError
-from towerlab import secrets
 from towerlab.files import atomic_write, json_text
 from towerlab.runs.run import TRACKING, _json
 from towerlab.runs.trial import Trial

@@ -48,13 +48,13 @@ class Trial:
         return atomic_write(self.out / SPEC, json.dumps(spec, indent=1).encode())
 
     @classmethod
-    def read_spec(cls, path: Path) -> tuple["Trial", bool]:
+    def read_spec(cls, path: Path) -> tuple[Trial, bool]:
         """(the trial, whether on a GPU) from its trial.json."""
         spec = json.loads(Path(path).read_text())
         return cls(spec["name"], spec["recipe"], spec["overrides"], Path(path).parent), spec.get("gpu", False)
 
     @classmethod
-    def of_folder(cls, out: Path) -> "Trial | None":
+    def of_folder(cls, out: Path) -> Trial | None:
         return cls.read_spec(out / SPEC)[0] if (out / SPEC).is_file() else None
 
     @property

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from towerlab.runs import SearchFolder
 from towerlab.search.space import Space, genome_key

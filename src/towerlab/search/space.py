@@ -60,7 +60,7 @@ class Space:
         self.params = params
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "search space") -> "Space":
+    def from_dict(cls, data: dict, source: str = "search space") -> Space:
         params = []
         for name, spec in data.items():
             if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in KINDS:
@@ -79,7 +79,7 @@ class Space:
         return cls(params)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Space":
+    def load(cls, path: str | Path) -> Space:
         return cls.from_dict(load_yaml(path), str(path))
 
     def check_fields(self, config_cls: type) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Hashable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 

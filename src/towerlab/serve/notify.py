@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine, make_url

@@ -9,7 +9,6 @@ import numpy as np
 
 from towerlab.serve.settings import Normalize, Payload
 
-
 _F32_MAX = float(np.finfo(np.float32).max)
 
 

@@ -92,7 +92,7 @@ class Payload(_Strict):
         return self.kind in ("image", "path")
 
     @model_validator(mode="after")
-    def _shape(self) -> "Payload":
+    def _shape(self) -> Payload:
         if not self.pictures and (self.height is None or self.width is None):
             raise ValueError(f"kind={self.kind} needs height and width: the matrix the values fill")
         if self.kind == "columns" and len(self.columns) != self.height * self.width:
@@ -162,7 +162,7 @@ class Source(_Strict):
         return identifier(v) if v is not None else v
 
     @model_validator(mode="after")
-    def _claim(self) -> "Source":
+    def _claim(self) -> Source:
         if self.mode == "claim" and not self.status_column:
             raise ValueError(
                 "mode=claim needs status_column: the column the service sets from pending_value to done_value"
@@ -196,7 +196,7 @@ class ServeSettings(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _references(self) -> "ServeSettings":
+    def _references(self) -> ServeSettings:
         names = [s.name for s in self.sources]
         dup = {n for n in names if names.count(n) > 1}
         if dup:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
     BigInteger,
@@ -224,7 +224,7 @@ class Store:
         """Each outcome in place of its row's error outcome; a row graded meanwhile (no longer an error) is left
         alone, so a row is graded ok exactly once however many regrades run. Returns the rows replaced."""
         o = self.outcome
-        now, done = datetime.now(timezone.utc), 0
+        now, done = datetime.now(UTC), 0
         fields = [c.name for c in o.columns if c.name not in ("id", "source", "row_key")]
         for out in outcomes:
             values = {f: out.get(f) for f in fields} | {"scored_at": now}
@@ -296,7 +296,7 @@ class Store:
         now = self.horizon(conn)
         if now is not None:
             return [g for g in gaps if now.ended(g)]
-        deadline = datetime.now(timezone.utc) - timedelta(seconds=src.gap_wait_s)
+        deadline = datetime.now(UTC) - timedelta(seconds=src.gap_wait_s)
         return [g for g in gaps if g.seen_at <= deadline]
 
     def close_gaps(self, conn: Connection, src: Source, gaps: list[Gap]) -> list[tuple[Gap, int]]:
@@ -325,7 +325,7 @@ class Store:
         if not spans:
             return
         now = self.horizon(conn)  # after the read: every transaction that drew one of these ids is open or done
-        seen = datetime.now(timezone.utc)
+        seen = datetime.now(UTC)
         conn.execute(
             insert(self.gap),
             [
@@ -371,9 +371,10 @@ class Store:
 
     # -- writing ------------------------------------------------------------------------------------
     def write(self, conn: Connection, src: Source, outcomes: list[dict]) -> None:
-        """Outcome rows (skipping any already there) and the source's new watermark / row status, in conn's transaction."""
+        """Outcome rows (skipping any already there) and the source's new watermark / row status, in conn's
+        transaction."""
         if outcomes:
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             blank = {c.name: None for c in self.outcome.columns if c.name != "id"}
             rows = [{**blank, **o, "source": src.name, "scored_at": now} for o in outcomes]
             conn.execute(self.dialect.insert_new(self.outcome), rows)
@@ -386,7 +387,7 @@ class Store:
             self._advance(conn, src, max(keys))
 
     def _advance(self, conn: Connection, src: Source, key: int) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         s = self.state
         done = conn.execute(
             update(s).where(and_(s.c.source == src.name, s.c.watermark < key)).values(watermark=key, updated_at=now)
@@ -407,4 +408,4 @@ def redact(url: str) -> str:
 
 def _utc(t: datetime) -> datetime:
     """SQLite returns naive datetimes for timezone-aware columns: they were written in UTC."""
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

@@ -17,8 +17,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from towerlab.errors import ConfigError, TowerlabError
 from towerlab.files import atomic_write, write_png
-from towerlab.serve.model import Scorer
 from towerlab.runs.run import ENV  # the same name as a run's record, for the service's
+from towerlab.serve.model import Scorer
 from towerlab.serve.payload import RowError, failure_kind, size_mismatch, to_image, to_matrix, to_picture
 from towerlab.serve.settings import ServeSettings, Source
 from towerlab.serve.store import Store, redact
