@@ -115,3 +115,23 @@ def test_no_module_reads_the_environment_as_it_is_imported():
                 if name in ("environ", "getenv"):
                     found.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert found == [], f"read at import: {found}"
+
+
+def test_the_capability_tables_name_exactly_the_capabilities_of_the_contract():
+    """docs/architecture.md's table and contract.py's docstring list what CAPABILITIES holds, no more, no less
+    (a capability added without its line, or a line left after one is gone, fails here)."""
+    import re
+
+    from towerlab.recipes import contract
+
+    declared = set(contract.CAPABILITIES)
+    doc = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    table = doc[doc.index("| capability | protocol |"):]
+    table = table[: table.index("\n\n")]
+    in_doc = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
+    head = contract.__doc__[contract.__doc__.index("capability      protocol"):]
+    in_docstring = set(re.findall(r"^    ([a-z_]+) +[A-Z][A-Za-z]+ ", head.split("\n\n")[0], re.M))
+    assert in_doc == declared, (sorted(declared - in_doc), sorted(in_doc - declared))
+    assert in_docstring == declared, (sorted(declared - in_docstring), sorted(in_docstring - declared))
+    for name, (protocol, _) in contract.CAPABILITIES.items():
+        assert f"| `{name}` | `{protocol.__name__}`" in table, name

@@ -9,6 +9,8 @@ Nothing in the engine discovers a hook with hasattr.
     segment         PixelClassifier   ensemble (per-pixel probabilities), data export
     predict_files   FilePredictor     predict (recipes whose outputs are images of their own)
     examples        ExampleDrawer     the engine: pictures of the outputs in TensorBoard at each evaluation
+    heatmap         HeatMapper        serve: where in a row's image its grade comes from (a defect's heat map)
+    predictions     KeepsPredictions  the engine: the best evaluation's predictions, which the report reads
     stages          Staged            train: one run directory per stage, each from the best weights of the last
     artifacts       RunArtifacts      the engine: files a run needs besides weights (a vocabulary)
     param_groups    OwnParamGroups    the engine: which parameters get weight decay
