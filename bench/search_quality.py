@@ -100,14 +100,12 @@ class Charged:
 
 def run_method(algo: str, space, curves: dict, seed: int, generations: int, prune: str | None) -> list[tuple]:
     """(evaluations, trial-epochs, best so far) after each distinct evaluation."""
-    from towerlab.search.ga import GeneticSearch
-    from towerlab.search.tpe import OptunaSearch
+    from towerlab.search import SEARCHERS
 
     charged = Charged(curves, prune)
-    if algo == "ga":
-        GeneticSearch(space, charged, population=20, generations=generations, seed=seed).run()
-    else:
-        OptunaSearch(space, charged, sampler=algo, population=20, generations=generations, seed=seed).run()
+    SEARCHERS[algo].build(
+        space, charged, maximize=True, out=None, population=20, generations=generations, seed=seed
+    ).run()
     return charged.progress
 
 

@@ -126,10 +126,10 @@ def test_the_capability_tables_name_exactly_the_capabilities_of_the_contract():
 
     declared = set(contract.CAPABILITIES)
     doc = (SRC.parents[1] / "docs" / "architecture.md").read_text()
-    table = doc[doc.index("| capability | protocol |"):]
+    table = doc[doc.index("| capability | protocol |") :]
     table = table[: table.index("\n\n")]
     in_doc = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
-    head = contract.__doc__[contract.__doc__.index("capability      protocol"):]
+    head = contract.__doc__[contract.__doc__.index("capability      protocol") :]
     in_docstring = set(re.findall(r"^    ([a-z_]+) +[A-Z][A-Za-z]+ ", head.split("\n\n")[0], re.M))
     assert in_doc == declared, (sorted(declared - in_doc), sorted(in_doc - declared))
     assert in_docstring == declared, (sorted(declared - in_docstring), sorted(in_docstring - declared))

@@ -78,3 +78,27 @@ def test_only_the_records_know_the_files_of_a_folder_by_name():
     ]
     assert not found, "\n".join(found)
     assert pattern.search('x / "config.yaml"') and pattern.search("f'{d}/best.json'")  # the pattern does match
+
+
+def test_one_metric_decides_which_value_is_better_and_one_best_reads_a_run():
+    import math
+
+    from towerlab.decide import decide
+    from towerlab.runs.best import Best, Metric
+
+    up, down = Metric("accuracy", "max"), Metric("loss", "min")
+    assert up.better(0.9, 0.8) and not up.better(0.8, 0.9) and down.better(0.1, 0.2) and not down.better(0.2, 0.1)
+    assert up.better(0.1, None) and not up.better(None, 0.1) and not up.better(math.nan, 0.1)
+    assert up.better(0.1, math.nan)  # a number beats a NaN that was kept
+    assert up.reached(0.99, 0.99) and not up.reached(0.98, 0.99) and down.reached(0.5, 0.6) and not up.reached(None, 1)
+    assert up.best_of({"a": 0.2, "b": 0.7}) == "b" and down.best_of({"a": 0.2, "b": 0.7}) == "a"
+    best = Best.of({"best": {"metric": "accuracy", "value": 0.9, "step": 40, "test": {"accuracy": 0.88}}})
+    assert best and best.as_dict() == {"metric": "accuracy", "value": 0.9, "step": 40, "test": {"accuracy": 0.88}}
+    assert not Best.of(None) and not Best.of({"best": None}) and Best.of({}).as_dict()["value"] is None
+    # one decision rule for torch and numpy alike (the ONNX service has no torch)
+    import numpy as np
+    import torch
+
+    probs = [[0.7, 0.3], [0.4, 0.6], [0.9, 0.1]]
+    assert decide(np.array(probs), 0.25).tolist() == [1, 1, 0] == decide(torch.tensor(probs), 0.25).tolist()
+    assert decide(np.array(probs)).tolist() == [0, 1, 0] == decide(torch.tensor(probs), None).tolist()

@@ -271,10 +271,6 @@ def field_meta(cls: type, name: str) -> dict:
     return {}
 
 
-def to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
-
-
 def _coerce(name: str, kind: type, value: Any) -> Any:
     """Check one value from YAML against the field's type ('3' is not an int, 3 is a float)."""
     if kind is float and isinstance(value, int) and not isinstance(value, bool):

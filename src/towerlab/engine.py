@@ -45,6 +45,7 @@ from towerlab.precision import Precision
 from towerlab.preempt import Preemption
 from towerlab.recipes.contract import Step
 from towerlab.runs import Run, RunRecord
+from towerlab.runs.best import Metric
 from towerlab.runs.opening import open_run, run_dir_of
 from towerlab.watch import Watcher
 
@@ -102,7 +103,7 @@ class Trainer:
         self.precision = Precision(cfg.precision, dist.device)
         self.step, self.best, self.last_eval = 0, {}, {}
         self.checkpointed = -1  # the step of the newest checkpoint this process wrote or resumed from
-        self.stopping = Stopping(cfg, recipe.MAIN_METRIC)
+        self.stopping = Stopping(cfg, Metric.of(recipe))
         self.watch = (
             Watcher(self.raw, cfg.tb_histograms, run.tb if run else None, self.strategy.sharded)
             if cfg.tb_histograms
@@ -194,11 +195,11 @@ class Trainer:
         self.eval_seconds += time.perf_counter() - t0
         if self.cfg.eval_limit:  # say so wherever these numbers go: they are not the whole validation split
             metrics = {**metrics, "eval_items": int(self.val_loader.num_items)}
-        name, mode = self.recipe.MAIN_METRIC
-        value = metrics[name]
-        better = not self.best or (value > self.best["value"] if mode == "max" else value < self.best["value"])
-        if better and math.isfinite(value):
-            self.best = {"metric": name, "value": value, "step": self.step}
+        main = Metric.of(self.recipe)
+        value = metrics[main.name]
+        better = main.better(value, self.best.get("value")) and math.isfinite(value)
+        if better:
+            self.best = {"metric": main.name, "value": value, "step": self.step}
             if self.data.test is not None:  # the held-out test split, scored only for the weights validation chose
                 self.best["test"] = self._test(model)
             if "predictions" in self.can:
@@ -490,8 +491,8 @@ class Stopping:
     --patience evaluations. It reads only metrics already reduced across processes, so every rank stops at the
     same step. Its state is in the checkpoint: a resumed run counts on, and a run that stopped stays stopped."""
 
-    def __init__(self, cfg: TrainConfig, main_metric: tuple[str, str]):
-        self.cfg, self.main, self.reason = cfg, main_metric, ""
+    def __init__(self, cfg: TrainConfig, main: Metric):
+        self.cfg, self.main, self.reason = cfg, main, ""
         self.best, self.waited = None, 0
 
     def state(self) -> dict:
@@ -502,17 +503,13 @@ class Stopping:
             self.reason, self.best, self.waited = state["reason"], state["best"], state["waited"]
 
     def update(self, metrics: dict[str, float]) -> None:
-        name, mode = self.main
-        value = metrics.get(name)
-        if (
-            self.cfg.stop_at
-            and value is not None
-            and (value >= self.cfg.stop_at if mode == "max" else value <= self.cfg.stop_at)
-        ):
-            self.reason = f"{name}={value:.4g} reached --stop-at {self.cfg.stop_at:g}"
+        main = self.main
+        value = metrics.get(main.name)
+        if self.cfg.stop_at and main.reached(value, self.cfg.stop_at):
+            self.reason = f"{main.name}={value:.4g} reached --stop-at {self.cfg.stop_at:g}"
         if not self.cfg.patience:
             return
-        watched, lower = ("loss", True) if "loss" in metrics else (name, mode == "min")
+        watched, lower = ("loss", True) if "loss" in metrics else (main.name, not main.maximize)
         v = metrics[watched] if lower else -metrics[watched]
         if self.best is None or v < self.best:
             self.best, self.waited = v, 0

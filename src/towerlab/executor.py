@@ -27,6 +27,7 @@ from tqdm import tqdm
 from towerlab.errors import ConfigError
 from towerlab.lifetime import die_with_parent
 from towerlab.runs import Result, Trial, holder
+from towerlab.runs.best import Best
 from towerlab.runs.run import METRICS
 
 __all__ = ["Executor", "LocalExecutor", "Result", "Trial"]  # Trial and Result: the records' (runs/trial.py)
@@ -70,8 +71,8 @@ class TrialProgress:
         tqdm.write(f"{time.strftime('%H:%M:%S')} start  {trial.name} on {device}")
 
     def ended(self, r: Result) -> None:
-        best = r.metrics.get("best") or {}
-        score = f"{best['metric']}={best['value']:.4g}" if "value" in best else r.error[:120]
+        best = Best.of(r.metrics)
+        score = f"{best.metric}={best.value:.4g}" if best else r.error[:120]
         tqdm.write(f"{time.strftime('%H:%M:%S')} {r.status:6s} {r.name} on {r.device} in {r.seconds:.1f}s: {score}")
         self.bar.update(1)
 

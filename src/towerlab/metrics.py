@@ -9,15 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from towerlab.decide import decide  # noqa: F401 (the rule lives torch-free)
 from towerlab.dist import Dist, all_reduce_sum
-
-
-def decide(probs: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
-    """The predicted class of each row of probabilities [N, classes]: the most probable, or, for two classes with an
-    operating threshold (a defect run's), class 1 where its probability reaches the threshold."""
-    if threshold and probs.shape[1] == 2:
-        return (probs[:, 1] >= threshold).long()
-    return probs.argmax(1)
 
 
 class ConfusionMatrix:

@@ -26,6 +26,7 @@ from towerlab.errors import DataError
 from towerlab.files import atomic_write
 from towerlab.progress import bar
 from towerlab.runs import GroupFolder, RunRecord, SearchFolder, kind
+from towerlab.runs.best import Best
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
@@ -174,10 +175,10 @@ def _checkpoints(rec: RunRecord) -> str:
 def _summary(rec: RunRecord) -> dict:
     final = rec.final or {}
     out = {"recipe": rec.recipe, "status": rec.status, "folder": str(rec.path)}
-    best = final.get("best") or {}
+    best = Best.of(final)
     if best:
-        out[f"best {best.get('metric')}"] = best.get("value")
-        out["best at step"] = best.get("step")
+        out[f"best {best.metric}"] = best.value
+        out["best at step"] = best.step
     for k in ("step", "epoch", "wall_s", "images_per_s", "molecules_per_s", "eval_s"):
         if k in final:
             out[k] = final[k]

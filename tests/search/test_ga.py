@@ -6,7 +6,9 @@ import random
 import pytest
 
 from towerlab.errors import ConfigError
-from towerlab.search.ga import GeneticSearch, grid_search
+from towerlab.search import SEARCHERS
+from towerlab.search.ga import GeneticSearch
+from towerlab.search.grid import GridSearch
 from towerlab.search.space import Space, genome_key
 
 MLP_SPACE = {
@@ -121,9 +123,36 @@ def test_failed_trials_rank_last_and_are_cached_once():
     assert any(h["failed"] for h in ga.history)
 
 
-def test_grid_search_finds_the_optimum_with_every_combination():
-    result = grid_search(Space.from_dict(MLP_SPACE), synthetic)
-    assert result["genome"] == OPTIMUM and result["evaluations"] == 672
+def test_grid_search_finds_the_optimum_with_every_combination(tmp_path):
+    calls = []
+    counting = lambda genomes: calls.append(len(genomes)) or synthetic(genomes)  # noqa: E731
+    result = GridSearch(Space.from_dict(MLP_SPACE), counting, out=tmp_path / "g").run()
+    assert result["genome"] == OPTIMUM and result["evaluations"] == 672 and calls == [672]
+    again = GridSearch(Space.from_dict(MLP_SPACE), counting, out=tmp_path / "g").run()  # resumed: nothing trained
+    assert again["genome"] == OPTIMUM and calls == [672]
+
+
+def test_every_algorithm_is_one_registry_entry_given_only_its_own_options(tmp_path):
+    """search/__init__.SEARCHERS is what --algo offers; each algorithm gets the options it declares, no others."""
+    options = {
+        "population": 6,
+        "generations": 2,
+        "seed": 1,
+        "retain": 0.5,
+        "random_select": 0.1,
+        "mutate": 0.2,
+        "points": 2,
+    }
+    for name, searcher in SEARCHERS.items():
+        if name in ("tpe", "random"):
+            pytest.importorskip("optuna")
+        built = searcher.build(Space.from_dict(MLP_SPACE), synthetic, maximize=True, out=tmp_path / name, **options)
+        assert built.algo == name and set(built.OPTIONS) <= set(options)
+        assert built.run()["fitness"] is not None
+    from towerlab.cli import _parser
+
+    algo = next(a for a in _parser()._subparsers._group_actions[0].choices["search"]._actions if a.dest == "algo")
+    assert tuple(algo.choices) == tuple(SEARCHERS)
 
 
 def test_the_ga_mirrors_each_generation_into_an_optuna_storage(tmp_path):

@@ -18,6 +18,7 @@ from towerlab.cli.args import (
     write_report,
 )
 from towerlab.files import json_text
+from towerlab.search import SEARCHERS
 
 
 def _report_group(out: Path, members: list[str]) -> None:
@@ -87,7 +88,7 @@ def add_search(sub) -> None:
     s.add_argument("--space", required=True, help="SPACE.yaml: field: {choices|int|float|logfloat: [...]}")
     s.add_argument(
         "--algo",
-        choices=("ga", "tpe", "random", "grid"),
+        choices=tuple(SEARCHERS),
         default="ga",
         help="ga (default), tpe or random (Optuna's samplers: population trials per batch, generations batches), grid",
     )
@@ -157,9 +158,10 @@ def cmd_search(args) -> int:
 def _report_search(out: Path, recipe: str) -> None:
     """Reports for the ten best finished trials (their rows in the search's table link to them), then the search's."""
     from towerlab.runs import SearchFolder
+    from towerlab.runs.best import Metric
 
-    metric, mode = recipes.get(recipe).MAIN_METRIC
+    main = Metric.of(recipes.get(recipe))
     search = SearchFolder(out)
-    for key in search.ranked(metric, maximize=mode == "max")[:10]:
+    for key in search.ranked(main.name, maximize=main.maximize)[:10]:
         write_report(search.trial(key).out)
     write_report(out)

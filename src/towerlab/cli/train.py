@@ -160,16 +160,18 @@ def print_result(m: dict, report: bool = True) -> None:
         + "  ".join(f"{k}={v}" if isinstance(v, int) else f"{k}={v:.4g}" for k, v in shown.items())
         + "  (the last checkpoint)"
     )
-    best = m.get("best") or {}
-    if "value" in best:
+    from towerlab.runs.best import Best
+
+    best = Best.of(m)
+    if best:
         print(
-            f"best:  {best['metric']}={best['value']:.4g} at step {best['step']} (the best checkpoint: what "
+            f"best:  {best.metric}={best.value:.4g} at step {best.step} (the best checkpoint: what "
             f"`towerlab eval` uses by default)"
         )
-    if best.get("test"):
+    if best.test:
         print(
             "test:  "
-            + "  ".join(f"{k}={v:.4g}" for k, v in best["test"].items())
+            + "  ".join(f"{k}={v:.4g}" for k, v in best.test.items())
             + "  (the test split, scored with the best checkpoint's weights)"
         )
     print(f"run directory: {m['run_dir']}")

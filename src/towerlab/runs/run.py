@@ -27,6 +27,7 @@ from towerlab import secrets
 from towerlab.config import load_yaml, save_yaml
 from towerlab.errors import ConfigError
 from towerlab.files import acquire_lock, atomic_write, holder, json_text, make_dir
+from towerlab.runs.best import Best
 
 CONFIG, METRICS, FINAL, STATUS, ENV = "config.yaml", "metrics.jsonl", "final_metrics.json", "status.json", "env.json"
 TRACKING = "tracking.json"  # the MLflow run this run logs to: a resumed run continues it
@@ -216,7 +217,7 @@ class RunRecord:
     @property
     def best(self) -> dict:
         """The best evaluation: {metric, value, step[, test]}; {} before the run is done."""
-        return (self.final or {}).get("best") or {}
+        return Best.of(self.final).as_dict() if Best.of(self.final) else {}
 
     def predictions(self, step: int):
         """(probabilities [N, classes], labels [N]) of the evaluation at `step`, or None when the run kept none for it

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from towerlab.errors import ConfigError
 from towerlab.files import atomic_write, json_text
+from towerlab.runs.best import Best
 from towerlab.runs.run import RunRecord, curve
 
 SPEC, RESULT, PRUNED, LOG = "trial.json", "result.json", "pruned.json", "log.txt"
@@ -30,8 +31,9 @@ class Result:
 
     def fitness(self, metric: str) -> float | None:
         """The run's best value of its main metric (None when the trial failed)."""
-        best = self.metrics.get("best") or {}
-        return best.get("value", self.metrics.get(metric)) if self.status in ("ok", "done", "pruned") else None
+        best = Best.of(self.metrics)
+        value = best.value if best else self.metrics.get(metric)
+        return value if self.status in ("ok", "done", "pruned") else None
 
 
 @dataclass

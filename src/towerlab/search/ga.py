@@ -10,82 +10,16 @@ exactly as an uninterrupted one.
 
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import Callable
 from pathlib import Path
 
-from towerlab.runs import SearchFolder
+from towerlab.search.base import BatchSearch, Fitness, rank_value, state_from_json, state_to_json
 from towerlab.search.space import Space, genome_key
-
-Fitness = Callable[[list[dict]], list[float | None]]  # a batch of genomes -> fitness (None: the trial failed)
-
-
-def _rank_value(f: float | None, maximize: bool) -> float:
-    """Sort key: failed trials (None, nan) rank last."""
-    if f is None or (isinstance(f, float) and math.isnan(f)):
-        return -math.inf
-    return f if maximize else -f
-
-
-def _state_to_json(state) -> list:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]
-
-
-def _state_from_json(data) -> tuple:
-    return (data[0], tuple(data[1]), data[2])
-
-
-class BatchSearch:
-    """What every search that evaluates batches of genomes keeps: the fitness of every genome trained (`cache`),
-    the history of its batches, and after each batch its state (what a re-run resumes from), the fitness per batch
-    and the best so far, written through the search folder's record (runs/search.py)."""
-
-    algo = ""
-    maximize: bool = True
-    out: Path | None = None
-    on_batch: Callable[[int, list[dict], list[float | None]], None] | None = None  # after each batch (a mirror)
-
-    def record(self, generation: int, genomes: list[dict], scores: list[float | None]) -> None:
-        scored = list(zip(genomes, scores))
-        best = max(scored, key=lambda gf: _rank_value(gf[1], self.maximize))
-        finite = [s for s in scores if _rank_value(s, self.maximize) > -math.inf]
-        self.history.append(
-            {
-                "generation": generation,
-                "best": best[1],
-                "best_genome": best[0],
-                "mean": sum(finite) / len(finite) if finite else None,
-                "failed": len(scores) - len(finite),
-                "evaluated": len(self.cache),
-                "population": [{"genome": g, "fitness": f} for g, f in scored],
-            }
-        )
-        if self.on_batch:
-            self.on_batch(generation, genomes, scores)
-
-    def best(self) -> dict:
-        scored = [(h["best_genome"], h["best"]) for h in self.history]
-        genome, value = max(scored, key=lambda gf: _rank_value(gf[1], self.maximize))
-        return {"genome": genome, "fitness": value, "evaluations": len(self.cache)}
-
-    def state(self) -> dict:
-        raise NotImplementedError
-
-    def save(self) -> None:
-        if self.out is None:
-            return
-        rows = [{k: h[k] for k in ("generation", "best", "mean", "failed", "evaluated")} for h in self.history]
-        SearchFolder(self.out).save_progress(self.algo, self.state(), rows, self.best())
-
-    def saved_state(self) -> dict | None:
-        """The state an earlier run of this search saved, if any; one by another algorithm is refused."""
-        return SearchFolder(self.out).state(self.algo) if self.out else None
 
 
 class GeneticSearch(BatchSearch):
     algo = "ga"
+    OPTIONS = ("population", "generations", "retain", "random_select", "mutate", "seed")
 
     def __init__(
         self,
@@ -123,7 +57,7 @@ class GeneticSearch(BatchSearch):
         return children
 
     def evolve(self, scored: list[tuple[dict, float | None]]) -> list[dict]:
-        ranked = [g for g, _ in sorted(scored, key=lambda gf: _rank_value(gf[1], self.maximize), reverse=True)]
+        ranked = [g for g, _ in sorted(scored, key=lambda gf: rank_value(gf[1], self.maximize), reverse=True)]
         keep = max(2, int(len(ranked) * self.retain))
         parents = ranked[:keep]
         parents += [g for g in ranked[keep:] if self.rng.random() < self.random_select]
@@ -146,13 +80,6 @@ class GeneticSearch(BatchSearch):
         return child
 
     # -- the loop ----------------------------------------------------------------------------------------------
-    def evaluate(self, genomes: list[dict]) -> list[float | None]:
-        todo = {genome_key(g): g for g in genomes if genome_key(g) not in self.cache}
-        if todo:
-            for key, value in zip(todo, self.fitness(list(todo.values()))):
-                self.cache[key] = value
-        return [self.cache[genome_key(g)] for g in genomes]
-
     def run(self) -> dict:
         """Run (or resume) to the last generation; returns the best genome and its fitness."""
         self.load()
@@ -172,7 +99,7 @@ class GeneticSearch(BatchSearch):
             "population": self.population,
             "cache": self.cache,
             "history": self.history,
-            "rng": _state_to_json(self.rng.getstate()),
+            "rng": state_to_json(self.rng.getstate()),
         }
 
     def load(self) -> None:
@@ -185,12 +112,4 @@ class GeneticSearch(BatchSearch):
             s["cache"],
             s["history"],
         )
-        self.rng.setstate(_state_from_json(s["rng"]))
-
-
-def grid_search(space: Space, fitness: Fitness, points: int = 4, maximize: bool = True) -> dict:
-    """The brute-force baseline: every combination, evaluated once."""
-    genomes = space.grid(points)
-    scores = fitness(genomes)
-    genome, value = max(zip(genomes, scores), key=lambda gf: _rank_value(gf[1], maximize))
-    return {"genome": genome, "fitness": value, "evaluations": len(genomes)}
+        self.rng.setstate(state_from_json(s["rng"]))

@@ -17,7 +17,8 @@ from pathlib import Path
 from towerlab import recipes
 from towerlab.executor import Executor
 from towerlab.runs import SearchFolder, Trial
-from towerlab.search.ga import GeneticSearch, grid_search
+from towerlab.runs.best import Best, Metric
+from towerlab.search import SEARCHERS
 from towerlab.search.prune import Pruner
 from towerlab.search.space import Space, genome_key
 
@@ -33,16 +34,19 @@ def search(
     prune: str | None = None,
     storage: str | None = None,
     study: str | None = None,
-    **ga,
+    **options,
 ) -> dict:
+    """Search `recipe_name`'s config over the space with `algo` (a name of SEARCHERS, given the `options` it takes:
+    population, generations, seed, ...), each trial trained through `executor`; returns the best genome."""
     recipe = recipes.get(recipe_name)
     space = Space.load(space_path)
     space.check_fields(recipe.Config)
-    metric, mode = recipe.MAIN_METRIC
+    main = Metric.of(recipe)
+    metric = main.name
     out, fixed = Path(out), fixed or {}
     folder = SearchFolder(out)
     recipes.check_overrides(recipe_name, fixed, "--set")
-    pruner = Pruner(prune, metric, maximize=mode == "max") if prune else None
+    pruner = Pruner(prune, metric, maximize=main.maximize) if prune else None
     searcher = None
     seen: dict[str, float] = {}  # trial -> fitness, for the best-so-far line after each batch
 
@@ -56,7 +60,7 @@ def search(
         scores = [r.fitness(metric) for r in results]
         seen.update({t.name: f for t, f in zip(trials, scores) if f is not None})
         if seen:
-            name = (max if mode == "max" else min)(seen, key=seen.get)
+            name = main.best_of(seen)
             print(f"best so far: {metric}={seen[name]:.4g} ({name}; {len(seen)} trials finished)", flush=True)
         return scores
 
@@ -65,39 +69,19 @@ def search(
     if storage:
         from towerlab.search.storage import StudyMirror
 
-        mirror = StudyMirror(storage, study or out.resolve().name, space, mode == "max", metric, folder)
-    if algo == "grid":
-        best = grid_search(space, fitness, points, maximize=mode == "max")
-        if mirror:
-            genomes = space.grid(points)
-            mirror.record_batch(
-                0,
-                genomes,
-                [
-                    folder.trial(genome_key(g)).result().fitness(metric)
-                    if folder.trial(genome_key(g)).result()
-                    else None
-                    for g in genomes
-                ],
-            )
-    else:
-        if algo in ("tpe", "random"):
-            from towerlab.search.tpe import OptunaSearch
-
-            searcher = OptunaSearch(space, fitness, sampler=algo, maximize=mode == "max", out=out, **ga)
-        else:
-            searcher = GeneticSearch(space, fitness, maximize=mode == "max", out=out, **ga)
-        searcher.on_batch = mirror.record_batch if mirror else None
-        best = searcher.run()
-        folder.write_generations_csv(searcher.history)
-        plot_generations(searcher.history, out / "fitness.png", metric)
+        mirror = StudyMirror(storage, study or out.resolve().name, space, main.maximize, metric, folder)
+    searcher = SEARCHERS[algo].build(space, fitness, maximize=main.maximize, out=out, points=points, **options)
+    searcher.on_batch = mirror.record_batch if mirror else None
+    best = searcher.run()
+    folder.write_generations_csv(searcher.history)
+    plot_generations(searcher.history, out / "fitness.png", metric)
     winner = folder.trial(genome_key(best["genome"])).result()
-    test = ((winner.metrics.get("best") or {}).get("test") if winner else None) or {}
+    test = Best.of(winner.metrics).test if winner else {}
     folder.write_best(
         {"recipe": recipe_name, "metric": metric, **best, **({"test": test} if test else {})},
         {**fixed, **best["genome"]},
     )
-    rows = write_trials(folder, fixed, metric, [*(searcher.cache if searcher else {})] or folder.trial_keys())
+    rows = write_trials(folder, fixed, metric, [*searcher.cache] or folder.trial_keys())
     write_hparams(out, rows, metric)
     if parent:
         parent.artifact(folder.trials_table)
@@ -138,9 +122,11 @@ def trial_row(trial: Trial | None, fixed: dict, metric: str) -> dict | None:
     if pruned:
         status, value = "pruned", pruned["value"]
     elif result is not None:
-        best = result.metrics.get("best") or {}
-        status, value = result.status, best.get("value", result.metrics.get(metric)) if result.status == "ok" else None
-        test = (best.get("test") or {}).get(metric) if result.status == "ok" else None
+        best = Best.of(result.metrics)
+        ok = result.status == "ok"
+        status = result.status
+        value = (best.value if best else result.metrics.get(metric)) if ok else None
+        test = best.test.get(metric) if ok else None
     else:
         status, value = "unfinished", None
     # with --set val_fraction=F the fitness is the held-out validation split's, and test_<metric> the test split's

@@ -14,8 +14,8 @@ import math
 from pathlib import Path
 
 from towerlab.errors import ConfigError, missing_extra
-from towerlab.search.ga import BatchSearch, Fitness
-from towerlab.search.space import Space, genome_key
+from towerlab.search.base import BatchSearch, Fitness
+from towerlab.search.space import Space
 
 
 def _optuna():
@@ -48,6 +48,8 @@ def distributions(space: Space) -> dict:
 
 
 class OptunaSearch(BatchSearch):
+    OPTIONS = ("population", "generations", "seed")
+
     def __init__(
         self,
         space: Space,
@@ -59,7 +61,6 @@ class OptunaSearch(BatchSearch):
         seed: int = 0,
         maximize: bool = True,
         out: str | Path | None = None,
-        **_,
     ):
         optuna = _optuna()
         self.space, self.fitness, self.maximize = space, fitness, maximize
@@ -79,11 +80,7 @@ class OptunaSearch(BatchSearch):
         for generation in range(self.generations):
             asked = [self.study.ask(self.dists) for _ in range(self.batch)]
             genomes = [self._genome(t) for t in asked]
-            todo = {genome_key(g): g for g in genomes if genome_key(g) not in self.cache}
-            if todo:  # replayed batches of a resumed search find every genome here and train nothing
-                for key, value in zip(todo, self.fitness(list(todo.values()))):
-                    self.cache[key] = value
-            scores = [self.cache[genome_key(g)] for g in genomes]
+            scores = self.evaluate(genomes)  # replayed batches of a resumed search train nothing
             for t, value in zip(asked, scores):
                 failed = value is None or (isinstance(value, float) and math.isnan(value))
                 self.study.tell(t, None if failed else value, state=self._fail() if failed else None)
@@ -113,3 +110,17 @@ class OptunaSearch(BatchSearch):
                 f"continue it with --seed {state.get('seed')}, or choose another --out"
             )
         self.cache, self.history = state["cache"], state["history"]
+
+
+class TPESearch(OptunaSearch):
+    """Optuna's TPE sampler (constant liar, so a batch asked at once spreads out)."""
+
+    def __init__(self, space: Space, fitness: Fitness, **options):
+        super().__init__(space, fitness, sampler="tpe", **options)
+
+
+class RandomSearch(OptunaSearch):
+    """Optuna's random sampler: the baseline every search is compared with."""
+
+    def __init__(self, space: Space, fitness: Fitness, **options):
+        super().__init__(space, fitness, sampler="random", **options)

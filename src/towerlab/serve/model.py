@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from towerlab.decide import decide
+
 log = logging.getLogger("towerlab.serve")
 
 
@@ -131,7 +133,7 @@ def outcomes(
     (a two-class run's operating point) the class is the second one when its probability reaches it."""
     out = []
     for row in probs.tolist():
-        k = int(row[1] >= threshold) if threshold and len(row) == 2 else int(np.argmax(row))
+        k = int(decide(np.asarray([row]), threshold)[0])
         out.append(
             {
                 "status": "ok",
