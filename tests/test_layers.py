@@ -16,6 +16,7 @@ LAYERS = (
             "imagefile",
             "secrets",
             "lifetime",
+            "decide",
             "dist",
             "perf",
             "precision",
