@@ -15,6 +15,7 @@ from towerlab import checkpoint, config
 from towerlab.engine import fit, resume
 from towerlab.errors import ConfigError
 from towerlab.recipes import digits, mnist
+from towerlab.runs.best import Metric
 
 QUIET = {"log_every": 5, "eval_every_epochs": 0.0}
 
@@ -208,13 +209,13 @@ def test_stop_at_ends_the_run_at_the_target_and_a_resume_stays_stopped(tmp_path)
 def test_patience_counts_evaluations_without_a_better_loss():
     from towerlab.engine import Stopping
 
-    s = Stopping(digits.Config(patience=2), ("accuracy", "max"))
+    s = Stopping(digits.Config(patience=2), Metric("accuracy", "max"))
     for loss in (1.0, 0.8, 0.9, 0.7, 0.75):
         s.update({"accuracy": 0.5, "loss": loss})
         assert not s.reason
     s.update({"accuracy": 0.5, "loss": 0.71})
     assert "patience" in s.reason
-    restored = Stopping(digits.Config(patience=2), ("accuracy", "max"))
+    restored = Stopping(digits.Config(patience=2), Metric("accuracy", "max"))
     restored.load(s.state())
     assert restored.reason == s.reason
 

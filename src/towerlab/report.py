@@ -488,7 +488,7 @@ def search_report(path: Path) -> str:
     search = SearchFolder(path)
     fitness = "<p>a grid search: every point of the grid, no generations</p>"
     gens = search.generations()
-    if gens:
+    if gens and search.algo() != "grid":
         fig, ax = plt.subplots(figsize=(5, 3))
         ax.plot([g["generation"] for g in gens], [g["best"] for g in gens], marker="o", label="best")
         ax.plot([g["generation"] for g in gens], [g["mean"] for g in gens], marker="o", label="mean")

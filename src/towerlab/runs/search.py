@@ -50,6 +50,14 @@ class SearchFolder:
             )
         return state
 
+    def algo(self) -> str | None:
+        """The algorithm the search ran with (search_state.json), or None before it saved any state."""
+        path = self.path / STATE
+        try:
+            return json.loads(path.read_text()).get("algo", "ga")
+        except (OSError, ValueError):
+            return None
+
     def save_progress(self, algo: str, state: dict, generations: list[dict], best: dict) -> None:
         """After each batch, each file whole (a kill leaves the old one or the new)."""
         self.path.mkdir(parents=True, exist_ok=True)
