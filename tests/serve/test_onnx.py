@@ -35,14 +35,15 @@ def test_onnx_grades_as_pytorch_does_without_torch(tmp_path, model_run, onnx_mod
     out = {o["row_key"]: o for o in db.outcomes()}
     assert len(out) == 151 and out[500]["status"] == "error"
 
-    from towerlab.serve.payload import to_image, to_matrix
+    from towerlab.serve.payload import to_input
     from towerlab.serve.scorer import TorchScorer as Scorer
     from towerlab.serve.settings import load
 
     source = load(cfg).sources[0]
     rows = [{"vals": v} for _, v in (digit_rows[i % len(digit_rows)] for i in range(1, 151))]
-    images = [to_image(to_matrix(r, source.payload), source.normalize) for r in rows]
-    torch_grades = Scorer(model_run).score(images)
+    scorer = Scorer(model_run)
+    images = [to_input(r, source.payload, source.normalize, scorer.input_shape) for r in rows]
+    torch_grades = scorer.score(images)
     with db.engine.connect() as c:
         from sqlalchemy import text
 

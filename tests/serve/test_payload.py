@@ -4,8 +4,13 @@ import struct
 import numpy as np
 import pytest
 
-from towerlab.serve.payload import RowError, to_image, to_matrix
+from towerlab.serve.kinds import KINDS, kind_of
+from towerlab.serve.payload import RowError, to_image
 from towerlab.serve.settings import Normalize, Payload
+
+
+def to_matrix(row, p):
+    return kind_of(p).matrix(row, p)
 
 
 def test_columns_text_and_blob_give_the_same_matrix():
@@ -64,9 +69,6 @@ def test_an_image_row_claiming_a_huge_size_is_refused_before_decoding():
     import struct
     import zlib
 
-    from towerlab.serve.payload import RowError, to_picture
-    from towerlab.serve.settings import Payload
-
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -79,7 +81,33 @@ def test_an_image_row_claiming_a_huge_size_is_refused_before_decoding():
         )
 
     with pytest.raises(RowError, match="8000x8000 image"):
-        to_picture({"png": png(8000)}, Payload(kind="image", column="png"), 1, None)
+        KINDS["image"].read({"png": png(8000)}, Payload(kind="image", column="png"), None, 1, None)
     with pytest.raises(RowError, match="pixels towerlab decodes"):  # past Pillow's own limit too
-        to_picture({"png": png(20_000)}, Payload(kind="image", column="png"), 1, None)
+        KINDS["image"].read({"png": png(20_000)}, Payload(kind="image", column="png"), None, 1, None)
     assert len(io.BytesIO(png(20_000)).getvalue()) < 100
+
+
+def test_every_kind_is_in_the_registry_and_an_unknown_one_is_refused_naming_them():
+    """Adding a kind is one class in kinds.py and one line in KINDS; settings accept exactly those."""
+    from pydantic import ValidationError
+
+    assert list(KINDS) == ["columns", "text", "blob", "image", "path"]
+    assert {k.family for k in KINDS.values()} <= {"binary", "text", "numeric"}
+    with pytest.raises(ValidationError, match="kind 'png' is not one of columns, text, blob, image, path"):
+        Payload(kind="png", column="v")
+
+
+@pytest.mark.parametrize(
+    "fields, fragment",
+    [
+        ({"kind": "text", "column": "v"}, "kind=text needs height and width"),
+        ({"kind": "blob", "height": 2, "width": 2}, "kind=blob needs 'column'"),
+        ({"kind": "columns", "columns": ["a"], "height": 2, "width": 2}, "needs height*width = 4 columns, got 1"),
+        ({"kind": "path", "column": "p", "root": "/no/such/folder"}, "kind=path needs 'root'"),
+    ],
+)
+def test_each_kind_says_what_its_settings_lack(fields, fragment):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=re.escape(fragment)):
+        Payload(**fields)

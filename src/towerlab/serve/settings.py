@@ -53,7 +53,7 @@ class _Strict(BaseModel):
 
 
 class Payload(_Strict):
-    kind: Literal["columns", "text", "blob", "image", "path"]
+    kind: str = Field(description="how a row holds the input: columns, text, blob, image or path (serve/kinds.py)")
     columns: list[str] = Field(
         default_factory=list, description="kind=columns: height*width numeric columns, row-major"
     )
@@ -86,27 +86,33 @@ class Payload(_Strict):
     def _ident(cls, v: str | None) -> str | None:
         return identifier(v) if v is not None else v
 
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from towerlab.serve.kinds import KINDS
+
+        if v not in KINDS:
+            raise ValueError(f"kind {v!r} is not one of {', '.join(KINDS)}")
+        return v
+
     @property
     def pictures(self) -> bool:
         """Image files (bytes or paths), decoded at their own size and channels; else a matrix of numbers."""
-        return self.kind in ("image", "path")
+        from towerlab.serve.kinds import kind_of
+
+        return kind_of(self).pictures
 
     @model_validator(mode="after")
     def _shape(self) -> Payload:
-        if not self.pictures and (self.height is None or self.width is None):
-            raise ValueError(f"kind={self.kind} needs height and width: the matrix the values fill")
-        if self.kind == "columns" and len(self.columns) != self.height * self.width:
-            raise ValueError(
-                f"kind=columns needs height*width = {self.height * self.width} columns, got {len(self.columns)}"
-            )
-        if self.kind != "columns" and not self.column:
-            raise ValueError(f"kind={self.kind} needs 'column': the column that holds the values")
-        if self.kind == "path" and not (self.root and Path(self.root).is_dir()):
-            raise ValueError(f"kind=path needs 'root': an existing folder the paths are read under (got {self.root!r})")
+        from towerlab.serve.kinds import kind_of
+
+        kind_of(self).check(self)
         return self
 
     def sql_columns(self) -> list[str]:
-        return self.columns if self.kind == "columns" else [self.column]
+        from towerlab.serve.kinds import kind_of
+
+        return kind_of(self).columns(self)
 
 
 class Normalize(_Strict):

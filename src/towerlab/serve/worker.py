@@ -1,5 +1,6 @@
-"""The service loop: each source polled on its own schedule, rows graded in batches, results committed with
-the read; databases that go away retried with backoff; SIGTERM/SIGINT finish the batch in hand and exit."""
+"""The service loop: each source polled on its own schedule, rows graded in batches (grading.py), results committed
+with the read; databases that go away retried with backoff; SIGTERM/SIGINT finish the batch in hand and exit. What
+is checked before the first row is in startup.py."""
 
 from __future__ import annotations
 
@@ -12,23 +13,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from towerlab.errors import ConfigError, TowerlabError
-from towerlab.files import atomic_write, write_png
-from towerlab.runs.run import ENV  # the same name as a run's record, for the service's
+from towerlab.serve.grading import Grader
 from towerlab.serve.model import Scorer
-from towerlab.serve.payload import RowError, failure_kind, size_mismatch, to_image, to_matrix, to_picture
+from towerlab.serve.payload import failure_kind
 from towerlab.serve.settings import ServeSettings, Source
-from towerlab.serve.store import Store, redact
+from towerlab.serve.startup import ServeError, first_line
+from towerlab.serve.store import Store
 
+__all__ = ["ServeError", "Service", "SourceState", "install_signal_handlers", "setup_logging"]
 log = logging.getLogger("towerlab.serve")
 MAX_BACKOFF_S = 30.0
-
-
-class ServeError(TowerlabError):
-    """The service cannot start (an unreachable database, a model that will not load)."""
 
 
 @dataclass
@@ -62,117 +58,13 @@ class Service:
         self.sources = [SourceState(src, self.stores[src.database]) for src in s.sources]
         self.wake = threading.Event()  # a notification, or stop: the loop's wait ends early
         self.listeners: list = []
+        self.grader = Grader(self.scorer, s.image_dir)
 
     def start(self) -> None:
-        """Check the config against the model, every database and source; create the outcome/state tables; fail fast
-        with one clear line."""
-        for st in self.sources:  # before any database is touched: the model alone says it
-            why = size_mismatch(st.src.payload, self.scorer.input_shape)
-            if why:
-                raise ConfigError(f"source {st.src.name}: {why}")
-        for name, store in self.stores.items():
-            where = f"database {name!r} at {redact(str(store.engine.url))}"
-            try:
-                store.ping()
-            except DBAPIError as e:
-                if store.dialect.name == "sqlite":  # a file, not a server: its folder is missing or not writable
-                    raise ServeError(
-                        f"{where}: the SQLite file cannot be opened ({_first_line(e)}); check that its "
-                        f"folder exists and is writable, and the path in the URL"
-                    ) from None
-                raise ServeError(
-                    f"{where} is unreachable ({_first_line(e)}); check that the server runs and the URL "
-                    f"and credentials are right"
-                ) from None
-            try:
-                store.create_tables()
-            except DBAPIError as e:
-                s = self.settings
-                raise ServeError(
-                    f"{where}: cannot create the tables {s.outcome_table}, {s.state_table} and "
-                    f"{s.gap_table} ({_first_line(e)}); grant CREATE or create them first"
-                ) from None
-        for st in self.sources:
-            with st.store.engine.connect() as conn:
-                why = st.store.check_source(conn, st.src)
-            if why:  # a configuration mistake: one line and exit code 2, not "unreachable; retrying" forever
-                raise ConfigError(f"source {st.src.name} (database {st.src.database!r}): {why}")
-            self.check_state(st)
-        produced = self.record_start()
-        log.info(
-            "started",
-            extra={
-                "fields": {
-                    "model_run": self.scorer.run_id,
-                    "model_sha256": self.scorer.sha256,
-                    "model_step": self.scorer.current.step,
-                    "sources": [s.src.name for s in self.sources],
-                    "git": produced["git"],
-                    "command": produced["command"],
-                }
-            },
-        )
-        self.show_model()
-        self.listen()
+        """Check the config against the model, every database and source; create the tables (startup.py)."""
+        from towerlab.serve.startup import start
 
-    def check_state(self, st: SourceState) -> None:
-        """The state table must belong to this outcome table; and whether the source has graded a row ok before."""
-        s = self.settings
-        with st.store.engine.connect() as conn:
-            orphan = st.store.orphaned_watermark(conn, st.src) if st.src.mode == "watermark" else None
-            st.proven = self.accept_errors or st.store.has_graded_ok(conn, st.src)
-        if orphan is not None:
-            raise ConfigError(
-                f"source {st.src.name}: state table {s.state_table} says its rows up to id {orphan} are "
-                f"graded, but outcome table {s.outcome_table} holds no outcome of it (a new outcome_table "
-                f"beside the old state_table?): give it a state_table and gap_table of its own, or delete "
-                f"the source's row from {s.state_table} and {s.gap_table} to grade the whole table into "
-                f"{s.outcome_table}"
-            )
-
-    def record_start(self) -> dict:
-        """What produced this service (provenance.py), into image_dir/env.json when there is an image_dir."""
-        from towerlab import provenance
-
-        produced = provenance.record()
-        if self.settings.image_dir:
-            Path(self.settings.image_dir).mkdir(parents=True, exist_ok=True)
-            atomic_write(Path(self.settings.image_dir) / ENV, json.dumps(produced, indent=2), sync=False)
-        return produced
-
-    def listen(self) -> None:
-        """A LISTEN thread per PostgreSQL database with `notify: true` sources (notify.py); a source whose trigger
-        is missing is said once, and polls."""
-        from towerlab.serve import notify
-
-        for name, store in self.stores.items():
-            wanted = [st for st in self.sources if st.src.notify and st.src.database == name]
-            if not wanted:
-                continue
-            if not store.dialect.notify:
-                raise ServeError(
-                    f"source {wanted[0].src.name}: notify: true needs PostgreSQL; database {name!r} is "
-                    f"{store.dialect.name}: remove notify"
-                )
-            with store.engine.connect() as conn:
-                for st in wanted:
-                    if not notify.installed(conn, st.src.table):
-                        log.warning(
-                            "no notify trigger on the table; polling only. Create it with `towerlab serve "
-                            "CONFIG --install-trigger`",
-                            extra={"fields": {"source": st.src.name, "table": st.src.table}},
-                        )
-            tables = {notify.qualified(st.src.table): st for st in wanted}
-
-            def woken(payload: str, tables=tables) -> None:
-                st = tables.get(payload)
-                if st is not None:
-                    st.due = 0.0
-                    self.wake.set()
-
-            listener = notify.Listener(str(store.engine.url.render_as_string(hide_password=False)), woken, self.stop)
-            listener.start()
-            self.listeners.append(listener)
+        start(self)
 
     def show_model(self) -> None:
         if self.metrics:
@@ -264,61 +156,10 @@ class Service:
                 )
 
     def grade(self, src: Source, rows: list[dict]) -> list[dict]:
-        """Decode every row; bad rows become error outcomes; good ones go through the model in one batch (one
-        model version per batch: a newer checkpoint takes over here, between batches)."""
+        """One model version per batch: a newer checkpoint takes over here, between batches (grading.py)."""
         if self.scorer.swap():
             self.show_model()
-        images, good, outcomes = [], [], []
-        for row in rows:
-            key = row[src.key_column]  # an integer: the read takes no other
-            try:
-                images.append(self.decode(row, src))
-                good.append(key)
-            except Exception as e:  # noqa: BLE001 -- whatever turning this row into an input raised is this row's
-                # error (a decoder's NotImplementedError, a path too long); only the database and the model stop us
-                outcomes.append(
-                    {
-                        "row_key": key,
-                        "status": "error",
-                        "error": _row_error(e),
-                        "model_run": self.scorer.run_id,
-                        "model_sha256": self.scorer.sha256,
-                    }
-                )
-        if images:
-            for key, image, result in zip(good, images, self.scorer.score(images)):
-                drawn = result.pop("overlay", None)
-                outcomes.append({"row_key": key, **result, "image_path": self.save_image(src, key, image, drawn)})
-        return sorted(outcomes, key=lambda o: o["row_key"])
-
-    def decode(self, row: dict, src: Source) -> np.ndarray:
-        """uint8 [C,H,W] at the model's input size (a payload of another size is refused unless resize is on)."""
-        c, h, w = self.scorer.input_shape
-        p = src.payload
-        if p.pictures:
-            image = to_picture(row, p, c, (h, w) if p.resize else None)
-        else:
-            image = to_image(to_matrix(row, p), src.normalize)
-        if image.shape[-2:] != (h, w) and not p.resize:
-            what = "values" if not p.pictures else "pixels"
-            raise RowError(
-                f"payload is {image.shape[-2]}x{image.shape[-1]} but the model takes {h}x{w}; send {h}x{w} "
-                f"{what} or set payload.resize: true"
-            )
-        return image
-
-    def save_image(self, src: Source, key: int, image: np.ndarray, drawn: np.ndarray | None = None) -> str | None:
-        """Atomically (temp file + rename) write image_dir/<source>/<key>.png, and <key>_defect.png (the model's heat
-        map in red over the image, uint8 [H,W,3]) when the scorer drew one; a retry rewrites the same files."""
-        if not self.settings.image_dir:
-            return None
-        folder = Path(self.settings.image_dir) / src.name
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{key}.png"
-        _write_png(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0), path)
-        if drawn is not None:
-            _write_png(drawn, folder / f"{key}_defect.png")
-        return str(path)
+        return self.grader.grade(src, rows)
 
     def observe(self, src: Source, outcomes: list[dict], seconds: float) -> None:
         errors = sum(o["status"] == "error" for o in outcomes)
@@ -347,14 +188,14 @@ class Service:
         except (OperationalError, DBAPIError) as e:
             if not _is_connection_error(e):  # the database answered: a table or column changed under the service
                 raise ServeError(
-                    f"source {st.src.name} (database {st.src.database!r}): {_first_line(e)}; fix the "
+                    f"source {st.src.name} (database {st.src.database!r}): {first_line(e)}; fix the "
                     f"table or the config, then start again"
                 ) from None
             if st.down_since is None:
                 st.down_since = time.monotonic()
                 log.warning(
                     "database unreachable; retrying with backoff",
-                    extra={"fields": {"source": st.src.name, "database": st.src.database, "error": _first_line(e)}},
+                    extra={"fields": {"source": st.src.name, "database": st.src.database, "error": first_line(e)}},
                 )
             st.failures += 1
             st.due = time.monotonic() + min(MAX_BACKOFF_S, 0.5 * 2 ** min(st.failures, 10))
@@ -401,24 +242,6 @@ class Service:
         log.info("stopped", extra={"fields": {}})
 
 
-def _row_error(e: Exception) -> str:
-    """The outcome's error text: a RowError says it already; anything else is named by its type and first line."""
-    if isinstance(e, RowError):
-        return str(e)
-    from towerlab.imagefile import reason
-
-    log.warning(
-        "a row's payload raised an unexpected error; graded as an error outcome", extra={"fields": {"error": reason(e)}}
-    )
-    return f"payload could not be read ({reason(e)})"
-
-
-def _write_png(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    write_png(Image.fromarray(array), path)  # temp + rename; a planted link is replaced, not written through
-
-
 def install_signal_handlers(service: Service) -> None:
     """SIGTERM/SIGINT: stop claiming rows and finish the batch in hand; past the timeout, exit without committing
     (the batch is graded again on the next start, so nothing is lost or doubled). A second signal exits at once."""
@@ -445,14 +268,9 @@ _NOT_AN_OUTAGE = ("no such table", "no such column", "has no column")
 
 
 def _is_connection_error(e: DBAPIError) -> bool:
-    if any(m in _first_line(e).lower() for m in _NOT_AN_OUTAGE):
+    if any(m in first_line(e).lower() for m in _NOT_AN_OUTAGE):
         return False
     return isinstance(e, OperationalError) or e.connection_invalidated
-
-
-def _first_line(e: Exception) -> str:
-    msg = str(getattr(e, "orig", e) or e).strip().splitlines()
-    return msg[0] if msg else e.__class__.__name__
 
 
 def _test_hold_before_commit() -> None:
