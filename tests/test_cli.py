@@ -172,3 +172,29 @@ def test_eval_says_when_it_falls_back_past_a_damaged_or_unnamed_checkpoint(tmp_p
     (run / "checkpoints" / "last.json").unlink()
     proc = run_cli("eval", str(run), "--checkpoint", "last")
     assert "checkpoints/last.json is missing; using step-00000002" in proc.stderr
+
+
+def test_print_config_is_the_yaml_config_takes_back_and_trains_nothing(tmp_path):
+    """issue 48: `--print-config` prints the resolved config (defaults < --config < flags) as YAML that --config
+    accepts unchanged; with --fast the fields it chooses are left out (given beside --fast they are refused)."""
+    import yaml
+
+    first = run_cli("train", "digits", "--lr", "0.07", "--fast", "--out", str(tmp_path / "never"), "--print-config")
+    values = yaml.safe_load(first.stdout)
+    assert values["lr"] == 0.07 and values["fast"] is True and "channels_last" not in values
+    (tmp_path / "c.yaml").write_text(first.stdout)
+    again = run_cli("train", "digits", "--config", str(tmp_path / "c.yaml"), "--print-config")
+    assert again.stdout == first.stdout
+    assert not (tmp_path / "never").exists()  # nothing trained, no run folder
+
+
+def test_print_config_of_a_resume_is_the_runs_own_with_what_may_change(tmp_path):
+    import yaml
+
+    run = tmp_path / "run"
+    run_cli("train", "digits", "--gpus", "0", "--max-steps", "3", "--lr", "0.03", "--out", str(run), "--no-report")
+    shown = yaml.safe_load(run_cli("train", "--resume", str(run), "--max-steps", "9", "--print-config").stdout)
+    assert shown["lr"] == 0.03 and shown["max_steps"] == 9
+    refused = run_cli("train", "--resume", str(run), "--lr", "0.5", "--print-config", check=False)
+    assert refused.returncode == 2 and "--resume cannot change lr" in refused.stderr
+    assert json.loads((run / "final_metrics.json").read_text())["step"] == 3  # the run itself untouched

@@ -23,6 +23,7 @@ LAUNCH_ARGS = (
     "dist_timeout",
     "allow_world_size_change",
     "no_report",
+    "print_config",
 )
 
 
@@ -83,6 +84,12 @@ def parser(recipe_name: str | None) -> argparse.ArgumentParser:
         "flags after it change what may change (steps, intervals)",
     )
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of field: value overrides")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (defaults < --config < flags; on --resume, the run's own) as the YAML "
+        "--config accepts, and exit without training",
+    )
     add_no_report(p)
     _launch_args(p)
     if recipe_name in recipes.REGISTRY:
@@ -123,6 +130,9 @@ def cmd_train(argv: list[str]) -> int:
     if not args.recipe and not args.resume:
         raise TowerlabError("name a recipe (`towerlab recipes` lists them) or pass --resume RUN_DIR")
     fields = {k: v for k, v in vars(args).items() if k not in LAUNCH_ARGS}  # only the fields given
+    if args.print_config:
+        print(resolved_yaml(args, fields), end="")
+        return 0
     if args.recipe and not args.resume and not args.auto_resume:
         # A fresh run's bad value or file ends here in one line, before torch starts (0.2 s, not 2 s); the run
         # builds its config again where it trains (each rank, after a relaunch).
@@ -144,6 +154,30 @@ def cmd_train(argv: list[str]) -> int:
         fields=fields,
     )
     return train.train(request, report=lambda m: print_result(m, not args.no_report))
+
+
+def resolved_yaml(args: argparse.Namespace, fields: dict) -> str:
+    """The config this command would train with, as a YAML file `--config` takes back unchanged (LightningCLI's
+    --print_config habit). The fields --fast chooses are left out: it chooses them again where the run starts."""
+    import dataclasses
+
+    import yaml
+
+    if args.resume:
+        from towerlab.engine import resume_config
+
+        file_fields = config.load_yaml(args.config) if args.config else {}
+        recipe, cfg = resume_config(args.resume, {**file_fields, **fields})
+        name, how = recipe.NAME, f"towerlab train --resume {args.resume} --config FILE"
+    else:
+        cfg = config.build(recipes.config_class(args.recipe), args.config, fields)
+        name, how = args.recipe, f"towerlab train {args.recipe} --config FILE"
+    values = dataclasses.asdict(cfg)
+    if cfg.fast:
+        from towerlab.perf import FAST_FIELDS
+
+        values = {k: v for k, v in values.items() if k not in FAST_FIELDS}
+    return f"# {name}: the resolved config; train it with `{how}`\n" + yaml.safe_dump(values, sort_keys=False)
 
 
 def print_result(m: dict, report: bool = True) -> None:
