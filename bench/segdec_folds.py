@@ -4,7 +4,8 @@ segmentation stage then the decision stage on each fold, then a table of image-l
     TOWERLAB_DATA=../shared/data python bench/segdec_folds.py [--epochs 30] [--dec-epochs 4] [-- extra train flags]
 
 Sizes are the paper's 1408x512 scaled like the data in ../shared/data (downscaled by 4): 352x128; a narrower
-15x15 layer (--feature-channels 256) for a CPU. The held-out fold is each run's validation split, so nothing is
+15x15 layer (--feature-channels 256) for a CPU. The paper's protocol: the held-out fold is each run's validation
+split (--val-fraction 0; the recipe's default carves validation out of the training folds instead), so nothing is
 chosen on it: the schedule is fixed and every figure is the LAST checkpoint's. Each part's score is written to
 --samples/fold<k>.csv (`item,part,label,score`, label 1 = defective, item/part as named in the data folder), so the
 AP can be recomputed (sklearn.metrics.average_precision_score(label, score)). A finished fold is read back, a cut-off
@@ -52,6 +53,8 @@ def train(out: Path, fold: int, args, extra: list[str]) -> float:
         "5",
         "--fold",
         str(fold),
+        "--val-fraction",
+        "0",
         "--out",
         str(out),
         "--auto-resume",

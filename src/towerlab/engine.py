@@ -201,7 +201,7 @@ class Trainer:
         if better:
             self.best = {"metric": main.name, "value": value, "step": self.step}
             if self.data.test is not None:  # the held-out test split, scored only for the weights validation chose
-                self.best["test"] = self._test(model)
+                self.best["test"] = self._test(model, metrics)
             if "predictions" in self.can:
                 self._keep_predictions(probs, labels)
         self.last_eval = metrics
@@ -233,10 +233,14 @@ class Trainer:
             order = where.argsort()
             self.run.write_predictions(self.step, probs[order], labels[order])
 
-    def _test(self, model: nn.Module) -> dict[str, float]:
+    def _test(self, model: nn.Module, validation: dict[str, float]) -> dict[str, float]:
         t0 = time.perf_counter()
+        loader = Progress(self.data.test, "test", self.dist)
         with self.autocast():
-            metrics = self.recipe.evaluate(model, Progress(self.data.test, "test", self.dist), self.dist)
+            if "operating_point" in self.can:  # judged at the threshold validation chose, as it would be deployed
+                metrics = self.recipe.evaluate_at(model, loader, self.dist, validation)
+            else:
+                metrics = self.recipe.evaluate(model, loader, self.dist)
         self.eval_seconds += time.perf_counter() - t0
         return {k: v for k, v in metrics.items() if "/" not in k}
 

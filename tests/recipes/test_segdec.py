@@ -93,8 +93,8 @@ def test_seg_then_dec_in_one_command(kolektor_dir, tmp_path):
     dec_cfg = (tmp_path / "run" / "dec" / "config.yaml").read_text()
     assert "stage: seg\n" in seg_cfg and "stage: dec\n" in dec_cfg and f"init_from: {tmp_path}/run/seg" in dec_cfg
     assert m["run_dir"] == str(tmp_path / "run" / "dec") and 0 <= m["ap"] <= 1
-    # the validation split is the held-out fold, so the dec stage starts from the seg stage's LAST weights (its
-    # best ones were chosen on the test split); frozen, they are the dec run's segmentation exactly
+    # the dec stage starts from the seg stage's LAST weights (with --val-fraction 0 its best ones would be chosen on
+    # the test fold); frozen, they are the dec run's segmentation exactly
     assert "init_checkpoint: last\n" in dec_cfg
     seg_last = checkpoint.run_weights(tmp_path / "run" / "seg", "last")
     seg_best = checkpoint.run_weights(tmp_path / "run" / "seg", "best")
@@ -208,3 +208,47 @@ def test_the_operating_threshold_is_the_validation_best_f1_point_and_travels_to_
     assert set_by_hand == 0.9
     done = export(run, "onnx", tmp_path / "m.onnx")
     assert OnnxScorer(done["path"]).threshold == pytest.approx(loaded.cfg.threshold)
+
+
+def test_validation_is_carved_from_the_training_folds_by_item_with_both_classes():
+    """issue 48: the threshold is chosen on items the model was not trained on and the report is not judged on."""
+    from towerlab.data.defects import hold_out_items
+    from towerlab.errors import ConfigError
+
+    owners = [f"kos{i:02d}" for i in range(20) for _ in range(4)]
+    labels = torch.tensor([float(i < 8 and part == 1) for i in range(20) for part in range(4)])
+    keep, held = hold_out_items(owners, labels, 0.25)
+    kept_items, held_items = {owners[i] for i in keep}, {owners[i] for i in held}
+    assert not kept_items & held_items and len(held_items) == 5  # 2 of 8 defective items, 3 of 12 others
+    assert sum(labels[held] > 0) == 2 and sum(labels[held] == 0) > 0
+    assert torch.equal(hold_out_items(owners, labels, 0.25)[1], held)  # the same items every run and seed
+    with pytest.raises(ConfigError, match="no validation split with both defective and defect-free"):
+        hold_out_items(owners, labels, 0.01)
+
+
+def test_the_test_fold_is_judged_at_the_threshold_validation_chose(kolektor_dir, tmp_path):
+    """The held-out fold is the test split, scored at the carved validation's best-F1 point; what predict and serve
+    decide at (infer.load) is that validation's threshold, never one fitted on the fold."""
+    from towerlab import infer
+    from towerlab.runs import RunRecord
+
+    run = tmp_path / "run"
+    m = fit(
+        get("segdec"), _cfg(kolektor_dir, stage="joint", max_steps=4, eval_every_steps=2, val_fraction=0.5), out=run
+    )
+    best = m["best"]
+    validation = RunRecord.load(run).validation_at(best["step"])
+    test = best["test"]
+    assert test["operating_threshold"] == validation["best_f1_threshold"]
+    assert {"fp@operating", "fn@operating", "f1@operating", "accuracy@operating", "ap"} <= set(test)
+    assert 0 < validation["best_f1_threshold"] < 1
+    assert infer.load(run, "best").cfg.threshold == pytest.approx(validation["best_f1_threshold"])
+    # 6 items of 2-3 images: the fold is 2 items, validation 2 of the other 4, training the last 2
+    data = segdec.build_data(_cfg(kolektor_dir, val_fraction=0.5), Dist())
+    sizes = [data.train.num_items, data.val.num_items, data.test.num_items]
+    assert sum(sizes) == 13 and all(n >= 4 for n in sizes)
+
+
+def test_val_fraction_0_is_the_papers_protocol_with_no_test_split(kolektor_dir, tmp_path):
+    m = fit(get("segdec"), _cfg(kolektor_dir, stage="joint", max_steps=2, val_fraction=0.0), out=tmp_path / "run")
+    assert "test" not in m["best"] and 0 <= m["ap"] <= 1

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from towerlab.data.images import fit_to, read_image, read_label
-from towerlab.errors import DataError
+from towerlab.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 UNKNOWN = 255  # a mask pixel nobody labelled: a defective image without its mask
@@ -142,3 +142,28 @@ def items_of(root: Path, layout: str) -> dict[str, list[tuple[Path, Path | None]
     if layout == "generic":
         return generic_items(root)
     raise DataError(f"unknown defect layout {layout!r}; choose kolektor or generic")
+
+
+HOLD_OUT_SEED = 20_190_101  # one validation split for every run and seed (loader.SPLIT_SEED's rule)
+
+
+def hold_out_items(owners: list[str], labels: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices kept for training, indices held out for validation) of images whose items are `owners`: a fixed
+    `fraction` of the items with a defective image and of those without, so that validation has both classes and
+    no item (the same part photographed again) is on both sides."""
+    names = sorted(set(owners))
+    defective = {o for o, y in zip(owners, labels.tolist()) if y > 0}
+    rng = random.Random(HOLD_OUT_SEED)
+    held: set[str] = set()
+    for group in ([n for n in names if n in defective], [n for n in names if n not in defective]):
+        rng.shuffle(group)
+        held.update(group[: round(len(group) * fraction)])
+    index = torch.tensor([o in held for o in owners])
+    val_labels = labels[index]
+    if not len(val_labels) or val_labels.min() > 0 or val_labels.max() <= 0 or index.all():
+        raise ConfigError(
+            f"val_fraction={fraction} of the {len(names)} training items ({len(defective)} with a defect) "
+            f"leaves no validation split with both defective and defect-free images; raise --val-fraction, "
+            f"or pass --val-fraction 0 to validate on the held-out fold"
+        )
+    return (~index).nonzero().flatten(), index.nonzero().flatten()

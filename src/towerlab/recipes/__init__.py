@@ -96,7 +96,7 @@ ENTRIES = (
         "segdec",
         SegdecConfig,
         "SegDecNet surface-defect detection (segmentation net + decision net, two-stage), on KolektorSDD",
-        ("classify", "predict_files", "examples", "stages", "heatmap"),
+        ("classify", "predict_files", "examples", "stages", "heatmap", "operating_point"),
     ),
     Entry(
         "chemvae",

@@ -237,7 +237,14 @@ class SegdecConfig(TrainConfig):
     )
     dec_epochs: float = opt(0.0, "seg+dec: epochs of the dec stage (0: the same as --epochs)")
     layout: str = opt("kolektor", "on-disk layout of --data", ("kolektor", "generic"))
-    fold: int = opt(0, "cross-validation: evaluate on this fold, train on the others (3 folds, split by item)")
+    fold: int = opt(0, "cross-validation: test on this fold, train on the others (3 folds, split by item)")
+    val_fraction: float = opt(
+        0.2,
+        "share of the training folds' items held out (by item, both classes) as validation: the best "
+        "checkpoint and the operating threshold are chosen on it, and the held-out fold is the test split, "
+        "scored at that threshold (0: validate on the fold itself, the paper's protocol, where the threshold "
+        "would be fitted to the figures it is judged on)",
+    )
     folds: int = opt(3, "number of folds (the paper's 3-fold cross-validation)")
     height: int = opt(1408, "input height in pixels (the paper's KolektorSDD size)")
     width: int = opt(512, "input width in pixels")
@@ -255,7 +262,7 @@ class SegdecConfig(TrainConfig):
         0.0,
         "operating threshold on the defect probability: a part at or above it is a defect "
         "(0: the best-F1 point of the validation split at the checkpoint used, recorded with "
-        "each evaluation)",
+        "each evaluation; never the test fold, unless --val-fraction 0)",
     )
 
     def default_data(self) -> str:

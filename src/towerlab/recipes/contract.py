@@ -11,6 +11,7 @@ Nothing in the engine discovers a hook with hasattr.
     examples        ExampleDrawer     the engine: pictures of the outputs in TensorBoard at each evaluation
     heatmap         HeatMapper        serve: where in a row's image its grade comes from (a defect's heat map)
     predictions     KeepsPredictions  the engine: the best evaluation's predictions, which the report reads
+    operating_point OperatingPoint    the engine: the test split scored at the threshold validation chose
     stages          Staged            train: one run directory per stage, each from the best weights of the last
     artifacts       RunArtifacts      the engine: files a run needs besides weights (a vocabulary)
     param_groups    OwnParamGroups    the engine: which parameters get weight decay
@@ -114,6 +115,13 @@ class KeepsPredictions(Protocol):
 
 
 @runtime_checkable
+class OperatingPoint(Protocol):
+    def evaluate_at(self, model: nn.Module, loader, dist, validation: dict[str, float]) -> dict[str, float]:
+        """evaluate's metrics, and the decisions at the operating threshold the validation metrics chose (errors,
+        F1 and accuracy there): a test split is judged at the point a user would deploy, not at its own best."""
+
+
+@runtime_checkable
 class ExampleDrawer(Protocol):
     def examples(self, model: nn.Module, loader) -> torch.Tensor: ...  # uint8 [N, 3, H, W]
 
@@ -213,6 +221,7 @@ CAPABILITIES: dict[str, tuple[type, str]] = {  # name -> (protocol, what a recip
     "predict_files": (FilePredictor, "write predictions for image files"),
     "examples": (ExampleDrawer, "draw its outputs"),
     "predictions": (KeepsPredictions, "keep its validation predictions"),
+    "operating_point": (OperatingPoint, "score a test split at the threshold validation chose"),
     "heatmap": (HeatMapper, "show where in an image its grade comes from"),
     "stages": (Staged, "train in stages"),
     "artifacts": (RunArtifacts, "save files beside its weights"),

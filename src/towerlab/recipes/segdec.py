@@ -107,8 +107,9 @@ def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
 
 
 def stages(cfg: Config) -> list[tuple[str, Config]]:
-    """seg+dec is two runs in sequence (run_dir/seg, then run_dir/dec started from its last weights: the validation
-    split is the held-out fold, so the seg stage's best-by-validation weights would be chosen on the test split)."""
+    """seg+dec is two runs in sequence (run_dir/seg, then run_dir/dec started from its last weights, the paper's
+    sequence: with --val-fraction 0 the validation split is the held-out fold, where the seg stage's best weights
+    would be chosen on the test split)."""
     if cfg.stage != "seg+dec":
         return [("", cfg)]
     dec = replace(cfg, stage="dec", epochs=cfg.dec_epochs or cfg.epochs, init_checkpoint="last")
@@ -117,14 +118,21 @@ def stages(cfg: Config) -> list[tuple[str, Config]]:
 
 # -- data ----------------------------------------------------------------------------------------------------
 def build_data(cfg: Config, dist: Dist) -> Data:
+    """The cross-validation fold cfg.fold is the test split; validation is a part of the other folds' items held
+    out by cfg.val_fraction (with --val-fraction 0, the fold itself: the paper's protocol)."""
     root = resolve_dir(cfg.data, "kolektorsdd")
     items = defects.items_of(root, cfg.layout)
     parts = defects.folds(list(items), cfg.folds)
-    val_names = parts[cfg.fold]
+    fold_names = parts[cfg.fold]
     train_names = [n for i, part in enumerate(parts) if i != cfg.fold for n in part]
     size = (cfg.height, cfg.width)
     train = defects.load(root, cfg.layout, train_names, items, cfg.channels, size)
-    val = defects.load(root, cfg.layout, val_names, items, cfg.channels, size)
+    fold = defects.load(root, cfg.layout, fold_names, items, cfg.channels, size)
+    val, test = fold, None
+    if cfg.val_fraction:
+        owners = [n for n in train_names for _ in items[n]]  # defects.load reads the items' images in this order
+        keep, held = defects.hold_out_items(owners, train[2], cfg.val_fraction)
+        train, val, test = _rows(train, keep), _rows(train, held), fold
     if cfg.dilate > 1:
         train = (train[0], dilate(train[1], cfg.dilate), train[2])
     options = dict(on_device=cfg.data_on_device, channels_last=cfg.channels_last)
@@ -133,7 +141,15 @@ def build_data(cfg: Config, dist: Dist) -> Data:
         loader = BalancedLoader(train, cfg.batch_size, dist, positive=train[2] > 0, **kwargs)
     else:
         loader = TensorLoader(train, cfg.batch_size, dist, train=True, **kwargs)
-    return Data(loader, TensorLoader(val, cfg.batch_size, dist, train=False, transform=eval_transform, **options))
+    evaluation = [
+        TensorLoader(s, cfg.batch_size, dist, train=False, transform=eval_transform, **options) if s else None
+        for s in (val, test)
+    ]
+    return Data(loader, evaluation[0], test=evaluation[1], held_out=bool(cfg.val_fraction))
+
+
+def _rows(split: tuple, index: torch.Tensor) -> tuple:
+    return tuple(t[index] for t in split)
 
 
 def dilate(masks: torch.Tensor, k: int) -> torch.Tensor:
@@ -191,8 +207,9 @@ def loss(model, batch, step=None):
 
 
 @torch.no_grad()
-def evaluate(model, loader, dist: Dist) -> dict[str, float]:
-    """Image level: AP, ROC AUC, errors at 0.5 and at the best-F1 threshold. Pixel level (1/8 grid): Dice, IoU."""
+def evaluate(model, loader, dist: Dist, operating: float | None = None) -> dict[str, float]:
+    """Image level: AP, ROC AUC, errors at 0.5 and at the best-F1 threshold (and at `operating`, a threshold chosen
+    elsewhere, when given). Pixel level (1/8 grid): Dice, IoU."""
     net = unwrap(model, SegDecNet)
     scores, targets = [], []
     pix = torch.zeros(3, dtype=torch.float64, device=dist.device)  # true positive, predicted, actual pixels
@@ -208,13 +225,18 @@ def evaluate(model, loader, dist: Dist) -> dict[str, float]:
     t = all_gather_rows(torch.cat(targets) if targets else torch.zeros(0, device=dist.device), dist)
     all_reduce_sum(pix, dist)
     return {
-        **image_metrics(s, t),
+        **image_metrics(s, t, operating),
         "dice": float(2 * pix[0] / (pix[1] + pix[2]).clamp_min(1)),
         "iou": float(pix[0] / (pix[1] + pix[2] - pix[0]).clamp_min(1)),
     }
 
 
-def image_metrics(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+def evaluate_at(model, loader, dist: Dist, validation: dict[str, float]) -> dict[str, float]:
+    """A test split's metrics, its decisions taken at the validation's best-F1 threshold (the operating point)."""
+    return evaluate(model, loader, dist, operating=validation["best_f1_threshold"])
+
+
+def image_metrics(scores: torch.Tensor, targets: torch.Tensor, operating: float | None = None) -> dict[str, float]:
     threshold, f1 = M.best_f1_threshold(scores, targets)
     out = {
         "ap": M.average_precision(scores, targets),
@@ -222,11 +244,19 @@ def image_metrics(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, floa
         "best_f1": f1,
         "best_f1_threshold": threshold,
     }
-    for name, th in (("0.5", 0.5), ("best_f1", threshold)):
+    points = [("0.5", 0.5), ("best_f1", threshold)]
+    if operating is not None:
+        out["operating_threshold"] = float(operating)
+        points.append(("operating", float(operating)))
+    for name, th in points:
         pred = scores >= th
         out[f"fp@{name}"] = int((pred & (targets == 0)).sum())
         out[f"fn@{name}"] = int((~pred & (targets == 1)).sum())
     out["accuracy@0.5"] = float(((scores >= 0.5) == (targets == 1)).double().mean())
+    if operating is not None:
+        tp = int(((scores >= operating) & (targets == 1)).sum())
+        out["f1@operating"] = 2 * tp / max(1, 2 * tp + out["fp@operating"] + out["fn@operating"])
+        out["accuracy@operating"] = float(((scores >= operating) == (targets == 1)).double().mean())
     return out
 
 
