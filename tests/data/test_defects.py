@@ -142,3 +142,111 @@ def test_ok_and_defect_folders_label_by_folder_and_train_masks_only_where_drawn(
         check=False,
     )
     assert proc.returncode == 2 and "belongs to no image" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _part(path: Path, defect: bool, rng, mask_path: Path | None = None, mask_value: int = 255) -> None:
+    image = rng.integers(90, 140, (64, 32)).astype(np.uint8)
+    mask = np.zeros((64, 32), np.uint8)
+    if defect:
+        mask[20:40, 14:16] = mask_value
+        image[mask > 0] = 250
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    if mask_path is not None:
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(mask_path)
+
+
+def _ksdd2(root: Path) -> Path:
+    """KolektorSDD2 as published: train/ and test/, <id>.png with <id>_GT.png (0/255), every image with its GT."""
+    rng = np.random.default_rng(5)
+    for split, ids, defective in (
+        ("train", range(10000, 10008), {10001, 10004, 10006}),
+        ("test", range(20000, 20004), {20001}),
+    ):
+        for i in ids:
+            _part(root / split / f"{i}.png", i in defective, rng, root / split / f"{i}_GT.png")
+    return root
+
+
+def test_ksdd2_is_read_as_published_and_its_test_folder_is_the_test_split(tmp_path):
+    """issue 48: train/ is trained on (validation carved from it by item), test/ is the test split; no folds."""
+    from towerlab import config
+    from towerlab.dist import Dist
+    from towerlab.recipes import segdec
+
+    root = _ksdd2(tmp_path / "ksdd2")
+    found = defects.items_of(root, "ksdd2")
+    assert len(found.items) == 8 and list(found.test) == [f"test/{i}" for i in range(20000, 20004)]
+    cfg = config.build(
+        segdec.Config, None, {"data": str(root), "layout": "ksdd2", "height": 64, "width": 64, "val_fraction": 0.34}
+    )
+    data = segdec.build_data(cfg, Dist())
+    assert data.test.num_items == 4 and data.train.num_items + data.val.num_items == 8
+    assert data.test.tensors[2].tolist() == [0.0, 1.0, 0.0, 0.0]  # test/'s own labels, in id order
+    (root / "train" / "10003_GT.png").unlink()
+    with pytest.raises(DataError, match="10003.png has no mask 10003_GT.png"):
+        defects.items_of(root, "ksdd2")
+
+
+def test_folder_layout_takes_anomalibs_names_and_optional_test_folders(tmp_path):
+    """--layout folder --normal-dir good --abnormal-dir bad --mask-dir gt (anomalib's Folder); with test folders
+    named, they are the test split; without, the folds."""
+    rng = np.random.default_rng(6)
+    root = tmp_path / "parts"
+    for i in range(6):
+        _part(root / "good" / f"g{i}.png", False, rng)
+        _part(root / "bad" / f"b{i}.png", True, rng, root / "gt" / f"b{i}.png")
+    names = {"normal_dir": "good", "abnormal_dir": "bad", "mask_dir": "gt"}
+    folded = defects.items_of(root, "folder", names)
+    assert folded.test is None and len(folded.items) == 12
+    assert folded.items["b3"][0][1] == root / "gt" / "b3.png" and folded.items["g3"][0][1:] == (None, 0)
+    _part(root / "good_test" / "t0.png", False, rng)
+    _part(root / "bad_test" / "t1.png", True, rng, root / "gt" / "t1.png")
+    with pytest.raises(DataError, match="gt/t1.png belongs to no image"):  # a mask of no image: a naming mistake
+        defects.items_of(root, "folder", names)
+    tested = defects.items_of(
+        root, "folder", {**names, "normal_test_dir": "good_test", "abnormal_test_dir": "bad_test"}
+    )
+    assert tested.test == {
+        "good_test/t0": [(root / "good_test" / "t0.png", None, 0)],
+        "bad_test/t1": [(root / "bad_test" / "t1.png", root / "gt" / "t1.png", 1)],
+    }
+    with pytest.raises(DataError, match="no images in .*/nothing, the folder of defective images"):
+        defects.items_of(root, "folder", {**names, "abnormal_dir": "nothing"})
+
+
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--layout", "folder", "--normal-dir", "good"], "--layout folder needs --normal-dir and --abnormal-dir"),
+        (["--normal-dir", "good"], "--normal-dir names a folder of --layout folder; add --layout folder"),
+    ],
+)
+def test_folder_names_without_their_layout_are_one_line(tmp_path, flags, fragment):
+    from helpers import run_cli
+
+    proc = run_cli("train", "segdec", "--data", str(tmp_path), *flags, check=False)
+    assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_folder_layout_run_trains_and_tests_on_its_test_folders(tmp_path):
+    from helpers import run_cli
+
+    rng = np.random.default_rng(7)
+    root = tmp_path / "parts"
+    for i in range(4):
+        _part(root / "good" / f"g{i}.png", False, rng)
+        _part(root / "bad" / f"b{i}.png", True, rng, root / "gt" / f"b{i}.png")
+    for i in range(2):
+        _part(root / "good_test" / f"u{i}.png", False, rng)
+        _part(root / "bad_test" / f"v{i}.png", True, rng, root / "gt" / f"v{i}.png")
+    run = tmp_path / "run"
+    run_cli(
+        "train", "segdec", "--data", str(root), "--layout", "folder", "--normal-dir", "good", "--abnormal-dir",
+        "bad", "--mask-dir", "gt", "--normal-test-dir", "good_test", "--abnormal-test-dir", "bad_test",
+        "--stage", "joint", "--height", "64", "--width", "64", "--feature-channels", "16", "--batch-size", "2",
+        "--max-steps", "2", "--val-fraction", "0.5", "--out", str(run), "--no-report",
+    )  # fmt: skip
+    final = json.loads((run / "final_metrics.json").read_text())
+    assert {"ap", "fp@operating", "operating_threshold"} <= set(final["best"]["test"])

@@ -5,6 +5,13 @@
     generic   images/<stem>.png|jpg|bmp and masks/<stem>.png|bmp; an image without a mask is defect-free;
               or, as anomalib's Folder: ok/ (defect-free images) and defect/ (defective ones), with masks/<stem>.png
               for the defective images that have one; a defective image without a mask trains the decision only
+    folder    anomalib's Folder with its own names: --normal-dir, --abnormal-dir, --mask-dir (masks matched to
+              abnormal images by stem), and optionally --normal-test-dir / --abnormal-test-dir: a test split of
+              their own (otherwise the folds)
+    ksdd2     KolektorSDD2 as published: train/<id>.png with train/<id>_GT.png, test/ the same; the test/ folder
+              is the test split (no folds)
+
+A layout gives its items and, when the data set comes with one, its own test items (Layout.test).
 
 Images come back as uint8 [N,C,H,W], masks as uint8 [N,1,H,W] in {0,1} (UNKNOWN where a defective image has no
 mask: its pixels are never counted), labels as float [N] (1 = defective).
@@ -14,6 +21,7 @@ Masks are resized with max-pooling when shrinking, so a thin scratch never disap
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -65,28 +73,62 @@ def generic_items(root: Path) -> dict[str, list[tuple]]:
     return items
 
 
-def folder_items(root: Path) -> dict[str, list[tuple]]:
-    """ok/ and defect/ (anomalib's Folder): the label from the folder, a mask from masks/<stem> where there is one."""
+def folder_items(
+    root: Path, normal: str = "ok", abnormal: str = "defect", masks: str = "masks", matched: bool = True
+) -> dict[str, list[tuple]]:
+    """normal/ and abnormal/ (anomalib's Folder): the label from the folder, a mask from masks/<stem> where there is
+    one. matched: every mask must belong to an abnormal image here (False when a test split shares the folder)."""
+    found_masks = mask_files(root, masks)
+    items = {}
+    for label, sub in ((0, normal), (1, abnormal)):
+        for name, pairs in labelled(root / sub, label, found_masks).items():
+            if name in items:
+                raise DataError(
+                    f"{pairs[0][0]}: the name {name} is used twice; masks are matched by name, so rename one"
+                )
+            items[name] = pairs
+    stray = [m for stem, m in found_masks.items() if stem not in items or items[stem][0][2] == 0]
+    if stray and matched:
+        raise DataError(
+            f"mask {stray[0]} belongs to no image in {root / abnormal}; masks are for defective images, matched by name"
+        )
+    return items
+
+
+def mask_files(root: Path, masks: str) -> dict[str, Path]:
     from towerlab.data.folder import image_files
 
-    masks = {p.stem: p for p in image_files(root / "masks")} if (root / "masks").is_dir() else {}
-    items = {}
-    for label, sub in ((0, "ok"), (1, "defect")):
-        found = image_files(root / sub) if (root / sub).is_dir() else []
-        if not found:
-            raise DataError(
-                f"no images in {root / sub}; the ok/defect layout needs defect-free images in ok/ and "
-                f"defective ones in defect/"
-            )
-        for p in found:
-            if p.stem in items:
-                raise DataError(f"{p}: the name {p.stem} is used twice; masks are matched by name, so rename one")
-            items[p.stem] = [(p, masks.get(p.stem) if label else None, label)]
-    stray = [m for stem, m in masks.items() if stem not in items or items[stem][0][2] == 0]
-    if stray:
+    return {p.stem: p for p in image_files(root / masks)} if masks and (root / masks).is_dir() else {}
+
+
+def labelled(folder: Path, label: int, masks: dict[str, Path]) -> dict[str, list[tuple]]:
+    """{stem: [(image, its mask if defective and drawn, label)]} for every image in folder (none: an error)."""
+    from towerlab.data.folder import image_files
+
+    found = image_files(folder) if folder.is_dir() else []
+    if not found:
+        what = "defective" if label else "defect-free"
+        raise DataError(f"no images in {folder}, the folder of {what} images; check --data and the folder names")
+    return {p.stem: [(p, masks.get(p.stem) if label else None, label)] for p in found}
+
+
+def ksdd2_items(folder: Path) -> dict[str, list[tuple]]:
+    """KolektorSDD2's train/ or test/: <id>.png with <id>_GT.png (0 where defect-free, 255 on a defect)."""
+    if not folder.is_dir():
         raise DataError(
-            f"mask {stray[0]} belongs to no image in {root / 'defect'}; masks are for defective images, matched by name"
+            f"no {folder.name}/ folder in {folder.parent}; KolektorSDD2 is train/ and test/, each <id>.png with "
+            f"<id>_GT.png"
         )
+    items = {}
+    for image in sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and not p.stem.endswith("_GT")):
+        mask = image.with_name(f"{image.stem}_GT.png")
+        if not mask.is_file():
+            raise DataError(
+                f"image {image} has no mask {mask.name}; KolektorSDD2 pairs every <id>.png with <id>_GT.png"
+            )
+        items[f"{folder.name}/{image.stem}"] = [(image, mask)]
+    if not items:
+        raise DataError(f"no KolektorSDD2 images (<id>.png with <id>_GT.png) in {folder}")
     return items
 
 
@@ -136,12 +178,39 @@ def load(root: Path, layout: str, names: list[str], items: dict, channels: int, 
     return torch.stack(images), torch.stack(masks), torch.tensor(labels)
 
 
-def items_of(root: Path, layout: str) -> dict[str, list[tuple[Path, Path | None]]]:
+@dataclass
+class Layout:
+    items: dict[str, list[tuple]]  # {item name: [(image, mask or None[, label])]}: what is trained on (or folded)
+    test: dict[str, list[tuple]] | None = None  # the data set's own test split, when it has one
+
+
+def items_of(root: Path, layout: str, names: dict[str, str] | None = None) -> Layout:
+    """The items of a defect data set; names: the folder layout's folder names (normal_dir, abnormal_dir, mask_dir,
+    normal_test_dir, abnormal_test_dir)."""
     if layout == "kolektor":
-        return kolektor_items(root)
+        return Layout(kolektor_items(root))
     if layout == "generic":
-        return generic_items(root)
-    raise DataError(f"unknown defect layout {layout!r}; choose kolektor or generic")
+        return Layout(generic_items(root))
+    if layout == "ksdd2":
+        return Layout(ksdd2_items(root / "train"), ksdd2_items(root / "test"))
+    if layout == "folder":
+        return named_folders(root, names or {})
+    raise DataError(f"unknown defect layout {layout!r}; choose kolektor, generic, folder or ksdd2")
+
+
+def named_folders(root: Path, n: dict[str, str]) -> Layout:
+    """anomalib's Folder: normal_dir and abnormal_dir (the config requires both), masks by stem from mask_dir; the
+    test folders, when named, are the test split."""
+    testing = bool(n.get("normal_test_dir") or n.get("abnormal_test_dir"))
+    items = folder_items(root, n["normal_dir"], n["abnormal_dir"], n.get("mask_dir", ""), matched=not testing)
+    if not testing:
+        return Layout(items)
+    masks = mask_files(root, n.get("mask_dir", ""))
+    test: dict[str, list[tuple]] = {}
+    for label, key in ((0, "normal_test_dir"), (1, "abnormal_test_dir")):
+        if n.get(key):
+            test.update({f"{n[key]}/{k}": v for k, v in labelled(root / n[key], label, masks).items()})
+    return Layout(items, test)
 
 
 HOLD_OUT_SEED = 20_190_101  # one validation split for every run and seed (loader.SPLIT_SEED's rule)

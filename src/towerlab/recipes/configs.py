@@ -218,6 +218,9 @@ class FcnConfig(TrainConfig):
             )
 
 
+FOLDER_FIELDS = ("normal_dir", "abnormal_dir", "mask_dir", "normal_test_dir", "abnormal_test_dir")
+
+
 @dataclass
 class SegdecConfig(TrainConfig):
     # Tabernik et al.: plain SGD without momentum, one image per step, the segmentation net trained first and the
@@ -236,7 +239,17 @@ class SegdecConfig(TrainConfig):
         ("seg", "dec", "joint", "seg+dec"),
     )
     dec_epochs: float = opt(0.0, "seg+dec: epochs of the dec stage (0: the same as --epochs)")
-    layout: str = opt("kolektor", "on-disk layout of --data", ("kolektor", "generic"))
+    layout: str = opt(
+        "kolektor",
+        "on-disk layout of --data: kolektor (KolektorSDD), generic (images/ + masks/, or ok/ + defect/ + masks/), "
+        "folder (anomalib's Folder: name the folders with --normal-dir etc.), ksdd2 (KolektorSDD2: train/, test/)",
+        ("kolektor", "generic", "folder", "ksdd2"),
+    )
+    normal_dir: str = opt("", "layout folder: the folder (under --data) of defect-free images")
+    abnormal_dir: str = opt("", "layout folder: the folder of defective images")
+    mask_dir: str = opt("", "layout folder: the folder of the defective images' masks, matched by file stem")
+    normal_test_dir: str = opt("", "layout folder: defect-free images for the test split only (optional)")
+    abnormal_test_dir: str = opt("", "layout folder: defective images for the test split only (optional)")
     fold: int = opt(0, "cross-validation: test on this fold, train on the others (3 folds, split by item)")
     val_fraction: float = opt(
         0.2,
@@ -274,6 +287,14 @@ class SegdecConfig(TrainConfig):
             raise ConfigError(f"height={self.height}, width={self.width}: need multiples of 8, at least 64")
         if not 0 <= self.fold < self.folds or self.folds < 2:
             raise ConfigError(f"fold={self.fold}, folds={self.folds}: need folds >= 2 and 0 <= fold < folds")
+        if self.layout == "folder" and not (self.normal_dir and self.abnormal_dir):
+            raise ConfigError(
+                "--layout folder needs --normal-dir and --abnormal-dir: the folders (under --data) of the "
+                "defect-free and the defective images (and --mask-dir for their masks)"
+            )
+        named = [f for f in FOLDER_FIELDS if getattr(self, f)]
+        if named and self.layout != "folder":
+            raise ConfigError(f"--{named[0].replace('_', '-')} names a folder of --layout folder; add --layout folder")
         if self.stage == "dec" and not self.init_from:
             raise ConfigError(
                 "stage=dec trains the decision net on a frozen segmentation net: pass --init-from "

@@ -23,7 +23,7 @@ from towerlab.data.images import check_output, fit_to, read_image, write_image
 from towerlab.data.loader import BalancedLoader, Data, TensorLoader
 from towerlab.data.segmentation import red_overlay
 from towerlab.dist import Dist, all_gather_rows, all_reduce_sum
-from towerlab.recipes.configs import SegdecConfig
+from towerlab.recipes.configs import FOLDER_FIELDS, SegdecConfig
 from towerlab.strategy import unwrap
 
 NAME = "segdec"
@@ -118,13 +118,18 @@ def stages(cfg: Config) -> list[tuple[str, Config]]:
 
 # -- data ----------------------------------------------------------------------------------------------------
 def build_data(cfg: Config, dist: Dist) -> Data:
-    """The cross-validation fold cfg.fold is the test split; validation is a part of the other folds' items held
-    out by cfg.val_fraction (with --val-fraction 0, the fold itself: the paper's protocol)."""
+    """The test split is the data set's own (KolektorSDD2's test/, a folder layout's test folders), else the
+    cross-validation fold cfg.fold; validation is a part of the other items held out by cfg.val_fraction (with
+    --val-fraction 0, the test split itself: the paper's protocol)."""
     root = resolve_dir(cfg.data, "kolektorsdd")
-    items = defects.items_of(root, cfg.layout)
-    parts = defects.folds(list(items), cfg.folds)
-    fold_names = parts[cfg.fold]
-    train_names = [n for i, part in enumerate(parts) if i != cfg.fold for n in part]
+    found = defects.items_of(root, cfg.layout, {f: getattr(cfg, f) for f in FOLDER_FIELDS})
+    items = {**found.items, **(found.test or {})}
+    if found.test:
+        train_names, fold_names = list(found.items), list(found.test)
+    else:
+        parts = defects.folds(list(items), cfg.folds)
+        fold_names = parts[cfg.fold]
+        train_names = [n for i, part in enumerate(parts) if i != cfg.fold for n in part]
     size = (cfg.height, cfg.width)
     train = defects.load(root, cfg.layout, train_names, items, cfg.channels, size)
     fold = defects.load(root, cfg.layout, fold_names, items, cfg.channels, size)
