@@ -70,3 +70,58 @@ def test_ap_auc_f1_against_scikit_learn(seed):
     threshold, f1 = best_f1_threshold(st, yt)
     assert f1 == pytest.approx(f1_score(y, s >= threshold))
     assert f1 >= max(f1_score(y, s >= t) for t in np.unique(s)) - 1e-12
+
+
+def _aupro_by_hand(scores, masks, limit=0.3):
+    """The definition, threshold by threshold: the mean over regions of the share of each region's pixels at or
+    above it, against the share of defect-free pixels at or above it; cut at `limit`, area / limit."""
+    import numpy as np
+    from scipy import ndimage
+
+    s, m = scores.numpy(), masks.numpy()
+    regions = []
+    for i in range(len(m)):
+        lab, n = ndimage.label(m[i] == 1, structure=np.ones((3, 3)))
+        regions += [(i, lab == r) for r in range(1, n + 1)]
+    negative = s[m == 0]
+    points = [(0.0, 0.0)]
+    for t in sorted(set(s[m <= 1].ravel().tolist()), reverse=True):
+        points.append((float((negative >= t).mean()), float(np.mean([(s[i][r] >= t).mean() for i, r in regions]))))
+    x, y = [], []
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        x.append(x0), y.append(y0)
+        if x1 > limit:
+            x.append(limit), y.append(y0 + (y1 - y0) * (limit - x0) / (x1 - x0))
+            break
+    else:
+        x.append(points[-1][0]), y.append(points[-1][1])
+    return np.trapezoid(y, x) / limit
+
+
+def test_aupro_and_pixel_auroc_follow_their_definitions():
+    """issue 48: AUPRO as MVTec AD / anomalib define it (each 8-connected region weighs the same, FPR cut at 0.3),
+    pixel AUROC as scikit-learn computes it; unknown pixels (255) count nowhere. bench/defect_metrics_peer.py checks
+    both against anomalib's and torchmetrics' own code on the same arrays."""
+    import math
+
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from towerlab import metrics as M
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((4, 20, 16), np.uint8)
+    masks[0, 2:5, 3:8] = 1
+    masks[0, 10:18, 10:12] = 1
+    masks[0, 5, 8] = 1  # touches the first region diagonally: one region with it (8-connected)
+    masks[2, 5:7, 5:7] = 1
+    masks[3, 0:3, :] = 255
+    scores = np.round(rng.random(masks.shape) * 0.7 + (masks == 1) * 0.3 * rng.random(masks.shape), 2)  # ties
+    s, m = torch.from_numpy(scores.astype(np.float32)), torch.from_numpy(masks)
+    assert M.aupro(s, m) == pytest.approx(_aupro_by_hand(s, m), abs=1e-7)
+    assert M.region_weights(m)[1] == 3
+    known = masks <= 1
+    assert M.pixel_auroc(s, m) == pytest.approx(roc_auc_score(masks[known], scores[known]), abs=1e-7)
+    perfect = torch.where(m == 1, 1.0, 0.0)
+    assert M.aupro(perfect, m) == pytest.approx(1.0) and M.pixel_auroc(perfect, m) == pytest.approx(1.0)
+    assert math.isnan(M.aupro(s, torch.zeros_like(m)))  # no defect region: undefined, not 0

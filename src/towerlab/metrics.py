@@ -63,13 +63,17 @@ def summarize(counts: torch.Tensor, uncounted: tuple[int, ...] = ()) -> dict[str
     }
 
 
-def _ranked(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cumulative true and false positives at each distinct score, highest first (ties form one threshold)."""
+def _ranked(
+    scores: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cumulative true and false positives at each distinct score, highest first (ties form one threshold); with
+    weights, each positive counts its weight."""
     order = torch.argsort(scores, descending=True, stable=True)
     s, t = scores[order].double(), targets[order].double()
     last = torch.ones_like(s, dtype=torch.bool)
     last[:-1] = s[1:] != s[:-1]  # the last item of each run of equal scores
-    return t.cumsum(0)[last], (1 - t).cumsum(0)[last], s[last]
+    positive = t if weights is None else t * weights[order].double()
+    return positive.cumsum(0)[last], (1 - t).cumsum(0)[last], s[last]
 
 
 def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> float:
@@ -100,3 +104,58 @@ def best_f1_threshold(scores: torch.Tensor, targets: torch.Tensor) -> tuple[floa
     f1 = 2 * tp / (tp + fp + tp[-1])  # 2TP / (2TP + FP + FN), with FN = P - TP
     k = int(torch.argmax(f1))
     return float(thresholds[k]), float(f1[k])
+
+
+def pixel_auroc(scores: torch.Tensor, masks: torch.Tensor) -> float:
+    """ROC AUC over every pixel whose label is known (masks: 0, 1, or 255 where nobody labelled the pixel)."""
+    known = masks <= 1
+    return roc_auc(scores[known].float(), masks[known].float())
+
+
+def aupro(scores: torch.Tensor, masks: torch.Tensor, fpr_limit: float = 0.3) -> float:
+    """Area under the per-region-overlap curve up to a false positive rate of fpr_limit, divided by fpr_limit
+    (Bergmann et al. 2021, MVTec AD; anomalib's AUPRO). scores, masks: [N, H, W]; masks 0, 1 or 255 (unknown)."""
+    weights, regions = region_weights(masks)
+    known = masks <= 1
+    return aupro_of_pixels(scores[known], masks[known], weights[known], regions, fpr_limit)
+
+
+def region_weights(masks: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(1 / the size of its connected defect region for every defect pixel, 0 elsewhere; the number of regions):
+    regions are 8-connected, per image, as OpenCV's connected components (anomalib's) find them."""
+    import numpy as np
+    from scipy import ndimage
+
+    weights = torch.zeros(masks.shape, dtype=torch.float32)
+    regions = 0
+    for i, mask in enumerate(masks):
+        labels, n = ndimage.label(mask.cpu().numpy() == 1, structure=np.ones((3, 3)))
+        if n:
+            inverse_size = 1.0 / np.bincount(labels.ravel())
+            inverse_size[0] = 0.0  # background: no weight
+            weights[i] = torch.from_numpy(inverse_size[labels].astype(np.float32))
+            regions += n
+    return weights, regions
+
+
+def aupro_of_pixels(
+    scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, regions: int, fpr_limit: float = 0.3
+) -> float:
+    """AUPRO from known pixels (1-D: score, label 0/1, region_weights' weight) and the number of regions.
+
+    Each region counts equally, whatever its size: at a threshold, the overlap is the mean over regions of the
+    share of the region's pixels predicted defective, and the false positive rate the share of defect-free pixels
+    predicted defective. The mean over regions is a weighted count (each pixel of region r weighs 1 / (|r| x
+    regions)), so the exact curve comes from one sort of the pixels."""
+    if regions == 0 or not (labels == 0).any():
+        return float("nan")
+    pro, fp, _ = _ranked(scores.float(), labels.float(), weights.double() / regions)
+    fpr = torch.cat([fp.new_zeros(1), fp / fp[-1]])
+    pro = torch.cat([pro.new_zeros(1), pro])
+    k = int(torch.searchsorted(fpr, torch.tensor([fpr_limit], dtype=fpr.dtype), right=True)[0])
+    if k < len(fpr):  # cut the curve at fpr_limit, interpolating the overlap there
+        x0, x1, y0, y1 = fpr[k - 1], fpr[k], pro[k - 1], pro[k]
+        at = y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0)
+        fpr = torch.cat([fpr[:k], fpr.new_tensor([fpr_limit])])
+        pro = torch.cat([pro[:k], at.reshape(1)])
+    return float(torch.trapezoid(pro, fpr) / fpr_limit)

@@ -241,6 +241,9 @@ def test_the_test_fold_is_judged_at_the_threshold_validation_chose(kolektor_dir,
     test = best["test"]
     assert test["operating_threshold"] == validation["best_f1_threshold"]
     assert {"fp@operating", "fn@operating", "f1@operating", "accuracy@operating", "ap"} <= set(test)
+    anomalib = {"image_auroc", "f1_max", "pixel_auroc", "pixel_aupro"}  # anomalib's figures, beside today's
+    assert anomalib <= set(test) and anomalib <= set(m) and test["image_auroc"] == test["auc"]
+    assert all(0 <= test[k] <= 1 for k in anomalib)
     assert 0 < validation["best_f1_threshold"] < 1
     assert infer.load(run, "best").cfg.threshold == pytest.approx(validation["best_f1_threshold"])
     # 6 items of 2-3 images: the fold is 2 items, validation 2 of the other 4, training the last 2

@@ -213,10 +213,11 @@ def loss(model, batch, step=None):
 
 @torch.no_grad()
 def evaluate(model, loader, dist: Dist, operating: float | None = None) -> dict[str, float]:
-    """Image level: AP, ROC AUC, errors at 0.5 and at the best-F1 threshold (and at `operating`, a threshold chosen
-    elsewhere, when given). Pixel level (1/8 grid): Dice, IoU."""
+    """Image level: AP, ROC AUC (also as anomalib's image_auroc), errors at 0.5 and at the best-F1 threshold
+    (F1-max), and at `operating`, a threshold chosen elsewhere, when given. Pixel level: Dice and IoU on the 1/8
+    grid; pixel AUROC and AUPRO (anomalib's definitions) of the heat map at the input size."""
     net = unwrap(model, SegDecNet)
-    scores, targets = [], []
+    scores, targets, heat, truth_maps = [], [], [], []
     pix = torch.zeros(3, dtype=torch.float64, device=dist.device)  # true positive, predicted, actual pixels
     for x, mask, label in loader:
         mask_logits, decision = net(x)
@@ -226,6 +227,8 @@ def evaluate(model, loader, dist: Dist, operating: float | None = None) -> dict[
         known = cells <= 1  # pixels of an image without a mask count nowhere
         pred, truth = (mask_logits.float() > 0) & known, (cells > 0.5) & known
         pix += torch.stack([(pred & truth).sum(), pred.sum(), truth.sum()]).double()
+        heat.append(F.interpolate(mask_logits.float(), size=x.shape[-2:], mode="bilinear").sigmoid()[:, 0])
+        truth_maps.append(mask[:, 0].to(torch.uint8))  # 0, 1, or 255 (UNKNOWN) at the input size
     s = all_gather_rows(torch.cat(scores) if scores else torch.zeros(0, device=dist.device), dist)
     t = all_gather_rows(torch.cat(targets) if targets else torch.zeros(0, device=dist.device), dist)
     all_reduce_sum(pix, dist)
@@ -233,6 +236,27 @@ def evaluate(model, loader, dist: Dist, operating: float | None = None) -> dict[
         **image_metrics(s, t, operating),
         "dice": float(2 * pix[0] / (pix[1] + pix[2]).clamp_min(1)),
         "iou": float(pix[0] / (pix[1] + pix[2] - pix[0]).clamp_min(1)),
+        **pixel_metrics(heat, truth_maps, dist),
+    }
+
+
+def pixel_metrics(heat: list[torch.Tensor], truth: list[torch.Tensor], dist: Dist) -> dict[str, float]:
+    """pixel AUROC and AUPRO over every process's images: each process finds its images' defect regions, then the
+    known pixels (score, label, region weight) of all are gathered, since each curve needs every pixel."""
+    empty = torch.zeros(0)
+    h, m = (torch.cat(heat).cpu(), torch.cat(truth).cpu()) if heat else (empty, empty.to(torch.uint8))
+    weights, regions = M.region_weights(m)
+    known = m <= 1
+    local = torch.stack([h[known].float(), m[known].float(), weights[known]], 1) if heat else torch.zeros(0, 3)
+    pixels = all_gather_rows(local.to(dist.device), dist)
+    count = torch.tensor([float(regions)], dtype=torch.float64, device=dist.device)
+    all_reduce_sum(count, dist)
+    scores, labels, w = pixels.unbind(1) if len(pixels) else (empty, empty, empty)
+    if not len(scores):
+        return {"pixel_auroc": float("nan"), "pixel_aupro": float("nan")}
+    return {
+        "pixel_auroc": M.roc_auc(scores, labels),
+        "pixel_aupro": M.aupro_of_pixels(scores, labels, w, int(count.item())),
     }
 
 
@@ -248,6 +272,8 @@ def image_metrics(scores: torch.Tensor, targets: torch.Tensor, operating: float 
         "auc": M.roc_auc(scores, targets),
         "best_f1": f1,
         "best_f1_threshold": threshold,
+        "image_auroc": M.roc_auc(scores, targets),  # anomalib's names for the same figures
+        "f1_max": f1,
     }
     points = [("0.5", 0.5), ("best_f1", threshold)]
     if operating is not None:
