@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-KEYS = ("ap", "auc", "fp@0.5", "fn@0.5", "fp@best_f1", "fn@best_f1", "dice")
+KEYS = ("ap", "auc", "fp@0.5", "fn@0.5", "fp@best_f1", "fn@best_f1", "dice", "pixel_auroc", "pixel_aupro")
 
 
 def train(out: Path, fold: int, args, extra: list[str]) -> float:
@@ -123,7 +123,7 @@ def main() -> int:
         rows.append(
             {
                 "fold": fold,
-                **{k: dec[k] for k in KEYS},
+                **{k: dec.get(k, float("nan")) for k in KEYS},  # runs before issue 48 lack the pixel figures
                 "seg_stage_ap": seg["ap"],
                 "parts": len(scores),
                 "cpu_s_this_call": cpu,
