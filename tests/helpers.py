@@ -10,10 +10,13 @@ import multiprocessing
 import os
 import pickle
 import runpy
+import signal
+import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from multiprocessing import forkserver
 from pathlib import Path
@@ -276,3 +279,47 @@ def hostile_pictures() -> dict[str, bytes]:
         + chunk(b"IDAT", zlib.compress(b"\0" * 13001 * 8))
         + chunk(b"IEND", b""),
     }
+
+
+# -- a real `mlflow server` on 127.0.0.1 (SQLite backend store, local artifact root) ---------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mlflow(root: Path, port: int) -> subprocess.Popen:
+    root.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(root / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("mlflow server did not start")
+
+
+def stop_mlflow(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -35,7 +35,7 @@ LAYERS = (
     ("formats", ("data", "chem", "checkpoint")),
     ("recipes", ("strategy", "recipes")),
     ("training", ("runs", "engine", "infer")),
-    ("runs at work", ("train", "trial", "executor", "export")),
+    ("runs at work", ("train", "trial", "executor", "export", "registry")),
     ("what uses runs", ("jobs", "search", "generate", "report", "serve")),
     ("command line", ("board", "cli", "__main__")),
 )

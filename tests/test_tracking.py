@@ -3,8 +3,6 @@ with MlflowClient: a run's config, metrics, tags and report; a search's trials a
 away mid-run costs a warning, never the run."""
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,52 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import free_port as _port
 from helpers import run_cli
+from helpers import start_mlflow as _start
+from helpers import stop_mlflow as _stop
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra: pip install 'towerlab[mlflow]'")
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(root: Path, port: int) -> subprocess.Popen:
-    root.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--default-artifact-root",
-            str(root / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise AssertionError("mlflow server did not start")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 SERVERS: dict[str, subprocess.Popen] = {}

@@ -39,7 +39,7 @@ class Db:
                     dict(r._mapping)
                     for r in c.execute(
                         text(
-                            "SELECT o.row_key, o.status, o.class_name, o.error, o.model_sha256, m.label "
+                            "SELECT o.row_key, o.status, o.class_name, o.error, o.model_sha256, o.model_run, m.label "
                             "FROM towerlab_outcome o LEFT JOIN measurements m ON m.id = o.row_key ORDER BY o.row_key"
                         )
                     )

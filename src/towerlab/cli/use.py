@@ -142,19 +142,56 @@ def add_export(sub) -> None:
     s.add_argument("run_dir")
     s.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     s.add_argument("--out", help="file to write (default: RUN/model.onnx or RUN/model.pt)")
+    s.add_argument(
+        "--register",
+        metavar="NAME",
+        help="also log the ONNX model as a new version of NAME in the MLflow model registry "
+        "(MLFLOW_TRACKING_URI's, or --mlflow's); serve it with model: models:/NAME@ALIAS",
+    )
+    s.add_argument("--alias", help="with --register: point this alias (e.g. champion) at the new version")
+    s.add_argument(
+        "--mlflow", default="", metavar="URI", help="the registry's MLflow address (default: $MLFLOW_TRACKING_URI)"
+    )
     add_checkpoint(s, "last")
     s.set_defaults(func=cmd_export)
 
 
 def cmd_export(args) -> int:
+    from towerlab.errors import ConfigError
     from towerlab.export import export
 
+    if args.register and args.format != "onnx":
+        raise ConfigError("--register logs an ONNX model: drop --format torchscript")
+    if args.alias and not args.register:
+        raise ConfigError("--alias names the version --register makes: add --register NAME")
+    if args.register:  # the registry's address is checked before minutes of export
+        from towerlab import registry
+
+        uri = registry.tracking_uri(args.mlflow)
+        if secrets_in(args.mlflow):
+            raise ConfigError(
+                "--mlflow holds a password, which would stay in your shell history: put it in "
+                "MLFLOW_TRACKING_PASSWORD (or the whole URI in MLFLOW_TRACKING_URI)"
+            )
     done = export(args.run_dir, args.format, args.out, args.checkpoint)
     print(
         f"{done['format']}: {done['path']} ({done['towerlab.recipe']}, step {done['towerlab.step']}); largest "
         f"difference from PyTorch on {done['inputs']} images: {done['max_abs_diff']:.2e}"
     )
+    if args.register:
+        from pathlib import Path
+
+        meta = {k: v for k, v in done.items() if k.startswith("towerlab.")}
+        reg = registry.register(Path(done["path"]), args.register, Path(args.run_dir), meta, uri, args.alias)
+        alias = f", alias {reg['alias']}" if reg["alias"] else ""
+        print(f"registered: models:/{reg['name']}/{reg['version']}{alias} at {reg['uri']}")
     return 0
+
+
+def secrets_in(uri: str) -> bool:
+    from towerlab import secrets
+
+    return bool(uri) and secrets.has_password(uri)
 
 
 def add_data(sub) -> None:

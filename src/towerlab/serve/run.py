@@ -17,6 +17,12 @@ def _onnx(settings) -> Scorer:
     return OnnxScorer(settings.model, settings.reload, settings.reload_check_s)
 
 
+def _registry(settings) -> Scorer:
+    from towerlab.serve.onnx_scorer import RegistryScorer
+
+    return RegistryScorer(settings.model, settings.reload_check_s)
+
+
 def _pytorch(settings) -> Scorer:
     try:
         from towerlab.serve.scorer import TorchScorer
@@ -44,9 +50,11 @@ class Backend:
     build: Callable[..., Scorer]  # settings -> a Scorer
 
 
-# the first that takes the model builds its scorer: an exported .onnx file runs on ONNX Runtime (no torch imported),
-# anything else is a run directory, on PyTorch. A new engine is one more entry, before the catch-all.
+# the first that takes the model builds its scorer: a registry model (models:/...) and an exported .onnx file run on
+# ONNX Runtime (no torch imported), anything else is a run directory, on PyTorch. A new engine is one more entry,
+# before the catch-all.
 BACKENDS = (
+    Backend("registry", lambda model: model.startswith("models:/"), _registry),
     Backend("onnxruntime", lambda model: model.endswith(".onnx"), _onnx),
     Backend("pytorch", lambda model: True, _pytorch),
 )
@@ -55,7 +63,7 @@ BACKENDS = (
 def scorer(settings) -> Scorer:
     from pathlib import Path
 
-    if not Path(settings.model).exists():  # a mistyped path, not a run to train first
+    if not settings.model.startswith("models:/") and not Path(settings.model).exists():  # a mistyped path
         raise ConfigError(
             f"model: {settings.model} does not exist; give a run directory `towerlab train` wrote or "
             f"an .onnx file from `towerlab export`"
