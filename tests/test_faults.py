@@ -299,3 +299,33 @@ def test_the_ranks_die_with_their_launcher_and_the_run_resumes_bitwise_equal(tmp
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _same_weights(straight, run)
+
+
+def test_two_nodes_on_loopback_train_together_and_a_killed_worker_restarts_bitwise_equal(tmp_path, straight):
+    """issue 46: two torchrun agents with --nnodes 2 and a c10d rendezvous on 127.0.0.1 are two machines sharing
+    the run folder (as on a cluster file system), one process each. A worker SIGKILLed mid-run: its agent restarts
+    the group, the other agent joins the new rendezvous, every process resumes from the newest checkpoint, and the
+    run ends with the weights of one uninterrupted 2-process run, bit for bit."""
+    from helpers import free_port
+
+    run, port = tmp_path / "two-nodes", free_port()
+    agent = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", f"towerlab-{port}",
+        "--max-restarts", "2", *_train(run)[1:],
+    ]  # fmt: skip
+    env = _env(TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1")
+    agents = [subprocess.Popen(agent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)]
+    time.sleep(1.0)  # the first agent hosts the rendezvous store; the second connects to it
+    agents.append(subprocess.Popen(agent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    try:
+        _kill_rank_after(run, agents[0], random.Random().randint(12, STEPS - 60), rank=1)
+        done = [a.communicate(timeout=300) for a in agents]
+    finally:
+        for a in agents:
+            if a.poll() is None:
+                a.kill()
+    assert [a.returncode for a in agents] == [0, 0], "\n".join(err[-2000:] for _, err in done)
+    assert "x 2 process(es)" in done[0][0] + done[1][0]
+    assert "resume (torchrun restart 1)" in done[0][0] + done[1][0]
+    _same_weights(straight, run)
