@@ -44,3 +44,54 @@ def test_a_csv_cell_is_never_a_formula():
         -1.5,
         3,
     ]
+
+
+_NO_FLOCK = (
+    "import errno, fcntl, sys, time\n"
+    "def refuse(*a):\n"
+    "    raise OSError(errno.ENOLCK, 'No locks available')\n"
+    "fcntl.flock = refuse\n"  # a file system without flock (NFS without lockd, Lustre without -o flock)
+    "{more}"
+    "from towerlab.files import acquire_lock\n"
+    "from pathlib import Path\n"
+    "fd = acquire_lock(Path(sys.argv[1]))\n"
+    "print('held', flush=True)\n"
+    "time.sleep(float(sys.argv[2]))\n"
+)
+
+
+def _locker(folder, seconds, more=""):
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-c", _NO_FLOCK.format(more=more), str(folder), str(seconds)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_folder_on_a_file_system_without_flock_is_still_locked_across_processes(tmp_path):
+    """issue 46: where flock is refused, a POSIX record lock (what NFS and Lustre implement across machines) holds
+    the folder; a second process is refused naming the first; the lock goes with the process."""
+    first = _locker(tmp_path, 30)
+    try:
+        assert first.stdout.readline().strip() == "held"
+        second = _locker(tmp_path, 0)
+        _, err = second.communicate(timeout=60)
+        assert second.returncode != 0 and f"is being trained by process {first.pid}" in err
+    finally:
+        first.kill()
+        first.wait()
+    third = _locker(tmp_path, 0)
+    out, err = third.communicate(timeout=60)
+    assert third.returncode == 0 and "held" in out and "warning" not in err  # the dead holder let go
+
+
+def test_a_file_system_with_no_locks_at_all_is_said_once_and_the_work_goes_on(tmp_path):
+    no_lockf = "fcntl.lockf = refuse\n"
+    proc = _locker(tmp_path, 0, more=no_lockf)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "held" in out
+    assert "refuses file locks" in err and "nothing stops a second process" in err

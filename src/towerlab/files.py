@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import sys
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,16 +134,45 @@ def acquire_lock(path: Path, doing: str = "trained") -> int:
         why = "it is a link" if e.errno == errno.ELOOP else e.strerror or type(e).__name__
         raise ConfigError(f"{path / '.lock'} cannot be taken ({why}); delete it, then run again") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock(fd, exclusive=True)
     except BlockingIOError:
         os.close(fd)
         raise ConfigError(
             f"{path} is being {doing} by process {holder(path) or '?'}; wait for it to finish or stop "
             f"it, then run again"
         ) from None
+    except OSError as e:  # neither flock nor POSIX locks here: say so once, and work on unguarded
+        print(
+            f"towerlab: warning: the file system of {path} refuses file locks ({e.strerror or e}); nothing stops a "
+            f"second process from working in this folder at the same time",
+            file=sys.stderr,
+        )
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
+
+
+# what a file system that does not lock says (NFS without lockd, Lustre mounted without -o flock, some FUSE)
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}
+
+
+def _lock(fd: int, exclusive: bool) -> None:
+    """flock, or where the file system refuses it, a POSIX record lock (fcntl F_SETLK: what NFS and Lustre
+    implement across machines); BlockingIOError when another process holds it, OSError when neither exists."""
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        raise
+    except OSError as e:
+        if e.errno not in _NO_LOCKS:
+            raise
+    try:
+        fcntl.lockf(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EACCES):  # held by another process
+            raise BlockingIOError(e.errno, e.strerror) from None
+        raise
 
 
 @contextmanager
@@ -163,11 +193,15 @@ def holder(path: Path) -> int | None:
     except OSError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        if os.pread(fd, 32, 0).decode(errors="replace").strip() == str(os.getpid()):
+            return os.getpid()  # ours: no test lock (closing it would drop a POSIX record lock this process holds)
+        _lock(fd, exclusive=False)
         return None
     except BlockingIOError:
         text = os.pread(fd, 32, 0).decode(errors="replace").strip()
         return int(text) if text.isdigit() else -1
+    except OSError:  # no locks on this file system: nobody can be said to hold it
+        return None
     finally:
         os.close(fd)
 
