@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from towerlab.data.images import read_image, read_label
+from towerlab.data.stream import Items
 from towerlab.errors import DataError
 
 IGNORE = 255
@@ -312,19 +313,48 @@ def to_train_ids(raw: torch.Tensor, s: Spec, path: Path) -> torch.Tensor:
     return out
 
 
-def load_split(dataset: str, root: Path, split: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Decode every pair of a split: images uint8 [3,H,W], labels uint8 [H,W] (IGNORE where ignored)."""
-    s = spec(dataset, root)
-    table = read_table(root) if dataset == "folder" else None
-    images, labels = [], []
-    for image_path, label_path in pairs(dataset, root, split):
+class PairItems(Items):
+    """A split's (image, label map) pairs, each decoded when asked for: images uint8 [3,H,W], labels uint8 [H,W]
+    (IGNORE where ignored); a batch of items of different sizes is padded (images with 0, labels with IGNORE)."""
+
+    def __init__(self, dataset: str, root: Path, split: str):
+        self.spec = spec(dataset, root)
+        self.table = read_table(root) if dataset == "folder" else None
+        self.pairs = pairs(dataset, root, split)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image_path, label_path = self.pairs[i]
         image = read_image(image_path, 3)
-        label = folder_ids(label_path, table) if table else to_train_ids(read_label(label_path), s, label_path)
+        label = (
+            folder_ids(label_path, self.table)
+            if self.table
+            else to_train_ids(read_label(label_path), self.spec, label_path)
+        )
         if tuple(label.shape) != tuple(image.shape[1:]):
             raise DataError(
                 f"label {label_path} is {label.shape[1]}x{label.shape[0]} but its image is "
                 f"{image.shape[2]}x{image.shape[1]}; a label must match its image pixel for pixel"
             )
+        return image, label
+
+    def stack(self, rows):
+        from towerlab.data.loader import pad_stack
+
+        return tuple(pad_stack(list(field), value) for field, value in zip(zip(*rows), (0, IGNORE)))
+
+    def describe(self, i: int) -> str:
+        return f"file {self.pairs[i][0]}"
+
+
+def load_split(dataset: str, root: Path, split: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Decode every pair of a split: images uint8 [3,H,W], labels uint8 [H,W] (IGNORE where ignored)."""
+    items = PairItems(dataset, root, split)
+    images, labels = [], []
+    for i in range(len(items)):
+        image, label = items[i]
         images.append(image)
         labels.append(label)
     return images, labels

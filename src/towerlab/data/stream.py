@@ -48,7 +48,11 @@ class Items(torch.utils.data.Dataset):
 
     def batch(self, idx: list[int]) -> tuple[torch.Tensor, ...]:
         """These items stacked, one tensor per field (a format that can read many at once does it faster)."""
-        return tuple(torch.stack(field) for field in zip(*(self[i] for i in idx)))
+        return self.stack([self[i] for i in idx])
+
+    def stack(self, rows: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+        """Items made one batch, a tensor per field (items of different sizes: padded, see segmentation.PairItems)."""
+        return tuple(torch.stack(field) for field in zip(*rows))
 
 
 class Subset(Items):
@@ -60,6 +64,9 @@ class Subset(Items):
 
     def __getitem__(self, i: int):
         return self.items[self.idx[i]]
+
+    def stack(self, rows):
+        return self.items.stack(rows)
 
     def item_bytes(self) -> int:
         return self.items.item_bytes()
@@ -223,7 +230,7 @@ class _Guarded(torch.utils.data.Dataset):
             rows.append(found[0])
             skipped += found[1] > 0
         self.busy[slot] = -1
-        return tuple(torch.stack(field) for field in zip(*rows)), skipped
+        return self.items.stack(rows), skipped
 
     def _one(self, i: int, slot: int):
         n = len(self.items)

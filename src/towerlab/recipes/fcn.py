@@ -10,6 +10,7 @@ are this module at output strides 32, 16 and 8 (`variant`).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -23,7 +24,8 @@ from towerlab.data import segmentation as seg
 from towerlab.data.augment import normalize, paired_scale_crop_flip
 from towerlab.data.images import check_output, read_image, write_image, write_label
 from towerlab.data.loader import Data, PaddedLoader
-from towerlab.dist import Dist, all_reduce_sum
+from towerlab.data.stream import StreamReader, choose
+from towerlab.dist import Dist, all_reduce_sum, print0
 from towerlab.errors import ConfigError
 from towerlab.metrics import ConfusionMatrix
 from towerlab.recipes.configs import FcnConfig, fcn_config
@@ -198,17 +200,36 @@ def _spec(cfg: Config) -> seg.Spec:
 
 
 def build_data(cfg: Config, dist: Dist) -> Data:
+    """The splits decoded into memory, or streamed from their files by worker processes (--loader, as every image
+    recipe): the same items, the same padded batches."""
     root = resolve_dir(cfg.data, FOLDERS.get(cfg.dataset, cfg.dataset))
     s = seg.spec(cfg.dataset, root)
-    train = seg.load_split(cfg.dataset, root, cfg.train_split or s.train_split)
-    val = seg.load_split(cfg.dataset, root, cfg.val_split or s.val_split)
+    train = seg.PairItems(cfg.dataset, root, cfg.train_split or s.train_split)
+    val = seg.PairItems(cfg.dataset, root, cfg.val_split or s.val_split)
+    choice = choose(cfg.loader, cfg.data_memory, [train, val])
+    print0(choice.line, dist=dist, file=sys.stderr)
     # evaluate() and examples() read loader.info: the classes, the uncounted ones and the colours
     options = {"pad": (0, seg.IGNORE), "on_device": cfg.data_on_device, "channels_last": cfg.channels_last, "info": s}
+
+    def loader(items: seg.PairItems, batch_size: int, **kw) -> PaddedLoader:
+        if choice.stream:
+            reader = StreamReader(items, cfg.workers, skip_bad=cfg.skip_bad_files, pin=dist.device.type == "cuda")
+            return PaddedLoader(None, batch_size, dist, reader=reader, **options, **kw)
+        return PaddedLoader(decoded(items), batch_size, dist, **options, **kw)
+
     return Data(
-        PaddedLoader(train, cfg.batch_size, dist, train=True, seed=cfg.seed, transform=train_transform(cfg), **options),
+        loader(train, cfg.batch_size, train=True, seed=cfg.seed, transform=train_transform(cfg)),
         # one image per process at a time: padding to a batch would change the outputs near the border
-        PaddedLoader(val, dist.world_size, dist, train=False, transform=eval_transform, **options),
+        loader(val, dist.world_size, train=False, transform=eval_transform),
     )
+
+
+def decoded(items: seg.PairItems) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Every pair decoded once, kept at its own size (a list per field: the loader pads each batch)."""
+    from towerlab.progress import bar
+
+    rows = [items[i] for i in bar(range(len(items)), "reading images", unit="image", min_total=2000)]
+    return [r[0] for r in rows], [r[1] for r in rows]
 
 
 def train_transform(cfg: Config):
