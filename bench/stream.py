@@ -2,6 +2,7 @@
 
     TOWERLAB_DATA=../shared/data python bench/stream.py rss   [--sizes 1000 10000 50000] [--image-size 96x96]
     TOWERLAB_DATA=../shared/data python bench/stream.py speed [--steps 300] [--workers 2]
+    TOWERLAB_DATA=../shared/data python bench/stream.py seg   [--steps 40] [--repeats 2]
 
 rss: an image folder of the first N training images of the complete CIFAR-10 (written once as PNG under --out),
 trained for a few steps by `towerlab train mlp --dataset mnist --image-size HxW --loader memory|stream` (a small
@@ -17,6 +18,11 @@ speed: images a second of the same training step (the tutorial CNN, its transfor
     does: open, convert, to a uint8 tensor; torchvision itself cannot be installed beside this torch build), the
     same workers, batch and order,
 all in this one process, one after the other, each after a warm-up of 20 steps. Ratios are what compare.
+
+seg: FCN-8s on the real CamVid (367 training pairs of 360x480), `towerlab train fcn8s --loader memory|stream`
+(a narrow net, --width 0.125 --fc-channels 64, batch 4, full-size images: the data's share of the work is large),
+each way in a process of its own, alternating, --repeats times: the run's own images/s (final_metrics.json,
+evaluation left out) and the command's peak resident memory.
 Prints tables and writes --out/<mode>.json.
 """
 
@@ -234,9 +240,54 @@ def plain_loader(pairs, b: int, workers: int, seed: int):
     )
 
 
+def seg_cmd(args, data: Path, way: str, out: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "towerlab", "train", "fcn8s", "--data", str(data / "camvid"), "--width", "0.125",
+        "--fc-channels", "64", "--batch-size", "4", "--max-steps", str(args.steps), "--eval-every-epochs", "0",
+        "--eval-limit", "4", "--loader", way, "--workers", str(args.workers), "--out", str(out), "--no-report",
+    ]  # fmt: skip
+
+
+def seg(args, data: Path) -> dict:
+    rows = []
+    for r in range(args.repeats):
+        for way in ("memory", "stream"):
+            out = Path(args.out) / f"seg-{way}-{r}"
+            if out.exists():
+                import shutil
+
+                shutil.rmtree(out)
+            cmd = [sys.executable, __file__, "seg-one", "--way", way, "--steps", str(args.steps)]
+            cmd += ["--workers", str(args.workers), "--out", str(out)]
+            got = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+            rows.append({"way": way, "repeat": r, **got})
+    table = {}
+    for way in ("memory", "stream"):
+        mine = [x for x in rows if x["way"] == way]
+        table[way] = {
+            "images_per_s": statistics.median(x["images_per_s"] for x in mine),
+            "peak_rss_mb": max(x["peak_rss_mb"] for x in mine),
+        }
+    print("| loader | images/s (median) | peak RSS (MB) |\n|---|---|---|")
+    for way, v in table.items():
+        print(f"| {way} | {v['images_per_s']:.1f} | {v['peak_rss_mb']:.0f} |")
+    ratio = table["stream"]["images_per_s"] / table["memory"]["images_per_s"]
+    print(f"stream / memory images/s: {ratio:.2f}")
+    return {"rows": rows, "table": table, "stream_over_memory": ratio}
+
+
+def seg_one(args, data: Path) -> dict:
+    """One way, in this fresh process: the run's images/s and the peak RSS of its processes."""
+    out = Path(args.out)
+    rss_mb = peak_rss(seg_cmd(args, data, args.way, out))
+    final = json.loads((out / "final_metrics.json").read_text())
+    return {"images_per_s": final["images_per_s"], "peak_rss_mb": rss_mb}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=("rss", "speed"))
+    p.add_argument("mode", choices=("rss", "speed", "seg", "seg-one"))
+    p.add_argument("--way", choices=("memory", "stream"), help="seg-one: which loader")
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
     p.add_argument("--image-size", default="96x96")
     p.add_argument("--steps", type=int, default=300)
@@ -251,7 +302,10 @@ def main() -> int:
     data = Path(os.environ["TOWERLAB_DATA"]).resolve()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     report = {"command": " ".join(["python", *sys.argv]), "cpu": cpu_name(), "cores": os.cpu_count()}
-    report.update(rss(args, data) if args.mode == "rss" else speed(args, data))
+    if args.mode == "seg-one":  # one measurement for `seg`, as JSON on stdout
+        print(json.dumps(seg_one(args, data)))
+        return 0
+    report.update({"rss": rss, "speed": speed, "seg": seg}[args.mode](args, data))
     (Path(args.out) / f"{args.mode}.json").write_text(json.dumps(report, indent=1))
     return 0
 
