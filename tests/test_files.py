@@ -47,7 +47,7 @@ def test_a_csv_cell_is_never_a_formula():
 
 
 _NO_FLOCK = (
-    "import errno, fcntl, sys, time\n"
+    "import errno, fcntl, os, sys, time\n"
     "def refuse(*a):\n"
     "    raise OSError(errno.ENOLCK, 'No locks available')\n"
     "fcntl.flock = refuse\n"  # a file system without flock (NFS without lockd, Lustre without -o flock)
@@ -55,17 +55,22 @@ _NO_FLOCK = (
     "from towerlab.files import acquire_lock\n"
     "from pathlib import Path\n"
     "fd = acquire_lock(Path(sys.argv[1]))\n"
+    "{check}"
     "print('held', flush=True)\n"
     "time.sleep(float(sys.argv[2]))\n"
 )
 
 
-def _locker(folder, seconds, more=""):
+# asking who holds the folder must not drop the record lock this process holds (closing any fd of the file would)
+_ASK = "from towerlab.files import holder\nassert holder(Path(sys.argv[1])) == os.getpid()\n"
+
+
+def _locker(folder, seconds, more="", check=""):
     import subprocess
     import sys
 
     return subprocess.Popen(
-        [sys.executable, "-c", _NO_FLOCK.format(more=more), str(folder), str(seconds)],
+        [sys.executable, "-c", _NO_FLOCK.format(more=more, check=check), str(folder), str(seconds)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -75,7 +80,7 @@ def _locker(folder, seconds, more=""):
 def test_a_folder_on_a_file_system_without_flock_is_still_locked_across_processes(tmp_path):
     """issue 46: where flock is refused, a POSIX record lock (what NFS and Lustre implement across machines) holds
     the folder; a second process is refused naming the first; the lock goes with the process."""
-    first = _locker(tmp_path, 30)
+    first = _locker(tmp_path, 30, check=_ASK)
     try:
         assert first.stdout.readline().strip() == "held"
         second = _locker(tmp_path, 0)

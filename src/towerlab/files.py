@@ -134,7 +134,8 @@ def acquire_lock(path: Path, doing: str = "trained") -> int:
         why = "it is a link" if e.errno == errno.ELOOP else e.strerror or type(e).__name__
         raise ConfigError(f"{path / '.lock'} cannot be taken ({why}); delete it, then run again") from None
     try:
-        _lock(fd, exclusive=True)
+        if _lock(fd, exclusive=True) == "posix":
+            _POSIX_HELD[str(path / ".lock")] = fd
     except BlockingIOError:
         os.close(fd)
         raise ConfigError(
@@ -156,12 +157,18 @@ def acquire_lock(path: Path, doing: str = "trained") -> int:
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}
 
 
-def _lock(fd: int, exclusive: bool) -> None:
+# lock files this process holds by a POSIX record lock (the fallback) -> the fd: such a lock is dropped when the
+# process closes ANY fd of the file, so holder() must not open the file to test it
+_POSIX_HELD: dict[str, int] = {}
+
+
+def _lock(fd: int, exclusive: bool) -> str:
     """flock, or where the file system refuses it, a POSIX record lock (fcntl F_SETLK: what NFS and Lustre
-    implement across machines); BlockingIOError when another process holds it, OSError when neither exists."""
+    implement across machines); which one it took. BlockingIOError when another process holds it, OSError when
+    neither exists."""
     try:
         fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-        return
+        return "flock"
     except BlockingIOError:
         raise
     except OSError as e:
@@ -169,10 +176,25 @@ def _lock(fd: int, exclusive: bool) -> None:
             raise
     try:
         fcntl.lockf(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        return "posix"
     except OSError as e:
         if e.errno in (errno.EAGAIN, errno.EACCES):  # held by another process
             raise BlockingIOError(e.errno, e.strerror) from None
         raise
+
+
+def _held_here(lock: Path) -> bool:
+    """Whether this process holds `lock` by a POSIX record lock through an fd still open on that very file."""
+    fd = _POSIX_HELD.get(str(lock))
+    if fd is None:
+        return False
+    try:
+        same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+    except OSError:
+        same = False
+    if not same:  # closed (released) since, or the fd number reused for another file
+        _POSIX_HELD.pop(str(lock), None)
+    return same
 
 
 @contextmanager
@@ -188,13 +210,13 @@ def held(path: Path, doing: str):
 def holder(path: Path) -> int | None:
     """The pid of the live process that holds the folder's lock, or None when nobody does (or .lock is no file)."""
     lock = Path(path) / ".lock"
+    if _held_here(lock):
+        return os.getpid()
     try:
         fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
-        if os.pread(fd, 32, 0).decode(errors="replace").strip() == str(os.getpid()):
-            return os.getpid()  # ours: no test lock (closing it would drop a POSIX record lock this process holds)
         _lock(fd, exclusive=False)
         return None
     except BlockingIOError:
