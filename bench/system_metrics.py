@@ -18,48 +18,22 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import free_port, start_mlflow, stop_mlflow  # noqa: E402  the tests' MLflow server helpers
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
-    import socket
-    import subprocess
-
     from towerlab import config
     from towerlab.engine import fit
     from towerlab.recipes import digits
 
     work = Path(tempfile.mkdtemp(prefix="towerlab-sys-"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{work / 'mlflow.db'}",
-            "--default-artifact-root",
-            str(work / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.3)
+    port = free_port()
+    server = start_mlflow(work, port)  # the tests' real `mlflow server` on 127.0.0.1
     setups = {
         "plain": {"system_metrics": False},
         "system metrics": {},
@@ -86,7 +60,7 @@ def main() -> int:
                 )
             report[f"log_every_{every}"] = times
     finally:
-        os.killpg(server.pid, 9)
+        stop_mlflow(server)
     print(f"{'digits, ' + str(args.steps) + ' steps':22s} {'setup':26s} {'seconds':>8s} {'ratio':>6s}")
     for every, name, sec, ratio in rows:
         print(f"{every:22s} {name:26s} {sec:8.2f} {ratio:6.3f}")

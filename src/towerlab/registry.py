@@ -22,7 +22,8 @@ from pathlib import Path
 from towerlab import secrets
 from towerlab.errors import ConfigError, TowerlabError
 
-_NAME, _ALIAS = r"[A-Za-z0-9_.\-]{1,200}", r"[A-Za-z0-9_\-]{1,100}"
+# a name starts with a letter, digit or _: it becomes a folder of the download cache, so "." and ".." must not be one
+_NAME, _ALIAS = r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}", r"[A-Za-z0-9_\-]{1,100}"
 _URI = re.compile(rf"models:/(?P<name>{_NAME})(?:@(?P<alias>{_ALIAS})|/(?P<version>\d{{1,9}}))")
 
 

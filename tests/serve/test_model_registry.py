@@ -120,3 +120,13 @@ def test_registry_mistakes_are_one_line(registry, env, model_run, tmp_path):
     assert proc.returncode == 2 and "set MLFLOW_TRACKING_URI" in proc.stderr
     bad = run_cli("export", str(model_run), "--format", "torchscript", "--register", "x", check=False, env=env)
     assert bad.returncode == 2 and "--register logs an ONNX model" in bad.stderr
+
+
+@pytest.mark.parametrize("uri", ["models:/../1", "models:/./1", "models:/a/b@c", "models:/parts"])
+def test_a_model_uri_that_is_no_registry_name_is_one_line(uri):
+    """A name becomes a folder of the download cache: one of dots would lead out of it."""
+    from towerlab.errors import ConfigError
+    from towerlab.registry import ModelRef
+
+    with pytest.raises(ConfigError, match="is not a registry model"):
+        ModelRef.parse(uri)

@@ -168,7 +168,9 @@ def cmd_export(args) -> int:
         from towerlab import registry
 
         uri = registry.tracking_uri(args.mlflow)
-        if secrets_in(args.mlflow):
+        from towerlab import secrets
+
+        if args.mlflow and secrets.has_password(args.mlflow):
             raise ConfigError(
                 "--mlflow holds a password, which would stay in your shell history: put it in "
                 "MLFLOW_TRACKING_PASSWORD (or the whole URI in MLFLOW_TRACKING_URI)"
@@ -186,12 +188,6 @@ def cmd_export(args) -> int:
         alias = f", alias {reg['alias']}" if reg["alias"] else ""
         print(f"registered: models:/{reg['name']}/{reg['version']}{alias} at {reg['uri']}")
     return 0
-
-
-def secrets_in(uri: str) -> bool:
-    from towerlab import secrets
-
-    return bool(uri) and secrets.has_password(uri)
 
 
 def add_data(sub) -> None:

@@ -220,8 +220,10 @@ class _Guarded(torch.utils.data.Dataset):
         try:
             self.busy[slot] = idx[0]
             return self.items.batch(idx), 0
-        except Exception:  # noqa: BLE001 -- find which item, one at a time
-            pass
+        except Exception:  # noqa: BLE001 -- the fast read failed: read one item at a time, which names the bad one
+            return self._one_by_one(idx, slot)
+
+    def _one_by_one(self, idx: list[int], slot: int):
         rows, skipped = [], 0
         for i in idx:
             found = self._one(i, slot)

@@ -272,13 +272,12 @@ def image_metrics(scores: torch.Tensor, targets: torch.Tensor, operating: float 
         "auc": M.roc_auc(scores, targets),
         "best_f1": f1,
         "best_f1_threshold": threshold,
-        "image_auroc": M.roc_auc(scores, targets),  # anomalib's names for the same figures
-        "f1_max": f1,
     }
     points = [("0.5", 0.5), ("best_f1", threshold)]
     if operating is not None:
         out["operating_threshold"] = float(operating)
         points.append(("operating", float(operating)))
+    out["image_auroc"], out["f1_max"] = out["auc"], f1  # anomalib's names for the same figures
     for name, th in points:
         pred = scores >= th
         out[f"fp@{name}"] = int((pred & (targets == 0)).sum())
