@@ -153,7 +153,7 @@ class Trainer:
             self.watch.begin()
         if "train_step" in self.can:  # the recipe's own step (several optimizers, a closure, ...)
             with self.autocast():
-                self._add_logs(self.recipe.train_step(self.model, batch, where, self.opt), 1)
+                self._add_logs(self.recipe.train_step(self.model, batch, where, self.opt, self.precision), 1)
         else:
             self._step(batch, where)
         if watching:

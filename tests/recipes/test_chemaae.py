@@ -9,6 +9,7 @@ import torch
 from towerlab import config
 from towerlab.dist import Dist
 from towerlab.engine import fit
+from towerlab.precision import Precision
 from towerlab.recipes import chemaae, get
 from towerlab.recipes.contract import Step
 
@@ -33,7 +34,9 @@ def test_each_loss_trains_only_its_player(smiles_csv):
     assert set(logs) == {"recon", "discriminator", "generator"} and torch.isfinite(total)
 
 
-def test_the_moses_scheme_moves_one_player_per_step(smiles_csv):
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_the_moses_scheme_moves_one_player_per_step(smiles_csv, precision):
+    """Through precision.py like every loop: under fp16's loss scaling too, each turn moves only its player."""
     cfg = config.build(chemaae.Config, None, {"data": str(smiles_csv), **SMALL, "max_len": 64, "scheme": "moses"})
     data = chemaae.build_data(cfg, Dist())
     torch.manual_seed(0)
@@ -43,7 +46,7 @@ def test_the_moses_scheme_moves_one_player_per_step(smiles_csv):
     disc, coders = net.discriminator, torch.nn.ModuleList([net.encoder, net.code, net.decoder])
     for turn, moves, rests in ((0, coders, disc), (1, disc, coders)):  # even steps: the autoencoder; odd: D
         before = [[p.detach().clone() for p in m.parameters()] for m in (moves, rests)]
-        logs = chemaae.train_step(net, (tokens,), Step(turn, 2, 0.0), opt)
+        logs = chemaae.train_step(net, (tokens,), Step(turn, 2, 0.0), opt, Precision(precision, torch.device("cpu")))
         assert set(logs) == {"loss", "recon", "discriminator", "generator"}
         assert any(not torch.equal(a, p) for a, p in zip(before[0], moves.parameters()))
         assert all(torch.equal(a, p) for a, p in zip(before[1], rests.parameters()))

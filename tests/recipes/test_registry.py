@@ -150,12 +150,12 @@ def test_a_recipe_of_your_own_with_its_own_optimizer_and_training_step(tmp_path)
         built.append(torch.optim.Adam(groups, lr=cfg.lr))
         return built[-1]
 
-    def train_step(model, batch, step, optimizer):
+    def train_step(model, batch, step, optimizer, precision):
         optimizer.zero_grad(set_to_none=True)
         loss, _ = digits.loss(model, batch, step)
-        loss.backward()
+        precision.backward(loss)
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1e9)
-        optimizer.step()
+        precision.step(optimizer, model.parameters())
         steps.append(step.step)
         return {"loss": loss.detach(), "grad_norm": norm.detach()}
 

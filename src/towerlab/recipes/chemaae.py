@@ -31,6 +31,7 @@ from towerlab.chem.tokens import Vocab
 from towerlab.data.loader import Data
 from towerlab.dist import Dist, all_reduce_sum
 from towerlab.errors import ConfigError
+from towerlab.precision import Precision
 from towerlab.recipes import chemvae
 from towerlab.recipes.chemvae import Conv1dEncoder, Conv2dEncoder, ConvDecoder, GRUDecoder
 from towerlab.recipes.configs import ChemaaeConfig
@@ -152,14 +153,16 @@ def loss(model, batch, step: Step):
     return total, {k: v.detach() for k, v in parts.items()}
 
 
-def train_step(model, batch, step: Step, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """One optimizer step of the configured scheme (module docstring)."""
+def train_step(
+    model, batch, step: Step, optimizer: torch.optim.Optimizer, precision: Precision
+) -> dict[str, torch.Tensor]:
+    """One optimizer step of the configured scheme (module docstring), through precision.py like every loop."""
     tokens = batch[0]
     net = unwrap(model, ChemAAE)
     optimizer.zero_grad(set_to_none=True)
     if net.scheme == "joint":
         total, logs = loss(model, batch, step)
-        total.backward()
+        precision.backward(total)
     else:
         out = model(tokens)
         parts = _losses(out, tokens)
@@ -171,14 +174,12 @@ def train_step(model, batch, step: Step, optimizer: torch.optim.Optimizer) -> di
             total = parts["discriminator"]
         # every parameter in the graph (a zero term), so that DDP's one all-reduce covers them all; the other
         # player's gradients are then dropped, so the step moves only this player's parameters
-        (total + 0.0 * (out["logits"].sum() + out["d_prior"].sum())).backward()
+        precision.backward(total + 0.0 * (out["logits"].sum() + out["d_prior"].sum()))
         resting = net.discriminator if autoencoder_turn else nn.ModuleList([net.encoder, net.code, net.decoder])
         for p in resting.parameters():
             p.grad = None
         logs = {k: v.detach() for k, v in parts.items()}
-    if net.clip > 0:
-        torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.grad is not None], net.clip)
-    optimizer.step()
+    precision.step(optimizer, net.parameters(), net.clip)  # the resting player's gradients are None: not clipped
     return {"loss": total.detach(), **logs}
 
 

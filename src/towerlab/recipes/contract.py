@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from towerlab.data.loader import Data  # noqa: F401 (part of the contract: what build_data returns)
+from towerlab.precision import Precision
 
 
 @dataclass(frozen=True)
@@ -154,11 +155,17 @@ class OwnOptimizer(Protocol):
 @runtime_checkable
 class OwnTrainStep(Protocol):
     def train_step(
-        self, model: nn.Module, batch: tuple[torch.Tensor, ...], step: Step, optimizer: torch.optim.Optimizer
+        self,
+        model: nn.Module,
+        batch: tuple[torch.Tensor, ...],
+        step: Step,
+        optimizer: torch.optim.Optimizer,
+        precision: Precision,
     ) -> dict[str, torch.Tensor]:
         """One whole optimizer step (zero, forward, backward, step) on this process's batch; returns its logs as 0-d
-        device tensors, "loss" among them. The engine still schedules the lr, keeps the EMA, logs, checkpoints.
-        Under DDP the gradients of `model` are averaged in backward as usual."""
+        device tensors, "loss" among them. Backward and the step go through `precision` (precision.py: fp16's loss
+        scaling, unscale before clipping), as in every other training loop. The engine still schedules the lr,
+        keeps the EMA, logs, checkpoints. Under DDP the gradients of `model` are averaged in backward as usual."""
 
 
 @runtime_checkable
