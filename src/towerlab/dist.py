@@ -17,7 +17,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as tdist
 
-from towerlab.lifetime import die_with_parent
+from towerlab.lifetime import die_with_parent, restart_count  # noqa: F401 (restart_count: part of dist's API)
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,6 @@ def first_node(nodelist: str) -> str:
         return head
     prefix, ranges = head.split("[", 1)
     return prefix + ranges.rstrip("]").split(",")[0].split("-")[0]
-
-
-def restart_count() -> int:
-    """How many times torchrun's agent has restarted this run's processes (0 on the first attempt)."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
 
 
 LAUNCHER_ENV = "TOWERLAB_LAUNCHER_PID"  # set by `launch` for its processes: they die with it

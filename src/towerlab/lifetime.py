@@ -11,6 +11,12 @@ import signal
 import sys
 
 
+def restart_count() -> int:
+    """How many times torchrun's agent has restarted this run's processes (0 on the first attempt). Here, not in
+    dist.py, so that a command can ask before it imports torch."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
 def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
     """Linux: this process gets `sig` when its parent dies, however it dies (SIGKILLed by the OOM killer or a
     scheduler included); if the parent is gone already, it exits now. SIGTERM: a training process checkpoints at

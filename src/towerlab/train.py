@@ -3,27 +3,35 @@
     towerlab train RECIPE [flags]         a fresh run
     towerlab train --resume RUN [flags]   its continuation (flags: what may change)
 
-Process planning lives here, not in the CLI: a continued run keeps the world size it was trained with; more than
-one process (or --max-restarts) relaunches the same command under torch's elastic agent (dist.launch), whose
-restarted processes continue from the newest checkpoint by themselves.
+The command resolves its run plan once (runs/plan.py: the recipe, the built config, the run directory, whether it
+continues, the world size). One process trains it here; more than one (or --max-restarts) relaunches
+`towerlab train --plan FILE` under torch's elastic agent (dist.launch): every process reads the same plan, and a
+restarted one continues from the newest checkpoint by itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from towerlab import config, dist, recipes
+from towerlab import config
 from towerlab.errors import CheckpointError, TowerlabError
+from towerlab.lifetime import restart_count
+from towerlab.runs.plan import Plan
+
+if TYPE_CHECKING:
+    from towerlab.dist import Dist
 
 
 @dataclass
 class Request:
-    argv: list[str]  # the command's own arguments, for relaunching it in several processes
     recipe: str | None = None
     resume: str | None = None
     config: str | None = None  # a YAML file of field values
@@ -35,6 +43,8 @@ class Request:
     dist_timeout: float = 300.0
     allow_world_size_change: bool = False
     fields: dict = field(default_factory=dict)  # config fields given on the command line
+    plan: str | None = None  # a plan file the launcher's processes read (train --plan FILE)
+    passthrough: list[str] = field(default_factory=list)  # flags the launched processes need besides the plan
 
     @functools.cached_property
     def file_fields(self) -> dict:
@@ -45,11 +55,11 @@ class Request:
 def continuing(req: Request) -> str | None:
     """The run directory this invocation continues: --resume, or --out when --auto-resume is given or torchrun
     restarted the processes, and the folder has checkpoints. None: a fresh run."""
-    from towerlab.checkpoint import of_run
-
     if req.resume:
         return req.resume
-    if req.auto_resume or dist.restart_count() > 0:
+    if req.auto_resume or restart_count() > 0:
+        from towerlab.checkpoint import of_run
+
         if not req.out:
             raise TowerlabError("--auto-resume and restarts need --out DIR: the run they continue lives there")
         if of_run(req.out):
@@ -57,44 +67,52 @@ def continuing(req: Request) -> str | None:
     return None
 
 
-def strategy_name(req: Request) -> str | None:
-    """The run's strategy before any process starts."""
-    from towerlab.runs import read_config
+def resolve(req: Request) -> Plan:
+    """The run plan of this command, made once: the config built and validated (a fresh run's without torch),
+    the run directory, whether it continues, how many processes train it."""
+    run_dir = continuing(req)
+    if run_dir:
+        overrides = {**req.file_fields, **req.fields}
+        plan = Plan.continuing(run_dir, overrides, req.allow_world_size_change)
+    else:
+        plan = Plan.fresh(req.recipe, req.fields, req.out, req.config, req.file_fields)
+    return dataclasses.replace(plan, world_size=processes(req, plan))
 
-    if "strategy" in req.fields:
-        return req.fields["strategy"]
-    if req.resume:
-        return read_config(req.resume)[1].get("strategy")
-    return req.file_fields.get("strategy")
 
-
-def processes(req: Request, run_dir: str | None) -> int:
+def processes(req: Request, plan: Plan) -> int:
     if req.procs:
         return req.procs
     if req.gpus and req.gpus > 1:
         from towerlab.strategy import processes as per_strategy
 
-        return per_strategy(strategy_name(req), req.gpus)
-    if run_dir:
+        return per_strategy(plan.config.get("strategy"), req.gpus)
+    if plan.resume:
         from towerlab.checkpoint import world_size
 
-        return world_size(Path(run_dir)) or 1  # the world size belongs to the run
+        return world_size(Path(plan.out)) or 1  # the world size belongs to the run
     return 1
 
 
-def launch(req: Request, nproc: int, run_dir: str | None) -> int:
-    """Run this same command in nproc processes under torch's elastic agent; restarts find the run by --out."""
-    argv = list(req.argv)
-    if not req.out and not req.resume:
+def launch(req: Request, plan: Plan) -> int:
+    """Run `towerlab train --plan FILE` in plan.world_size processes under torch's elastic agent; restarts read the
+    same plan and continue from the run's newest checkpoint."""
+    if not plan.out:
         from towerlab.runs import default_dir
 
-        argv += ["--out", str(default_dir(req.recipe))]
-    if run_dir and not req.procs and not req.gpus:
-        argv += ["--procs", str(nproc)]  # said aloud, so every restart agrees
-    code = dist.launch(["train", *argv], nproc, req.max_restarts)
-    run_dir = run_dir or config.flag_value(argv, "--out")
-    if code == 1 and run_dir:
-        _where_to_continue(Path(run_dir))
+        plan = dataclasses.replace(plan, out=str(default_dir(plan.recipe)))
+    from towerlab import dist
+
+    fd, name = tempfile.mkstemp(prefix="towerlab-plan-", suffix=".json")
+    os.close(fd)
+    try:
+        plan.write(name)
+        # --out: the plan's own, said on the command line so that `ps` shows which run a process trains
+        argv = ["train", "--plan", name, "--out", plan.out, *req.passthrough]
+        code = dist.launch(argv, plan.world_size, req.max_restarts)
+    finally:
+        Path(name).unlink(missing_ok=True)
+    if code == 1:
+        _where_to_continue(Path(plan.out))
     return code
 
 
@@ -112,48 +130,28 @@ def _where_to_continue(run_dir: Path) -> None:
         print(f"towerlab: the run in {run_dir} had no checkpoint yet; start it again", file=sys.stderr)
 
 
-def run_here(req: Request, run_dir: str | None, d: dist.Dist) -> dict:
-    """Train in this process (one of several under the launcher); a collective that fails because another process
-    died becomes one line naming this rank."""
+def run_here(plan: Plan, d: Dist) -> dict:
+    """Train the plan in this process (one of several under the launcher); a collective that fails because another
+    process died becomes one line naming this rank."""
+    from towerlab import dist, engine  # after setup: importing the engine pulls in TensorBoard
+
     try:
-        return fit_or_continue(
-            req.recipe, req.fields, req.out, d, req.config, run_dir, req.allow_world_size_change, req.file_fields
-        )
+        return engine.fit_plan(plan, d)
     except RuntimeError as e:
         why = dist.peer_failure(e)
         if why is None:
             raise
         raise TowerlabError(
             f"rank {d.rank}: another process of the run stopped answering ({why}); "
-            f"continue with `towerlab train --resume {run_dir or req.out or 'RUN_DIR'}`"
+            f"continue with `towerlab train --resume {plan.out or 'RUN_DIR'}`"
         ) from None
 
 
-def fit_or_continue(
-    recipe: str | None,
-    fields: dict,
-    out: str | Path | None,
-    d: dist.Dist,
-    config_file: str | None = None,
-    run_dir: str | Path | None = None,
-    allow_world_size_change: bool = False,
-    file_fields: dict | None = None,
-) -> dict:
-    """The one "start fresh or continue" (train and every trial): continue run_dir with the given fields as the
-    continuation's overrides, or train `recipe` afresh into out (in stages, for a recipe that has them)."""
-    from towerlab import engine  # after setup: importing the engine pulls in TensorBoard
+def train(req: Request, report: Callable[[dict], None] = lambda metrics: None, plan: Plan | None = None) -> int:
+    """Plan (unless given the plan already), launch or train, report the final metrics on rank 0; returns the
+    exit code."""
+    from towerlab import dist  # torch: after the plan was made
 
-    if run_dir:
-        if file_fields is None:
-            file_fields = config.load_yaml(config_file) if config_file else {}
-        overrides = {**file_fields, **fields}
-        return engine.resume(run_dir, d, overrides, allow_world_size_change)
-    r = recipes.get(recipe)
-    return engine.fit_stages(r, config.build(r.Config, config_file, fields, file_fields), d, out=out)
-
-
-def train(req: Request, report: Callable[[dict], None] = lambda metrics: None) -> int:
-    """Plan, launch or train, report the final metrics on rank 0; returns the exit code."""
     if req.gpus:
         import torch
 
@@ -162,14 +160,15 @@ def train(req: Request, report: Callable[[dict], None] = lambda metrics: None) -
                 f"--gpus {req.gpus} but torch sees {torch.cuda.device_count()} GPU(s); "
                 f"pass --gpus 0 to train on the CPU (--procs N for N CPU processes)"
             )
-    run_dir = continuing(req)
-    nproc = processes(req, run_dir)
-    if (nproc > 1 or req.max_restarts) and not dist.under_launcher():
-        return launch(req, nproc, run_dir)
+    if req.plan:  # a process the launcher started: the plan its command made, continued where it checkpointed
+        plan = Plan.read(req.plan).after_restart()
+    plan = plan or resolve(req)
+    if (plan.world_size > 1 or req.max_restarts) and not dist.under_launcher():
+        return launch(req, plan)
     d = dist.setup(use_gpu=None if req.gpus is None else req.gpus > 0, timeout_s=req.dist_timeout)
     finished = False
     try:
-        metrics = run_here(req, run_dir, d)
+        metrics = run_here(plan, d)
         finished = True
     finally:
         dist.teardown(finished)

@@ -15,15 +15,12 @@ from towerlab.runs import Result, Trial
 
 
 def run(trial: Trial, gpu: bool) -> dict:
-    """Train the trial into its folder: the one "fresh or continue" (train.py's run_here) decides."""
-    from towerlab import train
-    from towerlab.checkpoint import of_run
+    """Train the trial's plan into its folder, continuing what an earlier attempt of it left."""
+    from towerlab import engine
     from towerlab.dist import setup
 
-    d = setup(use_gpu=gpu)  # a trial always continues what an earlier attempt of it left
-    return train.fit_or_continue(
-        trial.recipe, trial.overrides, trial.out, d, run_dir=trial.out if of_run(trial.out) else None
-    )
+    plan = trial.plan()  # a config the recipe refuses: one line, before torch sets up
+    return engine.fit_plan(plan, setup(use_gpu=gpu))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ LAUNCH_ARGS = (
     "allow_world_size_change",
     "no_report",
     "print_config",
+    "plan",
 )
 
 
@@ -90,6 +91,7 @@ def parser(recipe_name: str | None) -> argparse.ArgumentParser:
         help="print the resolved config (defaults < --config < flags; on --resume, the run's own) as the YAML "
         "--config accepts, and exit without training",
     )
+    p.add_argument("--plan", help=argparse.SUPPRESS)  # the processes train.launch starts: the command's run plan
     add_no_report(p)
     _launch_args(p)
     if recipe_name in recipes.REGISTRY:
@@ -127,20 +129,12 @@ def _recipe_of(argv: list[str]) -> str | None:
 
 def cmd_train(argv: list[str]) -> int:
     args = parser(_recipe_of(argv)).parse_args(argv)
-    if not args.recipe and not args.resume:
+    if not args.recipe and not args.resume and not args.plan:
         raise TowerlabError("name a recipe (`towerlab recipes` lists them) or pass --resume RUN_DIR")
     fields = {k: v for k, v in vars(args).items() if k not in LAUNCH_ARGS}  # only the fields given
-    if args.print_config:
-        print(resolved_yaml(args, fields), end="")
-        return 0
-    if args.recipe and not args.resume and not args.auto_resume:
-        # A fresh run's bad value or file ends here in one line, before torch starts (0.2 s, not 2 s); the run
-        # builds its config again where it trains (each rank, after a relaunch).
-        config.build(recipes.config_class(args.recipe), args.config, fields)
-    from towerlab import train  # after parsing: --help starts no torch
+    from towerlab import train
 
     request = train.Request(
-        argv=argv,
         recipe=args.recipe,
         resume=args.resume,
         config=args.config,
@@ -152,32 +146,40 @@ def cmd_train(argv: list[str]) -> int:
         dist_timeout=args.dist_timeout,
         allow_world_size_change=args.allow_world_size_change,
         fields=fields,
+        plan=args.plan,
+        passthrough=_passthrough(args),
     )
-    return train.train(request, report=lambda m: print_result(m, not args.no_report))
+    # the run plan, made once here: a fresh run's bad value or file ends in one line before torch starts (0.2 s)
+    plan = None if args.plan else train.resolve(request)
+    if args.print_config:
+        print(resolved_yaml(plan), end="")
+        return 0
+    return train.train(request, report=lambda m: print_result(m, not args.no_report), plan=plan)
 
 
-def resolved_yaml(args: argparse.Namespace, fields: dict) -> str:
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    """What the launched processes need besides the plan: the devices, the collective timeout, the report."""
+    flags = ["--dist-timeout", str(args.dist_timeout)]
+    if args.gpus is not None:
+        flags += ["--gpus", args.gpus]
+    return flags + (["--no-report"] if args.no_report else [])
+
+
+def resolved_yaml(plan) -> str:
     """The config this command would train with, as a YAML file `--config` takes back unchanged (LightningCLI's
     --print_config habit). The fields --fast chooses are left out: it chooses them again where the run starts."""
-    import dataclasses
-
     import yaml
 
-    if args.resume:
-        from towerlab.engine import resume_config
-
-        file_fields = config.load_yaml(args.config) if args.config else {}
-        recipe, cfg = resume_config(args.resume, {**file_fields, **fields})
-        name, how = recipe.NAME, f"towerlab train --resume {args.resume} --config FILE"
+    values = dict(plan.config)
+    if plan.resume:
+        how = f"towerlab train --resume {plan.out} --config FILE"
     else:
-        cfg = config.build(recipes.config_class(args.recipe), args.config, fields)
-        name, how = args.recipe, f"towerlab train {args.recipe} --config FILE"
-    values = dataclasses.asdict(cfg)
-    if cfg.fast:
+        how = f"towerlab train {plan.recipe} --config FILE"
+    if values.get("fast"):
         from towerlab.perf import FAST_FIELDS
 
         values = {k: v for k, v in values.items() if k not in FAST_FIELDS}
-    return f"# {name}: the resolved config; train it with `{how}`\n" + yaml.safe_dump(values, sort_keys=False)
+    return f"# {plan.recipe}: the resolved config; train it with `{how}`\n" + yaml.safe_dump(values, sort_keys=False)
 
 
 def print_result(m: dict, report: bool = True) -> None:

@@ -1,7 +1,8 @@
 """A trial: one run that an executor starts as its own process (a search's genome, a job, an ensemble member).
 
 Its folder is a run directory (run.py) plus
-  trial.json   what to train: name, recipe, overrides, whether on a GPU (the trial process reads it)
+  trial.json   what to train: name, recipe, overrides (the search's genome), whether on a GPU, and the run plan
+               made from them when the trial was started (runs/plan.py), which the trial process trains
   result.json  how it ended: ok (with the run's final metrics) or failed (with why); absent while it runs
   pruned.json  where a search stopped it early: metric, evaluation (1-based), value
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from towerlab.errors import ConfigError
 from towerlab.files import atomic_write, json_text
 from towerlab.runs.best import Best
+from towerlab.runs.plan import Plan
 from towerlab.runs.run import RunRecord, curve
 
 SPEC, RESULT, PRUNED, LOG = "trial.json", "result.json", "pruned.json", "log.txt"
@@ -45,8 +47,14 @@ class Trial:
 
     # -- what to train -------------------------------------------------------------------------------------------
     def write_spec(self, gpu: bool) -> Path:
+        """trial.json, with the trial's run plan. A config the overrides cannot make (a search's genome the recipe
+        refuses) is the trial's own failure, said in its result, not the search's."""
         self.out.mkdir(parents=True, exist_ok=True)
         spec = {"name": self.name, "recipe": self.recipe, "overrides": self.overrides, "gpu": gpu}
+        try:
+            spec["plan"] = Plan.fresh(self.recipe, self.overrides, str(self.out)).to_dict()
+        except ConfigError as e:
+            spec["error"] = str(e)
         return atomic_write(self.out / SPEC, json.dumps(spec, indent=1).encode())
 
     @classmethod
@@ -54,6 +62,15 @@ class Trial:
         """(the trial, whether on a GPU) from its trial.json."""
         spec = json.loads(Path(path).read_text())
         return cls(spec["name"], spec["recipe"], spec["overrides"], Path(path).parent), spec.get("gpu", False)
+
+    def plan(self) -> Plan:
+        """What the trial process trains: the plan in trial.json (a trial.json of an older towerlab holds none: made
+        from its overrides now), continuing the run directory where an earlier attempt checkpointed."""
+        spec = json.loads((self.out / SPEC).read_text())
+        if "error" in spec:
+            raise ConfigError(spec["error"])
+        plan = Plan.from_dict(spec["plan"]) if "plan" in spec else Plan.fresh(self.recipe, self.overrides, self.out)
+        return plan.continued_where_checkpointed()
 
     @classmethod
     def of_folder(cls, out: Path) -> Trial | None:
