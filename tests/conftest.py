@@ -50,6 +50,22 @@ def cifar_bin_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on loopback for the session (the service's tests, a search's shared study)."""
+    from serve.serve_helpers import Postgres, pg_bin  # tests/serve/serve_helpers.py (bench/serve.py uses it too)
+
+    bindir = pg_bin()
+    if bindir is None:
+        missing(
+            "PostgreSQL server binaries not found (apt-get install postgresql); .ci/run installs them",
+            "TOWERLAB_REQUIRE_POSTGRES",
+        )
+    pg = Postgres(bindir)
+    yield pg
+    pg.close()
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real datasets (../shared/data or $TOWERLAB_DATA). Skips, saying so, when absent;
     fails instead when TOWERLAB_REQUIRE_DATA=1 (CI), so a missing data folder never passes silently."""

@@ -147,6 +147,16 @@ class LocalExecutor:
         self.slots: list[str] = [str(g) for g in gpus for _ in range(per_gpu)] if gpus else ["cpu"] * workers
         self.threads = threads or max(1, (os.cpu_count() or 1) // len(self.slots))  # CPU threads per trial
 
+    def each_slot(self) -> list[LocalExecutor]:
+        """An executor per slot, each running one trial at a time there (the workers of a shared study)."""
+        return [LocalExecutor.on(slot, self.threads) for slot in self.slots]
+
+    @classmethod
+    def on(cls, slot: str, threads: int) -> LocalExecutor:
+        one = cls(threads=threads)
+        one.slots = [slot]
+        return one
+
     def _start(self, trial: Trial, device: str) -> subprocess.Popen:
         cmd = command(trial, gpu=device != "cpu")
         return spawn(cmd, trial_env("" if device == "cpu" else device, self.threads), trial.log)

@@ -207,6 +207,23 @@ def held(path: Path, doing: str):
         os.close(fd)
 
 
+@contextmanager
+def in_turn(path: Path):
+    """Wait for, then hold for the block, an exclusive lock on the file `path`: outputs that several processes
+    write (the workers of one search, as each ends) are written by one at a time, each whole."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as e:
+            if e.errno not in _NO_LOCKS:
+                raise
+            fcntl.lockf(fd, fcntl.LOCK_EX)  # NFS, Lustre: a POSIX record lock
+        yield
+    finally:
+        os.close(fd)
+
+
 def holder(path: Path) -> int | None:
     """The pid of the live process that holds the folder's lock, or None when nobody does (or .lock is no file)."""
     lock = Path(path) / ".lock"

@@ -10,9 +10,6 @@ from towerlab import config
 from towerlab.engine import fit
 from towerlab.recipes import digits
 
-from helpers import missing
-from serve_helpers import Postgres, pg_bin  # noqa: F401
-
 
 @pytest.fixture(scope="session")
 def model_run(tmp_path_factory) -> Path:
@@ -32,16 +29,3 @@ def digit_rows() -> list[tuple[int, str]]:
 
     d = load_digits()
     return [(int(d.target[i]), ",".join(str(int(v)) for v in d.data[i])) for i in range(300)]
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    bindir = pg_bin()
-    if bindir is None:
-        missing(
-            "PostgreSQL server binaries not found (apt-get install postgresql); .ci/run installs them",
-            "TOWERLAB_REQUIRE_POSTGRES",
-        )
-    pg = Postgres(bindir)
-    yield pg
-    pg.close()

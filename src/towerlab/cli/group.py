@@ -11,6 +11,7 @@ from towerlab.cli.args import (
     add_devices,
     add_no_report,
     add_set,
+    at_least,
     count,
     executor,
     overrides,
@@ -115,6 +116,21 @@ def add_search(sub) -> None:
         "postgresql://...), for optuna-dashboard",
     )
     s.add_argument(
+        "--trials",
+        type=count(1),
+        help="a study of this many trials shared by every worker that runs this same command (several shells, "
+        "a SLURM array, several machines; with --storage): each asks for its next trial, no batch barrier; "
+        "with --workers K each local slot is a worker (default storage: journal:OUT/study.journal)",
+    )
+    s.add_argument(
+        "--heartbeat",
+        type=at_least(0.1, strict=False),
+        default=10.0,
+        metavar="SECONDS",
+        help="with --trials: how often a worker says it is alive; a trial whose worker missed six beats is "
+        "retried by another, from its checkpoints (default: 10)",
+    )
+    s.add_argument(
         "--study",
         help="the study's name in --storage (default: the --out folder's name); a study that "
         "holds another search's trials is refused",
@@ -146,6 +162,8 @@ def cmd_search(args) -> int:
         args.prune,
         args.storage,
         study=args.study,
+        trials=args.trials,
+        heartbeat=args.heartbeat,
         **ga,
     )
     print(json_text(best, indent=1))

@@ -7,6 +7,8 @@ best.json, best.yaml   the winning genome with its fitness (and its test-split m
                        best.yaml is the winning config, ready for `towerlab train RECIPE --config best.yaml`
 trials.csv             every trial so far: genes, fitness, status, seconds
 tracking.json          the search's MLflow run, when tracking is on (its trials are its children)
+study.journal          under --trials N without --storage: the Optuna study its workers share
+.outputs.lock          under --trials N: the workers write the outputs above one at a time
 fitness.png, tb/       the curve, TensorBoard's HPARAMS tab
 """
 
@@ -24,6 +26,7 @@ from towerlab.runs.run import TRACKING, _json
 from towerlab.runs.trial import Trial
 
 STATE, GENERATIONS, BEST, TRIALS = "search_state.json", "generations.json", "best.json", "trials.csv"
+JOURNAL, OUTPUTS_LOCK = "study.journal", ".outputs.lock"
 
 
 class SearchFolder:
@@ -32,6 +35,15 @@ class SearchFolder:
 
     def trial(self, key: str, recipe: str = "", overrides: dict | None = None) -> Trial:
         return Trial(key, recipe, overrides or {}, self.path / "trials" / key)
+
+    @property
+    def journal(self) -> Path:
+        """The shared study's default storage (`--trials` without `--storage`)."""
+        return self.path / JOURNAL
+
+    @property
+    def outputs_lock(self) -> Path:
+        return self.path / OUTPUTS_LOCK
 
     def trial_keys(self) -> list[str]:
         return [p.name for p in sorted((self.path / "trials").glob("*"))]

@@ -3,6 +3,8 @@
     base.py   what every algorithm shares (the fitness cache, batches, history, checkpoint)
     ga.py     the genetic algorithm;  tpe.py  Optuna's TPE and random samplers;  grid.py  every combination
     run.py    a search as `towerlab search` runs it (trials through an executor, outputs, Optuna storage, MLflow)
+    workers.py  `--trials N`: one Optuna study shared by every worker (no barrier, heartbeats, retries);
+              ga_sampler.py the GA as an Optuna sampler for it
 
 SEARCHERS lists the algorithms by their --algo name; adding one is a module with a BatchSearch and one line here.
 Imports nothing heavy: the command line reads the names to build its parser.

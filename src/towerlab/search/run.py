@@ -15,7 +15,9 @@ import os
 from pathlib import Path
 
 from towerlab import recipes
+from towerlab.errors import ConfigError
 from towerlab.executor import Executor
+from towerlab.files import in_turn
 from towerlab.runs import SearchFolder, Trial
 from towerlab.runs.best import Best, Metric
 from towerlab.search import SEARCHERS
@@ -34,10 +36,28 @@ def search(
     prune: str | None = None,
     storage: str | None = None,
     study: str | None = None,
+    trials: int | None = None,
+    heartbeat: float = 10.0,
     **options,
 ) -> dict:
     """Search `recipe_name`'s config over the space with `algo` (a name of SEARCHERS, given the `options` it takes:
-    population, generations, seed, ...), each trial trained through `executor`; returns the best genome."""
+    population, generations, seed, ...), each trial trained through `executor`; returns the best genome. With
+    `trials`, a study of that many trials shared by every worker that runs the same search (search/workers.py)."""
+    if trials:
+        return _search_shared(
+            recipe_name,
+            space_path,
+            Path(out),
+            executor,
+            algo,
+            fixed or {},
+            prune,
+            storage,
+            study,
+            trials,
+            heartbeat,
+            options,
+        )
     recipe = recipes.get(recipe_name)
     space = Space.load(space_path)
     space.check_fields(recipe.Config)
@@ -86,6 +106,69 @@ def search(
     if parent:
         parent.artifact(folder.trials_table)
         parent.finish({f"best_{metric}": best["fitness"]} if best.get("fitness") is not None else {})
+    return best
+
+
+def _search_shared(
+    recipe_name, space_path, out: Path, executor, algo, fixed, prune, storage, study, trials, heartbeat, options
+) -> dict:
+    """This process's workers on the study (one per local slot), then the search's outputs from the study."""
+    from towerlab.search.workers import SharedStudy, run_workers
+
+    recipe = recipes.get(recipe_name)
+    space = Space.load(space_path)
+    space.check_fields(recipe.Config)
+    recipes.check_overrides(recipe_name, fixed, "--set")
+    main, folder = Metric.of(recipe), SearchFolder(out)
+    if not hasattr(executor, "each_slot"):
+        raise ConfigError(
+            "--trials runs a worker per slot of this machine (--workers, --gpus); start the same "
+            "command on each machine (a SLURM array) instead of --executor ray"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    name = study or out.resolve().name
+    shared = SharedStudy(
+        storage or f"journal:{folder.journal}",
+        name,
+        space,
+        folder,
+        algo=algo,
+        trials=trials,
+        maximize=main.maximize,
+        metric=main.name,
+        seed=options.get("seed", 0),
+        heartbeat=heartbeat,
+        ga={k: options[k] for k in ("population", "retain", "random_select", "mutate") if k in options},
+    )
+    ended = shared.budget().ended
+    if ended >= trials:
+        print(f"study {name} is complete: {ended} of {trials} trials ended; nothing to do", flush=True)
+    pruner = Pruner(prune, main.name, maximize=main.maximize) if prune else None
+
+    def make_trial(key: str, genome: dict) -> Trial:
+        return folder.trial(key, recipe_name, {**fixed, **genome})
+
+    run_workers(shared, executor.each_slot(), make_trial, pruner)
+    with in_turn(folder.outputs_lock):  # every worker writes them as it ends: one at a time
+        return _shared_outputs(shared, folder, recipe_name, fixed, name, main)
+
+
+def _shared_outputs(shared, folder: SearchFolder, recipe_name: str, fixed: dict, name: str, main: Metric) -> dict:
+    """trials.csv, best.json/.yaml and TensorBoard's HPARAMS tab, from the study as it stands."""
+    out = folder.path
+    keys = [t.user_attrs["towerlab_key"] for t in shared.ended()]
+    rows = write_trials(folder, fixed, main.name, keys)
+    winner = shared.best(main.maximize)
+    if winner is None:
+        raise ConfigError(f"no trial of study {name} completed; see the trials' log.txt under {out / 'trials'}")
+    best = {"genome": shared.genome(winner), "fitness": winner.value, "evaluations": len(keys)}
+    result = folder.trial(winner.user_attrs["towerlab_key"]).result()
+    test = Best.of(result.metrics).test if result else {}
+    folder.write_best(
+        {"recipe": recipe_name, "metric": main.name, "study": name, **best, **({"test": test} if test else {})},
+        {**fixed, **best["genome"]},
+    )
+    write_hparams(out, rows, main.name)
     return best
 
 

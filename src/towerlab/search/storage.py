@@ -37,53 +37,55 @@ def open_storage(spec: str):
     raise ConfigError(f"--storage {spec!r}: write journal:PATH, sqlite:///FILE or postgresql://USER@HOST/DB")
 
 
+def claim(study, name: str, folder: SearchFolder, spec: str) -> None:
+    """A study belongs to one search folder: another search that would share its name (its --out folder's final
+    name) is refused, not merged into it (its trials would be dropped as already there)."""
+    mine = str(folder.path.resolve())
+    owner = study.user_attrs.get("towerlab_folder")
+    if owner is None and study.get_trials(deepcopy=False):
+        owner = "(not a towerlab search)"
+    if owner not in (None, mine):
+        raise ConfigError(
+            f"--storage {secrets.mask(spec)}: study {name!r} already holds the trials of another search "
+            f"({owner}); give this search another --study name"
+        )
+    study.set_user_attr("towerlab_folder", mine)
+
+
+@contextmanager
+def said(spec: str, what: str):
+    """Any failure of the storage (an unreachable database, a damaged journal line) is one line naming it."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- whatever Optuna or its storage raised
+        first = secrets.mask(str(e).strip().splitlines()[0][:200]) if str(e).strip() else ""
+        raise ConfigError(
+            f"--storage {secrets.mask(spec)}: {what} ({type(e).__name__}{': ' + first if first else ''}); "
+            f"the search folder keeps every trial: fix the storage and resume"
+        ) from None
+
+
 class StudyMirror:
     def __init__(self, spec: str, name: str, space: Space, maximize: bool, metric: str, folder: SearchFolder):
         optuna = _optuna()
         self.optuna, self.metric, self.folder = optuna, metric, folder
         self.dists = distributions(space)  # a space Optuna cannot express is refused here, before any training
         self.spec = secrets.mask(spec)  # what error lines show: never the database password
-        with self._said("cannot open the study"):
+        with said(self.spec, "cannot open the study"):
             self.study = optuna.create_study(
                 storage=open_storage(spec),
                 study_name=name,
                 load_if_exists=True,
                 direction="maximize" if maximize else "minimize",
             )
-            self._claim(name, folder)
+            claim(self.study, name, folder, self.spec)
             self.study.set_user_attr("metric", metric)
             self.added = {t.user_attrs.get("towerlab_key") for t in self.study.get_trials(deepcopy=False)}
 
-    def _claim(self, name: str, folder: SearchFolder) -> None:
-        """A study mirrors one search folder: another search that would share its name (its --out folder's final
-        name) is refused, not merged into it (its trials would be dropped as already there)."""
-        mine = str(folder.path.resolve())
-        owner = self.study.user_attrs.get("towerlab_folder")
-        if owner is None and self.study.get_trials(deepcopy=False):
-            owner = "(not a towerlab search)"
-        if owner not in (None, mine):
-            raise ConfigError(
-                f"--storage {self.spec}: study {name!r} already holds the trials of another search "
-                f"({owner}); give this search another --study name"
-            )
-        self.study.set_user_attr("towerlab_folder", mine)
-
-    @contextmanager
-    def _said(self, what: str):
-        """Any failure of the storage (an unreachable database, a damaged journal line) is one line naming it."""
-        try:
-            yield
-        except ConfigError:
-            raise
-        except Exception as e:  # noqa: BLE001 -- whatever Optuna or its storage raised
-            first = secrets.mask(str(e).strip().splitlines()[0][:200]) if str(e).strip() else ""
-            raise ConfigError(
-                f"--storage {self.spec}: {what} ({type(e).__name__}{': ' + first if first else ''}); "
-                f"the search folder keeps every trial: fix the storage and resume"
-            ) from None
-
     def record_batch(self, generation: int, genomes: list[dict], scores: list[float | None]) -> None:
-        with self._said("cannot add the finished trials"):
+        with said(self.spec, "cannot add the finished trials"):
             self._record(generation, genomes, scores)
 
     def _record(self, generation: int, genomes: list[dict], scores: list[float | None]) -> None:
