@@ -44,9 +44,10 @@ def _tail(path: Path, lines: int = 3) -> str:
 SAFE_PATH = ("-P",)
 
 
-def command(trial: Trial, gpu: bool, python: str = sys.executable) -> list[str]:
-    """The trial's command line (it continues its own checkpoints, if any); writes its trial.json."""
-    return [python, *SAFE_PATH, "-m", "towerlab.trial", str(trial.write_spec(gpu))]
+def command(trial: Trial, gpu: bool, python: str = sys.executable, procs: int = 1) -> list[str]:
+    """The trial's command line (it continues its own checkpoints, if any); writes its trial.json. procs > 1: the
+    trial trains on that many processes (the slot's GPUs, or CPU processes over gloo), launched by the trial."""
+    return [python, *SAFE_PATH, "-m", "towerlab.trial", str(trial.write_spec(gpu, procs))]
 
 
 def _die_with_parent(parent: int):
@@ -143,22 +144,37 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    def __init__(self, gpus: list[int] | None = None, per_gpu: int = 1, workers: int = 1, threads: int | None = None):
-        self.slots: list[str] = [str(g) for g in gpus for _ in range(per_gpu)] if gpus else ["cpu"] * workers
-        self.threads = threads or max(1, (os.cpu_count() or 1) // len(self.slots))  # CPU threads per trial
+    """procs > 1: each trial trains on `procs` processes, a slot being that many GPUs of the list (0,1 | 2,3 | ...)
+    or, on the CPU, that many gloo processes (each with its share of the cores)."""
+
+    def __init__(
+        self,
+        gpus: list[int] | None = None,
+        per_gpu: int = 1,
+        workers: int = 1,
+        threads: int | None = None,
+        procs: int = 1,
+    ):
+        if gpus and len(gpus) % procs:
+            raise ConfigError(f"--trial-procs {procs} splits the {len(gpus)} GPUs listed unevenly; list a multiple")
+        groups = [",".join(map(str, gpus[i : i + procs])) for i in range(0, len(gpus), procs)] if gpus else []
+        self.slots: list[str] = [g for g in groups for _ in range(per_gpu)] if gpus else ["cpu"] * workers
+        self.procs = procs
+        # CPU threads per process of a trial
+        self.threads = threads or max(1, (os.cpu_count() or 1) // (len(self.slots) * (1 if gpus else procs)))
 
     def each_slot(self) -> list[LocalExecutor]:
         """An executor per slot, each running one trial at a time there (the workers of a shared study)."""
-        return [LocalExecutor.on(slot, self.threads) for slot in self.slots]
+        return [LocalExecutor.on(slot, self.threads, self.procs) for slot in self.slots]
 
     @classmethod
-    def on(cls, slot: str, threads: int) -> LocalExecutor:
-        one = cls(threads=threads)
+    def on(cls, slot: str, threads: int, procs: int = 1) -> LocalExecutor:
+        one = cls(threads=threads, procs=procs)
         one.slots = [slot]
         return one
 
     def _start(self, trial: Trial, device: str) -> subprocess.Popen:
-        cmd = command(trial, gpu=device != "cpu")
+        cmd = command(trial, gpu=device != "cpu", procs=self.procs)
         return spawn(cmd, trial_env("" if device == "cpu" else device, self.threads), trial.log)
 
     def run(self, trials: list[Trial], on_result=None, pruner=None) -> list[Result]:

@@ -15,12 +15,31 @@ from towerlab.runs import Result, Trial
 
 
 def run(trial: Trial, gpu: bool) -> dict:
-    """Train the trial's plan into its folder, continuing what an earlier attempt of it left."""
+    """Train the trial's plan into its folder, continuing what an earlier attempt of it left: here, or on the
+    plan's world size of processes under the elastic agent (`towerlab train --plan`, as train.launch starts it)."""
+    plan = trial.plan()  # a config the recipe refuses: one line, before torch sets up
+    if plan.world_size > 1:
+        return _launched(plan, gpu)
     from towerlab import engine
     from towerlab.dist import setup
 
-    plan = trial.plan()  # a config the recipe refuses: one line, before torch sets up
     return engine.fit_plan(plan, setup(use_gpu=gpu))
+
+
+def _launched(plan, gpu: bool) -> dict:
+    """The plan trained on plan.world_size processes; their final metrics, as the run directory holds them."""
+    from towerlab import train
+    from towerlab.errors import EXIT_PREEMPTED, Preempted, TowerlabError
+    from towerlab.runs import RunRecord
+
+    devices = ["--gpus", str(plan.world_size) if gpu else "0", "--no-report"]  # reports: the search's to write
+    code = train.launch(train.Request(passthrough=devices), plan)
+    if code == EXIT_PREEMPTED:
+        raise Preempted("stopped by a signal; the trial continues from its checkpoint when the search runs again")
+    final = RunRecord.load(plan.out).final if code == 0 else None
+    if final is None:
+        raise TowerlabError(f"the trial's {plan.world_size} processes ended with exit code {code}; see its log.txt")
+    return final
 
 
 def main(argv: list[str] | None = None) -> int:

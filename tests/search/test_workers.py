@@ -23,7 +23,7 @@ def _cli(args: list[str]) -> tuple[int, str]:
 
 
 SPACE = {"lr": {"logfloat": [1.0e-4, 0.3]}, "units": {"choices": [16, 32, 64]}, "hidden_layers": {"int": [1, 2]}}
-FIXED = ["dataset=digits", "epochs=4", "eval_every_epochs=1", "ckpt_every_steps=5", "log_every=5"]
+FIXED = ["dataset=digits", "epochs=3", "eval_every_epochs=1", "ckpt_every_steps=5", "log_every=5"]
 
 
 def _line(tmp_path: Path, out: Path, storage: str, algo: str, trials: int, *extra: str) -> list[str]:
@@ -92,11 +92,15 @@ def _three_workers_one_killed(tmp_path: Path, storage_arg: str, env: dict | None
     out = tmp_path / "s1"
     args = _line(tmp_path, out, storage_arg, "tpe", 5)
     workers = [_worker(args, tmp_path / f"w{i}.log", env) for i in range(3)]
-    killed = _mid_trial(workers[0])
-    workers[0].send_signal(signal.SIGKILL)  # its trial's process checkpoints and ends with it (lifetime.py)
-    workers[0].wait()
-    workers[0] = _worker(args, tmp_path / "w0-again.log", env)
-    codes = [w.wait(timeout=600) for w in workers]
+    try:
+        killed = _mid_trial(workers[0])
+        workers[0].send_signal(signal.SIGKILL)  # its trial's process checkpoints and ends with it (lifetime.py)
+        workers[0].wait()
+        workers[0] = _worker(args, tmp_path / "w0-again.log", env)
+        codes = [w.wait(timeout=300) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
     logs = "\n".join(p.read_text()[-1500:] for p in sorted(tmp_path.glob("w*.log")))
     assert codes == [0, 0, 0], logs
     return out, killed
@@ -159,3 +163,15 @@ def test_a_worker_with_another_budget_or_algorithm_is_refused_in_one_line(tmp_pa
 def test_trials_is_refused_for_the_grid(tmp_path, algo):
     code, text = _cli(_line(tmp_path, tmp_path / "g", f"journal:{tmp_path / 'g.log'}", algo, 4))
     assert code == 2 and "--trials shares one study among workers for --algo tpe, random, ga" in text
+
+
+def test_a_trial_may_train_on_several_processes(tmp_path):
+    """--trial-procs 2: each trial is one torchrun job of two gloo processes (DDP), replicas equal at the end."""
+    import json
+
+    out = tmp_path / "mp"
+    code, text = _cli(_line(tmp_path, out, f"journal:{tmp_path / 'mp.log'}", "random", 2, "--trial-procs", "2"))
+    assert code == 0, text[-2000:]
+    for trial in (out / "trials").iterdir():
+        final = json.loads((trial / "final_metrics.json").read_text())
+        assert final["world_size"] == 2 and final["replica_max_abs_diff"] == 0.0

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from towerlab import config
-from towerlab.errors import TowerlabError
+from towerlab.errors import ConfigError, TowerlabError
 
 
 class Parser(argparse.ArgumentParser):
@@ -104,6 +104,13 @@ def add_devices(p) -> None:
     p.add_argument("--per-gpu", type=POSITIVE, default=1, help="runs at once on each GPU")
     p.add_argument("--workers", type=POSITIVE, default=1, help="without --gpus: CPU processes at once")
     p.add_argument(
+        "--trial-procs",
+        type=POSITIVE,
+        default=1,
+        help="processes each trial trains on (DDP or --set strategy=...): that many GPUs of the list per trial, or "
+        "that many CPU processes over gloo",
+    )
+    p.add_argument(
         "--executor",
         choices=("local", "ray"),
         default="local",
@@ -125,10 +132,12 @@ def executor(args):
 
     gpus = parse_gpus(args.gpus) if args.gpus else None
     if args.executor == "ray":
+        if args.trial_procs > 1:
+            raise ConfigError("--trial-procs runs a trial's processes on one machine: use the local executor")
         return RayExecutor(args.address, gpus=gpus != [], per_gpu=args.per_gpu, cpus_per_trial=args.cpus_per_trial)
     if gpus:
         check_visible(args.gpus, gpus)
-    return LocalExecutor(gpus=gpus or None, per_gpu=args.per_gpu, workers=args.workers)
+    return LocalExecutor(gpus=gpus or None, per_gpu=args.per_gpu, workers=args.workers, procs=args.trial_procs)
 
 
 # -- config overrides, checkpoints, reports ----------------------------------------------------------------------------

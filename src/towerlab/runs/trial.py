@@ -46,13 +46,13 @@ class Trial:
     out: Path
 
     # -- what to train -------------------------------------------------------------------------------------------
-    def write_spec(self, gpu: bool) -> Path:
+    def write_spec(self, gpu: bool, procs: int = 1) -> Path:
         """trial.json, with the trial's run plan. A config the overrides cannot make (a search's genome the recipe
         refuses) is the trial's own failure, said in its result, not the search's."""
         self.out.mkdir(parents=True, exist_ok=True)
         spec = {"name": self.name, "recipe": self.recipe, "overrides": self.overrides, "gpu": gpu}
         try:
-            spec["plan"] = Plan.fresh(self.recipe, self.overrides, str(self.out)).to_dict()
+            spec["plan"] = Plan.fresh(self.recipe, self.overrides, str(self.out), world_size=procs).to_dict()
         except ConfigError as e:
             spec["error"] = str(e)
         return atomic_write(self.out / SPEC, json.dumps(spec, indent=1).encode())

@@ -43,7 +43,8 @@ ALGOS = ("tpe", "random", "ga")
 @dataclass
 class Budget:
     ended: int  # complete, pruned, or failed by their own config or training
-    active: int  # running, or waiting to be retried
+    running: int
+    waiting: int  # enqueued to be retried: the next ask takes them first
 
 
 class SharedStudy:
@@ -124,8 +125,8 @@ class SharedStudy:
     def budget(self) -> Budget:
         trials = self.study.get_trials(deepcopy=False)
         ended = sum(t.state.is_finished() and self._counts(t) for t in trials)
-        active = sum(t.state in (self.State.RUNNING, self.State.WAITING) for t in trials)
-        return Budget(ended, active)
+        running = sum(t.state == self.State.RUNNING for t in trials)
+        return Budget(ended, running, sum(t.state == self.State.WAITING for t in trials))
 
     def ask(self):
         """The next trial, or None when it came too late: another worker's took the last place (it is marked
@@ -230,9 +231,9 @@ def work(shared: SharedStudy, executor, make_trial, pruner, stop: threading.Even
         budget = shared.budget()
         if budget.ended >= shared.trials:
             return
-        if budget.ended + budget.active >= shared.trials:  # the last places are other workers' trials: wait
+        if budget.ended + budget.running >= shared.trials:  # the last places are other workers' trials: wait
             stop.wait(poll)
-            continue
+            continue  # (a retry waiting in the queue is not a reason to wait: the next ask takes it)
         trial = shared.ask()
         if trial is None:
             continue
