@@ -90,3 +90,23 @@ def test_jobs_on_a_ray_cluster_one_failing_then_a_rerun(tmp_path, ray_head):
 def test_an_unreachable_ray_cluster_is_one_line():
     with pytest.raises(ConfigError, match=r"cannot reach the Ray cluster at 127.0.0.1:9 .*ray start --head"):
         RayExecutor("127.0.0.1:9")
+
+
+def test_a_trial_on_ray_is_pruned_while_it_trains(tmp_path, ray_head):
+    """--prune on the Ray executor: a running trial's curve is judged as it grows and its task cancelled; the trial
+    is recorded as pruned at its first evaluation and never trains to its end."""
+    script = f"""
+from pathlib import Path
+from towerlab.executor import RayExecutor, Trial
+from towerlab.search.prune import Pruner
+
+pruner = Pruner("asha", "accuracy", maximize=True)
+pruner.reference = [[1.0] * 50] * 4  # earlier trials that were perfect: anything less is pruned at rung 1
+trial = Trial("t0", "digits", {{"max_steps": 4000, "eval_every_steps": 5, "log_every": 5}}, Path({str(tmp_path / "t0")!r}))
+(r,) = RayExecutor("auto", gpus=False).run([trial], pruner=pruner)
+print("RESULT", r.status, r.error)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert "RESULT pruned pruned at evaluation 1" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert yaml.safe_load((tmp_path / "t0" / "pruned.json").read_text())["evaluation"] == 1
+    assert not (tmp_path / "t0" / "final_metrics.json").is_file()  # cancelled long before its 4,000 steps

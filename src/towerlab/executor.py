@@ -296,29 +296,50 @@ class RayExecutor:
         )
 
     def run(self, trials: list[Trial], on_result=None, pruner=None) -> list[Result]:
-        if pruner is not None:
-            raise ConfigError(
-                "--prune works with the local executor only (it watches each trial's metrics as it "
-                "trains); drop --prune or --executor ray"
-            )
+        """Every trial as a Ray task. With a pruner, each running trial's metrics.jsonl (on the shared file system)
+        is judged as it grows, as the local executor does, and a trial the pruner stops is cancelled (its task's
+        process killed; the trial's own process checkpoints and ends with it, and is never resumed)."""
         results, queue = split_finished(trials)
+        if pruner:  # finished while no search watched it: judged as it would have been
+            for t in trials:
+                if t.name in results and results[t.name].status == "done":
+                    results[t.name] = judge(t, pruner, "-", 0.0) or results[t.name]
         progress = TrialProgress(len(trials), len(results))
         pending = {self.task.remote(t, self.gpu, self.cpus): t for t in queue}
+        started, sizes = {t.name: time.perf_counter() for t in queue}, {}
         for t in queue:
             progress.started(t, "ray")
         while pending:
-            ready, _ = self.ray.wait(list(pending), num_returns=1)
+            ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=0.5 if pruner else None)
+            if not ready:  # nothing ended: judge the trials that logged an evaluation since the last look
+                for ref, t in list(pending.items()):
+                    if not _grew(t.out / METRICS, sizes):
+                        continue
+                    r = judge(t, pruner, "ray", time.perf_counter() - started[t.name])  # writes pruned.json
+                    if r is not None:
+                        self.ray.cancel(ref, force=True)
+                        del pending[ref]
+                        self._ended(results, r, progress, on_result)
+                continue
             t = pending.pop(ready[0])
-            try:
-                code, device, seconds = self.ray.get(ready[0])
-            except self.ray.exceptions.RayError as e:  # the worker died (node lost, killed): the trial failed
-                code, device, seconds = -1, "ray", 0.0
-                t.out.mkdir(parents=True, exist_ok=True)
-                with open(t.log, "a") as log:
-                    log.write(f"ray error: {_root_cause(e)}\n")  # a Ray error's text may start blank
-            results[t.name] = r = collect(t, code, device, seconds)
-            progress.ended(r)
-            if on_result:
-                on_result(r)
+            r = judge(t, pruner, "ray", time.perf_counter() - started[t.name]) if pruner else None
+            self._ended(results, r or self._collect(ready[0], t), progress, on_result)
         progress.close()
         return [results[t.name] for t in trials]
+
+    def _collect(self, ref, t: Trial) -> Result:
+        try:
+            code, device, seconds = self.ray.get(ref)
+        except self.ray.exceptions.RayError as e:  # the worker died (node lost, killed): the trial failed
+            code, device, seconds = -1, "ray", 0.0
+            t.out.mkdir(parents=True, exist_ok=True)
+            with open(t.log, "a") as log:
+                log.write(f"ray error: {_root_cause(e)}\n")  # a Ray error's text may start blank
+        return collect(t, code, device, seconds)
+
+    @staticmethod
+    def _ended(results: dict, r: Result, progress: TrialProgress, on_result) -> None:
+        results[r.name] = r
+        progress.ended(r)
+        if on_result:
+            on_result(r)

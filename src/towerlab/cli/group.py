@@ -106,7 +106,7 @@ def add_search(sub) -> None:
         choices=("median", "asha"),
         help="stop hopeless trials at an evaluation: below the median "
         "of earlier trials there, or outside the best third at "
-        "ASHA's rungs (local executor; off by default)",
+        "ASHA's rungs (the local and the Ray executor; off by default)",
     )
     s.add_argument(
         "--storage",
