@@ -102,7 +102,8 @@ from towerlab.search.prune import Pruner
 
 pruner = Pruner("asha", "accuracy", maximize=True)
 pruner.reference = [[1.0] * 50] * 4  # earlier trials that were perfect: anything less is pruned at rung 1
-trial = Trial("t0", "digits", {{"max_steps": 4000, "eval_every_steps": 5, "log_every": 5}}, Path({str(tmp_path / "t0")!r}))
+fields = {{"max_steps": 4000, "eval_every_steps": 5, "log_every": 5}}
+trial = Trial("t0", "digits", fields, Path({str(tmp_path / "t0")!r}))
 (r,) = RayExecutor("auto", gpus=False).run([trial], pruner=pruner)
 print("RESULT", r.status, r.error)
 """

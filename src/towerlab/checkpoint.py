@@ -6,6 +6,10 @@ A checkpoint is a folder checkpoints/step-<N>-<nonce>/ holding
   state.pt           optimizer, scheduler, scaler, step, RNG states of every rank, data position:
                      only tensors and plain containers, read back with torch.load(weights_only=True)
   manifest.json      the step, the world size and the SHA-256 of every file above
+or, under --checkpoint sharded (FSDP), in place of model.safetensors and the optimizer in state.pt:
+  shards/            torch.distributed.checkpoint's files: each rank writes its own shards (__R_0.distcp, at once,
+                     no gather on rank 0) and rank 0 the .metadata; read back at any world size (resharded), and
+                     consolidated on demand for eval, predict and export (load_weights)
 Each file is written to a temporary folder and fsynced; the folder is renamed into place; then a small
 pointer file (last.json / best.json) is replaced atomically. A crash at any moment leaves the pointer
 naming the previous complete checkpoint, which is what --resume loads.
@@ -37,6 +41,9 @@ from towerlab.files import atomic_write, fsync_dir
 
 MANIFEST = "manifest.json"
 _FOLDER = re.compile(r"step-(\d{8})-[0-9a-f]{6}")
+SHARDS = "shards"
+# a file a manifest may name: one of the folder's own (no path, no hidden file), or a shard torch's writer names
+_FILE = re.compile(r"[^/.][^/]*|shards/(\.metadata|__\d+_\d+\.distcp)")
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -78,6 +85,94 @@ def save(ckpt_dir: Path, step: int, weights: dict[str, dict], state: dict, point
         atomic_write(ckpt_dir / f"{p}.json", json.dumps({"dir": name, "step": step}).encode())
     prune(ckpt_dir, keep, newest=final)
     return final
+
+
+def save_sharded(ckpt_dir: Path, step: int, shards: dict, state: dict, pointers: list[str], keep: int, dist) -> Path:
+    """A checkpoint whose `shards` (model and optimizer state dicts of sharded tensors) every rank writes its part
+    of at once (torch.distributed.checkpoint), beside rank 0's state.pt; each rank hashes its own files for the
+    manifest. A collective: every rank calls it. Returns the folder (renamed into place by rank 0)."""
+    import torch.distributed.checkpoint as dcp
+
+    from towerlab.dist import all_gather_object, barrier, broadcast_object
+
+    name = broadcast_object(f"step-{step:08d}-{uuid.uuid4().hex[:6]}" if dist.is_main else None, dist)
+    tmp, final = ckpt_dir / f".tmp-{name}", ckpt_dir / name
+    if dist.is_main:
+        (tmp / SHARDS).mkdir(parents=True)
+    barrier(dist)
+    dcp.save(shards, checkpoint_id=str(tmp / SHARDS))
+    mine = [f for f in (tmp / SHARDS).iterdir() if f.name.startswith(f"__{dist.rank}_")]
+    if dist.is_main:
+        mine.append(tmp / SHARDS / ".metadata")
+    for f in mine:
+        _fsync(f)
+    digests = {f"{SHARDS}/{f.name}": sha256(f) for f in mine}
+    everyone = all_gather_object(digests, dist)
+    if dist.is_main:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        _write_synced(tmp / "state.pt", buf.getvalue())
+        sums = {k: v for d in everyone for k, v in d.items()} | {"state.pt": hashlib.sha256(buf.getvalue()).hexdigest()}
+        record = {"step": step, "world_size": state.get("world_size", 1), "sharded": True, "sha256": sums}
+        _write_synced(tmp / MANIFEST, json.dumps(record, indent=1).encode())
+        fsync_dir(tmp / SHARDS)
+        fsync_dir(tmp)
+        os.replace(tmp, final)
+        fsync_dir(ckpt_dir)
+        for p in pointers:
+            atomic_write(ckpt_dir / f"{p}.json", json.dumps({"dir": name, "step": step}).encode())
+        prune(ckpt_dir, keep, newest=final)
+    barrier(dist)
+    return final
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_sharded(folder: Path) -> bool:
+    return (folder / SHARDS).is_dir()
+
+
+def load_shards(folder: Path, shards: dict) -> None:
+    """Fill `shards` (state dicts shaped like the ones saved, sharded for this world size) from the folder's shards:
+    torch.distributed.checkpoint reshards what another world size wrote. A collective."""
+    import torch.distributed.checkpoint as dcp
+
+    try:
+        dcp.load(shards, checkpoint_id=str(folder / SHARDS))
+    except Exception as e:  # noqa: BLE001 -- any failure reading the shards: one line naming the folder
+        raise CheckpointError(
+            f"{folder / SHARDS} cannot be read ({type(e).__name__}); delete its folder to fall back to an older "
+            f"checkpoint, or retrain"
+        ) from None
+
+
+def _consolidated(folder: Path, name: str) -> dict[str, torch.Tensor]:
+    """The full tensors of `name` (model) from a sharded checkpoint, in this one process (eval, export)."""
+    import warnings
+
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    meta = FileSystemReader(str(folder / SHARDS)).read_metadata().state_dict_metadata
+    prefix = f"{name}."
+    template = {
+        k: torch.empty(v.size, dtype=v.properties.dtype)
+        for k, v in meta.items()
+        if k.startswith(prefix) and isinstance(v, TensorStorageMetadata)
+    }
+    if not template:
+        raise CheckpointError(f"{folder / SHARDS} holds no {name} weights")
+    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.load(template, checkpoint_id=str(folder / SHARDS), no_dist=True)
+    return dict(sorted((k[len(prefix) :], v) for k, v in template.items()))
 
 
 def pointer(ckpt_dir: Path, which: str) -> Path | None:
@@ -133,6 +228,8 @@ def prune(ckpt_dir: Path, keep: int = 1, newest: Path | None = None) -> None:
 
 
 def load_weights(folder: Path, name: str = "model") -> dict[str, torch.Tensor]:
+    if is_sharded(folder):
+        return _consolidated(folder, name)
     path = folder / f"{name}.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{path} not found; the run directory has no {name} weights")
@@ -194,11 +291,14 @@ def damage(folder: Path) -> str | None:
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in expected.items())
     ):
         return f"{MANIFEST} is damaged (no SHA-256 for state.pt)"
-    unlisted = sorted(f.name for f in folder.iterdir() if f.name != MANIFEST and f.name not in expected)
+    present = [f.name for f in folder.iterdir() if f.name not in (MANIFEST, SHARDS)]
+    if (folder / SHARDS).is_dir():
+        present += [f"{SHARDS}/{f.name}" for f in (folder / SHARDS).iterdir()]
+    unlisted = sorted(name for name in present if name not in expected)
     if unlisted:
         return f"{unlisted[0]} is not in {MANIFEST}"
     for fname, digest in expected.items():
-        if "/" in fname or fname.startswith("."):
+        if not _FILE.fullmatch(fname):
             return f"{MANIFEST} names {fname!r}, which is not a file of the checkpoint"
         if not (folder / fname).is_file():
             return f"{fname} missing"

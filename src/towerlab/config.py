@@ -95,6 +95,12 @@ class TrainConfig:
     keep_checkpoints: int = opt(
         3, "checkpoints kept on disk besides the best (an older one is what a damaged newest one falls back to)"
     )
+    checkpoint: str = opt(
+        "full",
+        "full: one file of whole tensors written by rank 0; sharded (strategy=fsdp): every rank writes its own "
+        "shards at once (torch.distributed.checkpoint), read back at any world size",
+        choices=("full", "sharded"),
+    )
     val_fraction: float = opt(
         0.0,
         "if > 0, validate on this fraction of the training items (the same items for "
@@ -187,6 +193,11 @@ class TrainConfig:
                 raise ConfigError(f"{f.name}={short(value)} is not allowed; choose one of {', '.join(choices)}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.name}={value!r} must be a finite number")
+        if self.checkpoint == "sharded" and self.strategy != "fsdp":
+            raise ConfigError(
+                f"checkpoint=sharded keeps the shards of strategy=fsdp; with strategy={self.strategy} every process "
+                f"holds the whole model: leave checkpoint=full"
+            )
         positive = ("batch_size", "accum_steps", "log_every", "keep_checkpoints")
         for name in positive:
             if getattr(self, name) <= 0:

@@ -176,6 +176,15 @@ def broadcast_object(obj, dist: Dist):
     return box[0]
 
 
+def all_gather_object(obj, dist: Dist) -> list:
+    """Every rank's small python object, in rank order."""
+    if not dist.distributed:
+        return [obj]
+    out = [None] * dist.world_size
+    tdist.all_gather_object(out, obj)
+    return out
+
+
 def barrier(dist: Dist) -> None:
     if dist.distributed:
         tdist.barrier()

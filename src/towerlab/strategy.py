@@ -65,6 +65,25 @@ class Strategy:
         load_into(raw, model_sd, source)
         opt.load_state_dict(opt_sd)
 
+    def sharded_state(self, raw: nn.Module, opt: torch.optim.Optimizer) -> dict:
+        """This rank's part of the model and the optimizer state, as torch.distributed.checkpoint takes it (FSDP:
+        its shards, nothing gathered; one process: the whole): what checkpoint=sharded writes."""
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        model_sd, opt_sd = get_state_dict(raw, opt)
+        return {"model": model_sd, "optim": opt_sd}
+
+    def load_sharded_state(self, raw: nn.Module, opt: torch.optim.Optimizer, folder: Path) -> None:
+        """The model and optimizer from a sharded checkpoint written at any world size (resharded into this one's
+        layout). A collective."""
+        from torch.distributed.checkpoint.state_dict import set_state_dict
+
+        from towerlab import checkpoint
+
+        shards = self.sharded_state(raw, opt)  # shaped for this world size; the reader reshards into it
+        checkpoint.load_shards(folder, shards)
+        set_state_dict(raw, opt, model_state_dict=shards["model"], optim_state_dict=shards["optim"])
+
     def eval_model(self, raw: nn.Module, ema, model: nn.Module) -> nn.Module:
         """The module evaluation calls: the moving average when the run keeps one."""
         return ema.module if ema is not None else raw

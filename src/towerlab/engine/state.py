@@ -9,13 +9,15 @@ from pathlib import Path
 import torch
 
 from towerlab import checkpoint
-from towerlab.dist import all_gather, all_reduce_extremes, barrier, print0, restart_count
+from towerlab.dist import all_gather, all_reduce_extremes, barrier, broadcast_object, print0, restart_count
 from towerlab.errors import ConfigError
 
 
 def state(t) -> tuple[dict, dict]:
-    """(model weights, training state) of Trainer t, both full (unsharded); a collective: every rank takes part."""
-    weights, optimizer = t.strategy.full_state(t.raw, t.opt)
+    """(model weights, training state) of Trainer t, both full (unsharded; under checkpoint=sharded the weights
+    and the optimizer are left to save's shards: None here); a collective: every rank takes part."""
+    sharded = t.cfg.checkpoint == "sharded"
+    weights, optimizer = (None, None) if sharded else t.strategy.full_state(t.raw, t.opt)
     rng = {"cpu": torch.stack(all_gather(torch.get_rng_state(), t.dist))}  # every rank's stream, in rank order
     if t.dist.device.type == "cuda":
         rng["cuda"] = torch.stack(all_gather(torch.cuda.get_rng_state(t.dist.device), t.dist))
@@ -24,7 +26,7 @@ def state(t) -> tuple[dict, dict]:
         "step": t.step,
         "data": {"epoch": epoch, "position": position},
         "world_size": t.dist.world_size,
-        "optimizer": optimizer,
+        "optimizer": optimizer if optimizer is not None else {},
         "scheduler": t.sched.state_dict(),
         "scaler": t.precision.state_dict(),
         "best": t.evaluator.best,
@@ -37,11 +39,17 @@ def state(t) -> tuple[dict, dict]:
 def save(t, improved: bool) -> None:
     t.checkpointed = t.step
     model, training = state(t)  # a collective: every rank takes part
+    pointers = ["last", "best"] if improved else ["last"]
+    if model is None:  # checkpoint=sharded: every rank writes its own shards, at once
+        shards = t.strategy.sharded_state(t.raw, t.opt)
+        ckpt = t.run.path / "checkpoints" if t.run else None
+        ckpt = broadcast_object(str(ckpt) if ckpt else None, t.dist)
+        checkpoint.save_sharded(Path(ckpt), t.step, shards, training, pointers, t.cfg.keep_checkpoints, t.dist)
+        return
     if t.dist.is_main:
         weights = {"model": model}
         if t.ema is not None:
             weights["ema"] = t.ema.module.state_dict()
-        pointers = ["last", "best"] if improved else ["last"]
         checkpoint.save(t.run.path / "checkpoints", t.step, weights, training, pointers, t.cfg.keep_checkpoints)
     barrier(t.dist)
 
@@ -56,7 +64,10 @@ def load(t, folder: Path) -> None:
             f"the result will differ from an uninterrupted run",
             dist=t.dist,
         )
-    t.strategy.load_full_state(t.raw, t.opt, checkpoint.load_weights(folder, "model"), saved["optimizer"], folder)
+    if checkpoint.is_sharded(folder):
+        t.strategy.load_sharded_state(t.raw, t.opt, folder)
+    else:
+        t.strategy.load_full_state(t.raw, t.opt, checkpoint.load_weights(folder, "model"), saved["optimizer"], folder)
     if t.ema is not None:
         t.ema.module.load_state_dict(checkpoint.load_weights(folder, "ema"))
         t.ema.n_averaged.copy_(saved["ema_n"])
