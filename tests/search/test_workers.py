@@ -175,3 +175,21 @@ def test_a_trial_may_train_on_several_processes(tmp_path):
     for trial in (out / "trials").iterdir():
         final = json.loads((trial / "final_metrics.json").read_text())
         assert final["world_size"] == 2 and final["replica_max_abs_diff"] == 0.0
+
+
+def test_a_random_search_ends_with_the_same_best_on_one_worker_or_three(tmp_path):
+    """Trial n's genome is the n-th draw from --seed, whoever asks: with deterministic training, one worker and
+    three workers end with the same trials and the same best."""
+    import json
+
+    bests, genomes = [], []
+    for workers in ("1", "3"):
+        out = tmp_path / f"w{workers}"
+        line = _line(tmp_path, out, f"journal:{tmp_path / f'w{workers}.log'}", "random", 3, "--workers", workers)
+        code, text = _cli([*line, "--set", "deterministic=true"])
+        assert code == 0, text[-2000:]
+        bests.append(json.loads((out / "best.json").read_text()))
+        with open(out / "trials.csv") as f:
+            genomes.append(sorted(tuple(sorted((k, v) for k, v in r.items() if k in SPACE)) for r in csv.DictReader(f)))
+    assert genomes[0] == genomes[1]
+    assert (bests[0]["genome"], bests[0]["fitness"]) == (bests[1]["genome"], bests[1]["fitness"])

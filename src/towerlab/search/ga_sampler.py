@@ -1,4 +1,6 @@
-"""towerlab's genetic algorithm as an Optuna sampler, for a study many workers share (search/workers.py).
+"""Samplers for a study many workers share (search/workers.py) whose draws depend on the trial's number, not on
+which worker asks or when: `NumberedRandom` (trial n's genome is the n-th draw from --seed, so a shared random
+search trains the same genomes with one worker or ten) and towerlab's genetic algorithm as an Optuna sampler.
 
 Steady state rather than generational (no generation waits for its slowest trial): each new trial is a child of two
 parents drawn from the best `population` trials that completed so far (the fittest `retain` fraction, and each
@@ -19,7 +21,23 @@ from towerlab.search.tpe import _optuna
 _BaseSampler = _optuna().samplers.BaseSampler
 
 
-class GeneticSampler(_BaseSampler):
+class NumberedRandom(_BaseSampler):
+    """Trial n: a genome drawn from the space by a generator seeded with (seed, n)."""
+
+    def __init__(self, space: Space, dists: dict, *, seed: int = 0, **_unused):
+        self.space, self.dists, self.seed = space, dists, seed
+
+    def infer_relative_search_space(self, study, trial) -> dict:
+        return dict(self.dists)
+
+    def sample_relative(self, study, trial, search_space: dict) -> dict:
+        return self.space.sample(random.Random(f"{self.seed}:{trial.number}"))
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        raise AssertionError("every parameter is sampled in sample_relative")
+
+
+class GeneticSampler(NumberedRandom):
     def __init__(
         self,
         space: Space,
@@ -35,17 +53,13 @@ class GeneticSampler(_BaseSampler):
     ):
         self.space, self.dists, self.maximize, self.seed = space, dists, maximize, seed
         self.population, self.retain, self.random_select, self.mutate = population, retain, random_select, mutate
-        self._random = _optuna().samplers.RandomSampler(seed=seed)
-
-    def infer_relative_search_space(self, study, trial) -> dict:
-        return dict(self.dists)
 
     def sample_relative(self, study, trial, search_space: dict) -> dict:
         State = _optuna().trial.TrialState
         done = study.get_trials(deepcopy=False, states=(State.COMPLETE,))
         rng = random.Random(f"{self.seed}:{trial.number}")  # each trial its own draw, whichever worker asks
         if len(done) < self.population:
-            return self.space.sample(rng)  # the first population: at random
+            return super().sample_relative(study, trial, search_space)  # the first population: at random
         ranked = sorted(done, key=lambda t: rank_value(t.value, self.maximize), reverse=True)[: self.population]
         keep = max(2, int(len(ranked) * self.retain))
         parents = ranked[:keep] + [t for t in ranked[keep:] if rng.random() < self.random_select]
@@ -63,6 +77,3 @@ class GeneticSampler(_BaseSampler):
                 break
             child = self.space.mutate(child, rng)
         return child
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._random.sample_independent(study, trial, param_name, param_distribution)

@@ -97,14 +97,14 @@ class SharedStudy:
                 time.sleep(0.5 * (attempt + 1))
 
     def _sampler(self, algo: str, seed: int, space: Space, maximize: bool, ga: dict):
-        # every worker draws its own numbers: the same seed everywhere would propose the same trial twice
+        # TPE: every worker draws its own numbers (the same seed everywhere would propose the same trial twice)
         mine = seed * 1_000_003 + os.getpid() % 1_000_003
         if algo == "tpe":
             return self.optuna.samplers.TPESampler(seed=mine, constant_liar=True)
-        if algo == "random":
-            return self.optuna.samplers.RandomSampler(seed=mine)
-        from towerlab.search.ga_sampler import GeneticSampler
+        from towerlab.search.ga_sampler import GeneticSampler, NumberedRandom
 
+        if algo == "random":  # trial n's genome whoever asks: one worker or ten train the same genomes
+            return NumberedRandom(space, self.dists, seed=seed)
         return GeneticSampler(space, self.dists, maximize=maximize, seed=seed, **ga)
 
     def _agree(self, what: str, value) -> None:
