@@ -222,3 +222,21 @@ def test_segmentation_streams_its_pairs_to_the_same_weights(tmp_path, shared_dat
     _same(tmp_path / "memory", tmp_path / "stream")
     final = [json.loads((tmp_path / k / "final_metrics.json").read_text()) for k in ("memory", "stream")]
     assert final[0]["mean_iou"] == final[1]["mean_iou"] and final[0]["pixel_accuracy"] == final[1]["pixel_accuracy"]
+
+
+def test_defects_stream_to_the_same_weights(tmp_path, kolektor_dir):
+    """issue 44: SegDecNet on a KolektorSDD-layout folder (real BMP parts and palette masks), balanced sampling,
+    dilated masks and validation carved from the training items, its pairs read by worker processes on two
+    processes: the same weights and the same validation and test metrics as the in-memory path."""
+    args = [
+        "segdec", "--data", str(kolektor_dir), "--height", "128", "--width", "64", "--stage", "joint", "--folds", "2",
+        "--dilate", "3", "--batch-size", "2", "--max-steps", "4", "--eval-every-steps", "4", "--deterministic",
+        "--gpus", "0", "--procs", "2", "--val-fraction", "0.3", "--no-report",
+    ]  # fmt: skip
+    memory = run_cli("train", *args, "--loader", "memory", "--out", str(tmp_path / "memory"))
+    stream = run_cli("train", *args, "--loader", "stream", "--out", str(tmp_path / "stream"))
+    assert "decoded into memory (--loader memory)" in memory.stderr
+    assert "streamed from its files by worker processes (--loader stream)" in stream.stderr
+    _same(tmp_path / "memory", tmp_path / "stream")
+    final = [json.loads((tmp_path / k / "final_metrics.json").read_text()) for k in ("memory", "stream")]
+    assert final[0]["best"] == final[1]["best"] and final[0]["auc"] == final[1]["auc"]

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from towerlab.data.images import fit_to, read_image, read_label
+from towerlab.data.stream import Items
 from towerlab.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -166,16 +167,66 @@ def read_pair(image_path: Path, mask_path: Path | None, channels: int, size: tup
 
 def load(root: Path, layout: str, names: list[str], items: dict, channels: int, size: tuple[int, int]):
     """The pairs of the named items -> (images, masks, labels)."""
+    return load_rows(root, rows_of(names, items), channels, size)
+
+
+def load_rows(root: Path, rows: list[tuple], channels: int, size: tuple[int, int]):
+    """(image, mask[, label]) rows decoded -> (images, masks, labels)."""
     images, masks, labels = [], [], []
-    for name in names:
-        for image_path, mask_path, *label in items[name]:
-            image, mask = read_pair(image_path, mask_path, channels, size, *label)
-            images.append(image)
-            masks.append(mask)
-            labels.append(float(label[0]) if label else float(mask.amax() > 0))
+    for image_path, mask_path, *label in rows:
+        image, mask = read_pair(image_path, mask_path, channels, size, *label)
+        images.append(image)
+        masks.append(mask)
+        labels.append(float(label[0]) if label else float(mask.amax() > 0))
     if not images:
         raise DataError(f"no images in the chosen fold of {root}")
     return torch.stack(images), torch.stack(masks), torch.tensor(labels)
+
+
+class DefectItems(Items):
+    """The pairs of a defect split read one at a time (the stream's items, data/stream.py): exactly what `load`
+    decodes, item by item: (image [C,H,W] float, mask [1,H,W] uint8, label float 0-d), the mask grown by `dilate`
+    (training only) as segdec grows a batch's."""
+
+    def __init__(self, rows: list[tuple], channels: int, size: tuple[int, int], dilate: int = 1):
+        self.rows, self.channels, self.size, self.dilate = rows, channels, size, dilate
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def describe(self, i: int) -> str:
+        return str(self.rows[i][0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        image_path, mask_path, *label = self.rows[i]
+        image, mask = read_pair(image_path, mask_path, self.channels, self.size, *label)
+        value = float(label[0]) if label else float(mask.amax() > 0)  # before dilation, as `load`
+        if self.dilate > 1:
+            mask = dilate(mask[None], self.dilate)[0]
+        return image, mask, torch.tensor(value)
+
+    def labels(self) -> torch.Tensor:
+        """Every item's label without decoding its image (a defect-free or labelled item: its label; else whether
+        its mask, at the training size, marks any pixel): what balanced sampling and the validation carve need."""
+        out = []
+        for _, mask_path, *label in self.rows:
+            if label or mask_path is None:
+                out.append(float(label[0]) if label else 0.0)
+            else:
+                mask = (read_label(mask_path) > 0).to(torch.uint8)[None]
+                out.append(float(resize_mask(mask, self.size).amax() > 0))
+        return torch.tensor(out)
+
+
+def dilate(masks: torch.Tensor, k: int) -> torch.Tensor:
+    """Grow every defect by a k x k square (Božič et al. 2021 dilate labels to cover annotation slack)."""
+    grown = F.max_pool2d(masks.float(), k, stride=1, padding=k // 2)
+    return grown[..., : masks.shape[-2], : masks.shape[-1]].to(masks.dtype)
+
+
+def rows_of(names: list[str], items: dict) -> list[tuple]:
+    """The named items' (image, mask[, label]) rows, in the order `load` reads them."""
+    return [row for name in names for row in items[name]]
 
 
 @dataclass

@@ -9,6 +9,7 @@ Tabernik, Šela, Skvarč, Skočaj, "Segmentation-Based Deep-Learning Approach fo
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from towerlab.data.augment import per_image_standardization, to_float
 from towerlab.data.images import check_output, fit_to, read_image, write_image
 from towerlab.data.loader import BalancedLoader, Data, TensorLoader
 from towerlab.data.segmentation import red_overlay
-from towerlab.dist import Dist, all_gather_rows, all_reduce_sum
+from towerlab.data.stream import StreamReader, choose
+from towerlab.dist import Dist, all_gather_rows, all_reduce_sum, print0
+from towerlab.errors import DataError
 from towerlab.recipes.configs import FOLDER_FIELDS, SegdecConfig
 from towerlab.strategy import unwrap
 
@@ -131,37 +134,70 @@ def build_data(cfg: Config, dist: Dist) -> Data:
         fold_names = parts[cfg.fold]
         train_names = [n for i, part in enumerate(parts) if i != cfg.fold for n in part]
     size = (cfg.height, cfg.width)
-    train = defects.load(root, cfg.layout, train_names, items, cfg.channels, size)
-    fold = defects.load(root, cfg.layout, fold_names, items, cfg.channels, size)
+    train_rows, fold_rows = defects.rows_of(train_names, items), defects.rows_of(fold_names, items)
+    if not train_rows or not fold_rows:
+        raise DataError(f"no images in the chosen fold of {root}")
+    probe = [defects.DefectItems(r, cfg.channels, size) for r in (train_rows, fold_rows)]
+    choice = choose(cfg.loader, cfg.data_memory, probe)
+    print0(choice.line, dist=dist, file=sys.stderr)
+    owners = [n for n in train_names for _ in items[n]]  # an item's images stay on one side of the validation carve
+    if choice.stream:
+        splits = _streamed(cfg, train_rows, fold_rows, owners, dist)
+    else:
+        splits = _decoded(cfg, root, train_rows, fold_rows, owners)
+    train, val, test, positive = splits
+    options = dict(on_device=cfg.data_on_device, channels_last=cfg.channels_last)
+    kwargs = dict(seed=cfg.seed, transform=train_transform(cfg), **options)
+    train_data, train_reader = (None, train) if choice.stream else (train, None)
+    if cfg.balanced and 0 < positive.sum() < len(positive):
+        loader = BalancedLoader(train_data, cfg.batch_size, dist, positive=positive, reader=train_reader, **kwargs)
+    else:
+        loader = TensorLoader(train_data, cfg.batch_size, dist, train=True, reader=train_reader, **kwargs)
+
+    def evaluation(split):
+        if split is None:
+            return None
+        data, reader = (None, split) if choice.stream else (split, None)
+        return TensorLoader(data, cfg.batch_size, dist, train=False, transform=eval_transform, reader=reader, **options)
+
+    return Data(loader, evaluation(val), test=evaluation(test), held_out=bool(cfg.val_fraction))
+
+
+def _decoded(cfg: Config, root: Path, train_rows: list, fold_rows: list, owners: list):
+    """(train, val, test, positive): the splits decoded into memory, tensors (images, masks, labels)."""
+    size = (cfg.height, cfg.width)
+    train = defects.load_rows(root, train_rows, cfg.channels, size)
+    fold = defects.load_rows(root, fold_rows, cfg.channels, size)
     val, test = fold, None
     if cfg.val_fraction:
-        owners = [n for n in train_names for _ in items[n]]  # defects.load reads the items' images in this order
         keep, held = defects.hold_out_items(owners, train[2], cfg.val_fraction)
         train, val, test = _rows(train, keep), _rows(train, held), fold
     if cfg.dilate > 1:
-        train = (train[0], dilate(train[1], cfg.dilate), train[2])
-    options = dict(on_device=cfg.data_on_device, channels_last=cfg.channels_last)
-    kwargs = dict(seed=cfg.seed, transform=train_transform(cfg), **options)
-    if cfg.balanced and 0 < train[2].sum() < len(train[2]):
-        loader = BalancedLoader(train, cfg.batch_size, dist, positive=train[2] > 0, **kwargs)
-    else:
-        loader = TensorLoader(train, cfg.batch_size, dist, train=True, **kwargs)
-    evaluation = [
-        TensorLoader(s, cfg.batch_size, dist, train=False, transform=eval_transform, **options) if s else None
-        for s in (val, test)
-    ]
-    return Data(loader, evaluation[0], test=evaluation[1], held_out=bool(cfg.val_fraction))
+        train = (train[0], defects.dilate(train[1], cfg.dilate), train[2])
+    return train, val, test, train[2] > 0
+
+
+def _streamed(cfg: Config, train_rows: list, fold_rows: list, owners: list, dist: Dist):
+    """(train, val, test, positive): the same splits as `_decoded`, as stream readers of the items' files."""
+    size = (cfg.height, cfg.width)
+
+    def reader(items):
+        return StreamReader(items, cfg.workers, skip_bad=cfg.skip_bad_files, pin=dist.device.type == "cuda")
+
+    whole = defects.DefectItems(train_rows, cfg.channels, size, dilate=cfg.dilate)
+    labels = whole.labels()
+    fold = defects.DefectItems(fold_rows, cfg.channels, size)
+    keep = torch.arange(len(whole))
+    val, test = reader(fold), None
+    if cfg.val_fraction:
+        keep, held = defects.hold_out_items(owners, labels, cfg.val_fraction)
+        plain = defects.DefectItems(train_rows, cfg.channels, size)  # validation masks are never dilated
+        val, test = reader(plain.subset(held)), reader(fold)
+    return reader(whole.subset(keep)), val, test, labels[keep] > 0
 
 
 def _rows(split: tuple, index: torch.Tensor) -> tuple:
     return tuple(t[index] for t in split)
-
-
-def dilate(masks: torch.Tensor, k: int) -> torch.Tensor:
-    """Grow every defect by a k x k square (Božič et al. 2021 dilate labels to cover annotation slack)."""
-    return F.max_pool2d(masks.float(), k, stride=1, padding=k // 2)[..., : masks.shape[-2], : masks.shape[-1]].to(
-        masks.dtype
-    )
 
 
 def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
