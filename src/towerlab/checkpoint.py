@@ -105,7 +105,7 @@ def save_sharded(ckpt_dir: Path, step: int, shards: dict, state: dict, pointers:
     if dist.is_main:
         mine.append(tmp / SHARDS / ".metadata")
     for f in mine:
-        _fsync(f)
+        fsync_dir(f)  # (any path: here a shard file's data)
     digests = {f"{SHARDS}/{f.name}": sha256(f) for f in mine}
     everyone = all_gather_object(digests, dist)
     if dist.is_main:
@@ -124,14 +124,6 @@ def save_sharded(ckpt_dir: Path, step: int, shards: dict, state: dict, pointers:
         prune(ckpt_dir, keep, newest=final)
     barrier(dist)
     return final
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def is_sharded(folder: Path) -> bool:

@@ -20,6 +20,7 @@ from towerlab.errors import ConfigError
 
 
 def fsync_dir(path: Path) -> None:
+    """fsync a folder (its entries) or a file (its data): whatever `path` is, opened read-only."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -206,6 +206,16 @@ def test_a_worker_killed_is_one_line_naming_what_it_read(tmp_path, shared_data):
     assert "a data worker died" in lines[-1] and "--resume" in lines[-1]
 
 
+def _memory_and_stream(tmp_path: Path, args: list[str]) -> list[dict]:
+    """The same training read both ways: the same weights; each one's final metrics."""
+    memory = run_cli("train", *args, "--loader", "memory", "--out", str(tmp_path / "memory"))
+    stream = run_cli("train", *args, "--loader", "stream", "--out", str(tmp_path / "stream"))
+    assert "decoded into memory (--loader memory)" in memory.stderr
+    assert "streamed from its files by worker processes (--loader stream)" in stream.stderr
+    _same(tmp_path / "memory", tmp_path / "stream")
+    return [json.loads((tmp_path / k / "final_metrics.json").read_text()) for k in ("memory", "stream")]
+
+
 def test_segmentation_streams_its_pairs_to_the_same_weights(tmp_path, shared_data):
     """issue 44: FCN-8s on real CamVid, its (image, label map) pairs streamed by worker processes and padded per
     batch like the in-memory lists: the same weights and metrics after training (and evaluation) on two processes."""
@@ -215,12 +225,7 @@ def test_segmentation_streams_its_pairs_to_the_same_weights(tmp_path, shared_dat
         "--eval-every-steps", "4", "--eval-limit", "4", "--deterministic", "--gpus", "0", "--procs", "2",
         "--no-report",
     ]  # fmt: skip
-    memory = run_cli("train", *args, "--loader", "memory", "--out", str(tmp_path / "memory"))
-    stream = run_cli("train", *args, "--loader", "stream", "--out", str(tmp_path / "stream"))
-    assert "decoded into memory (--loader memory)" in memory.stderr
-    assert "streamed from its files by worker processes (--loader stream)" in stream.stderr
-    _same(tmp_path / "memory", tmp_path / "stream")
-    final = [json.loads((tmp_path / k / "final_metrics.json").read_text()) for k in ("memory", "stream")]
+    final = _memory_and_stream(tmp_path, args)
     assert final[0]["mean_iou"] == final[1]["mean_iou"] and final[0]["pixel_accuracy"] == final[1]["pixel_accuracy"]
 
 
@@ -233,10 +238,5 @@ def test_defects_stream_to_the_same_weights(tmp_path, kolektor_dir):
         "--dilate", "3", "--batch-size", "2", "--max-steps", "4", "--eval-every-steps", "4", "--deterministic",
         "--gpus", "0", "--procs", "2", "--val-fraction", "0.3", "--no-report",
     ]  # fmt: skip
-    memory = run_cli("train", *args, "--loader", "memory", "--out", str(tmp_path / "memory"))
-    stream = run_cli("train", *args, "--loader", "stream", "--out", str(tmp_path / "stream"))
-    assert "decoded into memory (--loader memory)" in memory.stderr
-    assert "streamed from its files by worker processes (--loader stream)" in stream.stderr
-    _same(tmp_path / "memory", tmp_path / "stream")
-    final = [json.loads((tmp_path / k / "final_metrics.json").read_text()) for k in ("memory", "stream")]
+    final = _memory_and_stream(tmp_path, args)
     assert final[0]["best"] == final[1]["best"] and final[0]["auc"] == final[1]["auc"]

@@ -90,7 +90,7 @@ def _check_study(storage, out: Path, trials: int, retried: str | None = None) ->
 def _three_workers_one_killed(tmp_path: Path, storage_arg: str, env: dict | None = None) -> tuple[Path, str]:
     """(the search folder, the killed worker's trial)."""
     out = tmp_path / "s1"
-    args = _line(tmp_path, out, storage_arg, "tpe", 4)
+    args = _line(tmp_path, out, storage_arg, "tpe", 4, "--set", "epochs=12")  # long enough to be killed mid-way
     workers = [_worker(args, tmp_path / f"w{i}.log", env) for i in range(3)]
     try:
         killed = _mid_trial(workers[0])

@@ -331,11 +331,13 @@ def worker_death(e: BaseException) -> DataError | None:
     """The one line for a data worker that died (SIGKILLed by the OOM killer, say), naming what it was reading; None
     when `e` is something else. PyTorch raises it from its SIGCHLD handler wherever the main process happens to be
     (inside the model, often), so the training loop asks here."""
-    if not isinstance(e, RuntimeError) or "DataLoader worker" not in str(e):
+    # the loader's own report, or, when the worker died mid-message, the pipe to it broken under the reader
+    broken = isinstance(e, (ConnectionResetError, BrokenPipeError, EOFError)) and bool(list(_ACTIVE))
+    if not broken and (not isinstance(e, RuntimeError) or "DataLoader worker" not in str(e)):
         return None
     reading = [r.items.describe(int(i)) for r in list(_ACTIVE) for i in r.busy.tolist() if i >= 0]
     return DataError(
-        f"a data worker died ({str(e).splitlines()[0].strip()}) while reading "
+        f"a data worker died ({(str(e).splitlines() or [type(e).__name__])[0].strip()}) while reading "
         f"{', '.join(reading) or 'no item'}; check that file and the machine's memory, then --resume"
     )
 

@@ -215,7 +215,7 @@ class Trainer:
             if self.step < self.total_steps:
                 self.stop_if_preempted(preemption, bar)  # signalled while the data was read: a step-0 checkpoint
             self._loop(preemption, bar, window)
-        except RuntimeError as e:  # a data worker that died is one line naming its file, not a traceback
+        except (RuntimeError, OSError, EOFError) as e:  # a dead data worker: one line naming its file, no traceback
             died = worker_death(e)
             if died is None:
                 raise
