@@ -175,7 +175,8 @@ class SharedStudy:
             last = t.user_attrs.get(BEAT, t.datetime_start.timestamp() if t.datetime_start else now)
             if now - last < 6 * self.heartbeat:
                 continue
-            try:
+            try:  # Optuna has no public call that fails another worker's trial: its storage's own, as its
+                # heartbeat code (RDB only) does; the storage refuses the update to a trial that ended meanwhile
                 self.study._storage.set_trial_state_values(t._trial_id, self.State.FAIL)
             except (self.optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
                 continue  # another worker was first, or the trial ended just now
