@@ -69,15 +69,10 @@ class GeneticSearch(BatchSearch):
         return (parents + children)[: self.size]
 
     def _novel(self, child: dict, seen: set[str]) -> dict:
-        """A child that repeats a genome already evaluated or bred costs a slot and teaches nothing: mutate it
-        until it is new (a few tries; a small space may have nothing new left). Without this, a converged
-        population re-breeds its parents and the 10 generations of the classic setup evaluate ~50 genomes."""
-        for _ in range(10):
-            if genome_key(child) not in seen:
-                break
-            child = self.space.mutate(child, self.rng)
-        seen.add(genome_key(child))
-        return child
+        """A child that repeats a genome already evaluated or bred costs a slot and teaches nothing (without this, a
+        converged population re-breeds its parents and the 10 generations of the classic setup evaluate ~50
+        genomes): see `novel`."""
+        return novel(child, seen, self.space, self.rng)
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -113,3 +108,14 @@ class GeneticSearch(BatchSearch):
             s["history"],
         )
         self.rng.setstate(state_from_json(s["rng"]))
+
+
+def novel(child: dict, seen: set[str], space: Space, rng: random.Random, tries: int = 10) -> dict:
+    """`child`, mutated until its genome is not in `seen` (a few tries: a small space may have nothing new left);
+    its key is added to `seen`."""
+    for _ in range(tries):
+        if genome_key(child) not in seen:
+            break
+        child = space.mutate(child, rng)
+    seen.add(genome_key(child))
+    return child

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 
 from towerlab.search.base import rank_value
+from towerlab.search.ga import novel
 from towerlab.search.space import Space, genome_key
 from towerlab.search.tpe import _optuna
 
@@ -72,8 +73,4 @@ class GeneticSampler(NumberedRandom):
             for t in study.get_trials(deepcopy=False)
             if t.params
         }
-        for _ in range(10):  # a repeat teaches nothing: mutate it until it is new (a small space may have none)
-            if genome_key(child) not in seen:
-                break
-            child = self.space.mutate(child, rng)
-        return child
+        return novel(child, seen, self.space, rng)  # a repeat teaches nothing: ga.py's operator

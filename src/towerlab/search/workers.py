@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -38,6 +39,11 @@ from towerlab.search.tpe import _optuna, distributions
 
 KEY, BEAT, FAILED, SURPLUS = "towerlab_key", "towerlab_heartbeat", "towerlab_failed", "towerlab_surplus"
 ALGOS = ("tpe", "random", "ga")
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
 
 
 @dataclass
@@ -152,11 +158,19 @@ class SharedStudy:
         stop = threading.Event()
 
         def beat():
+            said = False
             while not stop.wait(self.heartbeat):
                 try:
                     trial.set_user_attr(BEAT, time.time())
-                except Exception:  # noqa: BLE001 -- a missed beat; six in a row and another worker retries it
-                    pass
+                except Exception as e:  # noqa: BLE001 -- a missed beat; six in a row and another worker retries it
+                    if not said:  # once per trial: a storage that stays away would otherwise say it every beat
+                        print(
+                            f"towerlab: warning: trial {trial.number}: heartbeat not written ({first_line(e)}); "
+                            f"after six missed beats another worker retries the trial",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        said = True
 
         trial.set_user_attr(BEAT, time.time())
         thread = threading.Thread(target=beat, daemon=True)
@@ -207,8 +221,13 @@ class SharedStudy:
         """A worker that stops (Ctrl-C, a signal) leaves its trial to the next one at once, not after the grace."""
         try:
             trial.set_user_attr(BEAT, 0.0)
-        except Exception:  # noqa: BLE001 -- best effort on the way out; the grace period still applies
-            pass
+        except Exception as e:  # noqa: BLE001 -- on the way out: say it, the grace period still applies
+            print(
+                f"towerlab: warning: trial {trial.number} left running in the study ({first_line(e)}); another "
+                f"worker retries it after {6 * self.heartbeat:g} s without a heartbeat",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def curves(self) -> list[list[float]]:
         """The validation curves every worker reported, for the pruner."""
