@@ -157,25 +157,47 @@ def _part(path: Path, defect: bool, rng, mask_path: Path | None = None, mask_val
         Image.fromarray(mask).save(mask_path)
 
 
-def _ksdd2(root: Path) -> Path:
-    """KolektorSDD2 as published: train/ and test/, <id>.png with <id>_GT.png (0/255), every image with its GT."""
-    rng = np.random.default_rng(5)
+def _real_parts(shared: Path, good: int, bad: int) -> tuple[list, list]:
+    """The first `good` defect-free and `bad` defective KolektorSDD parts: [(image, mask array 0/255)]."""
+    found: tuple[list, list] = ([], [])
+    for image in sorted((shared / "kolektorsdd").glob("kos*/Part*.jpg")):
+        mask = np.asarray(Image.open(image.with_name(f"{image.stem}_label.bmp")).convert("L"))
+        side = found[int(mask.max() > 0)]
+        if len(side) < (bad if mask.max() > 0 else good):
+            side.append((image, np.where(mask > 0, 255, 0).astype(np.uint8)))
+    return found
+
+
+def _save(image: Path, to: Path, mask=None, mask_to: Path | None = None) -> None:
+    to.parent.mkdir(parents=True, exist_ok=True)
+    Image.open(image).save(to)
+    if mask_to is not None:
+        mask_to.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(mask_to)
+
+
+def _ksdd2(shared: Path, root: Path) -> Path:
+    """Real KolektorSDD parts as KolektorSDD2 publishes its own: train/ and test/, <id>.png with <id>_GT.png
+    (0/255), every image with its GT; train: 10000-10007 (10001, 10004, 10006 defective), test: 20000-20003
+    (20001 defective)."""
+    good, bad = _real_parts(shared, 8, 4)
     for split, ids, defective in (
         ("train", range(10000, 10008), {10001, 10004, 10006}),
         ("test", range(20000, 20004), {20001}),
     ):
         for i in ids:
-            _part(root / split / f"{i}.png", i in defective, rng, root / split / f"{i}_GT.png")
+            image, mask = (bad if i in defective else good).pop()
+            _save(image, root / split / f"{i}.png", mask, root / split / f"{i}_GT.png")
     return root
 
 
-def test_ksdd2_is_read_as_published_and_its_test_folder_is_the_test_split(tmp_path):
+def test_ksdd2_is_read_as_published_and_its_test_folder_is_the_test_split(shared_data, tmp_path):
     """issue 48: train/ is trained on (validation carved from it by item), test/ is the test split; no folds."""
     from towerlab import config
     from towerlab.dist import Dist
     from towerlab.recipes import segdec
 
-    root = _ksdd2(tmp_path / "ksdd2")
+    root = _ksdd2(shared_data, tmp_path / "ksdd2")
     found = defects.items_of(root, "ksdd2")
     assert len(found.items) == 8 and list(found.test) == [f"test/{i}" for i in range(20000, 20004)]
     cfg = config.build(
@@ -187,6 +209,97 @@ def test_ksdd2_is_read_as_published_and_its_test_folder_is_the_test_split(tmp_pa
     (root / "train" / "10003_GT.png").unlink()
     with pytest.raises(DataError, match="10003.png has no mask 10003_GT.png"):
         defects.items_of(root, "ksdd2")
+
+
+def _mvtec(shared: Path, category: Path) -> Path:
+    """Real KolektorSDD parts as MVTec AD publishes a category: train/good/000.png.., test/good/, test/crack/ and
+    test/scratch/ with ground_truth/<defect>/<stem>_mask.png."""
+    good, bad = _real_parts(shared, 8, 4)
+    for i in range(5):
+        _save(good.pop()[0], category / "train" / "good" / f"{i:03d}.png")
+    for i in range(3):
+        _save(good.pop()[0], category / "test" / "good" / f"{i:03d}.png")
+    for defect in ("crack", "scratch"):
+        for i in range(2):
+            image, mask = bad.pop()
+            _save(
+                image,
+                category / "test" / defect / f"{i:03d}.png",
+                mask,
+                category / "ground_truth" / defect / f"{i:03d}_mask.png",
+            )
+    return category
+
+
+def test_mvtec_category_is_read_as_published_and_folded_by_image(shared_data, tmp_path):
+    """issue 48: --layout mvtec: one category's train/good, test/good and test/<defect> (masks from ground_truth/),
+    folded over the whole category because MVTec keeps its defects in test/; one line for a category root, a
+    defective image without its mask, or a missing train/good."""
+    from towerlab import config
+    from towerlab.dist import Dist
+    from towerlab.recipes import segdec
+
+    from helpers import run_cli
+
+    root = _mvtec(shared_data, tmp_path / "mvtec" / "parts")
+    found = defects.items_of(root, "mvtec")
+    assert found.test is None and len(found.items) == 12
+    assert found.items["test/crack/001"] == [
+        (root / "test" / "crack" / "001.png", root / "ground_truth" / "crack" / "001_mask.png", 1)
+    ]
+    assert found.items["train/good/004"][0][1:] == (None, 0) and found.items["test/good/002"][0][1:] == (None, 0)
+    names = sorted(found.items)
+    images, masks, labels = defects.load(root, "mvtec", names, found.items, 1, (128, 64))
+    assert labels.tolist() == [1.0] * 2 + [0.0] * 3 + [1.0] * 2 + [0.0] * 5  # crack, good, scratch, train/good
+    assert (masks.flatten(1).amax(1) == labels).all()  # every real defect survives the shrink (max-pooled)
+    cfg = config.build(
+        segdec.Config, None, {"data": str(root), "layout": "mvtec", "height": 64, "width": 64, "fold": 1}
+    )
+    data = segdec.build_data(cfg, Dist())  # fold 1 of 3 is four of train/good; the other two folds hold the defects
+    assert data.test.num_items == 4 and data.train.num_items + data.val.num_items == 8
+    run = tmp_path / "run"
+    run_cli(
+        "train",
+        "segdec",
+        "--layout",
+        "mvtec",
+        "--data",
+        str(root),
+        "--stage",
+        "joint",
+        "--height",
+        "128",
+        "--width",
+        "64",
+        "--feature-channels",
+        "16",
+        "--fold",
+        "1",
+        "--max-steps",
+        "2",
+        "--out",
+        str(run),
+        "--no-report",
+    )
+    assert (run / "final_metrics.json").is_file()
+    proc = run_cli(
+        "train",
+        "segdec",
+        "--layout",
+        "mvtec",
+        "--data",
+        str(root.parent),
+        "--max-steps",
+        "1",
+        "--out",
+        str(tmp_path / "r2"),
+        check=False,
+    )
+    assert proc.returncode == 2 and f"pass one category, e.g. --data {root}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (root / "ground_truth" / "scratch" / "000_mask.png").unlink()
+    with pytest.raises(DataError, match="scratch/000.png has no mask .*000_mask.png"):
+        defects.items_of(root, "mvtec")
 
 
 def test_folder_layout_takes_anomalibs_names_and_optional_test_folders(tmp_path):

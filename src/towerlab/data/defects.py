@@ -10,6 +10,10 @@
               their own (otherwise the folds)
     ksdd2     KolektorSDD2 as published: train/<id>.png with train/<id>_GT.png, test/ the same; the test/ folder
               is the test split (no folds)
+    mvtec     one MVTec AD category as published: train/good/, test/good/, test/<defect>/ with
+              ground_truth/<defect>/<stem>_mask.png; MVTec keeps every defective image in test/ (it is made for
+              methods that learn from defect-free images only), so a supervised recipe folds over the whole
+              category, by image, as supervised work on MVTec AD does
 
 A layout gives its items and, when the data set comes with one, its own test items (Layout.test).
 
@@ -133,6 +137,31 @@ def ksdd2_items(folder: Path) -> dict[str, list[tuple]]:
     return items
 
 
+def mvtec_items(root: Path) -> dict[str, list[tuple]]:
+    """{train/good/000, test/<defect>/000, ...: [(image, mask or None, label)]} of one MVTec AD category."""
+    if not (root / "train" / "good").is_dir() or not (root / "test").is_dir():
+        categories = sorted(p.name for p in root.iterdir() if (p / "train" / "good").is_dir()) if root.is_dir() else []
+        hint = (
+            f"--data is the MVTec AD root: pass one category, e.g. --data {root / categories[0]}"
+            if categories
+            else ("an MVTec AD category is train/good/, test/<defect>/ and ground_truth/<defect>/<stem>_mask.png")
+        )
+        raise DataError(f"no train/good/ and test/ folders in {root}; {hint}")
+    items = {f"train/good/{k}": v for k, v in labelled(root / "train" / "good", 0, {}).items()}
+    for folder in sorted(p for p in (root / "test").iterdir() if p.is_dir()):
+        defect = folder.name != "good"
+        truth = root / "ground_truth" / folder.name
+        masks = {p.stem.removesuffix("_mask"): p for p in truth.glob("*_mask.*")} if defect else {}
+        for stem, [(image, mask, label)] in labelled(folder, int(defect), masks).items():
+            if defect and mask is None:
+                raise DataError(
+                    f"image {image} has no mask {truth / (stem + '_mask.png')}; MVTec AD draws a mask for every "
+                    f"defective test image"
+                )
+            items[f"test/{folder.name}/{stem}"] = [(image, mask, label)]
+    return items
+
+
 def folds(names: list[str], k: int, seed: int = 0) -> list[list[str]]:
     """k disjoint folds of item names, shuffled with a fixed seed so every run splits the same way."""
     order = sorted(names)
@@ -246,7 +275,9 @@ def items_of(root: Path, layout: str, names: dict[str, str] | None = None) -> La
         return Layout(ksdd2_items(root / "train"), ksdd2_items(root / "test"))
     if layout == "folder":
         return named_folders(root, names or {})
-    raise DataError(f"unknown defect layout {layout!r}; choose kolektor, generic, folder or ksdd2")
+    if layout == "mvtec":
+        return Layout(mvtec_items(root))
+    raise DataError(f"unknown defect layout {layout!r}; choose kolektor, generic, folder, ksdd2 or mvtec")
 
 
 def named_folders(root: Path, n: dict[str, str]) -> Layout:

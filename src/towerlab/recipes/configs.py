@@ -242,8 +242,9 @@ class SegdecConfig(TrainConfig):
     layout: str = opt(
         "kolektor",
         "on-disk layout of --data: kolektor (KolektorSDD), generic (images/ + masks/, or ok/ + defect/ + masks/), "
-        "folder (anomalib's Folder: name the folders with --normal-dir etc.), ksdd2 (KolektorSDD2: train/, test/)",
-        ("kolektor", "generic", "folder", "ksdd2"),
+        "folder (anomalib's Folder: name the folders with --normal-dir etc.), ksdd2 (KolektorSDD2: train/, test/), "
+        "mvtec (one MVTec AD category: train/good/, test/<defect>/, ground_truth/; folded, by image)",
+        ("kolektor", "generic", "folder", "ksdd2", "mvtec"),
     )
     normal_dir: str = opt("", "layout folder: the folder (under --data) of defect-free images")
     abnormal_dir: str = opt("", "layout folder: the folder of defective images")
