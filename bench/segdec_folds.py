@@ -10,6 +10,12 @@ chosen on it: the schedule is fixed and every figure is the LAST checkpoint's. E
 --samples/fold<k>.csv (`item,part,label,score`, label 1 = defective, item/part as named in the data folder), so the
 AP can be recomputed (sklearn.metrics.average_precision_score(label, score)). A finished fold is read back, a cut-off
 one continues (--auto-resume). Writes --out/summary.json.
+
+--val-fraction 0.2 runs the recipe's own protocol instead (issue 48): a fifth of the training folds' items (by item,
+both classes) is the validation split, the best checkpoint and the operating threshold are chosen on it, and the
+held-out fold is the test split, scored at that threshold: the table then shows FP/FN at the operating threshold
+(what predict and serve decide with) next to FP/FN at the fold's own best-F1 point (a threshold fitted to the
+figures it is judged on), all from the checkpoint validation chose; the scores go to --samples/val<F>/.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import time
 from pathlib import Path
 
 KEYS = ("ap", "auc", "fp@0.5", "fn@0.5", "fp@best_f1", "fn@best_f1", "dice", "pixel_auroc", "pixel_aupro")
+OPERATING = ("fp@operating", "fn@operating", "operating_threshold")  # with --val-fraction > 0
 
 
 def train(out: Path, fold: int, args, extra: list[str]) -> float:
@@ -54,7 +61,7 @@ def train(out: Path, fold: int, args, extra: list[str]) -> float:
         "--fold",
         str(fold),
         "--val-fraction",
-        "0",
+        str(args.val_fraction),
         "--out",
         str(out),
         "--auto-resume",
@@ -67,8 +74,8 @@ def train(out: Path, fold: int, args, extra: list[str]) -> float:
     return time.process_time() - t0
 
 
-def part_scores(run: Path) -> list[dict]:
-    """item, part, label and P(defect) of every part in the run's held-out fold, from its last checkpoint, in the
+def part_scores(run: Path, checkpoint: str = "last") -> list[dict]:
+    """item, part, label and P(defect) of every part in the run's held-out fold, from `checkpoint`, in the
     order the recipe reads them (its fold's items sorted, each item's parts sorted)."""
     import torch
 
@@ -76,15 +83,16 @@ def part_scores(run: Path) -> list[dict]:
     from towerlab.data import defects
     from towerlab.dist import Dist
 
-    loaded = infer.load(run, "last")
+    loaded = infer.load(run, checkpoint)
     cfg = loaded.cfg
-    items = defects.items_of(Path(cfg.data), cfg.layout)
+    items = defects.items_of(Path(cfg.data), cfg.layout).items
     names = [
         (item, image.stem) for item in defects.folds(list(items), cfg.folds)[cfg.fold] for image, *_ in items[item]
     ]
     scores, labels = [], []
     with torch.no_grad():
-        for x, _, label in loaded.recipe.build_data(cfg, Dist()).val:
+        data = loaded.recipe.build_data(cfg, Dist())
+        for x, _, label in data.test if cfg.val_fraction else data.val:
             scores += loaded.recipe.predict(loaded.model, x)[:, 1].tolist()
             labels += label.int().tolist()
     return [{"item": i, "part": p, "label": y, "score": round(s, 6)} for (i, p), y, s in zip(names, labels, scores)]
@@ -100,12 +108,23 @@ def main() -> int:
         help="default: bench/out/segdec_folds/seg<E>-dec<D>[-<extra flags>] (a "
         "finished fold is read back, so each schedule has its own folder)",
     )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.0,
+        help="0: the paper's protocol (the fold validates, last checkpoint); F > 0: validation carved from the "
+        "training folds chooses the checkpoint and the operating threshold, the fold is the test split",
+    )
     p.add_argument("--samples", default="docs/samples/segdec")
     args, extra = p.parse_known_args()
     extra = [a for a in extra if a != "--"]
     # the folder names every setting that changes the runs: a finished fold is read back, never another schedule's
     flags = "".join("-" + re.sub(r"[^A-Za-z0-9.]+", "", a) for a in extra)
+    if args.val_fraction:
+        flags += f"-val{args.val_fraction:g}"
+        args.samples = str(Path(args.samples) / f"val{args.val_fraction:g}")
     args.out = args.out or f"bench/out/segdec_folds/seg{args.epochs:g}-dec{args.dec_epochs:g}{flags}"
+    keys = (*KEYS, *OPERATING) if args.val_fraction else KEYS
     if not os.environ.get("TOWERLAB_DATA"):
         sys.exit("set TOWERLAB_DATA to the shared data folder (../shared/data)")
     rows = []
@@ -114,7 +133,9 @@ def main() -> int:
         cpu = train(run, fold, args, extra)
         seg = json.loads((run / "seg" / "final_metrics.json").read_text())
         dec = json.loads((run / "dec" / "final_metrics.json").read_text())
-        scores = part_scores(run / "dec")
+        if args.val_fraction:  # the held-out fold's figures, for the checkpoint validation chose
+            seg, dec = {**seg, **seg["best"]["test"]}, {**dec, **dec["best"]["test"]}
+        scores = part_scores(run / "dec", "best" if args.val_fraction else "last")
         Path(args.samples).mkdir(parents=True, exist_ok=True)
         with open(Path(args.samples) / f"fold{fold}.csv", "w", newline="") as f:
             w = csv.DictWriter(f, ["item", "part", "label", "score"])
@@ -123,23 +144,22 @@ def main() -> int:
         rows.append(
             {
                 "fold": fold,
-                **{k: dec.get(k, float("nan")) for k in KEYS},  # runs before issue 48 lack the pixel figures
+                **{k: dec.get(k, float("nan")) for k in keys},  # runs before issue 48 lack the pixel figures
                 "seg_stage_ap": seg["ap"],
                 "parts": len(scores),
                 "cpu_s_this_call": cpu,
                 "wall_s": seg["wall_s"] + dec["wall_s"],
             }
         )
-    mean = {"fold": "mean", **{k: statistics.mean(r[k] for r in rows) for k in (*KEYS, "seg_stage_ap", "wall_s")}}
-    print(
-        "| fold | AP | ROC AUC | FP@0.5 | FN@0.5 | FP@best F1 | FN@best F1 | Dice | AP after seg stage | parts "
-        "| wall s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    mean = {"fold": "mean", **{k: statistics.mean(r[k] for r in rows) for k in (*keys, "seg_stage_ap", "wall_s")}}
+    head = "AP | ROC AUC | FP@0.5 | FN@0.5 | FP@best F1 | FN@best F1 | Dice | pixel AUROC | pixel AUPRO"
+    head += " | FP@operating | FN@operating | operating threshold" if args.val_fraction else ""
+    print(f"| fold | {head} | AP after seg stage | parts | wall s |")
+    print("|---" * (len(keys) + 4) + "|")
     for r in [*rows, mean]:
         print(
             f"| {r['fold']} | "
-            + " | ".join(f"{r[k]:.4g}" for k in (*KEYS, "seg_stage_ap"))
+            + " | ".join(f"{r[k]:.4g}" for k in (*keys, "seg_stage_ap"))
             + f" | {r.get('parts', '')} | {r['wall_s']:.0f} |"
         )
     report = {"command": " ".join(["python", *sys.argv]), "rows": rows, "mean": mean}
