@@ -11,7 +11,7 @@ from towerlab.generate import settings
 
 OBJECTIVE = (
     "qed, plogp, plogp-z (ChemTS's scale), logp, similarity:SMILES, guacamol:NAME (a goal-directed v2 "
-    "benchmark or a PMO task) or package.module:function"
+    "benchmark or a PMO task), scoring:FILE (= --scoring FILE) or package.module:function"
 )
 
 
@@ -19,10 +19,10 @@ def add(sub) -> None:
     chem = sub.add_parser(
         "chem",
         help="use a molecule generator: sample; encode, decode, optimize (autoencoders); "
-        "hillclimb, mcts (smiles-lstm); graph-ga (no model: molecules from --start)",
+        "hillclimb, mcts, reinvent (smiles-lstm); graph-ga (no model: molecules from --start)",
     )
     actions = chem.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for adder in (_sample, _encode, _decode, _optimize, _hillclimb, _mcts, _graph_ga):
+    for adder in (_sample, _encode, _decode, _optimize, _hillclimb, _mcts, _reinvent, _graph_ga):
         adder(actions).set_defaults(func=cmd_chem)
 
 
@@ -118,6 +118,13 @@ def _optimiser(actions, name: str, help: str, cls, run: bool = True):
     )
     p.add_argument("--objective", default="qed", help=OBJECTIVE)
     p.add_argument(
+        "--scoring",
+        metavar="FILE",
+        help="a scoring config (YAML: components such as qed, sa, similarity, smarts, guacamol objectives, a "
+        "chemvae's property head, each with a transform and a weight, combined by a weighted geometric or "
+        "arithmetic mean; chem/scoring_config.py); replaces --objective",
+    )
+    p.add_argument(
         "--score-workers",
         type=count(0),
         default=1,
@@ -152,6 +159,16 @@ def _hillclimb(actions):
 def _mcts(actions):
     return _optimiser(
         actions, "mcts", "ChemTS tree search over SMILES tokens, rolled out by the RNN", settings.MctsSettings
+    )
+
+
+def _reinvent(actions):
+    return _optimiser(
+        actions,
+        "reinvent",
+        "REINVENT's agent: a copy of the prior fine-tuned by reinforcement learning (augmented likelihood), with "
+        "experience replay, Augmented Memory and a diversity filter, within --max-calls objective calls",
+        settings.ReinventSettings,
     )
 
 

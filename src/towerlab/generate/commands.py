@@ -104,13 +104,14 @@ def _settings(cls, args):
 def _folder(args, parent: Path, kind: str, seed: int) -> Path:
     if args.out:
         return Path(args.out)
-    return parent / f"{kind}-{re.sub(r'[^A-Za-z0-9._-]+', '_', args.objective)}-seed{seed}"
+    what = Path(args.scoring).stem if args.scoring else args.objective
+    return parent / f"{kind}-{re.sub(r'[^A-Za-z0-9._-]+', '_', what)}-seed{seed}"
 
 
 def _objective(args):
     from towerlab.chem import objectives
 
-    objective = objectives.get(args.objective)
+    objective = objectives.get(f"scoring:{args.scoring}" if args.scoring else args.objective)
     objective.workers = args.score_workers or os.cpu_count() or 1
     return objective
 
@@ -166,6 +167,24 @@ def mcts(args) -> None:
     print(f"best molecules: {out / 'best.csv'}; progress: {out / 'progress.csv'}, {out / 'score.png'}{grid}")
 
 
+def reinvent(args) -> None:
+    from towerlab.generate import model as gen  # torch: only the actions that load a run
+    from towerlab.generate.reinvent import Settings
+    from towerlab.generate.reinvent import reinvent as run
+
+    m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem reinvent`")
+    objective = _objective(args)
+    s = _settings(Settings, args)
+    out = _folder(args, m.run_dir, "reinvent", s.seed)
+    history = run(m, objective, out, s)
+    last = history[-1] if history else {}
+    _print({**objective.counts(), "steps": last.get("step", 0), "best": last.get("best"), **_auc(out)})
+    print(
+        f"best molecules: {out / 'best.csv'}; every call: {out / 'calls.csv'}; per step: {out / 'progress.csv'}, "
+        f"{out / 'score.png'}; grid: {out / 'best.png'}"
+    )
+
+
 def graph_ga(args) -> None:
     from towerlab.generate.graph_ga import Settings
     from towerlab.generate.graph_ga import graph_ga as run
@@ -198,6 +217,7 @@ ACTIONS = {
     "optimize": optimize,
     "hillclimb": hillclimb,
     "mcts": mcts,
+    "reinvent": reinvent,
     "graph-ga": graph_ga,
 }
 
