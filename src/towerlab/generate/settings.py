@@ -1,6 +1,6 @@
-"""The settings of the molecule optimisers (hill-climb, ChemTS tree search, graph GA), with their help text: one
-definition that the optimisers read and `towerlab chem ACTION --help` lists (this module imports no torch or RDKit,
-so the help stays quick)."""
+"""The settings of the molecule optimisers (hill-climb, ChemTS tree search, graph GA, REINVENT), with their help
+text: one definition that the optimisers read and `towerlab chem ACTION --help` lists (this module imports no torch
+or RDKit, so the help stays quick)."""
 
 from __future__ import annotations
 
@@ -78,6 +78,46 @@ class GraphGaSettings:
             raise ConfigError("population, offspring and generations must be > 0, max_calls and patience >= 0")
         if not 0 <= self.mutation_rate <= 1:
             raise ConfigError(f"mutation_rate={self.mutation_rate} must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class ReinventSettings:
+    # REINVENT 4's reinforcement-learning defaults (batch 64, sigma 128, Adam lr 1e-4, an identical-Murcko-scaffold
+    # diversity filter with buckets of 25 and min score 0.4, a replay memory of 100); Augmented Memory (Guo &
+    # Schwaller 2024) off unless asked, since towerlab's priors learn canonical SMILES; PMO's budget of 10,000 calls
+    steps: int = opt(
+        2000, "agent updates at most (each samples --batch-size molecules); --max-calls usually ends first"
+    )
+    batch_size: int = opt(64, "molecules sampled per step")
+    sigma: float = opt(128.0, "augmented likelihood: prior log-likelihood + sigma * score")
+    lr: float = opt(1e-4, "agent learning rate (Adam)")
+    temperature: float = opt(1.0, "sampling temperature")
+    memory_size: int = opt(100, "experience replay: the best molecules kept (0: no replay)")
+    replay: int = opt(10, "experience replay: molecules drawn from the memory into each update")
+    augment: int = opt(
+        0,
+        "Augmented Memory: extra updates per step on randomised SMILES of the batch and the whole memory; for a "
+        "prior trained on randomised SMILES (a prior that saw only canonical ones gives them little likelihood "
+        "and the agent loses validity: docs/results.md)",
+    )
+    diversity_filter: str = opt(
+        "identical_murcko",
+        "scaffolds rewarded more than --bucket-size times score 0",
+        ("identical_murcko", "identical_topological", "penalize_same_smiles", "none"),
+    )
+    bucket_size: int = opt(25, "diversity filter: molecules rewarded per scaffold")
+    min_score: float = opt(0.4, "diversity filter: a molecule fills a bucket only from this score")
+    max_calls: int = opt(10_000, "objective calls, never exceeded (PMO's budget; a repeated molecule is no call)")
+    checkpoint_every: int = opt(5, "steps between checkpoints (a search killed in between repeats those steps)")
+    seed: int = opt(0, "random seed (sampling, replay, SMILES randomisation)")
+
+    def validate(self) -> None:
+        if min(self.steps, self.batch_size, self.bucket_size, self.checkpoint_every) <= 0:
+            raise ConfigError("steps, batch_size, bucket_size and checkpoint_every must be > 0")
+        if min(self.memory_size, self.replay, self.augment, self.max_calls) < 0:
+            raise ConfigError("memory_size, replay, augment and max_calls must be >= 0")
+        if self.lr <= 0 or self.temperature <= 0 or self.sigma < 0:
+            raise ConfigError("lr and temperature must be > 0, sigma >= 0")
 
 
 # -- a search continued in its folder --------------------------------------------------------------------------

@@ -202,7 +202,7 @@ class Autoencoder(Protocol):
 @runtime_checkable
 class SequenceModel(Protocol):
     """A left-to-right model of token sequences: `chem hillclimb` fine-tunes it with the recipe's loss on batches
-    of (tokens,); `chem mcts` walks its next-token distributions."""
+    of (tokens,); `chem mcts` walks its next-token distributions; `chem reinvent` pulls its log-likelihoods."""
 
     def initial_state(self, model: nn.Module, n: int) -> tuple[torch.Tensor, ...]:
         """The state before the first token: tensors with the batch in dimension 1 (indexable per molecule)."""
@@ -211,6 +211,9 @@ class SequenceModel(Protocol):
         self, model: nn.Module, last: torch.Tensor, state: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Logits [N, V] of the token after `last` [N], and the state after it (the first `last` is 0)."""
+
+    def log_likelihood(self, model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        """log P(sequence) [N] of token sequences [N, L] (0-padded after the end), differentiable."""
 
 
 @runtime_checkable
@@ -237,6 +240,6 @@ CAPABILITIES: dict[str, tuple[type, str]] = {  # name -> (protocol, what a recip
     "train_step": (OwnTrainStep, "take its own training step"),
     "generate": (Generator, "generate molecules"),
     "autoencode": (Autoencoder, "encode molecules to a latent space and decode them"),
-    "sequence": (SequenceModel, "write molecules token by token (hill-climb, tree search)"),
+    "sequence": (SequenceModel, "write molecules token by token (hill-climb, tree search, REINVENT)"),
     "ragged_batches": (RaggedBatches, "train on batches whose shapes change every step"),
 }

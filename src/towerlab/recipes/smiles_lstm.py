@@ -94,6 +94,15 @@ def loss(model, batch, step: Step):
     return (nll * mask).sum() / mask.sum(), {}
 
 
+def log_likelihood(model, tokens: torch.Tensor) -> torch.Tensor:
+    """log P(molecule) [N]: the sum of the log-probabilities of each token written and of the end token (REINVENT's
+    likelihood), with gradients."""
+    inputs, targets, mask = _teacher_forcing(tokens)
+    logits = model(inputs)[0].float()
+    logp = -F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    return (logp * mask).sum(1)
+
+
 # -- sampling: the Generator and SequenceModel capabilities ----------------------------------------------------
 def initial_state(model, n: int):
     """The recurrent state before the first token: a tuple of tensors with the batch in dimension 1."""
