@@ -3,6 +3,7 @@
     TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo graph-ga [--seeds 0 1 2] [--tasks qed median1]
     TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo hillclimb --run PRIOR_RUN
     TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo mcts --run PRIOR_RUN
+    TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo reinvent --run PRIOR_RUN [--seeds 0 1 2 3 4]
     TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol graph-ga --ga pmo --max-calls 40000 [--patience N]
     TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol graph-ga --ga pmo --max-calls 30000 \
         --start-limit 0 --free-start --holdout-filter   # all the corpus but GuacaMol's holdout, outside the budget
@@ -188,11 +189,15 @@ def optimise(method: str, objective, out: Path, args, start: str, start_limit: i
         patience = ga["patience"] if getattr(args, "patience", None) is None else args.patience
         s = Settings(**{**ga, "patience": patience}, generations=10**6, max_calls=max_calls, seed=seed)
         graph_ga(objective, start, out, s, start_limit)
-    elif method in ("hillclimb", "mcts"):
+    elif method in ("hillclimb", "mcts", "reinvent"):
         from towerlab.generate import model as gen
 
         m = gen.load(args.run)
-        if method == "hillclimb":
+        if method == "reinvent":  # REINVENT 4's defaults, on to the last call as PMO runs REINVENT
+            from towerlab.generate.reinvent import Settings, reinvent
+
+            reinvent(m, objective, out, Settings(steps=10**6, max_calls=max_calls, seed=seed))
+        elif method == "hillclimb":
             from towerlab.generate.hillclimb import Settings, hillclimb
 
             rounds = getattr(args, "rounds", None) or 100_000  # pmo: on to the last call, as PMO runs it
@@ -475,7 +480,7 @@ class _Generator:
 
         a = self.args
         obj = Objective(f"guacamol:{self.name}", on_smiles=scoring_function.score_list)
-        start, size = ("", 0) if a.method == "mcts" else (str(_start_file(a)), _start_size(a))
+        start, size = ("", 0) if a.method in ("mcts", "reinvent") else (str(_start_file(a)), _start_size(a))
         calls = a.max_calls + (size if a.free_start else 0)
         if a.start_scores:
             _reuse_start(
@@ -535,7 +540,7 @@ def _start_file(args) -> Path:
 
 def _start_size(args) -> int:
     """The molecules scored for the first population: the corpus (canonical, deduplicated) or a draw of it."""
-    if args.method == "mcts":
+    if args.method in ("mcts", "reinvent"):  # they start from the prior alone
         return 0
     n = sum(1 for _ in open(_start_file(args)))
     return min(n, args.start_limit) if args.start_limit else n
@@ -655,8 +660,8 @@ def main() -> int:
     sub.add_parser("corpus")
     sub.add_parser("holdout-filtered")
     a = sub.add_parser("plogp")
-    a.add_argument("method", choices=["graph-ga", "mcts"])
-    a.add_argument("--run", help="the smiles-lstm prior (mcts; ChemTS's was trained on ZINC)")
+    a.add_argument("method", choices=["graph-ga", "mcts", "reinvent"])
+    a.add_argument("--run", help="the smiles-lstm prior (mcts, reinvent; ChemTS's was trained on ZINC)")
     a.add_argument("--runs", type=int, default=10)
     a.add_argument(
         "--budget",
@@ -667,8 +672,8 @@ def main() -> int:
     )
     for name, calls in (("pmo", 10_000), ("guacamol", 30_000)):
         a = sub.add_parser(name)
-        a.add_argument("method", choices=["graph-ga", "hillclimb", "mcts"])
-        a.add_argument("--run", help="the smiles-lstm prior (hillclimb, mcts)")
+        a.add_argument("method", choices=["graph-ga", "hillclimb", "mcts", "reinvent"])
+        a.add_argument("--run", help="the smiles-lstm prior (hillclimb, mcts, reinvent)")
         a.add_argument("--tasks", nargs="*", help="task names (default: all)")
         a.add_argument("--max-calls", type=int, default=calls)
         if name == "pmo":
