@@ -246,7 +246,7 @@ def lstm_run(shared_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def every_kind(shared_data, lstm_run, tmp_path_factory):
     """Short real runs of every kind the issue names, their reports written: a digits classifier, FCN-8s on CamVid,
-    SegDecNet on KolektorSDD, chemvae on ZINC, the smiles-lstm with a hill-climb beside it, a GA search, an
+    SegDecNet on KolektorSDD, chemvae on ZINC, the smiles-lstm with a hill-climb and a REINVENT search beside it, a GA search, an
     ensemble and two jobs (the last three through the CLI, which writes their reports at the end)."""
     from towerlab import config, report
     from towerlab.engine import fit
@@ -315,6 +315,9 @@ def every_kind(shared_data, lstm_run, tmp_path_factory):
         "--batch-size",
         "16",
     )
+    run_cli(
+        "chem", "reinvent", str(root / "smiles-lstm"), "--steps", "2", "--batch-size", "16"
+    )  # the report shows both
     for name in [*runs, "smiles-lstm"]:
         report.write(root / name)
     space = root.parent / "space.yaml"

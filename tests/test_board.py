@@ -83,7 +83,7 @@ REPORTS = {
     "fcn8s": ("Validation images", 6),
     "segdec": ("Precision-recall and ROC", 6),
     "chemvae": ("training set size", 3),
-    "smiles-lstm": ("hillclimb-qed", 5),
+    "smiles-lstm": ("reinvent-qed", 7),  # beside hillclimb-qed: two more pictures
     "search": ("Trials", 2),
     "ensemble": ("Side by side", 1),
     "jobs": ("Side by side", 1),

@@ -466,7 +466,9 @@ def _molecules(path: Path) -> str:
         ax.legend(fontsize=7)
         figs.append(_png(fig))
     searches = ""
-    for folder in sorted(p for p in path.iterdir() if p.is_dir() and p.name.startswith(("hillclimb-", "mcts-"))):
+    for folder in sorted(
+        p for p in path.iterdir() if p.is_dir() and p.name.startswith(("hillclimb-", "mcts-", "reinvent-", "graph-ga-"))
+    ):
         pngs = [folder / f for f in ("score.png", "best.png") if (folder / f).is_file()]
         if pngs:
             from PIL import Image
