@@ -11,6 +11,7 @@
         --start-limit 0 --free-start --holdout-filter [--start-scores GRAPH_GA_RUN_FOLDER]   # 20 rounds of 1,024
     TOWERLAB_DATA=../shared/data python bench/mol_design.py plogp mcts --run ZINC_PRIOR_RUN [--runs 10 --budget 5000]
     TOWERLAB_DATA=../shared/data python bench/mol_design.py plogp graph-ga --budget 1000
+    python bench/mol_design.py curves [--tasks qed median1 osimertinib_mpo]   # top-10 mean vs calls, from the samples
     TOWERLAB_DATA=../shared/data python bench/mol_design.py corpus      # writes bench/out/design/broad.smi
     TOWERLAB_DATA=../shared/data python bench/mol_design.py holdout-filtered   # broad-guacamol.smi (GuacaMol's filter)
 
@@ -338,6 +339,54 @@ def pmo(args) -> None:
     _save(f"pmo-{args.method}", report)
 
 
+def _curve(sample: Path) -> list[float]:
+    """The top-10 mean after every call, rebuilt from a committed PMO sample (the molecules that entered the top 10,
+    with their calls, and the total calls): a call that entered nothing could not have moved the curve."""
+    from towerlab.generate.scoring import top_k_walk
+
+    lines = sample.read_text().splitlines()
+    total = int(lines[-1].split("total calls ")[1].split(";")[0])
+    scores: list[float | None] = [None] * total
+    for r in csv.DictReader(line for line in lines if not line.startswith("#")):
+        scores[int(r["call"]) - 1] = float(r["score"])
+    return [mean for _, _, _, mean in top_k_walk(scores, 10)]
+
+
+def curves(args) -> None:
+    """Sample efficiency: the top-10 mean against objective calls for every method with committed PMO samples, on
+    the named tasks (the mean over each method's seeds); a table at 1k/2k/5k/10k calls, docs/samples/pmo/curves.png."""
+    from towerlab.plots import pyplot, save
+
+    methods = sorted(p.name for p in (SAMPLES / "pmo").iterdir() if p.is_dir())
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(args.tasks), figsize=(4.2 * len(args.tasks), 3.4), squeeze=False)
+    table = {}
+    marks = (1000, 2000, 5000, 10_000)
+    print("| task | method | seeds | " + " | ".join(f"top-10 mean at {m:,} calls" for m in marks) + " |")
+    print("|---|---|---|" + "---|" * len(marks))
+    for ax, name in zip(axes[0], args.tasks):
+        for method in methods:
+            runs = [_curve(f) for f in sorted((SAMPLES / "pmo" / method).glob(f"seed*/{name}.csv"))]
+            if not runs:
+                continue
+            n = min(len(r) for r in runs)
+            mean = [statistics.mean(r[i] for r in runs) for i in range(n)]
+            ax.plot(range(1, n + 1), mean, label=f"{method} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+            table[f"{name}/{method}"] = {"seeds": len(runs), **{str(m): mean[min(m, n) - 1] for m in marks}}
+            print(
+                f"| {name} | {method} | {len(runs)} | " + " | ".join(f"{mean[min(m, n) - 1]:.3f}" for m in marks) + " |"
+            )
+        ax.set_title(name)
+        ax.set_xlabel("objective calls")
+        ax.set_ylabel("top-10 mean")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, SAMPLES / "pmo" / "curves.png")
+    _save("pmo-curves", {"bench": "curves", "tasks": args.tasks, "at_calls": table})
+    print(f"plot: {SAMPLES / 'pmo' / 'curves.png'}")
+
+
 # -- penalized logP (ChemTS's protocol) ---------------------------------------------------------------------------
 CHEMTS_PUBLISHED = "ChemTS (Yang et al. 2017, as tabulated by Jensen 2019 Table 1): 4.9 +- 0.5 at ~5,000 molecules"
 JENSEN_PUBLISHED = (
@@ -659,6 +708,8 @@ def main() -> int:
     sub = p.add_subparsers(dest="bench", required=True)
     sub.add_parser("corpus")
     sub.add_parser("holdout-filtered")
+    c = sub.add_parser("curves")
+    c.add_argument("--tasks", nargs="+", default=["qed", "median1", "osimertinib_mpo"])
     a = sub.add_parser("plogp")
     a.add_argument("method", choices=["graph-ga", "mcts", "reinvent"])
     a.add_argument("--run", help="the smiles-lstm prior (mcts, reinvent; ChemTS's was trained on ZINC)")
@@ -729,11 +780,10 @@ def main() -> int:
                 "score all of ChEMBL outside their budget); --max-calls is then the search's own calls",
             )
     args = p.parse_args()
-    if args.bench not in ("corpus", "holdout-filtered") and args.method != "graph-ga" and not args.run:
+    if args.bench not in ("corpus", "holdout-filtered", "curves") and args.method != "graph-ga" and not args.run:
         p.error(f"{args.method} needs --run PRIOR_RUN (a smiles-lstm run)")
-    {"corpus": corpus, "holdout-filtered": holdout_filtered, "plogp": plogp, "pmo": pmo, "guacamol": guacamol}[
-        args.bench
-    ](args)
+    benches = {"corpus": corpus, "holdout-filtered": holdout_filtered, "curves": curves, "plogp": plogp, "pmo": pmo}
+    {**benches, "guacamol": guacamol}[args.bench](args)
     return 0
 
 
