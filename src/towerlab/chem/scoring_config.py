@@ -148,36 +148,33 @@ def _per_mol(fn: Callable) -> Callable[[list[str]], list[float]]:
     return lambda smiles: [float(fn(props.mol(s))) for s in smiles]
 
 
+def _parsed(c: dict, key: str, parse: Callable, what: str, where: str) -> list:
+    """A component's list of molecules or patterns (one string is a list of one), each parsed by RDKit."""
+    given = c.get(key)
+    given = [given] if isinstance(given, str) else given
+    if not given or not isinstance(given, list):
+        raise ConfigError(f"{where}: {c['type']} needs {key}: [{what}, ...]")
+    out = []
+    for text in given:
+        if (parsed := parse(str(text))) is None:
+            raise ConfigError(f"{where}: {text!r} is not a valid {what} (RDKit cannot parse it)")
+        out.append(parsed)
+    return out
+
+
 def _similarity(c: dict, where: str) -> Callable[[list[str]], list[float]]:
     from rdkit import DataStructs
 
     from towerlab.chem import props
 
-    targets = c.get("smiles")
-    targets = [targets] if isinstance(targets, str) else targets
-    if not targets or not isinstance(targets, list):
-        raise ConfigError(f"{where}: similarity needs smiles: [SMILES, ...], the molecules to be similar to")
-    fps = []
-    for t in targets:
-        if props.mol(str(t)) is None:
-            raise ConfigError(f"{where}: {t!r} is not a valid SMILES (RDKit cannot parse it)")
-        fps.append(props.fingerprint(props.mol(str(t))))
+    fps = [props.fingerprint(m) for m in _parsed(c, "smiles", props.mol, "SMILES", where)]
     return _per_mol(lambda m: max(DataStructs.BulkTanimotoSimilarity(props.fingerprint(m), fps)))
 
 
 def _smarts(c: dict, where: str) -> Callable[[list[str]], list[float]]:
     from rdkit import Chem
 
-    patterns = c.get("patterns")
-    patterns = [patterns] if isinstance(patterns, str) else patterns
-    if not patterns or not isinstance(patterns, list):
-        raise ConfigError(f"{where}: smarts needs patterns: [SMARTS, ...]")
-    compiled = []
-    for p in patterns:
-        q = Chem.MolFromSmarts(str(p))
-        if q is None:
-            raise ConfigError(f"{where}: {p!r} is not a valid SMARTS pattern (RDKit cannot parse it)")
-        compiled.append(q)
+    compiled = _parsed(c, "patterns", Chem.MolFromSmarts, "SMARTS pattern", where)
     present = c.get("present", True)
     if not isinstance(present, bool):
         raise ConfigError(f"{where}: present must be true (score 1 where a pattern matches) or false (where none does)")

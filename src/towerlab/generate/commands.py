@@ -122,15 +122,21 @@ def _auc(out: Path) -> dict:
     return {"auc_top10": s["auc_top10"], "auc_budget": s["budget"]}
 
 
-def hillclimb(args) -> None:
+def _searching(args, kind: str, settings_class):
+    """(the loaded prior, the objective, the settings, the output folder) of a search over a sequence model."""
     from towerlab.generate import model as gen  # torch: only the actions that load a run
+
+    m = gen.load(args.run_dir, args.checkpoint, "sequence", f"`towerlab chem {kind}`")
+    s = _settings(settings_class, args)
+    return m, _objective(args), s, _folder(args, m.run_dir, kind, s.seed)
+
+
+def hillclimb(args) -> None:
+    from towerlab.generate import model as gen
     from towerlab.generate.hillclimb import Settings
     from towerlab.generate.hillclimb import hillclimb as run
 
-    m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem hillclimb`")
-    objective = _objective(args)
-    s = _settings(Settings, args)
-    out = _folder(args, m.run_dir, "hillclimb", s.seed)
+    m, objective, s, out = _searching(args, "hillclimb", Settings)
     start = "" if args.start == "none" else (args.start or str(gen.data_file(m)))
     history = run(m, objective, out, s, start, args.start_limit)
     _print(
@@ -143,14 +149,10 @@ def hillclimb(args) -> None:
 
 
 def mcts(args) -> None:
-    from towerlab.generate import model as gen  # torch: only the actions that load a run
     from towerlab.generate.mcts import Settings
     from towerlab.generate.mcts import mcts as run
 
-    m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem mcts`")
-    objective = _objective(args)
-    s = _settings(Settings, args)
-    out = _folder(args, m.run_dir, "mcts", s.seed)
+    m, objective, s, out = _searching(args, "mcts", Settings)
     history = run(m, objective, out, s)
     last = history[-1] if history else {}
     _print(
@@ -168,14 +170,10 @@ def mcts(args) -> None:
 
 
 def reinvent(args) -> None:
-    from towerlab.generate import model as gen  # torch: only the actions that load a run
     from towerlab.generate.reinvent import Settings
     from towerlab.generate.reinvent import reinvent as run
 
-    m = gen.load(args.run_dir, args.checkpoint, "sequence", "`towerlab chem reinvent`")
-    objective = _objective(args)
-    s = _settings(Settings, args)
-    out = _folder(args, m.run_dir, "reinvent", s.seed)
+    m, objective, s, out = _searching(args, "reinvent", Settings)
     history = run(m, objective, out, s)
     last = history[-1] if history else {}
     _print({**objective.counts(), "steps": last.get("step", 0), "best": last.get("best"), **_auc(out)})
