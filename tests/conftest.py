@@ -246,8 +246,8 @@ def lstm_run(shared_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def every_kind(shared_data, lstm_run, tmp_path_factory):
     """Short real runs of every kind the issue names, their reports written: a digits classifier, FCN-8s on CamVid,
-    SegDecNet on KolektorSDD, chemvae on ZINC, the smiles-lstm with a hill-climb and a REINVENT search beside it, a GA search, an
-    ensemble and two jobs (the last three through the CLI, which writes their reports at the end)."""
+    SegDecNet on KolektorSDD, chemvae on ZINC, the smiles-lstm with a hill-climb and a REINVENT search beside it, a
+    GA search, an ensemble and two jobs (the last three through the CLI, which writes their reports at the end)."""
     from towerlab import config, report
     from towerlab.engine import fit
     from towerlab.recipes import get

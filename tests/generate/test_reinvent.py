@@ -99,8 +99,8 @@ def test_calls_are_counted_as_pmo_counts_them(lstm_run, tmp_path):
 
 def test_a_full_scaffold_bucket_scores_zero_and_is_purged_from_memory():
     df = DiversityFilter("identical_murcko", bucket_size=2, min_score=0.4)
-    benzenes = ["Cc1ccccc1", "CCc1ccccc1", "CCCc1ccccc1"]
-    assert [df(s, 0.9) for s in benzenes] == [0.9, 0.9, 0.0]  # the third benzene: the bucket is full
+    benzenes = ["Cc1ccccc1", "Cc1ccccc1", "CCc1ccccc1", "CCCc1ccccc1", "Cc1ccccc1"]
+    assert [df(s, 0.9) for s in benzenes] == [0.9, 0.9, 0.9, 0.0, 0.0]  # a repeat takes no place; the third: full
     assert df("CC1CCCCC1", 0.9) == 0.9 and df("Cc1ccncc1", 0.3) == 0.3  # another scaffold; below min_score: free
     assert df.full("c1ccccc1O") and not df.full("Cc1ccncc1")
     topo = DiversityFilter("identical_topological", bucket_size=1)

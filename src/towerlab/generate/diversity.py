@@ -6,8 +6,9 @@ so the agent is pushed to new chemotypes instead of sampling one good scaffold f
     penalize_same_smiles   no buckets: a molecule sampled again scores `penalty` times its score
     none                   scores pass unchanged
 
-Only molecules scoring at least `min_score` fill a bucket (a poor molecule spends no room). The filter's state is
-a dict of counts, kept in the search's checkpoint."""
+Only molecules scoring at least `min_score` fill a bucket (a poor molecule spends no room), and a molecule sampled
+again takes no second place in it. The filter's state (each bucket's molecules) is kept in the search's
+checkpoint."""
 
 from __future__ import annotations
 
@@ -32,22 +33,25 @@ class DiversityFilter:
     bucket_size: int = 25
     min_score: float = 0.4
     penalty: float = 0.5
-    counts: dict[str, int] = field(default_factory=dict)  # scaffold (or SMILES) -> molecules rewarded
+    counts: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # scaffold -> the molecules it rewarded (or SMILES -> [] once seen)
 
     def __call__(self, smiles: str, score: float) -> float:
         """The score the agent learns from for one sampled molecule (canonical SMILES), and the filter updated."""
         if self.kind == "none":
             return score
         if self.kind == "penalize_same_smiles":
-            seen = self.counts.get(smiles, 0)
-            self.counts[smiles] = seen + 1
+            seen = smiles in self.counts
+            self.counts[smiles] = []
             return score * self.penalty if seen else score
-        key = scaffold(smiles, self.kind == "identical_topological")
         if score < self.min_score:
             return score
-        if self.counts.get(key, 0) >= self.bucket_size:
+        bucket = self.counts.setdefault(scaffold(smiles, self.kind == "identical_topological"), [])
+        if len(bucket) >= self.bucket_size:
             return 0.0
-        self.counts[key] = self.counts.get(key, 0) + 1
+        if smiles not in bucket:
+            bucket.append(smiles)
         return score
 
     def full(self, smiles: str) -> bool:
@@ -55,4 +59,4 @@ class DiversityFilter:
         replay memory, so that replay does not keep pulling the agent back to an exhausted scaffold."""
         if self.kind in ("none", "penalize_same_smiles"):
             return False
-        return self.counts.get(scaffold(smiles, self.kind == "identical_topological"), 0) >= self.bucket_size
+        return len(self.counts.get(scaffold(smiles, self.kind == "identical_topological"), [])) >= self.bucket_size
