@@ -38,6 +38,8 @@ from towerlab.generate.settings import ReinventSettings as Settings
 from towerlab.generate.settings import other_settings
 from towerlab.recipes import require
 
+STALLED = 100  # steps in a row without one new molecule: the agent has collapsed onto what it knows; stop
+
 
 def _seed(s: Settings, step: int) -> int:
     return s.seed * 1_000_003 + step
@@ -171,6 +173,9 @@ def _run(m: Model, objective: Objective, out: Path, s: Settings) -> list[dict]:
     for step in range(saved + 1, s.steps + 1):
         if s.max_calls and objective.calls >= s.max_calls:
             print(f"--max-calls {s.max_calls} reached after step {step - 1}", flush=True)
+            break
+        if len(history) >= STALLED and not any(h["new_molecules"] for h in history[-STALLED:]):
+            print(f"no new molecule in the last {STALLED} steps: the agent has stopped exploring; ending", flush=True)
             break
         history.append(_step(agent, objective, seen, df, memory, step))
         print(json_text(history[-1]), flush=True)
