@@ -3,11 +3,13 @@
 import csv
 import json
 
+import pytest
 import torch
 
 from towerlab import config
 from towerlab.chem.tokens import Vocab
 from towerlab.dist import Dist
+from towerlab.errors import ConfigError
 from towerlab.recipes import smiles_lstm
 from towerlab.recipes.contract import Step
 
@@ -83,3 +85,29 @@ def test_a_short_real_run_learns_and_chem_sample_reports_and_draws(lstm_run, tmp
         assert (tmp_path / "s.png").stat().st_size > 1000  # the grid of sampled molecules
     proc = run_cli("chem", "encode", str(lstm_run), str(tmp_path / "s.csv"), check=False)
     assert proc.returncode == 2 and "needs a recipe that can encode molecules to a latent space" in proc.stderr
+
+
+def test_randomize_writes_the_same_molecules_another_way_and_keeps_validation_canonical(shared_data, tmp_path):
+    """--randomize (SMILES enumeration): each training batch holds the same molecules, written from random atom
+    orders drawn from the CPU generator (so a seed gives the same strings), validation batches stay canonical."""
+    from towerlab.chem import props
+
+    from helpers import zinc_file
+
+    fields = {"data": str(zinc_file(shared_data, tmp_path, 100)), "max_len": 80, "batch_size": 16, "randomize": True}
+    cfg = config.build(smiles_lstm.Config, None, fields)
+    data = smiles_lstm.build_data(cfg, Dist())
+    vocab = data.meta["vocab"]
+    torch.manual_seed(3)
+    [first] = next(iter(data.train))
+    torch.manual_seed(3)
+    [again] = next(iter(data.train))
+    assert torch.equal(first, again)
+    plain = smiles_lstm.build_data(config.build(smiles_lstm.Config, None, {**fields, "randomize": False}), Dist())
+    [canonical] = next(iter(plain.train))
+    written, meant = vocab.decode(first), vocab.decode(canonical)
+    assert sum(a != b for a, b in zip(written, meant)) >= len(meant) // 2  # most are written another way
+    assert [props.canonical(s) for s in written] == [props.canonical(s) for s in meant]  # the same molecules
+    assert torch.equal(next(iter(data.val))[0], next(iter(plain.val))[0])  # validation: canonical
+    with pytest.raises(ConfigError, match="--randomize .* needs --representation smiles"):
+        config.build(smiles_lstm.Config, None, {**fields, "representation": "selfies"})

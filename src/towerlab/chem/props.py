@@ -33,6 +33,16 @@ class _ListsOnly(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing {module}.{name} in the SA-score table")
 
 
+def random_smiles(smiles: list[str], seed: int) -> list[str]:
+    """Each molecule written from a random atom order (SMILES enumeration; RDKit, seeded: the same strings for the
+    same seed). A string RDKit cannot parse comes back as it was."""
+    out = []
+    for i, s in enumerate(smiles):
+        m = mol(s)
+        out.append(Chem.MolToRandomSmilesVect(m, 1, randomSeed=(seed + i) % 2**31)[0] if m is not None else s)
+    return out
+
+
 def _sa_scorer():
     """RDKit Contrib's sascorer (Ertl & Schuffenhauer), its fragment table read with the lists-only unpickler."""
     from rdkit.Chem import RDConfig

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from towerlab import checkpoint
+from towerlab.chem import props
 from towerlab.chem.objectives import Objective
 from towerlab.errors import CheckpointError, ConfigError
 from towerlab.files import atomic_write, held, json_text, make_dir
@@ -43,13 +44,6 @@ STALLED = 100  # steps in a row without one new molecule: the agent has collapse
 
 def _seed(s: Settings, step: int) -> int:
     return s.seed * 1_000_003 + step
-
-
-def randomised(smiles: list[str], seed: int) -> list[str]:
-    """Each molecule written from a random atom order (RDKit, seeded: the same strings on every run)."""
-    from rdkit import Chem
-
-    return [Chem.MolToRandomSmilesVect(Chem.MolFromSmiles(c), 1, randomSeed=seed + i)[0] for i, c in enumerate(smiles)]
 
 
 class Agent:
@@ -206,7 +200,7 @@ def _step(agent: Agent, objective: Objective, seen: dict, df: DiversityFilter, m
     good = [(c, v) for c, v in zip(canon, scores) if c] + list(memory.items.items())
     for r in range(s.augment):  # Augmented Memory: the same molecules, written from another atom order
         again, again_scores = agent.encode(
-            randomised([c for c, _ in good], _seed(s, step) * 97 + r), [v for _, v in good]
+            props.random_smiles([c for c, _ in good], _seed(s, step) * 97 + r), [v for _, v in good]
         )
         if len(again):
             agent.update(again, again_scores)

@@ -436,6 +436,12 @@ class SmilesLstmConfig(SmilesCorpusConfig):
     layers: int = opt(3, "stacked LSTM layers (GuacaMol: 3)")
     dropout: float = opt(0.2, "dropout between LSTM layers (GuacaMol: 0.2)")
     eval_samples: int = opt(256, "molecules sampled at each evaluation to report sample_validity (0: none)")
+    randomize: bool = opt(
+        False,
+        "SMILES enumeration: each training molecule written from a random atom order every time it is seen "
+        "(Arus-Pous et al. 2019; REINVENT's priors), so the model knows every way to write a molecule; "
+        "the prior `chem reinvent --augment` needs; validation stays canonical",
+    )
 
     def default_data(self) -> str:
         return SMILES_LSTM_DEFAULT_FILE
@@ -444,6 +450,8 @@ class SmilesLstmConfig(SmilesCorpusConfig):
         super().validate()
         if min(self.embedding, self.hidden, self.layers) <= 0 or not 0 <= self.dropout < 1 or self.eval_samples < 0:
             raise ConfigError("embedding, hidden and layers must be > 0, dropout in [0, 1), eval_samples >= 0")
+        if self.randomize and self.representation != "smiles":
+            raise ConfigError("--randomize writes SMILES from random atom orders; it needs --representation smiles")
 
 
 @cache

@@ -42,7 +42,25 @@ def prepared(cfg: Config) -> corpus.Prepared:
 
 def build_data(cfg: Config, dist: Dist) -> Data:
     p = prepared(cfg)
-    return tensor_data(cfg, dist, p.train[:1], p.val[:1], held_out=True, vocab=p.vocab)
+    transform = randomizing(p.vocab) if cfg.randomize else None
+    kept = lambda *batch: batch  # noqa: E731 -- validation is scored on the canonical SMILES
+    return tensor_data(cfg, dist, p.train[:1], p.val[:1], transform, kept, held_out=True, vocab=p.vocab)
+
+
+def randomizing(vocab: Vocab):
+    """The training transform of --randomize: each molecule of the batch written from a random atom order, seeded
+    from the default CPU generator (whose state every checkpoint keeps, so a resumed run draws the same strings); a
+    form longer than max_len keeps the canonical row."""
+
+    def transform(tokens: torch.Tensor) -> tuple[torch.Tensor]:
+        seed = int(torch.randint(0, 2**31 - 1, (1,)))
+        rows, kept = vocab.encode(props.random_smiles(vocab.decode(tokens), seed))
+        out = tokens.clone()
+        if kept:
+            out[torch.tensor(kept, device=tokens.device)] = rows.to(tokens.device)
+        return (out,)
+
+    return transform
 
 
 save_artifacts, with_artifacts = corpus.save_vocab, corpus.with_vocab  # vocab.json beside the weights
