@@ -33,9 +33,10 @@ def test_each_cpu_slot_gets_its_share_of_the_cores(tmp_path, monkeypatch):
     assert f"{max(1, cores // 2)} CPU threads each" in log
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_head():
-    """A real Ray cluster on this machine, as `ray start --head` makes one; stopped afterwards."""
+    """A real Ray cluster on this machine, as `ray start --head` makes one (once for the module's tests: each test
+    leaves it as it found it); stopped afterwards."""
     ray = str(Path(sys.executable).parent / "ray")
     subprocess.run(
         [
@@ -111,3 +112,23 @@ print("RESULT", r.status, r.error)
     assert "RESULT pruned pruned at evaluation 1" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert yaml.safe_load((tmp_path / "t0" / "pruned.json").read_text())["evaluation"] == 1
     assert not (tmp_path / "t0" / "final_metrics.json").is_file()  # cancelled long before its 4,000 steps
+
+
+def test_a_search_on_ray_with_pruning_through_the_cli(tmp_path, ray_head):
+    """issue 46: `towerlab search --executor ray --address auto --prune asha` as a user runs it: the second batch's
+    trials are judged against the first's curves while they train on the cluster, the hopeless ones cancelled and
+    recorded as pruned (trials.csv, pruned.json), the others finished."""
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"lr": {"logfloat": [1.0e-5, 0.3]}, "units": {"choices": [16, 64]}}))
+    out = tmp_path / "search"
+    args = ["search", "mlp", "--space", str(space), "--algo", "random", "--prune", "asha", "--population", "4"]
+    args += ["--generations", "2", "--executor", "ray", "--address", "auto", "--out", str(out)]
+    for field in ("dataset=digits", "epochs=3", "eval_every_epochs=1", "seed=1"):
+        args += ["--set", field]
+    run_cli(*args, timeout=600)
+    rows = list(csv.DictReader(open(out / "trials.csv")))
+    assert len(rows) == 8 and {r["status"] for r in rows} <= {"ok", "pruned"}, rows
+    pruned = [r for r in rows if r["status"] == "pruned"]
+    assert pruned and all((out / "trials" / r["trial"] / "pruned.json").is_file() for r in pruned), rows
+    assert all(not (out / "trials" / r["trial"] / "final_metrics.json").is_file() for r in pruned)
+    assert any(r["status"] == "ok" for r in rows)
