@@ -54,7 +54,7 @@ def build_data(cfg: Config, dist: Dist) -> Data:
     from towerlab.data.loader import tensor_data
 
     p = prepared(cfg)
-    return tensor_data(cfg, dist, p.train[:1], p.val[:1], held_out=True, vocab=p.vocab)
+    return tensor_data(cfg, dist, p.train[:1], p.val[:1], corpus.widen, held_out=True, vocab=p.vocab)
 
 
 class ChemAAE(nn.Module):

@@ -48,7 +48,8 @@ def prepared(cfg: Config) -> corpus.Prepared:
 def build_data(cfg: Config, dist: Dist) -> Data:
     """The loaders, and in meta what the model is built from: the vocabulary and the property statistics."""
     p = prepared(cfg)
-    return tensor_data(cfg, dist, p.train, p.val, held_out=True, vocab=p.vocab, binary=p.binary, mean=p.mean, std=p.std)
+    meta = dict(vocab=p.vocab, binary=p.binary, mean=p.mean, std=p.std)
+    return tensor_data(cfg, dist, p.train, p.val, corpus.widen, held_out=True, **meta)
 
 
 save_artifacts, with_artifacts = corpus.save_vocab, corpus.with_vocab  # vocab.json beside the weights

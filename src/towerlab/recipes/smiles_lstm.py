@@ -42,9 +42,9 @@ def prepared(cfg: Config) -> corpus.Prepared:
 
 def build_data(cfg: Config, dist: Dist) -> Data:
     p = prepared(cfg)
-    transform = randomizing(p.vocab) if cfg.randomize else None
-    kept = lambda *batch: batch  # noqa: E731 -- validation is scored on the canonical SMILES
-    return tensor_data(cfg, dist, p.train[:1], p.val[:1], transform, kept, held_out=True, vocab=p.vocab)
+    transform = randomizing(p.vocab) if cfg.randomize else corpus.widen
+    # validation is scored on the canonical SMILES
+    return tensor_data(cfg, dist, p.train[:1], p.val[:1], transform, corpus.widen, held_out=True, vocab=p.vocab)
 
 
 def randomizing(vocab: Vocab):
@@ -55,7 +55,7 @@ def randomizing(vocab: Vocab):
     def transform(tokens: torch.Tensor) -> tuple[torch.Tensor]:
         seed = int(torch.randint(0, 2**31 - 1, (1,)))
         rows, kept = vocab.encode(props.random_smiles(vocab.decode(tokens), seed))
-        out = tokens.clone()
+        out = tokens.to(torch.long, copy=True)  # the stored batch is never written into
         if kept:
             out[torch.tensor(kept, device=tokens.device)] = rows.to(tokens.device)
         return (out,)
