@@ -52,6 +52,9 @@ def test_the_board_lists_every_run_and_its_reports_render(board, browser, tmp_pa
     text = browser.eval("document.querySelector('#runs').innerText")
     best = json.loads((root / "digits" / "final_metrics.json").read_text())["best"]["value"]
     assert "done" in text and f"accuracy {best:.4f}" in text
+    segdec = browser.eval("document.querySelector('tr[data-run=\"segdec\"]').innerText")
+    final = json.loads((root / "segdec" / "final_metrics.json").read_text())
+    assert f"pixel_aupro {final['pixel_aupro']:.4f}" in segdec and "image_auroc" in segdec  # anomalib's figures
     browser.screenshot(tmp_path / "board.png")
     browser.eval("document.querySelector('tr[data-run=\"digits\"] a').click()")
     browser.wait("document.title.startsWith('digits') && document.readyState === 'complete'")

@@ -46,18 +46,22 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>towerlab board
 td,th{{border:1px solid #ddd;padding:.3em .7em;text-align:left}}th{{background:#f4f4f4}}
 .running{{color:#0a58ca}}.done{{color:#198754}}.failed{{color:#dc3545}}.interrupted{{color:#b8860b}}</style></head>
 <body><h1>towerlab board</h1><p>{root} &middot; <span id="count"></span> &middot; refreshed every {every} s</p>
-<table id="runs"><thead><tr><th>run</th><th>recipe</th><th>status</th><th>main metric</th><th>steps</th>
+<table id="runs"><thead><tr><th>run</th><th>recipe</th><th>status</th><th>main metric</th><th>also</th><th>steps</th>
 <th>time</th><th>report</th></tr></thead><tbody></tbody></table>
 <div id="service"></div>
 <script>
 const num = v => typeof v === 'number' && isFinite(v);  // one run's odd value must not blank the table
+const also = a => Object.entries(a || {{}}).filter(e => num(e[1])).map(e => esc(e[0] + ' ' + e[1].toFixed(4)))
+  .join(', ');  // a recipe's figures beside its main metric (segdec: anomalib's)
 const esc = s => String(s).replace(/[&<>"]/g, c => ({{'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}})[c]);
 async function refresh() {{
   const runs = await (await fetch('runs.json')).json();
   document.getElementById('count').textContent = runs.length + ' runs';
   document.querySelector('#runs tbody').innerHTML = runs.map(r => `<tr data-run="${{esc(r.path)}}">
     <td>${{esc(r.path)}}</td><td>${{esc(r.recipe)}}</td><td class="${{esc(r.status)}}">${{esc(r.status)}}</td>
-    <td>${{num(r.metric) ? esc(r.metric_name + ' ' + r.metric.toFixed(4)) : ''}}</td><td>${{esc(r.steps)}}</td>
+    <td>${{num(r.metric) ? esc(r.metric_name + ' ' + r.metric.toFixed(4)) : ''}}</td>
+    <td>${{also(r.also)}}</td>
+    <td>${{esc(r.steps)}}</td>
     <td>${{num(r.seconds) ? esc(r.seconds.toFixed(1) + ' s') : ''}}</td>
     <td><a href="report/${{r.path.split('/').map(encodeURIComponent).join('/')}}/">report</a></td></tr>`).join('');
 }}
@@ -109,9 +113,20 @@ def find_runs(root: Path) -> list[dict]:
                 "metric": _number(best.get("value")),
                 "steps": _number(final.get("step", metrics[-1]["step"] if metrics else 0)),
                 "seconds": _number(final.get("wall_s")),
+                "also": {k: _number(final.get(k)) for k in _headline(rec.recipe)},
             }
         )
     return rows
+
+
+def _headline(recipe: str) -> tuple[str, ...]:
+    """The figures a recipe's users look for beside its main metric (segdec: anomalib's), from its Config: no torch."""
+    from towerlab.recipes import config_class
+
+    try:
+        return getattr(config_class(recipe), "HEADLINE", ())
+    except TowerlabError:  # a run of a recipe this version does not know
+        return ()
 
 
 def _number(v) -> float | int | None:

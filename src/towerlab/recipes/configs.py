@@ -223,6 +223,7 @@ FOLDER_FIELDS = ("normal_dir", "abnormal_dir", "mask_dir", "normal_test_dir", "a
 
 @dataclass
 class SegdecConfig(TrainConfig):
+    HEADLINE: ClassVar[tuple[str, ...]] = ("image_auroc", "f1_max", "pixel_auroc", "pixel_aupro")  # anomalib's
     # Tabernik et al.: plain SGD without momentum, one image per step, the segmentation net trained first and the
     # decision net then trained on top of it with the segmentation frozen; KolektorSDD images at 1408x512.
     # The learning rate and the momentum are this recipe's choice on the KolektorSDD subset, not published values:
