@@ -3,6 +3,7 @@
     TOWERLAB_DATA=../shared/data python bench/stream.py rss   [--sizes 1000 10000 50000] [--image-size 96x96]
     TOWERLAB_DATA=../shared/data python bench/stream.py speed [--steps 300] [--workers 2]
     TOWERLAB_DATA=../shared/data python bench/stream.py seg   [--steps 40] [--repeats 2]
+    TOWERLAB_DATA=../shared/data python bench/stream.py smiles --before REV [--repeats 2]
 
 rss: an image folder of the first N training images of the complete CIFAR-10 (written once as PNG under --out),
 trained for a few steps by `towerlab train mlp --dataset mnist --image-size HxW --loader memory|stream` (a small
@@ -23,6 +24,10 @@ seg: FCN-8s on the real CamVid (367 training pairs of 360x480), `towerlab train 
 (a narrow net, --width 0.125 --fc-channels 64, batch 4, full-size images: the data's share of the work is large),
 each way in a process of its own, alternating, --repeats times: the run's own images/s (final_metrics.json,
 evaluation left out) and the command's peak resident memory.
+smiles: the peak resident memory of `towerlab train smiles-lstm` on MOSES's 1.6M training molecules (a small
+LSTM, 3 steps, no evaluation: what is measured is the corpus the process holds), this checkout against the commit
+--before (checked out under --out/before, run with its own src on PYTHONPATH): before and after a change to how a
+corpus is held, in the same run.
 Prints tables and writes --out/<mode>.json.
 """
 
@@ -284,9 +289,58 @@ def seg_one(args, data: Path) -> dict:
     return {"images_per_s": final["images_per_s"], "peak_rss_mb": rss_mb}
 
 
+def smiles(args, data: Path) -> dict:
+    here = Path(__file__).resolve().parent.parent
+    before = Path(args.out).resolve() / "before"
+    if not before.is_dir():
+        subprocess.run(["git", "-C", str(here), "worktree", "add", "--detach", str(before), args.before], check=True)
+    rows = []
+    for repeat in range(args.repeats):
+        for name, src in (("before", before / "src"), ("this checkout", here / "src")):
+            out = Path(args.out) / f"smiles-{repeat}-{name.replace(' ', '-')}"
+            subprocess.run(["rm", "-rf", str(out)], check=True)
+            cmd = [
+                sys.executable,
+                "-m",
+                "towerlab",
+                "train",
+                "smiles-lstm",
+                "--data",
+                str(data / "moses" / "train.csv.gz"),
+            ]
+            cmd += [
+                "--hidden",
+                "32",
+                "--layers",
+                "1",
+                "--embedding",
+                "8",
+                "--max-steps",
+                "3",
+                "--eval-every-steps",
+                "0",
+            ]
+            cmd += ["--eval-every-epochs", "0", "--eval-samples", "0", "--out", str(out), "--no-report"]
+            env = {**os.environ, "PYTHONPATH": str(src)}
+            code = (
+                f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import stream; "
+                f"print(stream.peak_rss({cmd!r}))"
+            )
+            run = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+            mb = float(run.stdout.split()[-1])
+            rows.append({"repeat": repeat, "code": name, "peak_rss_mb": mb})
+            print(f"repeat {repeat}, {name}: {mb:.0f} MB", flush=True)
+    print(f"| code | peak RSS (MB), each of {args.repeats} runs |")
+    print("|---|---|")
+    for name in ("before", "this checkout"):
+        print(f"| {name} | " + ", ".join(f"{r['peak_rss_mb']:.0f}" for r in rows if r["code"] == name) + " |")
+    return {"rows": rows, "before": args.before}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=("rss", "speed", "seg", "seg-one"))
+    p.add_argument("mode", choices=("rss", "speed", "seg", "seg-one", "smiles"))
+    p.add_argument("--before", default="HEAD~1", help="smiles: the commit to compare this checkout with")
     p.add_argument("--way", choices=("memory", "stream"), help="seg-one: which loader")
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
     p.add_argument("--image-size", default="96x96")
@@ -305,7 +359,7 @@ def main() -> int:
     if args.mode == "seg-one":  # one measurement for `seg`, as JSON on stdout
         print(json.dumps(seg_one(args, data)))
         return 0
-    report.update({"rss": rss, "speed": speed, "seg": seg}[args.mode](args, data))
+    report.update({"rss": rss, "speed": speed, "seg": seg, "smiles": smiles}[args.mode](args, data))
     (Path(args.out) / f"{args.mode}.json").write_text(json.dumps(report, indent=1))
     return 0
 
