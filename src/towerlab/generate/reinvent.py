@@ -54,9 +54,14 @@ class Agent:
         self.prior = m.net.eval()
         for p in self.prior.parameters():
             p.requires_grad_(False)
-        self.net = copy.deepcopy(m.net).train()
+        self.net = copy.deepcopy(m.net).train()  # (cuDNN's LSTM backward needs training mode on a GPU)
         for p in self.net.parameters():
             p.requires_grad_(True)
+        for mod in self.net.modules():  # no dropout: the agent's likelihood is the prior's at the start, exactly
+            if isinstance(mod, torch.nn.Dropout):
+                mod.p = 0.0
+            elif isinstance(mod, torch.nn.RNNBase):
+                mod.dropout = 0.0
         self.opt = torch.optim.Adam(self.net.parameters(), lr=s.lr)
         self.device = next(self.net.parameters()).device
 
@@ -184,7 +189,7 @@ def _run(m: Model, objective: Objective, out: Path, s: Settings) -> list[dict]:
 
 def _step(agent: Agent, objective: Objective, seen: dict, df: DiversityFilter, memory: Memory, step: int) -> dict:
     s = agent.s
-    torch.manual_seed(_seed(s, step))  # dropout in the agent's update
+    torch.manual_seed(_seed(s, step))  # anything a recipe draws from the default generator
     g = torch.Generator().manual_seed(_seed(s, step))
     tokens = agent.sample(g)
     known = len(seen)
