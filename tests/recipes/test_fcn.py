@@ -29,6 +29,28 @@ def test_output_matches_input_size_for_odd_sizes(stride):
         assert model(torch.randn(2, 3, h, w)).shape == (2, 5, h, w)
 
 
+def test_a_large_image_is_scored_in_overlapping_windows_averaged():
+    """--eval-window: windows every 2/3 of their size, the last flush with the edge; an image no larger than the
+    window is scored whole (the same numbers); a larger one is the mean over the windows covering each pixel."""
+    assert fcn.starts(96, 64) == [0, 32] and fcn.starts(160, 64) == [0, 42, 84, 96] and fcn.starts(50, 64) == [0]
+    torch.manual_seed(0)
+    model = fcn.FCN(5, 8, width=0.125, fc=16).eval()
+    for p in model.parameters():  # (the score layers start at zero, as the paper's: give every layer a say)
+        p.data.normal_(0, 0.1)
+    x = torch.randn(1, 3, 96, 160)
+    with torch.no_grad():
+        whole = model(x)
+        model.window = 160
+        assert torch.equal(fcn.scores(model, x), whole)
+        model.window = 64
+        slid = fcn.scores(model, x)
+        first, second, last = model(x[..., :64, :64]), model(x[..., :64, 42:106]), model(x[..., 32:, 96:])
+    assert slid.shape == whole.shape and not torch.allclose(slid, whole)
+    assert torch.allclose(slid[..., :32, :42], first[..., :32, :42])  # rows 0-31, cols 0-41: the first window alone
+    assert torch.allclose(slid[..., :32, 42:64], (first[..., :32, 42:] + second[..., :32, :22]) / 2)  # two windows
+    assert torch.allclose(slid[..., 64:, 148:], last[..., 32:, 52:])  # the bottom-right window alone
+
+
 @pytest.mark.parametrize("factor", [2, 8, 16, 32])
 def test_upsampling_starts_as_exact_bilinear_interpolation(factor):
     layer = fcn.upsample(3, factor, learn=False)
@@ -168,6 +190,7 @@ def test_real_ade20k_run_reports_the_scene_parsing_score(shared_data, tmp_path):
         crop_height=64,
         crop_width=64,
         max_steps=2,
+        eval_window=256,  # ADE20K's images are larger: evaluated in windows
     )
     m = fit(get("fcn32s"), cfg, out=tmp_path / "run")
     assert m["score"] == pytest.approx((m["pixel_accuracy"] + m["mean_iou"]) / 2)

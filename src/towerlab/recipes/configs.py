@@ -197,6 +197,12 @@ class FcnConfig(TrainConfig):
         "scale the pool4/pool3 scores by 0.01/0.0001 as the reference at-once FCN-8s "
         "does (for Caffe-scale 0..255 features)",
     )
+    eval_window: int = opt(
+        0,
+        "evaluate and predict an image larger than this many pixels a side in overlapping square windows of it, "
+        "their class scores averaged (mmsegmentation's slide mode, stride 2/3 of the window): the memory of a "
+        "window, whatever the image's size; 0: whole images",
+    )
     FOLDERS: ClassVar[dict[str, str]] = {"camvid": "camvid", "ade20k": "ade20k_sceneparsing", "voc": "voc"}
 
     def default_data(self) -> str:
@@ -210,6 +216,8 @@ class FcnConfig(TrainConfig):
             raise ConfigError(f"scale_min={self.scale_min}, scale_max={self.scale_max}: need 0 < min <= max")
         if (self.crop_height > 0) != (self.crop_width > 0) or min(self.crop_height, self.crop_width) < 0:
             raise ConfigError("set both crop_height and crop_width (> 0), or neither")
+        if self.eval_window and self.eval_window < 32:
+            raise ConfigError(f"eval_window={self.eval_window}: a window needs at least 32 pixels a side (0: off)")
         if self.backbone_weights and (self.width != 1.0 or self.fc_channels != 4096):
             raise ConfigError("--backbone-weights needs the VGG16 shape: --width 1.0 --fc-channels 4096")
         if self.dataset == "folder" and not self.data:

@@ -29,6 +29,7 @@ from towerlab.dist import Dist, all_reduce_sum, print0
 from towerlab.errors import ConfigError
 from towerlab.metrics import ConfusionMatrix
 from towerlab.recipes.configs import FcnConfig, fcn_config
+from towerlab.strategy import unwrap
 
 MAIN_METRIC = ("mean_iou", "max")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's ImageNet statistics, which its VGG16 expects
@@ -186,6 +187,7 @@ def load_backbone(model: FCN, path: str) -> list[str]:
 
 def build_model(cfg: Config, data: Data | None = None) -> nn.Module:
     model = FCN(len(class_names(cfg)), cfg.STRIDE, cfg.width, cfg.fc_channels, cfg.dropout, cfg.skip_scale)
+    model.window = cfg.eval_window  # what evaluation and prediction slide over large images (not a weight)
     if cfg.backbone_weights:
         with torch.no_grad():
             load_backbone(model, cfg.backbone_weights)
@@ -263,7 +265,7 @@ def evaluate(model, loader, dist: Dist) -> dict[str, float]:
     cm = ConfusionMatrix(len(s.classes), dist.device, s.uncounted)
     loss_sum = torch.zeros((), dtype=torch.float64, device=dist.device)
     for x, y in loader:
-        logits = model(x).float()
+        logits = scores(model, x)
         cm.update(logits.argmax(1), y)
         loss_sum += F.cross_entropy(logits, y, ignore_index=seg.IGNORE, reduction="sum").double()
     cm.reduce(dist)
@@ -287,10 +289,36 @@ def prepare(cfg: Config, images: torch.Tensor) -> torch.Tensor:
     return normalize(images, MEAN, STD)
 
 
+def starts(size: int, window: int) -> list[int]:
+    """Where the windows along one side begin: every 2/3 of a window, the last flush with the far edge."""
+    if size <= window:
+        return [0]
+    stride = max(1, window * 2 // 3)
+    return sorted({*range(0, size - window, stride), size - window})
+
+
+def scores(model, x: torch.Tensor) -> torch.Tensor:
+    """Class scores [N, classes, H, W] of the whole images, or, for an image larger than the model's window
+    (--eval-window), the mean of the scores of the overlapping windows that cover each pixel."""
+    window = getattr(unwrap(model, FCN), "window", 0)
+    h, w = x.shape[-2:]
+    if not window or (h <= window and w <= window):
+        return model(x).float()
+    out, seen = None, torch.zeros(1, 1, h, w, device=x.device)
+    for top in starts(h, window):
+        for left in starts(w, window):
+            part = model(x[..., top : top + window, left : left + window]).float()
+            if out is None:
+                out = torch.zeros(x.shape[0], part.shape[1], h, w, device=x.device)
+            out[..., top : top + part.shape[-2], left : left + part.shape[-1]] += part
+            seen[..., top : top + part.shape[-2], left : left + part.shape[-1]] += 1
+    return out / seen
+
+
 @torch.no_grad()
 def predict(model, inputs: torch.Tensor) -> torch.Tensor:
     """Per-pixel class probabilities [N, classes, H, W]."""
-    return model(inputs).float().softmax(1)
+    return scores(model, inputs).softmax(1)
 
 
 def predict_files(model, cfg: Config, paths: list[str], out_dir: str | None) -> list[dict]:
