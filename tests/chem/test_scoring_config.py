@@ -113,6 +113,7 @@ def test_an_objective_component_that_fails_on_a_molecule_counts_it_as_failed(tmp
             "component 1 (chemvae): chemvae run /nowhere is not a folder",
         ),
         ("components: []\n", "a scoring config is components:"),
+        ("components:\n  - type: qed\n    wieght: 2\n", "component 1 (qed): unknown key 'wieght'; a qed component"),
         ("aggregate: median\ncomponents:\n  - type: qed\n", "aggregate must be geometric or arithmetic"),
         ("components:\n  - type: objective\n    spec: nope\n", "unknown objective 'nope'"),
     ],

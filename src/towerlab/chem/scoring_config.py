@@ -46,6 +46,13 @@ BOUNDED = {"qed", "similarity", "smarts"}  # values always in [0, 1]
 DESCRIPTORS = ("qed", "sa", "logp", "mw", "tpsa", "hbd", "hba", "rotatable_bonds", "rings", "aromatic_rings")
 TYPES = (*DESCRIPTORS, "heavy_atoms", "similarity", "smarts", "objective", "callable", "chemvae")
 AGGREGATES = ("geometric", "arithmetic")
+OWN_KEYS = {  # what a component of each type takes besides type, weight and transform
+    "similarity": ("smiles",),
+    "smarts": ("patterns", "present"),
+    "objective": ("spec",),
+    "callable": ("function",),
+    "chemvae": ("run", "property", "checkpoint"),
+}
 
 
 # -- transforms ------------------------------------------------------------------------------------------------
@@ -233,6 +240,9 @@ def component(c: dict, i: int) -> tuple[str, Callable[[list[str]], list[float]],
     where = f"component {i + 1} ({kind})" if kind else f"component {i + 1}"
     if kind not in TYPES:
         raise ConfigError(f"{where}: type must be one of {', '.join(TYPES)} (got {kind!r})")
+    takes = ("type", "weight", "transform", *OWN_KEYS.get(kind, ()))
+    if unknown := sorted(set(c) - set(takes)):  # a misspelt key is never silently ignored
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; a {kind} component takes {', '.join(takes)}")
     if kind in DESCRIPTORS or kind == "heavy_atoms":
         fn = _per_mol(_descriptor(kind))
     elif kind == "similarity":
