@@ -403,7 +403,7 @@ def _prior_tag(args) -> str:
 
 
 def _plogp_scoring():
-    from towerlab.chem import objectives
+    from towerlab.generate import scoring_config
 
     path = OUT / "plogp-z-sigmoid.yaml"
     OUT.mkdir(parents=True, exist_ok=True)
@@ -411,7 +411,7 @@ def _plogp_scoring():
         "components:\n  - type: objective\n    spec: plogp-z\n"
         "    transform: {type: sigmoid, low: -1, high: 5, k: 0.15}\n"
     )
-    return objectives.get(f"scoring:{path}")
+    return scoring_config.load(str(path))
 
 
 def plogp(args) -> None:

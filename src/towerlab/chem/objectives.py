@@ -10,7 +10,6 @@
     guacamol:NAME            a GuacaMol goal-directed v2 benchmark's scoring function (celecoxib_rediscovery,
                              osimertinib_mpo, ...), or a PMO task by PMO's name (median1, isomers_c7h8n2o2, qed)
     package.module:function  your own: SMILES -> float
-    scoring:FILE             a scoring config: components with transforms and weights (chem/scoring_config.py)
 
 An invalid SMILES scores nothing (None) and is counted as invalid; a molecule on which the objective raises is
 counted as failed (with the first errors kept for the report) and scores nothing: a search never ends because one
@@ -208,7 +207,7 @@ class Objective:
         )
 
 
-SPECS = "qed, plogp, plogp-z, logp, similarity:SMILES, guacamol:NAME, scoring:FILE or package.module:function"
+SPECS = "qed, plogp, plogp-z, logp, similarity:SMILES, guacamol:NAME or package.module:function"
 
 
 def get(spec: str) -> Objective:
@@ -225,10 +224,6 @@ def get(spec: str) -> Objective:
     kind, sep, arg = spec.partition(":")
     if sep and kind == "similarity":
         return Objective(spec, on_mol=_similarity(arg))
-    if sep and kind == "scoring":
-        from towerlab.chem import scoring_config
-
-        return scoring_config.load(arg)
     if sep and kind == "guacamol":
         from towerlab.chem.guacamol_adapter import benchmark
 

@@ -122,7 +122,7 @@ def _optimiser(actions, name: str, help: str, cls, run: bool = True):
         metavar="FILE",
         help="a scoring config (YAML: components such as qed, sa, similarity, smarts, guacamol objectives, a "
         "chemvae's property head, each with a transform and a weight, combined by a weighted geometric or "
-        "arithmetic mean; chem/scoring_config.py); replaces --objective",
+        "arithmetic mean; generate/scoring_config.py); replaces --objective",
     )
     p.add_argument(
         "--score-workers",

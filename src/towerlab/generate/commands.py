@@ -109,9 +109,9 @@ def _folder(args, parent: Path, kind: str, seed: int) -> Path:
 
 
 def _objective(args):
-    from towerlab.chem import objectives
+    from towerlab.generate import scoring_config
 
-    objective = objectives.get(f"scoring:{args.scoring}" if args.scoring else args.objective)
+    objective = scoring_config.objective(f"scoring:{args.scoring}" if args.scoring else args.objective)
     objective.workers = args.score_workers or os.cpu_count() or 1
     return objective
 

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from towerlab.chem import objectives, props
-from towerlab.chem import scoring_config as sc
+from towerlab.chem import props
 from towerlab.errors import ConfigError, DataError
+from towerlab.generate import scoring_config as sc
 
 from helpers import run_cli, zinc_file
 
@@ -64,7 +64,7 @@ components:
     present: false
 """,
     )
-    objective = objectives.get(f"scoring:{path}")
+    objective = sc.objective(f"scoring:{path}")
     [score] = objective([ASPIRIN])
     m = props.mol(ASPIRIN)
     mw = _t({"type": "double_sigmoid", "low": 100, "high": 300, "coef_div": 200})(Descriptors.MolWt(m))
@@ -72,7 +72,7 @@ components:
     assert score == pytest.approx(expected) and objective.name.startswith(f"scoring:{path}#")
     nitro = "O=[N+]([O-])c1ccccc1"
     assert objective([nitro]) == [0.0]  # a geometric mean: one component at 0 makes the score 0
-    arithmetic = objectives.get(
+    arithmetic = sc.objective(
         "scoring:"
         + _write(tmp_path, "aggregate: arithmetic\ncomponents:\n  - type: logp\n  - type: qed\n    weight: 3\n")
     )
@@ -89,9 +89,9 @@ def test_an_objective_component_that_fails_on_a_molecule_counts_it_as_failed(tmp
     monkeypatch.syspath_prepend(str(tmp_path))
     path = _write(tmp_path, "components:\n  - type: callable\n    function: picky:score\n    transform: {type: none}\n")
     with pytest.raises(ConfigError, match="component 1 .callable.: its values may leave"):  # 'none' is unbounded
-        objectives.get(f"scoring:{path}")
+        sc.objective(f"scoring:{path}")
     path = _write(tmp_path, "aggregate: arithmetic\ncomponents:\n  - type: callable\n    function: picky:score\n")
-    objective = objectives.get(f"scoring:{path}")
+    objective = sc.objective(f"scoring:{path}")
     assert objective([ASPIRIN, "CCN", "CCO"]) == [0.5, None, 0.5]
     assert objective.failed == 1 and "no N" in objective.errors[0]
 
@@ -120,13 +120,13 @@ def test_an_objective_component_that_fails_on_a_molecule_counts_it_as_failed(tmp
 )
 def test_a_bad_config_is_one_line_naming_the_component(tmp_path, text, fragment):
     with pytest.raises(ConfigError) as e:
-        objectives.get("scoring:" + _write(tmp_path, text))
+        sc.objective("scoring:" + _write(tmp_path, text))
     assert fragment in str(e.value) and "\n" not in str(e.value)
 
 
 def test_a_missing_or_damaged_file_through_the_cli_is_one_line(tmp_path, zinc300):
     with pytest.raises(DataError, match="scoring config .*nope.yaml not found"):
-        objectives.get(f"scoring:{tmp_path / 'nope.yaml'}")
+        sc.objective(f"scoring:{tmp_path / 'nope.yaml'}")
     bad = _write(tmp_path, "components: [type: qed\n")
     proc = run_cli(
         "chem", "graph-ga", "--scoring", bad, "--start", str(zinc300), "--out", str(tmp_path / "ga"), check=False
@@ -155,7 +155,7 @@ def test_a_missing_or_damaged_file_through_the_cli_is_one_line(tmp_path, zinc300
     import csv
 
     rows = list(csv.DictReader(open(tmp_path / "ga" / "calls.csv")))
-    rescored = objectives.get(f"scoring:{good}")([r["smiles"] for r in rows[:5]])
+    rescored = sc.objective(f"scoring:{good}")([r["smiles"] for r in rows[:5]])
     assert [float(r["score"]) for r in rows[:5]] == pytest.approx(rescored)  # calls.csv holds the config's scores
 
 
@@ -192,7 +192,7 @@ def test_a_chemvae_property_head_is_a_predictive_component(shared_data, tmp_path
         f"aggregate: arithmetic\ncomponents:\n  - type: chemvae\n    run: {tmp_path / 'vae'}\n    property: qed\n"
         f"    transform: {{type: sigmoid, low: 0, high: 1, k: 0.5}}\n",
     )
-    objective = objectives.get(f"scoring:{path}")
+    objective = sc.objective(f"scoring:{path}")
     m = gen.load(tmp_path / "vae")
     smiles = [s for s in zinc300.read_text().split()[:3]]
     with torch.no_grad():
@@ -204,6 +204,6 @@ def test_a_chemvae_property_head_is_a_predictive_component(shared_data, tmp_path
     )
     assert objective(["[Xe]"]) == [None] and objective.failed == 1  # its vocabulary has no Xe
     with pytest.raises(ConfigError, match="predicts qed, not 'logp'"):
-        objectives.get(
+        sc.objective(
             "scoring:" + _write(tmp_path, path and open(path).read().replace("property: qed", "property: logp"))
         )

@@ -301,6 +301,14 @@ def combine(values: list[float], weights: list[float], aggregate: str) -> float:
     return math.exp(sum(w * math.log(min(v, 1.0)) for w, v in zip(weights, values)) / total)
 
 
+def objective(spec: str):
+    """What a design command's --objective names: a scoring config (scoring:FILE), or any objective chem/objectives
+    knows. (A scoring config lives here, above chem/, because a chemvae component loads a trained run.)"""
+    from towerlab.chem import objectives
+
+    return load(spec.removeprefix("scoring:")) if spec.startswith("scoring:") else objectives.get(spec)
+
+
 def load(path: str):
     """The Objective a scoring config describes (named scoring:PATH#<first 8 hex of its SHA-256>, so a search
     continued with an edited file is refused as another search)."""
