@@ -76,6 +76,8 @@ def resolve(req: Request) -> Plan:
         plan = Plan.continuing(run_dir, overrides, req.allow_world_size_change)
     else:
         plan = Plan.fresh(req.recipe, req.fields, req.out, req.config, req.file_fields)
+        if req.auto_resume and req.out:  # a run in stages: its stage folders are where it continues
+            plan = plan.continued_where_checkpointed()
     return dataclasses.replace(plan, world_size=processes(req, plan))
 
 

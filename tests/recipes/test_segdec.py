@@ -255,3 +255,37 @@ def test_the_test_fold_is_judged_at_the_threshold_validation_chose(kolektor_dir,
 def test_val_fraction_0_is_the_papers_protocol_with_no_test_split(kolektor_dir, tmp_path):
     m = fit(get("segdec"), _cfg(kolektor_dir, stage="joint", max_steps=2, val_fraction=0.0), out=tmp_path / "run")
     assert "test" not in m["best"] and 0 <= m["ap"] <= 1
+
+
+def test_a_run_in_stages_sigkilled_mid_stage_continues_with_auto_resume_to_the_same_weights(kolektor_dir, tmp_path):
+    """--auto-resume on a seg+dec run: the run folder holds no checkpoint (its stages do), so the continuation is
+    found stage by stage: the cut-off seg stage resumed from its checkpoint, then dec; the weights end bitwise equal
+    to a run never stopped; run again, both finished stages are taken as they are."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    flags = ["--data", str(kolektor_dir), "--height", "64", "--width", "64", "--feature-channels", "8"]
+    flags += ["--batch-size", "2", "--epochs", "12", "--dec-epochs", "2", "--ckpt-every-steps", "3"]
+    flags += ["--eval-every-epochs", "0", "--val-fraction", "0", "--no-report"]
+
+    def cmd(out):
+        return [sys.executable, "-m", "towerlab", "train", "segdec", *flags, "--out", str(out), "--auto-resume"]
+
+    subprocess.run(cmd(tmp_path / "straight"), check=True, capture_output=True, timeout=600)
+    proc = subprocess.Popen(cmd(tmp_path / "cut"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pointer, deadline = tmp_path / "cut" / "seg" / "checkpoints" / "last.json", time.time() + 300
+    while not (pointer.is_file() and json.loads(pointer.read_text())["step"] >= 6) and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "seg" / "final_metrics.json").is_file()  # killed within the seg stage
+    out = subprocess.run(cmd(tmp_path / "cut"), check=True, capture_output=True, text=True, timeout=600)
+    for stage in ("seg", "dec"):
+        a = checkpoint.run_weights(tmp_path / "straight" / stage, "last")
+        b = checkpoint.run_weights(tmp_path / "cut" / stage, "last")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (stage, out.stderr[-2000:])
+    again = run_cli(*cmd(tmp_path / "cut")[3:])
+    assert again.stdout.count("nothing to do") + again.stderr.count("nothing to do") == 2  # both stages, as they are

@@ -6,7 +6,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from towerlab import perf, preempt
+from towerlab import checkpoint, perf, preempt
 from towerlab.config import TrainConfig
 from towerlab.dist import Dist, peer_failure, print0, setup
 from towerlab.engine import state
@@ -76,7 +76,11 @@ def _fit_stages(plan: Plan, dist: Dist) -> dict:
         if previous:
             stage_cfg = dataclasses.replace(stage_cfg, init_from=previous)
         print0(f"stage {name}: {base / name}", dist=dist)
-        metrics = _fit(dataclasses.replace(plan, config=dataclasses.asdict(stage_cfg), out=str(base / name)), dist)
+        stage = dataclasses.replace(plan, config=dataclasses.asdict(stage_cfg), out=str(base / name))
+        if plan.resume_stages and checkpoint.of_run(stage.out):  # a finished stage as it is, a cut-off one resumed
+            # (its own config with this command's changes, refused in one line if they would alter steps taken)
+            stage = Plan.continuing(stage.out, stage.config, plan.allow_world_size_change, plan.world_size)
+        metrics = (stage.resume and _unchanged(stage, dist)) or _fit(stage, dist)
         previous = str(base / name)
     return metrics
 

@@ -56,6 +56,9 @@ class Plan:
     allow_world_size_change: bool = False
     world_size: int = 1  # the processes this plan is trained on
     capabilities: tuple[str, ...] = ()  # the recipe's, as declared where the plan was made
+    # a run in stages (out/<stage>): continue each stage folder that holds checkpoints and take a finished stage as it
+    # is (--auto-resume, a restart, a trial's retry), since the run directory itself holds no checkpoint to find
+    resume_stages: bool = False
     own: object = field(default=None, compare=False, repr=False)  # a recipe object outside the registry
 
     # -- making one ----------------------------------------------------------------------------------------------
@@ -95,6 +98,8 @@ class Plan:
         torchrun and a trial's second attempt train (the earlier attempt's steps are not taken again)."""
         from towerlab import checkpoint
 
+        if self.can("stages") and not self.resume:
+            return dataclasses.replace(self, resume_stages=True)
         if self.resume or not self.out or not checkpoint.of_run(self.out):
             return self
         return dataclasses.replace(self, resume=True)
