@@ -99,7 +99,7 @@ def prepare(
     splits = []
     for name, (s, v) in (("training", train), ("validation", val)):
         skipped = Skipped()
-        tokens, kept = vocab.encode(s, skipped)
+        tokens, kept = vocab.encode(s, skipped, compact_dtype(len(vocab)))
         if skipped.counts:
             print0(f"{name} SMILES skipped: {skipped.report()}")
         if len(kept) == 0:
@@ -107,7 +107,7 @@ def prepare(
                 f"none of the {len(s)} valid {name} molecules can be used: {skipped.report()}; "
                 f"raise --max-len if they are too long"
             )
-        splits.append((compact(tokens, len(vocab)), v[kept], [s[i] for i in kept]))
+        splits.append((tokens, v[kept], [s[i] for i in kept]))
     (tr_tokens, tr_values, tr_smiles), (va_tokens, va_values, va_smiles) = splits
     binary = [bool(((col == 0) | (col == 1) | col.isnan()).all()) for col in tr_values.T]
     mean, std = _stats(tr_values, binary)
@@ -116,11 +116,11 @@ def prepare(
     )
 
 
-def compact(tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Token indices kept as uint8 when the vocabulary has at most 256 tokens (every SMILES vocabulary here has
+def compact_dtype(vocab_size: int) -> torch.dtype:
+    """Token indices are kept as uint8 when the vocabulary has at most 256 tokens (every SMILES vocabulary here has
     30-60): an eighth of int64's memory, the largest thing a corpus holds (MOSES: 1.6M molecules x 100 tokens, 1.3 GB
     as int64 in every process, 160 MB as uint8). `widen` gives the model its int64 indices batch by batch."""
-    return tokens.to(torch.uint8) if vocab_size <= 256 else tokens
+    return torch.uint8 if vocab_size <= 256 else torch.int64
 
 
 def widen(tokens: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:

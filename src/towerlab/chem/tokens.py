@@ -91,9 +91,13 @@ class Vocab:
         )
         return cls([END, *sorted(counts, key=lambda t: (-counts[t], t))], max_len, representation)
 
-    def encode(self, smiles: list[str], skipped: Skipped | None = None) -> tuple[torch.Tensor, list[int]]:
-        """int64 [N, max_len] token indices (0-padded) of the SMILES that fit, and their positions in the input."""
-        rows, kept = [], []
+    def encode(
+        self, smiles: list[str], skipped: Skipped | None = None, dtype: torch.dtype = torch.int64
+    ) -> tuple[torch.Tensor, list[int]]:
+        """[N, max_len] token indices (0-padded) of the SMILES that fit, and their positions in the input. Written
+        row by row into one array of `dtype` (uint8 for a corpus: corpus.compact), so a corpus of millions never
+        passes through a list of Python ints or an int64 copy."""
+        out, kept = torch.zeros(len(smiles), self.max_len, dtype=dtype), []
         for i, s in enumerate(bar(smiles, "tokenizing", unit="mol", min_total=20_000)):
             toks = tokenize(s, self.representation)
             if toks is not None and len(toks) > self.max_len:
@@ -103,13 +107,13 @@ class Vocab:
             elif toks is None or any(t not in self.index for t in toks):
                 reason = "with characters outside the vocabulary"
             else:
-                rows.append([self.index[t] for t in toks] + [0] * (self.max_len - len(toks)))
+                if toks:
+                    out[len(kept), : len(toks)] = torch.tensor([self.index[t] for t in toks], dtype=dtype)
                 kept.append(i)
                 continue
             if skipped is not None:
                 skipped.add(reason, s)
-        out = torch.tensor(rows, dtype=torch.int64) if rows else torch.zeros(0, self.max_len, dtype=torch.int64)
-        return out, kept
+        return out[: len(kept)].clone() if len(kept) < len(smiles) else out, kept
 
     def decode(self, indices: torch.Tensor) -> list[str]:
         """[N, L] token indices -> SMILES strings (each ends at its first end token)."""
