@@ -357,6 +357,8 @@ def curves(args) -> None:
     the named tasks (the mean over each method's seeds); a table at 1k/2k/5k/10k calls, docs/samples/pmo/curves.png."""
     from towerlab.plots import pyplot, save
 
+    if not (SAMPLES / "pmo").is_dir():
+        raise SystemExit(f"no PMO samples in {SAMPLES / 'pmo'}: run from the repository root, after `pmo` benches")
     methods = sorted(p.name for p in (SAMPLES / "pmo").iterdir() if p.is_dir())
     plt = pyplot()
     fig, axes = plt.subplots(1, len(args.tasks), figsize=(4.2 * len(args.tasks), 3.4), squeeze=False)
@@ -368,6 +370,7 @@ def curves(args) -> None:
         for method in methods:
             runs = [_curve(f) for f in sorted((SAMPLES / "pmo" / method).glob(f"seed*/{name}.csv"))]
             if not runs:
+                print(f"| {name} | {method} | 0 | (no committed run of this task) |")
                 continue
             n = min(len(r) for r in runs)
             mean = [statistics.mean(r[i] for r in runs) for i in range(n)]
