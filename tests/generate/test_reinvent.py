@@ -52,7 +52,7 @@ def test_the_first_update_is_the_augmented_likelihood_loss(lstm_run):
     agent = Agent(m, Settings(sigma=10.0, lr=1e-3))
     tokens = m.recipe.sample(m.net, 8, 1.0, torch.Generator().manual_seed(1))
     scores = [i / 8 for i in range(8)]
-    loss = agent.update(tokens, scores)
+    loss = float(agent.update(tokens, scores))
     assert loss == pytest.approx(sum((10 * s) ** 2 for s in scores) / 8, rel=1e-5)
     with torch.no_grad():
         moved = agent.m.recipe.log_likelihood(agent.net, tokens) - m.recipe.log_likelihood(agent.prior, tokens)

@@ -74,8 +74,9 @@ class Agent:
         tokens, kept = self.m.vocab.encode(smiles)
         return tokens, [scores[i] for i in kept]
 
-    def update(self, tokens: torch.Tensor, scores: list[float]) -> float:
-        """One Adam step on the augmented-likelihood loss of these sequences; the loss."""
+    def update(self, tokens: torch.Tensor, scores: list[float]) -> torch.Tensor:
+        """One Adam step on the augmented-likelihood loss of these sequences; the loss, on the device (read once a
+        step, not once an update: no host-device sync for the Augmented Memory updates)."""
         tokens = tokens.to(self.device)
         with torch.no_grad():
             prior = self.m.recipe.log_likelihood(self.prior, tokens)
@@ -85,7 +86,7 @@ class Agent:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return float(loss.detach())
+        return loss.detach()
 
 
 class Memory:
@@ -220,7 +221,7 @@ def _step(agent: Agent, objective: Objective, seen: dict, df: DiversityFilter, m
         "new_molecules": len(seen) - known,
         "scoring_calls": objective.calls,
         "failed": objective.failed,
-        "loss": loss,
+        "loss": float(loss),
         "memory": len(memory.items),
         "scaffolds": len(df.counts),
     }
