@@ -15,6 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from towerlab import checkpoint
+from towerlab.data.stream import Items, StreamReader, worker_death
+from towerlab.errors import DataError
 
 from helpers import hostile_pictures, run_cli
 
@@ -240,3 +242,36 @@ def test_defects_stream_to_the_same_weights(tmp_path, kolektor_dir):
     ]  # fmt: skip
     final = _memory_and_stream(tmp_path, args)
     assert final[0]["best"] == final[1]["best"] and final[0]["auc"] == final[1]["auc"]
+
+
+class _Slow(Items):
+    """Items that take a while to read, so a worker is killed while it has work."""
+
+    def __len__(self) -> int:
+        return 64
+
+    def __getitem__(self, i: int):
+        time.sleep(0.05)
+        return (torch.full((2,), float(i)),)
+
+
+def test_a_dead_worker_is_said_once_and_later_signals_raise_nothing():
+    """PyTorch's SIGCHLD handler raises a worker's death again at every later SIGCHLD (the other workers exiting)
+    wherever the main process is then; once said, the loader's workers are ended so nothing replaces the one line
+    (the CI failure of session 15: the death raised again inside run.close())."""
+    reader = StreamReader(_Slow(), workers=2, prefetch=1)
+    batches = reader.batches([[i] for i in range(64)])
+    next(batches)
+    me = os.getpid()
+    workers = Path(f"/proc/{me}/task/{me}/children").read_text().split()
+    assert workers, "no data worker to kill"
+    os.kill(int(workers[-1]), signal.SIGKILL)
+    with pytest.raises(DataError, match="a data worker died"):
+        try:  # the death is raised in the reader, or here between two batches: the trainer asks as this does
+            for _ in batches:
+                pass
+        except RuntimeError as e:
+            raise worker_death(e) or e from None
+    os.kill(me, signal.SIGCHLD)  # what a worker's exit sends
+    time.sleep(0.2)  # the handler runs at the next bytecode boundary, here
+    assert not reader._passes

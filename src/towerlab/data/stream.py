@@ -268,6 +268,7 @@ class StreamReader:
         self.busy = torch.full((max(self.workers, 1),), -1, dtype=torch.int64).share_memory_()
         self.skipped = 0  # items replaced by the next readable one (skip_bad), this process, so far
         self._empty = None
+        self._passes = []  # the loader iterators of the passes open now (their workers run)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -303,14 +304,32 @@ class StreamReader:
             # process's global one otherwise, which would shift every augmentation drawn after it
             generator=torch.Generator(),
         )
+        rows_of = iter(loader)
+        self._passes.append(rows_of)
         try:
-            for rows in loader:
+            for rows in rows_of:
                 yield self._stack(rows)
         except RuntimeError as e:
             died = worker_death(e)
             if died is None:
                 raise
             raise died from None
+        finally:
+            self._passes.remove(rows_of)
+
+    def stop(self) -> None:
+        """Ends the workers of every open pass. After one worker died this must happen at once: PyTorch's SIGCHLD
+        handler raises the death again at every later signal (the other workers exiting) wherever the main process
+        is then, in the cleanup that writes the run's status, say, where it would replace the one line."""
+        from torch.utils.data._utils import signal_handling
+
+        for rows_of in list(self._passes):
+            if getattr(rows_of, "_worker_pids_set", False):  # unregistered first: the shutdown's own joins and
+                signal_handling._remove_worker_pids(id(rows_of))  # the workers' exits send SIGCHLDs of their own
+                rows_of._worker_pids_set = False
+            shutdown = getattr(rows_of, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
 
     def _stack(self, got) -> tuple[torch.Tensor, ...]:
         if isinstance(got, _Bad):
@@ -336,6 +355,8 @@ def worker_death(e: BaseException) -> DataError | None:
     if not broken and (not isinstance(e, RuntimeError) or "DataLoader worker" not in str(e)):
         return None
     reading = [r.items.describe(int(i)) for r in list(_ACTIVE) for i in r.busy.tolist() if i >= 0]
+    for reader in list(_ACTIVE):
+        reader.stop()
     return DataError(
         f"a data worker died ({(str(e).splitlines() or [type(e).__name__])[0].strip()}) while reading "
         f"{', '.join(reading) or 'no item'}; check that file and the machine's memory, then --resume"

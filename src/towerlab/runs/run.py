@@ -142,11 +142,13 @@ class Run:
             self.tracker.finish({}, "FAILED")
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-        if self._lock is not None:
-            os.close(self._lock)  # releases the flock
-            self._lock = None
+        try:
+            if self.tb is not None:
+                self.tb.close()
+        finally:  # the lock is released whatever closing the event file raised
+            if self._lock is not None:
+                os.close(self._lock)  # releases the flock
+                self._lock = None
 
     def _truncate_metrics(self, step: int) -> None:
         """Keep the log lines up to the checkpoint being resumed; later ones are about to be redone. A line cut
