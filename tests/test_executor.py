@@ -4,13 +4,14 @@ import csv
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from towerlab.errors import ConfigError
-from towerlab.executor import LocalExecutor, RayExecutor, Trial, trial_env
+from towerlab.executor import LocalExecutor, RayExecutor, Trial, trial_env, wait_any
 
 from helpers import run_cli
 
@@ -59,6 +60,24 @@ def ray_head():
         yield
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=180)
+
+
+def test_a_slot_is_free_the_moment_its_trial_exits_not_at_the_next_poll():
+    """The executor sleeps until one of its trials ends: with a long poll it still wakes as the short one exits."""
+    long = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    short = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        t0 = time.monotonic()
+        wait_any([long, short], timeout=60)
+        woke = time.monotonic() - t0
+        assert short.poll() == 0 and long.poll() is None
+        t0 = time.monotonic()
+        wait_any([long], timeout=0.5)  # nothing ends: the poll's timeout, as before
+        slept = time.monotonic() - t0
+        assert woke < 30 and slept >= 0.5, (woke, slept)  # woken by the exit, long before the 60 s poll
+    finally:
+        long.kill()
+        long.wait()
 
 
 def test_jobs_on_a_ray_cluster_one_failing_then_a_rerun(tmp_path, ray_head):

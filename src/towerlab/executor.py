@@ -14,6 +14,7 @@ trial folders must be on a file system every node sees (the usual shared home or
 from __future__ import annotations
 
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -60,6 +61,24 @@ def spawn(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
         return subprocess.Popen(
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent(os.getpid())
         )
+
+
+def wait_any(procs: list[subprocess.Popen], timeout: float) -> None:
+    """Sleeps until one of the processes ends or `timeout` passes: a free slot takes its next trial the moment the
+    last one exits, not at the next poll (Linux's pidfds; elsewhere a plain sleep)."""
+    if not procs or not hasattr(os, "pidfd_open"):
+        time.sleep(timeout)
+        return
+    fds = []
+    try:
+        for proc in procs:
+            fds.append(os.pidfd_open(proc.pid))
+        select.select(fds, [], [], timeout)
+    except OSError:  # one ended and was reaped between two looks (or pidfds refused): the caller looks again now
+        pass
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 class TrialProgress:
@@ -207,7 +226,8 @@ class LocalExecutor:
                     progress.ended(r)
                     if on_result:
                         on_result(r)
-                time.sleep(0.2)
+                if queue or running:  # (the last trial collected: return at once, no poll to sleep out)
+                    wait_any([proc for proc, _, _ in running.values()], 0.2)
         finally:
             progress.close()
             for proc, _, _ in running.values():
