@@ -331,13 +331,27 @@ def test_two_nodes_on_loopback_train_together_and_a_killed_worker_restarts_bitwi
     _same_weights(straight, run)
 
 
-def test_sharded_checkpoints_resume_bitwise_equal_and_read_back_at_any_world_size(tmp_path):
+SHARDED = ("--procs", "2", "--checkpoint", "sharded")
+
+
+@pytest.fixture(scope="module")
+def sharded_straight(tmp_path_factory) -> Path:
+    """An uninterrupted 2-process FSDP run whose checkpoints are shards (written at once)."""
+    straight = tmp_path_factory.mktemp("sharded") / "straight"
+    subprocess.run(_train_fsdp(straight, *SHARDED), check=True, capture_output=True, env=_env(), timeout=300)
+    return straight
+
+
+def _same_sharded(a: Path, b: Path) -> None:
+    x, y = checkpoint.load_weights(checkpoint.find(a)), checkpoint.load_weights(checkpoint.find(b))
+    assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_sharded_checkpoints_resume_bitwise_equal_and_read_back_at_any_world_size(tmp_path, sharded_straight):
     """--checkpoint sharded (FSDP): each rank writes its own shards (torch.distributed.checkpoint), nothing whole on
     rank 0. Killed and resumed, the run ends bit-identical to an uninterrupted one; it continues on 1 process
     (resharded); eval reads it, consolidated; a damaged shard is refused by its checksum."""
-    sharded = ("--procs", "2", "--checkpoint", "sharded")
-    straight = tmp_path / "straight"
-    subprocess.run(_train_fsdp(straight, *sharded), check=True, capture_output=True, env=_env(), timeout=300)
+    sharded, straight = SHARDED, sharded_straight
     folder = checkpoint.find(straight)
     assert sorted(p.name for p in (folder / "shards").iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
     assert not (folder / "model.safetensors").exists()
@@ -350,8 +364,7 @@ def test_sharded_checkpoints_resume_bitwise_equal_and_read_back_at_any_world_siz
     resume = [sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"]
     resumed = subprocess.run(resume, capture_output=True, text=True, env=_env(), timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    x, y = checkpoint.load_weights(checkpoint.find(straight)), checkpoint.load_weights(checkpoint.find(run))
-    assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+    _same_sharded(straight, run)
     more = [*resume, "--procs", "1", "--max-steps", "72", "--allow-world-size-change"]
     done = subprocess.run(more, capture_output=True, text=True, env=_env(), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -361,8 +374,26 @@ def test_sharded_checkpoints_resume_bitwise_equal_and_read_back_at_any_world_siz
         [sys.executable, "-m", "towerlab", "eval", str(run)], capture_output=True, text=True, env=_env()
     )
     assert ev.returncode == 0 and "accuracy" in ev.stdout, ev.stderr[-2000:]
-    shard = checkpoint.find(straight) / "shards" / "__1_0.distcp"
+    shard = checkpoint.find(run) / "shards" / "__0_0.distcp"
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
-    assert "shards/__1_0.distcp fails its SHA-256 check" in checkpoint.damage(shard.parents[1])
+    assert "shards/__0_0.distcp fails its SHA-256 check" in checkpoint.damage(shard.parents[1])
+
+
+def test_async_sharded_checkpoints_are_the_same_and_a_kill_mid_write_resumes_bitwise_equal(tmp_path, sharded_straight):
+    """--checkpoint sharded-async: the shards are written by a background thread (on a process group of their
+    own) while training goes on, every 3 steps. Killed at a random step (a write may be under way: it stays a
+    .tmp- folder, never read), resumed, the run ends with the weights of the run whose checkpoints were written
+    at once; so the weights written are the step's own, not ones changed by the steps taken meanwhile."""
+    run = tmp_path / "async"
+    cmd = _train_fsdp(run, "--procs", "2", "--checkpoint", "sharded-async")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+    _kill_rank_after(run, proc, random.Random().randint(6, 45))
+    proc.communicate(timeout=60)
+    resume = [sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"]
+    resumed = subprocess.run(resume, capture_output=True, text=True, env=_env(), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _same_sharded(sharded_straight, run)
+    steps = [json.loads((f / "manifest.json").read_text())["step"] for f in (run / "checkpoints").glob("step-*")]
+    assert 60 in steps and all(s % 3 == 0 for s in steps)

@@ -29,6 +29,7 @@ import re
 import shutil
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -87,20 +88,46 @@ def save(ckpt_dir: Path, step: int, weights: dict[str, dict], state: dict, point
     return final
 
 
-def save_sharded(ckpt_dir: Path, step: int, shards: dict, state: dict, pointers: list[str], keep: int, dist) -> Path:
-    """A checkpoint whose `shards` (model and optimizer state dicts of sharded tensors) every rank writes its part
-    of at once (torch.distributed.checkpoint), beside rank 0's state.pt; each rank hashes its own files for the
-    manifest. A collective: every rank calls it. Returns the folder (renamed into place by rank 0)."""
+@dataclass
+class PendingShards:
+    """A sharded checkpoint whose shards are being written (by a background thread when async): it becomes a
+    checkpoint in `finish_sharded`, until then it is a .tmp- folder a resume never reads."""
+
+    name: str
+    tmp: Path
+    final: Path
+    written: object = None  # the writer's Future (async); None: written already
+
+
+def begin_sharded(ckpt_dir: Path, step: int, shards: dict, dist, background: bool = False, group=None) -> PendingShards:
+    """Start writing `shards` (model and optimizer state dicts of sharded tensors): every rank its own part, at
+    once (torch.distributed.checkpoint). background: written by a thread while this returns, its collectives on
+    `group`, a process group of their own (on the default one they would interleave with training's). A
+    collective."""
     import torch.distributed.checkpoint as dcp
 
-    from towerlab.dist import all_gather_object, barrier, broadcast_object
+    from towerlab.dist import barrier, broadcast_object
 
     name = broadcast_object(f"step-{step:08d}-{uuid.uuid4().hex[:6]}" if dist.is_main else None, dist)
-    tmp, final = ckpt_dir / f".tmp-{name}", ckpt_dir / name
+    pending = PendingShards(name, ckpt_dir / f".tmp-{name}", ckpt_dir / name)
     if dist.is_main:
-        (tmp / SHARDS).mkdir(parents=True)
+        (pending.tmp / SHARDS).mkdir(parents=True)
     barrier(dist)
-    dcp.save(shards, checkpoint_id=str(tmp / SHARDS))
+    if not background:
+        dcp.save(shards, checkpoint_id=str(pending.tmp / SHARDS))
+    else:  # the shards are copied before this returns (DCP's stager): training may change the weights at once
+        pending.written = dcp.async_save(shards, checkpoint_id=str(pending.tmp / SHARDS), process_group=group)
+    return pending
+
+
+def finish_sharded(pending: PendingShards, step: int, state: dict, pointers: list[str], keep: int, dist) -> Path:
+    """Wait for the shards, hash every rank's files for the manifest, write rank 0's state.pt beside them and
+    rename the folder into place (rank 0). A collective: every rank calls it. Returns the folder."""
+    from towerlab.dist import all_gather_object, barrier
+
+    if pending.written is not None:
+        pending.written.result()
+    tmp = pending.tmp
     mine = [f for f in (tmp / SHARDS).iterdir() if f.name.startswith(f"__{dist.rank}_")]
     if dist.is_main:
         mine.append(tmp / SHARDS / ".metadata")
@@ -117,13 +144,18 @@ def save_sharded(ckpt_dir: Path, step: int, shards: dict, state: dict, pointers:
         _write_synced(tmp / MANIFEST, json.dumps(record, indent=1).encode())
         fsync_dir(tmp / SHARDS)
         fsync_dir(tmp)
-        os.replace(tmp, final)
-        fsync_dir(ckpt_dir)
+        os.replace(tmp, pending.final)
+        fsync_dir(pending.tmp.parent)
         for p in pointers:
-            atomic_write(ckpt_dir / f"{p}.json", json.dumps({"dir": name, "step": step}).encode())
-        prune(ckpt_dir, keep, newest=final)
+            atomic_write(pending.tmp.parent / f"{p}.json", json.dumps({"dir": pending.name, "step": step}).encode())
+        prune(pending.tmp.parent, keep, newest=pending.final)
     barrier(dist)
-    return final
+    return pending.final
+
+
+def save_sharded(ckpt_dir: Path, step: int, shards: dict, state: dict, pointers: list[str], keep: int, dist) -> Path:
+    """A sharded checkpoint written now (begin_sharded, then finish_sharded). A collective."""
+    return finish_sharded(begin_sharded(ckpt_dir, step, shards, dist), step, state, pointers, keep, dist)
 
 
 def is_sharded(folder: Path) -> bool:

@@ -98,8 +98,10 @@ class TrainConfig:
     checkpoint: str = opt(
         "full",
         "full: one file of whole tensors written by rank 0; sharded (strategy=fsdp): every rank writes its own "
-        "shards at once (torch.distributed.checkpoint), read back at any world size",
-        choices=("full", "sharded"),
+        "shards at once (torch.distributed.checkpoint), read back at any world size; sharded-async: the same, "
+        "written by a background thread while training goes on (it counts once the next checkpoint or the run's "
+        "end finds it written)",
+        choices=("full", "sharded", "sharded-async"),
     )
     val_fraction: float = opt(
         0.0,
@@ -193,10 +195,10 @@ class TrainConfig:
                 raise ConfigError(f"{f.name}={short(value)} is not allowed; choose one of {', '.join(choices)}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.name}={value!r} must be a finite number")
-        if self.checkpoint == "sharded" and self.strategy != "fsdp":
+        if self.checkpoint.startswith("sharded") and self.strategy != "fsdp":
             raise ConfigError(
-                f"checkpoint=sharded keeps the shards of strategy=fsdp; with strategy={self.strategy} every process "
-                f"holds the whole model: leave checkpoint=full"
+                f"checkpoint={self.checkpoint} keeps the shards of strategy=fsdp; with strategy={self.strategy} every "
+                f"process holds the whole model: leave checkpoint=full"
             )
         positive = ("batch_size", "accum_steps", "log_every", "keep_checkpoints")
         for name in positive:

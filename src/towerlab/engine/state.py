@@ -4,6 +4,7 @@ stop's count), written as full tensors under every strategy (checkpoint.py) and 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ from towerlab.errors import ConfigError
 def state(t) -> tuple[dict, dict]:
     """(model weights, training state) of Trainer t, both full (unsharded; under checkpoint=sharded the weights
     and the optimizer are left to save's shards: None here); a collective: every rank takes part."""
-    sharded = t.cfg.checkpoint == "sharded"
+    sharded = t.cfg.checkpoint.startswith("sharded")
     weights, optimizer = (None, None) if sharded else t.strategy.full_state(t.raw, t.opt)
     rng = {"cpu": torch.stack(all_gather(torch.get_rng_state(), t.dist))}  # every rank's stream, in rank order
     if t.dist.device.type == "cuda":
@@ -36,7 +37,10 @@ def state(t) -> tuple[dict, dict]:
     }
 
 
-def save(t, improved: bool) -> None:
+def save(t, improved: bool, final: bool = False) -> None:
+    """A checkpoint of this step (a collective). final: the last of the run or of this sitting (a signal): under
+    checkpoint=sharded-async it is waited for too."""
+    settle(t)  # the one still being written counts first: checkpoints are made whole in the order they were taken
     t.checkpointed = t.step
     model, training = state(t)  # a collective: every rank takes part
     pointers = ["last", "best"] if improved else ["last"]
@@ -44,7 +48,12 @@ def save(t, improved: bool) -> None:
         shards = t.strategy.sharded_state(t.raw, t.opt)
         ckpt = t.run.path / "checkpoints" if t.run else None
         ckpt = broadcast_object(str(ckpt) if ckpt else None, t.dist)
-        checkpoint.save_sharded(Path(ckpt), t.step, shards, training, pointers, t.cfg.keep_checkpoints, t.dist)
+        background = t.cfg.checkpoint == "sharded-async"
+        pending = checkpoint.begin_sharded(Path(ckpt), t.step, shards, t.dist, background, _writers(t, background))
+        # training goes on while the shards are written: what rank 0 adds to them is frozen as it is now
+        t.pending_checkpoint = (pending, t.step, copy.deepcopy(training), pointers)
+        if not background or final or t.step >= t.total_steps:
+            settle(t)
         return
     if t.dist.is_main:
         weights = {"model": model}
@@ -52,6 +61,27 @@ def save(t, improved: bool) -> None:
             weights["ema"] = t.ema.module.state_dict()
         checkpoint.save(t.run.path / "checkpoints", t.step, weights, training, pointers, t.cfg.keep_checkpoints)
     barrier(t.dist)
+
+
+def settle(t) -> None:
+    """The checkpoint being written in the background made whole (waited for, hashed, renamed into place); nothing
+    when none is. A collective. A run that dies first leaves it a .tmp- folder, and resumes from the one before."""
+    pending = t.pending_checkpoint
+    if pending is None:
+        return
+    t.pending_checkpoint = None
+    folder, step, training, pointers = pending
+    checkpoint.finish_sharded(folder, step, training, pointers, t.cfg.keep_checkpoints, t.dist)
+
+
+def _writers(t, background: bool):
+    """The process group the background writes' collectives run on (made once, by every rank at its first
+    checkpoint); None when the writes are not in the background or there is one process."""
+    if not background or not torch.distributed.is_initialized():
+        return None
+    if t.checkpoint_group is None:
+        t.checkpoint_group = torch.distributed.new_group(backend="gloo")
+    return t.checkpoint_group
 
 
 def load(t, folder: Path) -> None:

@@ -100,6 +100,8 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch, self.total_steps))
         self.precision = Precision(cfg.precision, dist.device)
         self.step, self.checkpointed = 0, -1  # checkpointed: the newest checkpoint's step this process wrote or read
+        self.pending_checkpoint = None  # checkpoint=sharded-async: the one being written (engine/state.py)
+        self.checkpoint_group = None  # ... and the process group its writes talk on
         self.stopping, self.clock = Stopping(cfg, Metric.of(recipe)), Clock()
         val = limited(self.data.val, cfg.eval_limit) if cfg.eval_limit else self.data.val
         self.evaluator = Evaluator(recipe, can, self.data, val, bool(cfg.eval_limit), dist, run, self.clock)
@@ -178,7 +180,8 @@ class Trainer:
         if not name:
             return
         if self.checkpointed != self.step:
-            state.save(self, improved=False)
+            state.save(self, improved=False, final=True)
+        state.settle(self)  # (one taken at this very step may still be being written)
         bar.close()
         run = self.run.path if self.run else "RUN_DIR"
         raise Preempted(
@@ -215,6 +218,7 @@ class Trainer:
             if self.step < self.total_steps:
                 self.stop_if_preempted(preemption, bar)  # signalled while the data was read: a step-0 checkpoint
             self._loop(preemption, bar, window)
+            state.settle(self)  # an early stop's last checkpoint may still be being written
         except (RuntimeError, OSError, EOFError) as e:  # a dead data worker: one line naming its file, no traceback
             died = worker_death(e)
             if died is None:
