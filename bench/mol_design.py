@@ -3,7 +3,7 @@
     TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo graph-ga [--seeds 0 1 2] [--tasks qed median1]
     TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo hillclimb --run PRIOR_RUN
     TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo mcts --run PRIOR_RUN
-    TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo reinvent --run PRIOR_RUN [--seeds 0 1 2 3 4]
+    TOWERLAB_DATA=../shared/data python bench/mol_design.py pmo reinvent --run PRIOR_RUN [--seeds 0 1 2] [--agent pmo]
     TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol graph-ga --ga pmo --max-calls 40000 [--patience N]
     TOWERLAB_DATA=../shared/data python bench/mol_design.py guacamol graph-ga --ga pmo --max-calls 30000 \
         --start-limit 0 --free-start --holdout-filter   # all the corpus but GuacaMol's holdout, outside the budget
@@ -194,10 +194,11 @@ def optimise(method: str, objective, out: Path, args, start: str, start_limit: i
         from towerlab.generate import model as gen
 
         m = gen.load(args.run)
-        if method == "reinvent":  # REINVENT 4's defaults, on to the last call as PMO runs REINVENT
+        if method == "reinvent":  # on to the last call, as PMO runs REINVENT
             from towerlab.generate.reinvent import Settings, reinvent
 
-            reinvent(m, objective, out, Settings(steps=10**6, max_calls=max_calls, seed=seed))
+            agent = AGENTS[getattr(args, "agent", None) or "reinvent4"]
+            reinvent(m, objective, out, Settings(**agent, steps=10**6, max_calls=max_calls, seed=seed))
         elif method == "hillclimb":
             from towerlab.generate.hillclimb import Settings, hillclimb
 
@@ -263,11 +264,26 @@ def _seen(out: Path) -> dict:
 
 
 # -- PMO --------------------------------------------------------------------------------------------------------
+# the agent's settings: REINVENT 4's defaults (generate/settings.py), or the ones PMO tuned for REINVENT on its
+# 10,000-call budget (mol_opt's main/reinvent/hparams_default.yaml: lr 5e-4, batch 64, sigma 500, experience
+# replay 24; the 2017 REINVENT code it runs has no diversity filter)
+AGENTS = {
+    "reinvent4": {},
+    "pmo": {"lr": 5e-4, "batch_size": 64, "sigma": 500.0, "replay": 24, "diversity_filter": "none"},
+}
+
+
+def _label(args) -> str:
+    """The method's name in folders, samples and tables (the agent's settings other than REINVENT 4's named)."""
+    agent = getattr(args, "agent", None) or "reinvent4"
+    return args.method if args.method != "reinvent" or agent == "reinvent4" else f"reinvent-{agent}"
+
+
 def _pmo_sample(args, name: str, seed: int, folder: Path) -> None:
     """The molecules behind a task's curve, written from its run folder on every pass (a task read back writes the
     same file): what is committed can always be made again from bench/out."""
     seen = _seen(folder / "run")
-    sample = SAMPLES / "pmo" / args.method / f"seed{seed}" / f"{name}.csv"
+    sample = SAMPLES / "pmo" / _label(args) / f"seed{seed}" / f"{name}.csv"
     sample.parent.mkdir(parents=True, exist_ok=True)
     with open(sample, "w", newline="") as f:
         w = csv.DictWriter(f, ["call", "smiles", "score"])
@@ -284,7 +300,7 @@ def pmo(args) -> None:
         for name in guacamol_adapter.pmo_offline():
             if args.tasks and name not in args.tasks:
                 continue
-            folder = OUT / "pmo" / args.method / f"calls{args.max_calls}" / f"seed{seed}" / name
+            folder = OUT / "pmo" / _label(args) / f"calls{args.max_calls}" / f"seed{seed}" / name
 
             def run(name=name, folder=folder, seed=seed) -> dict:
                 obj = objectives.get(f"guacamol:{name}")
@@ -307,7 +323,7 @@ def pmo(args) -> None:
     for r in rows:
         by_task.setdefault(r["task"], []).append(r)
     print(
-        f"\n| task | towerlab {args.method}: AUC top-10 (mean +- sd of {len(args.seeds)}) | top-10 mean at the end | "
+        f"\n| task | towerlab {_label(args)}: AUC top-10 (mean +- sd of {len(args.seeds)}) | top-10 mean at the end | "
         f"CPU s per run | REINVENT | Graph GA | SMILES LSTM-HC |"
     )
     print("|---|---|---|---|---|---|---|")
@@ -329,14 +345,14 @@ def pmo(args) -> None:
     )
     report = {
         "bench": "pmo",
-        "method": args.method,
+        "method": _label(args),
         "max_calls": args.max_calls,
         "seeds": args.seeds,
         "tasks": rows,
         "sum_auc_top10": total,
         "published_sums": dict(zip(("REINVENT", "Graph GA", "SMILES LSTM-HC"), published)),
     }
-    _save(f"pmo-{args.method}", report)
+    _save(f"pmo-{_label(args)}", report)
 
 
 def _curve(sample: Path) -> list[float]:
@@ -753,6 +769,12 @@ def main() -> int:
         a.add_argument("--max-calls", type=int, default=calls)
         if name == "pmo":
             a.add_argument("--seeds", type=int, nargs="*", default=[0])
+            a.add_argument(
+                "--agent",
+                choices=sorted(AGENTS),
+                default="reinvent4",
+                help="reinvent: REINVENT 4's settings, or PMO's tuned ones (results under reinvent-pmo/)",
+            )
         else:
             a.add_argument("--seed", type=int, default=0)
             a.add_argument(
