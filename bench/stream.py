@@ -4,6 +4,7 @@
     TOWERLAB_DATA=../shared/data python bench/stream.py speed [--steps 300] [--workers 2]
     TOWERLAB_DATA=../shared/data python bench/stream.py seg   [--steps 40] [--repeats 2]
     TOWERLAB_DATA=../shared/data python bench/stream.py smiles --before REV [--repeats 2]
+    TOWERLAB_DATA=../shared/data python bench/stream.py listing [--sizes 1000 10000 50000] [--repeats 5]
 
 rss: an image folder of the first N training images of the complete CIFAR-10 (written once as PNG under --out),
 trained for a few steps by `towerlab train mlp --dataset mnist --image-size HxW --loader memory|stream` (a small
@@ -28,6 +29,9 @@ smiles: the peak resident memory of `towerlab train smiles-lstm` on MOSES's 1.6M
 LSTM, 3 steps, no evaluation: what is measured is the corpus the process holds), this checkout against the commit
 --before (checked out under --out/before, run with its own src on PYTHONPATH): before and after a change to how a
 corpus is held, in the same run.
+listing: the file list of the PNG folders of `rss`: the plain walk (os.walk, a stat per file: what every start did
+before the listing was cached), towerlab's walk_files with no cached listing (the walk, then the listing kept), and
+walk_files with it (one stat per folder), each --repeats times in this process; medians.
 Prints tables and writes --out/<mode>.json.
 """
 
@@ -337,9 +341,39 @@ def smiles(args, data: Path) -> dict:
     return {"rows": rows, "before": args.before}
 
 
+def listing(args, data: Path) -> dict:
+    import tempfile
+
+    from towerlab import files
+
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp()  # a cache of this run's own
+    rows = []
+    for n in args.sizes:
+        folder = write_png_folder(Path(args.out) / f"png-{n}", n, data)
+        times = {"plain walk": [], "walk_files, not cached": [], "walk_files, cached": []}
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            plain = files._walk(folder)[0]
+            times["plain walk"].append(time.perf_counter() - t0)
+            files._listing_file(folder).unlink(missing_ok=True)
+            for way in ("walk_files, not cached", "walk_files, cached"):
+                t0 = time.perf_counter()
+                got = files.walk_files(folder)
+                times[way].append(time.perf_counter() - t0)
+                assert got == plain, way
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rows.append({"files": len(plain), **{k: v for k, v in med.items()}})
+    print(f"| files | {' | '.join(f'{k} (s)' for k in times)} | cached / plain |")
+    print("|---" * (len(times) + 2) + "|")
+    for r in rows:
+        cells = [f"{r[k]:.3f}" for k in times]
+        print(f"| {r['files']:,} | {' | '.join(cells)} | {r['walk_files, cached'] / r['plain walk']:.2f}x |")
+    return {"rows": rows, "repeats": args.repeats}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=("rss", "speed", "seg", "seg-one", "smiles"))
+    p.add_argument("mode", choices=("rss", "speed", "seg", "seg-one", "smiles", "listing"))
     p.add_argument("--before", default="HEAD~1", help="smiles: the commit to compare this checkout with")
     p.add_argument("--way", choices=("memory", "stream"), help="seg-one: which loader")
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
@@ -359,7 +393,8 @@ def main() -> int:
     if args.mode == "seg-one":  # one measurement for `seg`, as JSON on stdout
         print(json.dumps(seg_one(args, data)))
         return 0
-    report.update({"rss": rss, "speed": speed, "seg": seg, "smiles": smiles}[args.mode](args, data))
+    ways = {"rss": rss, "speed": speed, "seg": seg, "smiles": smiles, "listing": listing}
+    report.update(ways[args.mode](args, data))
     (Path(args.out) / f"{args.mode}.json").write_text(json.dumps(report, indent=1))
     return 0
 

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 from towerlab import files
 from towerlab.runs import Run, RunRecord
@@ -100,3 +101,46 @@ def test_a_file_system_with_no_locks_at_all_is_said_once_and_the_work_goes_on(tm
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "held" in out
     assert "refuses file locks" in err and "nothing stops a second process" in err
+
+
+def _age(path, seconds: float = 10.0) -> None:
+    """Set a folder's modification time into the past (a listing of a folder changed this instant is not kept)."""
+    t = path.stat().st_mtime - seconds
+    os.utime(path, (t, t))
+
+
+def test_a_folder_is_listed_once_and_walked_again_when_a_file_comes_or_goes(tmp_path, monkeypatch):
+    """The file list of a large folder is cached with its folders' times: read back while nothing changed, walked
+    again when a file is added (in a nested folder too), removed or renamed, or a folder is new."""
+    root = tmp_path / "data"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            (root / cls / f"{i}.png").write_bytes(b"x")
+    (root / "a" / ".hidden").write_bytes(b"x")
+    for folder in (root, root / "a", root / "b"):
+        _age(folder)
+    first = files.walk_files(root)
+    assert [p.relative_to(root).as_posix() for p in first] == [f"{c}/{i}.png" for c in "ab" for i in range(3)]
+
+    walked = []
+    real_walk = files._walk
+    monkeypatch.setattr(files, "_walk", lambda root: walked.append(root) or real_walk(root))
+    assert files.walk_files(root) == first and not walked  # read back: nothing walked
+
+    (root / "b" / "3.png").write_bytes(b"x")  # a file added: its folder's time moved
+    assert root / "b" / "3.png" in files.walk_files(root) and len(walked) == 1
+    (root / "a" / "0.png").unlink()
+    assert root / "a" / "0.png" not in files.walk_files(root) and len(walked) == 2
+    (root / "a" / "deep").mkdir()
+    _age(root / "a")
+    (root / "a" / "deep" / "x.png").write_bytes(b"x")
+    assert root / "a" / "deep" / "x.png" in files.walk_files(root)
+    (root / "a" / "deep" / "y.png").write_bytes(b"x")  # only the nested folder changed
+    assert root / "a" / "deep" / "y.png" in files.walk_files(root)
+    (root / "b" / "1.png").write_bytes(b"changed")  # contents are the data hash's business, not the listing's
+    assert files.walk_files(root) == sorted(real_walk_files(root))
+
+
+def real_walk_files(root):
+    return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]

@@ -257,21 +257,82 @@ def csv_cell(value):
     return value
 
 
+def cache_dir() -> Path:
+    """towerlab's cache folder ($XDG_CACHE_HOME/towerlab, else ~/.cache/towerlab): what can be made again."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "towerlab"
+
+
 def walk_files(root: str | Path) -> list[Path]:
     """Every file under root, links to folders followed (a class folder may be a link to where the images live:
     what training reads, the data hash must cover), each real folder once (a loop of links ends), hidden names
-    skipped; sorted by path."""
+    skipped; sorted by path. The listing is kept in the cache with the modification time of every folder walked and
+    read back while none has changed (a file added, removed or renamed changes its folder's time): a folder of a
+    million files on a cluster file system is walked once, with a progress bar, not at every start."""
     root = Path(root)
-    found, seen = [], set()
-    for here, dirs, files in os.walk(root, followlinks=True):
-        real = os.path.realpath(here)
-        if real in seen:
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [Path(here) / f for f in files if not f.startswith(".") and os.path.isfile(os.path.join(here, f))]
-    return sorted(found)
+    kept = _kept_listing(root)
+    if kept is not None:
+        return kept
+    found, folders = _walk(root)
+    _keep_listing(root, found, folders)
+    return found
+
+
+def _walk(root: Path) -> tuple[list[Path], dict[str, int]]:
+    """The files, and the modification time (ns) of each folder walked, by its path relative to root."""
+    from tqdm import tqdm
+
+    found, seen, folders = [], set(), {}
+    with tqdm(desc=f"listing {root}", unit=" files", disable=None, leave=False) as bar:  # a terminal only
+        for here, dirs, names in os.walk(root, followlinks=True):
+            real = os.path.realpath(here)
+            if real in seen:
+                dirs[:] = []
+                continue
+            seen.add(real)
+            folders[os.path.relpath(here, root)] = os.stat(here).st_mtime_ns
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            got = [Path(here) / f for f in names if not f.startswith(".") and os.path.isfile(os.path.join(here, f))]
+            found += got
+            bar.update(len(got))
+    return sorted(found), folders
+
+
+def _listing_file(root: Path) -> Path:
+    import hashlib
+
+    return cache_dir() / "listings" / f"{hashlib.sha256(str(root.absolute()).encode()).hexdigest()[:24]}.json"
+
+
+def _kept_listing(root: Path) -> list[Path] | None:
+    """The cached listing of root, None when there is none or a folder in it changed since."""
+    try:
+        kept = json.loads(_listing_file(root).read_text())
+        if kept["root"] != str(root.absolute()) or not kept["folders"]:
+            return None
+        for rel, mtime in kept["folders"].items():
+            if os.stat(root / rel).st_mtime_ns != mtime:
+                return None
+        return [root / rel for rel in kept["files"]]
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, unreadable, or a folder gone: walk again
+        return None
+
+
+RACY_S = 2.0  # a folder changed this recently may change again within its clock's tick, unseen: not kept
+
+
+def _keep_listing(root: Path, found: list[Path], folders: dict[str, int]) -> None:
+    """Keep the listing for the next start; an unwritable cache only means walking again. A folder modified in the
+    last RACY_S seconds is not trusted (file times come from a coarse clock: git's "racy" index entries)."""
+    import time
+
+    if not folders or time.time() - max(folders.values()) / 1e9 < RACY_S:
+        return
+    record = {"root": str(root.absolute()), "folders": folders, "files": [str(p.relative_to(root)) for p in found]}
+    try:
+        _listing_file(root).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(_listing_file(root), json.dumps(record), sync=False)
+    except OSError:
+        pass
 
 
 def finite(obj):

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from towerlab import secrets
-from towerlab.files import walk_files
+from towerlab.files import cache_dir, walk_files
 
 MAX_LISTED = 200  # a data folder with more files is summarised: count, total size, one digest over the file hashes
 
@@ -77,7 +77,7 @@ def versions() -> dict:
 
 
 def _cache_file() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "towerlab" / "hashes.json"
+    return cache_dir() / "hashes.json"
 
 
 def file_sha256(path: Path, cache: dict) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from towerlab import secrets
 from towerlab.errors import ConfigError, TowerlabError
+from towerlab.files import cache_dir
 
 # a name starts with a letter, digit or _: it becomes a folder of the download cache, so "." and ".." must not be one
 _NAME, _ALIAS = r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}", r"[A-Za-z0-9_\-]{1,100}"
@@ -176,7 +177,7 @@ def download(ref: ModelRef, version: str, uri: str) -> Path:
     import shutil
     import tempfile
 
-    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "towerlab" / "registry"
+    folder = cache_dir() / "registry"
     target = folder / _host(uri) / ref.name / version
     if not (target / "model.onnx").is_file():
         import mlflow.artifacts

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,13 @@ import numpy as np
 from towerlab.chem import props
 from towerlab.data import smiles as smiles_data
 from towerlab.errors import ConfigError
-from towerlab.files import atomic_write
+from towerlab.files import atomic_write, cache_dir
 from towerlab.progress import bar
 
 
 def _cache(path: Path, kind: str, suffix: str) -> Path:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "towerlab" / kind
+    root = cache_dir() / kind
     root.mkdir(parents=True, exist_ok=True)
     return root / f"{path.name}-{digest}{suffix}"
 
@@ -43,7 +42,7 @@ def canonical_set(smiles: list[str], desc: str = "canonicalising") -> set[str]:
     if len(smiles) < 20_000:
         return {c for c in map(props.canonical, smiles) if c}
     digest = hashlib.sha256("\n".join([rdkit_version, *smiles]).encode()).hexdigest()[:24]
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "towerlab" / "canonical"
+    root = cache_dir() / "canonical"
     cache = root / f"{digest}.json.gz"
     if cache.is_file():
         return set(json.loads(gzip.decompress(cache.read_bytes())))

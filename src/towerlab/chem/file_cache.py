@@ -7,19 +7,18 @@ import gzip
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 
 from towerlab.chem import props
 from towerlab.data import smiles as smiles_data
 from towerlab.errors import ConfigError
-from towerlab.files import atomic_write
+from towerlab.files import atomic_write, cache_dir
 from towerlab.progress import bar
 
 
 def _cache_path(path: Path, names: list[str]) -> Path:
     key = hashlib.sha256(path.read_bytes() + ",".join(names).encode()).hexdigest()[:16]
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "towerlab" / "properties"
+    root = cache_dir() / "properties"
     return root / f"{path.name}-{key}.json"
 
 

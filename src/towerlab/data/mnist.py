@@ -106,8 +106,7 @@ def _header(f, path: Path) -> tuple[int, ...]:
 def mapped_idx(path: str | Path) -> np.ndarray:
     """An IDX file memory-mapped (nothing read until an item is), shaped by its header. A gzipped one is unpacked
     once into the cache (~/.cache/towerlab/idx, keyed by the file's path, size and time) and that copy mapped."""
-    from towerlab.data.stream import cache_dir
-    from towerlab.files import atomic_write
+    from towerlab.files import atomic_write, cache_dir
 
     path = Path(path)
     with open(path, "rb") as probe:
