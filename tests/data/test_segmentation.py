@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 
 from towerlab.data import segmentation as seg
-from towerlab.data.augment import paired_scale_crop_flip
+from towerlab.data.augment import item_scale_crop_flip, paired_scale_crop_flip
 from towerlab.data.loader import PaddedLoader, pad_stack
+from towerlab.data.stream import StreamReader, TensorItems
 from towerlab.dist import Dist
 from towerlab.errors import DataError
 
@@ -101,6 +102,36 @@ def test_padded_loader_ranks_split_every_global_batch():
     whole = [y[:, 0, 0].tolist() for _, y in one]
     assert [a + b for a, b in zip(*seen)] == whole
     assert sorted(v for batch in whole for v in batch) == list(range(8))
+
+
+def test_crops_made_where_items_are_read_are_the_same_on_either_loader_any_ranks_and_after_a_resume(camvid_dir):
+    """issue 44: with a crop size each pair is scaled, cropped and mirrored where it is read (the stream's worker
+    processes), with numbers drawn for its place in the epoch: every batch is crop-sized whatever the images' own
+    sizes (never padded to the largest), the in-memory and the streamed loader give the same crops, two ranks
+    split each global batch of one, and a loader started at batch 1 (a resume) gives the batches that followed."""
+    items = seg.PairItems("camvid", camvid_dir, "train")
+    held = tuple(map(list, zip(*(items[i] for i in range(len(items))))))
+    held[0][1] = held[0][1][:, :25, :33]  # sizes that differ, as real photographs' do
+    held[1][1] = held[1][1][:25, :33]
+    crop = item_scale_crop_flip((16, 20), (0.5, 2.0), True, seg.IGNORE)
+    options = {"train": True, "pad": (0, seg.IGNORE), "seed": 5, "item_transform": crop}
+
+    def batches(loader, epoch=2, start=0):
+        loader.set_epoch(epoch, start)
+        return [tuple(t.clone() for t in b) for b in loader]
+
+    memory = batches(PaddedLoader(held, 2, Dist(), **options))
+    assert len(memory) == 3 and all(x.shape == (2, 3, 16, 20) and y.shape == (2, 16, 20) for x, y in memory)
+    stream = StreamReader(TensorItems(held), workers=2)
+    streamed = batches(PaddedLoader(None, 2, Dist(), reader=stream, **options))
+    assert all(torch.equal(a, b) for m, s in zip(memory, streamed) for a, b in zip(m, s))
+    halves = [batches(PaddedLoader(held, 2, Dist(rank=r, world_size=2), **options)) for r in range(2)]
+    for whole, a, b in zip(memory, *halves):
+        assert all(torch.equal(w, torch.cat([p, q])) for w, p, q in zip(whole, a, b))
+    assert all(torch.equal(a, b) for m, r in zip(memory[1:], batches(PaddedLoader(held, 2, Dist(), **options), 2, 1))
+               for a, b in zip(m, r))  # fmt: skip
+    other = batches(PaddedLoader(held, 2, Dist(), **options), epoch=3)
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(memory, other))  # another epoch, other crops
 
 
 def test_paired_augmentation_identity_and_alignment():

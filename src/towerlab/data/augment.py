@@ -76,28 +76,40 @@ def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) 
 
 
 def paired_scale_crop_flip(
-    x: torch.Tensor, y: torch.Tensor, size: tuple[int, int], scale: tuple[float, float], flip: bool, ignore: int
+    x: torch.Tensor,
+    y: torch.Tensor,
+    size: tuple[int, int],
+    scale: tuple[float, float],
+    flip: bool,
+    ignore: int,
+    draws: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One random scale, crop and mirror per image, applied identically to the image and its label map.
 
     x: float [N,C,H,W]; y: integer [N,H,W]. Each output is a size=(h, w) window of the image zoomed by a factor
     drawn uniformly from `scale`; a window reaching past the image is filled with 0 in x and `ignore` in y.
     The image is resampled bilinearly, the labels by nearest neighbour, so no label value is ever invented.
-    One affine_grid + grid_sample per batch, on the device.
+    One affine_grid + grid_sample per batch, on the device. draws: [N, 4] uniform numbers to use (scale, x, y,
+    mirror) instead of drawing from the device's generator.
     """
     n, _, hi, wi = x.shape
     ho, wo = size
     lo, hi_s = scale
-    s = torch.rand(n, device=x.device) * (hi_s - lo) + lo
+    u = iter(draws.to(x.device).unbind(1)) if draws is not None else None
+
+    def uniform() -> torch.Tensor:
+        return next(u) if u is not None else torch.rand(n, device=x.device)
+
+    s = uniform() * (hi_s - lo) + lo
     theta = torch.zeros(n, 2, 3, device=x.device)
     for row, (out_len, in_len) in enumerate(((wo, wi), (ho, hi))):
         span = out_len / s  # input pixels the window covers
-        start = torch.rand(n, device=x.device) * (in_len - span)  # uniform in [0, in-span] (or [in-span, 0])
+        start = uniform() * (in_len - span)  # uniform in [0, in-span] (or [in-span, 0])
         # output normalized coord u -> input pixel start + ((u+1) out/2 - 1/2)/s -> normalized input coord
         theta[:, row, row] = out_len / (s * in_len)
         theta[:, row, 2] = 2 * (start + (out_len / 2 - 0.5) / s + 0.5) / in_len - 1
     if flip:
-        mirror = torch.rand(n, device=x.device) < 0.5
+        mirror = uniform() < 0.5
         theta[:, 0, 0] = torch.where(mirror, -theta[:, 0, 0], theta[:, 0, 0])
     grid = F.affine_grid(theta, [n, 1, ho, wo], align_corners=False)
     x = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -105,3 +117,18 @@ def paired_scale_crop_flip(
     y1 = F.grid_sample((y.unsqueeze(1).float() + 1), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     y = y1.squeeze(1).long() - 1
     return x, torch.where(y < 0, torch.full_like(y, ignore), y)
+
+
+def item_scale_crop_flip(size: tuple[int, int], scale: tuple[float, float], flip: bool, ignore: int):
+    """paired_scale_crop_flip for one (uint8 image [C,H,W], label map [H,W]) at its own size, with the numbers it
+    is given: what a loader's worker does to each item before the batch is made (a batch of crops, never padded
+    to its largest image, the mmsegmentation way). The image comes back uint8 (rounded), as it came."""
+
+    def transform(item: tuple[torch.Tensor, torch.Tensor], draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = item
+        x, y = paired_scale_crop_flip(
+            image.unsqueeze(0).float(), label.unsqueeze(0).long(), size, scale, flip, ignore, draws.unsqueeze(0)
+        )
+        return x[0].round_().clamp_(0, 255).to(torch.uint8), y[0].to(label.dtype)
+
+    return transform

@@ -18,9 +18,11 @@ from typing import Any
 
 import torch
 
-from towerlab.data.stream import Items, StreamReader, TensorItems, choose, materialize
+from towerlab.data.stream import Drawn, Items, StreamReader, TensorItems, choose, materialize
 from towerlab.dist import Dist, print0
 from towerlab.errors import ConfigError
+
+ITEM_DRAWS = 4  # uniform numbers an item transform gets per item (segmentation: scale, x, y, mirror)
 
 
 class TensorLoader:
@@ -47,14 +49,19 @@ class TensorLoader:
         channels_last: bool = False,
         info: Any = None,
         reader: StreamReader | None = None,
+        item_transform: Callable | None = None,
     ):
         """info: what evaluation needs to know of the items (segmentation: the label spec), read as loader.info.
         reader: the items are streamed from their files (data/stream.py) instead of held in `tensors`; the order,
-        the slices and the transform are the same."""
+        the slices and the transform are the same. item_transform(item, draws) -> item: applied to each item where
+        it is read (the stream's workers), before the batch is made, with ITEM_DRAWS uniform numbers drawn for its
+        place in the epoch (segmentation's random scale and crop: a batch of crops, never padded to its largest
+        image)."""
         if train and batch_size % dist.world_size:
             raise ValueError(f"batch_size={batch_size} must be divisible by the {dist.world_size} processes")
         self.dist, self.batch_size, self.train, self.seed = dist, batch_size, train, seed
         self.transform, self.channels_last, self.info, self.reader = transform, channels_last, info, reader
+        self.item_transform = item_transform
         self.tensors = None if reader else self._store(tensors, dist.device if on_device else torch.device("cpu"))
         self.epoch, self.start = 0, 0
 
@@ -119,9 +126,29 @@ class TensorLoader:
     def _order_device(self) -> torch.device:
         return torch.device("cpu") if self.reader else self.tensors[0].device
 
+    def _draws(self) -> torch.Tensor:
+        """The item transform's numbers, a row per place in the epoch, from (seed, epoch) alone (a stream of its
+        own: the order's permutation is not shifted by it)."""
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 2 + 1)
+        return torch.rand(self.epoch_items, ITEM_DRAWS, generator=g)
+
+    def _drawn_batches(self, start: int):
+        """This process's batches from batch `start`, each item transformed where it is read: the slices are of
+        places in the epoch (a Drawn view), read by the stream's workers or here from the held items."""
+        held = self.reader.items if self.reader else TensorItems(self.tensors)
+        view, b = Drawn(held, self._order(), self._draws(), self.item_transform), self.batch_size
+        lists = [self._local(torch.arange(i * b, min((i + 1) * b, len(view)))) for i in range(start, len(self))]
+        lists = [p.tolist() for p in lists if len(p)]
+        batches = self.reader.batches(lists, items=view) if self.reader else (view.batch(p) for p in lists)
+        for batch in batches:
+            yield tuple(t.to(self.dist.device, non_blocking=True) for t in batch)
+
     def _batches(self, start: int):
         """This process's batches from batch `start` of the epoch, untransformed: gathered from the tensors, or read
         by the stream's workers (the same index lists, so the same items)."""
+        if self.item_transform is not None:
+            yield from self._drawn_batches(start)
+            return
         order, b = self._order().to(self._order_device()), self.batch_size
         lists = [self._local(order[i * b : (i + 1) * b]) for i in range(start, len(self))]
         if self.skip_empty:  # more processes than items left: this rank sits those batches out

@@ -91,6 +91,25 @@ class TensorItems(Items):
         return TensorItems(tuple(t[idx] for t in self.tensors))
 
 
+class Drawn(Items):
+    """One epoch's items in the order it visits them, each through a transform with random numbers drawn for its
+    position (segmentation's scale and crop, done where the item is read: in the stream's workers): position p is
+    items[order[p]] transformed with draws[p]. The numbers come from (seed, epoch) alone, so every process, either
+    loader and a resumed run transform each position the same way."""
+
+    def __init__(self, items: Items, order: torch.Tensor, draws: torch.Tensor, transform):
+        self.items, self.order, self.draws, self.transform = items, order, draws, transform
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, p: int):
+        return self.transform(self.items[int(self.order[p])], self.draws[p])
+
+    def describe(self, p: int) -> str:
+        return self.items.describe(int(self.order[p]))
+
+
 class RecordItems(Items):
     """Fixed-size records of memory-mapped files (CIFAR-10's batches, IDX files): nothing is read until an item is
     asked for, and then only its bytes (the page cache is the machine's, shared by every process).
@@ -269,6 +288,7 @@ class StreamReader:
         self.skipped = 0  # items replaced by the next readable one (skip_bad), this process, so far
         self._empty = None
         self._passes = []  # the loader iterators of the passes open now (their workers run)
+        self.reading = self.items
 
     def __len__(self) -> int:
         return len(self.items)
@@ -281,18 +301,20 @@ class StreamReader:
 
     def read(self, idx: list[int]) -> tuple[torch.Tensor, ...]:
         """These items, read here in this process (a report's few pictures)."""
-        return self._stack(self._guarded().__getitems__(list(idx)))
+        return self._stack(self._guarded(self.items).__getitems__(list(idx)))
 
-    def _guarded(self) -> _Guarded:
-        return _Guarded(self.items, self.busy, self.skip_bad)
+    def _guarded(self, items: Items) -> _Guarded:
+        return _Guarded(items, self.busy, self.skip_bad)
 
-    def batches(self, index_lists: list[list[int]]):
-        """The stacked batches of the index lists, in order."""
+    def batches(self, index_lists: list[list[int]], items: Items | None = None):
+        """The stacked batches of the index lists, in order; items: what the indices index (a Drawn view of this
+        reader's items for one epoch), by default this reader's items."""
         if not index_lists:
             return
         _ACTIVE.add(self)
+        self.reading = items or self.items  # what a dead worker's index names
         loader = torch.utils.data.DataLoader(
-            self._guarded(),
+            self._guarded(self.reading),
             batch_sampler=index_lists,
             num_workers=self.workers,
             collate_fn=_collate,
@@ -354,7 +376,7 @@ def worker_death(e: BaseException) -> DataError | None:
     broken = isinstance(e, (ConnectionResetError, BrokenPipeError, EOFError)) and bool(list(_ACTIVE))
     if not broken and (not isinstance(e, RuntimeError) or "DataLoader worker" not in str(e)):
         return None
-    reading = [r.items.describe(int(i)) for r in list(_ACTIVE) for i in r.busy.tolist() if i >= 0]
+    reading = [r.reading.describe(int(i)) for r in list(_ACTIVE) for i in r.busy.tolist() if i >= 0]
     for reader in list(_ACTIVE):
         reader.stop()
     return DataError(

@@ -182,8 +182,10 @@ class FcnConfig(TrainConfig):
     )
     train_split: str = opt("", "training split (default: the dataset's: train, or training for ade20k)")
     val_split: str = opt("", "evaluation split (default: val, or validation for ade20k)")
-    crop_height: int = opt(0, "training crop height in pixels (0: the whole padded batch)")
-    crop_width: int = opt(0, "training crop width in pixels (0: the whole padded batch)")
+    crop_height: int = opt(
+        0, "training crop height in pixels: each image scaled and cropped where it is read (0: the whole padded batch)"
+    )
+    crop_width: int = opt(0, "training crop width in pixels (with crop_height)")
     # random scale and mirroring are modern practice; the paper trained without (no gain on VOC, sec. 4.3)
     scale_min: float = opt(0.5, "random scale: smallest zoom factor")
     scale_max: float = opt(2.0, "random scale: largest zoom factor")

@@ -21,7 +21,7 @@ from torch import nn
 from towerlab import checkpoint
 from towerlab.data import resolve_dir
 from towerlab.data import segmentation as seg
-from towerlab.data.augment import normalize, paired_scale_crop_flip
+from towerlab.data.augment import item_scale_crop_flip, normalize, paired_scale_crop_flip
 from towerlab.data.images import check_output, read_image, write_image, write_label
 from towerlab.data.loader import Data, PaddedLoader
 from towerlab.data.stream import StreamReader, choose
@@ -219,8 +219,12 @@ def build_data(cfg: Config, dist: Dist) -> Data:
             return PaddedLoader(None, batch_size, dist, reader=reader, **options, **kw)
         return PaddedLoader(decoded(items), batch_size, dist, **options, **kw)
 
+    crops = None
+    if cfg.crop_height:  # each image scaled and cropped where it is read: a batch of crops, never padded
+        size, scale = (cfg.crop_height, cfg.crop_width), (cfg.scale_min, cfg.scale_max)
+        crops = item_scale_crop_flip(size, scale, cfg.flip, seg.IGNORE)
     return Data(
-        loader(train, cfg.batch_size, train=True, seed=cfg.seed, transform=train_transform(cfg)),
+        loader(train, cfg.batch_size, train=True, seed=cfg.seed, transform=train_transform(cfg), item_transform=crops),
         # one image per process at a time: padding to a batch would change the outputs near the border
         loader(val, dist.world_size, train=False, transform=eval_transform),
     )
@@ -235,11 +239,14 @@ def decoded(items: seg.PairItems) -> tuple[list[torch.Tensor], list[torch.Tensor
 
 
 def train_transform(cfg: Config):
+    """The batch's transform on the device: normalising, and without a crop size the random scale and mirror of
+    the whole padded batch (with one, each image was scaled and cropped where it was read)."""
+
     def transform(x: torch.Tensor, y: torch.Tensor):
         # padding of the batch is black (0 -> -mean/std after normalising); it is IGNORE in y, so it never counts
         x = normalize(x, MEAN, STD)
-        size = (cfg.crop_height, cfg.crop_width) if cfg.crop_height else tuple(x.shape[-2:])
-        if (cfg.scale_min, cfg.scale_max) != (1.0, 1.0) or cfg.flip or size != tuple(x.shape[-2:]):
+        if not cfg.crop_height and ((cfg.scale_min, cfg.scale_max) != (1.0, 1.0) or cfg.flip):
+            size = tuple(x.shape[-2:])
             x, y = paired_scale_crop_flip(x, y.long(), size, (cfg.scale_min, cfg.scale_max), cfg.flip, seg.IGNORE)
         return x, y.long()
 
