@@ -2,7 +2,7 @@
 
     TOWERLAB_DATA=../shared/data python bench/stream.py rss   [--sizes 1000 10000 50000] [--image-size 96x96]
     TOWERLAB_DATA=../shared/data python bench/stream.py speed [--steps 300] [--workers 2]
-    TOWERLAB_DATA=../shared/data python bench/stream.py seg   [--steps 40] [--repeats 2]
+    TOWERLAB_DATA=../shared/data python bench/stream.py seg   [--steps 40] [--repeats 2] [--crop 256x256]
     TOWERLAB_DATA=../shared/data python bench/stream.py smiles --before REV [--repeats 2]
     TOWERLAB_DATA=../shared/data python bench/stream.py listing [--sizes 1000 10000 50000] [--repeats 5]
 
@@ -254,7 +254,16 @@ def seg_cmd(args, data: Path, way: str, out: Path) -> list[str]:
         sys.executable, "-m", "towerlab", "train", "fcn8s", "--data", str(data / "camvid"), "--width", "0.125",
         "--fc-channels", "64", "--batch-size", "4", "--max-steps", str(args.steps), "--eval-every-epochs", "0",
         "--eval-limit", "4", "--loader", way, "--workers", str(args.workers), "--out", str(out), "--no-report",
+        "--deterministic", *_crop_args(args),
     ]  # fmt: skip
+
+
+def _crop_args(args) -> list[str]:
+    """--crop HxW: the training pairs scaled (0.5-2x) and cropped where they are read, as mmsegmentation trains."""
+    if not args.crop:
+        return []
+    h, _, w = args.crop.partition("x")
+    return ["--crop-height", h, "--crop-width", w, "--scale-min", "0.5", "--scale-max", "2.0"]
 
 
 def seg(args, data: Path) -> dict:
@@ -267,7 +276,7 @@ def seg(args, data: Path) -> dict:
 
                 shutil.rmtree(out)
             cmd = [sys.executable, __file__, "seg-one", "--way", way, "--steps", str(args.steps)]
-            cmd += ["--workers", str(args.workers), "--out", str(out)]
+            cmd += ["--workers", str(args.workers), "--out", str(out), *(["--crop", args.crop] if args.crop else [])]
             got = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
             rows.append({"way": way, "repeat": r, **got})
     table = {}
@@ -276,10 +285,11 @@ def seg(args, data: Path) -> dict:
         table[way] = {
             "images_per_s": statistics.median(x["images_per_s"] for x in mine),
             "peak_rss_mb": max(x["peak_rss_mb"] for x in mine),
+            "mean_iou": sorted({x["mean_iou"] for x in mine}),  # --deterministic: one value, the same both ways
         }
-    print("| loader | images/s (median) | peak RSS (MB) |\n|---|---|---|")
+    print("| loader | images/s (median) | peak RSS (MB) | mean IU after the steps |\n|---|---|---|---|")
     for way, v in table.items():
-        print(f"| {way} | {v['images_per_s']:.1f} | {v['peak_rss_mb']:.0f} |")
+        print(f"| {way} | {v['images_per_s']:.1f} | {v['peak_rss_mb']:.0f} | {v['mean_iou']} |")
     ratio = table["stream"]["images_per_s"] / table["memory"]["images_per_s"]
     print(f"stream / memory images/s: {ratio:.2f}")
     return {"rows": rows, "table": table, "stream_over_memory": ratio}
@@ -290,7 +300,7 @@ def seg_one(args, data: Path) -> dict:
     out = Path(args.out)
     rss_mb = peak_rss(seg_cmd(args, data, args.way, out))
     final = json.loads((out / "final_metrics.json").read_text())
-    return {"images_per_s": final["images_per_s"], "peak_rss_mb": rss_mb}
+    return {"images_per_s": final["images_per_s"], "peak_rss_mb": rss_mb, "mean_iou": final["mean_iou"]}
 
 
 def smiles(args, data: Path) -> dict:
@@ -382,6 +392,7 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--crop", help="seg: HxW crops scaled and cut where the pairs are read (e.g. 256x256)")
     p.add_argument("--only", nargs="*", help="speed: only these ways (memory, stream-records, stream-png, plain-png)")
     p.add_argument("--out", default="bench/out/stream")
     args = p.parse_args()
