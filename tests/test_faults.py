@@ -347,6 +347,19 @@ def _same_sharded(a: Path, b: Path) -> None:
     assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
+def _killed_and_resumed(run: Path, *args: str) -> list[str]:
+    """The FSDP run with `args`, a rank SIGKILLed at a random step, then --resume'd to its end; the resume command."""
+    proc = subprocess.Popen(
+        _train_fsdp(run, *args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env()
+    )
+    _kill_rank_after(run, proc, random.Random().randint(6, 45))
+    proc.communicate(timeout=60)
+    resume = [sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"]
+    resumed = subprocess.run(resume, capture_output=True, text=True, env=_env(), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return resume
+
+
 def test_sharded_checkpoints_resume_bitwise_equal_and_read_back_at_any_world_size(tmp_path, sharded_straight):
     """--checkpoint sharded (FSDP): each rank writes its own shards (torch.distributed.checkpoint), nothing whole on
     rank 0. Killed and resumed, the run ends bit-identical to an uninterrupted one; it continues on 1 process
@@ -356,14 +369,7 @@ def test_sharded_checkpoints_resume_bitwise_equal_and_read_back_at_any_world_siz
     assert sorted(p.name for p in (folder / "shards").iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
     assert not (folder / "model.safetensors").exists()
     run = tmp_path / "killed"
-    proc = subprocess.Popen(
-        _train_fsdp(run, *sharded), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env()
-    )
-    _kill_rank_after(run, proc, random.Random().randint(6, 45))
-    proc.communicate(timeout=60)
-    resume = [sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"]
-    resumed = subprocess.run(resume, capture_output=True, text=True, env=_env(), timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resume = _killed_and_resumed(run, *sharded)
     _same_sharded(straight, run)
     more = [*resume, "--procs", "1", "--max-steps", "72", "--allow-world-size-change"]
     done = subprocess.run(more, capture_output=True, text=True, env=_env(), timeout=300)
@@ -387,13 +393,7 @@ def test_async_sharded_checkpoints_are_the_same_and_a_kill_mid_write_resumes_bit
     .tmp- folder, never read), resumed, the run ends with the weights of the run whose checkpoints were written
     at once; so the weights written are the step's own, not ones changed by the steps taken meanwhile."""
     run = tmp_path / "async"
-    cmd = _train_fsdp(run, "--procs", "2", "--checkpoint", "sharded-async")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
-    _kill_rank_after(run, proc, random.Random().randint(6, 45))
-    proc.communicate(timeout=60)
-    resume = [sys.executable, "-m", "towerlab", "train", "--resume", str(run), "--gpus", "0"]
-    resumed = subprocess.run(resume, capture_output=True, text=True, env=_env(), timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _killed_and_resumed(run, "--procs", "2", "--checkpoint", "sharded-async")
     _same_sharded(sharded_straight, run)
     steps = [json.loads((f / "manifest.json").read_text())["step"] for f in (run / "checkpoints").glob("step-*")]
     assert 60 in steps and all(s % 3 == 0 for s in steps)
