@@ -16,7 +16,7 @@ import torch
 from towerlab.chem import objectives
 from towerlab.generate import model as gen
 from towerlab.generate.diversity import DiversityFilter, scaffold
-from towerlab.generate.reinvent import Agent, Settings, reinvent
+from towerlab.generate.reinvent import Agent, Settings, converged, reinvent
 
 from helpers import run_cli
 
@@ -129,3 +129,32 @@ def test_killed_mid_search_it_continues_to_the_same_molecules(lstm_run, tmp_path
         "chem", "reinvent", str(lstm_run), *FAST, "--sigma", "30", "--out", str(tmp_path / "cut"), check=False
     )
     assert proc.returncode == 2 and "holds a REINVENT search with other settings (sigma" in proc.stderr
+
+
+def _history(top100: list[float], calls_from: int = 1100) -> list[dict]:
+    return [{"top100_mean": v, "scoring_calls": calls_from + 64 * i} for i, v in enumerate(top100)]
+
+
+def test_pmo_stop_ends_a_search_whose_best_hundred_no_longer_rise():
+    """PMO's rule for REINVENT (--patience N): N steps in a row past 1,000 calls in which the mean of the 100 best
+    rose by less than 0.001; never before 1,000 calls, never when off, and a rise resets the count."""
+    flat = _history([0.5, 0.5005, 0.5009, 0.501, 0.5012, 0.5013])
+    assert converged(flat, 5) and not converged(flat, 0) and not converged(flat[:5], 5)
+    assert not converged(_history([0.5, 0.5005, 0.5009, 0.503, 0.5031, 0.5032]), 5)  # a rise of 0.002 in the run
+    assert converged(_history([0.5, 0.503, 0.5031, 0.5032]), 2)
+    assert not converged(_history([0.5, 0.5, 0.5, 0.5, 0.5, 0.5], calls_from=700), 5)  # not past 1,000 calls yet
+    assert not converged([{"scoring_calls": 2000}] * 6, 5)  # a history from before top100_mean was kept
+
+
+def test_a_search_begun_before_patience_existed_continues(lstm_run, tmp_path):
+    """A folder whose settings.json has no patience (searches made before the setting) is the same search as one
+    with patience 0, and another patience is another search, refused in one line."""
+    run_cli("chem", "reinvent", str(lstm_run), *FAST, "--out", str(tmp_path / "rl"), fresh=True)
+    settings = tmp_path / "rl" / "settings.json"
+    assert "patience" not in json.loads(settings.read_text())
+    more = run_cli("chem", "reinvent", str(lstm_run), *FAST, "--steps", "8", "--out", str(tmp_path / "rl"))
+    assert more.returncode == 0
+    other = run_cli(
+        "chem", "reinvent", str(lstm_run), *FAST, "--patience", "3", "--out", str(tmp_path / "rl"), check=False
+    )
+    assert other.returncode == 2 and "other settings (patience" in other.stderr

@@ -40,6 +40,7 @@ from towerlab.generate.settings import other_settings
 from towerlab.recipes import require
 
 STALLED = 100  # steps in a row without one new molecule: the agent has collapsed onto what it knows; stop
+CONVERGED = 1e-3  # PMO: a rise of the 100 best's mean smaller than this is no progress
 
 
 def _seed(s: Settings, step: int) -> int:
@@ -165,8 +166,24 @@ def _save(out: Path, step: int, agent: Agent, seen: dict, history: list, objecti
     )
 
 
+def _recorded(s: Settings) -> dict:
+    """The settings a search folder records; patience only when on, so searches begun before it existed go on."""
+    return {k: v for k, v in asdict(s).items() if not (k == "patience" and v == 0)}
+
+
+def converged(history: list[dict], patience: int) -> bool:
+    """PMO's stop for REINVENT: in each of the last `patience` steps, all past 1,000 calls, the mean of the 100 best
+    rose by less than CONVERGED."""
+    if not patience or len(history) <= patience:
+        return False
+    last = history[-patience - 1 :]
+    if any(h.get("top100_mean") is None or h["scoring_calls"] <= 1000 for h in last):
+        return False
+    return all(b["top100_mean"] - a["top100_mean"] < CONVERGED for a, b in zip(last, last[1:]))
+
+
 def _run(m: Model, objective: Objective, out: Path, s: Settings) -> list[dict]:
-    _check_settings(out, {**asdict(s), "objective": objective.name, "run": str(m.run_dir.absolute())})
+    _check_settings(out, {**_recorded(s), "objective": objective.name, "run": str(m.run_dir.absolute())})
     agent = Agent(m, s)
     df = DiversityFilter(s.diversity_filter, s.bucket_size, s.min_score)
     saved, seen, history, memory = _resume(agent, out, objective, df)
@@ -176,6 +193,9 @@ def _run(m: Model, objective: Objective, out: Path, s: Settings) -> list[dict]:
             break
         if len(history) >= STALLED and not any(h["new_molecules"] for h in history[-STALLED:]):
             print(f"no new molecule in the last {STALLED} steps: the agent has stopped exploring; ending", flush=True)
+            break
+        if converged(history, s.patience):
+            print(f"the 100 best rose by less than {CONVERGED} in {s.patience} steps (PMO's stop); ending", flush=True)
             break
         history.append(_step(agent, objective, seen, df, memory, step))
         print(json_text(history[-1]), flush=True)
@@ -211,11 +231,12 @@ def _step(agent: Agent, objective: Objective, seen: dict, df: DiversityFilter, m
         if len(again):
             agent.update(again, again_scores)
     valid = [v for v in raw if v is not None]
-    top = ranked(seen)[:10]
+    top = ranked(seen)[:100]
     return {
         "step": step,
         "best": seen[top[0]] if top else None,
-        "top10_mean": sum(seen[c] for c in top) / len(top) if top else None,
+        "top10_mean": sum(seen[c] for c in top[:10]) / len(top[:10]) if top else None,
+        "top100_mean": sum(seen[c] for c in top) / len(top) if top else None,
         "batch_mean": sum(valid) / len(valid) if valid else None,
         "valid_share": sum(c is not None for c in canon) / len(canon),
         "new_molecules": len(seen) - known,

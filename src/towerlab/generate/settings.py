@@ -108,14 +108,19 @@ class ReinventSettings:
     bucket_size: int = opt(25, "diversity filter: molecules rewarded per scaffold")
     min_score: float = opt(0.4, "diversity filter: a molecule fills a bucket only from this score")
     max_calls: int = opt(10_000, "objective calls, never exceeded (PMO's budget; a repeated molecule is no call)")
+    patience: int = opt(
+        0,
+        "stop once the mean of the 100 best has risen by less than 0.001 in this many steps in a row, past 1,000 "
+        "calls (PMO's rule for its REINVENT: the rest of the budget is scored at the last top-10; 0: never)",
+    )
     checkpoint_every: int = opt(5, "steps between checkpoints (a search killed in between repeats those steps)")
     seed: int = opt(0, "random seed (sampling, replay, SMILES randomisation)")
 
     def validate(self) -> None:
         if min(self.steps, self.batch_size, self.bucket_size, self.checkpoint_every) <= 0:
             raise ConfigError("steps, batch_size, bucket_size and checkpoint_every must be > 0")
-        if min(self.memory_size, self.replay, self.augment, self.max_calls) < 0:
-            raise ConfigError("memory_size, replay, augment and max_calls must be >= 0")
+        if min(self.memory_size, self.replay, self.augment, self.max_calls, self.patience) < 0:
+            raise ConfigError("memory_size, replay, augment, max_calls and patience must be >= 0")
         if self.lr <= 0 or self.temperature <= 0 or self.sigma < 0:
             raise ConfigError("lr and temperature must be > 0, sigma >= 0")
 
