@@ -271,13 +271,23 @@ def _seen(out: Path) -> dict:
 AGENTS = {
     "reinvent4": {},
     "pmo": {"lr": 5e-4, "batch_size": 64, "sigma": 500.0, "replay": 24, "diversity_filter": "none", "patience": 5},
+    # Augmented Memory's own defaults (Guo & Schwaller: lr 5e-4, batch 64, sigma 500, a memory of 100 with 10
+    # replayed, 2 augmentation rounds) with PMO's stop; for a prior trained with --randomize
+    "augmem": {
+        **{"lr": 5e-4, "batch_size": 64, "sigma": 500.0, "memory_size": 100, "replay": 10, "augment": 2},
+        **{"diversity_filter": "none", "patience": 5},
+    },
 }
 
 
 def _label(args) -> str:
-    """The method's name in folders, samples and tables (the agent's settings other than REINVENT 4's named)."""
+    """The method's name in folders, samples and tables: the agent's settings other than REINVENT 4's named, and a
+    prior other than bench/out/design/zinc-prior."""
     agent = getattr(args, "agent", None) or "reinvent4"
-    return args.method if args.method != "reinvent" or agent == "reinvent4" else f"reinvent-{agent}"
+    if args.method != "reinvent" or agent == "reinvent4":
+        return args.method
+    prior = Path(args.run).name if args.run else "zinc-prior"
+    return f"reinvent-{agent}" + ("" if prior == "zinc-prior" else f"-{prior}")
 
 
 def _pmo_sample(args, name: str, seed: int, folder: Path) -> None:

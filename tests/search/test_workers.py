@@ -195,3 +195,21 @@ def test_a_random_search_ends_with_the_same_best_on_one_worker_or_two(tmp_path):
             genomes.append(sorted(tuple(sorted((k, v) for k, v in r.items() if k in SPACE)) for r in csv.DictReader(f)))
     assert genomes[0] == genomes[1]
     assert (bests[0]["genome"], bests[0]["fitness"]) == (bests[1]["genome"], bests[1]["fitness"])
+
+
+def test_losing_the_race_to_create_optunas_tables_is_retried_and_nothing_else_is():
+    """Workers starting together on a fresh database race to create Optuna's tables; PostgreSQL tells the loser
+    "relation already exists" (DuplicateTable, a ProgrammingError) or a unique-key violation (IntegrityError): both
+    are retried once the tables exist. Any other failure is said at once (the CI failure of session 16)."""
+    import psycopg
+    from sqlalchemy import exc
+
+    from towerlab.search.workers import _table_race
+
+    duplicate = psycopg.errors.DuplicateTable('relation "studies" already exists')
+    assert _table_race(exc.ProgrammingError("CREATE TABLE studies (...)", {}, duplicate))
+    unique = psycopg.errors.UniqueViolation('duplicate key value violates unique constraint "pg_type_typname"')
+    assert _table_race(exc.IntegrityError("CREATE TABLE studies (...)", {}, unique))
+    refused = psycopg.OperationalError("connection refused")
+    assert not _table_race(exc.OperationalError("SELECT 1", {}, refused))
+    assert not _table_race(ValueError("the study's direction differs"))

@@ -46,6 +46,14 @@ def first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
 
 
+def _table_race(e: BaseException) -> bool:
+    """Whether `e` is a worker losing the race to create Optuna's tables on a fresh database: SQLAlchemy's
+    IntegrityError (a unique key of the catalogue), or PostgreSQL's DuplicateTable ("relation ... already
+    exists", a ProgrammingError)."""
+    text = type(e).__name__ + repr(e)
+    return "IntegrityError" in text or "DuplicateTable" in text or "already exists" in text
+
+
 @dataclass
 class Budget:
     ended: int  # complete, pruned, or failed by their own config or training
@@ -85,7 +93,8 @@ class SharedStudy:
 
     def _open(self, name: str, maximize: bool, sampler, tries: int = 5):
         """The study, created by whichever worker comes first. Workers that start together on a fresh database
-        race to create Optuna's tables (one gets a unique-key violation): the others try again once they exist."""
+        race to create Optuna's tables (a loser gets a unique-key violation, or PostgreSQL's "relation already
+        exists" when both issued CREATE TABLE at once): the others try again once they exist."""
         for attempt in range(tries):
             try:
                 return self.optuna.create_study(
@@ -97,8 +106,8 @@ class SharedStudy:
                 )
             except ConfigError:
                 raise
-            except Exception as e:  # noqa: BLE001 -- the table race is SQLAlchemy's IntegrityError; the last one is said
-                if attempt == tries - 1 or "IntegrityError" not in type(e).__name__ + repr(e):
+            except Exception as e:  # noqa: BLE001 -- the table race (see above) is retried; the last one is said
+                if attempt == tries - 1 or not _table_race(e):
                     raise
                 time.sleep(0.5 * (attempt + 1))
 
