@@ -144,3 +144,21 @@ def test_a_folder_is_listed_once_and_walked_again_when_a_file_comes_or_goes(tmp_
 
 def real_walk_files(root):
     return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+
+
+def test_a_kept_listing_that_names_a_path_outside_its_folder_is_walked_again(tmp_path):
+    """The cached list is a file anyone with the cache folder can edit: an entry with '..' or an absolute path
+    makes it ignored (the folder walked again), so it can never make training read outside --data."""
+    root, secret = tmp_path / "data", tmp_path / "secret.png"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "0.png").write_bytes(b"x")
+    secret.write_bytes(b"x")
+    for folder in (root, root / "a"):
+        _age(folder)
+    assert files.walk_files(root) == [root / "a" / "0.png"]
+    listing = files._listing_file(root)
+    for planted in ("../secret.png", str(secret)):
+        kept = json.loads(listing.read_text())
+        kept["files"].append(planted)
+        listing.write_text(json.dumps(kept))
+        assert files.walk_files(root) == [root / "a" / "0.png"]

@@ -304,10 +304,13 @@ def _listing_file(root: Path) -> Path:
 
 
 def _kept_listing(root: Path) -> list[Path] | None:
-    """The cached listing of root, None when there is none or a folder in it changed since."""
+    """The cached listing of root, None when there is none, a folder in it changed since, or it names a path
+    that is not a plain relative one (a cache file edited to reach outside root is walked again, never read)."""
     try:
         kept = json.loads(_listing_file(root).read_text())
         if kept["root"] != str(root.absolute()) or not kept["folders"]:
+            return None
+        if not all(map(_inside, [*kept["folders"], *kept["files"]])):
             return None
         for rel, mtime in kept["folders"].items():
             if os.stat(root / rel).st_mtime_ns != mtime:
@@ -315,6 +318,11 @@ def _kept_listing(root: Path) -> list[Path] | None:
         return [root / rel for rel in kept["files"]]
     except (OSError, ValueError, KeyError, TypeError):  # none yet, unreadable, or a folder gone: walk again
         return None
+
+
+def _inside(rel: str) -> bool:
+    """A path relative to the listed root that stays under it (what _walk records: no absolute path, no '..')."""
+    return isinstance(rel, str) and not os.path.isabs(rel) and ".." not in Path(rel).parts
 
 
 RACY_S = 2.0  # a folder changed this recently may change again within its clock's tick, unseen: not kept
@@ -328,9 +336,10 @@ def _keep_listing(root: Path, found: list[Path], folders: dict[str, int]) -> Non
     if not folders or time.time() - max(folders.values()) / 1e9 < RACY_S:
         return
     record = {"root": str(root.absolute()), "folders": folders, "files": [str(p.relative_to(root)) for p in found]}
+    where = _listing_file(root)
     try:
-        _listing_file(root).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(_listing_file(root), json.dumps(record), sync=False)
+        where.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(where, json.dumps(record), sync=False)
     except OSError:
         pass
 
