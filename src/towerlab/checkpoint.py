@@ -94,9 +94,14 @@ class PendingShards:
     checkpoint in `finish_sharded`, until then it is a .tmp- folder a resume never reads."""
 
     name: str
+    step: int
     tmp: Path
     final: Path
     written: object = None  # the writer's Future (async); None: written already
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.final.parent
 
 
 def begin_sharded(ckpt_dir: Path, step: int, shards: dict, dist, background: bool = False, group=None) -> PendingShards:
@@ -109,7 +114,7 @@ def begin_sharded(ckpt_dir: Path, step: int, shards: dict, dist, background: boo
     from towerlab.dist import barrier, broadcast_object
 
     name = broadcast_object(f"step-{step:08d}-{uuid.uuid4().hex[:6]}" if dist.is_main else None, dist)
-    pending = PendingShards(name, ckpt_dir / f".tmp-{name}", ckpt_dir / name)
+    pending = PendingShards(name, step, ckpt_dir / f".tmp-{name}", ckpt_dir / name)
     if dist.is_main:
         (pending.tmp / SHARDS).mkdir(parents=True)
     barrier(dist)
@@ -120,14 +125,14 @@ def begin_sharded(ckpt_dir: Path, step: int, shards: dict, dist, background: boo
     return pending
 
 
-def finish_sharded(pending: PendingShards, step: int, state: dict, pointers: list[str], keep: int, dist) -> Path:
+def finish_sharded(pending: PendingShards, state: dict, pointers: list[str], keep: int, dist) -> Path:
     """Wait for the shards, hash every rank's files for the manifest, write rank 0's state.pt beside them and
     rename the folder into place (rank 0). A collective: every rank calls it. Returns the folder."""
     from towerlab.dist import all_gather_object, barrier
 
     if pending.written is not None:
         pending.written.result()
-    tmp = pending.tmp
+    tmp, step, ckpt_dir = pending.tmp, pending.step, pending.ckpt_dir
     mine = [f for f in (tmp / SHARDS).iterdir() if f.name.startswith(f"__{dist.rank}_")]
     if dist.is_main:
         mine.append(tmp / SHARDS / ".metadata")
@@ -145,17 +150,17 @@ def finish_sharded(pending: PendingShards, step: int, state: dict, pointers: lis
         fsync_dir(tmp / SHARDS)
         fsync_dir(tmp)
         os.replace(tmp, pending.final)
-        fsync_dir(pending.tmp.parent)
+        fsync_dir(ckpt_dir)
         for p in pointers:
-            atomic_write(pending.tmp.parent / f"{p}.json", json.dumps({"dir": pending.name, "step": step}).encode())
-        prune(pending.tmp.parent, keep, newest=pending.final)
+            atomic_write(ckpt_dir / f"{p}.json", json.dumps({"dir": pending.name, "step": step}).encode())
+        prune(ckpt_dir, keep, newest=pending.final)
     barrier(dist)
     return pending.final
 
 
 def save_sharded(ckpt_dir: Path, step: int, shards: dict, state: dict, pointers: list[str], keep: int, dist) -> Path:
     """A sharded checkpoint written now (begin_sharded, then finish_sharded). A collective."""
-    return finish_sharded(begin_sharded(ckpt_dir, step, shards, dist), step, state, pointers, keep, dist)
+    return finish_sharded(begin_sharded(ckpt_dir, step, shards, dist), state, pointers, keep, dist)
 
 
 def is_sharded(folder: Path) -> bool:

@@ -136,7 +136,10 @@ class TensorLoader:
         """This process's batches from batch `start`, each item transformed where it is read: the slices are of
         places in the epoch (a Drawn view), read by the stream's workers or here from the held items."""
         held = self.reader.items if self.reader else TensorItems(self.tensors)
-        view, b = Drawn(held, self._order(), self._draws(), self.item_transform), self.batch_size
+        draws = self._draws()
+        if not self.reader and len(held):  # the held items may sit on the GPU: their numbers go there once an epoch,
+            draws = draws.to(held[0][0].device)  # not once an item
+        view, b = Drawn(held, self._order(), draws, self.item_transform), self.batch_size
         lists = [self._local(torch.arange(i * b, min((i + 1) * b, len(view)))) for i in range(start, len(self))]
         lists = [p.tolist() for p in lists if len(p)]
         batches = self.reader.batches(lists, items=view) if self.reader else (view.batch(p) for p in lists)

@@ -51,7 +51,7 @@ def save(t, improved: bool, final: bool = False) -> None:
         background = t.cfg.checkpoint == "sharded-async"
         pending = checkpoint.begin_sharded(Path(ckpt), t.step, shards, t.dist, background, _writers(t, background))
         # training goes on while the shards are written: what rank 0 adds to them is frozen as it is now
-        t.pending_checkpoint = (pending, t.step, copy.deepcopy(training), pointers)
+        t.pending_checkpoint = (pending, copy.deepcopy(training), pointers)
         if not background or final or t.step >= t.total_steps:
             settle(t)
         return
@@ -70,8 +70,8 @@ def settle(t) -> None:
     if pending is None:
         return
     t.pending_checkpoint = None
-    folder, step, training, pointers = pending
-    checkpoint.finish_sharded(folder, step, training, pointers, t.cfg.keep_checkpoints, t.dist)
+    shards, training, pointers = pending
+    checkpoint.finish_sharded(shards, training, pointers, t.cfg.keep_checkpoints, t.dist)
 
 
 def _writers(t, background: bool):
